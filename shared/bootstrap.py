@@ -1,0 +1,173 @@
+"""Composition root: the one place that builds real clients, once per process, on first use.
+
+Nothing here runs at import time. ``services()`` parses the settings and wires the object graph;
+it is cached, so the Functions worker and the CLI reuse one HTTP pool, one Key Vault client, one
+MSAL app per tenant (with its token cache) and one API client per tenant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from shared.clock import Clock, utc_now
+from shared.settings import Settings, load
+
+log = logging.getLogger(__name__)
+
+#: how long the client secret read from Key Vault is trusted before it is read again
+SECRET_MAX_AGE = timedelta(hours=1)
+
+
+@dataclass
+class Services:
+    """The wired application. Build with ``build(settings)``; use through ``services()``."""
+
+    settings: Settings
+    clock: Clock
+    session: Any
+    tokens: Any
+    blob_service: Any
+    table_service: Any
+    _clients: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _storage_ready: bool = False
+
+    def client_for(self, tenant: str) -> Any:
+        """The API client of one tenant (built once)."""
+        from shared.defender.client import DefenderClient
+
+        with self._lock:
+            client = self._clients.get(tenant)
+            if client is None:
+                s = self.settings
+                client = DefenderClient(
+                    session=self.session,
+                    token=self.tokens.for_tenant(tenant, s.api_scope),
+                    api=s.api,
+                    base_url=s.api_url,
+                    timeout=s.http_timeout,
+                )
+                self._clients[tenant] = client
+            return client
+
+    def ingestor(self) -> Any:
+        """The ingestion use case wired to real storage."""
+        from shared.ingest import Ingestor
+        from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
+        from shared.storage.archive import IncidentArchive
+        from shared.storage.state import TenantLock, WatermarkStore
+        from shared.storage.table import IncidentTable
+
+        self._ensure_storage()
+        data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
+        state = self.blob_service.get_container_client(STATE_CONTAINER)
+        table = self.table_service.get_table_client(INCIDENT_TABLE)
+        s = self.settings
+        return Ingestor(
+            client_for=self.client_for,
+            archive=IncidentArchive(data),
+            table=IncidentTable(table),
+            watermarks=WatermarkStore(state),
+            lock_for=lambda tenant: TenantLock(state, tenant),
+            clock=self.clock,
+            lookback=s.lookback,
+            overlap=s.overlap,
+            page_size=s.page_size,
+        )
+
+    def _ensure_storage(self) -> None:
+        """Create the containers and table on first use (idempotent)."""
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        from shared.errors import StorageError
+        from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
+
+        with self._lock:
+            if self._storage_ready:
+                return
+            try:
+                for name in (INCIDENT_CONTAINER, STATE_CONTAINER):
+                    with contextlib.suppress(ResourceExistsError):
+                        self.blob_service.create_container(name)
+                self.table_service.create_table_if_not_exists(INCIDENT_TABLE)
+            except AzureError as exc:
+                raise StorageError(
+                    f"could not prepare the data storage account ({type(exc).__name__}); check "
+                    "DATA_STORAGE_ACCOUNT_NAME / DATA_STORAGE_CONNECTION_STRING and the identity's "
+                    "Storage Blob/Table Data Contributor roles"
+                ) from exc
+            self._storage_ready = True
+
+
+def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
+    """Wire real clients from settings (network I/O happens later, on first use)."""
+    from azure.data.tables import TableServiceClient
+    from azure.keyvault.secrets import SecretClient
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.credentials.keyvault import KeyVaultSecret
+    from shared.credentials.tokens import AppTokenProvider
+    from shared.http import build_session
+
+    if settings.emulator:
+        log.warning(
+            "EMULATOR_CA_CERT is set: trusting a local test CA, with Entra instance discovery "
+            "and Key Vault challenge-resource verification off. Never set it in Azure."
+        )
+    credential = azure_credential(settings)
+    vault_kwargs: dict[str, Any] = {}
+    if settings.emulator:
+        vault_kwargs = {
+            "verify_challenge_resource": False,
+            "connection_verify": str(settings.emulator_ca_cert),
+        }
+    vault = SecretClient(settings.key_vault_url, credential, **vault_kwargs)
+    secret = KeyVaultSecret(vault, settings.client_secret_name, clock=clock, max_age=SECRET_MAX_AGE)
+    session = build_session(ca_cert=settings.emulator_ca_cert)
+    tokens = AppTokenProvider(
+        client_id=settings.client_id,
+        authority_url=settings.authority_url,
+        secret=secret,
+        http_client=session,
+        instance_discovery=not settings.emulator,
+    )
+    if settings.storage_connection_string:
+        blob_service = BlobServiceClient.from_connection_string(settings.storage_connection_string)
+        table_service = TableServiceClient.from_connection_string(
+            settings.storage_connection_string
+        )
+    else:
+        account, suffix = settings.storage_account_name, settings.cloud.storage_suffix
+        blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential)
+        table_service = TableServiceClient(
+            f"https://{account}.table.{suffix}", credential=credential
+        )
+    return Services(
+        settings=settings,
+        clock=clock,
+        session=session,
+        tokens=tokens,
+        blob_service=blob_service,
+        table_service=table_service,
+    )
+
+
+def azure_credential(settings: Settings) -> Any:
+    """The Function's identity: managed identity, or developer sign-in when asked for."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.azure_credential == "developer":
+        return DefaultAzureCredential()
+    return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+
+
+@functools.cache
+def services() -> Services:
+    """The process-wide services, built from the environment on first call."""
+    return build(load())

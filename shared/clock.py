@@ -1,0 +1,49 @@
+"""The injected clock: every "now" in shared/ comes from one of these, always tz-aware UTC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+def format_utc(value: datetime) -> str:
+    """Render an aware datetime as ISO-8601 UTC with a ``Z`` (the form OData filters take).
+
+    Raises:
+        ValueError: ``value`` is naive (a naive time is a bug, not an input).
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    value = value.astimezone(UTC)
+    text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime:
+    """Parse an API timestamp (ISO-8601, up to 7 fractional digits, ``Z`` or offset) to aware UTC.
+
+    Defender returns 7 fractional digits (.NET ticks); Python keeps 6, so the 7th is dropped.
+
+    Raises:
+        ValueError: the text is not such a timestamp, or has no zone.
+    """
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    if "." in raw:
+        head, _, rest = raw.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        raw = f"{head}.{(digits + '000000')[:6]}{rest}"
+    value = datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp has no time zone: {text!r}")
+    return value.astimezone(UTC)

@@ -1,0 +1,74 @@
+"""National clouds: the hosts that go with each Microsoft cloud the app can run against.
+
+Sources (read 2026-11):
+- Entra authority hosts: https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud
+- Graph per cloud: https://learn.microsoft.com/graph/deployments
+- Defender XDR API for US Government: https://learn.microsoft.com/defender-xdr/usgov
+  (GCC ``api-gcc.security.microsoft.us``; GCC High and DoD ``api-gov.security.microsoft.us``)
+- Storage / Key Vault DNS suffixes: https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure
+
+GCC tenants sign in to the commercial Entra ID and use commercial Graph; only the legacy
+Defender host differs. GCC High and DoD live in Azure Government.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Cloud:
+    """Endpoints of one national cloud. URLs have no trailing slash."""
+
+    name: str
+    authority_url: str
+    legacy_api_url: str
+    graph_api_url: str
+    storage_suffix: str
+    vault_suffix: str
+
+    @property
+    def legacy_scope(self) -> str:
+        """The app-only scope of the legacy Defender API in this cloud."""
+        return f"{self.legacy_api_url}/.default"
+
+    @property
+    def graph_scope(self) -> str:
+        """The app-only scope of Microsoft Graph in this cloud."""
+        return f"{self.graph_api_url}/.default"
+
+
+CLOUDS: dict[str, Cloud] = {
+    "public": Cloud(
+        name="public",
+        authority_url="https://login.microsoftonline.com",
+        legacy_api_url="https://api.security.microsoft.com",
+        graph_api_url="https://graph.microsoft.com",
+        storage_suffix="core.windows.net",
+        vault_suffix="vault.azure.net",
+    ),
+    "gcc": Cloud(
+        name="gcc",
+        authority_url="https://login.microsoftonline.com",
+        legacy_api_url="https://api-gcc.security.microsoft.us",
+        graph_api_url="https://graph.microsoft.com",
+        storage_suffix="core.windows.net",
+        vault_suffix="vault.azure.net",
+    ),
+    "gcchigh": Cloud(
+        name="gcchigh",
+        authority_url="https://login.microsoftonline.us",
+        legacy_api_url="https://api-gov.security.microsoft.us",
+        graph_api_url="https://graph.microsoft.us",
+        storage_suffix="core.usgovcloudapi.net",
+        vault_suffix="vault.usgovcloudapi.net",
+    ),
+    "dod": Cloud(
+        name="dod",
+        authority_url="https://login.microsoftonline.us",
+        legacy_api_url="https://api-gov.security.microsoft.us",
+        graph_api_url="https://dod-graph.microsoft.us",
+        storage_suffix="core.usgovcloudapi.net",
+        vault_suffix="vault.usgovcloudapi.net",
+    ),
+}

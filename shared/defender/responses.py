@@ -1,0 +1,143 @@
+"""Pure classification of API answers into data or one of our typed errors.
+
+Error bodies (defender-api.md §1.7, §2.6): legacy ``{"error": {"code", "message", "target"}}``
+where ``target`` is a tracking id; Graph ``{"error": {"code", "message", "innerError":
+{"request-id", "client-request-id", "date"}}}``. A 429 carries ``Retry-After`` seconds, and the
+legacy body says which quota was hit ("maximum allowed 45 per 00:01:00").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shared.errors import (
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+    UnauthorizedError,
+    UnexpectedResponseError,
+    UpstreamError,
+)
+
+#: every permission the app's features need, so a 403 message can be matched to one
+KNOWN_ROLES = (
+    "Incident.ReadWrite.All",
+    "Incident.Read.All",
+    "AdvancedHunting.Read.All",
+    "SecurityIncident.ReadWrite.All",
+    "SecurityIncident.Read.All",
+    "SecurityAlert.ReadWrite.All",
+    "SecurityAlert.Read.All",
+    "ThreatHunting.Read.All",
+)
+
+_QUOTA = re.compile(r"per (\d+):(\d\d):(\d\d)")
+_MAX_MESSAGE = 300
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _error_parts(body: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, message, request id) from either API's error body."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return None, None, None
+    err = body["error"]
+    code = err.get("code") if isinstance(err.get("code"), str) else None
+    message = err.get("message") if isinstance(err.get("message"), str) else None
+    request_id = err.get("target") if isinstance(err.get("target"), str) else None
+    inner = err.get("innerError") or err.get("innererror")
+    if isinstance(inner, dict) and isinstance(inner.get("request-id"), str):
+        request_id = inner["request-id"]
+    return code, message, request_id
+
+
+def retry_after_seconds(headers: Mapping[str, str], message: str | None) -> float | None:
+    """The wait a 429 asks for: ``Retry-After`` seconds, else the quota window in the message."""
+    raw = _lower_headers(headers).get("retry-after", "").strip()
+    if raw:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            pass  # an HTTP-date form is allowed by RFC 9110 but not used by these APIs
+    if message:
+        match = _QUOTA.search(message)
+        if match:
+            h, m, s = (int(g) for g in match.groups())
+            return float(h * 3600 + m * 60 + s)
+    return None
+
+
+def decode_json(status: int, body: bytes) -> Any:
+    """Decode a body as JSON; None when empty.
+
+    Raises:
+        TransientError: a success answer whose JSON is cut off or malformed (a truncated
+            transfer is the usual cause, so it is worth another try).
+    """
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        if 200 <= status < 300:
+            raise TransientError(
+                f"HTTP {status} with a body that is not complete JSON", status=status
+            ) from None
+        return None
+
+
+def classify(status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    """Return the decoded JSON of a success, or raise the typed error for a failure.
+
+    Raises:
+        UpstreamError: a subclass chosen by status (see ``shared.errors``).
+    """
+    data = decode_json(status, body)
+    if 200 <= status < 300:
+        return data
+    code, message, request_id = _error_parts(data)
+    h = _lower_headers(headers)
+    request_id = request_id or h.get("request-id") or h.get("x-ms-request-id")
+    correlation_id = h.get("client-request-id") or h.get("x-ms-correlation-request-id")
+    text = (message or "").strip()[:_MAX_MESSAGE]
+    detail = f": {text}" if text else ""
+    common: dict[str, Any] = {
+        "status": status,
+        "api_code": code,
+        "request_id": request_id,
+        "correlation_id": correlation_id,
+    }
+    if status == 429:
+        wait = retry_after_seconds(headers, message)
+        raise ThrottledError(f"throttled by the API (HTTP 429){detail}", retry_after=wait, **common)
+    if status == 400:
+        raise BadRequestError(f"the API refused the request{detail}", **common)
+    if status == 401:
+        raise UnauthorizedError(
+            f"the API refused the token (HTTP 401){detail}; check the token's audience, tenant "
+            "and expiry",
+            **common,
+        )
+    if status == 403:
+        role = next((r for r in KNOWN_ROLES if r.lower() in text.lower()), None)
+        hint = f"; grant the app '{role}' and admin-consent it" if role else ""
+        raise ForbiddenError(
+            f"permission denied (HTTP 403){detail}{hint}", missing_role=role, **common
+        )
+    if status == 404:
+        raise NotFoundError(f"not found (HTTP 404){detail}", **common)
+    if status == 408 or status >= 500:
+        raise TransientError(f"the API is unavailable (HTTP {status}){detail}", **common)
+    raise UnexpectedResponseError(f"unexpected HTTP {status} from the API{detail}", **common)
+
+
+def is_retryable(error: UpstreamError) -> bool:
+    """Whether another attempt may succeed."""
+    return isinstance(error, TransientError)

@@ -1,0 +1,165 @@
+"""The one exception hierarchy of Defender Bridge, typed by what the caller does about it.
+
+::
+
+    BridgeError                      base: catch this to handle every failure raised by shared/
+    ├── ConfigError                  a setting or argument is missing or malformed: fix, don't retry
+    ├── AuthError                    no token: fix the identity, app registration, secret or consent
+    │   ├── SecretAccessError        Key Vault refused or lacks the credential (403/404)
+    │   └── ConsentError             the app is not consented/known in a tenant: an admin must act
+    ├── UpstreamError                Defender / Graph answered with a failure (carries ids)
+    │   ├── TransientError           worth retrying later: 5xx, timeouts, resets
+    │   │   └── ThrottledError       429: wait ``retry_after`` seconds
+    │   ├── UnauthorizedError        401 from the API: token audience/tenant/expiry
+    │   ├── ForbiddenError           403: the token lacks a role (``missing_role`` names it)
+    │   ├── NotFoundError            404: no such incident
+    │   ├── BadRequestError          400: the API's message says what is wrong
+    │   └── UnexpectedResponseError  the answer does not match the documented contract
+    ├── StorageError                 Azure Storage failed (not a conflict)
+    └── ConflictError                another run holds the tenant or moved its state: skip this run
+
+Messages never contain a secret, token, assertion or connection string: SDK errors are
+translated at the boundary (``raise ... from``) into these types with messages we write.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base class of every error raised on purpose by ``shared``."""
+
+    #: short machine-readable code used by the HTTP API and JSON summaries
+    code = "error"
+
+
+class ConfigError(BridgeError):
+    """Settings or arguments are missing or malformed; retrying will not help."""
+
+    code = "configuration"
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class AuthError(BridgeError):
+    """A token could not be obtained.
+
+    ``error`` and ``correlation_id`` come from Entra ID when it answered (never the secret).
+    """
+
+    code = "authentication"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_codes: tuple[int, ...] = (),
+        correlation_id: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_codes = error_codes
+        self.correlation_id = correlation_id
+        self.tenant = tenant
+
+
+class SecretAccessError(AuthError):
+    """Key Vault did not give us the app credential (missing, forbidden, unreachable)."""
+
+    code = "secret_access"
+
+
+class ConsentError(AuthError):
+    """The app is not consented in (or unknown to) a tenant; ``action`` says what to do."""
+
+    code = "consent_required"
+
+    def __init__(self, message: str, *, action: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.action = action
+
+
+class UpstreamError(BridgeError):
+    """The Defender or Graph API answered with a failure, or could not be reached."""
+
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        api_code: str | None = None,
+        request_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.api_code = api_code
+        self.request_id = request_id
+        self.correlation_id = correlation_id
+
+
+class TransientError(UpstreamError):
+    """A failure that may pass: 5xx, timeouts, connection resets, truncated bodies."""
+
+    code = "upstream_unavailable"
+
+
+class ThrottledError(TransientError):
+    """429: the quota is spent; ``retry_after`` is the wait the service asked for (seconds)."""
+
+    code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class UnauthorizedError(UpstreamError):
+    """401 from the API: the token was refused (wrong audience, tenant or expired)."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(UpstreamError):
+    """403: the caller lacks a permission; ``missing_role`` names it when known."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str, *, missing_role: str | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.missing_role = missing_role
+
+
+class NotFoundError(UpstreamError):
+    """404: the incident (or route) does not exist."""
+
+    code = "not_found"
+
+
+class BadRequestError(UpstreamError):
+    """400: the API refused the request; the message is the API's own."""
+
+    code = "bad_request"
+
+
+class UnexpectedResponseError(UpstreamError):
+    """The API answered something outside its documented contract."""
+
+    code = "unexpected_response"
+
+
+class StorageError(BridgeError):
+    """Azure Storage failed for a reason other than a concurrency conflict."""
+
+    code = "storage"
+
+
+class ConflictError(BridgeError):
+    """Another run holds the tenant's lock or changed its state first; this run should skip."""
+
+    code = "conflict"

@@ -1,0 +1,313 @@
+"""App settings: their names, one typed frozen object, and a parser that reports every problem.
+
+App settings reach a Function as environment variables, so ``Settings.from_env`` parses any
+mapping (``os.environ`` in production, a dict in tests). Nothing here reads the environment at
+import time; ``load()`` does it on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from shared.clouds import CLOUDS, Cloud
+from shared.errors import ConfigError
+
+TENANT_ID_SETTING = "DEFENDER_TENANT_ID"
+CLIENT_ID_SETTING = "DEFENDER_CLIENT_ID"
+API_SETTING = "DEFENDER_API"
+CLOUD_SETTING = "DEFENDER_CLOUD"
+AUTHORITY_URL_SETTING = "DEFENDER_AUTHORITY_URL"
+LEGACY_API_URL_SETTING = "DEFENDER_LEGACY_API_URL"
+GRAPH_API_URL_SETTING = "DEFENDER_GRAPH_API_URL"
+KEY_VAULT_URL_SETTING = "KEY_VAULT_URL"
+CLIENT_SECRET_NAME_SETTING = "DEFENDER_CLIENT_SECRET_NAME"  # noqa: S105 - a setting name
+MANAGED_IDENTITY_CLIENT_ID_SETTING = "AZURE_CLIENT_ID"
+AZURE_CREDENTIAL_SETTING = "AZURE_CREDENTIAL_KIND"
+STORAGE_CONNECTION_STRING_SETTING = "DATA_STORAGE_CONNECTION_STRING"
+STORAGE_ACCOUNT_SETTING = "DATA_STORAGE_ACCOUNT_NAME"
+INGEST_TENANTS_SETTING = "INGEST_TENANTS"
+INGEST_SCHEDULE_SETTING = "INGEST_SCHEDULE"
+INGEST_LOOKBACK_DAYS_SETTING = "INGEST_LOOKBACK_DAYS"
+INGEST_OVERLAP_MINUTES_SETTING = "INGEST_OVERLAP_MINUTES"
+INGEST_PAGE_SIZE_SETTING = "INGEST_PAGE_SIZE"
+HTTP_TIMEOUT_SETTING = "HTTP_TIMEOUT_SECONDS"
+EMULATOR_CA_CERT_SETTING = "EMULATOR_CA_CERT"
+
+ApiKind = Literal["graph", "legacy"]
+CredentialKind = Literal["managed-identity", "developer"]
+
+_T = TypeVar("_T")
+_NCRONTAB = re.compile(r"^\S+( \S+){5}$")  # six fields: second minute hour day month weekday
+
+#: the legacy API refuses $top above 100 (https://learn.microsoft.com/defender-xdr/api-list-incidents);
+#: Graph documents no cap; 1000 is the largest page Graph security lists are seen to accept
+#: (elastic/integrations#20234)
+MAX_PAGE_SIZE: dict[ApiKind, int] = {"legacy": 100, "graph": 1000}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the app reads from its settings, parsed and checked."""
+
+    tenant_id: str
+    client_id: str
+    key_vault_url: str
+    storage_connection_string: str | None = field(default=None, repr=False)
+    storage_account_name: str | None = None
+    client_secret_name: str = "defender-client-secret"  # noqa: S105 - the name, not the value
+    managed_identity_client_id: str | None = None
+    azure_credential: CredentialKind = "managed-identity"
+    api: ApiKind = "graph"
+    cloud: Cloud = CLOUDS["public"]
+    authority_url: str = CLOUDS["public"].authority_url
+    legacy_api_url: str = CLOUDS["public"].legacy_api_url
+    graph_api_url: str = CLOUDS["public"].graph_api_url
+    ingest_tenants: tuple[str, ...] = ()
+    ingest_schedule: str = "0 */5 * * * *"
+    lookback: timedelta = timedelta(days=30)
+    overlap: timedelta = timedelta(minutes=10)
+    page_size: int = 100
+    http_timeout: float = 30.0
+    emulator_ca_cert: Path | None = None
+
+    @property
+    def emulator(self) -> bool:
+        """True when pointed at the local emulator (test CA trusted, discovery checks off)."""
+        return self.emulator_ca_cert is not None
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the configured Defender API surface."""
+        return self.graph_api_url if self.api == "graph" else self.legacy_api_url
+
+    @property
+    def api_scope(self) -> str:
+        """The scope to request for the configured API (the cloud's resource, whatever the URL)."""
+        return self.cloud.graph_scope if self.api == "graph" else self.cloud.legacy_scope
+
+    @property
+    def tenants(self) -> tuple[str, ...]:
+        """Tenants to ingest: ``INGEST_TENANTS``, or the home tenant alone."""
+        return self.ingest_tenants or (self.tenant_id,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse settings from a mapping of app settings.
+
+        Raises:
+            ConfigError: listing every missing or malformed setting at once, by name.
+        """
+        p = _Parser(env)
+        tenant_id = p.required(TENANT_ID_SETTING, _guid)
+        client_id = p.required(CLIENT_ID_SETTING, _guid)
+        cloud = p.optional(CLOUD_SETTING, _choice(CLOUDS), CLOUDS["public"])
+        key_vault_url = p.required(KEY_VAULT_URL_SETTING, _https_url)
+        api: ApiKind = p.optional(
+            API_SETTING, _choice({"graph": "graph", "legacy": "legacy"}), "graph"
+        )
+        conn = p.optional(STORAGE_CONNECTION_STRING_SETTING, _connection_string, None)
+        account = p.optional(STORAGE_ACCOUNT_SETTING, _storage_account, None)
+        if conn and account:
+            p.problems.append(
+                f"set only one of {STORAGE_CONNECTION_STRING_SETTING} and {STORAGE_ACCOUNT_SETTING}"
+            )
+        elif (
+            not conn
+            and not account
+            and not p.has_problem_with(STORAGE_CONNECTION_STRING_SETTING, STORAGE_ACCOUNT_SETTING)
+        ):
+            p.problems.append(
+                f"missing {STORAGE_ACCOUNT_SETTING} (or {STORAGE_CONNECTION_STRING_SETTING} "
+                "for local storage)"
+            )
+        page_limit = MAX_PAGE_SIZE.get(api, 100)
+        settings = cls(
+            tenant_id=tenant_id or "",
+            client_id=client_id or "",
+            key_vault_url=key_vault_url or "",
+            storage_connection_string=conn,
+            storage_account_name=account,
+            client_secret_name=p.optional(
+                CLIENT_SECRET_NAME_SETTING, _secret_name, "defender-client-secret"
+            ),
+            managed_identity_client_id=p.optional(MANAGED_IDENTITY_CLIENT_ID_SETTING, _guid, None),
+            azure_credential=p.optional(
+                AZURE_CREDENTIAL_SETTING,
+                _choice({"managed-identity": "managed-identity", "developer": "developer"}),
+                "managed-identity",
+            ),
+            api=api,
+            cloud=cloud,
+            authority_url=p.optional(AUTHORITY_URL_SETTING, _https_url, cloud.authority_url),
+            legacy_api_url=p.optional(LEGACY_API_URL_SETTING, _https_url, cloud.legacy_api_url),
+            graph_api_url=p.optional(GRAPH_API_URL_SETTING, _https_url, cloud.graph_api_url),
+            ingest_tenants=p.optional(INGEST_TENANTS_SETTING, _guid_list, ()),
+            ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, _ncrontab, "0 */5 * * * *"),
+            lookback=timedelta(days=p.optional(INGEST_LOOKBACK_DAYS_SETTING, _int(1, 180), 30)),
+            overlap=timedelta(
+                minutes=p.optional(INGEST_OVERLAP_MINUTES_SETTING, _int(0, 1440), 10)
+            ),
+            page_size=p.optional(INGEST_PAGE_SIZE_SETTING, _int(1, page_limit), 100),
+            http_timeout=p.optional(HTTP_TIMEOUT_SETTING, _float(1.0, 230.0), 30.0),
+            emulator_ca_cert=p.optional(EMULATOR_CA_CERT_SETTING, _existing_file, None),
+        )
+        if p.problems:
+            raise ConfigError(p.problems)
+        return settings
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the process environment (the Function's app settings)."""
+    return Settings.from_env(os.environ if env is None else env)
+
+
+# --- parsing helpers: each returns the value or raises ValueError with a reason ---------------
+
+
+class _Parser:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+        self._bad: set[str] = set()
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def required(self, name: str, parse: Callable[[str], _T]) -> _T | None:
+        raw = self._raw(name)
+        if raw is None:
+            self.problems.append(f"missing {name}")
+            self._bad.add(name)
+            return None
+        return self._parse(name, raw, parse)
+
+    def optional(self, name: str, parse: Callable[[str], _T], default: _T) -> _T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        value = self._parse(name, raw, parse)
+        return default if value is None else value
+
+    def _parse(self, name: str, raw: str, parse: Callable[[str], _T]) -> _T | None:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            # the reason never echoes the value: some settings (connection strings) are secrets
+            self.problems.append(f"{name}: {exc}")
+            self._bad.add(name)
+            return None
+
+    def has_problem_with(self, *names: str) -> bool:
+        return any(n in self._bad for n in names)
+
+
+def _guid(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000") from None
+
+
+def _guid_list(raw: str) -> tuple[str, ...]:
+    items = [part.strip() for part in raw.split(",") if part.strip()]
+    out: list[str] = []
+    for index, item in enumerate(items, 1):
+        try:
+            tid = _guid(item)
+        except ValueError:
+            raise ValueError(f"item {index} is not a tenant GUID") from None
+        if tid not in out:
+            out.append(tid)
+    return tuple(out)
+
+
+def _https_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    return raw.rstrip("/")
+
+
+def _choice(options: Mapping[str, _T]) -> Callable[[str], _T]:
+    def parse(raw: str) -> _T:
+        key = raw.lower()
+        if key not in options:
+            raise ValueError(f"must be one of {', '.join(sorted(options))}")
+        return options[key]
+
+    return parse
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _secret_name(raw: str) -> str:
+    # Key Vault object names: 1-127 alphanumerics and dashes
+    # https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers
+    if not re.fullmatch(r"[0-9A-Za-z-]{1,127}", raw):
+        raise ValueError("must be 1-127 letters, digits and dashes (a Key Vault secret name)")
+    return raw
+
+
+def _storage_account(raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]{3,24}", raw):
+        raise ValueError("must be a storage account name: 3-24 lowercase letters and digits")
+    return raw
+
+
+def _connection_string(raw: str) -> str:
+    if raw == "UseDevelopmentStorage=true":
+        return raw
+    keys = {part.split("=", 1)[0].strip().lower() for part in raw.split(";") if "=" in part}
+    if "accountname" not in keys and "blobendpoint" not in keys:
+        raise ValueError("is not an Azure Storage connection string (no AccountName/BlobEndpoint)")
+    return raw
+
+
+def _ncrontab(raw: str) -> str:
+    if not _NCRONTAB.match(raw):
+        raise ValueError("must be an NCRONTAB expression with six fields, e.g. '0 */5 * * * *'")
+    return raw
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError("must be the path of an existing CA certificate file (PEM)")
+    return path

@@ -1,0 +1,103 @@
+"""The incident archive: gzip NDJSON blobs in Hive-style partitions a lake engine reads as a table.
+
+``incidents/tenant=<tid>/date=<yyyy-mm-dd>/part-<digest>.ndjson.gz``, one line per incident
+version (the API's JSON plus ``_tenantId``, ``_api``, ``_ingestedAt``). The date is the day of
+the version's last update, and the file name is a digest of the versions it holds, so writing
+the same versions again produces the same blob name and content and overwrites it instead of
+adding a second copy.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import ContentSettings
+
+from shared.clock import format_utc
+from shared.defender.model import Incident
+from shared.errors import StorageError
+
+
+class BlobUploader(Protocol):
+    """The part of ``azure.storage.blob.ContainerClient`` the archive uses."""
+
+    def upload_blob(self, name: str, data: bytes, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """Where one incident version was written."""
+
+    incident: Incident
+    blob_name: str
+    line: int
+
+
+def envelope(incident: Incident, tenant: str, ingested_at: datetime) -> dict[str, Any]:
+    """The stored line: the API's JSON plus our envelope fields."""
+    return {
+        **incident.raw,
+        "_tenantId": tenant,
+        "_api": incident.api,
+        "_ingestedAt": format_utc(ingested_at),
+    }
+
+
+def partition_of(tenant: str, incident: Incident) -> str:
+    """The Hive-style folder of one version."""
+    return f"incidents/tenant={tenant}/date={incident.last_update.date().isoformat()}"
+
+
+def blob_name(folder: str, versions: Sequence[Incident]) -> str:
+    """Deterministic name from the set of (id, last update) versions in the file."""
+    keys = sorted(f"{i.id}@{format_utc(i.last_update)}" for i in versions)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
+    return f"{folder}/part-{digest}.ndjson.gz"
+
+
+def encode(lines: Sequence[dict[str, Any]]) -> bytes:
+    """gzip NDJSON with a fixed header time so equal content gives equal bytes."""
+    text = "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in lines)
+    return gzip.compress(text.encode("utf-8"), mtime=0)
+
+
+class IncidentArchive:
+    """Writes incident versions to the archive container."""
+
+    def __init__(self, container: BlobUploader) -> None:
+        self._container = container
+
+    def write(
+        self, tenant: str, incidents: Sequence[Incident], ingested_at: datetime
+    ) -> list[StoredVersion]:
+        """Write versions grouped by partition; return where each one went.
+
+        Raises:
+            StorageError: a blob could not be written (nothing is recorded as stored then).
+        """
+        groups: dict[str, list[Incident]] = defaultdict(list)
+        for incident in sorted(incidents, key=lambda i: (i.last_update, i.id)):
+            groups[partition_of(tenant, incident)].append(incident)
+        stored: list[StoredVersion] = []
+        for folder, versions in sorted(groups.items()):
+            name = blob_name(folder, versions)
+            data = encode([envelope(i, tenant, ingested_at) for i in versions])
+            try:
+                self._container.upload_blob(
+                    name,
+                    data,
+                    overwrite=True,
+                    content_settings=ContentSettings(content_type="application/gzip"),
+                )
+            except AzureError as exc:
+                raise StorageError(f"could not write blob {name}: {type(exc).__name__}") from exc
+            stored.extend(StoredVersion(i, name, n) for n, i in enumerate(versions, 1))
+        return stored

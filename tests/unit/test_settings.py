@@ -1,0 +1,126 @@
+"""Settings parsing: typed values, defaults, and every problem reported at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.settings import Settings
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+CLIENT = "22222222-2222-2222-2222-222222222222"
+BASE = {
+    "DEFENDER_TENANT_ID": TENANT,
+    "DEFENDER_CLIENT_ID": CLIENT,
+    "KEY_VAULT_URL": "https://myvault.vault.azure.net/",
+    "DATA_STORAGE_ACCOUNT_NAME": "mydata",
+}
+
+
+def test_defaults_for_a_minimal_configuration() -> None:
+    """Only the four required settings give a public-cloud Graph configuration."""
+    s = Settings.from_env(BASE)
+    assert s.tenant_id == TENANT
+    assert s.key_vault_url == "https://myvault.vault.azure.net"
+    assert s.api == "graph"
+    assert s.api_url == "https://graph.microsoft.com"
+    assert s.api_scope == "https://graph.microsoft.com/.default"
+    assert s.tenants == (TENANT,)
+    assert s.overlap == timedelta(minutes=10)
+    assert s.lookback == timedelta(days=30)
+    assert not s.emulator
+
+
+def test_every_problem_is_reported_at_once_by_name() -> None:
+    """Missing and malformed values all appear in one error."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "DEFENDER_TENANT_ID": "not-a-guid",
+                "KEY_VAULT_URL": "http://vault",
+                "DEFENDER_API": "soap",
+                "INGEST_OVERLAP_MINUTES": "-1",
+                "INGEST_TENANTS": f"{TENANT},nope",
+            }
+        )
+    text = str(info.value)
+    for name in (
+        "DEFENDER_TENANT_ID",
+        "DEFENDER_CLIENT_ID",
+        "KEY_VAULT_URL",
+        "DEFENDER_API",
+        "INGEST_OVERLAP_MINUTES",
+        "INGEST_TENANTS",
+        "DATA_STORAGE_ACCOUNT_NAME",
+    ):
+        assert name in text
+    assert len(info.value.problems) == 7
+
+
+def test_malformed_connection_string_is_not_echoed() -> None:
+    """A bad secret-bearing setting is named, but its value never appears in the error."""
+    env = {**BASE, "DATA_STORAGE_CONNECTION_STRING": "AccountKey=SuperSecretValue123"}
+    del env["DATA_STORAGE_ACCOUNT_NAME"]
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert "DATA_STORAGE_CONNECTION_STRING" in str(info.value)
+    assert "SuperSecretValue123" not in str(info.value)
+    assert "SuperSecretValue123" not in repr(info.value)
+
+
+def test_both_storage_settings_is_an_error() -> None:
+    """Exactly one way to reach storage must be configured."""
+    env = {**BASE, "DATA_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
+    with pytest.raises(ConfigError, match="only one of"):
+        Settings.from_env(env)
+
+
+def test_connection_string_is_hidden_from_repr() -> None:
+    """repr(settings) (e.g. in a traceback) does not show the connection string."""
+    env = {k: v for k, v in BASE.items() if k != "DATA_STORAGE_ACCOUNT_NAME"}
+    env["DATA_STORAGE_CONNECTION_STRING"] = "AccountName=a;AccountKey=c2VjcmV0"
+    s = Settings.from_env(env)
+    assert "c2VjcmV0" not in repr(s)
+
+
+def test_legacy_page_size_is_capped_at_100() -> None:
+    """The legacy API refuses $top above 100, so the setting does too."""
+    with pytest.raises(ConfigError, match="INGEST_PAGE_SIZE"):
+        Settings.from_env({**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "101"})
+    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "500"}).page_size == 500
+
+
+def test_national_cloud_sets_hosts_and_overrides_win() -> None:
+    """A cloud picks its hosts; explicit URL settings override them; scopes stay the cloud's."""
+    s = Settings.from_env({**BASE, "DEFENDER_CLOUD": "gcchigh", "DEFENDER_API": "legacy"})
+    assert s.authority_url == "https://login.microsoftonline.us"
+    assert s.api_url == "https://api-gov.security.microsoft.us"
+    assert s.graph_api_url == "https://graph.microsoft.us"
+    s = Settings.from_env({**BASE, "DEFENDER_GRAPH_API_URL": "https://127.0.0.1:8443"})
+    assert s.api_url == "https://127.0.0.1:8443"
+    assert s.api_scope == "https://graph.microsoft.com/.default"
+
+
+def test_tenant_list_is_normalized_and_deduplicated() -> None:
+    """INGEST_TENANTS accepts spaces and repeats; ids are lowercased GUIDs."""
+    other = "33333333-3333-3333-3333-33333333333A"
+    s = Settings.from_env({**BASE, "INGEST_TENANTS": f" {TENANT} , {other},{TENANT}"})
+    assert s.tenants == (TENANT, other.lower())
+
+
+def test_emulator_ca_must_exist(tmp_path: Path) -> None:
+    """The emulator switch points at a real file, or is refused."""
+    with pytest.raises(ConfigError, match="EMULATOR_CA_CERT"):
+        Settings.from_env({**BASE, "EMULATOR_CA_CERT": str(tmp_path / "missing.pem")})
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert Settings.from_env({**BASE, "EMULATOR_CA_CERT": str(ca)}).emulator
+
+
+def test_schedule_must_be_six_field_ncrontab() -> None:
+    """A five-field cron (a common mistake) is refused with the expected form."""
+    with pytest.raises(ConfigError, match="six fields"):
+        Settings.from_env({**BASE, "INGEST_SCHEDULE": "*/5 * * * *"})

@@ -1,0 +1,70 @@
+"""Window planning and UTC time handling (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.clock import format_utc, parse_utc
+from shared.window import advance, plan_start
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+KW = {"lookback": timedelta(days=30), "overlap": timedelta(minutes=10)}
+
+
+def test_first_run_starts_lookback_ago() -> None:
+    """No watermark: read the configured lookback."""
+    assert plan_start(None, NOW, **KW) == NOW - timedelta(days=30)
+
+
+def test_later_runs_reread_the_overlap() -> None:
+    """With a watermark, start an overlap before it."""
+    mark = NOW - timedelta(hours=1)
+    assert plan_start(mark, NOW, **KW) == mark - timedelta(minutes=10)
+
+
+def test_watermark_in_the_future_is_clamped_to_now() -> None:
+    """A watermark ahead of the local clock never makes a start in the future."""
+    assert plan_start(NOW + timedelta(hours=2), NOW, **KW) == NOW
+
+
+def test_backfill_since_wins_and_rejects_future() -> None:
+    """--since overrides the watermark; a future since is an error."""
+    since = NOW - timedelta(days=3)
+    assert plan_start(NOW, NOW, since=since, **KW) == since
+    with pytest.raises(ValueError, match="future"):
+        plan_start(None, NOW, since=NOW + timedelta(seconds=1), **KW)
+
+
+def test_naive_datetimes_are_refused() -> None:
+    """Naive times are bugs, not inputs."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        plan_start(None, NOW.replace(tzinfo=None), **KW)
+
+
+def test_advance_never_moves_back() -> None:
+    """The watermark is the newest time seen, and never older than before."""
+    t1, t2 = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
+    assert advance(None, []) is None
+    assert advance(t1, []) == t1
+    assert advance(None, [t1, t2]) == t2
+    assert advance(NOW, [t1, t2]) == NOW
+
+
+def test_parse_utc_handles_seven_digit_fractions_and_offsets() -> None:
+    """Defender's .NET timestamps (7 digits) and offsets parse to aware UTC."""
+    assert parse_utc("2020-09-06T14:46:57.0733333Z") == datetime(
+        2020, 9, 6, 14, 46, 57, 73333, tzinfo=UTC
+    )
+    assert parse_utc("2020-09-06T16:46:57+02:00") == datetime(2020, 9, 6, 14, 46, 57, tzinfo=UTC)
+    with pytest.raises(ValueError, match="no time zone"):
+        parse_utc("2020-09-06T14:46:57")
+
+
+def test_format_utc_uses_z_and_refuses_naive() -> None:
+    """OData datetime literals end in Z."""
+    assert format_utc(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
+    assert format_utc(datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=UTC)).endswith(".000120Z")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_utc(datetime(2026, 1, 2))  # noqa: DTZ001 - the point of the test
