@@ -40,7 +40,7 @@ class Services:
 
     def client_for(self, tenant: str) -> Any:
         """The API client of one tenant (built once)."""
-        from shared.defender.client import DefenderClient
+        from shared.defender.client import DefenderClient, RetryPolicy
 
         with self._lock:
             client = self._clients.get(tenant)
@@ -52,6 +52,7 @@ class Services:
                     api=s.api,
                     base_url=s.api_url,
                     timeout=s.http_timeout,
+                    retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
                 )
                 self._clients[tenant] = client
             return client

@@ -39,6 +39,8 @@ INGEST_LOOKBACK_DAYS_SETTING = "INGEST_LOOKBACK_DAYS"
 INGEST_OVERLAP_MINUTES_SETTING = "INGEST_OVERLAP_MINUTES"
 INGEST_PAGE_SIZE_SETTING = "INGEST_PAGE_SIZE"
 HTTP_TIMEOUT_SETTING = "HTTP_TIMEOUT_SECONDS"
+API_MAX_ATTEMPTS_SETTING = "API_MAX_ATTEMPTS"
+API_TIME_BUDGET_SETTING = "API_TIME_BUDGET_SECONDS"
 EMULATOR_CA_CERT_SETTING = "EMULATOR_CA_CERT"
 
 ApiKind = Literal["graph", "legacy"]
@@ -76,6 +78,8 @@ class Settings:
     overlap: timedelta = timedelta(minutes=10)
     page_size: int = 100
     http_timeout: float = 30.0
+    api_max_attempts: int = 6
+    api_time_budget: float = 300.0
     emulator_ca_cert: Path | None = None
 
     @property
@@ -157,6 +161,8 @@ class Settings:
             ),
             page_size=p.optional(INGEST_PAGE_SIZE_SETTING, _int(1, page_limit), 100),
             http_timeout=p.optional(HTTP_TIMEOUT_SETTING, _float(1.0, 230.0), 30.0),
+            api_max_attempts=p.optional(API_MAX_ATTEMPTS_SETTING, _int(1, 20), 6),
+            api_time_budget=p.optional(API_TIME_BUDGET_SETTING, _float(1.0, 3600.0), 300.0),
             emulator_ca_cert=p.optional(EMULATOR_CA_CERT_SETTING, _existing_file, None),
         )
         if p.problems:
