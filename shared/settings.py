@@ -42,9 +42,34 @@ HTTP_TIMEOUT_SETTING = "HTTP_TIMEOUT_SECONDS"
 API_MAX_ATTEMPTS_SETTING = "API_MAX_ATTEMPTS"
 API_TIME_BUDGET_SETTING = "API_TIME_BUDGET_SECONDS"
 EMULATOR_CA_CERT_SETTING = "EMULATOR_CA_CERT"
+# credentials (issue 4)
+CREDENTIAL_KIND_SETTING = "DEFENDER_CREDENTIAL_KIND"
+CERTIFICATE_NAME_SETTING = "DEFENDER_CERTIFICATE_NAME"
+CREDENTIAL_CACHE_MINUTES_SETTING = "CREDENTIAL_CACHE_MINUTES"
+CREDENTIAL_EXPIRY_WARNING_DAYS_SETTING = "CREDENTIAL_EXPIRY_WARNING_DAYS"
+TENANT_TABLE_SETTING = "TENANT_REGISTRY_TABLE"
+FEATURES_SETTING = "DEFENDER_FEATURES"
+# API client limits (issue 5); documented quotas as defaults, "calls/seconds" pairs
+RATE_LIMIT_INCIDENTS_SETTING = "API_RATE_LIMIT_INCIDENTS"
+RATE_LIMIT_ALERTS_SETTING = "API_RATE_LIMIT_ALERTS"
+RATE_LIMIT_HUNTING_SETTING = "API_RATE_LIMIT_HUNTING"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
+AppCredentialKind = Literal["secret", "certificate", "federated"]
+Feature = Literal["ingest", "update", "hunting"]
+#: a rate limit: at most ``calls`` in any ``seconds``-long window
+RateLimit = tuple[tuple[int, float], ...]
+
+#: Microsoft's documented quotas, per tenant and app:
+#: incidents 50/min and 1,500/hour (https://learn.microsoft.com/defender-xdr/api-list-incidents),
+#: hunting 45/min and 1,500/hour (https://learn.microsoft.com/defender-xdr/api-advanced-hunting),
+#: Graph alerts 150/min (https://learn.microsoft.com/graph/throttling-limits)
+DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
+    "incidents": ((50, 60.0), (1500, 3600.0)),
+    "hunting": ((45, 60.0), (1500, 3600.0)),
+    "alerts": ((150, 60.0),),
+}
 
 _T = TypeVar("_T")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")  # six fields: second minute hour day month weekday
@@ -81,6 +106,13 @@ class Settings:
     api_max_attempts: int = 6
     api_time_budget: float = 300.0
     emulator_ca_cert: Path | None = None
+    credential_kind: AppCredentialKind = "secret"
+    certificate_name: str | None = None
+    credential_cache: timedelta = timedelta(minutes=60)
+    credential_expiry_warning: timedelta = timedelta(days=30)
+    tenant_table: str = "DefenderTenants"
+    features: tuple[Feature, ...] = ("ingest",)
+    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
 
     @property
     def emulator(self) -> bool:
@@ -153,7 +185,7 @@ class Settings:
             authority_url=p.optional(AUTHORITY_URL_SETTING, _https_url, cloud.authority_url),
             legacy_api_url=p.optional(LEGACY_API_URL_SETTING, _https_url, cloud.legacy_api_url),
             graph_api_url=p.optional(GRAPH_API_URL_SETTING, _https_url, cloud.graph_api_url),
-            ingest_tenants=p.optional(INGEST_TENANTS_SETTING, _guid_list, ()),
+            ingest_tenants=p.optional(INGEST_TENANTS_SETTING, parse_tenant_list, ()),
             ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, _ncrontab, "0 */5 * * * *"),
             lookback=timedelta(days=p.optional(INGEST_LOOKBACK_DAYS_SETTING, _int(1, 180), 30)),
             overlap=timedelta(
@@ -164,7 +196,37 @@ class Settings:
             api_max_attempts=p.optional(API_MAX_ATTEMPTS_SETTING, _int(1, 20), 6),
             api_time_budget=p.optional(API_TIME_BUDGET_SETTING, _float(1.0, 3600.0), 300.0),
             emulator_ca_cert=p.optional(EMULATOR_CA_CERT_SETTING, _existing_file, None),
+            credential_kind=p.optional(
+                CREDENTIAL_KIND_SETTING,
+                _choice({k: k for k in ("secret", "certificate", "federated")}),
+                "secret",
+            ),
+            certificate_name=p.optional(CERTIFICATE_NAME_SETTING, _secret_name, None),
+            credential_cache=timedelta(
+                minutes=p.optional(CREDENTIAL_CACHE_MINUTES_SETTING, _int(1, 1440), 60)
+            ),
+            credential_expiry_warning=timedelta(
+                days=p.optional(CREDENTIAL_EXPIRY_WARNING_DAYS_SETTING, _int(0, 365), 30)
+            ),
+            tenant_table=p.optional(TENANT_TABLE_SETTING, _table_name, "DefenderTenants"),
+            features=p.optional(FEATURES_SETTING, _features, ("ingest",)),
+            rate_limits={
+                "incidents": p.optional(
+                    RATE_LIMIT_INCIDENTS_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["incidents"]
+                ),
+                "alerts": p.optional(
+                    RATE_LIMIT_ALERTS_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["alerts"]
+                ),
+                "hunting": p.optional(
+                    RATE_LIMIT_HUNTING_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["hunting"]
+                ),
+            },
         )
+        if settings.credential_kind == "certificate" and not settings.certificate_name:
+            p.problems.append(
+                f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "
+                "certificate)"
+            )
         if p.problems:
             raise ConfigError(p.problems)
         return settings
@@ -225,7 +287,8 @@ def _guid(raw: str) -> str:
         raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000") from None
 
 
-def _guid_list(raw: str) -> tuple[str, ...]:
+def parse_tenant_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated tenant GUIDs, normalized and deduplicated (ValueError if one is bad)."""
     items = [part.strip() for part in raw.split(",") if part.strip()]
     out: list[str] = []
     for index, item in enumerate(items, 1):
@@ -317,3 +380,36 @@ def _existing_file(raw: str) -> Path:
     if not path.is_file():
         raise ValueError("must be the path of an existing CA certificate file (PEM)")
     return path
+
+
+def _table_name(raw: str) -> str:
+    # https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", raw):
+        raise ValueError("must be a table name: 3-63 letters and digits, starting with a letter")
+    return raw
+
+
+def _features(raw: str) -> tuple[Feature, ...]:
+    known = ("ingest", "update", "hunting")
+    items = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    unknown = [item for item in items if item not in known]
+    if unknown or not items:
+        raise ValueError(f"must be a comma-separated list of {', '.join(known)}")
+    return tuple(dict.fromkeys(items))  # type: ignore[arg-type]
+
+
+def _rate_limit(raw: str) -> RateLimit:
+    """``"50/60,1500/3600"``: at most 50 calls per 60 s and 1,500 per 3,600 s."""
+    limits: list[tuple[int, float]] = []
+    for part in raw.split(","):
+        calls, sep, seconds = part.strip().partition("/")
+        try:
+            pair = (int(calls), float(seconds))
+        except ValueError:
+            pair = (0, 0.0)
+        if not sep or pair[0] < 1 or pair[1] <= 0:
+            raise ValueError(
+                "must be calls/seconds pairs separated by commas, e.g. 50/60,1500/3600"
+            )
+        limits.append(pair)
+    return tuple(limits)

@@ -1,0 +1,59 @@
+"""The command line: ``python -m shared <command>``. Adapts arguments, calls one use case.
+
+Each command lives in its own module of this package with ``register(subparsers)``; ``COMMANDS``
+lists them in the order ``--help`` shows. Exit status: 0 success, 1 the operation failed (for
+``ingest``: any tenant failed), 2 bad arguments or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from shared.cli import ingest
+from shared.errors import BridgeError, ConfigError
+from shared.logs import configure_cli_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: command modules, each with ``register(subparsers)`` setting ``handler`` on its parser
+COMMANDS = (ingest,)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command registered."""
+    parser = _Parser(
+        prog="python -m shared",
+        description="Defender Bridge: Microsoft Defender XDR incidents into Azure Storage.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    commands.required = True
+    for module in COMMANDS:
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    configure_cli_logging(args.verbose)
+    try:
+        status: int = args.handler(args, out)
+    except ConfigError as exc:
+        print(f"error: settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return status

@@ -1,0 +1,37 @@
+"""Helpers shared by CLI commands: argument types and output."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+from shared.clock import parse_utc
+from shared.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def iso_time(text: str) -> datetime:
+    """argparse type: an ISO-8601 time with a zone."""
+    try:
+        return parse_utc(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 time with a zone: {text!r} (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+
+
+def tenant_ids(chosen: list[str] | None, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """Tenants named with ``--tenant`` (checked), or the configured ones.
+
+    Raises:
+        ConfigError: a named tenant is not a GUID.
+    """
+    if not chosen:
+        return configured
+    from shared.settings import parse_tenant_list
+
+    try:
+        return parse_tenant_list(",".join(chosen))
+    except ValueError as exc:
+        raise ConfigError(f"--tenant: {exc}") from None
