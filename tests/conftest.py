@@ -97,9 +97,7 @@ def cloud(_cloud_processes: LocalCloud) -> LocalCloud:
 
 
 @pytest.fixture
-def app_env(
-    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> dict[str, str]:
+def app_env(cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Process environment set to the local cloud, with fresh storage and a fresh composition root.
 
     Storage is made fresh per test by giving each test its own Azurite account area: the data
@@ -115,8 +113,8 @@ def app_env(
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     bootstrap.services.cache_clear()
-    request.addfinalizer(bootstrap.services.cache_clear)
-    return settings
+    yield settings
+    bootstrap.services.cache_clear()
 
 
 def _clear_storage(connection_string: str) -> None:

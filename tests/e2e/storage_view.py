@@ -26,7 +26,9 @@ def archived_lines(connection_string: str, tenant: str) -> list[dict[str, Any]]:
 def blob_names(connection_string: str, tenant: str) -> list[str]:
     blobs = BlobServiceClient.from_connection_string(connection_string)
     container = blobs.get_container_client("defender-incidents")
-    return sorted(b.name for b in container.list_blobs(name_starts_with=f"incidents/tenant={tenant}/"))
+    return sorted(
+        b.name for b in container.list_blobs(name_starts_with=f"incidents/tenant={tenant}/")
+    )
 
 
 def table_rows(connection_string: str, tenant: str) -> dict[str, dict[str, Any]]:

@@ -95,7 +95,9 @@ def test_new_activity_is_ingested_incrementally(cloud: LocalCloud, app_env: dict
     home = app_env["DEFENDER_TENANT_ID"]
     env = {**app_env, "INGEST_TENANTS": home}
     ingest_json(env)
-    touched = cloud.admin("POST", "activity", {"tenant": home, "create": 5, "update": 4, "merge": 1})
+    touched = cloud.admin(
+        "POST", "activity", {"tenant": home, "create": 5, "update": 4, "merge": 1}
+    )
     assert touched
 
     summary = ingest_json(env)
@@ -191,7 +193,7 @@ def test_bad_settings_exit_2_with_every_problem(cloud: LocalCloud, app_env: dict
 def test_a_failed_run_keeps_the_watermark_and_the_next_run_completes(
     cloud: LocalCloud, app_env: dict[str, str]
 ) -> None:
-    """With every API call failing midway, nothing is lost: the next clean run stores the rest once."""
+    """A run failing midway loses nothing: the next clean run stores the rest, once."""
     home = app_env["DEFENDER_TENANT_ID"]
     env = {**app_env, "INGEST_TENANTS": home, "API_MAX_ATTEMPTS": "1", "DEFENDER_API": "legacy"}
     cloud.admin("POST", "faults", {"rate": 0.5, "kinds": ["500", "503", "reset"], "seed": 3})

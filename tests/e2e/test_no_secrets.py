@@ -59,8 +59,9 @@ def test_full_run_logs_no_secret_or_token(
     cloud: LocalCloud, app_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A whole ingestion at DEBUG level (SDK loggers included) leaks nothing."""
-    import function_app
     from azure.functions.timer import TimerRequest
+
+    import function_app
 
     secret = _client_secret(cloud, app_env)
     caplog.set_level(logging.DEBUG)
