@@ -1,0 +1,737 @@
+"""Entra ID stand-in: tenants, the app registration, managed identities, token issuing and checks.
+
+Wire formats are from defender-api.md §3 (discovery document, v2 token endpoint, AADSTS error
+bodies) and §6 (App Service managed identity protocol). Access tokens are RS256 JWTs with
+v1-style claims (`aud` = resource, `iss` = `https://sts.windows.net/{tid}/`, `roles`, `ver` 1.0),
+the shape the Defender and Graph resources are expected to receive (§1.1, marked UNCERTAIN there
+for `aud`; the token version depends on the resource, not the endpoint used).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emulator.http import Request, Response, json_response, new_request_id
+from emulator.model import Clock
+
+# Resources (token audiences) by API family. National clouds: legacy Defender XDR in GCC uses
+# api-gcc.security.microsoft.us and GCC High/DoD api-gov.security.microsoft.us; Graph in US Gov
+# L4 graph.microsoft.us, L5 (DoD) dod-graph.microsoft.us, China microsoftgraph.chinacloudapi.cn
+# (https://learn.microsoft.com/graph/deployments). The emulator serves all of them on one port.
+LEGACY_RESOURCES = (
+    "https://api.security.microsoft.com",
+    "https://api-gcc.security.microsoft.us",
+    "https://api-gov.security.microsoft.us",
+)
+GRAPH_RESOURCES = (
+    "https://graph.microsoft.com",
+    "https://graph.microsoft.us",
+    "https://dod-graph.microsoft.us",
+    "https://microsoftgraph.chinacloudapi.cn",
+)
+VAULT_RESOURCES = (
+    "https://vault.azure.net",
+    "https://vault.usgovcloudapi.net",
+    "https://vault.azure.cn",
+)
+# Audience of managed-identity tokens used as federated client assertions (issue 4).
+TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange"
+
+FAMILY_OF_RESOURCE: dict[str, str] = {
+    **dict.fromkeys(LEGACY_RESOURCES, "legacy"),
+    **dict.fromkeys(GRAPH_RESOURCES, "graph"),
+    **dict.fromkeys(VAULT_RESOURCES, "vault"),
+    TOKEN_EXCHANGE_RESOURCE: "exchange",
+}
+
+# Application permissions seeded in every tenant (issue 3 brief; names from §1.1 and §2.1).
+DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
+    "legacy": ("Incident.ReadWrite.All", "AdvancedHunting.Read.All"),
+    "graph": (
+        "SecurityIncident.ReadWrite.All",
+        "SecurityAlert.ReadWrite.All",
+        "ThreatHunting.Read.All",
+    ),
+    "vault": (),
+}
+
+# Well-known app ids of the resources (§1.1: Microsoft Threat Protection; §2.1: Graph).
+RESOURCE_APP_IDS = {
+    "legacy": "8ee8fdad-f234-4243-8f3b-15c294843740",
+    "graph": "00000003-0000-0000-c000-000000000000",
+    "vault": "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
+}
+
+_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A directory: id, verified domain and display name."""
+
+    tenant_id: str
+    domain: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSecret:
+    """A client secret of the app registration (`passwordCredentials`)."""
+
+    key_id: str
+    value: str
+    created: datetime
+    expires: datetime
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedIdentity:
+    """A managed identity of the Function app (system- or user-assigned)."""
+
+    client_id: str
+    principal_id: str
+    resource_id: str
+    system_assigned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """The verified claims of a token the emulator issued."""
+
+    values: Mapping[str, Any]
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.values.get("tid", ""))
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        roles = self.values.get("roles") or ()
+        return tuple(str(r) for r in roles)
+
+    @property
+    def caller(self) -> str:
+        """`appid=…;oid=…;iss=…`, how Key Vault names a caller in its 403 messages (§5.2)."""
+        v = self.values
+        return f"appid={v.get('appid')};oid={v.get('oid')};iss={v.get('iss')}"
+
+
+class TokenError(Exception):
+    """A bearer token that is missing, malformed, not ours, expired or for another audience."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Directory:
+    """Mutable identity state: tenants, the app, its secrets, consents and identities.
+
+    Callers hold `lock` while reading or changing it.
+    """
+
+    tenants: dict[str, Tenant]
+    home_tenant_id: str
+    client_id: str
+    app_display_name: str
+    secrets: list[ClientSecret]
+    # (tenant id) -> (family) -> roles granted to the app; a missing tenant means no consent.
+    consents: dict[str, dict[str, tuple[str, ...]]]
+    # Per-tenant object id of the app's service principal (the `oid` of app tokens).
+    service_principals: dict[str, str]
+    identities: dict[str, ManagedIdentity]
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def resolve_tenant(self, segment: str) -> Tenant | None:
+        """A tenant by id or verified domain (case-insensitive), as the authority path allows."""
+        segment = segment.lower()
+        for tenant in self.tenants.values():
+            if segment in (tenant.tenant_id.lower(), tenant.domain.lower()):
+                return tenant
+        return None
+
+    def identity(self, selector: Mapping[str, str]) -> ManagedIdentity | None:
+        """The identity chosen by `client_id`/`principal_id`/`object_id`/`mi_res_id`, or system."""
+        if not selector:
+            return next((i for i in self.identities.values() if i.system_assigned), None)
+        key, value = next(iter(selector.items()))
+        for identity in self.identities.values():
+            if key == "client_id" and identity.client_id.lower() == value.lower():
+                return identity
+            if key in ("principal_id", "object_id") and identity.principal_id == value.lower():
+                return identity
+            if key == "mi_res_id" and identity.resource_id.lower() == value.lower():
+                return identity
+        return None
+
+
+class TokenIssuer:
+    """Signs and verifies the emulator's access tokens (RS256, one key per emulator)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public_der = self._key.public_key().public_numbers()
+        self.key_id = hashlib.sha1(str(public_der.n).encode(), usedforsecurity=False).hexdigest()
+
+    def issue(self, claims: Mapping[str, Any]) -> str:
+        """A signed JWT with the given claims."""
+        return jwt.encode(dict(claims), self._key, algorithm="RS256", headers={"kid": self.key_id})
+
+    def jwks(self) -> dict[str, Any]:
+        """The public key as a JWKS document (`jwks_uri` of the discovery document)."""
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+        jwk.update({"kid": self.key_id, "use": "sig", "alg": "RS256"})
+        return {"keys": [jwk]}
+
+    def verify(self, token: str, audiences: tuple[str, ...]) -> Claims:
+        """Verify signature, audience and lifetime against the emulator clock.
+
+        Raises:
+            TokenError: the token is not one the emulator issued for one of `audiences`,
+                or it is expired / not yet valid.
+        """
+        try:
+            values = jwt.decode(
+                token,
+                self._key.public_key(),
+                algorithms=["RS256"],
+                options={"verify_exp": False, "verify_nbf": False, "verify_aud": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(
+                "invalid", "the token is malformed or its signature is invalid"
+            ) from exc
+        audience = str(values.get("aud", ""))
+        if audience.rstrip("/") not in audiences:
+            raise TokenError("audience", f"the token audience '{audience}' is not accepted here")
+        now = self._clock().timestamp()
+        if int(values.get("exp", 0)) <= now:
+            raise TokenError("expired", "the token has expired")
+        if int(values.get("nbf", 0)) > now + 300:
+            raise TokenError("not_yet_valid", "the token is not yet valid")
+        return Claims(values)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None."""
+    header = request.header("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _timestamp(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def aad_error(
+    status: int,
+    error: str,
+    code: int,
+    description: str,
+    *,
+    now: datetime,
+    request: Request,
+    tenant: str | None = None,
+    suberror: str | None = None,
+) -> Response:
+    """An Entra error body as documented (§3.2): error, AADSTS description with trace lines, …"""
+    trace_id = new_request_id()
+    # Entra echoes the client's `client-request-id` as the correlation id (MSAL sends one).
+    correlation_id = request.header("client-request-id") or new_request_id()
+    stamp = _timestamp(now)
+    payload: dict[str, Any] = {
+        "error": error,
+        "error_description": (
+            f"AADSTS{code}: {description}\r\nTrace ID: {trace_id}\r\n"
+            f"Correlation ID: {correlation_id}\r\nTimestamp: {stamp}"
+        ),
+        "error_codes": [code],
+        "timestamp": stamp,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+    if suberror:
+        payload["suberror"] = suberror
+    return json_response(status, payload, tenant=tenant)
+
+
+TokenRecorder = Callable[[str, str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EntraSettings:
+    """Knobs of the identity stand-in."""
+
+    token_lifetime: int = 3599
+    mi_token_lifetime: int = 86399
+    vault_name: str = "defender-bridge-kv"
+
+
+class EntraService:
+    """Discovery, token endpoint and managed-identity endpoint handlers."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        issuer: TokenIssuer,
+        clock: Clock,
+        settings: EntraSettings,
+        record_token: TokenRecorder,
+        identity_header: str,
+    ) -> None:
+        self.directory = directory
+        self.issuer = issuer
+        self.clock = clock
+        self.settings = settings
+        self.record_token = record_token
+        self.identity_header = identity_header
+
+    # ------------------------------------------------------------------ discovery
+
+    def discovery(self, request: Request, tenant_segment: str) -> Response:
+        """`GET /{tenant}/v2.0/.well-known/openid-configuration` (§3.9)."""
+        now = self.clock()
+        with self.directory.lock:
+            tenant = self.directory.resolve_tenant(tenant_segment)
+        if tenant is None:
+            # MSAL turns this 400 into ValueError at construction (§3.7, AADSTS90002).
+            return aad_error(
+                400,
+                "invalid_tenant",
+                90002,
+                _tenant_not_found(tenant_segment),
+                now=now,
+                request=request,
+            )
+        tid = tenant.tenant_id
+        base = f"{request.base_url}/{tid}"
+        doc = {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/v2.0",
+            "request_uri_parameter_supported": False,
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "tid", "ver"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        }
+        return json_response(200, doc, tenant=tid)
+
+    def keys(self, request: Request, tenant_segment: str) -> Response:
+        """`GET /{tenant}/discovery/v2.0/keys`: the signing key of every token issued."""
+        del request, tenant_segment
+        return json_response(200, self.issuer.jwks())
+
+    # ------------------------------------------------------------------ token endpoint
+
+    def token(self, request: Request, tenant_segment: str, *, v1: bool = False) -> Response:
+        """`POST /{tenant}/oauth2/v2.0/token` (and the v1 `/oauth2/token` with `resource=`)."""
+        now = self.clock()
+        form = request.form()
+        with self.directory.lock:
+            tenant = self.directory.resolve_tenant(tenant_segment)
+            if tenant is None:
+                if tenant_segment.lower() in ("common", "organizations", "consumers"):
+                    return aad_error(
+                        400,
+                        "invalid_request",
+                        9001023,
+                        "The grant type is not supported over the /common or /consumers "
+                        "endpoints. Please use the /organizations or tenant-specific endpoint.",
+                        now=now,
+                        request=request,
+                    )
+                return aad_error(
+                    400,
+                    "invalid_request",
+                    90002,
+                    _tenant_not_found(tenant_segment),
+                    now=now,
+                    request=request,
+                )
+            grant = form.get("grant_type", "")
+            if not grant:
+                return _missing(request, now, "grant_type", tenant.tenant_id)
+            if grant == "client_credentials":
+                return self._client_credentials(request, form, tenant, now, v1=v1)
+            return aad_error(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{grant}'.",
+                now=now,
+                request=request,
+                tenant=tenant.tenant_id,
+            )
+
+    def _client_auth(
+        self, request: Request, form: Mapping[str, str]
+    ) -> tuple[str | None, str | None]:
+        """client_id and client_secret from the body, or HTTP Basic (RFC 6749 §2.3.1, §3.2)."""
+        client_id = form.get("client_id") or None
+        secret = form.get("client_secret") or None
+        header = request.header("authorization") or ""
+        if header.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(header[6:].strip()).decode("utf-8")
+            except ValueError:
+                decoded = ""
+            user, _, password = decoded.partition(":")
+            client_id = client_id or user or None
+            secret = secret or password or None
+        return client_id, secret
+
+    def _client_credentials(
+        self,
+        request: Request,
+        form: Mapping[str, str],
+        tenant: Tenant,
+        now: datetime,
+        *,
+        v1: bool,
+    ) -> Response:
+        tid = tenant.tenant_id
+        client_id, secret = self._client_auth(request, form)
+        if not client_id:
+            return _missing(request, now, "client_id", tid)
+        resource_param = "resource" if v1 else "scope"
+        requested = form.get(resource_param, "")
+        if not requested:
+            return _missing(request, now, resource_param, tid)
+        directory = self.directory
+        if client_id.lower() != directory.client_id or tid not in directory.consents:
+            return aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{tenant.display_name}'. This can happen if the application has not been "
+                "installed by the administrator of the tenant or consented to by any user in the "
+                "tenant. You may have sent your authentication request to the wrong tenant.",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        assertion = form.get("client_assertion")
+        if secret is None and assertion is None:
+            return aad_error(
+                401,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' "
+                "or 'client_secret'.",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        if secret is None:
+            # Certificate and federated assertions arrive with issue 4.
+            return aad_error(
+                401,
+                "invalid_client",
+                700027,
+                "Client assertion failed signature validation (no certificate or federated "
+                "credential is registered for this app in the emulator).",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        failure = self._check_secret(request, secret, now, tid)
+        if failure is not None:
+            return failure
+        resource = self._resource_from_request(requested, v1=v1)
+        if resource is None:
+            return aad_error(
+                400,
+                "invalid_scope",
+                70011,
+                f"The provided value for the input parameter 'scope' is not valid. The scope "
+                f"{requested} is not valid. Client credential flows must have a scope value "
+                "with /.default suffixed to the resource identifier (application ID URI).",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        family = FAMILY_OF_RESOURCE.get(resource)
+        if family is None or family == "exchange":
+            return aad_error(
+                400,
+                "invalid_resource",
+                500011,
+                f"The resource principal named {resource} was not found in the tenant named "
+                f"{tenant.display_name}. This can happen if the application has not been "
+                "installed by the administrator of the tenant or consented to by any user in the "
+                "tenant. You might have sent your authentication request to the wrong tenant.",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        roles = directory.consents[tid].get(family, ())
+        lifetime = self.settings.token_lifetime
+        token = self.issuer.issue(
+            self._app_claims(tid, resource, roles, lifetime, directory.service_principals[tid])
+        )
+        self.record_token("client_credentials", tid, directory.client_id, resource)
+        if v1:
+            issued = int(now.timestamp())
+            return json_response(
+                200,
+                {
+                    "token_type": "Bearer",
+                    "expires_in": str(lifetime),
+                    "ext_expires_in": str(lifetime),
+                    "expires_on": str(issued + lifetime),
+                    "not_before": str(issued),
+                    "resource": resource,
+                    "access_token": token,
+                },
+                tenant=tid,
+            )
+        # No `scope` in client-credentials responses: MSAL caches under the response scope
+        # when present, which would miss the cache on every call (§4.5).
+        return json_response(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            },
+            tenant=tid,
+        )
+
+    def _check_secret(
+        self, request: Request, secret: str, now: datetime, tid: str
+    ) -> Response | None:
+        for candidate in self.directory.secrets:
+            if candidate.value != secret or candidate.revoked:
+                continue
+            if candidate.expires <= now:
+                return aad_error(
+                    401,
+                    "invalid_client",
+                    7000222,
+                    f"The provided client secret keys for app '{self.directory.client_id}' are "
+                    "expired. Visit the Azure portal to create new keys for your app: "
+                    "https://aka.ms/NewClientSecret, or consider using certificate credentials "
+                    "for added security: https://aka.ms/certCreds.",
+                    now=now,
+                    request=request,
+                    tenant=tid,
+                )
+            return None
+        return aad_error(
+            401,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the "
+            "client secret value, not the client secret ID, for a secret added to app "
+            f"'{self.directory.client_id}'.",
+            now=now,
+            request=request,
+            tenant=tid,
+        )
+
+    @staticmethod
+    def _resource_from_request(requested: str, *, v1: bool) -> str | None:
+        """The resource of a client-credentials request: one `<resource>/.default` scope."""
+        if v1:
+            return requested.strip().rstrip("/")
+        scopes = requested.split()
+        # MSAL may add openid/profile/offline_access to some flows; they are not resources.
+        scopes = [s for s in scopes if s not in ("openid", "profile", "offline_access")]
+        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+            return None
+        return scopes[0][: -len("/.default")].rstrip("/")
+
+    def _app_claims(
+        self,
+        tid: str,
+        resource: str,
+        roles: tuple[str, ...],
+        lifetime: int,
+        oid: str,
+        *,
+        appid: str | None = None,
+    ) -> dict[str, Any]:
+        issued = int(self.clock().timestamp())
+        claims: dict[str, Any] = {
+            "aud": resource,
+            "iss": f"https://sts.windows.net/{tid}/",
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + lifetime,
+            "appid": appid or self.directory.client_id,
+            "appidacr": "1",
+            "idp": f"https://sts.windows.net/{tid}/",
+            "idtyp": "app",
+            "oid": oid,
+            "sub": oid,
+            "tid": tid,
+            "uti": uuid.uuid4().hex[:22],
+            "ver": "1.0",
+        }
+        if roles:
+            claims["roles"] = list(roles)
+        return claims
+
+    # ------------------------------------------------------------------ managed identity
+
+    def managed_identity_token(self, request: Request) -> Response:
+        """`GET /msi/token` of the App Service managed-identity protocol (§6.1)."""
+        home = self.directory.home_tenant_id
+        provided = request.header("x-identity-header")
+        if provided is None or provided != self.identity_header:
+            return json_response(
+                401,
+                {
+                    "statusCode": 401,
+                    "message": "Unauthorized: the X-IDENTITY-HEADER request header is missing "
+                    "or does not match IDENTITY_HEADER.",
+                },
+                tenant=home,
+            )
+        api_version = request.param("api-version")
+        if api_version != "2019-08-01":
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": f"Unsupported api-version '{api_version}'; this endpoint "
+                    "implements 2019-08-01.",
+                },
+                tenant=home,
+            )
+        resource = (request.param("resource") or "").rstrip("/")
+        if not resource:
+            return json_response(
+                400,
+                {"statusCode": 400, "message": "The 'resource' query parameter is required."},
+                tenant=home,
+            )
+        selector = {
+            k: v
+            for k in ("client_id", "principal_id", "object_id", "mi_res_id")
+            if (v := request.param(k))
+        }
+        if len(selector) > 1:
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "Only one of client_id, principal_id/object_id, mi_res_id "
+                    "may be given.",
+                },
+                tenant=home,
+            )
+        with self.directory.lock:
+            identity = self.directory.identity(selector)
+        if identity is None:
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "No managed identity matching "
+                    f"{', '.join(f'{k}={v}' for k, v in selector.items())} is assigned to this "
+                    "app.",
+                },
+                tenant=home,
+            )
+        if resource not in FAMILY_OF_RESOURCE:
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": f"AADSTS500011: The resource principal named {resource} was not "
+                    "found in the tenant.",
+                },
+                tenant=home,
+            )
+        now = int(self.clock().timestamp())
+        lifetime = self.settings.mi_token_lifetime
+        claims = self._app_claims(
+            home, resource, (), lifetime, identity.principal_id, appid=identity.client_id
+        )
+        claims["xms_mirid"] = identity.resource_id
+        token = self.issuer.issue(claims)
+        self.record_token("managed_identity", home, identity.client_id, resource)
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(now + lifetime),
+                "not_before": str(now),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": identity.client_id,
+            },
+            tenant=home,
+        )
+
+
+def _tenant_not_found(segment: str) -> str:
+    return (
+        f"Tenant '{segment}' not found. Check to make sure you have the correct tenant ID and "
+        "are signing into the correct cloud. Check with your subscription administrator, this "
+        "may happen if there are no active subscriptions for the tenant."
+    )
+
+
+def _missing(request: Request, now: datetime, name: str, tid: str) -> Response:
+    return aad_error(
+        400,
+        "invalid_request",
+        900144,
+        f"The request body must contain the following parameter: '{name}'.",
+        now=now,
+        request=request,
+        tenant=tid,
+    )
+
+
+def rotate_secret(directory: Directory, value: str, now: datetime, lifetime: timedelta) -> str:
+    """Add a new client secret to the app; returns its key id."""
+    key_id = str(uuid.uuid4())
+    directory.secrets.append(ClientSecret(key_id, value, now, now + lifetime))
+    return key_id
+
+
+def revoke_secrets(directory: Directory, keep_key_id: str) -> None:
+    """Revoke every client secret except `keep_key_id`."""
+    directory.secrets[:] = [
+        s if s.key_id == keep_key_id else replace(s, revoked=True) for s in directory.secrets
+    ]

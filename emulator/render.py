@@ -1,0 +1,394 @@
+"""The two renderings of the one model: legacy Defender XDR JSON and Microsoft Graph security JSON.
+
+Legacy shapes: defender-api.md §1.4. Graph shapes: §2.2 (incident) and §2.4 (alert with
+polymorphic `evidence`). Field renames and enum casing follow the migration mapping in §1.8:
+ids become strings, enums become camelCase, `incidentName` -> `displayName`, `tags` ->
+`customTags`, comments get `createdByDisplayName`/`createdDateTime`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.model import (
+    ENTITY_KEYS,
+    Alert,
+    Comment,
+    Device,
+    Entity,
+    Incident,
+    format_optional_time,
+    format_time,
+)
+
+# Legacy values whose Graph counterpart is not just the camelCase spelling (Graph
+# alertDetermination/alertSeverity have `unknown` where legacy says NotAvailable/UnSpecified).
+_ENUM_OVERRIDES = {"NotAvailable": "unknown", "UnSpecified": "unknown"}
+
+# Legacy `serviceSource` -> Graph `serviceSource` (defender-api.md §1.4 vs §2.4).
+SERVICE_SOURCE_TO_GRAPH = {
+    "MicrosoftDefenderForEndpoint": "microsoftDefenderForEndpoint",
+    "MicrosoftDefenderATP": "microsoftDefenderForEndpoint",
+    "MicrosoftCloudAppSecurity": "microsoftDefenderForCloudApps",
+    "OfficeATP": "microsoftDefenderForOffice365",
+    "AzureATP": "microsoftDefenderForIdentity",
+    "AzureAdIdentityProtection": "azureAdIdentityProtection",
+    "Microsoft365Defender": "microsoft365Defender",
+}
+
+# Legacy `detectionSource` -> Graph `detectionSource` (Graph detectionSource enum, §2.4).
+DETECTION_SOURCE_TO_GRAPH = {
+    "WindowsDefenderAv": "antivirus",
+    "MCAS": "cloudAppSecurity",
+    "OfficeATP": "microsoftDefenderForOffice365",
+    "AutomatedInvestigation": "automatedInvestigation",
+    "CustomDetection": "customDetection",
+    "EDR": "microsoftDefenderForEndpoint",
+    "AzureATP": "microsoftDefenderForIdentity",
+    "MTP": "microsoft365Defender",
+    "AadIdentityProtection": "azureAdIdentityProtection",
+}
+
+
+def graph_enum(value: str | None) -> str | None:
+    """Legacy PascalCase enum value -> Graph camelCase (`TruePositive` -> `truePositive`)."""
+    if value is None:
+        return None
+    if value in _ENUM_OVERRIDES:
+        return _ENUM_OVERRIDES[value]
+    return value[:1].lower() + value[1:]
+
+
+def incident_web_url(tenant_id: str, incident_id: int) -> str:
+    """The portal link Graph returns as `incidentWebUrl` (§2.2)."""
+    return f"https://security.microsoft.com/incidents/{incident_id}?tid={tenant_id}"
+
+
+# ----------------------------------------------------------------------------- legacy
+
+
+def legacy_comment(comment: Comment) -> dict[str, Any]:
+    """`{comment, createdBy, createdTime}` (§1.4)."""
+    return {
+        "comment": comment.comment,
+        "createdBy": comment.created_by,
+        "createdTime": format_time(comment.created_time),
+    }
+
+
+def legacy_device(device: Device) -> dict[str, Any]:
+    """Legacy device; `mdatpDeviceId` as in the examples, not the table's `DeviceId` (§7.1)."""
+    return {
+        "mdatpDeviceId": device.mdatp_device_id,
+        "aadDeviceId": device.aad_device_id,
+        "deviceDnsName": device.device_dns_name,
+        "osPlatform": device.os_platform,
+        "version": device.version,
+        "osProcessor": device.os_processor,
+        "osBuild": device.os_build,
+        "healthStatus": device.health_status,
+        "riskScore": device.risk_score,
+        "rbacGroupName": device.rbac_group_name,
+        "rbacGroupId": device.rbac_group_id,
+        "firstSeen": format_time(device.first_seen),
+        "tags": list(device.tags),
+        "defenderAvStatus": device.defender_av_status,
+        "onboardingStatus": device.onboarding_status,
+        "vmMetadata": None,
+    }
+
+
+def legacy_entity(entity: Entity) -> dict[str, Any]:
+    """Legacy entity: every key present, null where it does not apply (§1.4)."""
+    out: dict[str, Any] = dict.fromkeys(ENTITY_KEYS)
+    # Keys starting with "_" carry Graph-only evidence details (e.g. file size).
+    out.update({k: v for k, v in entity.values.items() if not k.startswith("_")})
+    out["entityType"] = entity.entity_type
+    return out
+
+
+def legacy_alert(alert: Alert) -> dict[str, Any]:
+    """Legacy alert object embedded in an incident (§1.4)."""
+    return {
+        "alertId": alert.alert_id,
+        "incidentId": alert.incident_id,
+        "serviceSource": alert.service_source,
+        "creationTime": format_time(alert.creation_time),
+        "lastUpdatedTime": format_time(alert.last_updated_time),
+        "resolvedTime": format_optional_time(alert.resolved_time),
+        "firstActivity": format_time(alert.first_activity),
+        "lastActivity": format_time(alert.last_activity),
+        "title": alert.title,
+        "description": alert.description,
+        "category": alert.category,
+        "status": alert.status,
+        "severity": alert.severity,
+        "investigationId": alert.investigation_id,
+        "investigationState": alert.investigation_state,
+        "classification": alert.classification,
+        "determination": alert.determination,
+        "detectionSource": alert.detection_source,
+        "detectorId": alert.detector_id,
+        "assignedTo": alert.assigned_to,
+        "actorName": alert.actor_name,
+        "threatFamilyName": alert.threat_family_name,
+        "mitreTechniques": list(alert.mitre_techniques),
+        "devices": [legacy_device(d) for d in alert.devices],
+        "entities": [legacy_entity(e) for e in alert.entities],
+    }
+
+
+def legacy_incident(incident: Incident) -> dict[str, Any]:
+    """Legacy incident object with its alerts always embedded (§1.4)."""
+    return {
+        "incidentId": incident.incident_id,
+        "redirectIncidentId": incident.redirect_incident_id,
+        "incidentName": incident.incident_name,
+        "createdTime": format_time(incident.created_time),
+        "lastUpdateTime": format_time(incident.last_update_time),
+        "assignedTo": incident.assigned_to,
+        "classification": incident.classification,
+        "determination": incident.determination,
+        "detectionSource": incident.detection_source,
+        "status": incident.status,
+        "severity": incident.severity,
+        "tags": list(incident.tags),
+        "comments": [legacy_comment(c) for c in incident.comments],
+        "alerts": [legacy_alert(a) for a in incident.alerts],
+    }
+
+
+# ----------------------------------------------------------------------------- graph
+
+
+def graph_comment(comment: Comment) -> dict[str, Any]:
+    """Graph alertComment `{comment, createdByDisplayName, createdDateTime}` (§2.2, [S17e])."""
+    return {
+        "@odata.type": "microsoft.graph.security.alertComment",
+        "comment": comment.comment,
+        "createdByDisplayName": comment.created_by,
+        "createdDateTime": format_time(comment.created_time),
+    }
+
+
+def _evidence_base(kind: str, alert: Alert, verdict: str) -> dict[str, Any]:
+    # Every evidence item carries these (§2.4).
+    return {
+        "@odata.type": f"#microsoft.graph.security.{kind}",
+        "createdDateTime": format_time(alert.creation_time),
+        "verdict": verdict,
+        "remediationStatus": "none",
+        "remediationStatusDetails": None,
+        "roles": [],
+        "detailedRoles": [],
+        "tags": [],
+    }
+
+
+def _device_evidence(device: Device, alert: Alert) -> dict[str, Any]:
+    out = _evidence_base("deviceEvidence", alert, "suspicious")
+    out.update(
+        {
+            "mdeDeviceId": device.mdatp_device_id,
+            "azureAdDeviceId": device.aad_device_id,
+            "deviceDnsName": device.device_dns_name,
+            "hostName": device.device_dns_name.split(".")[0],
+            "osPlatform": device.os_platform,
+            "osBuild": device.os_build,
+            "version": device.version,
+            "healthStatus": graph_enum(device.health_status),
+            "riskScore": graph_enum(device.risk_score),
+            "rbacGroupId": device.rbac_group_id,
+            "rbacGroupName": device.rbac_group_name,
+            "onboardingStatus": graph_enum(device.onboarding_status),
+            "defenderAvStatus": graph_enum(device.defender_av_status),
+            "firstSeenDateTime": format_time(device.first_seen),
+            "ipInterfaces": [device.ip_address] if device.ip_address else [],
+            "loggedOnUsers": (
+                [{"accountName": device.logged_on_user, "domainName": "CONTOSO"}]
+                if device.logged_on_user
+                else []
+            ),
+            "vmMetadata": None,
+        }
+    )
+    return out
+
+
+def _user_account(values: Any) -> dict[str, Any]:
+    return {
+        "accountName": values.get("accountName"),
+        "domainName": values.get("domainName"),
+        "userSid": values.get("userSid"),
+        "azureAdUserId": values.get("aadUserId"),
+        "userPrincipalName": values.get("userPrincipalName"),
+        "displayName": values.get("accountName"),
+    }
+
+
+def _file_details(values: Any) -> dict[str, Any]:
+    return {
+        "sha1": values.get("sha1"),
+        "sha256": values.get("sha256"),
+        "fileName": values.get("fileName"),
+        "filePath": values.get("filePath"),
+        "fileSize": values.get("_fileSize"),
+        "filePublisher": None,
+        "signer": None,
+        "issuer": None,
+    }
+
+
+def _entity_evidence(entity: Entity, alert: Alert) -> dict[str, Any]:
+    v = entity.values
+    kind = entity.entity_type
+    verdict = "malicious" if kind in ("File", "Process", "Url") else "suspicious"
+    if kind == "User":
+        out = _evidence_base("userEvidence", alert, verdict)
+        out["userAccount"] = _user_account(v)
+    elif kind == "Ip":
+        out = _evidence_base("ipEvidence", alert, verdict)
+        out.update({"ipAddress": v.get("ipAddress"), "countryLetterCode": v.get("_country")})
+    elif kind == "Url":
+        out = _evidence_base("urlEvidence", alert, verdict)
+        out["url"] = v.get("url")
+    elif kind == "File":
+        out = _evidence_base("fileEvidence", alert, verdict)
+        out.update(
+            {
+                "fileDetails": _file_details(v),
+                "detectionStatus": "detected",
+                "mdeDeviceId": v.get("deviceId"),
+            }
+        )
+    elif kind == "Process":
+        out = _evidence_base("processEvidence", alert, verdict)
+        out.update(
+            {
+                "processId": v.get("processId"),
+                "parentProcessId": v.get("parentProcessId"),
+                "processCommandLine": v.get("processCommandLine"),
+                "processCreationDateTime": v.get("processCreationTime"),
+                "parentProcessCreationDateTime": v.get("parentProcessCreationTime"),
+                "imageFile": _file_details(v),
+                "detectionStatus": "detected",
+                "mdeDeviceId": v.get("deviceId"),
+                "userAccount": _user_account(v),
+            }
+        )
+    elif kind == "MailBox":
+        out = _evidence_base("mailboxEvidence", alert, verdict)
+        out.update(
+            {
+                "displayName": v.get("mailboxDisplayName"),
+                "primaryAddress": v.get("mailboxAddress"),
+                "userAccount": _user_account(v),
+            }
+        )
+    elif kind == "MailMessage":
+        out = _evidence_base("analyzedMessageEvidence", alert, verdict)
+        out.update(
+            {
+                "senderIp": v.get("_senderIp"),
+                "recipientEmailAddress": v.get("recipient"),
+                "subject": v.get("subject"),
+                "deliveryAction": graph_enum(v.get("deliveryAction")),
+                "p1Sender": {"emailAddress": v.get("sender")},
+                "p2Sender": {"emailAddress": v.get("sender")},
+                "networkMessageId": v.get("_networkMessageId"),
+            }
+        )
+    elif kind == "MailCluster":
+        out = _evidence_base("mailClusterEvidence", alert, verdict)
+        out.update({"clusterBy": v.get("clusterBy"), "clusterByValue": v.get("_clusterByValue")})
+    elif kind == "Registry":
+        out = _evidence_base("registryValueEvidence", alert, verdict)
+        out.update(
+            {
+                "registryHive": v.get("registryHive"),
+                "registryKey": v.get("registryKey"),
+                "registryValueType": v.get("registryValueType"),
+                "registryValue": v.get("registryValue"),
+                "mdeDeviceId": v.get("deviceId"),
+            }
+        )
+    elif kind == "SecurityGroup":
+        out = _evidence_base("securityGroupEvidence", alert, verdict)
+        out.update(
+            {
+                "securityGroupId": v.get("securityGroupId"),
+                "displayName": v.get("securityGroupName"),
+            }
+        )
+    else:  # pragma: no cover - the generator only emits the kinds above
+        out = _evidence_base("alertEvidence", alert, verdict)
+    return out
+
+
+def graph_alert(alert: Alert, tenant_id: str) -> dict[str, Any]:
+    """Graph `alert` (alerts_v2) rendered from the model (§2.4)."""
+    return {
+        "@odata.type": "#microsoft.graph.security.alert",
+        "id": alert.alert_id,
+        "providerAlertId": alert.provider_alert_id,
+        "incidentId": str(alert.incident_id),
+        "status": graph_enum(alert.status),
+        "severity": graph_enum(alert.severity),
+        "classification": graph_enum(alert.classification),
+        "determination": graph_enum(alert.determination),
+        "serviceSource": SERVICE_SOURCE_TO_GRAPH.get(alert.service_source, "unknown"),
+        "detectionSource": DETECTION_SOURCE_TO_GRAPH.get(
+            alert.detection_source, graph_enum(alert.detection_source)
+        ),
+        "productName": None,
+        "detectorId": alert.detector_id,
+        "tenantId": tenant_id,
+        "title": alert.title,
+        "description": alert.description,
+        "recommendedActions": alert.recommended_actions,
+        "category": alert.category,
+        "assignedTo": alert.assigned_to,
+        "alertWebUrl": f"https://security.microsoft.com/alerts/{alert.alert_id}?tid={tenant_id}",
+        "incidentWebUrl": incident_web_url(tenant_id, alert.incident_id),
+        "actorDisplayName": alert.actor_name,
+        "threatDisplayName": alert.threat_family_name,
+        "threatFamilyName": alert.threat_family_name,
+        "mitreTechniques": list(alert.mitre_techniques),
+        "createdDateTime": format_time(alert.creation_time),
+        "lastUpdateDateTime": format_time(alert.last_updated_time),
+        "resolvedDateTime": format_optional_time(alert.resolved_time),
+        "firstActivityDateTime": format_time(alert.first_activity),
+        "lastActivityDateTime": format_time(alert.last_activity),
+        "comments": [graph_comment(c) for c in alert.comments],
+        "systemTags": [],
+        "evidence": [_device_evidence(d, alert) for d in alert.devices]
+        + [_entity_evidence(e, alert) for e in alert.entities],
+    }
+
+
+def graph_incident(incident: Incident, tenant_id: str, *, expand_alerts: bool) -> dict[str, Any]:
+    """Graph `incident` (§2.2); `alerts` only with `$expand=alerts`."""
+    out: dict[str, Any] = {
+        "@odata.type": "#microsoft.graph.security.incident",
+        "id": str(incident.incident_id),
+        "tenantId": tenant_id,
+        "status": graph_enum(incident.status),
+        "incidentWebUrl": incident_web_url(tenant_id, incident.incident_id),
+        "redirectIncidentId": (
+            None if incident.redirect_incident_id is None else str(incident.redirect_incident_id)
+        ),
+        "displayName": incident.incident_name,
+        "createdDateTime": format_time(incident.created_time),
+        "lastUpdateDateTime": format_time(incident.last_update_time),
+        "assignedTo": incident.assigned_to,
+        "classification": graph_enum(incident.classification),
+        "determination": graph_enum(incident.determination),
+        "severity": graph_enum(incident.severity),
+        "customTags": list(incident.tags),
+        "systemTags": list(incident.system_tags),
+        "description": incident.description,
+        "comments": [graph_comment(c) for c in incident.comments],
+    }
+    if expand_alerts:
+        out["alerts"] = [graph_alert(a, tenant_id) for a in incident.alerts]
+    return out

@@ -1,0 +1,770 @@
+"""The local cloud: one HTTPS port for Entra ID, Key Vault, Defender, Graph and the admin API,
+plus a plain-HTTP port for the App Service managed-identity endpoint.
+
+Usage (tests and the demo)::
+
+    with Emulator(EmulatorConfig(seed=1)) as emu:
+        os.environ.update(emu.app_settings())
+
+Services are routed by path on the HTTPS port, so `DEFENDER_AUTHORITY_URL`,
+`DEFENDER_LEGACY_API_URL`, `DEFENDER_GRAPH_API_URL` and `KEY_VAULT_URL` all point at `emu.url`.
+A trustme CA signs the server certificate for both `127.0.0.1` and `localhost`, so tests can use
+`localhost` as "another host" (e.g. to check a client refuses to follow a foreign nextLink).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+import secrets
+import shlex
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import trustme
+
+from emulator import data, defender, entra, faults, keyvault, stats
+from emulator.http import Request, Response, json_response
+from emulator.model import Clock, format_time, utc_now
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Request, "re.Match[str]"], Response]
+
+SECRET_NAME = "defender-client-secret"
+_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """How the local cloud is seeded and bound. Every field has a default."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = pick a free port
+    mi_port: int = 0
+    seed: int = 1
+    home_incidents: int = 260
+    customer_tenants: int = 2
+    customer_incidents: int = 40
+    state_dir: Path | None = None  # where the CA PEM is written; default: a temporary directory
+    token_lifetime: int = 3599  # seconds, Entra access tokens (client credentials)
+    mi_token_lifetime: int = 86399  # seconds, managed-identity tokens
+    secret_lifetime_days: int = 180  # expiry of the seeded client secret (Entra and Key Vault)
+    request_log_size: int = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: str
+    handler: Handler
+    faultable: bool = False  # Defender/Graph endpoints only
+
+
+@dataclass(frozen=True, slots=True)
+class _Ids:
+    """Deterministic identifiers derived from the seed."""
+
+    tenant_ids: tuple[str, ...]
+    client_id: str
+    service_principals: tuple[str, ...]
+    system_identity: entra.ManagedIdentity
+    user_identity: entra.ManagedIdentity
+
+
+def _derive_ids(config: EmulatorConfig) -> _Ids:
+    rng = random.Random(f"emulator-ids:{config.seed}")
+    tenants = tuple(data.make_guid(rng) for _ in range(config.customer_tenants + 1))
+    client_id = data.make_guid(rng)
+    principals = tuple(data.make_guid(rng) for _ in tenants)
+    sub = data.make_guid(rng)
+    rg = f"/subscriptions/{sub}/resourceGroups/rg-defender-bridge/providers"
+    system = entra.ManagedIdentity(
+        data.make_guid(rng),
+        data.make_guid(rng),
+        f"{rg}/Microsoft.Web/sites/func-defender-bridge",
+        system_assigned=True,
+    )
+    user = entra.ManagedIdentity(
+        data.make_guid(rng),
+        data.make_guid(rng),
+        f"{rg}/Microsoft.ManagedIdentity/userAssignedIdentities/id-no-vault-access",
+        system_assigned=False,
+    )
+    return _Ids(tenants, client_id, principals, system, user)
+
+
+def _secret_value() -> str:
+    # Entra client secrets look like `abc8Q~<34 chars>`; the value is random per run.
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.~"
+    body = "".join(secrets.choice(alphabet) for _ in range(34))
+    return f"{secrets.token_hex(2)[:3]}8Q~{body}"
+
+
+@dataclass
+class _World:
+    directory: entra.Directory
+    vault: keyvault.Vault
+    store: defender.IncidentStore
+    seeded_at: datetime
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+class Emulator:
+    """Entra ID, managed identity, Key Vault, Defender and Graph security, on local ports."""
+
+    def __init__(self, config: EmulatorConfig | None = None, clock: Clock = utc_now) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = clock
+        self._ids = _derive_ids(self.config)
+        self.identity_header = secrets.token_hex(16)
+        self._initial_secret = _secret_value()
+        self._issuer = entra.TokenIssuer(clock)
+        self.stats = stats.Stats(self.config.request_log_size)
+        self.faults = faults.FaultInjector()
+        self._world: _World | None = None
+        self._servers: list[ThreadingHTTPServer] = []
+        self._threads: list[threading.Thread] = []
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self._ca_path: Path | None = None
+        self._port = 0
+        self._mi_port = 0
+        self._routes = self._build_routes()
+        self._mi_routes = (
+            _Route("GET", re.compile(r"^/msi/token/?$", re.IGNORECASE), "mi.token", self._mi_token),
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def home_tenant_id(self) -> str:
+        """The home tenant (where the app is registered and the vault lives)."""
+        return self._ids.tenant_ids[0]
+
+    @property
+    def tenant_ids(self) -> tuple[str, ...]:
+        """All seeded tenants, home first."""
+        return self._ids.tenant_ids
+
+    @property
+    def client_id(self) -> str:
+        """The seeded app registration's client id."""
+        return self._ids.client_id
+
+    @property
+    def identity_client_id(self) -> str:
+        """Client id of the system-assigned identity (it may get secrets from the vault)."""
+        return self._ids.system_identity.client_id
+
+    @property
+    def unauthorized_identity_client_id(self) -> str:
+        """Client id of a user-assigned identity with no vault access (vault answers 403)."""
+        return self._ids.user_identity.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The app's current client secret (what the vault holds under `SECRET_NAME`)."""
+        world = self._require_world()
+        with world.directory.lock:
+            return world.directory.secrets[-1].value
+
+    @property
+    def url(self) -> str:
+        """`https://127.0.0.1:<port>` (or the configured host)."""
+        self._require_started()
+        return f"https://{self.config.host}:{self._port}"
+
+    @property
+    def mi_url(self) -> str:
+        """The managed-identity endpoint, `http://127.0.0.1:<mi_port>/msi/token`."""
+        self._require_started()
+        return f"http://{self.config.host}:{self._mi_port}/msi/token"
+
+    @property
+    def ca_path(self) -> Path:
+        """Path of the CA certificate PEM that signed the server certificate."""
+        if self._ca_path is None:
+            raise RuntimeError("the emulator is not started")
+        return self._ca_path
+
+    def app_settings(self) -> dict[str, str]:
+        """The app settings that point the Function app at this emulator."""
+        return {
+            "DEFENDER_TENANT_ID": self.home_tenant_id,
+            "DEFENDER_CLIENT_ID": self.client_id,
+            "INGEST_TENANTS": ",".join(self.tenant_ids),
+            "KEY_VAULT_URL": self.url,
+            "DEFENDER_CLIENT_SECRET_NAME": SECRET_NAME,
+            "IDENTITY_ENDPOINT": self.mi_url,
+            "IDENTITY_HEADER": self.identity_header,
+            "DEFENDER_AUTHORITY_URL": self.url,
+            "DEFENDER_LEGACY_API_URL": self.url,
+            "DEFENDER_GRAPH_API_URL": self.url,
+            "EMULATOR_CA_CERT": str(self.ca_path),
+        }
+
+    def start(self) -> Emulator:
+        """Generate the CA and certificate, seed the data, bind both ports, start serving."""
+        if self._servers:
+            raise RuntimeError("the emulator is already started")
+        state_dir = self.config.state_dir
+        if state_dir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="defender-emulator-")
+            state_dir = Path(self._tempdir.name)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA(organization_name="Defender Bridge emulator")
+        cert = ca.issue_cert(self.config.host, "127.0.0.1", "localhost")
+        self._ca_path = state_dir / "emulator-ca.pem"
+        ca.cert_pem.write_to_path(str(self._ca_path))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        self._world = self._seed(self.clock())
+        https = _Server((self.config.host, self.config.port), self, self._routes, context)
+        mi = _Server((self.config.host, self.config.mi_port), self, self._mi_routes, None)
+        self._servers = [https, mi]
+        self._port = https.server_address[1]
+        self._mi_port = mi.server_address[1]
+        for server in self._servers:
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        logger.info("emulator listening on %s (managed identity on %s)", self.url, self.mi_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and remove the temporary state directory (if the emulator made it)."""
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._servers, self._threads = [], []
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Back to the seeded state; clears stats and faults."""
+        world = self._require_world()
+        self._world = self._seed(world.seeded_at)
+        self.stats.clear()
+        self.faults.configure(faults.FaultConfig())
+
+    # ------------------------------------------------------------------ seeding
+
+    def _seed(self, now: datetime) -> _World:
+        config, ids = self.config, self._ids
+        tenants: dict[str, entra.Tenant] = {}
+        for index, tid in enumerate(ids.tenant_ids):
+            org = data.org_name(index)
+            tenants[tid] = entra.Tenant(tid, f"{org}.onmicrosoft.com", org.capitalize())
+        secret_created = now - timedelta(days=30)
+        secret = entra.ClientSecret(
+            "3f1c2a9e-0000-4000-8000-000000000001",
+            self._initial_secret,
+            secret_created,
+            secret_created + timedelta(days=config.secret_lifetime_days),
+        )
+        directory = entra.Directory(
+            tenants=tenants,
+            home_tenant_id=ids.tenant_ids[0],
+            client_id=ids.client_id,
+            app_display_name="Defender Bridge",
+            secrets=[secret],
+            consents={tid: dict(entra.DEFAULT_ROLES) for tid in ids.tenant_ids},
+            service_principals=dict(zip(ids.tenant_ids, ids.service_principals, strict=True)),
+            identities={
+                ids.system_identity.client_id: ids.system_identity,
+                ids.user_identity.client_id: ids.user_identity,
+            },
+        )
+        vault = keyvault.Vault("defender-bridge-kv", "westeurope", ids.tenant_ids[0])
+        vault.set_secret(SECRET_NAME, secret.value, secret.created, secret.expires)
+        vault.readers.add(ids.system_identity.principal_id)
+        store = defender.IncidentStore()
+        for index, tid in enumerate(ids.tenant_ids):
+            generator = data.TenantGenerator(tid, index, config.seed)
+            count = config.home_incidents if index == 0 else config.customer_incidents
+            incidents = data.seed_incidents(generator, count, now)
+            store.generators[tid] = generator
+            store.incidents[tid] = {i.incident_id: i for i in incidents}
+        return _World(directory, vault, store, now)
+
+    def _require_world(self) -> _World:
+        if self._world is None:
+            raise RuntimeError("the emulator is not started")
+        return self._world
+
+    def _require_started(self) -> None:
+        if not self._servers:
+            raise RuntimeError("the emulator is not started")
+
+    # ------------------------------------------------------------------ services
+
+    def _entra(self) -> entra.EntraService:
+        world = self._require_world()
+        return entra.EntraService(
+            world.directory,
+            self._issuer,
+            self.clock,
+            entra.EntraSettings(self.config.token_lifetime, self.config.mi_token_lifetime),
+            self.stats.record_token,
+            self.identity_header,
+        )
+
+    def _keyvault(self) -> keyvault.KeyVaultService:
+        return keyvault.KeyVaultService(
+            self._require_world().vault, self._issuer, self.clock, self.url
+        )
+
+    def _defender(self) -> defender.DefenderService:
+        return defender.DefenderService(self._require_world().store, self._issuer, self.clock)
+
+    def _build_routes(self) -> tuple[_Route, ...]:
+        def r(method: str, pattern: str, endpoint: str, handler: Handler, **kw: bool) -> _Route:
+            return _Route(method, re.compile(pattern), endpoint, handler, **kw)
+
+        tenant = r"^/(?P<tenant>[^/_][^/]*)"
+        return (
+            r(
+                "GET",
+                tenant + r"/v2\.0/\.well-known/openid-configuration$",
+                "entra.discovery",
+                lambda q, m: self._entra().discovery(q, m["tenant"]),
+            ),
+            r(
+                "GET",
+                tenant + r"/discovery/v2\.0/keys$",
+                "entra.keys",
+                lambda q, m: self._entra().keys(q, m["tenant"]),
+            ),
+            r(
+                "POST",
+                tenant + r"/oauth2/v2\.0/token$",
+                "entra.token",
+                lambda q, m: self._entra().token(q, m["tenant"]),
+            ),
+            r(
+                "POST",
+                tenant + r"/oauth2/token$",
+                "entra.token",
+                lambda q, m: self._entra().token(q, m["tenant"], v1=True),
+            ),
+            r(
+                "GET",
+                r"^/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?$",
+                "keyvault.secret.get",
+                lambda q, m: self._keyvault().get_secret(q, m["name"], m["version"] or ""),
+            ),
+            r(
+                "GET",
+                r"^/api/incidents/?$",
+                "legacy.incidents.list",
+                lambda q, m: self._defender().legacy_list(q),
+                faultable=True,
+            ),
+            r(
+                "GET",
+                r"^/api/incidents/(?P<id>[^/]+)$",
+                "legacy.incidents.get",
+                lambda q, m: self._defender().legacy_get(q, m["id"]),
+                faultable=True,
+            ),
+            r(
+                "GET",
+                r"^/v1\.0/security/incidents/?$",
+                "graph.incidents.list",
+                lambda q, m: self._defender().graph_list(q),
+                faultable=True,
+            ),
+            r(
+                "GET",
+                r"^/v1\.0/security/incidents/(?P<id>[^/]+)$",
+                "graph.incidents.get",
+                lambda q, m: self._defender().graph_get(q, m["id"]),
+                faultable=True,
+            ),
+            r("GET", r"^/_emulator/stats$", "admin.stats", self._admin_stats),
+            r("GET", r"^/_emulator/requests$", "admin.requests", self._admin_requests),
+            r(
+                "GET",
+                r"^/_emulator/truth/(?P<tenant>[^/]+)/incidents$",
+                "admin.truth",
+                self._admin_truth,
+            ),
+            r("POST", r"^/_emulator/activity$", "admin.activity", self._admin_activity),
+            r("POST", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
+            r("GET", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
+            r("POST", r"^/_emulator/reset$", "admin.reset", self._admin_reset),
+        )
+
+    def _mi_token(self, request: Request, match: re.Match[str]) -> Response:
+        return self._entra().managed_identity_token(request)
+
+    # ------------------------------------------------------------------ admin API
+
+    def _admin_stats(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, self.stats.snapshot())
+
+    def _admin_requests(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, self.stats.log())
+
+    def _admin_truth(self, request: Request, match: re.Match[str]) -> Response:
+        tid = match["tenant"]
+        api = request.param("api") or "legacy"
+        if api not in ("legacy", "graph"):
+            return _admin_error(400, f"'api' must be 'legacy' or 'graph', not '{api}'")
+        store = self._require_world().store
+        if tid not in store.incidents:
+            return _admin_error(404, f"unknown tenant '{tid}'")
+        return json_response(200, {"value": defender.truth(store, tid, api)})
+
+    def _admin_activity(self, request: Request, match: re.Match[str]) -> Response:
+        try:
+            payload = request.json_body()
+        except ValueError:
+            return _admin_error(400, "the body must be JSON")
+        if not isinstance(payload, dict):
+            return _admin_error(400, "the body must be a JSON object")
+        unknown = set(payload) - {"tenant", "create", "update", "merge"}
+        if unknown:
+            return _admin_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        store = self._require_world().store
+        tid = payload.get("tenant", self.home_tenant_id)
+        if not isinstance(tid, str) or tid not in store.incidents:
+            return _admin_error(400, f"'tenant' must be one of {list(self.tenant_ids)}")
+        counts: dict[str, int] = {}
+        for key in ("create", "update", "merge"):
+            value = payload.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
+                return _admin_error(400, f"'{key}' must be an integer between 0 and 10000")
+            counts[key] = value
+        with store.lock:
+            result = data.simulate_activity(
+                store.generators[tid],
+                store.incidents[tid],
+                self.clock(),
+                create=counts["create"],
+                update=counts["update"],
+                merge_count=counts["merge"],
+            )
+        return json_response(
+            200,
+            {
+                "tenant": tid,
+                "created": list(result.created),
+                "updated": list(result.updated),
+                "merged": [{"from": s, "into": t} for s, t in result.merged],
+            },
+        )
+
+    def _admin_faults(self, request: Request, match: re.Match[str]) -> Response:
+        if request.method == "POST":
+            try:
+                config = faults.parse_fault_config(request.json_body())
+            except ValueError as exc:
+                return _admin_error(400, str(exc))
+            self.faults.configure(config)
+        return json_response(200, self.faults.config.to_json())
+
+    def _admin_reset(self, request: Request, match: re.Match[str]) -> Response:
+        self.reset()
+        return json_response(200, {"reset": True})
+
+    # ------------------------------------------------------------------ faults
+
+    def fault_response(self, kind: str, endpoint: str, request: Request) -> Response:
+        """The response of an injected 429/500/503 fault, in the API family's error shape."""
+        now = self.clock()
+        retry = str(self.faults.config.retry_after)
+        graph = endpoint.startswith("graph.")
+        if kind == "429":
+            headers = [("Retry-After", retry)]
+            if graph:
+                return defender.graph_error(
+                    429, "TooManyRequests", "Too many requests.", request, now, headers=headers
+                )
+            # Observed legacy 429 body (defender-api.md §1.7, [S12]).
+            return defender.legacy_error(
+                429,
+                "429",
+                "API calls quota exceeded! maximum allowed 50 per 00:01:00",
+                headers=headers,
+            )
+        status = int(kind)
+        if graph:
+            code = "InternalServerError" if status == 500 else "ServiceUnavailable"
+            return defender.graph_error(status, code, "Injected fault (emulator).", request, now)
+        code = "InternalServerError" if status == 500 else "ServiceUnavailable"
+        return defender.legacy_error(status, code, "Injected fault (emulator); retry.")
+
+    def token_tenant(self, request: Request) -> str | None:
+        """Tenant of the request's bearer token if it is one of ours (for stats of faults)."""
+        token = entra.bearer_token(request)
+        if token is None:
+            return None
+        try:
+            audiences = entra.LEGACY_RESOURCES + entra.GRAPH_RESOURCES
+            return self._issuer.verify(token, audiences).tenant_id
+        except entra.TokenError:
+            return None
+
+
+def _admin_error(status: int, message: str) -> Response:
+    code = "BadRequest" if status == 400 else "NotFound"
+    return json_response(status, {"error": {"code": code, "message": message}})
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading server; with a TLS context the handshake runs in the request thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        emulator: Emulator,
+        routes: tuple[_Route, ...],
+        context: ssl.SSLContext | None,
+    ) -> None:
+        self.emulator = emulator
+        self.routes = routes
+        self.context = context
+        self.scheme = "https" if context else "http"
+        super().__init__(address, _RequestHandler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            request.settimeout(30)
+            conn = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            logger.debug("TLS handshake with %s failed: %s", client_address, exc)
+            return
+        try:
+            _RequestHandler(conn, client_address, self)
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Client disconnects and injected resets are normal here; keep stderr quiet.
+        logger.debug("connection error from %s", client_address)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "DefenderBridgeEmulator/1.0"
+    timeout = 60
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        # The stdlib logs the request line (path and query); neither carries a token here.
+        logger.debug("%s %s", self.client_address[0], format % args)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_BODY:
+            raise ValueError("request body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _dispatch(self) -> None:
+        server = self.server
+        emulator = server.emulator
+        split = urlsplit(self.path)
+        bound_host, bound_port = server.server_address[:2]
+        host = self.headers.get("Host") or f"{bound_host!s}:{bound_port}"
+        request = Request(
+            method=self.command,
+            path=unquote(split.path),
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self._read_body(),
+            base_url=f"{server.scheme}://{host}",
+            raw_query=split.query,
+        )
+        route, match, allowed = _match(server.routes, request)
+        if route is None or match is None:
+            if allowed:
+                response = json_response(
+                    405,
+                    {
+                        "error": {
+                            "code": "MethodNotAllowed",
+                            "message": f"{request.method} is not allowed here; use "
+                            f"{', '.join(sorted(allowed))}.",
+                        }
+                    },
+                )
+                self._finish(request, "unknown", response)
+                return
+            response = json_response(
+                404,
+                {
+                    "error": {
+                        "code": "NotFound",
+                        "message": f"No emulated endpoint at {request.method} {request.path}.",
+                    }
+                },
+            )
+            self._finish(request, "unknown", response)
+            return
+        kind = emulator.faults.decide() if route.faultable else None
+        if kind == "reset":
+            self._record(request, route.endpoint, emulator.token_tenant(request), 0)
+            self._reset_connection()
+            return
+        if kind in ("429", "500", "503"):
+            response = emulator.fault_response(kind, route.endpoint, request)
+            response = _with_tenant(response, emulator.token_tenant(request))
+            self._finish(request, route.endpoint, response)
+            return
+        if kind == "slow":
+            time.sleep(emulator.faults.config.slow_seconds)
+        try:
+            response = route.handler(request, match)
+        except Exception:  # noqa: BLE001 - a handler bug must become a 500, not a dead socket
+            logger.exception("handler for %s failed", route.endpoint)
+            response = json_response(
+                500, {"error": {"code": "InternalServerError", "message": "emulator bug"}}
+            )
+        self._finish(request, route.endpoint, response, truncate=kind == "truncated")
+
+    def _record(self, request: Request, endpoint: str, tenant: str | None, status: int) -> None:
+        if endpoint.startswith("admin."):
+            return  # the admin API is not part of what tests count
+        auth = request.header("authorization")
+        if auth is None:
+            kind = "none"
+        elif auth.lower().startswith("bearer "):
+            kind = "bearer"
+        else:
+            kind = "other"
+        self.server.emulator.stats.record_request(
+            stats.RequestRecord(
+                time=format_time(self.server.emulator.clock()),
+                method=request.method,
+                host=request.header("host") or "",
+                path=request.path,
+                query=request.raw_query,
+                endpoint=endpoint,
+                tenant=tenant,
+                status=status,
+                authorization=kind,
+            )
+        )
+
+    def _finish(
+        self, request: Request, endpoint: str, response: Response, *, truncate: bool = False
+    ) -> None:
+        self._record(request, endpoint, response.tenant, response.status)
+        logger.debug("%s %s -> %s (%s)", request.method, request.path, response.status, endpoint)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if truncate:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if truncate:
+            self.wfile.write(response.body[: len(response.body) // 2])
+            self.wfile.flush()
+            self._reset_connection()
+            return
+        self.wfile.write(response.body)
+
+    def _reset_connection(self) -> None:
+        """Close with a TCP RST (SO_LINGER 0) and no further bytes."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()
+            self.connection.close()
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+
+
+def _with_tenant(response: Response, tenant: str | None) -> Response:
+    return Response(response.status, response.body, response.headers, response.content_type, tenant)
+
+
+def _match(
+    routes: tuple[_Route, ...], request: Request
+) -> tuple[_Route | None, re.Match[str] | None, set[str]]:
+    allowed: set[str] = set()
+    for route in routes:
+        match = route.pattern.match(request.path)
+        if match is None:
+            continue
+        if route.method == request.method:
+            return route, match, allowed
+        allowed.add(route.method)
+    return None, None, allowed
+
+
+def dumps_settings(settings: Mapping[str, str]) -> str:
+    """`export NAME=value` lines, shell-quoted."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items())
