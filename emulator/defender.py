@@ -8,14 +8,16 @@ defender-api.md §1.2-1.7 (legacy: `$filter` subset, `$top` <= 100, `$skip`, err
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from emulator import odata, render
+from emulator import hunting, kql, odata, render, updates
 from emulator.data import TenantGenerator, sorted_newest_first
 from emulator.entra import (
     GRAPH_RESOURCES,
@@ -26,7 +28,8 @@ from emulator.entra import (
     bearer_token,
 )
 from emulator.http import Request, Response, json_response, new_request_id
-from emulator.model import Clock, Incident
+from emulator.model import Alert, Clock, Incident
+from emulator.ratelimit import RateLimiter
 
 # Page sizes. Legacy: maximum 100 (documented, §1.2); the default is undocumented, 100 here.
 # Graph: neither default nor maximum is documented (§7.6); the emulator uses 50 and 1000.
@@ -113,6 +116,24 @@ class IncidentStore:
     incidents: dict[str, dict[int, Incident]] = field(default_factory=dict)
     generators: dict[str, TenantGenerator] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # Bumped on every change of a tenant's incidents; keys the hunting-table cache.
+    versions: dict[str, int] = field(default_factory=dict)
+    hunting_tables: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = field(
+        default_factory=dict
+    )
+    seed: int = 1
+    seeded_at: datetime | None = None
+
+    def bump(self, tenant_id: str) -> None:
+        """Record that the tenant's incidents changed."""
+        with self.lock:
+            self.versions[tenant_id] = self.versions.get(tenant_id, 0) + 1
+
+    def put(self, tenant_id: str, incident: Incident) -> None:
+        """Store a new version of an incident."""
+        with self.lock:
+            self.incidents[tenant_id][incident.incident_id] = incident
+            self.bump(tenant_id)
 
     def snapshot(self, tenant_id: str) -> list[Incident]:
         """The tenant's incidents, newest first."""
@@ -196,13 +217,112 @@ def _graph_row(incident: Incident) -> dict[str, Any]:
     }
 
 
+GRAPH_ALERT_FILTER = {
+    "lastUpdateDateTime": odata.FieldSpec("datetime", odata.DATETIME_OPS),
+    "createdDateTime": odata.FieldSpec("datetime", odata.DATETIME_OPS),
+    "status": odata.FieldSpec(
+        "enum", odata.STRING_OPS, ("unknown", "new", "inProgress", "resolved", "unknownFutureValue")
+    ),
+    "severity": GRAPH_INCIDENT_FILTER["severity"],
+    "assignedTo": odata.FieldSpec("string", odata.STRING_OPS),
+    "classification": GRAPH_INCIDENT_FILTER["classification"],
+    "determination": GRAPH_INCIDENT_FILTER["determination"],
+    "serviceSource": odata.FieldSpec(
+        "enum",
+        odata.STRING_OPS,
+        (
+            "unknown",
+            "microsoftDefenderForEndpoint",
+            "microsoftDefenderForIdentity",
+            "microsoftDefenderForCloudApps",
+            "microsoftDefenderForOffice365",
+            "microsoft365Defender",
+            "azureAdIdentityProtection",
+            "microsoftAppGovernance",
+            "dataLossPrevention",
+            "unknownFutureValue",
+            "microsoftDefenderForCloud",
+        ),
+    ),
+}
+READ_ALERTS_GRAPH = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
+WRITE_INCIDENTS_LEGACY = ("Incident.ReadWrite.All",)
+WRITE_INCIDENTS_GRAPH = ("SecurityIncident.ReadWrite.All",)
+HUNTING_LEGACY = ("AdvancedHunting.Read.All",)
+HUNTING_GRAPH = ("ThreatHunting.Read.All",)
+
+
+def _graph_alert_row(alert: Alert) -> dict[str, Any]:
+    return {
+        "lastUpdateDateTime": alert.last_updated_time,
+        "createdDateTime": alert.creation_time,
+        "status": render.graph_enum(alert.status),
+        "severity": render.graph_enum(alert.severity),
+        "assignedTo": alert.assigned_to,
+        "classification": render.graph_enum(alert.classification),
+        "determination": render.graph_enum(alert.determination),
+        "serviceSource": render.SERVICE_SOURCE_TO_GRAPH.get(alert.service_source, "unknown"),
+    }
+
+
+def _author(claims: Claims) -> str:
+    """Who wrote a comment: the user of a delegated token, else the app (`API-App:<appid>`)."""
+    user = claims.values.get("upn") or claims.values.get("preferred_username")
+    return str(user) if user else f"API-App:{claims.values.get('appid')}"
+
+
 class DefenderService:
     """Handlers of both API surfaces over one `IncidentStore`."""
 
-    def __init__(self, store: IncidentStore, issuer: TokenIssuer, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: IncidentStore,
+        issuer: TokenIssuer,
+        clock: Clock,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.store = store
         self.issuer = issuer
         self.clock = clock
+        self.limiter = limiter
+
+    # ------------------------------------------------------------------ quotas
+
+    def throttle_legacy(self, family: str, tid: str) -> Response | None:
+        """A legacy 429 (observed body, §1.7) when the tenant's quota is used up."""
+        if self.limiter is None:
+            return None
+        hit = self.limiter.acquire("legacy", family, tid)
+        if hit is None:
+            return None
+        return legacy_error(
+            429,
+            "429",
+            f"API calls quota exceeded! maximum allowed {hit.limit.calls} per "
+            f"{hit.limit.window_label()}",
+            tenant=tid,
+            headers=[("Retry-After", str(hit.retry_after))],
+        )
+
+    def throttle_graph(
+        self, family: str, tid: str, request: Request, now: datetime
+    ) -> Response | None:
+        """A Graph 429 `TooManyRequests` with `Retry-After` (§2.6) when over quota."""
+        if self.limiter is None:
+            return None
+        hit = self.limiter.acquire("graph", family, tid)
+        if hit is None:
+            return None
+        return graph_error(
+            429,
+            "TooManyRequests",
+            f"Too many requests. Limit: {hit.limit.calls} per {hit.limit.window_label()}; "
+            f"retry after {hit.retry_after} s.",
+            request,
+            now,
+            tenant=tid,
+            headers=[("Retry-After", str(hit.retry_after))],
+        )
 
     # ------------------------------------------------------------------ auth
 
@@ -265,6 +385,9 @@ class DefenderService:
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
+        throttled = self.throttle_legacy("incidents", tid)
+        if throttled is not None:
+            return throttled
         try:
             odata.check_options(request.query, frozenset({"$filter", "$top", "$skip"}))
             predicate = odata.parse_filter(request.param("$filter"), LEGACY_FILTER)
@@ -293,6 +416,9 @@ class DefenderService:
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
+        throttled = self.throttle_legacy("incidents", tid)
+        if throttled is not None:
+            return throttled
         incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
         if incident is None:
             return legacy_error(
@@ -313,6 +439,9 @@ class DefenderService:
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
+        throttled = self.throttle_graph("incidents", tid, request, now)
+        if throttled is not None:
+            return throttled
         try:
             odata.check_options(
                 request.query, frozenset({"$filter", "$top", "$skip", "$count", "$expand"})
@@ -346,6 +475,9 @@ class DefenderService:
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
+        throttled = self.throttle_graph("incidents", tid, request, now)
+        if throttled is not None:
+            return throttled
         try:
             odata.check_options(request.query, frozenset({"$expand"}))
             expand = _parse_expand(request.param("$expand"))
@@ -364,6 +496,287 @@ class DefenderService:
             **render.graph_incident(incident, tid, expand_alerts=expand),
         }
         return json_response(200, payload, tenant=tid)
+
+    # ------------------------------------------------------------------ updates
+
+    def _body(self, request: Request) -> Any:
+        """The JSON body; raises ValueError when it is not JSON with a JSON content type."""
+        content_type = (request.header("content-type") or "").lower()
+        if "application/json" not in content_type:
+            raise ValueError("Content-Type must be application/json")
+        try:
+            return request.json_body()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError("the request body is not valid JSON") from exc
+
+    def legacy_update(self, request: Request, raw_id: str) -> Response:
+        """`PATCH /api/incidents/{id}` (§1.5): 200 with the full updated incident."""
+        auth = self.authorize_legacy(request, WRITE_INCIDENTS_LEGACY)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_legacy("incidents", tid)
+        if throttled is not None:
+            return throttled
+        try:
+            body = self._body(request)
+        except ValueError as exc:
+            return legacy_error(400, "InvalidRequestBody", str(exc), tenant=tid)
+        with self.store.lock:
+            incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+            if incident is None:
+                return legacy_error(
+                    404, "ResourceNotFound", f"Incident {raw_id} was not found", tenant=tid
+                )
+            try:
+                updated = updates.apply_legacy_patch(incident, body, _author(auth), self.clock())
+            except updates.UpdateError as exc:
+                return legacy_error(400, "InvalidRequestBody", str(exc), tenant=tid)
+            self.store.put(tid, updated)
+        payload = {
+            "@odata.context": f"{request.base_url}/api/$metadata#Incidents/$entity",
+            **render.legacy_incident(updated),
+        }
+        return json_response(200, payload, tenant=tid)
+
+    def graph_update(self, request: Request, raw_id: str) -> Response:
+        """`PATCH /v1.0/security/incidents/{id}` (§2.3): 200 with the updated incident."""
+        now = self.clock()
+        auth = self.authorize_graph(request, WRITE_INCIDENTS_GRAPH)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_graph("incidents", tid, request, now)
+        if throttled is not None:
+            return throttled
+        try:
+            body = self._body(request)
+        except ValueError as exc:
+            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+        with self.store.lock:
+            incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+            if incident is None:
+                return graph_error(
+                    404, "NotFound", f"Incident {raw_id} was not found.", request, now, tenant=tid
+                )
+            try:
+                updated = updates.apply_graph_patch(incident, body, now)
+            except updates.UpdateError as exc:
+                return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+            self.store.put(tid, updated)
+        payload = {
+            "@odata.context": f"{request.base_url}/v1.0/$metadata#security/incidents/$entity",
+            **render.graph_incident(updated, tid, expand_alerts=False),
+        }
+        return json_response(200, payload, tenant=tid)
+
+    def graph_comment(self, request: Request, raw_id: str) -> Response:
+        """`POST /v1.0/security/incidents/{id}/comments` (§2.3): 200 with every comment."""
+        now = self.clock()
+        auth = self.authorize_graph(request, WRITE_INCIDENTS_GRAPH)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_graph("incidents", tid, request, now)
+        if throttled is not None:
+            return throttled
+        try:
+            body = self._body(request)
+        except ValueError as exc:
+            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+        with self.store.lock:
+            incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+            if incident is None:
+                return graph_error(
+                    404, "NotFound", f"Incident {raw_id} was not found.", request, now, tenant=tid
+                )
+            try:
+                updated = updates.add_comment(incident, body, _author(auth), now)
+            except updates.UpdateError as exc:
+                return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+            self.store.put(tid, updated)
+        payload = {
+            "@odata.context": f"{request.base_url}/v1.0/$metadata#Collection("
+            "microsoft.graph.security.alertComment)",
+            "value": [render.graph_comment(c) for c in updated.comments],
+        }
+        return json_response(200, payload, tenant=tid)
+
+    # ------------------------------------------------------------------ alerts_v2
+
+    def _alerts(self, tid: str) -> list[Alert]:
+        alerts = [a for i in self.store.snapshot(tid) for a in i.alerts]
+        return sorted(alerts, key=lambda a: (a.last_updated_time, a.alert_id), reverse=True)
+
+    def graph_alerts_list(self, request: Request) -> Response:
+        """`GET /v1.0/security/alerts_v2` (§2.4): $filter, $top, $skip, $count, nextLink."""
+        now = self.clock()
+        auth = self.authorize_graph(request, READ_ALERTS_GRAPH)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_graph("alerts", tid, request, now)
+        if throttled is not None:
+            return throttled
+        try:
+            odata.check_options(request.query, frozenset({"$filter", "$top", "$skip", "$count"}))
+            count = _parse_count(request.param("$count"))
+            predicate = odata.parse_filter(request.param("$filter"), GRAPH_ALERT_FILTER)
+            top = odata.parse_int_option(
+                "$top", request.param("$top"), GRAPH_DEFAULT_TOP, GRAPH_MAX_TOP
+            )
+            skip = odata.parse_int_option("$skip", request.param("$skip"), 0, None)
+        except odata.ODataError as exc:
+            return graph_error(
+                400, "BadRequest", f"Invalid request: {exc}", request, now, tenant=tid
+            )
+        matching = [a for a in self._alerts(tid) if predicate(_graph_alert_row(a))]
+        page = matching[skip : skip + top]
+        payload: dict[str, Any] = {
+            "@odata.context": f"{request.base_url}/v1.0/$metadata#security/alerts_v2"
+        }
+        if count:
+            payload["@odata.count"] = len(matching)
+        payload["value"] = [render.graph_alert(a, tid) for a in page]
+        if top and skip + top < len(matching):
+            payload["@odata.nextLink"] = next_link(request, skip + top)
+        return json_response(200, payload, tenant=tid)
+
+    def graph_alert_get(self, request: Request, alert_id: str) -> Response:
+        """`GET /v1.0/security/alerts_v2/{id}` (§2.4)."""
+        now = self.clock()
+        auth = self.authorize_graph(request, READ_ALERTS_GRAPH)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_graph("alerts", tid, request, now)
+        if throttled is not None:
+            return throttled
+        alert = next((a for a in self._alerts(tid) if a.alert_id == alert_id), None)
+        if alert is None:
+            return graph_error(
+                404, "NotFound", f"Alert {alert_id} was not found.", request, now, tenant=tid
+            )
+        payload = {
+            "@odata.context": f"{request.base_url}/v1.0/$metadata#security/alerts_v2/$entity",
+            **render.graph_alert(alert, tid),
+        }
+        return json_response(200, payload, tenant=tid)
+
+    # ------------------------------------------------------------------ hunting
+
+    def hunting_tables(self, tid: str) -> dict[str, list[dict[str, Any]]]:
+        """The tenant's hunting tables, rebuilt only when its incidents changed."""
+        with self.store.lock:
+            version = self.store.versions.get(tid, 0)
+            cached = self.store.hunting_tables.get(tid)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            alerts = tenant_alerts(self.store, tid)
+            seeded_at = self.store.seeded_at or self.clock()
+            tables = hunting.build_tables(tid, alerts, seeded_at, self.store.seed)
+            self.store.hunting_tables[tid] = (version, tables)
+            return tables
+
+    def legacy_hunting(self, request: Request) -> Response:
+        """`POST /api/advancedhunting/run` (§1.6)."""
+        auth = self.authorize_legacy(request, HUNTING_LEGACY)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_legacy("hunting", tid)
+        if throttled is not None:
+            return throttled
+        try:
+            body = self._body(request)
+        except ValueError as exc:
+            return legacy_error(400, "InvalidRequestBody", str(exc), tenant=tid)
+        query = body.get("Query") if isinstance(body, dict) else None
+        if not isinstance(query, str) or not query.strip():
+            return legacy_error(
+                400,
+                "MissingRequiredParameter",
+                "The 'Query' property (case-sensitive) is required and must be a KQL string.",
+                tenant=tid,
+            )
+        now = self.clock()
+        started = time.perf_counter()
+        tables = hunting.window(self.hunting_tables(tid), now - hunting.RETENTION, now)
+        try:
+            result = hunting.run(query, tables, now)
+        except kql.KqlError as exc:
+            return legacy_error(400, "BadRequest", f"Query failed: {exc}", tenant=tid)
+        elapsed = time.perf_counter() - started
+        size = len(json.dumps(result.rows, default=str))
+        payload = {
+            "Stats": {
+                "ExecutionTime": round(elapsed, 6),
+                "resource_usage": {
+                    "cache": {
+                        "memory": {"hits": 0, "misses": 0, "total": 0},
+                        "disk": {"hits": 0, "misses": 0, "total": 0},
+                    },
+                    "cpu": {
+                        "user": _timespan(elapsed),
+                        "kernel": "00:00:00",
+                        "total cpu": _timespan(elapsed),
+                    },
+                    "memory": {"peak_per_node": size},
+                },
+                "dataset_statistics": [{"table_row_count": len(result.rows), "table_size": size}],
+            },
+            "Schema": [{"Name": n, "Type": t} for n, t in result.schema],
+            "Results": result.rows,
+        }
+        return json_response(200, payload, tenant=tid)
+
+    def graph_hunting(self, request: Request) -> Response:
+        """`POST /v1.0/security/runHuntingQuery` (§2.5)."""
+        now = self.clock()
+        auth = self.authorize_graph(request, HUNTING_GRAPH)
+        if isinstance(auth, Response):
+            return auth
+        tid = auth.tenant_id
+        throttled = self.throttle_graph("hunting", tid, request, now)
+        if throttled is not None:
+            return throttled
+        try:
+            body = self._body(request)
+        except ValueError as exc:
+            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+        fields = {k.lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+        query, timespan = fields.get("query"), fields.get("timespan")
+        if not isinstance(query, str) or not query.strip():
+            return graph_error(
+                400, "BadRequest", "The 'Query' property is required.", request, now, tenant=tid
+            )
+        if timespan is not None and not isinstance(timespan, str):
+            return graph_error(
+                400, "BadRequest", "'Timespan' must be a string.", request, now, tenant=tid
+            )
+        try:
+            start, end = hunting.parse_timespan(timespan, now)
+        except hunting.TimespanError as exc:
+            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+        start = max(start, now - hunting.RETENTION)
+        tables = hunting.window(self.hunting_tables(tid), start, end)
+        try:
+            result = hunting.run(query, tables, now)
+        except kql.KqlError as exc:
+            return graph_error(400, "BadRequest", f"Query failed: {exc}", request, now, tenant=tid)
+        payload = {
+            "@odata.context": f"{request.base_url}/v1.0/$metadata#"
+            "microsoft.graph.security.huntingQueryResults",
+            "schema": [{"name": n, "type": t} for n, t in result.schema],
+            "results": result.rows,
+        }
+        return json_response(200, payload, tenant=tid)
+
+
+def _timespan(seconds: float) -> str:
+    whole = int(seconds)
+    fraction = int((seconds % 1) * 1e7)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}.{fraction:07d}"
 
 
 def _has_permission(claims: Claims, wanted: Sequence[str]) -> bool:

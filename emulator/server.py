@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import trustme
 
-from emulator import data, defender, entra, faults, keyvault, stats
+from emulator import data, defender, entra, faults, keyvault, ratelimit, stats
 from emulator.http import Request, Response, json_response
 from emulator.model import Clock, format_time, utc_now
 
@@ -65,6 +65,9 @@ class EmulatorConfig:
     mi_token_lifetime: int = 86399  # seconds, managed-identity tokens
     secret_lifetime_days: int = 180  # expiry of the seeded client secret (Entra and Key Vault)
     request_log_size: int = 5000
+    # Per-family request quotas ("incidents", "hunting", "alerts"); missing families keep
+    # Microsoft's documented defaults (see emulator.ratelimit.DEFAULT_QUOTAS).
+    quotas: Mapping[str, tuple[ratelimit.Limit, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,7 @@ class Emulator:
         self._issuer = entra.TokenIssuer(clock)
         self.stats = stats.Stats(self.config.request_log_size)
         self.faults = faults.FaultInjector()
+        self.limiter = ratelimit.RateLimiter(self.config.quotas)
         self._world: _World | None = None
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
@@ -277,6 +281,7 @@ class Emulator:
         self._world = self._seed(world.seeded_at)
         self.stats.clear()
         self.faults.configure(faults.FaultConfig())
+        self.limiter.reset()
 
     # ------------------------------------------------------------------ seeding
 
@@ -309,7 +314,7 @@ class Emulator:
         vault = keyvault.Vault("defender-bridge-kv", "westeurope", ids.tenant_ids[0])
         vault.set_secret(SECRET_NAME, secret.value, secret.created, secret.expires)
         vault.readers.add(ids.system_identity.principal_id)
-        store = defender.IncidentStore()
+        store = defender.IncidentStore(seed=config.seed, seeded_at=now)
         for index, tid in enumerate(ids.tenant_ids):
             generator = data.TenantGenerator(tid, index, config.seed)
             count = config.home_incidents if index == 0 else config.customer_incidents
@@ -346,7 +351,9 @@ class Emulator:
         )
 
     def _defender(self) -> defender.DefenderService:
-        return defender.DefenderService(self._require_world().store, self._issuer, self.clock)
+        return defender.DefenderService(
+            self._require_world().store, self._issuer, self.clock, self.limiter
+        )
 
     def _build_routes(self) -> tuple[_Route, ...]:
         def r(method: str, pattern: str, endpoint: str, handler: Handler, **kw: bool) -> _Route:
@@ -399,6 +406,20 @@ class Emulator:
                 faultable=True,
             ),
             r(
+                "PATCH",
+                r"^/api/incidents/(?P<id>[^/]+)$",
+                "legacy.incidents.update",
+                lambda q, m: self._defender().legacy_update(q, m["id"]),
+                faultable=True,
+            ),
+            r(
+                "POST",
+                r"^/api/advancedhunting/run$",
+                "legacy.hunting.run",
+                lambda q, m: self._defender().legacy_hunting(q),
+                faultable=True,
+            ),
+            r(
                 "GET",
                 r"^/v1\.0/security/incidents/?$",
                 "graph.incidents.list",
@@ -410,6 +431,41 @@ class Emulator:
                 r"^/v1\.0/security/incidents/(?P<id>[^/]+)$",
                 "graph.incidents.get",
                 lambda q, m: self._defender().graph_get(q, m["id"]),
+                faultable=True,
+            ),
+            r(
+                "PATCH",
+                r"^/v1\.0/security/incidents/(?P<id>[^/]+)$",
+                "graph.incidents.update",
+                lambda q, m: self._defender().graph_update(q, m["id"]),
+                faultable=True,
+            ),
+            r(
+                "POST",
+                r"^/v1\.0/security/incidents/(?P<id>[^/]+)/comments$",
+                "graph.incidents.comment",
+                lambda q, m: self._defender().graph_comment(q, m["id"]),
+                faultable=True,
+            ),
+            r(
+                "GET",
+                r"^/v1\.0/security/alerts_v2/?$",
+                "graph.alerts.list",
+                lambda q, m: self._defender().graph_alerts_list(q),
+                faultable=True,
+            ),
+            r(
+                "GET",
+                r"^/v1\.0/security/alerts_v2/(?P<id>[^/]+)$",
+                "graph.alerts.get",
+                lambda q, m: self._defender().graph_alert_get(q, m["id"]),
+                faultable=True,
+            ),
+            r(
+                "POST",
+                r"^/v1\.0/security/runHuntingQuery$",
+                "graph.hunting.run",
+                lambda q, m: self._defender().graph_hunting(q),
                 faultable=True,
             ),
             r("GET", r"^/_emulator/stats$", "admin.stats", self._admin_stats),
@@ -424,6 +480,8 @@ class Emulator:
             r("POST", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
             r("GET", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
             r("POST", r"^/_emulator/reset$", "admin.reset", self._admin_reset),
+            r("GET", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
+            r("POST", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
         )
 
     def _mi_token(self, request: Request, match: re.Match[str]) -> Response:
@@ -476,6 +534,7 @@ class Emulator:
                 update=counts["update"],
                 merge_count=counts["merge"],
             )
+            store.bump(tid)
         return json_response(
             200,
             {
@@ -494,6 +553,15 @@ class Emulator:
                 return _admin_error(400, str(exc))
             self.faults.configure(config)
         return json_response(200, self.faults.config.to_json())
+
+    def _admin_quotas(self, request: Request, match: re.Match[str]) -> Response:
+        if request.method == "POST":
+            try:
+                family, limits = ratelimit.parse_limits(request.json_body())
+            except ValueError as exc:
+                return _admin_error(400, str(exc))
+            self.limiter.set_limits(family, limits)
+        return json_response(200, self.limiter.quotas())
 
     def _admin_reset(self, request: Request, match: re.Match[str]) -> Response:
         self.reset()

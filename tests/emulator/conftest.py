@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
 
 LEGACY_SCOPE = "https://api.security.microsoft.com/.default"
@@ -21,16 +22,23 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 @pytest.fixture(scope="session")
 def emu() -> Iterator[Emulator]:
-    """One seeded emulator for the whole emulator test session."""
-    with Emulator(EmulatorConfig(seed=11)) as emulator:
+    """One seeded emulator for the whole emulator test session.
+
+    Quotas are off here (many tests call the same tenant within a minute); quota tests set
+    their own through the admin API, and `fresh` resets them to this configuration.
+    """
+    unlimited: dict[str, tuple[Limit, ...]] = {"incidents": (), "hunting": (), "alerts": ()}
+    with Emulator(EmulatorConfig(seed=11, quotas=unlimited)) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def fresh(emu: Emulator, http: requests.Session) -> Emulator:
-    """The session emulator, reset to its seeded state (no stats, no faults)."""
+def fresh(emu: Emulator, http: requests.Session) -> Iterator[Emulator]:
+    """The session emulator reset to its seeded state (no stats, faults or quota changes),
+    and reset again afterwards so later tests never inherit changes."""
     http.post(f"{emu.url}/_emulator/reset", timeout=10).raise_for_status()
-    return emu
+    yield emu
+    http.post(f"{emu.url}/_emulator/reset", timeout=10).raise_for_status()
 
 
 @pytest.fixture(scope="session")

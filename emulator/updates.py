@@ -1,0 +1,278 @@
+"""Validation and application of incident updates (legacy PATCH, Graph PATCH, Graph comments).
+
+Pure: takes the current `Incident` and a parsed JSON body, returns the new `Incident` or raises
+`UpdateError` with a message for a 400. Contract: defender-api.md §1.5 (legacy PATCH: status,
+assignedTo, classification, determination, tags, comment; case-sensitive names; `comment`
+appends) and §2.3 (Graph PATCH: camelCase values, `customTags`). Determinations come in two
+documented spellings (§1.5, §7.2); both are accepted and the resource-page names are stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from emulator.model import Comment, Incident
+
+LEGACY_STATUSES = ("Active", "Resolved", "InProgress", "Redirected")
+LEGACY_CLASSIFICATIONS = ("TruePositive", "InformationalExpectedActivity", "FalsePositive")
+
+# Documented determinations per classification, PATCH-page spellings (§1.5) plus the
+# resource-page spellings; "Other" fits every classification.
+_BY_CLASSIFICATION: Mapping[str, frozenset[str]] = {
+    "TruePositive": frozenset(
+        {
+            "MultiStagedAttack",
+            "MaliciousUserActivity",
+            "CompromisedAccount",
+            "CompromisedUser",
+            "Malware",
+            "Phishing",
+            "UnwantedSoftware",
+            "Other",
+        }
+    ),
+    "InformationalExpectedActivity": frozenset(
+        {
+            "SecurityTesting",
+            "LineOfBusinessApplication",
+            "ConfirmedActivity",
+            "ConfirmedUserActivity",
+            "Other",
+        }
+    ),
+    "FalsePositive": frozenset(
+        {
+            "Clean",
+            "NoEnoughDataToValidate",
+            "NotEnoughDataToValidate",
+            "InsufficientData",
+            "NotMalicious",
+            "Other",
+        }
+    ),
+}
+# PATCH-page (and Graph PATCH-page) spellings -> the resource-page names that are stored.
+_CANONICAL = {
+    "CompromisedAccount": "CompromisedUser",
+    "ConfirmedActivity": "ConfirmedUserActivity",
+    "NoEnoughDataToValidate": "InsufficientData",
+    "NotEnoughDataToValidate": "InsufficientData",
+    "NotMalicious": "Clean",
+}
+# Graph status/classification values accepted by PATCH (§2.2, §2.3).
+_GRAPH_STATUSES = ("active", "resolved", "inProgress", "redirected")
+_GRAPH_CLASSIFICATIONS = (
+    "unknown",
+    "truePositive",
+    "informationalExpectedActivity",
+    "falsePositive",
+)
+
+
+class UpdateError(ValueError):
+    """The update body is invalid; the message is returned to the caller."""
+
+
+def _pascal(value: str) -> str:
+    return value[:1].upper() + value[1:]
+
+
+def _stamp(incident: Incident, now: datetime) -> datetime:
+    # lastUpdateTime must move forward even if the injected clock stands still.
+    previous = incident.last_update_time
+    return now if now > previous else previous + timedelta(milliseconds=1)
+
+
+def _string(body: Mapping[str, Any], key: str) -> str:
+    value = body[key]
+    if not isinstance(value, str):
+        raise UpdateError(f"'{key}' must be a string")
+    return value
+
+
+def _tags(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = body[key]
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise UpdateError(f"'{key}' must be a list of strings")
+    return tuple(value)
+
+
+def _verdict(
+    incident: Incident, classification: str | None, determination: str | None
+) -> tuple[str, str]:
+    """New (classification, determination), checked against the documented pairs."""
+    new_class = classification or incident.classification
+    if determination is None:
+        keep = incident.determination
+        if classification is not None and keep not in _BY_CLASSIFICATION.get(new_class, ()):
+            keep = "NotAvailable"
+        return new_class, keep
+    if determination == "NotAvailable":
+        return new_class, determination
+    allowed = _BY_CLASSIFICATION.get(new_class)
+    if allowed is None:
+        raise UpdateError(
+            f"determination '{determination}' needs a classification (TruePositive, "
+            "InformationalExpectedActivity or FalsePositive)"
+        )
+    if determination not in allowed:
+        raise UpdateError(
+            f"determination '{determination}' is not valid with classification '{new_class}' "
+            f"(valid: {', '.join(sorted(allowed))})"
+        )
+    return new_class, _CANONICAL.get(determination, determination)
+
+
+def _resolve_alerts(incident: Incident, at: datetime) -> Incident:
+    """Resolving an incident resolves its alerts (as the portal does)."""
+    alerts = tuple(
+        a
+        if a.status == "Resolved"
+        else replace(a, status="Resolved", resolved_time=at, last_updated_time=at)
+        for a in incident.alerts
+    )
+    return replace(incident, alerts=alerts)
+
+
+def apply_legacy_patch(incident: Incident, body: Any, author: str, now: datetime) -> Incident:
+    """`PATCH /api/incidents/{id}` semantics (§1.5).
+
+    Raises:
+        UpdateError: unknown property (names are case-sensitive), wrong type or value.
+    """
+    if not isinstance(body, Mapping) or not body:
+        raise UpdateError("the body must be a non-empty JSON object")
+    allowed = {"status", "assignedTo", "classification", "determination", "tags", "comment"}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise UpdateError(
+            f"unknown or read-only property {', '.join(repr(u) for u in unknown)} "
+            f"(updatable, case-sensitive: {', '.join(sorted(allowed))})"
+        )
+    at = _stamp(incident, now)
+    changes: dict[str, Any] = {}
+    if "status" in body:
+        status = _string(body, "status")
+        if status not in LEGACY_STATUSES:
+            raise UpdateError(f"status '{status}' is not one of {', '.join(LEGACY_STATUSES)}")
+        changes["status"] = status
+    if "assignedTo" in body:
+        value = body["assignedTo"]
+        if value is not None and not isinstance(value, str):
+            raise UpdateError("'assignedTo' must be a string or null")
+        changes["assigned_to"] = value or None  # "" unassigns, as clients send it
+    classification = None
+    if "classification" in body:
+        classification = _string(body, "classification")
+        if classification not in LEGACY_CLASSIFICATIONS:
+            raise UpdateError(
+                f"classification '{classification}' is not one of "
+                f"{', '.join(LEGACY_CLASSIFICATIONS)}"
+            )
+    determination = _string(body, "determination") if "determination" in body else None
+    if classification is not None or determination is not None:
+        changes["classification"], changes["determination"] = _verdict(
+            incident, classification, determination
+        )
+    if "tags" in body:
+        changes["tags"] = _tags(body, "tags")
+    if "comment" in body:
+        text = _string(body, "comment")
+        if not text.strip():
+            raise UpdateError("'comment' must not be empty")
+        changes["comments"] = (*incident.comments, Comment(text, author, at))
+    updated = replace(incident, last_update_time=at, **changes)
+    if changes.get("status") == "Resolved" and incident.status != "Resolved":
+        updated = _resolve_alerts(updated, at)
+    return updated
+
+
+def _graph_enum(body: Mapping[str, Any], key: str, values: tuple[str, ...]) -> str:
+    raw = _string(body, key)
+    for value in values:
+        if value.lower() == raw.lower():
+            return value
+    raise UpdateError(f"'{raw}' is not a valid value for '{key}' (valid: {', '.join(values)})")
+
+
+def apply_graph_patch(incident: Incident, body: Any, now: datetime) -> Incident:
+    """`PATCH /security/incidents/{id}` semantics (§2.3).
+
+    Raises:
+        UpdateError: unknown property, wrong type or value.
+    """
+    if not isinstance(body, Mapping) or not body:
+        raise UpdateError("the body must be a non-empty JSON object")
+    allowed = {
+        "assignedTo",
+        "classification",
+        "determination",
+        "status",
+        "customTags",
+        "description",
+        "@odata.type",
+    }
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise UpdateError(
+            f"property {', '.join(repr(u) for u in unknown)} does not exist on type "
+            "'microsoft.graph.security.incident' or cannot be updated"
+        )
+    at = _stamp(incident, now)
+    changes: dict[str, Any] = {}
+    if "status" in body:
+        changes["status"] = _pascal(_graph_enum(body, "status", _GRAPH_STATUSES))
+    if "assignedTo" in body:
+        value = body["assignedTo"]
+        if value is not None and not isinstance(value, str):
+            raise UpdateError("'assignedTo' must be a string or null")
+        changes["assigned_to"] = value or None
+    if "description" in body:
+        changes["description"] = _string(body, "description")
+    if "customTags" in body:
+        changes["tags"] = _tags(body, "customTags")
+    classification = None
+    if "classification" in body:
+        value = _graph_enum(body, "classification", _GRAPH_CLASSIFICATIONS)
+        classification = _pascal(value)
+    determination = None
+    if "determination" in body:
+        known = sorted({d for ds in _BY_CLASSIFICATION.values() for d in ds})
+        graph_names = tuple(d[:1].lower() + d[1:] for d in known) + ("unknown",)
+        value = _graph_enum(body, "determination", graph_names)
+        determination = "NotAvailable" if value == "unknown" else _pascal(value)
+    if classification == "Unknown":
+        changes["classification"], changes["determination"] = "Unknown", "NotAvailable"
+    elif classification is not None or determination is not None:
+        changes["classification"], changes["determination"] = _verdict(
+            incident, classification, determination
+        )
+    updated = replace(incident, last_update_time=at, **changes)
+    if changes.get("status") == "Resolved" and incident.status != "Resolved":
+        updated = _resolve_alerts(updated, at)
+    return updated
+
+
+def add_comment(incident: Incident, body: Any, author: str, now: datetime) -> Incident:
+    """`POST /security/incidents/{id}/comments` (§2.3): append one alertComment.
+
+    Raises:
+        UpdateError: the body has no non-empty `comment` string.
+    """
+    if not isinstance(body, Mapping):
+        raise UpdateError("the body must be a JSON object")
+    unknown = sorted(set(body) - {"comment", "@odata.type"})
+    if unknown:
+        raise UpdateError(f"unknown property {', '.join(repr(u) for u in unknown)}")
+    if "comment" not in body:
+        raise UpdateError("'comment' is required")
+    text = _string(body, "comment")
+    if not text.strip():
+        raise UpdateError("'comment' must not be empty")
+    at = _stamp(incident, now)
+    return replace(
+        incident, comments=(*incident.comments, Comment(text, author, at)), last_update_time=at
+    )
