@@ -12,16 +12,12 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from shared.clock import Clock, utc_now
 from shared.settings import Settings, load
 
 log = logging.getLogger(__name__)
-
-#: how long the client secret read from Key Vault is trusted before it is read again
-SECRET_MAX_AGE = timedelta(hours=1)
 
 
 @dataclass
@@ -37,6 +33,7 @@ class Services:
     _clients: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _storage_ready: bool = False
+    _obo: Any = None
 
     def client_for(self, tenant: str) -> Any:
         """The API client of one tenant (built once)."""
@@ -57,8 +54,47 @@ class Services:
                 self._clients[tenant] = client
             return client
 
-    def ingestor(self) -> Any:
-        """The ingestion use case wired to real storage."""
+    def user_client_for(self, tenant: str) -> Any:
+        """An API client acting as the user signed in with ``python -m shared login``."""
+        from shared.credentials.user import cli_token_source
+        from shared.defender.client import DefenderClient, RetryPolicy
+
+        s = self.settings
+        return DefenderClient(
+            session=self.session,
+            token=cli_token_source(s, tenant, s.api_scope, http_client=self.session),
+            api=s.api,
+            base_url=s.api_url,
+            timeout=s.http_timeout,
+            retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+        )
+
+    def tenant_registry(self) -> Any:
+        """The tenants to serve: ``INGEST_TENANTS`` merged with the registry table."""
+        from shared.tenants import TenantRegistry
+
+        table = self.table_service.get_table_client(self.settings.tenant_table)
+        return TenantRegistry(self.settings.tenants, table)
+
+    def enabled_tenants(self) -> tuple[str, ...]:
+        """Ids of the enabled tenants of the registry."""
+        return tuple(e.tenant_id for e in self.tenant_registry().enabled())
+
+    def on_behalf_of(self) -> Any:
+        """The user-context provider for HTTP callers (one per process, built on first use)."""
+        from shared.credentials.user import OnBehalfOfProvider
+
+        with self._lock:
+            if self._obo is None:
+                cid = self.settings.client_id
+                self._obo = OnBehalfOfProvider(
+                    self.tokens, audiences=(cid, f"api://{cid}"), clock=self.clock
+                )
+            return self._obo
+
+    def ingestor(self, *, as_user: bool = False) -> Any:
+        """The ingestion use case wired to real storage (``as_user``: the signed-in user's
+        permissions instead of the app's)."""
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
         from shared.storage.archive import IncidentArchive
@@ -71,7 +107,7 @@ class Services:
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
         return Ingestor(
-            client_for=self.client_for,
+            client_for=self.user_client_for if as_user else self.client_for,
             archive=IncidentArchive(data),
             table=IncidentTable(table),
             watermarks=WatermarkStore(state),
@@ -109,10 +145,8 @@ class Services:
 def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
     """Wire real clients from settings (network I/O happens later, on first use)."""
     from azure.data.tables import TableServiceClient
-    from azure.keyvault.secrets import SecretClient
     from azure.storage.blob import BlobServiceClient
 
-    from shared.credentials.keyvault import KeyVaultSecret
     from shared.credentials.tokens import AppTokenProvider
     from shared.http import build_session
 
@@ -122,19 +156,11 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
             "and Key Vault challenge-resource verification off. Never set it in Azure."
         )
     credential = azure_credential(settings)
-    vault_kwargs: dict[str, Any] = {}
-    if settings.emulator:
-        vault_kwargs = {
-            "verify_challenge_resource": False,
-            "connection_verify": str(settings.emulator_ca_cert),
-        }
-    vault = SecretClient(settings.key_vault_url, credential, **vault_kwargs)
-    secret = KeyVaultSecret(vault, settings.client_secret_name, clock=clock, max_age=SECRET_MAX_AGE)
     session = build_session(ca_cert=settings.emulator_ca_cert)
     tokens = AppTokenProvider(
         client_id=settings.client_id,
         authority_url=settings.authority_url,
-        secret=secret,
+        credential=client_credential(settings, credential, clock),
         http_client=session,
         instance_discovery=not settings.emulator,
     )
@@ -157,6 +183,40 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         blob_service=blob_service,
         table_service=table_service,
     )
+
+
+def client_credential(settings: Settings, credential: Any, clock: Clock) -> Any:
+    """The app's client credential source for ``DEFENDER_CREDENTIAL_KIND``."""
+    from shared.credentials.sources import CertificateSource, FederatedSource, SecretSource
+
+    if settings.credential_kind == "federated":
+        return FederatedSource(credential, settings.cloud.token_exchange_audience)
+    from azure.keyvault.secrets import SecretClient
+
+    from shared.credentials.keyvault import KeyVaultSecret
+
+    vault_kwargs: dict[str, Any] = {}
+    if settings.emulator:
+        vault_kwargs = {
+            "verify_challenge_resource": False,
+            "connection_verify": str(settings.emulator_ca_cert),
+        }
+    vault = SecretClient(settings.key_vault_url, credential, **vault_kwargs)
+    if settings.credential_kind == "certificate":
+        # Key Vault serves a certificate's private key as the secret of the same name.
+        name = settings.certificate_name or ""
+        item = KeyVaultSecret(
+            vault,
+            name,
+            clock=clock,
+            max_age=settings.credential_cache,
+            setting="DEFENDER_CERTIFICATE_NAME",
+        )
+        return CertificateSource(item)
+    secret = KeyVaultSecret(
+        vault, settings.client_secret_name, clock=clock, max_age=settings.credential_cache
+    )
+    return SecretSource(secret)
 
 
 def azure_credential(settings: Settings) -> Any:

@@ -1,10 +1,17 @@
 """National clouds: the hosts that go with each Microsoft cloud the app can run against.
 
-Sources (read 2026-11):
+Sources (checked 2026-11 against Microsoft Learn):
 - Entra authority hosts: https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud
-- Graph per cloud: https://learn.microsoft.com/graph/deployments
+  (global ``login.microsoftonline.com``; Azure US Government ``login.microsoftonline.us``)
+- Graph per cloud: https://learn.microsoft.com/graph/deployments (global service
+  ``graph.microsoft.com``, also for GCC; US Government L4 / GCC High ``graph.microsoft.us``;
+  L5 / DoD ``dod-graph.microsoft.us``)
 - Defender XDR API for US Government: https://learn.microsoft.com/defender-xdr/usgov
-  (GCC ``api-gcc.security.microsoft.us``; GCC High and DoD ``api-gov.security.microsoft.us``)
+  ("GCC: login.microsoftonline.com, api-gcc.security.microsoft.us; GCC High & DoD:
+  login.microsoftonline.us, api-gov.security.microsoft.us")
+- Token-exchange audience of a managed identity used as a federated credential:
+  https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+  (``api://AzureADTokenExchange``; Azure US Government ``api://AzureADTokenExchangeUSGov``)
 - Storage / Key Vault DNS suffixes: https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure
 
 GCC tenants sign in to the commercial Entra ID and use commercial Graph; only the legacy
@@ -26,6 +33,7 @@ class Cloud:
     graph_api_url: str
     storage_suffix: str
     vault_suffix: str
+    token_exchange_audience: str = "api://AzureADTokenExchange"  # noqa: S105 - an audience
 
     @property
     def legacy_scope(self) -> str:
@@ -62,6 +70,7 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://graph.microsoft.us",
         storage_suffix="core.usgovcloudapi.net",
         vault_suffix="vault.usgovcloudapi.net",
+        token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
     ),
     "dod": Cloud(
         name="dod",
@@ -70,5 +79,6 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://dod-graph.microsoft.us",
         storage_suffix="core.usgovcloudapi.net",
         vault_suffix="vault.usgovcloudapi.net",
+        token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
     ),
 }

@@ -6,7 +6,8 @@
     ├── ConfigError                  a setting or argument is missing or malformed: fix, don't retry
     ├── AuthError                    no token: fix the identity, app registration, secret or consent
     │   ├── SecretAccessError        Key Vault refused or lacks the credential (403/404)
-    │   └── ConsentError             the app is not consented/known in a tenant: an admin must act
+    │   ├── ConsentError             the app is not consented/known in a tenant: an admin must act
+    │   └── CallerTokenError         a caller's token is expired, malformed or for another app (401)
     ├── UpstreamError                Defender / Graph answered with a failure (carries ids)
     │   ├── TransientError           worth retrying later: 5xx, timeouts, resets
     │   │   └── ThrottledError       429: wait ``retry_after`` seconds
@@ -80,6 +81,13 @@ class ConsentError(AuthError):
     def __init__(self, message: str, *, action: str, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.action = action
+
+
+class CallerTokenError(AuthError):
+    """The caller's token (user context) cannot be exchanged: expired, malformed, or issued for
+    another audience. An HTTP front end answers 401 and the caller signs in again."""
+
+    code = "invalid_caller_token"
 
 
 class UpstreamError(BridgeError):

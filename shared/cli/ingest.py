@@ -8,6 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from shared.cli.common import EXIT_FAILED, EXIT_OK, iso_time, tenant_ids
+from shared.cli.login import add_as_user
 
 
 def register(commands: Any) -> None:
@@ -21,7 +22,8 @@ def register(commands: Any) -> None:
         "--tenant",
         action="append",
         metavar="TENANT_ID",
-        help="ingest only this tenant (repeatable; default: INGEST_TENANTS or the home tenant)",
+        help="ingest only this tenant (repeatable; default: the enabled tenants of "
+        "INGEST_TENANTS and the tenant registry table)",
     )
     parser.add_argument(
         "--since",
@@ -31,6 +33,7 @@ def register(commands: Any) -> None:
         "the watermark never moves back",
     )
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    add_as_user(parser)
     parser.set_defaults(handler=run)
 
 
@@ -39,14 +42,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from shared.bootstrap import services
 
     svc = services()
-    tenants = tenant_ids(args.tenant, svc.settings.tenants)
+    # default: the enabled tenants of the registry (INGEST_TENANTS + the registry table)
+    tenants = tenant_ids(args.tenant, svc.enabled_tenants())
     show_progress = not args.json and sys.stderr.isatty()
 
     def progress(tenant: str, pages: int, stored: int) -> None:
         sys.stderr.write(f"\r{tenant}: {pages} pages, {stored} incidents stored ")
         sys.stderr.flush()
 
-    summary = svc.ingestor().run(
+    summary = svc.ingestor(as_user=args.as_user).run(
         tenants, since=args.since, progress=progress if show_progress else None
     )
     if show_progress:

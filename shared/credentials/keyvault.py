@@ -1,14 +1,16 @@
-"""Reads the app's client secret from Key Vault through the Function's managed identity.
+"""Reads the app's credential (a secret, or a certificate's secret) from Key Vault.
 
-The value is cached for a bounded time and can be dropped on demand (``invalidate``) so a
-rotated secret takes effect without a restart (App Service Key Vault references only refresh
-"within 24 hours": user-pains.md §8.10).
+Key Vault is reached through the Function's managed identity. The item is cached for a bounded
+time (``CREDENTIAL_CACHE_MINUTES``) and can be dropped on demand (``invalidate``), so a rotated
+secret or certificate takes effect without a restart: App Service Key Vault references only
+refresh "within 24 hours"
+(https://learn.microsoft.com/azure/app-service/app-service-key-vault-references#rotation).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -23,9 +25,20 @@ from shared.clock import Clock
 from shared.errors import AuthError, SecretAccessError
 
 
+class _SecretProperties(Protocol):
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def expires_on(self) -> datetime | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+
+
 class _SecretBundle(Protocol):
     @property
     def value(self) -> str | None: ...
+    @property
+    def properties(self) -> _SecretProperties: ...
 
 
 class SecretGetter(Protocol):
@@ -35,8 +48,18 @@ class SecretGetter(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class VaultItem:
+    """One version of a Key Vault secret. ``repr`` never shows the value."""
+
+    value: str = field(repr=False)
+    version: str | None
+    expires_on: datetime | None
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Cached:
-    value: str
+    item: VaultItem
     read_at: datetime
 
 
@@ -44,10 +67,17 @@ class KeyVaultSecret:
     """One named secret, read lazily and cached for at most ``max_age``."""
 
     def __init__(
-        self, client: SecretGetter, name: str, *, clock: Clock, max_age: timedelta
+        self,
+        client: SecretGetter,
+        name: str,
+        *,
+        clock: Clock,
+        max_age: timedelta,
+        setting: str = "DEFENDER_CLIENT_SECRET_NAME",
     ) -> None:
         self._client = client
         self.name = name
+        self.setting = setting
         self._clock = clock
         self._max_age = max_age
         self._cached: _Cached | None = None
@@ -61,27 +91,36 @@ class KeyVaultSecret:
             SecretAccessError: the vault refused, lacks the secret, or could not be reached.
             AuthError: the managed identity could not get a token for Key Vault.
         """
+        return self.get_item().value
+
+    def get_item(self) -> VaultItem:
+        """The secret's current version with its attributes (from cache while fresh).
+
+        Raises:
+            SecretAccessError: the vault refused, lacks the secret, or could not be reached.
+            AuthError: the managed identity could not get a token for Key Vault.
+        """
         with self._lock:
             cached = self._cached
             if cached is not None and self._clock() - cached.read_at < self._max_age:
-                return cached.value
-            value = self._read()
-            self._cached = _Cached(value, self._clock())
-            return value
+                return cached.item
+            item = self._read()
+            self._cached = _Cached(item, self._clock())
+            return item
 
     def invalidate(self) -> None:
         """Forget the cached value: the next ``get`` reads the vault again."""
         with self._lock:
             self._cached = None
 
-    def _read(self) -> str:
+    def _read(self) -> VaultItem:
         self.reads += 1
         try:
             bundle = self._client.get_secret(self.name)
         except ResourceNotFoundError as exc:
             raise SecretAccessError(
-                f"Key Vault has no secret named '{self.name}'; store the app's client secret "
-                "under that name or fix DEFENDER_CLIENT_SECRET_NAME"
+                f"Key Vault has no secret named '{self.name}'; store the app's credential "
+                f"under that name or fix {self.setting}"
             ) from exc
         except ClientAuthenticationError as exc:
             raise AuthError(
@@ -104,7 +143,8 @@ class KeyVaultSecret:
             ) from exc
         if not bundle.value:
             raise SecretAccessError(f"Key Vault secret '{self.name}' is empty")
-        return bundle.value
+        props = bundle.properties
+        return VaultItem(bundle.value, props.version, props.expires_on, props.content_type)
 
 
 def _first_line(text: str | None) -> str:

@@ -1,8 +1,13 @@
 """Application-context tokens: one MSAL ConfidentialClientApplication per tenant, per process.
 
 MSAL keeps its token cache on the application object, so each app is built once (lazily, on
-first use for its tenant) and kept: 100 API calls for one tenant cause one token request.
-Entra's answers are translated into our errors here, at the boundary.
+first use for its tenant) and kept: 100 API calls for one tenant cause one token request. The
+partner context is the same code with the customer's tenant in the authority
+(https://learn.microsoft.com/defender-xdr/api-partner-access).
+
+Rotation without restart: the app is rebuilt (keeping its token cache) when the credential
+source reports a new version, and when Entra refuses the credential the source is re-read once
+and the call retried. Entra's answers are translated into our errors here, at the boundary.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,16 +23,22 @@ import msal
 import requests
 
 from shared.credentials.keyvault import KeyVaultSecret
+from shared.credentials.sources import ClientCredentialSource, SecretSource
 from shared.errors import AuthError, ConsentError
 
 log = logging.getLogger(__name__)
 
-#: AADSTS codes meaning "the client credential was refused": the secret may have been rotated,
-#: so it is re-read from Key Vault once. 7000215 invalid secret, 7000222 expired secret.
+#: AADSTS codes meaning "the client credential was refused": it may have been rotated, so it is
+#: re-read once. 7000215 invalid secret, 7000222 expired secret, 700027 assertion signature not
+#: valid (certificate not registered / replaced), 700024 assertion outside its valid time range.
 #: https://learn.microsoft.com/entra/identity-platform/reference-error-codes
-ROTATION_CODES = frozenset({7000215, 7000222})
+ROTATION_CODES = frozenset({7000215, 7000222, 700027, 700024})
 #: codes meaning the app is not consented in / not known to the tenant: an admin must act.
+#: 65001 no consent, 7000229 no service principal, 700016 app not found in the directory,
+#: 500011 the resource (Defender / Graph) is not in the tenant or not consented.
 CONSENT_CODES = frozenset({65001, 7000229, 700016, 500011})
+
+AppCall = Callable[[msal.ConfidentialClientApplication], Mapping[str, Any]]
 
 
 def admin_consent_url(
@@ -34,7 +46,8 @@ def admin_consent_url(
 ) -> str:
     """The v2 admin-consent URL an admin of ``tenant`` opens to consent the app.
 
-    https://learn.microsoft.com/entra/identity-platform/v2-admin-consent
+    ``scope`` is the API's ``/.default`` so the consent covers the app's application
+    permissions: https://learn.microsoft.com/entra/identity-platform/v2-admin-consent
     """
     params = {"client_id": client_id, "scope": scope}
     if redirect_uri:
@@ -42,13 +55,21 @@ def admin_consent_url(
     return f"{authority_url.rstrip('/')}/{tenant}/v2.0/adminconsent?{urlencode(params)}"
 
 
+@dataclass
+class _TenantApp:
+    app: msal.ConfidentialClientApplication
+    credential_key: str
+    cache: msal.TokenCache
+
+
 class AppTokenProvider:
-    """Gets app-only tokens for any tenant with the app's client secret from Key Vault.
+    """Gets app-only tokens for any tenant with the app's credential.
 
     Args:
         client_id: the app registration's client id.
         authority_url: the Entra host, e.g. ``https://login.microsoftonline.com``.
-        secret: the client secret's source (cached, invalidated on rotation).
+        credential: the client credential's source (secret, certificate or federated).
+        secret: older spelling: a Key Vault client secret (wrapped in ``SecretSource``).
         http_client: the session MSAL uses (trusts the emulator CA in emulator mode).
         instance_discovery: False only for the emulator, whose host Microsoft cannot know.
     """
@@ -58,18 +79,23 @@ class AppTokenProvider:
         *,
         client_id: str,
         authority_url: str,
-        secret: KeyVaultSecret,
         http_client: requests.Session,
+        credential: ClientCredentialSource | None = None,
+        secret: KeyVaultSecret | None = None,
         instance_discovery: bool = True,
         app_factory: Callable[..., msal.ConfidentialClientApplication] | None = None,
     ) -> None:
+        if credential is None:
+            if secret is None:
+                raise ValueError("give the credential source")
+            credential = SecretSource(secret)
         self.client_id = client_id
         self.authority_url = authority_url.rstrip("/")
-        self._secret = secret
+        self.credential = credential
         self._http = http_client
         self._instance_discovery = instance_discovery
         self._factory = app_factory or msal.ConfidentialClientApplication
-        self._apps: dict[str, msal.ConfidentialClientApplication] = {}
+        self._apps: dict[str, _TenantApp] = {}
         self._lock = threading.Lock()
         self._tenant_locks: dict[str, threading.Lock] = {}
         self.apps_built = 0
@@ -80,40 +106,109 @@ class AppTokenProvider:
         Raises:
             ConsentError: the app is not consented in the tenant (the message says how to fix).
             AuthError: any other refusal; carries Entra's error and correlation id.
-            SecretAccessError: the secret could not be read from Key Vault.
+            SecretAccessError: the credential could not be read from Key Vault.
         """
-        with self._tenant_lock(tenant):
-            result = self._acquire(tenant, scope)
-            if _codes(result) & ROTATION_CODES:
-                # The secret may have been rotated in Key Vault: re-read it once and rebuild the
-                # app (MSAL replays some error answers from memory, so a fresh app is needed).
-                log.warning("Entra refused the client secret for tenant %s; re-reading it", tenant)
-                self._secret.invalidate()
-                with self._lock:
-                    self._apps.pop(tenant, None)
-                result = self._acquire(tenant, scope)
-            if "access_token" in result:
-                return str(result["access_token"])
-            raise self._error(tenant, scope, result)
+        result = self.acquire(tenant, lambda app: app.acquire_token_for_client(scopes=[scope]))
+        if "access_token" in result:
+            return str(result["access_token"])
+        raise self.error(tenant, scope, result)
 
     def for_tenant(self, tenant: str, scope: str) -> Callable[[], str]:
         """A zero-argument token source bound to one tenant and scope."""
         return lambda: self.token(tenant, scope)
 
+    def consent_url(self, tenant: str, scope: str, redirect_uri: str | None = None) -> str:
+        """The admin-consent URL of this app for ``tenant``."""
+        return admin_consent_url(self.authority_url, tenant, self.client_id, scope, redirect_uri)
+
+    def acquire(self, tenant: str, call: AppCall) -> Mapping[str, Any]:
+        """Run ``call`` with the tenant's app; re-read the credential once if Entra refuses it.
+
+        Returns MSAL's result (a token or an error); use ``error`` to translate an error.
+
+        Raises:
+            AuthError: Entra ID could not be reached, or does not know the tenant.
+            SecretAccessError: the credential could not be read from Key Vault.
+        """
+        with self._tenant_lock(tenant):
+            used, result = self._call(tenant, call)
+            if _credential_refused(result):
+                # The credential may have been rotated: re-read it once (unless another tenant
+                # already did) and use a fresh app: MSAL replays some error answers from memory.
+                log.warning(
+                    "Entra refused the app's %s for tenant %s; reading it again",
+                    self.credential.kind,
+                    tenant,
+                )
+                if self.credential.current()[0] == used:
+                    self.credential.invalidate()
+                self._drop(tenant)
+                _, result = self._call(tenant, call)
+            return result
+
+    def error(self, tenant: str, scope: str, result: Mapping[str, Any]) -> AuthError:
+        """Translate an MSAL error result into our error type (never carrying a secret)."""
+        codes = error_codes(result)
+        error = str(result.get("error") or "unknown_error")
+        description = str(result.get("error_description") or "").splitlines()
+        reason = description[0][:300] if description else error
+        correlation = result.get("correlation_id")
+        common: dict[str, Any] = {
+            "error": error,
+            "error_codes": tuple(sorted(codes)),
+            "correlation_id": str(correlation) if correlation else None,
+            "tenant": tenant,
+        }
+        if codes & CONSENT_CODES:
+            url = self.consent_url(tenant, scope)
+            return ConsentError(
+                f"tenant {tenant}: the app is not consented there ({reason})",
+                action=f"an admin of tenant {tenant} must grant admin consent: {url}",
+                **common,
+            )
+        if codes & ROTATION_CODES or error == "invalid_client":
+            return AuthError(
+                f"tenant {tenant}: Entra refused the app's {self.credential.kind} even after "
+                f"reading it again: {reason}",
+                **common,
+            )
+        return AuthError(f"tenant {tenant}: token request refused: {reason}", **common)
+
     def _tenant_lock(self, tenant: str) -> threading.Lock:
         with self._lock:
             return self._tenant_locks.setdefault(tenant, threading.Lock())
 
-    def _app(self, tenant: str) -> msal.ConfidentialClientApplication:
+    def _drop(self, tenant: str) -> None:
         with self._lock:
-            app = self._apps.get(tenant)
-        if app is not None:
-            return app
-        secret = self._secret.get()
+            state = self._apps.get(tenant)
+            if state is not None:
+                state.credential_key = ""  # forces a rebuild, keeping the token cache
+
+    def _call(self, tenant: str, call: AppCall) -> tuple[str, Mapping[str, Any]]:
+        state = self._app(tenant)
+        try:
+            result = call(state.app)
+        except requests.RequestException as exc:
+            raise AuthError(
+                f"Entra ID could not be reached for tenant {tenant} ({type(exc).__name__})",
+                tenant=tenant,
+            ) from exc
+        return state.credential_key, result
+
+    def _app(self, tenant: str) -> _TenantApp:
+        key, client_credential = self.credential.current()
+        with self._lock:
+            state = self._apps.get(tenant)
+        if state is not None and state.credential_key == key:
+            return state
+        # A new credential version (or a refusal): a new app, but the same token cache, so
+        # tokens already issued stay in use until they expire.
+        cache = state.cache if state is not None else msal.TokenCache()
         kwargs: dict[str, Any] = {
-            "client_credential": secret,
+            "client_credential": client_credential,
             "authority": f"{self.authority_url}/{tenant}",
             "http_client": self._http,
+            "token_cache": cache,
         }
         if not self._instance_discovery:
             kwargs["instance_discovery"] = False
@@ -129,45 +224,24 @@ class AppTokenProvider:
                 f"Entra ID could not be reached for tenant {tenant} ({type(exc).__name__})",
                 tenant=tenant,
             ) from exc
-        with self._lock:
-            self._apps[tenant] = app
-            self.apps_built += 1
-        return app
-
-    def _acquire(self, tenant: str, scope: str) -> Mapping[str, Any]:
-        app = self._app(tenant)
-        try:
-            result: Mapping[str, Any] = app.acquire_token_for_client(scopes=[scope])
-        except requests.RequestException as exc:
-            raise AuthError(
-                f"Entra ID could not be reached for tenant {tenant} ({type(exc).__name__})",
-                tenant=tenant,
-            ) from exc
-        return result
-
-    def _error(self, tenant: str, scope: str, result: Mapping[str, Any]) -> AuthError:
-        codes = _codes(result)
-        error = str(result.get("error") or "unknown_error")
-        description = str(result.get("error_description") or "").splitlines()
-        reason = description[0][:300] if description else error
-        correlation = result.get("correlation_id")
-        common: dict[str, Any] = {
-            "error": error,
-            "error_codes": tuple(sorted(codes)),
-            "correlation_id": str(correlation) if correlation else None,
-            "tenant": tenant,
-        }
-        if codes & CONSENT_CODES:
-            url = admin_consent_url(self.authority_url, tenant, self.client_id, scope)
-            return ConsentError(
-                f"tenant {tenant}: the app is not consented there ({reason})",
-                action=f"an admin of tenant {tenant} must grant admin consent: {url}",
-                **common,
+        if state is not None:
+            log.info(
+                "tenant %s: the app's %s changed; MSAL app rebuilt", tenant, self.credential.kind
             )
-        return AuthError(f"tenant {tenant}: token request refused: {reason}", **common)
+        state = _TenantApp(app, key, cache)
+        with self._lock:
+            self._apps[tenant] = state
+            self.apps_built += 1
+        return state
 
 
-def _codes(result: Mapping[str, Any]) -> set[int]:
+def _credential_refused(result: Mapping[str, Any]) -> bool:
+    return "access_token" not in result and (
+        bool(error_codes(result) & ROTATION_CODES) or result.get("error") == "invalid_client"
+    )
+
+
+def error_codes(result: Mapping[str, Any]) -> set[int]:
     codes = result.get("error_codes")
     if not isinstance(codes, list):
         return set()

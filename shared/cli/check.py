@@ -1,0 +1,70 @@
+"""``python -m shared check``: per tenant, Key Vault access, token acquisition and token roles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, TextIO
+
+from shared.cli.common import EXIT_FAILED, EXIT_OK, tenant_ids
+
+
+def register(commands: Any) -> None:
+    """Add the ``check`` command."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "check",
+        help="check credential, tokens and permissions for every tenant",
+        description="For each tenant: the app's credential in Key Vault (and its expiry), a "
+        "token, and the token's roles against DEFENDER_FEATURES. Exits 1 on any failure.",
+    )
+    parser.add_argument(
+        "--tenant",
+        action="append",
+        metavar="TENANT_ID",
+        help="check only this tenant (repeatable; default: every tenant of the registry)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a machine-readable report")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the checks and print the table (or JSON)."""
+    from shared.bootstrap import services
+    from shared.credentials.check import (
+        CheckReport,
+        check_credential,
+        check_tenants,
+        render_table,
+    )
+    from shared.tenants import TenantEntry
+
+    svc = services()
+    s = svc.settings
+    if args.tenant:
+        entries = [TenantEntry(t) for t in tenant_ids(args.tenant, s.tenants)]
+    else:
+        entries = svc.tenant_registry().entries()
+    credential, fix = check_credential(
+        svc.tokens.credential, clock=svc.clock, warn_within=s.credential_expiry_warning
+    )
+    report = CheckReport(
+        credential,
+        tuple(
+            check_tenants(
+                entries,
+                tokens=svc.tokens,
+                scope=s.api_scope,
+                api=s.api,
+                features=s.features,
+                credential=credential,
+                credential_fix=fix,
+            )
+        ),
+        credential_fix=fix,
+    )
+    if args.json:
+        json.dump(report.to_json(), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render_table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED

@@ -1,0 +1,48 @@
+"""``python -m shared consent-url``: the admin-consent URL for a customer tenant."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+from shared.cli.common import EXIT_OK
+
+
+def register(commands: Any) -> None:
+    """Add the ``consent-url`` command."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "consent-url",
+        help="print the admin-consent URL for a tenant",
+        description="Print the URL an admin of the tenant opens to grant the app its "
+        "application permissions (partner onboarding).",
+    )
+    parser.add_argument(
+        "--tenant", metavar="TENANT_ID", help="customer tenant (default: DEFENDER_TENANT_ID)"
+    )
+    parser.add_argument(
+        "--redirect-uri",
+        metavar="URL",
+        help="where Entra sends the admin afterwards (must be registered on the app)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the URL (no network I/O: it only needs the settings)."""
+    from shared.credentials.tokens import admin_consent_url
+    from shared.credentials.user import require_tenant
+    from shared.settings import load
+
+    settings = load()
+    tenant = require_tenant(args.tenant, settings)
+    out.write(
+        admin_consent_url(
+            settings.authority_url,
+            tenant,
+            settings.client_id,
+            settings.api_scope,
+            args.redirect_uri,
+        )
+        + "\n"
+    )
+    return EXIT_OK
