@@ -106,6 +106,25 @@ class ManagedIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class AppCertificate:
+    """A certificate registered on the app (`keyCredentials`), found by either thumbprint."""
+
+    x5t: str  # base64url SHA-1 of the DER certificate (RS256 assertions, MSAL with PEM)
+    x5t_s256: str  # base64url SHA-256 (PS256 assertions, MSAL with PFX)
+    public_key: Any
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FederatedCredential:
+    """A federated identity credential of the app: trust tokens with this issuer and subject."""
+
+    issuer: str
+    subject: str
+    audience: str = "api://AzureADTokenExchange"
+
+
+@dataclass(frozen=True, slots=True)
 class Claims:
     """The verified claims of a token the emulator issued."""
 
@@ -152,6 +171,8 @@ class Directory:
     # Per-tenant object id of the app's service principal (the `oid` of app tokens).
     service_principals: dict[str, str]
     identities: dict[str, ManagedIdentity]
+    certificates: list[AppCertificate] = field(default_factory=list)
+    federated: list[FederatedCredential] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def resolve_tenant(self, segment: str) -> Tenant | None:
@@ -433,7 +454,19 @@ class EntraService:
         if not requested:
             return _missing(request, now, resource_param, tid)
         directory = self.directory
-        if client_id.lower() != directory.client_id or tid not in directory.consents:
+        if client_id.lower() == directory.client_id and tid not in directory.consents:
+            # The app exists (multi-tenant) but has no service principal here: never consented.
+            return aad_error(
+                400,
+                "invalid_client",
+                7000229,
+                f"The client application {client_id} is missing service principal in the tenant "
+                f"{tid}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        if client_id.lower() != directory.client_id:
             return aad_error(
                 400,
                 "unauthorized_client",
@@ -459,18 +492,9 @@ class EntraService:
                 tenant=tid,
             )
         if secret is None:
-            # Certificate and federated assertions arrive with issue 4.
-            return aad_error(
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation (no certificate or federated "
-                "credential is registered for this app in the emulator).",
-                now=now,
-                request=request,
-                tenant=tid,
-            )
-        failure = self._check_secret(request, secret, now, tid)
+            failure = self._check_assertion(request, form, tenant, now)
+        else:
+            failure = self._check_secret(request, secret, now, tid)
         if failure is not None:
             return failure
         resource = self._resource_from_request(requested, v1=v1)
@@ -565,6 +589,111 @@ class EntraService:
             request=request,
             tenant=tid,
         )
+
+    def _check_assertion(
+        self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
+    ) -> Response | None:
+        """Verify a certificate (x5t / x5t#S256) or federated client assertion (§3.2).
+
+        Certificate assertions: RS256 with `x5t` (MSAL with a PEM and SHA-1 thumbprint) or PS256
+        with `x5t#S256` (MSAL with a PFX); claims aud = token endpoint, iss = sub = client id.
+        Federated: a managed-identity token for `api://AzureADTokenExchange` whose issuer and
+        subject match a federated identity credential of the app.
+        """
+        tid = tenant.tenant_id
+        assertion = form.get("client_assertion", "")
+
+        def fail(code: int, message: str) -> Response:
+            return aad_error(
+                401, "invalid_client", code, message, now=now, request=request, tenant=tid
+            )
+
+        if form.get("client_assertion_type") != _JWT_BEARER:
+            return aad_error(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: "
+                f"'client_assertion_type' with value '{_JWT_BEARER}'.",
+                now=now,
+                request=request,
+                tenant=tid,
+            )
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError:
+            return fail(50027, "JWT token is invalid or malformed.")
+        client_id = self.directory.client_id
+        if "x5t" in header or "x5t#S256" in header:
+            sha1, sha256 = _thumb(header.get("x5t")), _thumb(header.get("x5t#S256"))
+            cert = next(
+                (
+                    c
+                    for c in self.directory.certificates
+                    if not c.revoked
+                    and (
+                        (sha1 and _thumb(c.x5t) == sha1)
+                        or (sha256 and _thumb(c.x5t_s256) == sha256)
+                    )
+                ),
+                None,
+            )
+            if cert is None:
+                thumb = header.get("x5t#S256") or header.get("x5t")
+                return fail(
+                    700027,
+                    "Client assertion failed signature validation. [Reason - The key was not "
+                    f"found., Thumbprint of key used by client: '{thumb}']",
+                )
+            audiences = [
+                f"{request.base_url}/{segment}/oauth2/v2.0/token"
+                for segment in (tid, tenant.domain)
+            ] + [f"{request.base_url}/{tid}/v2.0"]
+            try:
+                claims = jwt.decode(
+                    assertion,
+                    cert.public_key,
+                    algorithms=["RS256", "PS256"],
+                    audience=audiences,
+                    leeway=300,
+                    options={"require": ["exp", "iss", "sub", "aud"], "verify_iat": False},
+                )
+            except jwt.ExpiredSignatureError:
+                return fail(700024, "Client assertion is not within its valid time range.")
+            except jwt.InvalidAudienceError:
+                return fail(
+                    700027,
+                    "Client assertion failed signature validation. [Reason - The audience of "
+                    f"the assertion must be the token endpoint, one of {audiences}]",
+                )
+            except jwt.PyJWTError as exc:
+                return fail(700027, f"Client assertion failed signature validation. [{exc}]")
+            if claims.get("iss") != client_id or claims.get("sub") != client_id:
+                return fail(
+                    700023,
+                    "Client assertion audience claim does not match Realm issuer: iss and sub "
+                    "must be the client id.",
+                )
+            return None
+        try:
+            claims_obj = self.issuer.verify(assertion, (TOKEN_EXCHANGE_RESOURCE,))
+        except TokenError as exc:
+            if exc.reason == "expired":
+                return fail(700024, "Client assertion is not within its valid time range.")
+            return fail(700027, f"Client assertion failed signature validation. [{exc}]")
+        values = claims_obj.values
+        match = any(
+            f.issuer == values.get("iss") and f.subject == values.get("sub")
+            for f in self.directory.federated
+        )
+        if not match:
+            return fail(
+                70021,
+                "No matching federated identity record found for presented assertion. "
+                f"Assertion Issuer: '{values.get('iss')}'. Assertion Subject: "
+                f"'{values.get('sub')}'. Assertion Audience: '{values.get('aud')}'.",
+            )
+        return None
 
     @staticmethod
     def _resource_from_request(requested: str, *, v1: bool) -> str | None:
@@ -687,6 +816,12 @@ class EntraService:
             home, resource, (), lifetime, identity.principal_id, appid=identity.client_id
         )
         claims["xms_mirid"] = identity.resource_id
+        if resource == TOKEN_EXCHANGE_RESOURCE:
+            # Tokens for AzureADTokenExchange are what a federated credential trusts: issuer
+            # `https://login.microsoftonline.com/{tid}/v2.0`, subject = the identity's object id.
+            claims.update(
+                {"iss": federated_issuer(home), "sub": identity.principal_id, "ver": "2.0"}
+            )
         token = self.issuer.issue(claims)
         self.record_token("managed_identity", home, identity.client_id, resource)
         return json_response(
@@ -701,6 +836,23 @@ class EntraService:
             },
             tenant=home,
         )
+
+
+def _thumb(value: Any) -> bytes | None:
+    """Thumbprint bytes from base64url or standard base64, padded or not (MSAL sends `x5t`
+    in standard base64 with padding; the spec says base64url)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return None
+
+
+def federated_issuer(tenant_id: str) -> str:
+    """Issuer of managed-identity tokens for `api://AzureADTokenExchange`."""
+    return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
 
 
 def _tenant_not_found(segment: str) -> str:

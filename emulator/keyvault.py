@@ -52,10 +52,17 @@ class Vault:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def set_secret(
-        self, name: str, value: str, now: datetime, expires: datetime | None
+        self,
+        name: str,
+        value: str,
+        now: datetime,
+        expires: datetime | None,
+        content_type: str | None = None,
     ) -> SecretVersion:
         """Add a new current version of `name`."""
-        version = SecretVersion(uuid.uuid4().hex, value, now, now, expires)
+        version = SecretVersion(
+            uuid.uuid4().hex, value, now, now, expires, content_type=content_type
+        )
         self.secrets.setdefault(name.lower(), []).append(version)
         return version
 

@@ -14,7 +14,10 @@ A trustme CA signs the server certificate for both `127.0.0.1` and `localhost`, 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import random
 import re
@@ -28,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +39,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 
 from emulator import data, defender, entra, faults, keyvault, ratelimit, stats
 from emulator.http import Request, Response, json_response
@@ -46,6 +54,9 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Request, "re.Match[str]"], Response]
 
 SECRET_NAME = "defender-client-secret"
+# Key Vault exposes a certificate's key and chain as a secret of the same name (PEM or PKCS#12).
+CERT_PEM_NAME = "defender-client-cert"
+CERT_PFX_NAME = "defender-client-cert-pfx"
 _MAX_BODY = 10 * 1024 * 1024
 
 
@@ -119,6 +130,53 @@ def _secret_value() -> str:
     return f"{secrets.token_hex(2)[:3]}8Q~{body}"
 
 
+@dataclass(frozen=True, slots=True)
+class _AppCert:
+    """The app's self-signed certificate (registered in Entra, stored in Key Vault)."""
+
+    pem: str  # private key + certificate, as Key Vault returns a PEM certificate secret
+    pfx_b64: str  # base64 PKCS#12, as Key Vault returns a PFX certificate secret
+    certificate: x509.Certificate
+
+    @staticmethod
+    def generate(client_id: str) -> _AppCert:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"defender-bridge-{client_id}")])
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + timedelta(days=3650))
+            .sign(key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+        pfx = pkcs12.serialize_key_and_certificates(
+            b"defender-bridge", key, cert, None, serialization.NoEncryption()
+        )
+        return _AppCert(key_pem + cert_pem, base64.b64encode(pfx).decode(), cert)
+
+    def registration(self) -> entra.AppCertificate:
+        der = self.certificate.public_bytes(serialization.Encoding.DER)
+
+        def b64url(digest: bytes) -> str:
+            return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+        return entra.AppCertificate(
+            x5t=b64url(hashlib.sha1(der, usedforsecurity=False).digest()),
+            x5t_s256=b64url(hashlib.sha256(der).digest()),
+            public_key=self.certificate.public_key(),
+        )
+
+
 @dataclass
 class _World:
     directory: entra.Directory
@@ -137,6 +195,7 @@ class Emulator:
         self._ids = _derive_ids(self.config)
         self.identity_header = secrets.token_hex(16)
         self._initial_secret = _secret_value()
+        self._cert = _AppCert.generate(self._ids.client_id)
         self._issuer = entra.TokenIssuer(clock)
         self.stats = stats.Stats(self.config.request_log_size)
         self.faults = faults.FaultInjector()
@@ -186,6 +245,17 @@ class Emulator:
         world = self._require_world()
         with world.directory.lock:
             return world.directory.secrets[-1].value
+
+    @property
+    def certificate_pem(self) -> str:
+        """The app's certificate and private key as PEM (also in the vault as `CERT_PEM_NAME`)."""
+        return self._cert.pem
+
+    @property
+    def certificate_thumbprint(self) -> str:
+        """SHA-1 thumbprint (hex) of the app's certificate, as MSAL's PEM credential wants it."""
+        der = self._cert.certificate.public_bytes(serialization.Encoding.DER)
+        return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
 
     @property
     def url(self) -> str:
@@ -310,9 +380,23 @@ class Emulator:
                 ids.system_identity.client_id: ids.system_identity,
                 ids.user_identity.client_id: ids.user_identity,
             },
+            certificates=[self._cert.registration()],
+            # Managed identity as a federated credential of the app (no secret at all).
+            federated=[
+                entra.FederatedCredential(
+                    entra.federated_issuer(ids.tenant_ids[0]), ids.system_identity.principal_id
+                )
+            ],
         )
         vault = keyvault.Vault("defender-bridge-kv", "westeurope", ids.tenant_ids[0])
         vault.set_secret(SECRET_NAME, secret.value, secret.created, secret.expires)
+        cert_expiry = self._cert.certificate.not_valid_after_utc
+        vault.set_secret(
+            CERT_PEM_NAME, self._cert.pem, secret.created, cert_expiry, "application/x-pem-file"
+        )
+        vault.set_secret(
+            CERT_PFX_NAME, self._cert.pfx_b64, secret.created, cert_expiry, "application/x-pkcs12"
+        )
         vault.readers.add(ids.system_identity.principal_id)
         store = defender.IncidentStore(seed=config.seed, seeded_at=now)
         for index, tid in enumerate(ids.tenant_ids):
@@ -481,6 +565,8 @@ class Emulator:
             r("GET", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
             r("POST", r"^/_emulator/reset$", "admin.reset", self._admin_reset),
             r("GET", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
+            r("POST", r"^/_emulator/consent$", "admin.consent", self._admin_consent),
+            r("POST", r"^/_emulator/keyvault/rotate$", "admin.rotate", self._admin_rotate),
             r("POST", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
         )
 
@@ -562,6 +648,90 @@ class Emulator:
                 return _admin_error(400, str(exc))
             self.limiter.set_limits(family, limits)
         return json_response(200, self.limiter.quotas())
+
+    def _admin_consent(self, request: Request, match: re.Match[str]) -> Response:
+        """Grant or revoke the app's consent (service principal) and roles in a tenant."""
+        try:
+            payload = request.json_body()
+        except ValueError:
+            return _admin_error(400, "the body must be JSON")
+        if not isinstance(payload, dict):
+            return _admin_error(400, "the body must be a JSON object")
+        unknown = set(payload) - {"tenant", "consent", "roles"}
+        if unknown:
+            return _admin_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        directory = self._require_world().directory
+        tid = payload.get("tenant")
+        if tid not in directory.tenants:
+            return _admin_error(400, f"'tenant' must be one of {list(self.tenant_ids)}")
+        consent = payload.get("consent", True)
+        if not isinstance(consent, bool):
+            return _admin_error(400, "'consent' must be true or false")
+        roles = payload.get("roles")
+        families = ("legacy", "graph", "vault")
+        if roles is not None and not (
+            isinstance(roles, dict)
+            and set(roles) <= set(families)
+            and all(
+                isinstance(v, list) and all(isinstance(r, str) for r in v) for v in roles.values()
+            )
+        ):
+            return _admin_error(
+                400, f"'roles' must map some of {list(families)} to lists of role names"
+            )
+        with directory.lock:
+            if not consent:
+                directory.consents.pop(tid, None)
+            else:
+                granted = directory.consents.setdefault(tid, dict(entra.DEFAULT_ROLES))
+                for family, names in (roles or {}).items():
+                    granted[family] = tuple(names)
+            state = directory.consents.get(tid)
+        return json_response(
+            200,
+            {
+                "tenant": tid,
+                "consent": state is not None,
+                "roles": {k: list(v) for k, v in (state or {}).items()},
+            },
+        )
+
+    def _admin_rotate(self, request: Request, match: re.Match[str]) -> Response:
+        """New client secret in Entra and as a new vault version; optionally revoke the old."""
+        try:
+            payload = request.json_body() if request.body else {}
+        except ValueError:
+            return _admin_error(400, "the body must be JSON")
+        if not isinstance(payload, dict) or set(payload) - {"revoke_old", "expire_old"}:
+            return _admin_error(400, "the body may only hold 'revoke_old' and 'expire_old'")
+        revoke, expire = payload.get("revoke_old", False), payload.get("expire_old", False)
+        if not isinstance(revoke, bool) or not isinstance(expire, bool):
+            return _admin_error(400, "'revoke_old' and 'expire_old' must be true or false")
+        world = self._require_world()
+        now = self.clock()
+        lifetime = timedelta(days=self.config.secret_lifetime_days)
+        value = _secret_value()
+        with world.directory.lock, world.vault.lock:
+            old = list(world.directory.secrets)
+            key_id = entra.rotate_secret(world.directory, value, now, lifetime)
+            if revoke:
+                entra.revoke_secrets(world.directory, key_id)
+            elif expire:
+                world.directory.secrets[:] = [
+                    s if s.key_id == key_id else dataclasses.replace(s, expires=now)
+                    for s in world.directory.secrets
+                ]
+            version = world.vault.set_secret(SECRET_NAME, value, now, now + lifetime)
+        return json_response(
+            200,
+            {
+                "name": SECRET_NAME,
+                "version": version.version,
+                "key_id": key_id,
+                "revoked": [s.key_id for s in old] if revoke else [],
+                "expired": [s.key_id for s in old] if expire and not revoke else [],
+            },
+        )
 
     def _admin_reset(self, request: Request, match: re.Match[str]) -> Response:
         self.reset()
