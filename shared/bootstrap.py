@@ -34,11 +34,24 @@ class Services:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _storage_ready: bool = False
     _obo: Any = None
+    _limiter: Any = None
+    _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def rate_limiter(self) -> Any:
+        """The process's client-side rate limiter (one bucket per tenant and API family),
+        shared by every client and thread so together they keep under the quotas."""
+        from shared.defender.limiter import RateLimiterRegistry
+
+        with self._limiter_lock:
+            if self._limiter is None:
+                self._limiter = RateLimiterRegistry(self.settings.rate_limits)
+            return self._limiter
 
     def client_for(self, tenant: str) -> Any:
         """The API client of one tenant (built once)."""
         from shared.defender.client import DefenderClient, RetryPolicy
 
+        limiter = self.rate_limiter()
         with self._lock:
             client = self._clients.get(tenant)
             if client is None:
@@ -50,6 +63,9 @@ class Services:
                     base_url=s.api_url,
                     timeout=s.http_timeout,
                     retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+                    limiter=limiter,
+                    tenant=tenant,
+                    page_size=s.page_size,
                 )
                 self._clients[tenant] = client
             return client
@@ -67,6 +83,9 @@ class Services:
             base_url=s.api_url,
             timeout=s.http_timeout,
             retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+            limiter=self.rate_limiter(),
+            tenant=tenant,
+            page_size=s.page_size,
         )
 
     def tenant_registry(self) -> Any:

@@ -1,22 +1,53 @@
 """The Defender / Graph security API client: the only code here that talks HTTP to the APIs.
 
-Decisions live in the pure modules (``paging``, ``responses``, ``model``); this module sends
-requests, retries what ``responses`` calls transient, and keeps count of what it did.
+Decisions live in the pure modules (``operations``, ``paging``, ``queries``, ``responses``,
+``model``, ``values``); this module sends requests, waits for the rate limiter, retries what
+``responses`` calls transient, and keeps count of what it did.
+
+Every operation has one deadline (``RetryPolicy.budget`` seconds unless told otherwise) that
+covers all its pages, retries and rate-limit waits; no request's timeout reaches past it. When
+the deadline passes the operation raises the last typed error (``TransientError`` or
+``ThrottledError``), never hangs. ``iter_incident_pages`` is the exception on purpose: it is
+consumed by ingestion, which does storage work between pages, so by default each page gets the
+whole budget (pass ``budget`` to bound the whole listing).
+
+Retries: ``GET``, ``PATCH`` without a comment and hunting (read-only) are safe to repeat; an
+operation that appends a comment is retried only after a 429 (the service refused it before
+doing anything), since after a reset or a 5xx it may already have been applied.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import requests
 
-from shared.defender.model import ApiKind, Incident, normalize
+from shared.defender.limiter import Family, RateLimiterRegistry
+from shared.defender.model import (
+    Alert,
+    ApiKind,
+    HuntingResult,
+    Incident,
+    normalize,
+    normalize_alert,
+    normalize_hunting,
+)
+from shared.defender.operations import (
+    IncidentUpdate,
+    comment_request,
+    get_incident_request,
+    hunting_request,
+    list_alerts_request,
+    update_incident_request,
+)
 from shared.defender.paging import (
     Page,
     RequestSpec,
@@ -25,12 +56,28 @@ from shared.defender.paging import (
     parse_page,
     same_origin,
 )
+from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.responses import classify
 from shared.errors import ThrottledError, TransientError, UnexpectedResponseError
 
 log = logging.getLogger(__name__)
 
 TokenSource = Callable[[], str]
+
+#: advanced hunting runs up to 3 minutes server-side before it times out
+#: (https://learn.microsoft.com/defender-xdr/api-advanced-hunting), so its read timeout is longer
+HUNTING_TIMEOUT = 200.0
+
+#: the permission each kind of call needs, named in a 403 whose message does not say
+_ROLES: dict[tuple[ApiKind, str], str] = {
+    ("legacy", "read"): "Incident.Read.All",
+    ("legacy", "write"): "Incident.ReadWrite.All",
+    ("legacy", "hunt"): "AdvancedHunting.Read.All",
+    ("graph", "read"): "SecurityIncident.Read.All",
+    ("graph", "write"): "SecurityIncident.ReadWrite.All",
+    ("graph", "alerts"): "SecurityAlert.Read.All",
+    ("graph", "hunt"): "ThreatHunting.Read.All",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +97,24 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class IncidentPage:
-    """A page of incidents: the normalized view and the raw JSON, in the API's order."""
+    """A page of incidents: the normalized view and the raw JSON, in the API's order.
+
+    ``incidents`` holds the page's incidents that match the listing's query (all of them when
+    the whole query was filtered server-side); ``page`` is the raw page as the API sent it.
+    """
 
     incidents: list[Incident]
     page: Page
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """How to send one request: its rate-limit family, role hint and retry rules."""
+
+    family: Family
+    role: str
+    idempotent: bool = True
+    timeout: float | None = None
 
 
 class DefenderClient:
@@ -64,8 +125,11 @@ class DefenderClient:
         token: returns a bearer token for this tenant and API (cached by MSAL behind it).
         api: ``"graph"`` or ``"legacy"``.
         base_url: the API origin, e.g. ``https://graph.microsoft.com``.
-        timeout: seconds for each request (connect and read).
+        timeout: seconds for each request (connect and read); hunting waits longer.
         retry: attempts, backoff and time budget of one operation.
+        limiter: the process's rate limiter registry (None: no client-side limiting).
+        tenant: the tenant id, the key of this client's rate-limit buckets.
+        page_size: ``$top`` of listings (at most 100 on the legacy API).
         sleep, monotonic, rng: injected for tests.
     """
 
@@ -78,6 +142,9 @@ class DefenderClient:
         base_url: str,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        limiter: RateLimiterRegistry | None = None,
+        tenant: str = "",
+        page_size: int = 100,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -88,62 +155,308 @@ class DefenderClient:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
+        self._limiter = limiter
+        self.tenant = tenant
+        self._page_size = min(page_size, 100) if api == "legacy" else page_size
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng
-        self.api_calls = 0
+        self._count_lock = threading.Lock()
+        self._api_calls = 0
 
-    def send(self, spec: RequestSpec) -> Any:
+    @property
+    def api_calls(self) -> int:
+        """Requests sent so far (every attempt counts)."""
+        return self._api_calls
+
+    # ------------------------------------------------------------------ sending
+
+    def send(
+        self, spec: RequestSpec, *, timeout: float | None = None, role: str | None = None
+    ) -> Any:
         """Send one request once; return its JSON or raise a typed error."""
         if not same_origin(spec.url, self.base_url):
             # defence in depth: paging already refuses foreign links
             raise UnexpectedResponseError("refused to send the token outside the API origin")
-        self.api_calls += 1
+        with self._count_lock:
+            self._api_calls += 1
+        request_id = str(uuid.uuid4())
         try:
             response = self._session.request(
                 spec.method,
                 spec.url,
                 params=dict(spec.params) or None,
                 json=spec.json,
-                headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
-                timeout=self._timeout,
+                headers={
+                    "Authorization": f"Bearer {self._token()}",
+                    "Accept": "application/json",
+                    # Graph echoes it and logs it; support can find the call by it
+                    "client-request-id": request_id,
+                },
+                timeout=timeout if timeout is not None else self._timeout,
                 allow_redirects=False,  # a redirect would carry the token elsewhere
             )
             body = response.content
         except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientError(f"could not reach the API: {type(exc).__name__}") from exc
+            raise TransientError(
+                f"could not reach the API: {type(exc).__name__}", correlation_id=request_id
+            ) from exc
         except requests.RequestException as exc:  # e.g. ChunkedEncodingError on a cut body
-            raise TransientError(f"the API answer was cut off: {type(exc).__name__}") from exc
-        return classify(response.status_code, response.headers, body)
+            raise TransientError(
+                f"the API answer was cut off: {type(exc).__name__}", correlation_id=request_id
+            ) from exc
+        return classify(
+            response.status_code,
+            response.headers,
+            body,
+            required_role=role,
+            client_request_id=request_id,
+        )
 
-    def call(self, spec: RequestSpec) -> Any:
-        """Send with retries for transient failures, within the policy's time budget."""
-        deadline = self._monotonic() + self._retry.budget
+    def call(
+        self,
+        spec: RequestSpec,
+        *,
+        deadline: float | None = None,
+        family: Family = "incidents",
+        role: str | None = None,
+        idempotent: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send with rate limiting and retries for transient failures, until ``deadline``.
+
+        ``deadline`` is a ``monotonic`` time (default: now + the policy's budget).
+
+        Raises:
+            UpstreamError: a typed error; ``TransientError``/``ThrottledError`` when the
+                attempts or the time budget ran out.
+        """
+        if deadline is None:
+            deadline = self._monotonic() + self._retry.budget
+        bucket = self._limiter.bucket(self.tenant, family) if self._limiter else None
+        per_request = timeout if timeout is not None else self._timeout
         attempt = 0
         while True:
             attempt += 1
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                raise TransientError("the operation's time budget ran out before it could run")
             try:
-                return self.send(spec)
+                if bucket is not None:
+                    bucket.acquire(deadline)
+                    # the wait may have used up some of the budget
+                    remaining = deadline - self._monotonic()
+                try:
+                    return self.send(
+                        spec, timeout=max(0.001, min(per_request, remaining)), role=role
+                    )
+                finally:
+                    if bucket is not None:
+                        bucket.release()
+            except ThrottledError as exc:
+                if exc.status is None:
+                    raise  # our own limiter found no slot within the budget
+                if bucket is not None and exc.retry_after:
+                    bucket.pause(exc.retry_after)  # hold back every thread, not only this one
+                self._wait_or_raise(exc, attempt, deadline)
             except TransientError as exc:
-                if attempt >= self._retry.max_attempts:
+                if not idempotent:
                     raise
-                wait = self._retry.backoff(attempt, self._rng)
-                if isinstance(exc, ThrottledError) and exc.retry_after is not None:
-                    wait = max(wait, exc.retry_after)
-                if self._monotonic() + wait > deadline:
-                    raise
-                log.info("retrying after %s in %.1fs (attempt %d)", exc.code, wait, attempt)
-                self._sleep(wait)
+                self._wait_or_raise(exc, attempt, deadline)
+
+    def _wait_or_raise(self, exc: TransientError, attempt: int, deadline: float) -> None:
+        if attempt >= self._retry.max_attempts:
+            raise exc
+        wait = self._retry.backoff(attempt, self._rng)
+        if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        if self._monotonic() + wait > deadline:
+            raise exc
+        log.info("retrying after %s in %.1fs (attempt %d)", exc.code, wait, attempt)
+        self._sleep(wait)
+
+    def _deadline(self, budget: float | None) -> float:
+        return self._monotonic() + (self._retry.budget if budget is None else budget)
+
+    def _role(self, kind: str) -> str:
+        return _ROLES[(self.api, kind)]
+
+    # ------------------------------------------------------------------ incidents
 
     def iter_incident_pages(
-        self, *, updated_since: datetime | None, page_size: int
+        self,
+        *,
+        updated_since: datetime | None = None,
+        page_size: int | None = None,
+        query: IncidentQuery | None = None,
+        budget: float | None = None,
     ) -> Iterator[IncidentPage]:
-        """Yield every page of incidents updated at or after ``updated_since``, newest first."""
+        """Yield every page of incidents matching ``query`` (and ``updated_since``), newest first.
+
+        Without ``budget`` each page has the policy's whole budget (see the module docstring).
+        """
+        query = query or IncidentQuery()
+        if updated_since is not None:
+            query = replace(query, updated_from=updated_since)
+        residual = query.client_side(self.api)
+        deadline = None if budget is None else self._deadline(budget)
         spec: RequestSpec | None = list_incidents_request(
-            self.api, self.base_url, updated_since=updated_since, page_size=page_size
+            self.api, self.base_url, page_size=page_size or self._page_size, query=query
+        )
+        role = self._role("read")
+        while spec is not None:
+            page = parse_page(self.call(spec, deadline=deadline, role=role))
+            incidents = [normalize(item, self.api) for item in page.items]
+            yield IncidentPage(incidents=[i for i in incidents if residual.matches(i)], page=page)
+            spec = next_request(spec, page, base_url=self.base_url)
+
+    def list_incidents(
+        self,
+        query: IncidentQuery | None = None,
+        *,
+        limit: int | None = None,
+        budget: float | None = None,
+    ) -> list[Incident]:
+        """Incidents matching ``query``, newest first, at most ``limit``, one time budget.
+
+        An incident seen twice (the list moved while paging) is kept once, in its newest version.
+        """
+        found: dict[str, Incident] = {}
+        pages = self.iter_incident_pages(query=query, budget=self._budget_or_default(budget))
+        for page in pages:
+            for incident in page.incidents:
+                known = found.get(incident.id)
+                if known is None or known.last_update < incident.last_update:
+                    found[incident.id] = incident
+            if limit is not None and len(found) >= limit:
+                break
+        incidents = list(found.values())
+        return incidents[:limit] if limit is not None else incidents
+
+    def _budget_or_default(self, budget: float | None) -> float:
+        return self._retry.budget if budget is None else budget
+
+    def get_incident(self, incident_id: str, *, budget: float | None = None) -> Incident:
+        """One incident with its alerts.
+
+        Raises:
+            NotFoundError: no such incident in this tenant.
+        """
+        spec = get_incident_request(self.api, self.base_url, incident_id)
+        body = self.call(spec, deadline=self._deadline(budget), role=self._role("read"))
+        return normalize(_object(body, "incident"), self.api)
+
+    def update_incident(
+        self, incident_id: str, update: IncidentUpdate, *, budget: float | None = None
+    ) -> Incident:
+        """Apply ``update`` and return the incident as the API shows it afterwards.
+
+        On Graph a comment is a second call (``POST .../comments``), made after the fields are
+        patched; its answer (every comment) replaces ``comments`` in the returned raw JSON.
+        """
+        deadline = self._deadline(budget)
+        role = self._role("write")
+        patch = update_incident_request(self.api, self.base_url, incident_id, update)
+        body: Any = None
+        if patch is not None:
+            # the legacy comment rides in the PATCH, which then appends: not safe to repeat
+            once = self.api == "legacy" and update.comment is not None
+            body = self.call(patch, deadline=deadline, role=role, idempotent=not once)
+        if self.api == "graph" and update.comment is not None:
+            spec = comment_request(self.base_url, incident_id, update.comment)
+            answer = self.call(spec, deadline=deadline, role=role, idempotent=False)
+            if body is None:
+                get = get_incident_request(self.api, self.base_url, incident_id)
+                body = self.call(get, deadline=deadline, role=self._role("read"))
+            comments = answer.get("value") if isinstance(answer, dict) else None
+            if isinstance(body, dict) and isinstance(comments, list):
+                body = {**body, "comments": comments}
+        return normalize(_object(body, "incident"), self.api)
+
+    # ------------------------------------------------------------------ alerts
+
+    def iter_alerts(
+        self, query: AlertQuery | None = None, *, budget: float | None = None
+    ) -> Iterator[Alert]:
+        """Alerts matching ``query``.
+
+        Graph lists ``alerts_v2`` (family "alerts"). The legacy API has no alert endpoint: its
+        alerts come embedded in incidents, so this lists the incidents updated since the query's
+        earliest bound and yields their alerts, filtered client-side, each once.
+        """
+        query = query or AlertQuery()
+        deadline = self._deadline(budget)
+        if self.api == "legacy":
+            seen: set[str] = set()
+            pages = self.iter_incident_pages(
+                query=query.legacy_incident_query(), budget=deadline - self._monotonic()
+            )
+            for page in pages:
+                for incident in page.incidents:
+                    for raw in _alerts_of(incident):
+                        alert = normalize_alert(raw, "legacy")
+                        if alert.id not in seen and query.matches(alert):
+                            seen.add(alert.id)
+                            yield alert
+            return
+        residual = query.graph_client_side()
+        spec: RequestSpec | None = list_alerts_request(
+            self.base_url, query, page_size=self._page_size
         )
         while spec is not None:
-            page = parse_page(self.call(spec))
-            incidents = [normalize(item, self.api) for item in page.items]
-            yield IncidentPage(incidents=incidents, page=page)
-            spec = next_request(spec, page, base_url=self.base_url)
+            body = self.call(spec, deadline=deadline, family="alerts", role=self._role("alerts"))
+            alert_page = parse_page(body)
+            for raw in alert_page.items:
+                alert = normalize_alert(raw, "graph")
+                if residual.matches(alert):
+                    yield alert
+            spec = next_request(spec, alert_page, base_url=self.base_url)
+
+    def list_alerts(
+        self,
+        query: AlertQuery | None = None,
+        *,
+        limit: int | None = None,
+        budget: float | None = None,
+    ) -> list[Alert]:
+        """Alerts matching ``query``, at most ``limit``, within one time budget."""
+        alerts: list[Alert] = []
+        for alert in self.iter_alerts(query, budget=budget):
+            alerts.append(alert)
+            if limit is not None and len(alerts) >= limit:
+                break
+        return alerts
+
+    # ------------------------------------------------------------------ hunting
+
+    def hunt(
+        self, query: str, *, timespan: str | None = None, budget: float | None = None
+    ) -> HuntingResult:
+        """Run an advanced hunting query (read-only, so retried like a GET).
+
+        Raises:
+            ConfigError: empty query, bad time span, or a time span on the legacy API.
+            BadRequestError: the service refused the query (its message says why).
+        """
+        spec = hunting_request(self.api, self.base_url, query, timespan=timespan)
+        body = self.call(
+            spec,
+            deadline=self._deadline(budget),
+            family="hunting",
+            role=self._role("hunt"),
+            timeout=max(self._timeout, HUNTING_TIMEOUT),
+        )
+        return normalize_hunting(body, self.api)
+
+
+def _object(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError(f"the {what} answer is not a JSON object")
+    return body
+
+
+def _alerts_of(incident: Incident) -> list[dict[str, Any]]:
+    alerts = incident.raw.get("alerts")
+    if not isinstance(alerts, list):
+        return []
+    return [a for a in alerts if isinstance(a, dict)]

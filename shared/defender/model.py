@@ -122,3 +122,125 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
         api=api,
         raw=raw,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A Defender alert in one shape: Graph ``alerts_v2`` or an alert embedded in a legacy incident.
+
+    Enums are camelCase as in Graph; ``service_source`` keeps each API's own vocabulary
+    (``MicrosoftDefenderATP`` becomes ``microsoftDefenderATP``, not Graph's name for it).
+    """
+
+    id: str
+    incident_id: str | None
+    title: str
+    status: str
+    severity: str
+    category: str | None
+    service_source: str | None
+    detection_source: str | None
+    created: datetime
+    last_update: datetime
+    api: ApiKind
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+def normalize_alert(raw: Mapping[str, Any], api: ApiKind) -> Alert:
+    """Normalize one alert as returned by ``api``.
+
+    Raises:
+        UnexpectedResponseError: the alert lacks its id or times, or they are malformed.
+    """
+    if not isinstance(raw, Mapping):
+        raise UnexpectedResponseError("an alert is not a JSON object")
+    if api == "legacy":
+        keys = ("alertId", "creationTime", "lastUpdatedTime")
+        status = camel(_text(raw, "status", required=False))
+        severity = camel(_text(raw, "severity", required=False))
+        service = camel(_text(raw, "serviceSource", required=False))
+        detection = camel(_text(raw, "detectionSource", required=False))
+    else:
+        keys = ("id", "createdDateTime", "lastUpdateDateTime")
+        status = _text(raw, "status", required=False)
+        severity = _text(raw, "severity", required=False)
+        service = _text(raw, "serviceSource", required=False)
+        detection = _text(raw, "detectionSource", required=False)
+    incident = raw.get("incidentId")
+    return Alert(
+        id=_text(raw, keys[0]) or "",
+        incident_id=None if incident is None else str(incident),
+        title=_text(raw, "title", required=False) or "",
+        status=status or "unknown",
+        severity=severity or "unknown",
+        category=_text(raw, "category", required=False),
+        service_source=service,
+        detection_source=detection,
+        created=_time(raw, keys[1]),
+        last_update=_time(raw, keys[2]),
+        api=api,
+        raw=raw,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HuntingResult:
+    """An advanced hunting answer in one shape, whichever API ran the query.
+
+    ``columns`` and ``types`` come from the answer's schema (legacy ``Schema``/``Name``/``Type``,
+    Graph ``schema``/``name``/``type``; either casing is accepted because Microsoft's own examples
+    mix them). ``rows`` are dicts keyed by the KQL column names; ``stats`` is the legacy ``Stats``
+    object (Graph returns none).
+    """
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    rows: tuple[Mapping[str, Any], ...]
+    api: ApiKind
+    stats: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def table(self) -> list[list[Any]]:
+        """The rows as lists in column order (a missing cell is None)."""
+        return [[row.get(column) for column in self.columns] for row in self.rows]
+
+
+def _ci(raw: Mapping[str, Any], key: str) -> Any:
+    """``raw[key]`` looked up case-insensitively (None when absent)."""
+    if key in raw:
+        return raw[key]
+    lowered = key.lower()
+    return next((v for k, v in raw.items() if isinstance(k, str) and k.lower() == lowered), None)
+
+
+def normalize_hunting(raw: Any, api: ApiKind) -> HuntingResult:
+    """Normalize a hunting answer.
+
+    Raises:
+        UnexpectedResponseError: the answer has no schema/results arrays of the documented shape.
+    """
+    if not isinstance(raw, Mapping):
+        raise UnexpectedResponseError("hunting answer is not a JSON object")
+    schema, results = _ci(raw, "schema"), _ci(raw, "results")
+    if not isinstance(schema, list) or not isinstance(results, list):
+        raise UnexpectedResponseError("hunting answer has no 'schema' and 'results' arrays")
+    columns: list[str] = []
+    types: list[str] = []
+    for entry in schema:
+        name = _ci(entry, "name") if isinstance(entry, Mapping) else None
+        if not isinstance(name, str):
+            raise UnexpectedResponseError("hunting schema entry without a column name")
+        kind = _ci(entry, "type")
+        columns.append(name)
+        types.append(kind if isinstance(kind, str) else "")
+    if not all(isinstance(row, Mapping) for row in results):
+        raise UnexpectedResponseError("hunting results are not all JSON objects")
+    stats = _ci(raw, "stats")
+    return HuntingResult(
+        columns=tuple(columns),
+        types=tuple(types),
+        rows=tuple(results),
+        api=api,
+        stats=stats if isinstance(stats, Mapping) else None,
+        raw=raw,
+    )

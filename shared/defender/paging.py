@@ -14,6 +14,15 @@ The list is newest first, so an incident updated while we page jumps to the top:
 bound it would leave the filtered set and shift every later item up one place, and ``$skip``
 paging would silently skip one incident. Without an upper bound items only ever move *up*, which
 can only make us read one twice (deduplicated by version), never miss one.
+
+Deep ``$skip``: Graph refuses ``$skip`` + ``$top`` beyond a limit (6,000 on the resources where
+it is known: https://github.com/microsoftgraph/microsoft-graph-docs/issues/3551; Elastic hit the
+same on security incidents: https://github.com/elastic/integrations/issues/20234), and the
+legacy API documents none. So an incident listing never asks for a page past ``SKIP_LIMIT``:
+when the next page would, it *narrows the time filter* instead, asking again for incidents
+updated at or before the oldest one read so far (the raw timestamp, all 7 fractional digits),
+skipping only the ones already read at exactly that instant. Such a request is anchored to a
+time, not a position, so an incident updated meanwhile (which leaves that range) shifts nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +33,29 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from shared.clock import format_utc
+from shared.clock import parse_utc
 from shared.defender.model import ApiKind
+from shared.defender.queries import IncidentQuery
 from shared.errors import UnexpectedResponseError
+
+#: the deepest ``$skip`` + ``$top`` an incident listing asks for (see the module docstring)
+SKIP_LIMIT = 6000
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """What an incident listing needs to re-ask with a tighter last-update bound.
+
+    ``url``/``params`` are the listing's first request (``$filter`` without the bound), ``field``
+    the last-update property, ``bound`` the raw timestamp of the current upper bound (None
+    before the first narrowing) and ``ties`` how many incidents at exactly ``bound`` are skipped.
+    """
+
+    url: str
+    params: Mapping[str, str]
+    field: str
+    bound: str | None = None
+    ties: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +67,7 @@ class RequestSpec:
     params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     followed: tuple[str, ...] = ()  # nextLinks already followed in this listing
+    narrowing: Narrowing | None = None  # set on incident listings (deep-$skip avoidance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +84,33 @@ def incidents_path(api: ApiKind) -> str:
 
 
 def list_incidents_request(
-    api: ApiKind, base_url: str, *, updated_since: datetime | None, page_size: int
+    api: ApiKind,
+    base_url: str,
+    *,
+    updated_since: datetime | None = None,
+    page_size: int,
+    query: IncidentQuery | None = None,
 ) -> RequestSpec:
-    """The first request of a listing of incidents updated at or after ``updated_since``."""
+    """The first request of a listing of incidents.
+
+    ``updated_since`` is a shorthand for ``query.updated_from`` (ingestion uses it). Only the
+    part of ``query`` the surface filters server-side is sent (``IncidentQuery.server_filter``).
+    """
+    query = query or IncidentQuery()
+    if updated_since is not None:
+        query = replace(query, updated_from=updated_since)
     params: dict[str, str] = {"$top": str(page_size)}
+    flt = query.server_filter(api)
+    if flt:
+        params["$filter"] = flt
     if api == "graph":
-        if updated_since is not None:
-            params["$filter"] = f"lastUpdateDateTime ge {format_utc(updated_since)}"
         # alerts are embedded in legacy answers but must be asked for on Graph (§1.8)
         params["$expand"] = "alerts"
     else:
-        if updated_since is not None:
-            params["$filter"] = f"lastUpdateTime ge {format_utc(updated_since)}"
         params["$skip"] = "0"
-    return RequestSpec("GET", base_url.rstrip("/") + incidents_path(api), params)
+    url = base_url.rstrip("/") + incidents_path(api)
+    field_name = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
+    return RequestSpec("GET", url, params, narrowing=Narrowing(url, params, field_name))
 
 
 def same_origin(url: str, base_url: str) -> bool:
@@ -105,7 +148,8 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
     """The request for the page after ``page``, or None when the listing is complete.
 
     Raises:
-        UnexpectedResponseError: the nextLink leaves the API's origin, or repeats.
+        UnexpectedResponseError: the nextLink leaves the API's origin, or repeats; or more
+            incidents than ``SKIP_LIMIT`` share one last-update instant (cannot page past them).
     """
     if page.next_link:
         link = page.next_link
@@ -117,12 +161,94 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
             )
         if link in previous.followed or link == _as_url(previous):
             raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
-        return RequestSpec("GET", link, {}, followed=(*previous.followed, link))
+        params = link_params(link)
+        if previous.narrowing is not None and _too_deep(
+            params.get("$skip"), params.get("$top") or previous.params.get("$top")
+        ):
+            return narrowed(previous.narrowing, page)
+        return RequestSpec(
+            "GET",
+            link,
+            {},
+            followed=(*previous.followed, link),
+            narrowing=previous.narrowing,
+        )
     top = int(previous.params.get("$top", "0") or 0)
     if "$skip" in previous.params and top and len(page.items) >= top:
         skip = int(previous.params["$skip"]) + top
+        if previous.narrowing is not None and _too_deep(str(skip), str(top)):
+            return narrowed(previous.narrowing, page)
         return replace(previous, params={**previous.params, "$skip": str(skip)})
     return None
+
+
+def _too_deep(skip: str | None, top: str | None) -> bool:
+    try:
+        return int(skip or 0) + int(top or 0) > SKIP_LIMIT
+    except ValueError:
+        return False  # not a number we understand: leave paging to the service's link
+
+
+def ticks(text: str) -> int:
+    """A timestamp as 100 ns ticks since the epoch, keeping the 7th fractional digit.
+
+    Raises:
+        ValueError: not an ISO-8601 timestamp with a zone.
+    """
+    value = parse_utc(text)
+    head = text.strip().rstrip("Zz")
+    seventh = 0
+    if "." in head:
+        digits = ""
+        for ch in head.partition(".")[2]:
+            if not ch.isdigit():
+                break
+            digits += ch
+        seventh = int((digits + "0000000")[6])
+    seconds = int(value.timestamp())
+    return (seconds * 1_000_000 + value.microsecond) * 10 + seventh
+
+
+def narrowed(narrowing: Narrowing, page: Page) -> RequestSpec:
+    """Re-ask the listing for incidents updated at or before the oldest one of ``page``.
+
+    ``page`` is the last page read; newest first, its last-update minimum is the listing's.
+
+    Raises:
+        UnexpectedResponseError: the items lack the last-update field, or the bound would not
+            move (more than ``SKIP_LIMIT`` incidents at one instant).
+    """
+    stamps: list[tuple[int, str]] = []
+    for item in page.items:
+        raw = item.get(narrowing.field)
+        try:
+            stamps.append((ticks(str(raw)), str(raw)))
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"incident without a valid '{narrowing.field}'; cannot narrow the listing"
+            ) from None
+    if not stamps:
+        raise UnexpectedResponseError("cannot narrow a listing after an empty page")
+    oldest, raw_oldest = min(stamps)
+    ties = sum(1 for t, _ in stamps if t == oldest)
+    if narrowing.bound is not None and ticks(narrowing.bound) == oldest:
+        raise UnexpectedResponseError(
+            f"more than {SKIP_LIMIT} incidents share the last-update time {raw_oldest}; "
+            "the listing cannot page past them"
+        )
+    bound = f"{narrowing.field} le {raw_oldest}"
+    base_filter = narrowing.params.get("$filter")
+    params = {
+        **narrowing.params,
+        "$filter": f"{base_filter} and {bound}" if base_filter else bound,
+        "$skip": str(ties),
+    }
+    return RequestSpec(
+        "GET",
+        narrowing.url,
+        params,
+        narrowing=replace(narrowing, bound=raw_oldest, ties=ties),
+    )
 
 
 def _as_url(spec: RequestSpec) -> str:

@@ -93,8 +93,18 @@ def decode_json(status: int, body: bytes) -> Any:
         return None
 
 
-def classify(status: int, headers: Mapping[str, str], body: bytes) -> Any:
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    required_role: str | None = None,
+    client_request_id: str | None = None,
+) -> Any:
     """Return the decoded JSON of a success, or raise the typed error for a failure.
+
+    ``required_role`` names the permission the operation needs, for a 403 whose message names
+    none; ``client_request_id`` is the id we sent, the correlation id when the answer has none.
 
     Raises:
         UpstreamError: a subclass chosen by status (see ``shared.errors``).
@@ -105,7 +115,9 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Any:
     code, message, request_id = _error_parts(data)
     h = _lower_headers(headers)
     request_id = request_id or h.get("request-id") or h.get("x-ms-request-id")
-    correlation_id = h.get("client-request-id") or h.get("x-ms-correlation-request-id")
+    correlation_id = (
+        h.get("client-request-id") or h.get("x-ms-correlation-request-id") or client_request_id
+    )
     text = (message or "").strip()[:_MAX_MESSAGE]
     detail = f": {text}" if text else ""
     common: dict[str, Any] = {
@@ -126,7 +138,7 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> Any:
             **common,
         )
     if status == 403:
-        role = next((r for r in KNOWN_ROLES if r.lower() in text.lower()), None)
+        role = next((r for r in KNOWN_ROLES if r.lower() in text.lower()), required_role)
         hint = f"; grant the app '{role}' and admin-consent it" if role else ""
         raise ForbiddenError(
             f"permission denied (HTTP 403){detail}{hint}", missing_role=role, **common

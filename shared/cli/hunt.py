@@ -1,0 +1,74 @@
+"""``python -m shared hunt``: run an advanced hunting query on the configured API surface.
+
+The query comes as an argument, from ``--file``, or from standard input (``-``). Results print
+as a table (default), JSON (``{"columns": [{"name", "type"}], "rows": [...]}``) or CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared.cli.common import EXIT_OK
+from shared.cli.incidents import add_common, client_for, write_rows
+from shared.errors import ConfigError
+
+
+def register(commands: Any) -> None:
+    """Add the ``hunt`` command."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "hunt",
+        help="run an advanced hunting (KQL) query",
+        description="Run a KQL query with advanced hunting (legacy advancedhunting/run or Graph "
+        "runHuntingQuery, as configured by DEFENDER_API).",
+    )
+    parser.add_argument("query", nargs="?", help="the KQL query, or '-' to read standard input")
+    parser.add_argument("--file", type=Path, help="read the query from this file")
+    parser.add_argument(
+        "--timespan",
+        help="Graph only: ISO-8601 time span, e.g. P7D or 2026-11-01T00:00:00Z/P7D "
+        "(default: the service's 30 days)",
+    )
+    add_common(parser)
+    parser.set_defaults(handler=run)
+
+
+def read_query(args: argparse.Namespace) -> str:
+    """The query text from the argument, ``--file`` or standard input.
+
+    Raises:
+        ConfigError: none or more than one source given, or the file cannot be read.
+    """
+    if (args.query is None) == (args.file is None):
+        raise ConfigError("give the query as an argument, '-' for standard input, or --file")
+    if args.file is not None:
+        try:
+            return str(args.file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"--file: cannot read {args.file}: {exc.strerror}") from None
+    if args.query == "-":
+        return sys.stdin.read()
+    return str(args.query)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the query and print its result."""
+    query = read_query(args)
+    result = client_for(args).hunt(query, timespan=args.timespan)
+    if args.format == "json":
+        data = {
+            "columns": [
+                {"name": c, "type": t} for c, t in zip(result.columns, result.types, strict=True)
+            ],
+            "rows": [dict(r) for r in result.rows],
+        }
+        json.dump(data, out, indent=2, default=str)
+        out.write("\n")
+    else:
+        write_rows(result.columns, result.rows, args.format, out)
+    if args.format == "table":
+        print(f"({len(result.rows)} rows)", file=sys.stderr)
+    return EXIT_OK

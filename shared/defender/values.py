@@ -1,0 +1,143 @@
+"""The documented value sets of incident fields, and how each API surface spells them. Pure.
+
+Callers (CLI, HTTP API) may write a value in any case and with either of the spellings Microsoft
+documents; ``canonical_*`` turns it into one canonical name (Graph's camelCase resource enum) or
+raises ``ConfigError`` listing what is allowed, and ``for_api`` gives the spelling one surface
+expects on the wire.
+
+Sources:
+
+- legacy update: https://learn.microsoft.com/defender-xdr/api-update-incidents (status, and the
+  determinations allowed per classification: ``CompromisedAccount``, ``ConfirmedActivity``,
+  ``NoEnoughDataToValidate`` ...)
+- legacy resource: https://learn.microsoft.com/defender-xdr/api-incident (``CompromisedUser``,
+  ``ConfirmedUserActivity``, ``InsufficientData``: the same values under other names)
+- Graph: https://learn.microsoft.com/graph/api/resources/security-incident (camelCase enums) and
+  https://learn.microsoft.com/graph/api/security-incident-update (``notMalicious``,
+  ``notEnoughDataToValidate``, ``compromisedAccount``, ``confirmedActivity`` as synonyms)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from shared.defender.model import ApiKind
+from shared.errors import ConfigError
+
+#: incident statuses a caller may filter on or set (``awaitingAction`` is read-only on Graph)
+STATUSES = ("active", "inProgress", "resolved", "redirected")
+#: statuses accepted as filters (reads may also show ``awaitingAction``)
+FILTER_STATUSES = (*STATUSES, "awaitingAction")
+#: incident severities; the legacy API spells ``unknown`` as ``UnSpecified``
+SEVERITIES = ("unknown", "informational", "low", "medium", "high")
+#: classifications a caller may set
+CLASSIFICATIONS = ("truePositive", "informationalExpectedActivity", "falsePositive")
+
+#: determinations allowed for each classification (legacy update page), canonical names
+DETERMINATIONS_BY_CLASSIFICATION: Mapping[str, tuple[str, ...]] = {
+    "truePositive": (
+        "multiStagedAttack",
+        "maliciousUserActivity",
+        "compromisedUser",
+        "malware",
+        "phishing",
+        "unwantedSoftware",
+        "other",
+    ),
+    "informationalExpectedActivity": (
+        "securityTesting",
+        "lineOfBusinessApplication",
+        "confirmedUserActivity",
+        "other",
+    ),
+    "falsePositive": ("clean", "insufficientData", "other"),
+}
+DETERMINATIONS = tuple(
+    dict.fromkeys(d for ds in DETERMINATIONS_BY_CLASSIFICATION.values() for d in ds)
+)
+
+#: other documented spellings → canonical (resource page) names
+_DETERMINATION_SYNONYMS: Mapping[str, str] = {
+    "compromisedaccount": "compromisedUser",
+    "confirmedactivity": "confirmedUserActivity",
+    "noenoughdatatovalidate": "insufficientData",
+    "notenoughdatatovalidate": "insufficientData",
+    "notmalicious": "clean",
+}
+
+#: what the legacy update endpoint lists for the values whose names differ (its PATCH page)
+_LEGACY_DETERMINATION: Mapping[str, str] = {
+    "compromisedUser": "CompromisedAccount",
+    "confirmedUserActivity": "ConfirmedActivity",
+    "insufficientData": "NoEnoughDataToValidate",
+}
+
+
+def _key(value: str) -> str:
+    """Compare case-insensitively, ignoring separators (``in-progress`` = ``InProgress``)."""
+    return "".join(ch for ch in value.lower() if ch.isalnum())
+
+
+def _pick(name: str, value: str, allowed: Iterable[str], synonyms: Mapping[str, str]) -> str:
+    options = tuple(allowed)
+    key = _key(value)
+    for option in options:
+        if _key(option) == key:
+            return option
+    if key in synonyms and synonyms[key] in options:
+        return synonyms[key]
+    raise ConfigError(f"{name} '{value}' is not one of: {', '.join(options)}")
+
+
+def canonical_status(value: str, *, for_filter: bool = False) -> str:
+    """``Active``/``active``/``in-progress`` → ``active``/``inProgress``.
+
+    Raises:
+        ConfigError: not a documented status.
+    """
+    if _key(value) == "new":  # an alert status, often typed by mistake for incidents
+        raise ConfigError("status 'new' is an alert status; incidents use: " + ", ".join(STATUSES))
+    return _pick("status", value, FILTER_STATUSES if for_filter else STATUSES, {})
+
+
+def canonical_severity(value: str) -> str:
+    """``High``/``high`` → ``high``; ``UnSpecified`` → ``unknown``."""
+    return _pick("severity", value, SEVERITIES, {"unspecified": "unknown"})
+
+
+def canonical_classification(value: str) -> str:
+    """``TruePositive``/``truepositive`` → ``truePositive``."""
+    return _pick("classification", value, CLASSIFICATIONS, {})
+
+
+def canonical_determination(value: str, classification: str | None = None) -> str:
+    """Either documented spelling → the canonical name, checked against ``classification``.
+
+    Raises:
+        ConfigError: not a documented determination, or not one allowed for ``classification``.
+    """
+    if classification is None:
+        return _pick("determination", value, DETERMINATIONS, _DETERMINATION_SYNONYMS)
+    allowed = DETERMINATIONS_BY_CLASSIFICATION[classification]
+    try:
+        return _pick("determination", value, allowed, _DETERMINATION_SYNONYMS)
+    except ConfigError:
+        raise ConfigError(
+            f"determination '{value}' is not allowed with classification '{classification}' "
+            f"(allowed: {', '.join(allowed)})"
+        ) from None
+
+
+def for_api(api: ApiKind, field: str, canonical: str) -> str:
+    """The spelling of a canonical enum value that ``api`` expects for ``field``.
+
+    Graph takes the canonical camelCase names; the legacy API takes PascalCase, with the
+    determination names of its update page and ``UnSpecified`` for an unknown severity.
+    """
+    if api == "graph":
+        return canonical
+    if field == "determination" and canonical in _LEGACY_DETERMINATION:
+        return _LEGACY_DETERMINATION[canonical]
+    if field == "severity" and canonical == "unknown":
+        return "UnSpecified"
+    return canonical[0].upper() + canonical[1:]
