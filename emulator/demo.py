@@ -6,6 +6,8 @@ deployment only sees its app settings), prints the summary and where the data la
 both. Exit status 0 only if ingestion succeeded for every tenant.
 """
 
+# ruff: noqa: T201 - a demo runner prints to the terminal
+
 from __future__ import annotations
 
 import gzip
@@ -47,7 +49,9 @@ def _landed(connection_string: str, tenant: str) -> tuple[list[str], int]:
     container = BlobServiceClient.from_connection_string(connection_string).get_container_client(
         "defender-incidents"
     )
-    names = sorted(b.name for b in container.list_blobs(name_starts_with=f"incidents/tenant={tenant}/"))
+    names = sorted(
+        b.name for b in container.list_blobs(name_starts_with=f"incidents/tenant={tenant}/")
+    )
     lines = 0
     for name in names:
         lines += gzip.decompress(container.download_blob(name).readall()).count(b"\n")
@@ -72,7 +76,9 @@ def main() -> int:
             return 1
         print(json.dumps(summary, indent=2))
 
-        print("\nWhere the data landed (container 'defender-incidents', table 'DefenderIncidents'):")
+        print(
+            "\nWhere the data landed (container 'defender-incidents', table 'DefenderIncidents'):"
+        )
         for tenant in summary["tenants"]:
             names, lines = _landed(azurite.connection_string, tenant["tenant"])
             print(
