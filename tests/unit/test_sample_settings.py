@@ -10,7 +10,12 @@ from shared import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: read by the platform or SDKs rather than by Settings, but documented for users
-PLATFORM = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage", "IDENTITY_ENDPOINT", "IDENTITY_HEADER"}
+PLATFORM = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "AzureWebJobsStorage",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+}
 
 
 def _code_settings() -> set[str]:
