@@ -1,15 +1,11 @@
 """Helpers for the credential tests: wiring the app against the local cloud with a movable
-clock, and changing the emulator's identity state (rotation, consent, roles).
-
-Rotation and consent changes go through the emulator's admin API when it offers them; until it
-does, the running emulator's directory and vault are changed in process (the emulator runs in
-the test process), with the functions ``emulator.entra`` provides for that.
+clock, and changing the emulator's identity state (rotation, consent, roles) through its admin
+API (``/_emulator/keyvault/rotate``, ``/_emulator/consent``).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from shared.bootstrap import Services, build
 from shared.settings import Settings
-from tests.conftest import LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,41 +40,36 @@ def wire(env: dict[str, str], clock: MovableClock | None = None) -> Services:
     return build(Settings.from_env(env), clock=clock or MovableClock())
 
 
-def world(cloud: LocalCloud) -> Any:
-    """The running emulator's mutable state (directory of Entra, the vault)."""
-    return cloud.emulator._world  # noqa: SLF001 - in-process fallback, see the module docstring
+def admin(emu: Any, method: str, path: str, body: Any = None) -> Any:
+    """Call an emulator's admin API (``emu`` is an ``emulator.server.Emulator``)."""
+    response = requests.request(
+        method,
+        f"{emu.url}/_emulator/{path.lstrip('/')}",
+        json=body,
+        verify=str(emu.ca_path),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json() if response.content else None
 
 
-def rotate_secret(cloud: LocalCloud, *, revoke_old: bool) -> str:
-    """Add a new client secret to the app, store it as the vault's new version, and optionally
-    revoke every older secret in Entra. Returns the new value (for leak checks only)."""
-    from emulator import entra
-    from emulator.server import SECRET_NAME
-
-    w = world(cloud)
-    now = datetime.now(UTC)
-    value = f"rot8Q~{secrets.token_urlsafe(30)}"
-    with w.directory.lock:
-        key_id = entra.rotate_secret(w.directory, value, now, timedelta(days=180))
-        if revoke_old:
-            entra.revoke_secrets(w.directory, key_id)
-    with w.vault.lock:
-        w.vault.set_secret(SECRET_NAME, value, now, now + timedelta(days=180))
-    return value
+def rotate_secret(emu: Any, *, revoke_old: bool) -> str:
+    """A new client secret in Entra and a new vault version; optionally the old secret revoked.
+    Returns the new value (for leak checks only)."""
+    admin(emu, "POST", "keyvault/rotate", {"revoke_old": revoke_old})
+    return str(emu.client_secret)
 
 
-def revoke_consent(cloud: LocalCloud, tenant: str) -> None:
-    """The app loses its consent (service principal) in one tenant: AADSTS700016 there."""
-    w = world(cloud)
-    with w.directory.lock:
-        w.directory.consents.pop(tenant, None)
+def revoke_consent(emu: Any, tenant: str) -> None:
+    """The app loses its consent in one tenant (AADSTS7000229 there)."""
+    admin(emu, "POST", "consent", {"tenant": tenant, "consent": False})
 
 
-def set_roles(cloud: LocalCloud, tenant: str, family: str, roles: tuple[str, ...]) -> None:
-    """Replace the app roles granted in one tenant for one API family."""
-    w = world(cloud)
-    with w.directory.lock:
-        w.directory.consents[tenant][family] = roles
+def set_roles(emu: Any, tenant: str, family: str, roles: tuple[str, ...]) -> None:
+    """Set the app roles new tokens carry in one tenant for one API family."""
+    admin(
+        emu, "POST", "consent", {"tenant": tenant, "consent": True, "roles": {family: list(roles)}}
+    )
 
 
 def run_cli(

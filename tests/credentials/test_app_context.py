@@ -29,13 +29,6 @@ def _point_at(emu: object, monkeypatch: pytest.MonkeyPatch, **overrides: str) ->
     return env
 
 
-class _Local:
-    """The subset of LocalCloud the rotation helpers use, for a dedicated emulator."""
-
-    def __init__(self, emulator: object) -> None:
-        self.emulator = emulator
-
-
 def _token_count(emu: object, tenant: str) -> int:
     stats = emu.stats.snapshot()  # type: ignore[attr-defined]
     return sum(
@@ -130,7 +123,7 @@ def test_rotated_and_revoked_secret_is_used_on_the_next_call(
     svc.tokens.token(home, scope)
     assert _vault_reads(short_tokens) == 1
 
-    new_secret = rotate_secret(_Local(short_tokens), revoke_old=True)  # type: ignore[arg-type]
+    new_secret = rotate_secret(short_tokens, revoke_old=True)
     svc.tokens.token(home, scope)  # refused with the old secret, re-read, retried
 
     assert _refusals(caplog) == 1
@@ -153,7 +146,7 @@ def test_new_secret_version_is_picked_up_when_the_cache_lifetime_ends(
     scope = svc.settings.api_scope
     svc.tokens.token(home, scope)
 
-    rotate_secret(_Local(short_tokens), revoke_old=False)  # type: ignore[arg-type]
+    rotate_secret(short_tokens, revoke_old=False)
     clock.advance(timedelta(minutes=4))
     svc.tokens.token(home, scope)
     assert _vault_reads(short_tokens) == 1  # still cached
@@ -161,11 +154,8 @@ def test_new_secret_version_is_picked_up_when_the_cache_lifetime_ends(
     svc.tokens.token(home, scope)  # cache expired: new version read, app rebuilt
     assert _vault_reads(short_tokens) == 2
 
-    from emulator import entra
-
-    w = short_tokens._world  # type: ignore[attr-defined]  # noqa: SLF001
-    with w.directory.lock:
-        entra.revoke_secrets(w.directory, w.directory.secrets[-1].key_id)
+    rotate_secret(short_tokens, revoke_old=True)  # a third secret; both older ones revoked
+    clock.advance(timedelta(minutes=6))
     svc.tokens.token(home, scope)
     assert _refusals(caplog) == 0
     assert "MSAL app rebuilt" in caplog.text

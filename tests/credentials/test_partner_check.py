@@ -43,7 +43,7 @@ def test_one_tenant_without_consent_others_ingest_and_check_names_the_fix(
     """AADSTS700016 in one tenant: it fails with the consent action, the others ingest."""
     tenants = app_env["INGEST_TENANTS"].split(",")
     lost = tenants[1]
-    revoke_consent(cloud, lost)
+    revoke_consent(cloud.emulator, lost)
 
     ingest = run_cli(app_env, "ingest", "--json")
     summary = _json(ingest)
@@ -83,7 +83,7 @@ def test_check_json_all_ok_then_missing_roles_and_expiry_warning(
     assert all(t["roles"]["status"] == "ok" for t in report["tenants"])
 
     tenant = app_env["INGEST_TENANTS"].split(",")[2]
-    set_roles(cloud, tenant, "graph", ("SecurityIncident.Read.All",))
+    set_roles(cloud.emulator, tenant, "graph", ("SecurityIncident.Read.All",))
     warn_env = {**env, "CREDENTIAL_EXPIRY_WARNING_DAYS": "365"}
     bad = run_cli(warn_env, "check", "--json")
     report = _json(bad)
@@ -157,8 +157,8 @@ def test_no_secret_or_token_in_logs_or_cli_output(
     svc = wire(app_env)
     scope = svc.settings.api_scope
     svc.tokens.token(tenants[0], scope)
-    new_secret = rotate_secret(cloud, revoke_old=True)
-    revoke_consent(cloud, tenants[2])
+    new_secret = rotate_secret(cloud.emulator, revoke_old=True)
+    revoke_consent(cloud.emulator, tenants[2])
     svc.tokens.token(tenants[1], scope)  # refused with the old secret, re-read, retried
     credential, fix = check_credential(
         svc.tokens.credential, clock=svc.clock, warn_within=timedelta(days=30)
@@ -177,7 +177,7 @@ def test_no_secret_or_token_in_logs_or_cli_output(
     assert "Entra refused the app's secret" in logged
 
     outputs = [run_cli(app_env, "-vv", "check"), run_cli(app_env, "-vv", "check", "--json")]
-    revoke_consent(cloud, tenants[0])
+    revoke_consent(cloud.emulator, tenants[0])
     outputs.append(run_cli(app_env, "-vv", "ingest"))
     text = logged + "".join(o.stdout + o.stderr for o in outputs)
     for secret in (old_secret, new_secret, app_env["IDENTITY_HEADER"]):
