@@ -58,6 +58,10 @@ def _landed(connection_string: str, tenant: str) -> tuple[list[str], int]:
     return names, lines
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def main() -> int:
     """Run the demo; returns the exit status."""
     print("Starting the local cloud (emulator + Azurite)...", flush=True)
@@ -83,8 +87,8 @@ def main() -> int:
             names, lines = _landed(azurite.connection_string, tenant["tenant"])
             print(
                 f"  tenant {tenant['tenant']}: {tenant['incidents']} incidents stored from "
-                f"{tenant['pages']} pages in {tenant['api_calls']} API calls; "
-                f"{len(names)} blobs, {lines} lines"
+                f"{_n(tenant['pages'], 'page')} in {_n(tenant['api_calls'], 'API call')}; "
+                f"{_n(len(names), 'blob')}, {_n(lines, 'line')}"
             )
             for name in names[:3]:
                 print(f"    {name}")
@@ -96,7 +100,7 @@ def main() -> int:
             for tenant in again["tenants"]:
                 print(
                     f"  tenant {tenant['tenant']}: {tenant['incidents']} stored, "
-                    f"{tenant['api_calls']} API call(s)"
+                    f"{_n(tenant['api_calls'], 'API call')}"
                 )
         print("\nStopping the local cloud.")
         return 0 if status == 0 and status2 == 0 and summary["ok"] else 1

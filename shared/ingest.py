@@ -21,7 +21,7 @@ from shared.defender.model import Incident
 from shared.errors import BridgeError, ConflictError
 from shared.storage.archive import IncidentArchive
 from shared.storage.state import Watermark
-from shared.storage.table import IncidentTable
+from shared.storage.table import IncidentTable, RowVersion
 from shared.window import advance, plan_start
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,12 @@ class TenantResult:
     error_code: str | None = None
     skipped: bool = False
     listed: int = 0
-    blobs: tuple[str, ...] = ()
+    blobs_written: int = 0
     start: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The summary entry (stable keys of design.md, plus extra detail)."""
-        data = asdict(self)
-        data["blobs"] = list(self.blobs)
-        return data
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,17 +166,19 @@ class Ingestor:
         state.start = start
         state.watermark = mark.value
         seen_in_run: set[tuple[str, datetime]] = set()
+        # rows that could hold a listed version: every listed version was updated >= start
+        known = self._table.known_since(tenant, start)
         times: list[datetime] = []
         for page in client.iter_incident_pages(updated_since=start, page_size=self._page_size):
             state.pages += 1
             state.listed += len(page.incidents)
-            fresh = self._new_versions(tenant, page.incidents, seen_in_run)
+            fresh = _new_versions(page.incidents, seen_in_run, known)
             times.extend(i.last_update for i in page.incidents)
             if fresh:
                 ingested_at = self._clock()
                 stored = self._archive.write(tenant, fresh, ingested_at)
                 state.blobs.update(s.blob_name for s in stored)
-                state.stored += self._table.upsert_newer(tenant, stored, ingested_at)
+                state.stored += self._table.upsert_newer(tenant, stored, ingested_at, known)
             lock.renew()
             if progress is not None:
                 progress(tenant, state.pages, state.stored)
@@ -197,19 +197,22 @@ class Ingestor:
         )
         return state.result(tenant, client, ok=True)
 
-    def _new_versions(
-        self, tenant: str, incidents: Sequence[Incident], seen_in_run: set[tuple[str, datetime]]
-    ) -> list[Incident]:
-        """Versions not yet stored: not read earlier in this run, and newer than the table's."""
-        fresh: list[Incident] = []
-        for incident in incidents:
-            if incident.version in seen_in_run:
-                continue  # the list moved while we paged and showed it twice
-            seen_in_run.add(incident.version)
-            stored = self._table.stored_version(tenant, incident.id)
-            if stored is None or stored < incident.last_update:
-                fresh.append(incident)
-        return fresh
+
+def _new_versions(
+    incidents: Sequence[Incident],
+    seen_in_run: set[tuple[str, datetime]],
+    known: dict[str, RowVersion],
+) -> list[Incident]:
+    """Versions not yet stored: not read earlier in this run, and newer than the table's."""
+    fresh: list[Incident] = []
+    for incident in incidents:
+        if incident.version in seen_in_run:
+            continue  # the list moved while we paged and showed it twice
+        seen_in_run.add(incident.version)
+        row = known.get(incident.id)
+        if row is None or row.last_update < incident.last_update:
+            fresh.append(incident)
+    return fresh
 
 
 @dataclass
@@ -242,6 +245,6 @@ class _RunState:
             error_code=error.code if error is not None else None,
             skipped=skipped,
             listed=self.listed,
-            blobs=tuple(sorted(self.blobs)),
+            blobs_written=len(self.blobs),
             start=format_utc(self.start) if self.start else None,
         )

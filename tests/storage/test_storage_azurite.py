@@ -116,3 +116,29 @@ def test_tenant_lock_excludes_a_second_holder(container: ContainerClient) -> Non
         held.renew()
     with TenantLock(container, TENANT):
         pass
+
+
+def test_batched_upsert_uses_snapshot_and_survives_a_concurrent_writer(
+    container: ContainerClient, table: IncidentTable
+) -> None:
+    """Batched writes skip known versions, and a row changed behind the snapshot is re-decided."""
+    archive = IncidentArchive(container)
+    first = archive.write(TENANT, [incident(n, T0) for n in range(1, 151)], T0)
+    known = table.known_since(TENANT, T0)
+    assert known == {}
+    assert table.upsert_newer(TENANT, first, T0, known) == 150  # two transactions
+    assert len(known) == 150
+    assert table.known_since(TENANT, T0) == known  # ETags from the batch results match
+    assert table.known_since(TENANT, T0 + timedelta(seconds=1)) == {}
+
+    # another writer stores a newer version of incident 7 behind our snapshot
+    newest = archive.write(TENANT, [incident(7, T0 + timedelta(hours=2))], T0)
+    assert table.upsert_newer(TENANT, newest, T0) == 1
+    later = archive.write(
+        TENANT, [incident(7, T0 + timedelta(hours=1)), incident(8, T0 + timedelta(hours=1))], T0
+    )
+    written = table.upsert_newer(TENANT, later, T0, known)
+
+    assert written == 1  # incident 8 only: 7 already has a newer version
+    assert table.stored_version(TENANT, "7") == T0 + timedelta(hours=2)
+    assert table.stored_version(TENANT, "8") == T0 + timedelta(hours=1)
