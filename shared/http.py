@@ -23,7 +23,19 @@ def build_session(*, ca_cert: Path | None = None, pool_size: int = 32) -> reques
     adapter = HTTPAdapter(
         pool_connections=pool_size,
         pool_maxsize=pool_size,
-        max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0),
+        # respect_retry_after_header=False: otherwise urllib3 treats a 429/503 carrying
+        # Retry-After as retryable whatever status=0 says, and raises RetryError instead of
+        # handing the answer (and its Retry-After) to the client, which owns status retries
+        max_retries=Retry(
+            total=1,
+            connect=1,
+            read=0,
+            status=0,
+            other=0,
+            redirect=0,
+            respect_retry_after_header=False,
+            raise_on_status=False,
+        ),
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
