@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shared.cli.common import EXIT_OK
-from shared.cli.incidents import add_common, client_for, write_rows
+from shared.cli.incidents import add_common, bad_input, client_for, write_rows
 from shared.errors import ConfigError
 
 
@@ -56,8 +56,18 @@ def read_query(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the query and print its result."""
-    query = read_query(args)
-    result = client_for(args).hunt(query, timespan=args.timespan)
+    from shared.defender.operations import hunting_request
+
+    try:
+        query = read_query(args)
+    except ConfigError as exc:
+        return bad_input("hunt", exc)
+    client = client_for(args)
+    try:  # check the query and time span before spending a call
+        hunting_request(client.api, client.base_url, query, timespan=args.timespan)
+    except ConfigError as exc:
+        return bad_input("hunt", exc)
+    result = client.hunt(query, timespan=args.timespan)
     if args.format == "json":
         data = {
             "columns": [

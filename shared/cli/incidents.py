@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from shared.cli.common import EXIT_OK, iso_time, tenant_ids
+from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.clock import format_utc
 from shared.defender.model import Alert, Incident
 from shared.errors import ConfigError
@@ -39,6 +39,17 @@ def client_for(args: argparse.Namespace) -> Any:
     svc = services()
     chosen = tenant_ids([args.tenant] if args.tenant else None, (svc.settings.tenant_id,))
     return svc.client_for(chosen[0])
+
+
+def bad_input(command: str, exc: ConfigError) -> int:
+    """Report an invalid argument value as one line (exit 2), like argparse does.
+
+    ``shared.cli.main`` prefixes ``ConfigError`` with "settings:", which would mislead here.
+    """
+    import sys
+
+    print(f"error: python -m shared {command}: {exc} (see --help)", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def register(commands: Any) -> None:
@@ -137,15 +148,18 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
     from shared.defender.queries import IncidentQuery
     from shared.defender.values import canonical_severity, canonical_status
 
-    query = IncidentQuery(
-        statuses=_canonical(args.status, lambda v: canonical_status(v, for_filter=True)),
-        severities=_canonical(args.severity, canonical_severity),
-        assigned_to=args.assigned_to,
-        created_from=args.created_from,
-        created_before=args.created_before,
-        updated_from=args.updated_from,
-        updated_before=args.updated_before,
-    )
+    try:
+        query = IncidentQuery(
+            statuses=_canonical(args.status, lambda v: canonical_status(v, for_filter=True)),
+            severities=_canonical(args.severity, canonical_severity),
+            assigned_to=args.assigned_to,
+            created_from=args.created_from,
+            created_before=args.created_before,
+            updated_from=args.updated_from,
+            updated_before=args.updated_before,
+        )
+    except ConfigError as exc:
+        return bad_input("incidents list", exc)
     incidents = client_for(args).list_incidents(query, limit=args.limit or None)
     write_incidents(incidents, args.format, out, raw=args.raw)
     return EXIT_OK
@@ -162,17 +176,20 @@ def run_update(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents update ID ...``."""
     from shared.defender.operations import IncidentUpdate
 
-    if args.clear_tags and args.tag:
-        raise ConfigError("give either --tag or --clear-tags, not both")
     tags: list[str] | None = [] if args.clear_tags else (_split(args.tag) if args.tag else None)
-    update = IncidentUpdate.parse(
-        status=args.status,
-        assigned_to=args.assigned_to,
-        classification=args.classification,
-        determination=args.determination,
-        tags=tags,
-        comment=args.comment,
-    )
+    try:
+        if args.clear_tags and args.tag:
+            raise ConfigError("give either --tag or --clear-tags, not both")
+        update = IncidentUpdate.parse(
+            status=args.status,
+            assigned_to=args.assigned_to,
+            classification=args.classification,
+            determination=args.determination,
+            tags=tags,
+            comment=args.comment,
+        )
+    except ConfigError as exc:
+        return bad_input("incidents update", exc)
     incident = client_for(args).update_incident(args.incident_id, update)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
@@ -190,14 +207,17 @@ def run_alerts(args: argparse.Namespace, out: TextIO) -> int:
                 return option
         raise ConfigError(f"alert status '{value}' is not one of: {', '.join(ALERT_STATUSES)}")
 
-    query = AlertQuery(
-        statuses=_canonical(args.status, status),
-        severities=_canonical(args.severity, canonical_severity),
-        created_from=args.created_from,
-        created_before=args.created_before,
-        updated_from=args.updated_from,
-        updated_before=args.updated_before,
-    )
+    try:
+        query = AlertQuery(
+            statuses=_canonical(args.status, status),
+            severities=_canonical(args.severity, canonical_severity),
+            created_from=args.created_from,
+            created_before=args.created_before,
+            updated_from=args.updated_from,
+            updated_before=args.updated_before,
+        )
+    except ConfigError as exc:
+        return bad_input("incidents alerts", exc)
     alerts = client_for(args).list_alerts(query, limit=args.limit or None)
     rows = [alert_row(a) for a in alerts]
     if args.format == "json":
