@@ -24,7 +24,7 @@ log = logging.getLogger("defender_bridge")
     schedule="%INGEST_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
 def ingest_timer(timer: func.TimerRequest) -> None:
-    """Ingest every configured tenant. Fails the invocation if any tenant failed."""
+    """Ingest every enabled tenant (INGEST_TENANTS + the registry table). Fails if any failed."""
     install_redaction()
     if timer.past_due:
         log.warning("the ingestion timer is past due; running now")
@@ -33,7 +33,7 @@ def ingest_timer(timer: func.TimerRequest) -> None:
     except ConfigError as exc:
         log.error("ingestion not started: settings: %s", exc)
         raise
-    summary = svc.ingestor().run(svc.settings.tenants)
+    summary = svc.ingestor().run(svc.enabled_tenants())
     for tenant in summary.tenants:
         if tenant.ok:
             log.info(
