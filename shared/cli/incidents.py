@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
+from shared.cli.login import add_as_user
 from shared.clock import format_utc
 from shared.defender.model import Alert, Incident
 from shared.errors import ConfigError
@@ -30,6 +31,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=FORMATS, default="table", help="output format (default: table)"
     )
+    add_as_user(parser)
 
 
 def client_for(args: argparse.Namespace) -> Any:
@@ -38,6 +40,8 @@ def client_for(args: argparse.Namespace) -> Any:
 
     svc = services()
     chosen = tenant_ids([args.tenant] if args.tenant else None, (svc.settings.tenant_id,))
+    if getattr(args, "as_user", False):
+        return svc.user_client_for(chosen[0])
     return svc.client_for(chosen[0])
 
 
