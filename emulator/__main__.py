@@ -33,6 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--customer-incidents", type=int, default=40, help="incidents per customer tenant"
     )
+    parser.add_argument(
+        "--device-code-auto-user",
+        default=None,
+        metavar="USER",
+        help="approve every device code as this user (UPN, object id or a home-tenant nickname "
+        "such as 'analyst')",
+    )
+    parser.add_argument(
+        "--device-code-interval", type=int, default=1, help="device-code polling interval (s)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests (DEBUG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -49,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         home_incidents=args.home_incidents,
         customer_tenants=args.customer_tenants,
         customer_incidents=args.customer_incidents,
+        device_code_auto_user=args.device_code_auto_user,
+        device_code_interval=args.device_code_interval,
     )
     stop = threading.Event()
 
@@ -58,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    emulator = Emulator(config)
     try:
+        emulator = Emulator(config)
         emulator.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         print(f"emulator: cannot start: {exc}", file=sys.stderr)
         return 1
     try:

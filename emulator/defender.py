@@ -339,13 +339,18 @@ class DefenderService:
             return legacy_error(401, "Unauthorized", f"Invalid Authorization header: {exc}.")
         wanted = tuple(any_of)
         if not _has_permission(claims, wanted):
-            return legacy_error(
-                403,
-                "Forbidden",
-                "The application does not have any of the required application permissions "
-                f"({', '.join(reversed(wanted))}) to access the resource.",
-                tenant=claims.tenant_id,
-            )
+            if "scp" in claims.values:
+                delegated = ", ".join(_DELEGATED.get(w, w) for w in reversed(wanted))
+                message = (
+                    "The user or application does not have any of the required delegated "
+                    f"permissions ({delegated}) to access the resource."
+                )
+            else:
+                message = (
+                    "The application does not have any of the required application permissions "
+                    f"({', '.join(reversed(wanted))}) to access the resource."
+                )
+            return legacy_error(403, "Forbidden", message, tenant=claims.tenant_id)
         return claims
 
     def authorize_graph(self, request: Request, any_of: Iterable[str]) -> Claims | Response:
@@ -366,15 +371,18 @@ class DefenderService:
             return graph_error(401, "InvalidAuthenticationToken", message, request, now)
         wanted = tuple(any_of)
         if not _has_permission(claims, wanted):
-            return graph_error(
-                403,
-                "Forbidden",
-                f"Missing application roles. API required roles: {', '.join(wanted)}. "
-                f"Roles on the token: {', '.join(claims.roles) or 'none'}.",
-                request,
-                now,
-                tenant=claims.tenant_id,
-            )
+            if "scp" in claims.values:
+                message = (
+                    f"Missing scope permissions on the request. API requires one of "
+                    f"'{', '.join(wanted)}'. Scopes on the request "
+                    f"'{claims.values.get('scp') or 'none'}'."
+                )
+            else:
+                message = (
+                    f"Missing application roles. API required roles: {', '.join(wanted)}. "
+                    f"Roles on the token: {', '.join(claims.roles) or 'none'}."
+                )
+            return graph_error(403, "Forbidden", message, request, now, tenant=claims.tenant_id)
         return claims
 
     # ------------------------------------------------------------------ legacy

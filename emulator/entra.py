@@ -217,15 +217,14 @@ class TokenIssuer:
         jwk.update({"kid": self.key_id, "use": "sig", "alg": "RS256"})
         return {"keys": [jwk]}
 
-    def verify(self, token: str, audiences: tuple[str, ...]) -> Claims:
-        """Verify signature, audience and lifetime against the emulator clock.
+    def decode(self, token: str) -> dict[str, Any]:
+        """The claims of a token this emulator signed; nothing but the signature is checked.
 
         Raises:
-            TokenError: the token is not one the emulator issued for one of `audiences`,
-                or it is expired / not yet valid.
+            TokenError: the token is malformed or not signed by the emulator's key.
         """
         try:
-            values = jwt.decode(
+            values: dict[str, Any] = jwt.decode(
                 token,
                 self._key.public_key(),
                 algorithms=["RS256"],
@@ -235,6 +234,16 @@ class TokenIssuer:
             raise TokenError(
                 "invalid", "the token is malformed or its signature is invalid"
             ) from exc
+        return values
+
+    def verify(self, token: str, audiences: tuple[str, ...]) -> Claims:
+        """Verify signature, audience and lifetime against the emulator clock.
+
+        Raises:
+            TokenError: the token is not one the emulator issued for one of `audiences`,
+                or it is expired / not yet valid.
+        """
+        values = self.decode(token)
         audience = str(values.get("aud", ""))
         if audience.rstrip("/") not in audiences:
             raise TokenError("audience", f"the token audience '{audience}' is not accepted here")
@@ -295,6 +304,8 @@ def aad_error(
 
 
 TokenRecorder = Callable[[str, str, str, str], None]
+# A handler of one more token-endpoint grant: (request, form, tenant, now) -> response.
+GrantHandler = Callable[[Request, Mapping[str, str], Tenant, datetime], Response]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +315,22 @@ class EntraSettings:
     token_lifetime: int = 3599
     mi_token_lifetime: int = 86399
     vault_name: str = "defender-bridge-kv"
+    # Entra's refresh tokens live 90 days (inactivity); device codes 15 minutes (§3.4).
+    refresh_token_lifetime: int = 90 * 86400
+    device_code_lifetime: int = 900
+    device_code_interval: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """Who called the token endpoint: the client id and how it proved it (`appidacr`)."""
+
+    client_id: str
+    appidacr: str  # "0" public client, "1" client secret, "2" certificate or federated assertion
+
+    @property
+    def confidential(self) -> bool:
+        return self.appidacr != "0"
 
 
 class EntraService:
@@ -317,6 +344,7 @@ class EntraService:
         settings: EntraSettings,
         record_token: TokenRecorder,
         identity_header: str,
+        grants: Mapping[str, GrantHandler] | None = None,
     ) -> None:
         self.directory = directory
         self.issuer = issuer
@@ -324,6 +352,8 @@ class EntraService:
         self.settings = settings
         self.record_token = record_token
         self.identity_header = identity_header
+        # Grants beyond client credentials (on-behalf-of, device code, refresh token).
+        self.grants: Mapping[str, GrantHandler] = grants or {}
 
     # ------------------------------------------------------------------ discovery
 
@@ -406,9 +436,12 @@ class EntraService:
                 )
             grant = form.get("grant_type", "")
             if not grant:
-                return _missing(request, now, "grant_type", tenant.tenant_id)
+                return missing_parameter(request, now, "grant_type", tenant.tenant_id)
             if grant == "client_credentials":
                 return self._client_credentials(request, form, tenant, now, v1=v1)
+            handler = self.grants.get(grant)
+            if handler is not None and not v1:
+                return handler(request, form, tenant, now)
             return aad_error(
                 400,
                 "unsupported_grant_type",
@@ -436,23 +469,26 @@ class EntraService:
             secret = secret or password or None
         return client_id, secret
 
-    def _client_credentials(
+    def authenticate_client(
         self,
         request: Request,
         form: Mapping[str, str],
         tenant: Tenant,
         now: datetime,
         *,
-        v1: bool,
-    ) -> Response:
+        public_ok: bool = False,
+    ) -> ClientAuth | Response:
+        """Check the client id and credential of a token request (secret, certificate or
+        federated assertion); with `public_ok`, a request with no credential at all is a public
+        client (the app registration allows public client flows, e.g. device code).
+
+        Returns the client, or the error response (900144, 7000229, 700016, 7000218, 7000215,
+        7000222, 700027, 700024, 70021).
+        """
         tid = tenant.tenant_id
         client_id, secret = self._client_auth(request, form)
         if not client_id:
-            return _missing(request, now, "client_id", tid)
-        resource_param = "resource" if v1 else "scope"
-        requested = form.get(resource_param, "")
-        if not requested:
-            return _missing(request, now, resource_param, tid)
+            return missing_parameter(request, now, "client_id", tid)
         directory = self.directory
         if client_id.lower() == directory.client_id and tid not in directory.consents:
             # The app exists (multi-tenant) but has no service principal here: never consented.
@@ -480,6 +516,8 @@ class EntraService:
                 tenant=tid,
             )
         assertion = form.get("client_assertion")
+        if secret is None and assertion is None and public_ok:
+            return ClientAuth(directory.client_id, "0")
         if secret is None and assertion is None:
             return aad_error(
                 401,
@@ -497,6 +535,29 @@ class EntraService:
             failure = self._check_secret(request, secret, now, tid)
         if failure is not None:
             return failure
+        return ClientAuth(directory.client_id, "1" if secret is not None else "2")
+
+    def _client_credentials(
+        self,
+        request: Request,
+        form: Mapping[str, str],
+        tenant: Tenant,
+        now: datetime,
+        *,
+        v1: bool,
+    ) -> Response:
+        tid = tenant.tenant_id
+        client_id, _ = self._client_auth(request, form)
+        if not client_id:
+            return missing_parameter(request, now, "client_id", tid)
+        resource_param = "resource" if v1 else "scope"
+        requested = form.get(resource_param, "")
+        if not requested:
+            return missing_parameter(request, now, resource_param, tid)
+        auth = self.authenticate_client(request, form, tenant, now)
+        if isinstance(auth, Response):
+            return auth
+        directory = self.directory
         resource = self._resource_from_request(requested, v1=v1)
         if resource is None:
             return aad_error(
@@ -863,7 +924,7 @@ def _tenant_not_found(segment: str) -> str:
     )
 
 
-def _missing(request: Request, now: datetime, name: str, tid: str) -> Response:
+def missing_parameter(request: Request, now: datetime, name: str, tid: str) -> Response:
     return aad_error(
         400,
         "invalid_request",

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from emulator import data, defender, entra, faults, keyvault, ratelimit, stats
+from emulator import data, defender, delegated, entra, faults, keyvault, ratelimit, stats
 from emulator.http import Request, Response, json_response
 from emulator.model import Clock, format_time, utc_now
 
@@ -76,6 +76,15 @@ class EmulatorConfig:
     mi_token_lifetime: int = 86399  # seconds, managed-identity tokens
     secret_lifetime_days: int = 180  # expiry of the seeded client secret (Entra and Key Vault)
     request_log_size: int = 5000
+    # User flows (defender-api.md §3.4). Entra's device-code interval is 5 s; 1 s keeps tests
+    # fast. MSAL sleeps `interval` whole seconds between polls and checks for expiry only while
+    # sleeping, so the interval must be at least 1.
+    device_code_interval: int = 1
+    device_code_lifetime: int = 900  # seconds (Entra: 15 minutes)
+    refresh_token_lifetime: int = 90 * 86400  # seconds (Entra: 90 days of inactivity)
+    # Approve every new device code as this user (UPN or object id); None = wait for the admin
+    # API (`/_emulator/devicecode/approve`).
+    device_code_auto_user: str | None = None
     # Per-family request quotas ("incidents", "hunting", "alerts"); missing families keep
     # Microsoft's documented defaults (see emulator.ratelimit.DEFAULT_QUOTAS).
     quotas: Mapping[str, tuple[ratelimit.Limit, ...]] = field(default_factory=dict)
@@ -183,6 +192,7 @@ class _World:
     vault: keyvault.Vault
     store: defender.IncidentStore
     seeded_at: datetime
+    users: delegated.DelegatedState
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -200,6 +210,12 @@ class Emulator:
         self.stats = stats.Stats(self.config.request_log_size)
         self.faults = faults.FaultInjector()
         self.limiter = ratelimit.RateLimiter(self.config.quotas)
+        if self.config.device_code_interval < 1:
+            raise ValueError(
+                "device_code_interval must be at least 1 second (MSAL busy-polls at 0)"
+            )
+        # Runtime token lifetimes (`/_emulator/tokens`); reset() restores the config values.
+        self._lifetimes: dict[str, int] = {}
         self._world: _World | None = None
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
@@ -292,6 +308,113 @@ class Emulator:
             "EMULATOR_CA_CERT": str(self.ca_path),
         }
 
+    # ------------------------------------------------------------------ users (public API)
+
+    @property
+    def app_id_uri(self) -> str:
+        """The app's Application ID URI, `api://<client_id>`: the audience of caller tokens."""
+        return delegated.app_id_uri(self.client_id)
+
+    @property
+    def caller_client_id(self) -> str:
+        """Client id of the (front-end) app whose tokens callers send to this web API."""
+        return self._require_world().users.caller_client_id
+
+    @property
+    def users(self) -> tuple[delegated.User, ...]:
+        """Every seeded user of every tenant (home first): per tenant `analyst@<domain>` (all
+        Defender and Graph security delegated permissions consented), `reader@<domain>`
+        (read-only ones) and `newhire@<domain>` (nothing consented)."""
+        state = self._require_world().users
+        with state.lock:
+            users = list(state.users.values())
+        order = {tid: i for i, tid in enumerate(self.tenant_ids)}
+        return tuple(sorted(users, key=lambda u: (order.get(u.tenant_id, 0), u.upn)))
+
+    def user(self, selector: str, tenant: str | None = None) -> delegated.User:
+        """A user by UPN or object id, or a UPN's nickname (`analyst`) in `tenant` (default:
+        the home tenant). Raises KeyError if there is none."""
+        state = self._require_world().users
+        with state.lock:
+            found = state.find_user(selector)
+            if found is None and "@" not in selector:
+                tid = tenant or self.home_tenant_id
+                domain = self._require_world().directory.tenants[tid].domain
+                found = state.find_user(f"{selector}@{domain}", tid)
+        if found is None:
+            raise KeyError(selector)
+        return found
+
+    def caller_token(
+        self,
+        user: str | delegated.User,
+        *,
+        audience: str | None = None,
+        lifetime: int | None = None,
+        expired: bool = False,
+    ) -> str:
+        """An access token `user` got for `audience` (default `app_id_uri`): the incoming
+        assertion of an on-behalf-of exchange. See `POST /_emulator/users/token`."""
+        target = user if isinstance(user, delegated.User) else self.user(user)
+        token, _ = self._delegated().caller_token(
+            target, audience=audience, lifetime=lifetime, expired=expired
+        )
+        return token
+
+    def decide_device_code(self, user_code: str, user: str | None, *, approve: bool = True) -> None:
+        """Approve (as `user`, UPN or object id) or decline a pending device code, as the user
+        would on the verification page. Raises KeyError / ValueError like the admin API's 400."""
+        state = self._require_world().users
+        with state.lock:
+            code = state.by_user_code(user_code)
+            if code is None:
+                raise KeyError(f"no device code with user code '{user_code}'")
+            if code.status != "pending":
+                raise ValueError(f"the device code '{code.user_code}' is already {code.status}")
+            if approve:
+                try:
+                    found = self.user(user or "", code.tenant_id)
+                except KeyError:
+                    found = None
+                if found is None or found.tenant_id != code.tenant_id:
+                    raise ValueError(f"no user '{user}' in tenant {code.tenant_id}")
+                code.user_oid = found.oid
+            code.status = "approved" if approve else "declined"
+
+    def auto_approve_device_codes(self, user: str | None, *, approve: bool = True) -> None:
+        """From now on approve (or decline) every new device code of `user`'s tenant as that
+        user (selected as by `user()`); `None` turns auto-approval off in every tenant."""
+        state = self._require_world().users
+        with state.lock:
+            if user is None:
+                state.auto.clear()
+                return
+            found = self.user(user)
+            state.auto[found.tenant_id] = (found.oid, approve)
+
+    def set_token_lifetimes(self, **lifetimes: int) -> dict[str, int]:
+        """Runtime lifetimes in seconds: `lifetime` (access tokens of every grant),
+        `mi_lifetime`, `refresh_lifetime`, `device_code_lifetime`. Returns the current values;
+        `reset()` restores the configured ones."""
+        allowed = {"lifetime", "mi_lifetime", "refresh_lifetime", "device_code_lifetime"}
+        unknown = set(lifetimes) - allowed
+        if unknown:
+            raise ValueError(f"unknown lifetime(s): {', '.join(sorted(unknown))}")
+        for name, value in lifetimes.items():
+            self._lifetimes[name] = delegated.parse_lifetime(value, name)
+        return self.token_lifetimes()
+
+    def token_lifetimes(self) -> dict[str, int]:
+        """The lifetimes in force (seconds)."""
+        settings = self._entra_settings()
+        return {
+            "lifetime": settings.token_lifetime,
+            "mi_lifetime": settings.mi_token_lifetime,
+            "refresh_lifetime": settings.refresh_token_lifetime,
+            "device_code_lifetime": settings.device_code_lifetime,
+            "device_code_interval": settings.device_code_interval,
+        }
+
     def start(self) -> Emulator:
         """Generate the CA and certificate, seed the data, bind both ports, start serving."""
         if self._servers:
@@ -349,6 +472,7 @@ class Emulator:
         """Back to the seeded state; clears stats and faults."""
         world = self._require_world()
         self._world = self._seed(world.seeded_at)
+        self._lifetimes.clear()
         self.stats.clear()
         self.faults.configure(faults.FaultConfig())
         self.limiter.reset()
@@ -405,7 +529,18 @@ class Emulator:
             incidents = data.seed_incidents(generator, count, now)
             store.generators[tid] = generator
             store.incidents[tid] = {i.incident_id: i for i in incidents}
-        return _World(directory, vault, store, now)
+        users = delegated.DelegatedState(
+            delegated.seed_users(config.seed, tenants), delegated.caller_client_id(config.seed)
+        )
+        if config.device_code_auto_user:
+            selector = config.device_code_auto_user
+            user = users.find_user(selector) or users.find_user(
+                f"{selector}@{tenants[ids.tenant_ids[0]].domain}", ids.tenant_ids[0]
+            )
+            if user is None:
+                raise ValueError(f"device_code_auto_user: no user '{config.device_code_auto_user}'")
+            users.auto[user.tenant_id] = (user.oid, True)
+        return _World(directory, vault, store, now, users)
 
     def _require_world(self) -> _World:
         if self._world is None:
@@ -418,16 +553,32 @@ class Emulator:
 
     # ------------------------------------------------------------------ services
 
+    def _entra_settings(self) -> entra.EntraSettings:
+        config, runtime = self.config, self._lifetimes
+        return entra.EntraSettings(
+            token_lifetime=runtime.get("lifetime", config.token_lifetime),
+            mi_token_lifetime=runtime.get("mi_lifetime", config.mi_token_lifetime),
+            refresh_token_lifetime=runtime.get("refresh_lifetime", config.refresh_token_lifetime),
+            device_code_lifetime=runtime.get("device_code_lifetime", config.device_code_lifetime),
+            device_code_interval=config.device_code_interval,
+        )
+
     def _entra(self) -> entra.EntraService:
+        return self._delegated().entra
+
+    def _delegated(self) -> delegated.DelegatedService:
         world = self._require_world()
-        return entra.EntraService(
+        service = entra.EntraService(
             world.directory,
             self._issuer,
             self.clock,
-            entra.EntraSettings(self.config.token_lifetime, self.config.mi_token_lifetime),
+            self._entra_settings(),
             self.stats.record_token,
             self.identity_header,
         )
+        users = delegated.DelegatedService(service, world.users)
+        service.grants = users.grants()
+        return users
 
     def _keyvault(self) -> keyvault.KeyVaultService:
         return keyvault.KeyVaultService(
@@ -469,6 +620,13 @@ class Emulator:
                 "entra.token",
                 lambda q, m: self._entra().token(q, m["tenant"], v1=True),
             ),
+            r(
+                "POST",
+                tenant + r"/oauth2/v2\.0/devicecode$",
+                "entra.devicecode",
+                lambda q, m: self._delegated().device_authorization(q, m["tenant"]),
+            ),
+            r("GET", r"^/devicelogin/?$", "entra.devicelogin", self._device_login_page),
             r(
                 "GET",
                 r"^/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?$",
@@ -568,6 +726,20 @@ class Emulator:
             r("POST", r"^/_emulator/consent$", "admin.consent", self._admin_consent),
             r("POST", r"^/_emulator/keyvault/rotate$", "admin.rotate", self._admin_rotate),
             r("POST", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
+            r("GET", r"^/_emulator/users$", "admin.users", self._admin_users),
+            r("POST", r"^/_emulator/users/token$", "admin.users", self._admin_user_token),
+            r("POST", r"^/_emulator/users/consent$", "admin.users", self._admin_user_consent),
+            r("GET", r"^/_emulator/devicecode$", "admin.devicecode", self._admin_devicecodes),
+            r(
+                "POST",
+                r"^/_emulator/devicecode/(?P<action>approve|deny)$",
+                "admin.devicecode",
+                self._admin_devicecode_decide,
+            ),
+            r("POST", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin_auto),
+            r("GET", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin_auto),
+            r("GET", r"^/_emulator/tokens$", "admin.tokens", self._admin_tokens),
+            r("POST", r"^/_emulator/tokens$", "admin.tokens", self._admin_tokens),
         )
 
     def _mi_token(self, request: Request, match: re.Match[str]) -> Response:
@@ -737,6 +909,151 @@ class Emulator:
         self.reset()
         return json_response(200, {"reset": True})
 
+    # ------------------------------------------------------------------ admin API: users
+
+    def _device_login_page(self, request: Request, match: re.Match[str]) -> Response:
+        """The `verification_uri` of device codes: a page explaining how to approve here."""
+        body = (
+            b"<!doctype html><title>Emulator device login</title><p>This is the Defender "
+            b"Bridge emulator. There is no sign-in page: approve a code with <code>POST "
+            b'/_emulator/devicecode/approve {"user_code": "...", "user": "analyst@..."}</code> '
+            b"or decline it with <code>POST /_emulator/devicecode/deny</code>.</p>"
+        )
+        return Response(200, body, content_type="text/html; charset=utf-8")
+
+    def _admin_users(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, {"users": [u.to_json() for u in self.users]})
+
+    def _admin_user_token(self, request: Request, match: re.Match[str]) -> Response:
+        """Mint the token a caller sends this web API (the OBO assertion), or one for another
+        audience."""
+        payload = _json_object(request, {"tenant", "user", "audience", "lifetime", "expired"})
+        if isinstance(payload, Response):
+            return payload
+        user = self._admin_find_user(payload)
+        if isinstance(user, Response):
+            return user
+        audience = payload.get("audience")
+        if audience is not None and (not isinstance(audience, str) or not audience.strip()):
+            return _admin_error(400, "'audience' must be a non-empty string")
+        expired = payload.get("expired", False)
+        if not isinstance(expired, bool):
+            return _admin_error(400, "'expired' must be true or false")
+        lifetime = payload.get("lifetime")
+        try:
+            if lifetime is not None:
+                lifetime = delegated.parse_lifetime(lifetime, "lifetime")
+        except ValueError as exc:
+            return _admin_error(400, str(exc))
+        token, expires_on = self._delegated().caller_token(
+            user, audience=audience, lifetime=lifetime, expired=expired
+        )
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_on": expires_on,
+                "audience": (audience or self.app_id_uri).rstrip("/"),
+                "user": user.to_json(),
+            },
+        )
+
+    def _admin_user_consent(self, request: Request, match: re.Match[str]) -> Response:
+        """Replace some families of a user's delegated consent to the app."""
+        payload = _json_object(request, {"tenant", "user", "permissions"})
+        if isinstance(payload, Response):
+            return payload
+        user = self._admin_find_user(payload)
+        if isinstance(user, Response):
+            return user
+        permissions = payload.get("permissions")
+        if not isinstance(permissions, dict):
+            return _admin_error(400, "'permissions' must map families to lists of permissions")
+        try:
+            updated = delegated.set_consent(self._require_world().users, user, permissions)
+        except ValueError as exc:
+            return _admin_error(400, str(exc))
+        return json_response(200, updated.to_json())
+
+    def _admin_find_user(self, payload: Mapping[str, Any]) -> delegated.User | Response:
+        selector, tenant = payload.get("user"), payload.get("tenant")
+        if not isinstance(selector, str) or not selector:
+            return _admin_error(400, "'user' must be a UPN or object id")
+        if tenant is not None and tenant not in self.tenant_ids:
+            return _admin_error(400, f"'tenant' must be one of {list(self.tenant_ids)}")
+        try:
+            user = self.user(selector, tenant)
+        except KeyError:
+            return _admin_error(400, f"no user '{selector}'; GET /_emulator/users lists them")
+        if tenant is not None and user.tenant_id != tenant:
+            return _admin_error(400, f"user '{selector}' is not in tenant {tenant}")
+        return user
+
+    def _admin_devicecodes(self, request: Request, match: re.Match[str]) -> Response:
+        state = self._require_world().users
+        with state.lock:
+            codes = [c.to_json() for c in state.device_codes.values()]
+        return json_response(200, {"device_codes": codes})
+
+    def _admin_devicecode_decide(self, request: Request, match: re.Match[str]) -> Response:
+        approve = match["action"] == "approve"
+        fields = {"user_code", "user"} if approve else {"user_code"}
+        payload = _json_object(request, fields)
+        if isinstance(payload, Response):
+            return payload
+        user_code, user = payload.get("user_code"), payload.get("user")
+        if not isinstance(user_code, str) or not user_code:
+            return _admin_error(400, "'user_code' is required")
+        if approve and (not isinstance(user, str) or not user):
+            return _admin_error(400, "'user' (UPN or object id) is required to approve")
+        try:
+            self.decide_device_code(user_code, user, approve=approve)
+        except KeyError as exc:
+            return _admin_error(404, str(exc.args[0]))
+        except ValueError as exc:
+            return _admin_error(400, str(exc))
+        state = self._require_world().users
+        with state.lock:
+            code = state.by_user_code(user_code)
+            shown = code.to_json() if code else {}
+        return json_response(200, shown)
+
+    def _admin_auto(self, request: Request, match: re.Match[str]) -> Response:
+        state = self._require_world().users
+        if request.method == "POST":
+            payload = _json_object(request, {"user", "deny"})
+            if isinstance(payload, Response):
+                return payload
+            user, deny = payload.get("user"), payload.get("deny", False)
+            if user is not None and (not isinstance(user, str) or not user):
+                return _admin_error(400, "'user' must be a UPN, an object id or null")
+            if not isinstance(deny, bool):
+                return _admin_error(400, "'deny' must be true or false")
+            try:
+                self.auto_approve_device_codes(user, approve=not deny)
+            except KeyError:
+                return _admin_error(400, f"no user '{user}'; GET /_emulator/users lists them")
+        with state.lock:
+            auto = [
+                {"tenant": tid, "user": oid, "action": "approve" if ok else "deny"}
+                for tid, (oid, ok) in sorted(state.auto.items())
+            ]
+        return json_response(200, {"auto": auto})
+
+    def _admin_tokens(self, request: Request, match: re.Match[str]) -> Response:
+        if request.method == "POST":
+            payload = _json_object(
+                request, {"lifetime", "mi_lifetime", "refresh_lifetime", "device_code_lifetime"}
+            )
+            if isinstance(payload, Response):
+                return payload
+            try:
+                self.set_token_lifetimes(**payload)
+            except ValueError as exc:
+                return _admin_error(400, str(exc))
+        return json_response(200, self.token_lifetimes())
+
     # ------------------------------------------------------------------ faults
 
     def fault_response(self, kind: str, endpoint: str, request: Request) -> Response:
@@ -779,6 +1096,20 @@ class Emulator:
 def _admin_error(status: int, message: str) -> Response:
     code = "BadRequest" if status == 400 else "NotFound"
     return json_response(status, {"error": {"code": code, "message": message}})
+
+
+def _json_object(request: Request, allowed: set[str]) -> dict[str, Any] | Response:
+    """The admin request's JSON object body (empty body = `{}`), or a 400."""
+    try:
+        payload = request.json_body() if request.body else {}
+    except ValueError:
+        return _admin_error(400, "the body must be JSON")
+    if not isinstance(payload, dict):
+        return _admin_error(400, "the body must be a JSON object")
+    unknown = set(payload) - allowed
+    if unknown:
+        return _admin_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+    return payload
 
 
 class _Server(ThreadingHTTPServer):
