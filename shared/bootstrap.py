@@ -101,14 +101,20 @@ class Services:
 
     def on_behalf_of(self) -> Any:
         """The user-context provider for HTTP callers (one per process, built on first use)."""
+        from shared.credentials.caller import CallerTokenValidator
         from shared.credentials.user import OnBehalfOfProvider
 
         with self._lock:
             if self._obo is None:
-                cid = self.settings.client_id
-                self._obo = OnBehalfOfProvider(
-                    self.tokens, audiences=(cid, f"api://{cid}"), clock=self.clock
+                s = self.settings
+                validator = CallerTokenValidator(
+                    authority_url=s.authority_url,
+                    issuer_hosts=(s.cloud.authority_url, s.authority_url),
+                    audiences=(s.client_id, f"api://{s.client_id}"),
+                    session=self.session,
+                    clock=self.clock,
                 )
+                self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
     def ingestor(self, *, as_user: bool = False) -> Any:

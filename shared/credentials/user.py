@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msal
 import requests
 
-from shared.clock import Clock
-from shared.credentials.claims import ClaimsError, decode_claims
+from shared.credentials.caller import CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
-from shared.errors import AuthError, CallerTokenError, ConfigError
+from shared.errors import AuthError, CallerTokenError, ConfigError, ConsentError
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -42,9 +41,6 @@ log = logging.getLogger(__name__)
 #: 50013 assertion invalid (signature, audience), 500133 assertion expired, 50079/50076 MFA or
 #: Conditional Access requires interaction.
 CALLER_CODES = frozenset({50013, 500133, 50079, 50076})
-#: clock skew tolerated on the caller token's ``exp`` (Entra's own tolerance is 5 minutes; a
-#: shorter one here only makes the caller refresh a little early)
-CALLER_SKEW_SECONDS = 60
 
 
 class OnBehalfOfProvider:
@@ -53,15 +49,12 @@ class OnBehalfOfProvider:
     Args:
         apps: the application-context provider; its per-tenant app (with the app's credential
             and token cache) performs the exchange, in the caller's tenant.
-        audiences: the ``aud`` values a caller token for this app may carry: the client id and
-            the Application ID URI (``api://<client id>`` by default).
-        clock: now, tz-aware UTC.
+        validator: checks the caller token (signature, issuer, audience, lifetime) first.
     """
 
-    def __init__(self, apps: AppTokenProvider, *, audiences: tuple[str, ...], clock: Clock) -> None:
+    def __init__(self, apps: AppTokenProvider, *, validator: CallerTokenValidator) -> None:
         self._apps = apps
-        self._audiences = frozenset(a.rstrip("/") for a in audiences)
-        self._clock = clock
+        self._validator = validator
         self.exchanges = 0
 
     def token(self, caller_token: str, scope: str) -> str:
@@ -73,27 +66,11 @@ class OnBehalfOfProvider:
             ConsentError: the user or an admin has not consented to the delegated permission.
             AuthError: any other refusal.
         """
-        # The claims are read without verifying the signature: they only pick the cache entry
-        # and tenant and reject obviously unusable tokens early. Entra verifies the assertion
-        # during the exchange, and a cache hit needs an account that a verified exchange created.
-        # They are never used to authorize anything by themselves.
-        try:
-            claims = decode_claims(caller_token)
-        except ClaimsError as exc:
-            raise CallerTokenError(f"the caller's token is not usable: {exc}") from None
-        audience = (claims.audience or "").rstrip("/")
-        if audience not in self._audiences:
-            raise CallerTokenError(
-                f"the caller's token is for audience '{audience or '?'}', not this app: request "
-                "a token for this app's Application ID URI"
-            )
-        expires = claims.expires
-        if expires is None or expires <= self._clock().timestamp() + CALLER_SKEW_SECONDS:
-            raise CallerTokenError("the caller's token has expired: sign in again")
-        tenant, oid = claims.tenant, claims.object_id
-        if not tenant or not oid:
-            raise CallerTokenError("the caller's token has no tid/oid: it is not a user token")
-        account_id = f"{oid}.{tenant}"
+        # Validated before anything else: the cache below is keyed by the caller's oid/tid and
+        # a hit never reaches Entra, so unverified claims would hand one user's token to anyone
+        # who forges a token naming them (see shared.credentials.caller).
+        claims = self._validator.validate(caller_token)
+        tenant, account_id = claims.tenant, claims.account_id
 
         def exchange(app: msal.ConfidentialClientApplication) -> Mapping[str, Any]:
             accounts = [a for a in app.get_accounts() if a.get("home_account_id") == account_id]
@@ -115,6 +92,20 @@ class OnBehalfOfProvider:
             first = str(result.get("error_description") or result.get("error")).splitlines()[0]
             raise CallerTokenError(
                 f"Entra refused the caller's token for the exchange: {first[:300]}",
+                error=str(result.get("error")),
+                error_codes=tuple(sorted(codes)),
+                correlation_id=_text(result.get("correlation_id")),
+                tenant=tenant,
+            )
+        if codes & {65001}:
+            # for a user token, 65001 means this user (or an admin for everyone) has not
+            # consented to the delegated permission, not that the app is absent from the tenant
+            url = self._apps.consent_url(tenant, scope)
+            raise ConsentError(
+                f"tenant {tenant}: the signed-in user has not consented to the app's delegated "
+                "permissions",
+                action=f"the user consents when signing in, or an admin of tenant {tenant} grants "
+                f"consent for all users: {url}",
                 error=str(result.get("error")),
                 error_codes=tuple(sorted(codes)),
                 correlation_id=_text(result.get("correlation_id")),
