@@ -127,3 +127,19 @@ def _clear_storage(connection_string: str) -> None:
     tables = TableServiceClient.from_connection_string(connection_string)
     for table in tables.list_tables():
         tables.delete_table(table.name)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """In-process CLI runs reconfigure logging; give every test the state it started with."""
+    import logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    levels = {
+        name: logging.getLogger(name).level for name in ("azure", "msal", "urllib3", "shared")
+    }
+    yield
+    root.handlers[:], root.level = saved
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

@@ -150,7 +150,7 @@ def test_no_secret_or_token_in_logs_or_cli_output(
     check (passing and failing), carry no secret, identity header or JWT."""
     caplog.set_level(logging.DEBUG)
     for name in ("azure", "msal", "urllib3", "shared"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger=name)  # restored after the test
     old_secret = cloud.emulator.client_secret
     tenants = app_env["INGEST_TENANTS"].split(",")
 

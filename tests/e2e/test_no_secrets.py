@@ -66,7 +66,7 @@ def test_full_run_logs_no_secret_or_token(
     secret = _client_secret(cloud, app_env)
     caplog.set_level(logging.DEBUG)
     for name in ("azure", "msal", "urllib3", "shared"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger=name)  # restored after the test
 
     function_app.ingest_timer.build().get_user_function()(TimerRequest(past_due=False))
 
