@@ -123,7 +123,7 @@ class Services:
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
         from shared.storage.archive import IncidentArchive
-        from shared.storage.state import TenantLock, WatermarkStore
+        from shared.storage.state import PageJournal, TenantLock, WatermarkStore
         from shared.storage.table import IncidentTable
 
         self._ensure_storage()
@@ -136,6 +136,7 @@ class Services:
             archive=IncidentArchive(data),
             table=IncidentTable(table),
             watermarks=WatermarkStore(state),
+            journal=PageJournal(state),
             lock_for=lambda tenant: TenantLock(state, tenant),
             clock=self.clock,
             lookback=s.lookback,

@@ -19,7 +19,7 @@ from shared.clock import Clock, format_utc
 from shared.defender.client import DefenderClient
 from shared.defender.model import Incident
 from shared.errors import BridgeError, ConflictError
-from shared.storage.archive import IncidentArchive
+from shared.storage.archive import IncidentArchive, plan
 from shared.storage.state import Watermark
 from shared.storage.table import IncidentTable, RowVersion
 from shared.window import advance, plan_start
@@ -33,6 +33,14 @@ class Lock(Protocol):
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> None: ...
     def renew(self) -> None: ...
+
+
+class JournalLike(Protocol):
+    """Write-ahead note of a page's blobs (see ``shared.storage.state.PageJournal``)."""
+
+    def record(self, tenant: str, blob_names: list[str]) -> None: ...
+    def pending(self, tenant: str) -> list[str]: ...
+    def clear(self, tenant: str) -> None: ...
 
 
 class WatermarkStoreLike(Protocol):
@@ -60,6 +68,7 @@ class TenantResult:
     listed: int = 0
     blobs_written: int = 0
     start: str | None = None
+    recovered: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The summary entry (stable keys of design.md, plus extra detail)."""
@@ -103,6 +112,7 @@ class Ingestor:
         archive: IncidentArchive,
         table: IncidentTable,
         watermarks: WatermarkStoreLike,
+        journal: JournalLike,
         lock_for: Callable[[str], Lock],
         clock: Clock,
         lookback: timedelta,
@@ -113,6 +123,7 @@ class Ingestor:
         self._archive = archive
         self._table = table
         self._watermarks = watermarks
+        self._journal = journal
         self._lock_for = lock_for
         self._clock = clock
         self._lookback = lookback
@@ -158,6 +169,7 @@ class Ingestor:
         state: _RunState,
         progress: Progress | None,
     ) -> TenantResult:
+        state.recovered = self._recover(tenant)
         now = self._clock()
         mark = self._watermarks.load(tenant)
         start = plan_start(
@@ -176,7 +188,9 @@ class Ingestor:
             times.extend(i.last_update for i in page.incidents)
             if fresh:
                 ingested_at = self._clock()
-                stored = self._archive.write(tenant, fresh, ingested_at)
+                planned = plan(tenant, fresh)
+                self._journal.record(tenant, [b.name for b in planned])
+                stored = self._archive.upload(tenant, planned, ingested_at)
                 state.blobs.update(s.blob_name for s in stored)
                 state.stored += self._table.upsert_newer(tenant, stored, ingested_at, known)
             lock.renew()
@@ -185,6 +199,8 @@ class Ingestor:
         new_mark = advance(mark.value, times)
         if new_mark is not None and new_mark != mark.value:
             self._watermarks.save(tenant, new_mark, etag=mark.etag, saved_at=self._clock())
+        if state.blobs:
+            self._journal.clear(tenant)
         state.watermark = new_mark
         log.info(
             "tenant %s: %d incidents stored of %d listed in %d pages (%d API calls) since %s",
@@ -196,6 +212,28 @@ class Ingestor:
             format_utc(start),
         )
         return state.result(tenant, client, ok=True)
+
+    def _recover(self, tenant: str) -> int:
+        """Record in the table the blobs of a page whose run stopped before recording them.
+
+        Returns:
+            how many versions were recovered into the table.
+        """
+        names = self._journal.pending(tenant)
+        if not names:
+            return 0
+        recovered = 0
+        for name in names:
+            stored = self._archive.read(name)
+            if stored:  # None: the crash came before this blob was written
+                recovered += self._table.upsert_newer(tenant, stored, self._clock())
+        self._journal.clear(tenant)
+        log.warning(
+            "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now",
+            tenant,
+            recovered,
+        )
+        return recovered
 
 
 def _new_versions(
@@ -224,6 +262,7 @@ class _RunState:
     watermark: datetime | None = None
     blobs: set[str] = field(default_factory=set)
     calls_at_start: int = 0
+    recovered: int = 0
 
     def result(
         self,
@@ -247,4 +286,5 @@ class _RunState:
             listed=self.listed,
             blobs_written=len(self.blobs),
             start=format_utc(self.start) if self.start else None,
+            recovered=self.recovered,
         )

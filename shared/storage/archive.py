@@ -18,18 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
 from shared.clock import format_utc
-from shared.defender.model import Incident
-from shared.errors import StorageError
+from shared.defender.model import Incident, normalize
+from shared.errors import StorageError, UpstreamError
 
 
 class BlobUploader(Protocol):
     """The part of ``azure.storage.blob.ContainerClient`` the archive uses."""
 
     def upload_blob(self, name: str, data: bytes, **kwargs: Any) -> Any: ...
+    def download_blob(self, blob: str, **kwargs: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,10 @@ class StoredVersion:
     incident: Incident
     blob_name: str
     line: int
+
+
+#: fields added to each stored line around the API's own JSON
+ENVELOPE_FIELDS = ("_tenantId", "_api", "_ingestedAt")
 
 
 def envelope(incident: Incident, tenant: str, ingested_at: datetime) -> dict[str, Any]:
@@ -69,8 +74,44 @@ def encode(lines: Sequence[dict[str, Any]]) -> bytes:
     return gzip.compress(text.encode("utf-8"), mtime=0)
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedBlob:
+    """One blob about to be written: its name and the versions it will hold, in order."""
+
+    name: str
+    versions: tuple[Incident, ...]
+
+
+def plan(tenant: str, incidents: Sequence[Incident]) -> list[PlannedBlob]:
+    """Group versions by partition and name each group's blob. Pure."""
+    groups: dict[str, list[Incident]] = defaultdict(list)
+    for incident in sorted(incidents, key=lambda i: (i.last_update, i.id)):
+        groups[partition_of(tenant, incident)].append(incident)
+    return [
+        PlannedBlob(blob_name(folder, versions), tuple(versions))
+        for folder, versions in sorted(groups.items())
+    ]
+
+
+def decode(data: bytes) -> list[Incident]:
+    """The versions of a stored blob, normalized again (envelope fields dropped).
+
+    Raises:
+        ValueError: the blob is not gzip NDJSON of incidents written by ``encode``.
+    """
+    out: list[Incident] = []
+    for line in gzip.decompress(data).decode("utf-8").splitlines():
+        record = json.loads(line)
+        api = record.get("_api")
+        if api not in ("graph", "legacy"):
+            raise ValueError("a line without a valid _api envelope field")
+        raw = {k: v for k, v in record.items() if k not in ENVELOPE_FIELDS}
+        out.append(normalize(raw, api))
+    return out
+
+
 class IncidentArchive:
-    """Writes incident versions to the archive container."""
+    """Writes incident versions to the archive container, and reads them back for recovery."""
 
     def __init__(self, container: BlobUploader) -> None:
         self._container = container
@@ -83,21 +124,47 @@ class IncidentArchive:
         Raises:
             StorageError: a blob could not be written (nothing is recorded as stored then).
         """
-        groups: dict[str, list[Incident]] = defaultdict(list)
-        for incident in sorted(incidents, key=lambda i: (i.last_update, i.id)):
-            groups[partition_of(tenant, incident)].append(incident)
+        return self.upload(tenant, plan(tenant, incidents), ingested_at)
+
+    def upload(
+        self, tenant: str, planned: Sequence[PlannedBlob], ingested_at: datetime
+    ) -> list[StoredVersion]:
+        """Write planned blobs (overwriting: the same versions give the same bytes).
+
+        Raises:
+            StorageError: a blob could not be written.
+        """
         stored: list[StoredVersion] = []
-        for folder, versions in sorted(groups.items()):
-            name = blob_name(folder, versions)
-            data = encode([envelope(i, tenant, ingested_at) for i in versions])
+        for blob in planned:
+            data = encode([envelope(i, tenant, ingested_at) for i in blob.versions])
             try:
                 self._container.upload_blob(
-                    name,
+                    blob.name,
                     data,
                     overwrite=True,
                     content_settings=ContentSettings(content_type="application/gzip"),
                 )
             except AzureError as exc:
-                raise StorageError(f"could not write blob {name}: {type(exc).__name__}") from exc
-            stored.extend(StoredVersion(i, name, n) for n, i in enumerate(versions, 1))
+                raise StorageError(
+                    f"could not write blob {blob.name}: {type(exc).__name__}"
+                ) from exc
+            stored.extend(StoredVersion(i, blob.name, n) for n, i in enumerate(blob.versions, 1))
         return stored
+
+    def read(self, name: str) -> list[StoredVersion] | None:
+        """The versions stored in blob ``name``, or None when it does not exist.
+
+        Raises:
+            StorageError: the blob could not be read or is not an archive blob.
+        """
+        try:
+            data = self._container.download_blob(name).readall()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StorageError(f"could not read blob {name}: {type(exc).__name__}") from exc
+        try:
+            versions = decode(data)
+        except (ValueError, OSError, UpstreamError) as exc:
+            raise StorageError(f"blob {name} is not an incident archive blob") from exc
+        return [StoredVersion(i, name, n) for n, i in enumerate(versions, 1)]

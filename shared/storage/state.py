@@ -147,3 +147,67 @@ class TenantLock:
         with contextlib.suppress(AzureError):  # it expires on its own within LEASE_SECONDS
             self._lease.release()
         self._lease = None
+
+
+class PageJournal:
+    """Write-ahead note of the blobs a page is about to write, per tenant.
+
+    A crash between writing a page's blobs and recording them in the table would leave versions
+    in the lake that the table does not know; the next run would list them again (perhaps
+    grouped differently, so under another blob name) and store them twice. The journal names
+    those blobs before they are written; the next run first records whatever of them exists in
+    the table, so the version check then drops them. ``journal/<tenant>.json``.
+    """
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def _blob(self, tenant: str) -> Any:
+        return self._container.get_blob_client(f"journal/{tenant}.json")
+
+    def record(self, tenant: str, blob_names: list[str]) -> None:
+        """Note the blobs about to be written (replacing the previous page's note).
+
+        Raises:
+            StorageError: the note could not be written (then nothing else is).
+        """
+        body = json.dumps({"blobs": blob_names})
+        try:
+            self._blob(tenant).upload_blob(body, overwrite=True)
+        except AzureError as exc:
+            raise StorageError(
+                f"could not write the journal of {tenant}: {type(exc).__name__}"
+            ) from exc
+
+    def pending(self, tenant: str) -> list[str]:
+        """Blobs noted by a run that did not finish (empty when the last run finished).
+
+        Raises:
+            StorageError: the note could not be read or is corrupt.
+        """
+        try:
+            raw = self._blob(tenant).download_blob().readall()
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise StorageError(
+                f"could not read the journal of {tenant}: {type(exc).__name__}"
+            ) from exc
+        try:
+            names = json.loads(raw)["blobs"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError(f"the journal of tenant {tenant} is corrupt") from exc
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise StorageError(f"the journal of tenant {tenant} is corrupt")
+        return names
+
+    def clear(self, tenant: str) -> None:
+        """Forget the note (the run finished: every noted blob is in the table)."""
+        try:
+            self._blob(tenant).delete_blob()
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise StorageError(
+                f"could not clear the journal of {tenant}: {type(exc).__name__}"
+            ) from exc
