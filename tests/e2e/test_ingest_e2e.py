@@ -212,3 +212,34 @@ def test_a_failed_run_keeps_the_watermark_and_the_next_run_completes(
         incident_key(i) for i in truth(cloud, home, "legacy")
     )
     assert second["incidents"] + first["incidents"] == len(lines)
+
+
+@pytest.mark.e2e
+def test_overlapping_runs_store_each_version_once(
+    cloud: LocalCloud, app_env: dict[str, str]
+) -> None:
+    """Two ingestions started together: the tenant lock lets one work (the other skips or
+    follows), and every version is stored exactly once."""
+    home = app_env["DEFENDER_TENANT_ID"]
+    env = {**os.environ, **app_env, "INGEST_TENANTS": home}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "shared", "ingest", "--json"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    summaries = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        summaries.append(json.loads(out)["tenants"][0])
+
+    assert sum(s["incidents"] for s in summaries) == len(truth(cloud, home, "graph"))
+    lines = archived_lines(app_env["DATA_STORAGE_CONNECTION_STRING"], home)
+    assert duplicates(lines) == []
+    assert len(lines) == len(truth(cloud, home, "graph"))
