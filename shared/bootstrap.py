@@ -12,10 +12,24 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
 from shared.settings import Settings, load
+
+if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
+    import requests
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.credentials.sources import ClientCredentialSource
+    from shared.credentials.tokens import AppTokenProvider
+    from shared.credentials.user import OnBehalfOfProvider
+    from shared.defender.client import DefenderClient
+    from shared.defender.limiter import RateLimiterRegistry
+    from shared.ingest import Ingestor
+    from shared.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +40,18 @@ class Services:
 
     settings: Settings
     clock: Clock
-    session: Any
-    tokens: Any
-    blob_service: Any
-    table_service: Any
-    _clients: dict[str, Any] = field(default_factory=dict)
+    session: requests.Session
+    tokens: AppTokenProvider
+    blob_service: BlobServiceClient
+    table_service: TableServiceClient
+    _clients: dict[str, DefenderClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _storage_ready: bool = False
-    _obo: Any = None
-    _limiter: Any = None
+    _obo: OnBehalfOfProvider | None = None
+    _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def rate_limiter(self) -> Any:
+    def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
         shared by every client and thread so together they keep under the quotas."""
         from shared.defender.limiter import RateLimiterRegistry
@@ -47,7 +61,7 @@ class Services:
                 self._limiter = RateLimiterRegistry(self.settings.rate_limits)
             return self._limiter
 
-    def client_for(self, tenant: str) -> Any:
+    def client_for(self, tenant: str) -> DefenderClient:
         """The API client of one tenant (built once)."""
         from shared.defender.client import DefenderClient, RetryPolicy
 
@@ -70,7 +84,7 @@ class Services:
                 self._clients[tenant] = client
             return client
 
-    def user_client_for(self, tenant: str) -> Any:
+    def user_client_for(self, tenant: str) -> DefenderClient:
         """An API client acting as the user signed in with ``python -m shared login``."""
         from shared.credentials.user import cli_token_source
         from shared.defender.client import DefenderClient, RetryPolicy
@@ -88,7 +102,7 @@ class Services:
             page_size=s.page_size,
         )
 
-    def tenant_registry(self) -> Any:
+    def tenant_registry(self) -> TenantRegistry:
         """The tenants to serve: ``INGEST_TENANTS`` merged with the registry table."""
         from shared.tenants import TenantRegistry
 
@@ -99,7 +113,7 @@ class Services:
         """Ids of the enabled tenants of the registry."""
         return tuple(e.tenant_id for e in self.tenant_registry().enabled())
 
-    def on_behalf_of(self) -> Any:
+    def on_behalf_of(self) -> OnBehalfOfProvider:
         """The user-context provider for HTTP callers (one per process, built on first use)."""
         from shared.credentials.caller import CallerTokenValidator
         from shared.credentials.user import OnBehalfOfProvider
@@ -117,7 +131,7 @@ class Services:
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
-    def ingestor(self, *, as_user: bool = False) -> Any:
+    def ingestor(self, *, as_user: bool = False) -> Ingestor:
         """The ingestion use case wired to real storage (``as_user``: the signed-in user's
         permissions instead of the app's)."""
         from shared.ingest import Ingestor
@@ -211,7 +225,9 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
     )
 
 
-def client_credential(settings: Settings, credential: Any, clock: Clock) -> Any:
+def client_credential(
+    settings: Settings, credential: TokenCredential, clock: Clock
+) -> ClientCredentialSource:
     """The app's client credential source for ``DEFENDER_CREDENTIAL_KIND``."""
     from shared.credentials.sources import CertificateSource, FederatedSource, SecretSource
 
@@ -245,7 +261,7 @@ def client_credential(settings: Settings, credential: Any, clock: Clock) -> Any:
     return SecretSource(secret)
 
 
-def azure_credential(settings: Settings) -> Any:
+def azure_credential(settings: Settings) -> TokenCredential:
     """The Function's identity: managed identity, or developer sign-in when asked for."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
