@@ -94,5 +94,10 @@ def test_cli_output_has_no_secret_even_verbose(cloud: LocalCloud, app_env: dict[
     }
     failed = run_cli(bad_storage, "-vv", "ingest")
 
-    for result in (ok, failed):
+    listed = run_cli(app_env, "-vv", "incidents", "list", "--limit", "3", "--format", "json")
+    hunted = run_cli(app_env, "-vv", "hunt", "AlertInfo | take 2", "--format", "csv")
+    refused = run_cli(app_env, "-vv", "incidents", "get", "999999999")
+    assert listed.returncode == 0 and hunted.returncode == 0 and refused.returncode == 1
+
+    for result in (ok, failed, listed, hunted, refused):
         _assert_clean(result.stdout + result.stderr, [*sensitive, "Zm9vYmFy"])
