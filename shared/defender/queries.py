@@ -49,6 +49,28 @@ def _any_of(field: str, values: tuple[str, ...]) -> str:
     return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
 
+def _time_parts(
+    updated_field: str,
+    created_field: str,
+    updated_from: datetime | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
+) -> list[str]:
+    """``$filter`` terms of the time bounds sent to the service.
+
+    The last-update upper bound is never sent: an incident updated while we page would leave
+    the result set and shift ``$skip`` pages (see ``shared.defender.paging``).
+    """
+    parts: list[str] = []
+    if updated_from is not None:
+        parts.append(f"{updated_field} ge {format_utc(updated_from)}")
+    if created_from is not None:
+        parts.append(f"{created_field} ge {format_utc(created_from)}")
+    if created_before is not None:
+        parts.append(f"{created_field} lt {format_utc(created_before)}")
+    return parts
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentQuery:
     """Filters for listing incidents. Enum values are canonical (``shared.defender.values``)."""
@@ -70,15 +92,13 @@ class IncidentQuery:
         from shared.defender.values import for_api
 
         legacy = api == "legacy"
-        updated = "lastUpdateTime" if legacy else "lastUpdateDateTime"
-        created = "createdTime" if legacy else "createdDateTime"
-        parts: list[str] = []
-        if self.updated_from is not None:
-            parts.append(f"{updated} ge {format_utc(self.updated_from)}")
-        if self.created_from is not None:
-            parts.append(f"{created} ge {format_utc(self.created_from)}")
-        if self.created_before is not None:
-            parts.append(f"{created} lt {format_utc(self.created_before)}")
+        parts = _time_parts(
+            "lastUpdateTime" if legacy else "lastUpdateDateTime",
+            "createdTime" if legacy else "createdDateTime",
+            self.updated_from,
+            self.created_from,
+            self.created_before,
+        )
         if self.statuses and (not legacy or len(self.statuses) == 1):
             parts.append(_any_of("status", tuple(for_api(api, "status", s) for s in self.statuses)))
         if self.assigned_to is not None:
@@ -128,13 +148,13 @@ class AlertQuery:
 
     def graph_filter(self) -> str | None:
         """The ``$filter`` for ``alerts_v2`` (all but the last-update upper bound, as above)."""
-        parts: list[str] = []
-        if self.updated_from is not None:
-            parts.append(f"lastUpdateDateTime ge {format_utc(self.updated_from)}")
-        if self.created_from is not None:
-            parts.append(f"createdDateTime ge {format_utc(self.created_from)}")
-        if self.created_before is not None:
-            parts.append(f"createdDateTime lt {format_utc(self.created_before)}")
+        parts = _time_parts(
+            "lastUpdateDateTime",
+            "createdDateTime",
+            self.updated_from,
+            self.created_from,
+            self.created_before,
+        )
         if self.statuses:
             parts.append(_any_of("status", self.statuses))
         if self.severities:
