@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from emulator import hunting, kql, odata, render, updates
@@ -271,6 +271,69 @@ def _author(claims: Claims) -> str:
     return str(user) if user else f"API-App:{claims.values.get('appid')}"
 
 
+@dataclass(frozen=True)
+class _Errors:
+    """One request's error responses in its surface's shape: legacy (§1.7) or Graph (§2.6)."""
+
+    respond: Callable[[int, str, str], Response]
+    invalid_body_code: str  # a 400 for a body that is not JSON or not a valid change
+    not_found_code: str
+    not_found_end: str  # the legacy 404 message ends without a full stop, Graph's with one
+
+    def invalid_body(self, message: str) -> Response:
+        return self.respond(400, self.invalid_body_code, message)
+
+    def incident_not_found(self, raw_id: str) -> Response:
+        message = f"Incident {raw_id} was not found{self.not_found_end}"
+        return self.respond(404, self.not_found_code, message)
+
+
+def _legacy_errors(tid: str) -> _Errors:
+    return _Errors(
+        lambda status, code, message: legacy_error(status, code, message, tenant=tid),
+        invalid_body_code="InvalidRequestBody",
+        not_found_code="ResourceNotFound",
+        not_found_end="",
+    )
+
+
+def _graph_errors(request: Request, now: datetime, tid: str) -> _Errors:
+    return _Errors(
+        lambda status, code, message: graph_error(status, code, message, request, now, tenant=tid),
+        invalid_body_code="BadRequest",
+        not_found_code="NotFound",
+        not_found_end=".",
+    )
+
+
+def _graph_bad_query(exc: odata.ODataError, request: Request, now: datetime, tid: str) -> Response:
+    return graph_error(400, "BadRequest", f"Invalid request: {exc}", request, now, tenant=tid)
+
+
+_T = TypeVar("_T")
+
+
+def _page(
+    request: Request,
+    context: str,
+    matching: Sequence[_T],
+    render_item: Callable[[_T], dict[str, Any]],
+    skip: int,
+    top: int,
+    *,
+    count: bool = False,
+) -> dict[str, Any]:
+    """One page of a collection: `@odata.context`, `@odata.count` when asked for, `value`, and
+    `@odata.nextLink` when more matched than the page holds."""
+    payload: dict[str, Any] = {"@odata.context": context}
+    if count:
+        payload["@odata.count"] = len(matching)
+    payload["value"] = [render_item(item) for item in matching[skip : skip + top]]
+    if top and skip + top < len(matching):
+        payload["@odata.nextLink"] = next_link(request, skip + top)
+    return payload
+
+
 class DefenderService:
     """Handlers of both API surfaces over one `IncidentStore`."""
 
@@ -385,17 +448,36 @@ class DefenderService:
             return graph_error(403, "Forbidden", message, request, now, tenant=claims.tenant_id)
         return claims
 
+    def admit_legacy(
+        self, request: Request, any_of: Iterable[str], family: str
+    ) -> Claims | Response:
+        """Claims of an authorized legacy call within its tenant's `family` quota, else the
+        error response (401/403 or 429)."""
+        auth = self.authorize_legacy(request, any_of)
+        if isinstance(auth, Response):
+            return auth
+        throttled = self.throttle_legacy(family, auth.tenant_id)
+        return auth if throttled is None else throttled
+
+    def admit_graph(
+        self, request: Request, any_of: Iterable[str], family: str, now: datetime
+    ) -> Claims | Response:
+        """Claims of an authorized Graph call within its tenant's `family` quota, else the
+        error response (401/403 or 429)."""
+        auth = self.authorize_graph(request, any_of)
+        if isinstance(auth, Response):
+            return auth
+        throttled = self.throttle_graph(family, auth.tenant_id, request, now)
+        return auth if throttled is None else throttled
+
     # ------------------------------------------------------------------ legacy
 
     def legacy_list(self, request: Request) -> Response:
         """`GET /api/incidents` (§1.2)."""
-        auth = self.authorize_legacy(request, READ_INCIDENTS_LEGACY)
+        auth = self.admit_legacy(request, READ_INCIDENTS_LEGACY, "incidents")
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_legacy("incidents", tid)
-        if throttled is not None:
-            return throttled
         try:
             odata.check_options(request.query, frozenset({"$filter", "$top", "$skip"}))
             predicate = odata.parse_filter(request.param("$filter"), LEGACY_FILTER)
@@ -405,33 +487,23 @@ class DefenderService:
                     f"the value of $top ({top}) exceeds the maximum page size of "
                     f"{LEGACY_MAX_TOP} incidents"
                 )
-            skip = odata.parse_int_option("$skip", request.param("$skip"), 0, None)
+            skip = _parse_skip(request)
         except odata.ODataError as exc:
             return legacy_error(400, "ODataError", f"Invalid OData URI query: {exc}", tenant=tid)
         matching = [i for i in self.store.snapshot(tid) if predicate(_legacy_row(i))]
-        page = matching[skip : skip + top]
-        payload: dict[str, Any] = {
-            "@odata.context": f"{request.base_url}/api/$metadata#Incidents",
-            "value": [render.legacy_incident(i) for i in page],
-        }
-        if top and skip + top < len(matching):
-            payload["@odata.nextLink"] = next_link(request, skip + top)
+        context = f"{request.base_url}/api/$metadata#Incidents"
+        payload = _page(request, context, matching, render.legacy_incident, skip, top)
         return json_response(200, payload, tenant=tid)
 
     def legacy_get(self, request: Request, raw_id: str) -> Response:
         """`GET /api/incidents/{id}` (§1.3)."""
-        auth = self.authorize_legacy(request, READ_INCIDENTS_LEGACY)
+        auth = self.admit_legacy(request, READ_INCIDENTS_LEGACY, "incidents")
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_legacy("incidents", tid)
-        if throttled is not None:
-            return throttled
-        incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+        incident = self._find_incident(tid, raw_id)
         if incident is None:
-            return legacy_error(
-                404, "ResourceNotFound", f"Incident {raw_id} was not found", tenant=tid
-            )
+            return _legacy_errors(tid).incident_not_found(raw_id)
         payload = {
             "@odata.context": f"{request.base_url}/api/$metadata#Incidents/$entity",
             **render.legacy_incident(incident),
@@ -443,13 +515,10 @@ class DefenderService:
     def graph_list(self, request: Request) -> Response:
         """`GET /v1.0/security/incidents` (§2.2)."""
         now = self.clock()
-        auth = self.authorize_graph(request, READ_INCIDENTS_GRAPH)
+        auth = self.admit_graph(request, READ_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_graph("incidents", tid, request, now)
-        if throttled is not None:
-            return throttled
         try:
             odata.check_options(
                 request.query, frozenset({"$filter", "$top", "$skip", "$count", "$expand"})
@@ -457,47 +526,38 @@ class DefenderService:
             expand = _parse_expand(request.param("$expand"))
             count = _parse_count(request.param("$count"))
             predicate = odata.parse_filter(request.param("$filter"), GRAPH_INCIDENT_FILTER)
-            top = odata.parse_int_option(
-                "$top", request.param("$top"), GRAPH_DEFAULT_TOP, GRAPH_MAX_TOP
-            )
-            skip = odata.parse_int_option("$skip", request.param("$skip"), 0, None)
+            top = _parse_graph_top(request)
+            skip = _parse_skip(request)
         except odata.ODataError as exc:
-            return graph_error(
-                400, "BadRequest", f"Invalid request: {exc}", request, now, tenant=tid
-            )
+            return _graph_bad_query(exc, request, now, tid)
         matching = [i for i in self.store.snapshot(tid) if predicate(_graph_row(i))]
-        page = matching[skip : skip + top]
         context = "security/incidents(alerts())" if expand else "security/incidents"
-        payload: dict[str, Any] = {"@odata.context": f"{request.base_url}/v1.0/$metadata#{context}"}
-        if count:
-            payload["@odata.count"] = len(matching)
-        payload["value"] = [render.graph_incident(i, tid, expand_alerts=expand) for i in page]
-        if top and skip + top < len(matching):
-            payload["@odata.nextLink"] = next_link(request, skip + top)
+        payload = _page(
+            request,
+            f"{request.base_url}/v1.0/$metadata#{context}",
+            matching,
+            lambda i: render.graph_incident(i, tid, expand_alerts=expand),
+            skip,
+            top,
+            count=count,
+        )
         return json_response(200, payload, tenant=tid)
 
     def graph_get(self, request: Request, raw_id: str) -> Response:
         """`GET /v1.0/security/incidents/{id}` (§2.3), `$expand=alerts` supported."""
         now = self.clock()
-        auth = self.authorize_graph(request, READ_INCIDENTS_GRAPH)
+        auth = self.admit_graph(request, READ_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_graph("incidents", tid, request, now)
-        if throttled is not None:
-            return throttled
         try:
             odata.check_options(request.query, frozenset({"$expand"}))
             expand = _parse_expand(request.param("$expand"))
         except odata.ODataError as exc:
-            return graph_error(
-                400, "BadRequest", f"Invalid request: {exc}", request, now, tenant=tid
-            )
-        incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+            return _graph_bad_query(exc, request, now, tid)
+        incident = self._find_incident(tid, raw_id)
         if incident is None:
-            return graph_error(
-                404, "NotFound", f"Incident {raw_id} was not found.", request, now, tenant=tid
-            )
+            return _graph_errors(request, now, tid).incident_not_found(raw_id)
         context = "security/incidents(alerts())/$entity" if expand else "security/incidents/$entity"
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#{context}",
@@ -517,30 +577,50 @@ class DefenderService:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError("the request body is not valid JSON") from exc
 
-    def legacy_update(self, request: Request, raw_id: str) -> Response:
-        """`PATCH /api/incidents/{id}` (§1.5): 200 with the full updated incident."""
-        auth = self.authorize_legacy(request, WRITE_INCIDENTS_LEGACY)
-        if isinstance(auth, Response):
-            return auth
-        tid = auth.tenant_id
-        throttled = self.throttle_legacy("incidents", tid)
-        if throttled is not None:
-            return throttled
+    def _find_incident(self, tid: str, raw_id: str) -> Incident | None:
+        """The incident of a path's `{id}`, or None (also when the id is not a number)."""
+        return self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+
+    def _change_incident(
+        self,
+        request: Request,
+        raw_id: str,
+        tid: str,
+        errors: _Errors,
+        change: Callable[[Incident, Any], Incident],
+    ) -> Incident | Response:
+        """Apply `change` to the incident with the request's JSON body, looked up and stored
+        under the store lock: the new version, else the error response (400 or 404)."""
         try:
             body = self._body(request)
         except ValueError as exc:
-            return legacy_error(400, "InvalidRequestBody", str(exc), tenant=tid)
+            return errors.invalid_body(str(exc))
         with self.store.lock:
-            incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+            incident = self._find_incident(tid, raw_id)
             if incident is None:
-                return legacy_error(
-                    404, "ResourceNotFound", f"Incident {raw_id} was not found", tenant=tid
-                )
+                return errors.incident_not_found(raw_id)
             try:
-                updated = updates.apply_legacy_patch(incident, body, _author(auth), self.clock())
+                updated = change(incident, body)
             except updates.UpdateError as exc:
-                return legacy_error(400, "InvalidRequestBody", str(exc), tenant=tid)
+                return errors.invalid_body(str(exc))
             self.store.put(tid, updated)
+        return updated
+
+    def legacy_update(self, request: Request, raw_id: str) -> Response:
+        """`PATCH /api/incidents/{id}` (§1.5): 200 with the full updated incident."""
+        auth = self.admit_legacy(request, WRITE_INCIDENTS_LEGACY, "incidents")
+        if isinstance(auth, Response):
+            return auth
+        tid, author = auth.tenant_id, _author(auth)
+        updated = self._change_incident(
+            request,
+            raw_id,
+            tid,
+            _legacy_errors(tid),
+            lambda incident, body: updates.apply_legacy_patch(incident, body, author, self.clock()),
+        )
+        if isinstance(updated, Response):
+            return updated
         payload = {
             "@odata.context": f"{request.base_url}/api/$metadata#Incidents/$entity",
             **render.legacy_incident(updated),
@@ -550,28 +630,19 @@ class DefenderService:
     def graph_update(self, request: Request, raw_id: str) -> Response:
         """`PATCH /v1.0/security/incidents/{id}` (§2.3): 200 with the updated incident."""
         now = self.clock()
-        auth = self.authorize_graph(request, WRITE_INCIDENTS_GRAPH)
+        auth = self.admit_graph(request, WRITE_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_graph("incidents", tid, request, now)
-        if throttled is not None:
-            return throttled
-        try:
-            body = self._body(request)
-        except ValueError as exc:
-            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
-        with self.store.lock:
-            incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
-            if incident is None:
-                return graph_error(
-                    404, "NotFound", f"Incident {raw_id} was not found.", request, now, tenant=tid
-                )
-            try:
-                updated = updates.apply_graph_patch(incident, body, now)
-            except updates.UpdateError as exc:
-                return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
-            self.store.put(tid, updated)
+        updated = self._change_incident(
+            request,
+            raw_id,
+            tid,
+            _graph_errors(request, now, tid),
+            lambda incident, body: updates.apply_graph_patch(incident, body, now),
+        )
+        if isinstance(updated, Response):
+            return updated
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#security/incidents/$entity",
             **render.graph_incident(updated, tid, expand_alerts=False),
@@ -581,28 +652,19 @@ class DefenderService:
     def graph_comment(self, request: Request, raw_id: str) -> Response:
         """`POST /v1.0/security/incidents/{id}/comments` (§2.3): 200 with every comment."""
         now = self.clock()
-        auth = self.authorize_graph(request, WRITE_INCIDENTS_GRAPH)
+        auth = self.admit_graph(request, WRITE_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
             return auth
-        tid = auth.tenant_id
-        throttled = self.throttle_graph("incidents", tid, request, now)
-        if throttled is not None:
-            return throttled
-        try:
-            body = self._body(request)
-        except ValueError as exc:
-            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
-        with self.store.lock:
-            incident = self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
-            if incident is None:
-                return graph_error(
-                    404, "NotFound", f"Incident {raw_id} was not found.", request, now, tenant=tid
-                )
-            try:
-                updated = updates.add_comment(incident, body, _author(auth), now)
-            except updates.UpdateError as exc:
-                return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
-            self.store.put(tid, updated)
+        tid, author = auth.tenant_id, _author(auth)
+        updated = self._change_incident(
+            request,
+            raw_id,
+            tid,
+            _graph_errors(request, now, tid),
+            lambda incident, body: updates.add_comment(incident, body, author, now),
+        )
+        if isinstance(updated, Response):
+            return updated
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#Collection("
             "microsoft.graph.security.alertComment)",
@@ -619,47 +681,37 @@ class DefenderService:
     def graph_alerts_list(self, request: Request) -> Response:
         """`GET /v1.0/security/alerts_v2` (§2.4): $filter, $top, $skip, $count, nextLink."""
         now = self.clock()
-        auth = self.authorize_graph(request, READ_ALERTS_GRAPH)
+        auth = self.admit_graph(request, READ_ALERTS_GRAPH, "alerts", now)
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_graph("alerts", tid, request, now)
-        if throttled is not None:
-            return throttled
         try:
             odata.check_options(request.query, frozenset({"$filter", "$top", "$skip", "$count"}))
             count = _parse_count(request.param("$count"))
             predicate = odata.parse_filter(request.param("$filter"), GRAPH_ALERT_FILTER)
-            top = odata.parse_int_option(
-                "$top", request.param("$top"), GRAPH_DEFAULT_TOP, GRAPH_MAX_TOP
-            )
-            skip = odata.parse_int_option("$skip", request.param("$skip"), 0, None)
+            top = _parse_graph_top(request)
+            skip = _parse_skip(request)
         except odata.ODataError as exc:
-            return graph_error(
-                400, "BadRequest", f"Invalid request: {exc}", request, now, tenant=tid
-            )
+            return _graph_bad_query(exc, request, now, tid)
         matching = [a for a in self._alerts(tid) if predicate(_graph_alert_row(a))]
-        page = matching[skip : skip + top]
-        payload: dict[str, Any] = {
-            "@odata.context": f"{request.base_url}/v1.0/$metadata#security/alerts_v2"
-        }
-        if count:
-            payload["@odata.count"] = len(matching)
-        payload["value"] = [render.graph_alert(a, tid) for a in page]
-        if top and skip + top < len(matching):
-            payload["@odata.nextLink"] = next_link(request, skip + top)
+        payload = _page(
+            request,
+            f"{request.base_url}/v1.0/$metadata#security/alerts_v2",
+            matching,
+            lambda a: render.graph_alert(a, tid),
+            skip,
+            top,
+            count=count,
+        )
         return json_response(200, payload, tenant=tid)
 
     def graph_alert_get(self, request: Request, alert_id: str) -> Response:
         """`GET /v1.0/security/alerts_v2/{id}` (§2.4)."""
         now = self.clock()
-        auth = self.authorize_graph(request, READ_ALERTS_GRAPH)
+        auth = self.admit_graph(request, READ_ALERTS_GRAPH, "alerts", now)
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_graph("alerts", tid, request, now)
-        if throttled is not None:
-            return throttled
         alert = next((a for a in self._alerts(tid) if a.alert_id == alert_id), None)
         if alert is None:
             return graph_error(
@@ -688,24 +740,21 @@ class DefenderService:
 
     def legacy_hunting(self, request: Request) -> Response:
         """`POST /api/advancedhunting/run` (§1.6)."""
-        auth = self.authorize_legacy(request, HUNTING_LEGACY)
+        auth = self.admit_legacy(request, HUNTING_LEGACY, "hunting")
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_legacy("hunting", tid)
-        if throttled is not None:
-            return throttled
+        errors = _legacy_errors(tid)
         try:
             body = self._body(request)
         except ValueError as exc:
-            return legacy_error(400, "InvalidRequestBody", str(exc), tenant=tid)
+            return errors.invalid_body(str(exc))
         query = body.get("Query") if isinstance(body, dict) else None
         if not isinstance(query, str) or not query.strip():
-            return legacy_error(
+            return errors.respond(
                 400,
                 "MissingRequiredParameter",
                 "The 'Query' property (case-sensitive) is required and must be a KQL string.",
-                tenant=tid,
             )
         now = self.clock()
         started = time.perf_counter()
@@ -713,7 +762,7 @@ class DefenderService:
         try:
             result = hunting.run(query, tables, now)
         except kql.KqlError as exc:
-            return legacy_error(400, "BadRequest", f"Query failed: {exc}", tenant=tid)
+            return errors.respond(400, "BadRequest", f"Query failed: {exc}")
         elapsed = time.perf_counter() - started
         size = len(json.dumps(result.rows, default=str))
         payload = {
@@ -741,37 +790,31 @@ class DefenderService:
     def graph_hunting(self, request: Request) -> Response:
         """`POST /v1.0/security/runHuntingQuery` (§2.5)."""
         now = self.clock()
-        auth = self.authorize_graph(request, HUNTING_GRAPH)
+        auth = self.admit_graph(request, HUNTING_GRAPH, "hunting", now)
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        throttled = self.throttle_graph("hunting", tid, request, now)
-        if throttled is not None:
-            return throttled
+        errors = _graph_errors(request, now, tid)
         try:
             body = self._body(request)
         except ValueError as exc:
-            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+            return errors.invalid_body(str(exc))
         fields = {k.lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
         query, timespan = fields.get("query"), fields.get("timespan")
         if not isinstance(query, str) or not query.strip():
-            return graph_error(
-                400, "BadRequest", "The 'Query' property is required.", request, now, tenant=tid
-            )
+            return errors.respond(400, "BadRequest", "The 'Query' property is required.")
         if timespan is not None and not isinstance(timespan, str):
-            return graph_error(
-                400, "BadRequest", "'Timespan' must be a string.", request, now, tenant=tid
-            )
+            return errors.respond(400, "BadRequest", "'Timespan' must be a string.")
         try:
             start, end = hunting.parse_timespan(timespan, now)
         except hunting.TimespanError as exc:
-            return graph_error(400, "BadRequest", str(exc), request, now, tenant=tid)
+            return errors.respond(400, "BadRequest", str(exc))
         start = max(start, now - hunting.RETENTION)
         tables = hunting.window(self.hunting_tables(tid), start, end)
         try:
             result = hunting.run(query, tables, now)
         except kql.KqlError as exc:
-            return graph_error(400, "BadRequest", f"Query failed: {exc}", request, now, tenant=tid)
+            return errors.respond(400, "BadRequest", f"Query failed: {exc}")
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#"
             "microsoft.graph.security.huntingQueryResults",
@@ -808,6 +851,14 @@ def _parse_count(raw: str | None) -> bool:
     if raw.lower() not in ("true", "false"):
         raise odata.ODataError(f"$count must be true or false, not '{raw}'")
     return raw.lower() == "true"
+
+
+def _parse_graph_top(request: Request) -> int:
+    return odata.parse_int_option("$top", request.param("$top"), GRAPH_DEFAULT_TOP, GRAPH_MAX_TOP)
+
+
+def _parse_skip(request: Request) -> int:
+    return odata.parse_int_option("$skip", request.param("$skip"), 0, None)
 
 
 Truth = Callable[[str, str], list[dict[str, Any]]]
