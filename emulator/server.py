@@ -764,15 +764,9 @@ class Emulator:
         return json_response(200, {"value": defender.truth(store, tid, api)})
 
     def _admin_activity(self, request: Request, match: re.Match[str]) -> Response:
-        try:
-            payload = request.json_body()
-        except ValueError:
-            return _admin_error(400, "the body must be JSON")
-        if not isinstance(payload, dict):
-            return _admin_error(400, "the body must be a JSON object")
-        unknown = set(payload) - {"tenant", "create", "update", "merge"}
-        if unknown:
-            return _admin_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        payload = _json_object(request, {"tenant", "create", "update", "merge"}, empty_ok=False)
+        if isinstance(payload, Response):
+            return payload
         store = self._require_world().store
         tid = payload.get("tenant", self.home_tenant_id)
         if not isinstance(tid, str) or tid not in store.incidents:
@@ -823,15 +817,9 @@ class Emulator:
 
     def _admin_consent(self, request: Request, match: re.Match[str]) -> Response:
         """Grant or revoke the app's consent (service principal) and roles in a tenant."""
-        try:
-            payload = request.json_body()
-        except ValueError:
-            return _admin_error(400, "the body must be JSON")
-        if not isinstance(payload, dict):
-            return _admin_error(400, "the body must be a JSON object")
-        unknown = set(payload) - {"tenant", "consent", "roles"}
-        if unknown:
-            return _admin_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
+        payload = _json_object(request, {"tenant", "consent", "roles"}, empty_ok=False)
+        if isinstance(payload, Response):
+            return payload
         directory = self._require_world().directory
         tid = payload.get("tenant")
         if tid not in directory.tenants:
@@ -1075,10 +1063,9 @@ class Emulator:
                 headers=headers,
             )
         status = int(kind)
-        if graph:
-            code = "InternalServerError" if status == 500 else "ServiceUnavailable"
-            return defender.graph_error(status, code, "Injected fault (emulator).", request, now)
         code = "InternalServerError" if status == 500 else "ServiceUnavailable"
+        if graph:
+            return defender.graph_error(status, code, "Injected fault (emulator).", request, now)
         return defender.legacy_error(status, code, "Injected fault (emulator); retry.")
 
     def token_tenant(self, request: Request) -> str | None:
@@ -1098,10 +1085,13 @@ def _admin_error(status: int, message: str) -> Response:
     return json_response(status, {"error": {"code": code, "message": message}})
 
 
-def _json_object(request: Request, allowed: set[str]) -> dict[str, Any] | Response:
-    """The admin request's JSON object body (empty body = `{}`), or a 400."""
+def _json_object(
+    request: Request, allowed: set[str], *, empty_ok: bool = True
+) -> dict[str, Any] | Response:
+    """The admin request's JSON object body, or a 400. An empty body is `{}` when `empty_ok`,
+    else not JSON."""
     try:
-        payload = request.json_body() if request.body else {}
+        payload = request.json_body() if request.body or not empty_ok else {}
     except ValueError:
         return _admin_error(400, "the body must be JSON")
     if not isinstance(payload, dict):
