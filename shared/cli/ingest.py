@@ -42,8 +42,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from shared.bootstrap import services
 
     svc = services()
-    # default: the enabled tenants of the registry (INGEST_TENANTS + the registry table)
-    tenants = tenant_ids(args.tenant, svc.enabled_tenants())
+    # default: the enabled tenants of the registry (INGEST_TENANTS + the registry table), read
+    # only when no --tenant was named
+    tenants = tenant_ids(args.tenant, ()) or svc.enabled_tenants()
     show_progress = not args.json and sys.stderr.isatty()
 
     def progress(tenant: str, pages: int, stored: int) -> None:

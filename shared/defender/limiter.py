@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from shared.errors import ThrottledError
+from shared.settings import RateLimit
 
 Family = str  # "incidents", "alerts", "hunting"
-RateLimit = tuple[tuple[int, float], ...]
 
 #: how long a waiter sleeps before looking again when every slot is held by calls in flight
 _POLL = 0.01

@@ -21,7 +21,6 @@ from shared.errors import (
     TransientError,
     UnauthorizedError,
     UnexpectedResponseError,
-    UpstreamError,
 )
 
 #: every permission the app's features need, so a 403 message can be matched to one
@@ -148,8 +147,3 @@ def classify(
     if status == 408 or status >= 500:
         raise TransientError(f"the API is unavailable (HTTP {status}){detail}", **common)
     raise UnexpectedResponseError(f"unexpected HTTP {status} from the API{detail}", **common)
-
-
-def is_retryable(error: UpstreamError) -> bool:
-    """Whether another attempt may succeed."""
-    return isinstance(error, TransientError)
