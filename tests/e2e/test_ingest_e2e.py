@@ -243,3 +243,25 @@ def test_overlapping_runs_store_each_version_once(
     lines = archived_lines(app_env["DATA_STORAGE_CONNECTION_STRING"], home)
     assert duplicates(lines) == []
     assert len(lines) == len(truth(cloud, home, "graph"))
+
+
+@pytest.mark.e2e
+def test_backfill_since_rereads_without_storing_or_moving_the_watermark_back(
+    cloud: LocalCloud, app_env: dict[str, str]
+) -> None:
+    """--since re-reads an older window: nothing already stored is stored again, and the
+    watermark stays where the newest version put it."""
+    home = app_env["DEFENDER_TENANT_ID"]
+    env = {**app_env, "INGEST_TENANTS": home, "INGEST_LOOKBACK_DAYS": "1"}
+    first = ingest_json(env)["tenants"][0]
+    assert 0 < first["incidents"] < len(truth(cloud, home, "graph"))  # one day of seven
+
+    backfill = ingest_json(env, "--since", "2020-01-01T00:00:00Z")["tenants"][0]
+
+    assert backfill["start"] == "2020-01-01T00:00:00Z"
+    assert backfill["listed"] == len(truth(cloud, home, "graph"))
+    assert backfill["incidents"] == backfill["listed"] - first["incidents"]
+    assert backfill["watermark"] == first["watermark"]
+    lines = archived_lines(app_env["DATA_STORAGE_CONNECTION_STRING"], home)
+    assert duplicates(lines) == []
+    assert len(lines) == backfill["listed"]

@@ -36,10 +36,22 @@ def test_imports_and_indexes_with_no_settings_at_all() -> None:
 
 
 def test_import_does_not_build_clients() -> None:
-    """Importing the app builds nothing: the composition root is still empty."""
-    import function_app
-    from shared import bootstrap
-
-    bootstrap.services.cache_clear()
-    assert function_app.app.get_functions()
-    assert bootstrap.services.cache_info().currsize == 0
+    """A fresh import builds nothing and loads no heavy SDK: the composition root stays empty
+    and msal / azure-identity / storage / Key Vault are imported only on first use."""
+    code = (
+        "import sys, function_app; from shared import bootstrap; "
+        "heavy = [m for m in ('msal', 'azure.identity', 'azure.storage.blob', "
+        "'azure.data.tables', 'azure.keyvault.secrets', 'requests') if m in sys.modules]; "
+        "print(bootstrap.services.cache_info().currsize, ','.join(heavy) or '-')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "-"]
