@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
@@ -22,16 +24,24 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableServiceClient
     from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
 
+    from shared.api.backend import Backend
+    from shared.credentials.caller import CallerTokenValidator
     from shared.credentials.sources import ClientCredentialSource
     from shared.credentials.tokens import AppTokenProvider
     from shared.credentials.user import OnBehalfOfProvider
     from shared.defender.client import DefenderClient
     from shared.defender.limiter import RateLimiterRegistry
     from shared.ingest import Ingestor
+    from shared.push import PushNotifier, SubscriptionStore
+    from shared.storage.queue import QueueSender
     from shared.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
+
+#: how long the HTTP API trusts its copy of the tenant registry
+REGISTRY_TTL_SECONDS = 60.0
 
 
 @dataclass
@@ -50,6 +60,11 @@ class Services:
     _obo: OnBehalfOfProvider | None = None
     _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
+    # HTTP API (issue 11)
+    queue_service: QueueServiceClient | None = None
+    _validator: CallerTokenValidator | None = None
+    _backend: Backend | None = None
+    _registered: tuple[float, tuple[str, ...]] | None = None
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -127,7 +142,11 @@ class Services:
                     audiences=(s.client_id, f"api://{s.client_id}"),
                     session=self.session,
                     clock=self.clock,
+                    # keys are fetched only for tenants we serve: a forged token naming a random
+                    # tenant costs no outbound call
+                    tenant_allowed=lambda tid: tid in self.registered_tenants(),
                 )
+                self._validator = validator
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
@@ -157,6 +176,137 @@ class Services:
             overlap=s.overlap,
             page_size=s.page_size,
         )
+
+    # ------------------------------------------------------------------ HTTP API (issue 11)
+
+    def registered_tenants(self) -> tuple[str, ...]:
+        """The enabled tenants, re-read from the registry at most every 60 seconds."""
+        import time
+
+        now = time.monotonic()
+        cached = self._registered
+        if cached is None or now - cached[0] > REGISTRY_TTL_SECONDS:
+            cached = (now, self.enabled_tenants())
+            self._registered = cached
+        return cached[1]
+
+    def record_consent(self, tenant: str, when: datetime) -> None:
+        """Record an admin consent: the tenant joins the registry, enabled."""
+        from azure.core.exceptions import AzureError
+
+        from shared.errors import StorageError
+
+        try:
+            self.table_service.create_table_if_not_exists(self.settings.tenant_table)
+        except AzureError as exc:
+            raise StorageError(
+                f"could not prepare the tenant registry table ({type(exc).__name__})"
+            ) from exc
+        self.tenant_registry().set(tenant, enabled=True, consented_at=when)
+        self._registered = None
+
+    def user_client(self, caller_token: str, tenant: str) -> DefenderClient:
+        """An API client acting on behalf of an HTTP caller (their own Entra token) in
+        ``tenant``, which must be the tenant of the caller's token."""
+        from shared.api.http import ApiError
+        from shared.defender.client import DefenderClient, RetryPolicy
+
+        obo = self.on_behalf_of()
+        assert self._validator is not None
+        claims = self._validator.validate(caller_token)
+        if claims.tenant != tenant:
+            raise ApiError(
+                403,
+                "tenant_forbidden",
+                f"the caller's token is from tenant {claims.tenant}, not {tenant}",
+            )
+        s = self.settings
+        return DefenderClient(
+            session=self.session,
+            token=lambda: obo.token(caller_token, s.api_scope),
+            api=s.api,
+            base_url=s.api_url,
+            timeout=s.http_timeout,
+            retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+            limiter=self.rate_limiter(),
+            tenant=tenant,
+            page_size=s.page_size,
+        )
+
+    def queue(self, name: str) -> QueueSender:
+        """A sender to one queue of the data account."""
+        from shared.storage.queue import QueueSender
+
+        if self.queue_service is None:
+            raise RuntimeError("no queue service configured")
+        return QueueSender(self.queue_service, name)
+
+    def push_notifier(self) -> PushNotifier:
+        """Delivery of incidents to push subscribers (the ingestion ``notify`` hook)."""
+        from shared.push import DEADLETTER_CONTAINER, PushNotifier
+
+        s = self.settings
+        return PushNotifier(
+            store=self.subscriptions(),
+            session=self.session,
+            signing_key=s.api_signing_key,
+            suffixes=s.api_push_host_suffixes,
+            dead_letter=self.blob_service.get_container_client(DEADLETTER_CONTAINER),
+            clock=self.clock,
+            max_attempts=s.api_push_max_attempts,
+        )
+
+    def subscriptions(self) -> SubscriptionStore:
+        """The push subscription store."""
+        from shared.push import SUBSCRIPTION_TABLE, SubscriptionStore
+
+        return SubscriptionStore(
+            self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock
+        )
+
+    def api_backend(self, *, in_process: bool = False) -> Backend:
+        """The HTTP API's collaborators (built once). ``in_process``: hunting jobs run on this
+        process's threads (``serve``) instead of the ``defender-hunting`` queue (Functions)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from shared.api.backend import Backend
+        from shared.api.jobs import JOB_CONTAINER, JobStore
+        from shared.storage.queue import HUNTING_QUEUE, INGEST_QUEUE
+
+        with self._lock:
+            if self._backend is not None:
+                return self._backend
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+        ingest_queue = self.queue(INGEST_QUEUE)
+        hunting_queue = self.queue(HUNTING_QUEUE)
+
+        def submit(job_id: str, delay: int) -> None:
+            if in_process:
+                from shared.api.handlers import run_queued_job
+
+                timer = threading.Timer(delay, run_queued_job, (backend, job_id))
+                timer.daemon = True
+                timer.start()
+            else:
+                hunting_queue.send(json.dumps({"job": job_id}), delay_seconds=delay)
+
+        backend = Backend(
+            settings=self.settings,
+            clock=self.clock,
+            registered=self.registered_tenants,
+            client_for=self.client_for,
+            user_client_for=self.user_client,
+            enqueue_ingest=lambda request: ingest_queue.send(request.to_json()),
+            jobs=JobStore(self.blob_service.get_container_client(JOB_CONTAINER)),
+            submit_job=submit,
+            background=pool.submit,
+            subscriptions=self.subscriptions(),
+            record_consent=self.record_consent,
+        )
+        with self._lock:
+            if self._backend is None:
+                self._backend = backend
+            return self._backend
 
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""
@@ -204,9 +354,14 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         http_client=session,
         instance_discovery=not settings.emulator,
     )
+    from azure.storage.queue import QueueServiceClient
+
     if settings.storage_connection_string:
         blob_service = BlobServiceClient.from_connection_string(settings.storage_connection_string)
         table_service = TableServiceClient.from_connection_string(
+            settings.storage_connection_string
+        )
+        queue_service = QueueServiceClient.from_connection_string(
             settings.storage_connection_string
         )
     else:
@@ -215,6 +370,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         table_service = TableServiceClient(
             f"https://{account}.table.{suffix}", credential=credential
         )
+        queue_service = QueueServiceClient(f"https://{account}.queue.{suffix}", credential)
     return Services(
         settings=settings,
         clock=clock,
@@ -222,6 +378,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         tokens=tokens,
         blob_service=blob_service,
         table_service=table_service,
+        queue_service=queue_service,
     )
 
 

@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.errors import StorageError
@@ -101,7 +102,14 @@ class TenantRegistry:
         """The tenants to serve."""
         return [e for e in self.entries() if e.enabled]
 
-    def set(self, tenant_id: str, *, display_name: str | None = None, enabled: bool = True) -> None:
+    def set(
+        self,
+        tenant_id: str,
+        *,
+        display_name: str | None = None,
+        enabled: bool = True,
+        consented_at: datetime | None = None,
+    ) -> None:
         """Add or change a row (onboarding and tests).
 
         Raises:
@@ -118,6 +126,8 @@ class TenantRegistry:
         entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": tid, "Enabled": enabled}
         if display_name is not None:
             entity["DisplayName"] = display_name
+        if consented_at is not None:  # admin consent recorded by the onboarding callback
+            entity["ConsentedAt"] = consented_at
         try:
             self._table.upsert_entity(entity)
         except AzureError as exc:
