@@ -63,11 +63,22 @@ class Context:
     base_url: str
     _backend: Backend | None = field(default=None, repr=False)
 
+    anonymous: bool = False
+
     @property
     def backend(self) -> Backend:
-        """The backend (built on first use; a settings problem becomes a 503)."""
+        """The backend (built on first use; a problem with the app's settings is a 503, told
+        only to callers holding a key)."""
         if self._backend is None:
-            self._backend = self.backend_factory()
+            try:
+                self._backend = self.backend_factory()
+            except ConfigError as exc:
+                log.error("HTTP API: settings: %s", exc)
+                if self.anonymous:
+                    raise ApiError(503, "unavailable", "the service is not configured") from None
+                raise ApiError(
+                    503, "configuration", f"the app's settings are invalid: {exc}"
+                ) from None
         return self._backend
 
     def tenant(self, body_tenant: str | None = None) -> str:
@@ -478,7 +489,8 @@ def run_hunting(ctx: Context) -> Response:
         now=backend.clock(),
     )
     prefer = (ctx.request.headers.get("Prefer") or "").lower()
-    asked_async = "respond-async" in [p.strip() for p in prefer.split(",")]
+    # RFC 7240: "Prefer: respond-async, wait=10" (preferences split by commas, params by ;)
+    asked_async = "respond-async" in [p.split(";")[0].strip() for p in prefer.split(",")]
     if asked_async and not user:
         backend.jobs.save(job)
         backend.submit_job(job.id, 0)
@@ -573,12 +585,9 @@ def get_job(ctx: Context) -> Response:
     if not valid_job_id(job_id):
         raise ApiError(400, "invalid_id", "a job id is 32 lowercase hexadecimal digits")
     job = ctx.backend.jobs.load(job_id)
-    if job is None or not ctx.caller.may_use(job.tenant):
-        # the same 404 whether the job is unknown or another tenant's: ids reveal nothing
-        if job is not None:
-            raise ApiError(403, "tenant_forbidden", f"the caller may not use tenant {job.tenant}")
-        raise ApiError(404, "job_not_found", "no such hunting job (jobs expire)")
-    ctx.check_tenant(job.tenant)
+    if job is None:
+        raise ApiError(404, "job_not_found", "no such hunting job")
+    ctx.check_tenant(job.tenant)  # another tenant's job: the same 403 as every route
     if job.state in ("done", "failed"):
         return job_answer(job)
     lost_after = ctx.backend.settings.api_time_budget + 120

@@ -21,7 +21,7 @@ from shared.api import handlers as h
 from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, key_holder, principal
 from shared.api.http import ApiError, Request, Response, error_response
 from shared.api.schema import Body
-from shared.errors import BridgeError, ConfigError
+from shared.errors import BridgeError
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend
@@ -463,17 +463,12 @@ def handle(
             caller=caller,
             backend_factory=backend,
             base_url=public_url or request.base_url,
+            anonymous=route.auth == "anonymous",
         )
         return route.handler(ctx)
     except ApiError as exc:
         return exc.response()
-    except ConfigError as exc:
-        # raised while building the backend: the app's own settings are wrong
-        log.error("HTTP API: settings: %s", exc)
-        if route is not None and route.auth == "anonymous":
-            return error_response(503, "unavailable", "the service is not configured")
-        return error_response(503, "configuration", f"the app's settings are invalid: {exc}")
-    except BridgeError as exc:
+    except BridgeError as exc:  # a ConfigError here is the caller's input: a 400
         return h.api_error(exc, user=_user_mode(request)).response()
     except Exception:  # noqa: BLE001 - the last line: a trace goes to the log, never to the caller
         incident = uuid.uuid4().hex[:12]

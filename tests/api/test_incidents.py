@@ -166,3 +166,27 @@ def test_app_roles_decide_when_easy_auth_is_on(face: Face, cloud: LocalCloud) ->
 
 def _json() -> dict[str, str]:
     return {"Content-Type": "application/json"}
+
+
+def test_broken_settings_answer_503_but_health_still_answers(
+    face: Face, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.api.conftest import setenv
+
+    setenv(monkeypatch, DEFENDER_CLIENT_ID="not-a-guid", DATA_STORAGE_CONNECTION_STRING="x=y")
+    assert face.get("/health").status == 200
+    error = _error(face.get("/incidents/1"), 503)
+    assert error["code"] == "configuration" and "DEFENDER_CLIENT_ID" in error["message"]
+    assert "not-a-guid" not in error["message"]
+    anonymous = _error(face.get("/consent/callback", params={"tenant": "x"}), 503)
+    assert "DEFENDER" not in anonymous["message"]
+
+
+def test_legacy_surface_refuses_a_non_numeric_id_as_400(
+    face: Face, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.api.conftest import setenv
+
+    setenv(monkeypatch, DEFENDER_API="legacy")
+    error = _error(face.get("/incidents/abc-123"), 400)
+    assert "digits" in error["message"]
