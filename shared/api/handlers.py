@@ -185,7 +185,7 @@ def time_param(request: Request, name: str) -> datetime | None:
         return None
     try:
         return parse_utc(raw)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset
         raise ApiError(
             400, "invalid_parameter", f"'{name}' must be an ISO-8601 time with a zone"
         ) from None
@@ -629,7 +629,7 @@ def queue_ingest(ctx: Context) -> Response:
     if body.get("since"):
         try:
             since = parse_utc(body["since"])
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ApiError(
                 400, "invalid_body", "'since' must be an ISO-8601 time with a zone"
             ) from None

@@ -97,9 +97,10 @@ class Parameter:
                 raise ValueError(f"must have at most {MAX_ITEMS} items")
             return "(" + ", ".join(string_literal(_text(v)) for v in value) + ")"
         if self.kind == "datetime":
+            text = _text(value)
             try:
-                instant = parse_utc(_text(value))
-            except ValueError:
+                instant = parse_utc(text)
+            except (ValueError, OverflowError):
                 raise ValueError("must be an ISO-8601 time with a zone") from None
             return f"datetime({format_utc(instant)})"
         return duration_literal(parse_duration(_text(value)))

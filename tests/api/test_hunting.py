@@ -196,3 +196,14 @@ def test_other_control_characters_are_refused() -> None:
     for value in ("a\x00b", "a\x1bb", "a\u2028b"):
         with pytest.raises(ValueError, match="control characters"):
             template.render({"device": value})
+
+
+def test_out_of_range_times_are_400_not_500(face: Face) -> None:
+    far = "0001-01-01T00:00:00+01:00"  # valid ISO-8601, but before the first representable UTC
+    answer = _hunt(
+        face,
+        {"template": "emails-from-sender", "parameters": {"sender": "a@b.c", "since": far}},
+    )
+    assert answer.status == 400 and "since" in answer.json()["error"]["message"]
+    assert face.get("/incidents", params={"createdFrom": far}).status == 400
+    assert face.request("POST", "/ingest", json_body={"since": far}).status == 400
