@@ -389,6 +389,15 @@ HUNT_BODY = Body(
             "string",
             "name of a hunting template (see GET /hunting/templates)",
             max_length=64,
+            # a connector shows the templates as a drop-down
+            extensions={
+                "x-ms-dynamic-values": {
+                    "operationId": "ListHuntingTemplates",
+                    "value-collection": "value",
+                    "value-path": "name",
+                    "value-title": "summary",
+                }
+            },
         ),
         Field("parameters", "object", "the template's parameters by name"),
         Field(
