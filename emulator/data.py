@@ -656,12 +656,21 @@ def simulate_activity(
     create: int,
     update: int,
     merge_count: int,
+    open_ids: Sequence[int] | None = None,
 ) -> ActivityResult:
     """Apply SOC activity to `incidents` in place: new incidents, updates, merges.
 
     Every touched incident gets a lastUpdateTime strictly later than before (at least `now`),
-    so an incremental reader filtering on lastUpdateTime always sees the change.
+    so an incremental reader filtering on lastUpdateTime always sees the change. `open_ids`,
+    when given, is kept up to date by `incidents` itself: the sorted ids of the incidents not
+    Redirected (so a batch costs O(batch), not a scan of every incident).
     """
+
+    def open_now() -> Sequence[int]:
+        if open_ids is not None:
+            return open_ids
+        return sorted(i for i, inc in incidents.items() if inc.status != "Redirected")
+
     rng = generator.rng
 
     def stamp(previous: datetime) -> datetime:
@@ -672,15 +681,15 @@ def simulate_activity(
         incident = generator.new_incident(now, now)
         incidents[incident.incident_id] = incident
         created.append(incident.incident_id)
-    open_ids = sorted(i for i, inc in incidents.items() if inc.status != "Redirected")
+    population = open_now()
     updated: list[int] = []
-    for incident_id in rng.sample(open_ids, min(update, len(open_ids))):
+    for incident_id in rng.sample(population, min(update, len(population))):
         incident = incidents[incident_id]
         incidents[incident_id] = generator.touch(incident, stamp(incident.last_update_time))
         updated.append(incident_id)
     merged: list[tuple[int, int]] = []
     for _ in range(merge_count):
-        candidates = sorted(i for i, inc in incidents.items() if inc.status != "Redirected")
+        candidates = open_now()
         if len(candidates) < 2:
             break
         source_id, target_id = rng.sample(candidates, 2)
