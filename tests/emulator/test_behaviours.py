@@ -4,14 +4,14 @@ the arbitrary order, `$expand` failures, late arrival and activity during paging
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 
+from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
 from tests.emulator.conftest import admin, get_json, token_for
 
@@ -249,36 +249,50 @@ def test_expand_with_filter_fails_for_listed_tenants(
 # ----------------------------------------------------------------------------- late arrival
 
 
-def test_changes_arrive_late(
-    reset_after: Emulator, http: requests.Session, legacy_token: str, graph_token: str
-) -> None:
+class _Clock:
+    """A settable clock for the emulator: late arrival is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_changes_arrive_late() -> None:
     """A create/update is visible only `late_arrival_seconds` after its lastUpdateTime; until
     then the API shows the previous version (or nothing). `truth` shows the latest versions,
     `truth?visible=true` what the APIs show now."""
-    emu = reset_after
-    delay = 2.0
-    _behaviour(http, emu, late_arrival_seconds=delay)
-    result = admin(http, emu, "POST", "activity", {"create": 1, "update": 1})
-    changed_at = time.monotonic()
-    new_id, updated_id = result["created"][0], result["updated"][0]
-    before = {i["incidentId"]: i for i in _truth(http, emu, "legacy", visible="true")}
-    latest = {i["incidentId"]: i for i in _truth(http, emu, "legacy")}
-    assert new_id not in before and new_id in latest
-    assert before[updated_id]["lastUpdateTime"] < latest[updated_id]["lastUpdateTime"]
-    listed, _ = _pages(http, emu, LEGACY_LIST, legacy_token)
-    shown = {i["incidentId"]: i for i in listed}
-    assert new_id not in shown
-    assert shown[updated_id]["lastUpdateTime"] == before[updated_id]["lastUpdateTime"]
-    missing = get_json(http, f"{emu.url}{LEGACY_LIST}/{new_id}", legacy_token)
-    assert missing.status_code == 404
-    graph_missing = get_json(http, f"{emu.url}{GRAPH_LIST}/{new_id}", graph_token)
-    assert graph_missing.status_code == 404
-    time.sleep(max(0.0, delay + 0.3 - (time.monotonic() - changed_at)))
-    listed, _ = _pages(http, emu, LEGACY_LIST, legacy_token)
-    shown = {i["incidentId"]: i for i in listed}
-    assert shown[new_id] == latest[new_id]
-    assert shown[updated_id]["lastUpdateTime"] == latest[updated_id]["lastUpdateTime"]
-    assert get_json(http, f"{emu.url}{LEGACY_LIST}/{new_id}", legacy_token).status_code == 200
+    clock = _Clock()
+    unlimited: dict[str, tuple[Limit, ...]] = {"incidents": (), "alerts": ()}
+    config = EmulatorConfig(seed=4, home_incidents=120, customer_tenants=0, quotas=unlimited)
+    with Emulator(config, clock=clock) as emu, requests.Session() as http:
+        http.trust_env = False
+        http.verify = str(emu.ca_path)
+        legacy_token = token_for(http, emu, "https://api.security.microsoft.com/.default")
+        graph_token = token_for(http, emu, "https://graph.microsoft.com/.default")
+        _behaviour(http, emu, late_arrival_seconds=60)
+        result = admin(http, emu, "POST", "activity", {"create": 1, "update": 1})
+        new_id, updated_id = result["created"][0], result["updated"][0]
+        clock.now += timedelta(seconds=59)
+        before = {i["incidentId"]: i for i in _truth(http, emu, "legacy", visible="true")}
+        latest = {i["incidentId"]: i for i in _truth(http, emu, "legacy")}
+        assert new_id not in before and new_id in latest
+        assert before[updated_id]["lastUpdateTime"] < latest[updated_id]["lastUpdateTime"]
+        listed, _ = _pages(http, emu, LEGACY_LIST, legacy_token)
+        shown = {i["incidentId"]: i for i in listed}
+        assert shown == before
+        graph, _ = _pages(http, emu, GRAPH_LIST, graph_token)
+        assert sorted(int(i["id"]) for i in graph) == sorted(before)
+        assert get_json(http, f"{emu.url}{LEGACY_LIST}/{new_id}", legacy_token).status_code == 404
+        assert get_json(http, f"{emu.url}{GRAPH_LIST}/{new_id}", graph_token).status_code == 404
+        old = get_json(http, f"{emu.url}{LEGACY_LIST}/{updated_id}", legacy_token).json()
+        assert old["lastUpdateTime"] == before[updated_id]["lastUpdateTime"]
+        clock.now += timedelta(seconds=1)
+        listed, _ = _pages(http, emu, LEGACY_LIST, legacy_token)
+        assert {i["incidentId"]: i for i in listed} == latest
+        assert get_json(http, f"{emu.url}{LEGACY_LIST}/{new_id}", legacy_token).status_code == 200
+        assert _truth(http, emu, "legacy", visible="true") == _truth(http, emu, "legacy")
 
 
 def test_no_late_arrival_by_default(
