@@ -731,12 +731,10 @@ class DefenderService:
     def _alerts(self, tid: str, incident_id: str | None = None) -> list[Alert]:
         """The visible alerts, newest first; only one incident's when `incident_id` is given
         (an `incidentId eq '...'` term, looked up directly)."""
-        now = self.clock()
-        if incident_id is not None:
-            found = self._find_incident(tid, incident_id)
-            alerts = list(found.alerts) if found else []
-        else:
-            alerts = [a for i in self.store.visible_snapshot(tid, now) for a in i.alerts]
+        if incident_id is None:
+            return self.store.visible_alerts(tid, self.clock())
+        found = self._find_incident(tid, incident_id)
+        alerts = list(found.alerts) if found else []
         return sorted(alerts, key=lambda a: (a.last_updated_time, a.alert_id), reverse=True)
 
     def graph_alerts_list(self, request: Request) -> Response:
@@ -779,7 +777,7 @@ class DefenderService:
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        alert = next((a for a in self._alerts(tid) if a.alert_id == alert_id), None)
+        alert = self.store.visible_alert(tid, alert_id, now)
         if alert is None:
             return graph_error(
                 404, "NotFound", f"Alert {alert_id} was not found.", request, now, tenant=tid

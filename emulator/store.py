@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from emulator import data
 from emulator.data import TenantGenerator
-from emulator.model import Incident
+from emulator.model import Alert, Incident
 from emulator.odata import Comparison, Filter
 
 _SPAN = 1 << 32  # ids are below 2**32: key = microseconds * _SPAN + id
@@ -173,6 +173,15 @@ class TenantState:
         self._log_base = 0
         self._cache: dict[tuple[Any, ...], _Cached] = {}
         self._hashes: dict[tuple[int, int], int] = {}
+        self._alerts: tuple[int, list[Alert], dict[str, Alert]] | None = None
+
+    def alerts(self) -> tuple[list[Alert], dict[str, Alert]]:
+        """The visible incidents' alerts, newest first, and by id (rebuilt after changes)."""
+        if self._alerts is None or self._alerts[0] != self.view_version:
+            found = [a for i in self.visible.values() for a in i.alerts]
+            found.sort(key=lambda a: (a.last_updated_time, a.alert_id), reverse=True)
+            self._alerts = (self.view_version, found, {a.alert_id: a for a in found})
+        return self._alerts[1], self._alerts[2]
 
     # ------------------------------------------------------------------ seeding
 
@@ -473,6 +482,25 @@ class IncidentStore:
             state.advance(now)
             found = state.listing(query, order)
             return list(found[skip : skip + top]), len(found)
+
+    def visible_alerts(self, tenant_id: str, now: datetime) -> list[Alert]:
+        """The alerts of the versions the APIs show at `now`, newest first (a shared list:
+        do not change it)."""
+        with self.lock:
+            state = self.tenants.get(tenant_id)
+            if state is None:
+                return []
+            state.advance(now)
+            return state.alerts()[0]
+
+    def visible_alert(self, tenant_id: str, alert_id: str, now: datetime) -> Alert | None:
+        """One alert of the visible versions, or None."""
+        with self.lock:
+            state = self.tenants.get(tenant_id)
+            if state is None:
+                return None
+            state.advance(now)
+            return state.alerts()[1].get(alert_id)
 
     def simulate(
         self, tenant_id: str, now: datetime, *, create: int, update: int, merge: int
