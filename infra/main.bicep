@@ -279,7 +279,7 @@ module rbac 'app/rbac.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     developerPrincipalId: principalId
     developerPrincipalType: principalType
-    certificateRole: credentialKind == 'certificate'
+    credentialKind: credentialKind
   }
 }
 

@@ -10,8 +10,13 @@ param identityPrincipalId string
 @description('Object id of the developer; empty: no developer roles.')
 param developerPrincipalId string = ''
 param developerPrincipalType string = 'User'
-@description('Grant Key Vault Certificate User (only with credentialKind certificate).')
-param certificateRole bool = false
+@allowed([
+  'secret'
+  'certificate'
+  'federated'
+])
+@description('The app credential kind: Key Vault Certificate User is granted only for certificate.')
+param credentialKind string = 'secret'
 
 // Built-in role definition ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 var roles = {
@@ -20,6 +25,8 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // DefenderIncidents, tenants, subscriptions
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // the client secret
   keyVaultCertificateUser: 'db79e9a7-68ee-4b58-9aeb-b90e7c24fcba' // the certificate, with its key
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // developer: stores the client secret
+  keyVaultCertificatesOfficer: 'a4417e6f-fecd-4de8-b567-7b0420556985' // developer: makes the certificate
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Application Insights without local auth
 }
 
@@ -28,7 +35,7 @@ var storageRoles = [
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
-var vaultRoles = concat([roles.keyVaultSecretsUser], certificateRole ? [roles.keyVaultCertificateUser] : [])
+var vaultRoles = concat([roles.keyVaultSecretsUser], (credentialKind == 'certificate') ? [roles.keyVaultCertificateUser] : [])
 var insightsRoles = [
   roles.monitoringMetricsPublisher
 ]
@@ -48,7 +55,10 @@ resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
 // The app's identity, then (when AZURE_PRINCIPAL_ID is set) the developer: the same roles.
 var withDeveloper = !empty(developerPrincipalId)
 var developerStorageRoles = withDeveloper ? storageRoles : []
-var developerVaultRoles = withDeveloper ? vaultRoles : []
+// The developer also puts the app's credential into the vault (infra/entra/setup_app.py
+// --store-secret / --store-certificate), so gets the officer role of the chosen kind on top.
+var developerVaultWriter = (credentialKind == 'certificate') ? roles.keyVaultCertificatesOfficer : roles.keyVaultSecretsOfficer
+var developerVaultRoles = withDeveloper ? concat(vaultRoles, (credentialKind == 'federated') ? [] : [developerVaultWriter]) : []
 var developerInsightsRoles = withDeveloper ? insightsRoles : []
 
 resource storageRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in storageRoles: {

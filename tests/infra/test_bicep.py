@@ -317,7 +317,10 @@ def test_identity_and_developer_get_the_same_data_roles(main: dict[str, Any]) ->
         ternary = variables[f"developer{kind}Roles"]["value"]["operator"]
         assert ternary["type"] == "conditional"
         assert ternary["operands"]["condition"] == "withDeveloper"
-        assert ternary["operands"]["true_value"] == f"{kind.lower()}Roles"
+        same = json.dumps(ternary["operands"]["true_value"])
+        assert f'"{kind.lower()}Roles"' in same  # the app's list (the vault's plus a writer role)
+    writer = json.dumps(variables["developerVaultWriter"]["value"])
+    assert "keyVaultCertificatesOfficer" in writer and "keyVaultSecretsOfficer" in writer
     for name, config in assignments.items():
         principal = config["config"]["properties"]["principalId"]
         assert principal == (
@@ -341,13 +344,17 @@ def test_certificate_role_only_when_the_certificate_kind_is_chosen(main: dict[st
     """Point 3: Key Vault Certificate User is granted only with credentialKind certificate."""
     rbac = parse("app/rbac.bicep")
     vault_roles = json.dumps(rbac["variables"]["vaultRoles"]["value"])
-    assert "certificateRole" in vault_roles and "keyVaultCertificateUser" in vault_roles
-    assert rbac["parameters"]["certificateRole"]["default"] is False
-    condition = main["modules"]["rbac"]["config"]["params"]["certificateRole"]["operator"]
-    assert condition == {
+    concat = rbac["variables"]["vaultRoles"]["value"]["function"]["parameters"]
+    ternary = concat["arg_2"]["operator"]
+    assert ternary["type"] == "conditional"
+    assert ternary["operands"]["condition"]["operator"] == {
         "type": "equals",
         "operands": {"operand_1": "credentialKind", "operand_2": "certificate"},
     }
+    assert "keyVaultCertificateUser" in json.dumps(ternary["operands"]["true_value"])
+    assert ternary["operands"]["false_value"] == []
+    assert "keyVaultSecretsUser" in vault_roles
+    assert main["modules"]["rbac"]["config"]["params"]["credentialKind"] == "credentialKind"
 
 
 def test_network_isolation_is_optional_and_covers_storage_and_vault(main: dict[str, Any]) -> None:
