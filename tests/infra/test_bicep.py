@@ -393,3 +393,30 @@ def test_azure_yaml_deploys_the_function_from_infra() -> None:
     text = (ROOT / "azure.yaml").read_text()
     assert "host: function" in text
     assert "path: infra" in text
+
+
+def test_readme_deploy_section_names_every_parameter_and_azd_value(
+    parameters_file: dict[str, str],
+) -> None:
+    """Point 9: a newcomer finds each parameter, its azd value and the manual steps."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Deploy\n") : readme.index("## Settings\n")]
+    for name, value in parameters_file.items():
+        variable = re.match(r"\$\{([A-Z0-9_]+)", value)
+        assert variable
+        assert f"`{name}`" in section, name
+        assert f"`{variable.group(1)}`" in section, variable.group(1)
+    for step in (
+        "infra/entra/setup_app.py",
+        "--dry-run",
+        "azd up",
+        "--federated-principal-id",
+        "--store-secret",
+        "--store-certificate",
+        "--grant-admin-consent",
+        "consent-url",
+        "python -m shared check",
+        "AzureUSGovernment",
+        "azd down --purge",
+    ):
+        assert step in section, step
