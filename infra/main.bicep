@@ -116,7 +116,7 @@ param credentialKind string = 'secret'
 @description('Key Vault secret holding the client secret (DEFENDER_CLIENT_SECRET_NAME), for credentialKind secret.')
 param clientSecretName string = 'defender-client-secret'
 
-@description('Key Vault certificate of the app (DEFENDER_CERTIFICATE_NAME); required for credentialKind certificate.')
+@description('Key Vault certificate of the app (DEFENDER_CERTIFICATE_NAME), for credentialKind certificate; empty: defender-certificate, the name infra/entra/setup_app.py uses.')
 param certificateName string = ''
 
 @description('Comma-separated customer tenant ids to ingest (INGEST_TENANTS, partner use); empty: the home tenant and the tenant registry table.')
@@ -163,6 +163,8 @@ var tags = {
 }
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var homeTenantId = empty(defenderTenantId) ? tenant().tenantId : defenderTenantId
+// the app refuses credentialKind certificate without a certificate name; give it the script's
+var appCertificateName = ((credentialKind == 'certificate') && empty(certificateName)) ? 'defender-certificate' : certificateName
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -263,7 +265,7 @@ module api 'app/api.bicep' = {
     defenderFeatures: defenderFeatures
     credentialKind: credentialKind
     clientSecretName: clientSecretName
-    certificateName: certificateName
+    certificateName: appCertificateName
     ingestTenants: ingestTenants
     ingestSchedule: ingestSchedule
   }

@@ -164,6 +164,16 @@ def test_choices_are_parameters_with_the_values_the_code_accepts(main: dict[str,
         assert params[name]["default"] == "", name
 
 
+def test_certificate_kind_always_has_a_certificate_name(main: dict[str, Any]) -> None:
+    """Point 3: with certificate and no name, the app gets the Entra script's default name."""
+    params = main["modules"]["api"]["config"]["params"]
+    assert params["certificateName"] == "appCertificateName"
+    ternary = main["variables"]["appCertificateName"]["value"]["operator"]["operands"]
+    assert ternary["true_value"] == "defender-certificate"
+    assert ternary["false_value"] == "certificateName"
+    assert "certificate" in json.dumps(ternary["condition"])
+
+
 def test_host_storage_is_identity_based_by_service_uri(
     api: dict[str, Any], app_settings: dict[str, Any]
 ) -> None:
