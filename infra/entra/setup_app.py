@@ -50,6 +50,8 @@ from urllib.parse import quote
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 LEGACY_APP_ID = "8ee8fdad-f234-4243-8f3b-15c294843740"  # Microsoft Threat Protection
 KEY_VAULT_API = "api-version=7.4"
+SETTLE_ATTEMPTS = 6
+SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -190,13 +192,25 @@ class Setup:
         self.call = call
         self.log = log
 
-    def _ok(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        answer = self.call(method, url, body)
-        if not 200 <= answer.status < 300:
-            error = answer.body.get("error", {})
-            message = error.get("message") if isinstance(error, dict) else None
-            raise SetupError(f"{method} {url}: HTTP {answer.status}: {message or 'no message'}")
-        return answer.body
+    def _ok(
+        self, method: str, url: str, body: dict[str, Any] | None = None, *, settling: bool = False
+    ) -> dict[str, Any]:
+        """One call; a non-2xx answer is an error. ``settling``: the call refers to something
+        just created (a service principal, a role assignment), which Entra ID and Azure RBAC
+        take a while to replicate, so a 400/403/404 is retried a few times first
+        (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto ,
+        https://learn.microsoft.com/azure/role-based-access-control/troubleshooting#symptom---role-assignment-changes-are-not-being-detected)."""
+        for attempt in range(SETTLE_ATTEMPTS if settling else 1):
+            if attempt:
+                self.o.wait(SETTLE_SECONDS)
+            answer = self.call(method, url, body)
+            if 200 <= answer.status < 300:
+                return answer.body
+            if answer.status not in (400, 403, 404):
+                break
+        error = answer.body.get("error", {})
+        message = error.get("message") if isinstance(error, dict) else None
+        raise SetupError(f"{method} {url}: HTTP {answer.status}: {message or 'no message'}")
 
     def run(self) -> str:
         """Do every step; returns the app's client id."""
@@ -299,7 +313,7 @@ class Setup:
             update = {k: v for k, v in body.items() if k != "name"}
             self._ok("PATCH", f"{base}/{same[0]['id']}", update)
         else:
-            self._ok("POST", base, body)
+            self._ok("POST", base, body, settling=True)
 
     def grant_admin_consent(
         self, app_sp: str, roles: Mapping[str, tuple[str, Mapping[str, str]]]
@@ -317,6 +331,7 @@ class Setup:
                     "POST",
                     f"{self.graph}/servicePrincipals/{resource_sp}/appRoleAssignedTo",
                     {"principalId": app_sp, "resourceId": resource_sp, "appRoleId": role_id},
+                    settling=True,
                 )
 
     # -- credentials in Key Vault ----------------------------------------------------------
@@ -349,6 +364,7 @@ class Setup:
                 "contentType": "text/plain",
                 "attributes": {"exp": int(end.timestamp())},
             },
+            settling=True,  # the role assignment of `azd up` may not have reached the vault yet
         )
 
     def store_certificate(self, app: Mapping[str, Any]) -> None:
@@ -370,7 +386,9 @@ class Setup:
                 "issuer": {"name": "Self"},
             }
         }
-        self._ok("POST", f"{vault}/certificates/{name}/create?{KEY_VAULT_API}", policy)
+        self._ok(
+            "POST", f"{vault}/certificates/{name}/create?{KEY_VAULT_API}", policy, settling=True
+        )
         for _ in range(30):
             pending = self._ok("GET", f"{vault}/certificates/{name}/pending?{KEY_VAULT_API}")
             if pending.get("status") == "completed":

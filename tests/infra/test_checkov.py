@@ -150,3 +150,15 @@ def test_checkov_is_pinned_in_its_own_requirements() -> None:
     assert "checkov==3.3.30" in pins
     assert all("==" in line for line in pins)
     assert "checkov" not in (ROOT / "requirements-dev.txt").read_text()
+
+
+def test_a_key_vault_reference_is_not_taken_for_a_secret(tmp_path: Path) -> None:
+    (tmp_path / "reference.bicep").write_text(
+        SECRET_SETTING.replace(
+            "'AccountName=stx;AccountKey=c2VjcmV0LWtleS1ub3QtcmVhbA=='",
+            "'@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/conn/)'",
+        )
+    )
+    done = gate(tmp_path)
+    assert "CKV_DB_1" not in done.stdout
+    assert "1 resources" in done.stdout  # it was scanned

@@ -315,3 +315,48 @@ def test_an_error_answer_stops_with_a_clear_message(setup_app: ModuleType) -> No
     options = setup_app.Options(tenant=TENANT, apis=("legacy",))
     with pytest.raises(setup_app.SetupError, match="HTTP 404"):
         setup_app.Setup(options, tenant, print).run()
+
+
+class SlowTenant(FakeTenant):
+    """Answers the first ``refusals`` consent grants with 400, as Entra does while a new
+    service principal is still replicating."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def __call__(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
+        if url.endswith("/appRoleAssignedTo") and self.refusals:
+            self.refusals -= 1
+            self.log.append(f"{method} {url} (refused)")
+            return sys.modules["setup_app"].Answer(
+                400, {"error": {"message": "Resource does not exist or one of its queried..."}}
+            )
+        return super().__call__(method, url, body)
+
+
+def test_a_grant_refused_while_entra_replicates_is_retried(setup_app: ModuleType) -> None:
+    waits: list[float] = []
+    tenant = SlowTenant(refusals=2)
+    options = setup_app.Options(tenant=TENANT, grant_admin_consent=True, wait=waits.append)
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    assert len(tenant.assignments) == 2  # ingest: incidents and alerts
+    assert waits == [setup_app.SETTLE_SECONDS] * 2
+
+
+def test_a_grant_refused_for_good_is_an_error(setup_app: ModuleType) -> None:
+    waits: list[float] = []
+    tenant = SlowTenant(refusals=100)
+    options = setup_app.Options(tenant=TENANT, grant_admin_consent=True, wait=waits.append)
+    with pytest.raises(setup_app.SetupError, match="HTTP 400: Resource does not exist"):
+        setup_app.Setup(options, tenant, lambda _: None).run()
+    assert len(waits) == setup_app.SETTLE_ATTEMPTS - 1
+
+
+def test_features_are_the_ones_the_settings_accept(setup_app: ModuleType) -> None:
+    from typing import get_args
+
+    from shared.settings import Feature
+
+    for api in ("graph", "legacy"):
+        assert set(setup_app.PERMISSIONS[api]) == set(get_args(Feature))
