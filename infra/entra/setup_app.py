@@ -19,20 +19,20 @@ registrations (Application Developer; admin consent needs Privileged Role Admini
 Global Administrator). No secret is ever printed: a secret goes straight into Key Vault.
 
 Permission ids are looked up by name in the resource's service principal (`appRoles`) in the
-tenant itself, because they differ between clouds (Microsoft's own SOA module,
+tenant itself, because they differ between clouds (Microsoft's SOA module,
 o365soa/soa `Get-RequiredAppPermissions`, lists other ids for GCC High and DoD). The public
-cloud's ids, for reference and for the dry run:
-- Microsoft Graph (00000003-0000-0000-c000-000000000000), Graph permissions reference
-  (microsoft-graph-docs concepts/permissions-reference.md): SecurityIncident.Read.All
+cloud's ids below only feed the dry run's display; they are the ones that module and public
+setup scripts use (checked December 2026):
+- Microsoft Graph (00000003-0000-0000-c000-000000000000): SecurityIncident.Read.All
   45cc0394-e837-488b-a098-1918f48d186c, SecurityIncident.ReadWrite.All
   34bf0e97-1971-4929-b999-9e2442d941d7, SecurityAlert.Read.All
-  472e4a4d-bb4a-4026-98d1-0b0d74cb74a5, ThreatHunting.Read.All
-  dd98c7f5-2d42-42d3-a0e4-633161547251.
+  472e4a4d-bb4a-4026-98d1-0b0d74cb74a5 (o365soa), ThreatHunting.Read.All
+  dd98c7f5-2d42-42d3-a0e4-633161547251 (o365soa).
 - Microsoft Threat Protection (8ee8fdad-f234-4243-8f3b-15c294843740, the legacy
-  api.security.microsoft.com): Incident.Read.All a9790345-4595-42e4-971a-ccdc79f19b7c,
-  Incident.ReadWrite.All 8d90f441-09cf-4fdc-ab45-e874fa3a28e8, AdvancedHunting.Read.All
-  7734e8e5-8dde-42fc-b5ae-6eafea078693 (as published in that service principal's appRoles;
-  defender-api.md 1.1).
+  api.security.microsoft.com): Incident.Read.All a9790345-4595-42e4-971a-ccdc79f19b7c
+  (o365soa), Incident.ReadWrite.All 8d90f441-09cf-4fdc-ab45-e874fa3a28e8,
+  AdvancedHunting.Read.All 7734e8e5-8dde-42fc-b5ae-6eafea078693 (defender-api.md 1.1 and the
+  service principal's published appRoles as listed by public permission catalogues).
 """
 
 from __future__ import annotations
