@@ -44,7 +44,7 @@ LEFT_OUT = {
     settings.EMULATOR_CA_CERT_SETTING: "local development only; never in Azure",
     settings.INGEST_LOOKBACK_DAYS_SETTING: "the default fits; tune as an app setting",
     settings.INGEST_OVERLAP_MINUTES_SETTING: "the default fits; tune as an app setting",
-    settings.INGEST_PAGE_SIZE_SETTING: "the default fits both surfaces",
+    settings.INGEST_PAGE_SIZE_SETTING: "the code picks the page size per API surface",
     settings.HTTP_TIMEOUT_SETTING: "the default fits",
     settings.API_MAX_ATTEMPTS_SETTING: "the default fits",
     settings.API_TIME_BUDGET_SETTING: "the default fits",
