@@ -248,6 +248,8 @@ def test_site_is_hardened(api: dict[str, Any]) -> None:
     assert props["functionAppConfig"]["runtime"]["name"] == "python"
     # federated credentials need a user-assigned identity (defender-api.md 0.1 item 8)
     assert site["identity"]["type"] == "UserAssigned"
+    # the newest Sites API the Azure Government regions register (Azure/azure-cli#31943)
+    assert api["resources"]["functionApp"]["api_version"] == "2024-04-01"
 
 
 def test_insights_refuse_local_auth_and_opentelemetry_is_on(app_settings: dict[str, Any]) -> None:
