@@ -52,7 +52,7 @@ demo: setup
 bench: setup
 	$(PY) -m bench
 
-bench-emulator: setup
+bench-emulator: $(STAMP)
 	$(PY) -m bench.emulator_bench
 
 clean:
