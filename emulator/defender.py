@@ -2,8 +2,10 @@
 
 Both surfaces read the same `IncidentStore`; `emulator.render` produces each shape. Contract:
 defender-api.md §1.2-1.7 (legacy: `$filter` subset, `$top` <= 100, `$skip`, error body
-`{"error":{"code","message","target"}}`) and §2.2-2.6 (Graph: `$filter`, `$top`, `$skip`,
-`$count`, `$expand=alerts`, `@odata.nextLink`, error body with `innerError`).
+`{"error":{"code","message","target"}}`) and §2.2-2.6 (Graph: `$filter`, `$top` <= 50 on
+incidents, `$skip` <= 500, `$orderby`, `$count`, `$expand=alerts`, `@odata.nextLink`, error body
+with `innerError`), corrected by §0.1. Listings come from `emulator.store` (indexed pages) in
+the order and with the behaviours of `emulator.behaviour`.
 """
 
 from __future__ import annotations
