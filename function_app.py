@@ -7,6 +7,9 @@ indexes every function, even with missing settings (those fail the invocation wi
 
 The HTTP triggers come from the route table (``shared.api.routes.ROUTES``): one function per
 route, function-key auth except on the health check and the consent callback.
+
+The queue triggers listen on ``AzureWebJobsStorage``: the queues live in the data account, which
+the deployment (``infra/``) makes the host's account too; locally both are Azurite.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ for _route in ROUTES:
     )
 
 
-@app.queue_trigger(arg_name="message", queue_name="defender-hunting", connection="DATA_STORAGE")
+@app.queue_trigger(arg_name="message", queue_name="defender-hunting", connection="AzureWebJobsStorage")
 def hunting_worker(message: func.QueueMessage) -> None:
     """Run one asynchronous hunting job (``{"job": id}``); its outcome is saved on the job."""
     from shared.api.handlers import run_queued_job
@@ -98,7 +101,7 @@ def hunting_worker(message: func.QueueMessage) -> None:
     run_queued_job(bootstrap.services().api_backend(), job_id)
 
 
-@app.queue_trigger(arg_name="message", queue_name="defender-ingest", connection="DATA_STORAGE")
+@app.queue_trigger(arg_name="message", queue_name="defender-ingest", connection="AzureWebJobsStorage")
 def ingest_worker(message: func.QueueMessage) -> None:
     """Ingest one queued tenant (board item 3 message); fails so the host retries/poisons."""
     from shared.storage.queue import IngestRequest

@@ -15,7 +15,6 @@ PLATFORM = {
     "AzureWebJobsStorage",
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
-    "DATA_STORAGE",  # the queue triggers' connection (read by the Functions host)
 }
 
 
