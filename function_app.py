@@ -87,7 +87,9 @@ for _route in ROUTES:
     )
 
 
-@app.queue_trigger(arg_name="message", queue_name="defender-hunting", connection="AzureWebJobsStorage")
+@app.queue_trigger(
+    arg_name="message", queue_name="defender-hunting", connection="AzureWebJobsStorage"
+)
 def hunting_worker(message: func.QueueMessage) -> None:
     """Run one asynchronous hunting job (``{"job": id}``); its outcome is saved on the job."""
     from shared.api.handlers import run_queued_job
@@ -101,7 +103,9 @@ def hunting_worker(message: func.QueueMessage) -> None:
     run_queued_job(bootstrap.services().api_backend(), job_id)
 
 
-@app.queue_trigger(arg_name="message", queue_name="defender-ingest", connection="AzureWebJobsStorage")
+@app.queue_trigger(
+    arg_name="message", queue_name="defender-ingest", connection="AzureWebJobsStorage"
+)
 def ingest_worker(message: func.QueueMessage) -> None:
     """Ingest one queued tenant (board item 3 message); fails so the host retries/poisons."""
     from shared.storage.queue import IngestRequest
