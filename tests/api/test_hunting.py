@@ -207,3 +207,29 @@ def test_out_of_range_times_are_400_not_500(face: Face) -> None:
     assert answer.status == 400 and "since" in answer.json()["error"]["message"]
     assert face.get("/incidents", params={"createdFrom": far}).status == 400
     assert face.request("POST", "/ingest", json_body={"since": far}).status == 400
+
+
+def test_user_context_hunt_runs_in_process_and_is_never_queued(
+    face: Face, cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch, api_env: dict[str, str]
+) -> None:
+    """The caller's token is never stored, so a user-context job runs on this process's threads
+    and nothing reaches the queue; the poll still follows the 202 pattern."""
+    setenv(monkeypatch, API_RETRY_AFTER_SECONDS="1")
+    connection = api_env["DATA_STORAGE_CONNECTION_STRING"]
+    drain_queue(connection, "defender-hunting")
+    token = cloud.emulator.caller_token("analyst")
+    accepted = face.request(
+        "POST",
+        "/hunting",
+        params={"context": "user"},
+        json_body=ALERTS,
+        headers={"Authorization": f"Bearer {token}", "Prefer": "respond-async"},
+    )
+    assert accepted.status == 202, accepted.body
+    final = _follow(face, accepted)
+    assert final.status == 200 and final.json()["rowCount"] > 0
+    assert drain_queue(connection, "defender-hunting") == []
+    from shared import bootstrap
+
+    stored = bootstrap.services().api_backend().jobs.load(accepted.json()["id"])
+    assert stored is not None and token not in repr(stored)
