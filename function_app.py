@@ -120,6 +120,7 @@ def ingest_worker(message: func.QueueMessage) -> None:
     if request.tenant not in svc.enabled_tenants():
         log.error("ingest worker: tenant %s is not registered; dropped", request.tenant)
         return
+    # TODO(issue 11): svc.ingestor(notify=svc.push_notifier().notify) once ingestion lands
     result = svc.ingestor().run_tenant(request.tenant, since=request.since)
     if not result.ok:
         raise RuntimeError(f"ingestion of tenant {request.tenant} failed: {result.error}")

@@ -164,9 +164,10 @@ class Services:
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
-        # TODO(issue 11, board item 2): once the ingestion branch lands Ingestor(notify=...),
-        # pass notify=self.push_notifier().notify here so push subscribers get each committed
-        # slice's new versions (PushNotifier.notify already has that signature and never raises).
+        # TODO(issue 11, board item 2): the ingestion branch adds ``ingestor(notify=...)``; after
+        # it lands, the timer and ingest_worker in function_app.py call
+        # ``svc.ingestor(notify=svc.push_notifier().notify)`` so push subscribers get each
+        # committed slice's new versions (PushNotifier.notify has that signature, never raises).
         return Ingestor(
             client_for=self.user_client_for if as_user else self.client_for,
             archive=IncidentArchive(data),
