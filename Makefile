@@ -11,9 +11,12 @@ help:
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
 	@echo "make bench  - run the benchmarks under bench/ and write bench/results/"
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements-sdk.txt (msgraph-sdk, for tests/sdk/) is installed here too, but is no part of
+# requirements-dev.txt: the app and its own tests never need it.
+$(STAMP): requirements.txt requirements-dev.txt requirements-sdk.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+		-r requirements-sdk.txt
 	touch $(STAMP)
 
 node_modules/.installed: package.json package-lock.json

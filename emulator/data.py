@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from emulator import fields
 from emulator.model import Alert, Comment, Device, Entity, Incident, format_time
 
 # Sample organisation names Microsoft uses in its docs; the home tenant is Contoso.
@@ -631,7 +632,9 @@ def seed_incidents(generator: TenantGenerator, count: int, now: datetime) -> lis
         )
         at = min(at, now - timedelta(seconds=1))
         incidents[i], incidents[j] = merge(source, target, at)
-    return incidents
+    # Newer Graph members and fields (awaitingAction, Sentinel/Defender for Cloud alerts,
+    # resolving comments): hash-chosen, so the RNG stream above is untouched.
+    return fields.seed_extras(incidents)
 
 
 def sorted_newest_first(incidents: Sequence[Incident]) -> list[Incident]:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from emulator import hunting, kql, odata, render, updates
+from emulator import fields, hunting, kql, odata, render, updates
 from emulator.data import TenantGenerator, sorted_newest_first
 from emulator.entra import (
     GRAPH_RESOURCES,
@@ -82,20 +82,15 @@ GRAPH_INCIDENT_FILTER = {
             "unwantedSoftware",
             "other",
             "multiStagedAttack",
-            "compromisedUser",
+            "compromisedAccount",
             "phishing",
             "maliciousUserActivity",
-            "clean",
-            "insufficientData",
-            "confirmedUserActivity",
-            "lineOfBusinessApplication",
-            "unknownFutureValue",
-            # The PATCH/alert pages' spellings (§2.3, §2.4): accepted, never stored.
-            "compromisedAccount",
             "notMalicious",
             "notEnoughDataToValidate",
             "confirmedActivity",
-        ),
+            "lineOfBusinessApplication",
+            "unknownFutureValue",
+        ),  # today's schema only (§0.1 item 4); the older names are no members any more
     ),
 }
 
@@ -200,7 +195,7 @@ def _legacy_row(incident: Incident) -> dict[str, Any]:
     return {
         "lastUpdateTime": incident.last_update_time,
         "createdTime": incident.created_time,
-        "status": incident.status,
+        "status": render.legacy_status(incident.status),
         "assignedTo": incident.assigned_to,
     }
 
@@ -213,7 +208,7 @@ def _graph_row(incident: Incident) -> dict[str, Any]:
         "severity": render.graph_enum(incident.severity),
         "assignedTo": incident.assigned_to,
         "classification": render.graph_enum(incident.classification),
-        "determination": render.graph_enum(incident.determination),
+        "determination": render.graph_determination(incident.determination),
     }
 
 
@@ -260,8 +255,8 @@ def _graph_alert_row(alert: Alert) -> dict[str, Any]:
         "severity": render.graph_enum(alert.severity),
         "assignedTo": alert.assigned_to,
         "classification": render.graph_enum(alert.classification),
-        "determination": render.graph_enum(alert.determination),
-        "serviceSource": render.SERVICE_SOURCE_TO_GRAPH.get(alert.service_source, "unknown"),
+        "determination": render.graph_determination(alert.determination),
+        "serviceSource": render.graph_service_source(alert.service_source),
     }
 
 
@@ -304,6 +299,12 @@ def _graph_errors(request: Request, now: datetime, tid: str) -> _Errors:
         not_found_code="NotFound",
         not_found_end=".",
     )
+
+
+def _unknown_members(request: Request) -> bool:
+    """Whether the request sent `Prefer: include-unknown-enum-members` (`emulator.fields`)."""
+    prefer = request.header("prefer")
+    return fields.wants_unknown_members([prefer] if prefer else [])
 
 
 def _graph_bad_query(exc: odata.ODataError, request: Request, now: datetime, tid: str) -> Response:
@@ -536,7 +537,9 @@ class DefenderService:
             request,
             f"{request.base_url}/v1.0/$metadata#{context}",
             matching,
-            lambda i: render.graph_incident(i, tid, expand_alerts=expand),
+            lambda i: render.graph_incident(
+                i, tid, expand_alerts=expand, include_unknown=_unknown_members(request)
+            ),
             skip,
             top,
             count=count,
@@ -561,7 +564,9 @@ class DefenderService:
         context = "security/incidents(alerts())/$entity" if expand else "security/incidents/$entity"
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#{context}",
-            **render.graph_incident(incident, tid, expand_alerts=expand),
+            **render.graph_incident(
+                incident, tid, expand_alerts=expand, include_unknown=_unknown_members(request)
+            ),
         }
         return json_response(200, payload, tenant=tid)
 
@@ -633,19 +638,21 @@ class DefenderService:
         auth = self.admit_graph(request, WRITE_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
             return auth
-        tid = auth.tenant_id
+        tid, author = auth.tenant_id, _author(auth)
         updated = self._change_incident(
             request,
             raw_id,
             tid,
             _graph_errors(request, now, tid),
-            lambda incident, body: updates.apply_graph_patch(incident, body, now),
+            lambda incident, body: updates.apply_graph_patch(incident, body, author, now),
         )
         if isinstance(updated, Response):
             return updated
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#security/incidents/$entity",
-            **render.graph_incident(updated, tid, expand_alerts=False),
+            **render.graph_incident(
+                updated, tid, expand_alerts=False, include_unknown=_unknown_members(request)
+            ),
         }
         return json_response(200, payload, tenant=tid)
 
@@ -698,7 +705,7 @@ class DefenderService:
             request,
             f"{request.base_url}/v1.0/$metadata#security/alerts_v2",
             matching,
-            lambda a: render.graph_alert(a, tid),
+            lambda a: render.graph_alert(a, tid, include_unknown=_unknown_members(request)),
             skip,
             top,
             count=count,
@@ -719,7 +726,7 @@ class DefenderService:
             )
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#security/alerts_v2/$entity",
-            **render.graph_alert(alert, tid),
+            **render.graph_alert(alert, tid, include_unknown=_unknown_members(request)),
         }
         return json_response(200, payload, tenant=tid)
 
@@ -868,7 +875,11 @@ def truth(store: IncidentStore, tenant_id: str, api: str) -> list[dict[str, Any]
     """Every incident of a tenant exactly as `api` renders it (Graph with alerts expanded)."""
     incidents = store.snapshot(tenant_id)
     if api == "graph":
-        return [render.graph_incident(i, tenant_id, expand_alerts=True) for i in incidents]
+        # The truth is what the service holds: every enum member, as with the Prefer header.
+        return [
+            render.graph_incident(i, tenant_id, expand_alerts=True, include_unknown=True)
+            for i in incidents
+        ]
     return [render.legacy_incident(i) for i in incidents]
 
 
