@@ -254,6 +254,11 @@ def _device_evidence(device: Device, alert: Alert, unknown: bool) -> dict[str, A
             "defenderAvStatus": graph_enum(device.defender_av_status),
             "firstSeenDateTime": format_time(device.first_seen),
             "ipInterfaces": [device.ip_address] if device.ip_address else [],
+            "lastIpAddress": device.ip_address,
+            "lastExternalIpAddress": None,
+            "dnsDomain": device.device_dns_name.partition(".")[2] or None,
+            "ntDomain": (device.device_dns_name.split(".") + [""])[1].upper() or None,
+            "resourceAccessEvents": [],
             "loggedOnUsers": (
                 [{"accountName": device.logged_on_user, "domainName": "CONTOSO"}]
                 if device.logged_on_user
@@ -289,16 +294,27 @@ def _file_details(values: Any) -> dict[str, Any]:
     }
 
 
+# analyzedMessageEvidence.deliveryLocation for each delivery action (the portal's values).
+_DELIVERY_LOCATIONS = {"Delivered": "Inbox/folder", "Junked": "Junk folder", "Blocked": "Dropped"}
+
+
 def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, Any]:
     v = entity.values
     kind = entity.entity_type
     verdict = "malicious" if kind in ("File", "Process", "Url") else "suspicious"
     if kind == "User":
         out = _evidence_base("userEvidence", alert, verdict, unknown)
-        out["userAccount"] = _user_account(v)
+        out.update({"userAccount": _user_account(v), "stream": None})
     elif kind == "Ip":
         out = _evidence_base("ipEvidence", alert, verdict, unknown)
-        out.update({"ipAddress": v.get("ipAddress"), "countryLetterCode": v.get("_country")})
+        out.update(
+            {
+                "ipAddress": v.get("ipAddress"),
+                "countryLetterCode": v.get("_country"),
+                "location": None,
+                "stream": None,
+            }
+        )
     elif kind == "Url":
         out = _evidence_base("urlEvidence", alert, verdict, unknown)
         out["url"] = v.get("url")
@@ -321,6 +337,7 @@ def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, A
                 "processCreationDateTime": v.get("processCreationTime"),
                 "parentProcessCreationDateTime": v.get("parentProcessCreationTime"),
                 "imageFile": _file_details(v),
+                "parentProcessImageFile": None,
                 "detectionStatus": "detected",
                 "mdeDeviceId": v.get("deviceId"),
                 "userAccount": _user_account(v),
@@ -332,11 +349,13 @@ def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, A
             {
                 "displayName": v.get("mailboxDisplayName"),
                 "primaryAddress": v.get("mailboxAddress"),
+                "upn": v.get("userPrincipalName"),
                 "userAccount": _user_account(v),
             }
         )
     elif kind == "MailMessage":
         out = _evidence_base("analyzedMessageEvidence", alert, verdict, unknown)
+        urls = [str(e.values["url"]) for e in alert.entities if e.entity_type == "Url"]
         out.update(
             {
                 "senderIp": v.get("_senderIp"),
@@ -346,11 +365,31 @@ def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, A
                 "p1Sender": {"emailAddress": v.get("sender")},
                 "p2Sender": {"emailAddress": v.get("sender")},
                 "networkMessageId": v.get("_networkMessageId"),
+                "internetMessageId": f"<{v.get('_networkMessageId')}@mail.example-phish.com>",
+                "antiSpamDirection": "Inbound",
+                "deliveryLocation": _DELIVERY_LOCATIONS.get(str(v.get("deliveryAction"))),
+                "receivedDateTime": format_time(alert.first_activity),
+                "language": "en",
+                "attachmentsCount": 0,
+                "urlCount": len(urls),
+                "urls": urls,
+                "threats": ["Phish"],
+                "threatDetectionMethods": ["URL detonation reputation"],
+                "urn": None,
             }
         )
     elif kind == "MailCluster":
         out = _evidence_base("mailClusterEvidence", alert, verdict, unknown)
-        out.update({"clusterBy": v.get("clusterBy"), "clusterByValue": v.get("_clusterByValue")})
+        out.update(
+            {
+                "clusterBy": v.get("clusterBy"),
+                "clusterByValue": v.get("_clusterByValue"),
+                "emailCount": 1,
+                "networkMessageIds": [],
+                "query": None,
+                "urn": None,
+            }
+        )
     elif kind == "Registry":
         out = _evidence_base("registryValueEvidence", alert, verdict, unknown)
         out.update(
@@ -359,6 +398,7 @@ def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, A
                 "registryKey": v.get("registryKey"),
                 "registryValueType": v.get("registryValueType"),
                 "registryValue": v.get("registryValue"),
+                "registryValueName": None,
                 "mdeDeviceId": v.get("deviceId"),
             }
         )
@@ -368,6 +408,10 @@ def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, A
             {
                 "securityGroupId": v.get("securityGroupId"),
                 "displayName": v.get("securityGroupName"),
+                "friendlyName": v.get("securityGroupName"),
+                "activeDirectoryObjectGuid": None,
+                "distinguishedName": None,
+                "sid": None,
             }
         )
     else:  # pragma: no cover - the generator only emits the kinds above

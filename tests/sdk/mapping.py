@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +60,9 @@ def problems(parsed: Any, raw: Any, path: str = "$") -> list[str]:
         return [] if parsed.value == raw else [f"{path}: {raw!r} parsed as {parsed}"]
     if parsed is None:
         return [f"{path}: {raw!r} could not be mapped (parsed as None)"]
+    if isinstance(parsed, uuid.UUID):
+        same = isinstance(raw, str) and raw.lower() == str(parsed)
+        return [] if same else [f"{path}: {raw!r} parsed as {parsed}"]
     if isinstance(parsed, datetime):
         same = isinstance(raw, str) and _time(raw) == parsed
         return [] if same else [f"{path}: {raw!r} parsed as {parsed}"]
@@ -103,3 +107,8 @@ def assert_mapped(parsed: Any, raw: Any) -> None:
     """Fail with every difference the SDK's parse has from the JSON."""
     found = problems(parsed, raw)
     assert not found, "the SDK could not map:\n" + "\n".join(found[:40])
+
+
+def unrendered(parsed: Any, raw: dict[str, Any]) -> set[str]:
+    """The fields the SDK's model of `parsed` has that the JSON does not carry at all."""
+    return set(parsed.get_field_deserializers()) - set(raw)
