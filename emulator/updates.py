@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from emulator import render
 from emulator.model import Comment, Incident
 from emulator.render import DETERMINATION_FROM_GRAPH
 
@@ -138,8 +139,18 @@ def _verdict(
     classification: str | None,
     determination: str | None,
     extra: Mapping[str, frozenset[str]] | None = None,
+    *,
+    graph: bool = False,
 ) -> tuple[str, str]:
-    """New (classification, determination), checked against the documented pairs."""
+    """New (classification, determination), checked against the documented pairs; messages
+    name the values as the caller's surface spells them (`graph`: Graph's names)."""
+
+    def shown(value: str) -> str:
+        return (render.graph_determination(value) or value) if graph else value
+
+    def shown_class(value: str) -> str:
+        return (render.graph_enum(value) or value) if graph else value
+
     new_class = classification or incident.classification
     pairs = {k: v | (extra or {}).get(k, frozenset()) for k, v in _BY_CLASSIFICATION.items()}
     if determination is None:
@@ -151,14 +162,16 @@ def _verdict(
         return new_class, determination
     allowed = pairs.get(new_class)
     if allowed is None:
+        classes = ", ".join(shown_class(c) for c in _BY_CLASSIFICATION)
         raise UpdateError(
-            f"determination '{determination}' needs a classification (TruePositive, "
-            "InformationalExpectedActivity or FalsePositive)"
+            f"determination '{shown(determination)}' needs a classification ({classes})"
         )
     if determination not in allowed:
+        # Graph: one name per member; legacy: every accepted spelling.
+        valid = sorted({shown(_CANONICAL.get(d, d)) for d in allowed} if graph else allowed)
         raise UpdateError(
-            f"determination '{determination}' is not valid with classification '{new_class}' "
-            f"(valid: {', '.join(sorted(allowed))})"
+            f"determination '{shown(determination)}' is not valid with classification "
+            f"'{shown_class(new_class)}' (valid: {', '.join(valid)})"
         )
     return new_class, _CANONICAL.get(determination, determination)
 
@@ -300,7 +313,7 @@ def apply_graph_patch(incident: Incident, body: Any, author: str, now: datetime)
         changes["classification"], changes["determination"] = "Unknown", "NotAvailable"
     elif classification is not None or determination is not None:
         changes["classification"], changes["determination"] = _verdict(
-            incident, classification, determination, _GRAPH_EXTRA
+            incident, classification, determination, _GRAPH_EXTRA, graph=True
         )
     updated = replace(incident, last_update_time=at, last_modified_by=author, **changes)
     if changes.get("status") == "Resolved" and incident.status != "Resolved":
