@@ -274,3 +274,21 @@ def test_prefer_parsing() -> None:
     assert fields.wants_unknown_members(["odata.maxpagesize=5, Include-Unknown-Enum-Members"])
     assert not fields.wants_unknown_members(["return=minimal"])
     assert not fields.wants_unknown_members([])
+
+
+@pytest.mark.parametrize("path", ["incidents", "alerts_v2"])
+def test_graph_filter_knows_only_the_schema_names(
+    emu: Emulator, http: requests.Session, graph_token: str, path: str
+) -> None:
+    """`$filter` on determination: a schema name works, an older name is a 400."""
+    url = f"{emu.url}/v1.0/security/{path}"
+    headers = {"Authorization": f"Bearer {graph_token}"}
+    new = http.get(
+        url, params={"$filter": "determination eq 'notMalicious'"}, headers=headers, timeout=30
+    )
+    assert new.status_code == 200
+    assert new.json()["value"]
+    assert all(i["determination"] == "notMalicious" for i in new.json()["value"])
+    old = http.get(url, params={"$filter": "determination eq 'clean'"}, headers=headers, timeout=30)
+    assert old.status_code == 400
+    assert old.json()["error"]["code"] == "BadRequest"
