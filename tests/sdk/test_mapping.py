@@ -58,3 +58,27 @@ def test_wrong_types_and_evidence_kinds_are_problems() -> None:
     assert f"$.evidence[0]: {unknown_kind} parsed as AlertEvidence" in found
     assert "$.evidence[1].verdict: 'dangerous' could not be mapped (parsed as None)" in found
     assert "$.incidentId: 7 could not be mapped (parsed as None)" in found  # ids are strings
+
+
+def test_the_emulators_evolvable_members_are_the_sdks() -> None:
+    """emulator.fields.EVOLVED lists exactly the members after `unknownFutureValue` in the
+    SDK's enums (so a newer SDK with new members shows up here)."""
+    from msgraph.generated.models.security.detection_source import DetectionSource
+    from msgraph.generated.models.security.evidence_remediation_status import (
+        EvidenceRemediationStatus,
+    )
+    from msgraph.generated.models.security.incident_status import IncidentStatus
+    from msgraph.generated.models.security.service_source import ServiceSource
+
+    from emulator.fields import EVOLVED
+
+    def after_sentinel(kind: Any) -> frozenset[str]:
+        values = [member.value for member in kind]
+        return frozenset(values[values.index("unknownFutureValue") + 1 :])
+
+    assert {
+        "incidentStatus": after_sentinel(IncidentStatus),
+        "serviceSource": after_sentinel(ServiceSource),
+        "detectionSource": after_sentinel(DetectionSource),
+        "evidenceRemediationStatus": after_sentinel(EvidenceRemediationStatus),
+    } == EVOLVED
