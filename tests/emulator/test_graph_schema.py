@@ -292,3 +292,29 @@ def test_graph_filter_knows_only_the_schema_names(
     old = http.get(url, params={"$filter": "determination eq 'clean'"}, headers=headers, timeout=30)
     assert old.status_code == 400
     assert old.json()["error"]["code"] == "BadRequest"
+
+
+def test_every_write_moves_last_modified_by(
+    fresh: Emulator, http: requests.Session, graph_token: str, legacy_token: str
+) -> None:
+    """A legacy PATCH and a Graph comment both make their writer the `lastModifiedBy`."""
+    untouched = [
+        i
+        for i in _graph_truth(http, fresh)
+        if i["status"] == "active" and i["lastModifiedBy"] is None
+    ]
+    first, second = untouched[0], untouched[1]
+    app = f"API-App:{fresh.client_id}"
+    legacy = _patch(http, f"{fresh.url}/api/incidents/{first['id']}", legacy_token, {"tags": ["x"]})
+    assert legacy.status_code == 200
+    graph_url = f"{fresh.url}/v1.0/security/incidents/{second['id']}"
+    comment = http.post(
+        f"{graph_url}/comments",
+        json={"comment": "checked"},
+        headers={"Authorization": f"Bearer {graph_token}"},
+        timeout=10,
+    )
+    assert comment.status_code == 200
+    for incident_id in (first["id"], second["id"]):
+        url = f"{fresh.url}/v1.0/security/incidents/{incident_id}"
+        assert _get(http, url, graph_token)["lastModifiedBy"] == app
