@@ -59,6 +59,7 @@ from shared.defender.paging import (
 from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.responses import classify
 from shared.errors import ThrottledError, TransientError, UnexpectedResponseError
+from shared.settings import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ class DefenderClient:
         retry: attempts, backoff and time budget of one operation.
         limiter: the process's rate limiter registry (None: no client-side limiting).
         tenant: the tenant id, the key of this client's rate-limit buckets.
-        page_size: ``$top`` of listings (at most 100 on the legacy API).
+        page_size: ``$top`` of listings; default and cap per surface (legacy 100, Graph 50:
+            ``shared.settings.MAX_PAGE_SIZE``).
         sleep, monotonic, rng: injected for tests.
     """
 
@@ -144,7 +146,7 @@ class DefenderClient:
         retry: RetryPolicy | None = None,
         limiter: RateLimiterRegistry | None = None,
         tenant: str = "",
-        page_size: int = 100,
+        page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -157,7 +159,7 @@ class DefenderClient:
         self._retry = retry or RetryPolicy()
         self._limiter = limiter
         self.tenant = tenant
-        self._page_size = min(page_size, 100) if api == "legacy" else page_size
+        self._page_size = min(page_size or DEFAULT_PAGE_SIZE[api], MAX_PAGE_SIZE[api])
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng
@@ -301,7 +303,10 @@ class DefenderClient:
         residual = query.client_side(self.api)
         deadline = None if budget is None else self._deadline(budget)
         spec: RequestSpec | None = list_incidents_request(
-            self.api, self.base_url, page_size=page_size or self._page_size, query=query
+            self.api,
+            self.base_url,
+            page_size=min(page_size or self._page_size, MAX_PAGE_SIZE[self.api]),
+            query=query,
         )
         role = self._role("read")
         while spec is not None:

@@ -3,7 +3,12 @@
 Paging is "next request from the previous request and its page" (no I/O here):
 
 - follow ``@odata.nextLink`` when the page has one, but only to the scheme, host and port of the
-  configured API base, so the bearer token never goes anywhere else;
+  configured API base, so the bearer token never goes anywhere else. The next request is built
+  from the *configured* origin plus the link's path and query (``follow_link``), never from the
+  link's own authority: parsers disagree about authorities (``https://evil.example\\@api.host/``
+  is host ``api.host`` to ``urllib.parse`` but ``evil.example`` to urllib3/requests), so a link
+  whose authority could be read two ways (userinfo, backslashes, control characters, spaces,
+  percent-escapes or non-ASCII in the authority) is refused outright;
 - a link that was already followed means the service is looping: stop with an error rather than
   spin (user-pains.md §8.5);
 - without a link, the legacy API pages by ``$skip`` in steps of ``$top`` until a short page
@@ -15,18 +20,22 @@ bound it would leave the filtered set and shift every later item up one place, a
 paging would silently skip one incident. Without an upper bound items only ever move *up*, which
 can only make us read one twice (deduplicated by version), never miss one.
 
-Deep ``$skip``: Graph refuses ``$skip`` + ``$top`` beyond a limit (6,000 on the resources where
-it is known: https://github.com/microsoftgraph/microsoft-graph-docs/issues/3551; Elastic hit the
-same on security incidents: https://github.com/elastic/integrations/issues/20234), and the
-legacy API documents none. So an incident listing never asks for a page past ``SKIP_LIMIT``:
-when the next page would, it *narrows the time filter* instead, asking again for incidents
+Deep ``$skip``: Graph's security API refuses ``$skip`` above 500 (microsoft-graph-docs
+``resources/security-error-codes.md``, "$skip ... 500"; the older "``$top`` + ``$skip`` <= 6000"
+figure is from 2018 and was written for ``/alerts``), and the legacy API documents none, so no
+listing ever asks for ``$skip`` beyond ``SKIP_LIMIT`` = 500 on either surface. When the next page
+of an incident listing would, it *narrows the time filter* instead, asking again for incidents
 updated at or before the oldest one read so far (the raw timestamp, all 7 fractional digits),
 skipping only the ones already read at exactly that instant. Such a request is anchored to a
 time, not a position, so an incident updated meanwhile (which leaves that range) shifts nothing.
+The narrowing takes the oldest item of the last page as the listing's oldest, which holds for
+the newest-first order the legacy docs describe ("the most recent incidents are displayed at the
+top"); ingestion, which must not rely on any order, lists by time slices instead.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -38,8 +47,8 @@ from shared.defender.model import ApiKind
 from shared.defender.queries import IncidentQuery
 from shared.errors import UnexpectedResponseError
 
-#: the deepest ``$skip`` + ``$top`` an incident listing asks for (see the module docstring)
-SKIP_LIMIT = 6000
+#: the deepest ``$skip`` any listing asks for: Graph's documented cap (see the module docstring)
+SKIP_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +123,66 @@ def list_incidents_request(
 
 
 def same_origin(url: str, base_url: str) -> bool:
-    """True when ``url`` has the scheme, host and port of ``base_url``."""
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme.lower(), a.hostname, a.port or _default_port(a.scheme)) == (
-        b.scheme.lower(),
-        b.hostname,
-        b.port or _default_port(b.scheme),
+    """True when ``url`` has the scheme, host and port of ``base_url`` and nothing in its
+    authority that another URL parser could read differently (see ``follow_link``)."""
+    try:
+        follow_link(url, base_url)
+    except UnexpectedResponseError:
+        return False
+    return True
+
+
+#: anything outside visible ASCII: urllib.parse silently drops tabs and newlines (WHATWG), and
+#: other parsers read spaces, controls and non-ASCII (IDNA) hosts differently
+_UNSAFE_CHARS = re.compile(r"[^\x21-\x7e]")
+
+
+def follow_link(link: str, base_url: str) -> str:
+    """The URL to request for a service-given ``link``: ``base_url``'s origin + the link's path
+    and query. The token only ever goes to the configured origin.
+
+    Raises:
+        UnexpectedResponseError: the link is not an absolute URL on ``base_url``'s origin, or its
+            authority could be parsed two ways (userinfo, backslash, control or non-ASCII
+            characters, percent-escapes), or it has a fragment.
+    """
+    api_host = urlsplit(base_url).hostname or "?"
+    if _UNSAFE_CHARS.search(link) or "\\" in link:
+        raise UnexpectedResponseError(
+            "refused @odata.nextLink with characters URL parsers disagree on (backslash, space, "
+            f"control or non-ASCII); the token is only sent to {api_host}"
+        )
+    parts, base = urlsplit(link), urlsplit(base_url)
+    if "@" in parts.netloc or "%" in parts.netloc:
+        raise UnexpectedResponseError(
+            "refused @odata.nextLink with user information or escapes in its host part; the "
+            f"token is only sent to {api_host}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # a malformed port: not the API's
+    same = (
+        parts.scheme.lower(),
+        (parts.hostname or "").lower(),
+        port or _default_port(parts.scheme),
+    ) == (
+        base.scheme.lower(),
+        (base.hostname or "").lower(),
+        base.port or _default_port(base.scheme),
     )
+    if not same:
+        raise UnexpectedResponseError(
+            f"refused @odata.nextLink to another host ({parts.hostname or '?'}); the token is "
+            f"only sent to {api_host}"
+        )
+    if parts.fragment or "#" in link:
+        raise UnexpectedResponseError("refused @odata.nextLink with a fragment")
+    path = parts.path or "/"
+    if not path.startswith("/"):
+        raise UnexpectedResponseError("refused @odata.nextLink without an absolute path")
+    origin = f"{base.scheme.lower()}://{base.netloc}"
+    return origin + path + (f"?{parts.query}" if parts.query else "")
 
 
 def _default_port(scheme: str) -> int:
@@ -152,19 +214,16 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
             incidents than ``SKIP_LIMIT`` share one last-update instant (cannot page past them).
     """
     if page.next_link:
-        link = page.next_link
-        if not same_origin(link, base_url):
-            host = urlsplit(link).hostname or "?"
-            raise UnexpectedResponseError(
-                f"refused @odata.nextLink to another host ({host}); the token is only sent to "
-                f"{urlsplit(base_url).hostname}"
-            )
+        link = follow_link(page.next_link, base_url)
         if link in previous.followed or link == _as_url(previous):
             raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
         params = link_params(link)
-        if previous.narrowing is not None and _too_deep(
-            params.get("$skip"), params.get("$top") or previous.params.get("$top")
-        ):
+        if _too_deep(params.get("$skip")):
+            if previous.narrowing is None:
+                raise UnexpectedResponseError(
+                    f"@odata.nextLink asks for $skip beyond {SKIP_LIMIT}, which the API refuses; "
+                    "narrow the query (e.g. a shorter time range)"
+                )
             return narrowed(previous.narrowing, page)
         return RequestSpec(
             "GET",
@@ -176,15 +235,20 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
     top = int(previous.params.get("$top", "0") or 0)
     if "$skip" in previous.params and top and len(page.items) >= top:
         skip = int(previous.params["$skip"]) + top
-        if previous.narrowing is not None and _too_deep(str(skip), str(top)):
+        if _too_deep(str(skip)):
+            if previous.narrowing is None:
+                raise UnexpectedResponseError(
+                    f"the listing would need $skip beyond {SKIP_LIMIT}, which the API refuses; "
+                    "narrow the query (e.g. a shorter time range)"
+                )
             return narrowed(previous.narrowing, page)
         return replace(previous, params={**previous.params, "$skip": str(skip)})
     return None
 
 
-def _too_deep(skip: str | None, top: str | None) -> bool:
+def _too_deep(skip: str | None) -> bool:
     try:
-        return int(skip or 0) + int(top or 0) > SKIP_LIMIT
+        return int(skip or 0) > SKIP_LIMIT
     except ValueError:
         return False  # not a number we understand: leave paging to the service's link
 
@@ -231,7 +295,7 @@ def narrowed(narrowing: Narrowing, page: Page) -> RequestSpec:
         raise UnexpectedResponseError("cannot narrow a listing after an empty page")
     oldest, raw_oldest = min(stamps)
     ties = sum(1 for t, _ in stamps if t == oldest)
-    if narrowing.bound is not None and ticks(narrowing.bound) == oldest:
+    if ties > SKIP_LIMIT or (narrowing.bound is not None and ticks(narrowing.bound) == oldest):
         raise UnexpectedResponseError(
             f"more than {SKIP_LIMIT} incidents share the last-update time {raw_oldest}; "
             "the listing cannot page past them"

@@ -32,12 +32,13 @@ def test_ticks_keep_the_seventh_digit() -> None:
 
 
 def test_legacy_skip_past_the_limit_narrows_the_time_filter() -> None:
-    """Instead of $skip beyond SKIP_LIMIT, ask for 'le oldest', skipping only its ties."""
+    """Instead of $skip beyond SKIP_LIMIT (500), ask for 'le oldest', skipping only its ties."""
+    assert SKIP_LIMIT == 500  # Graph's documented cap (security-error-codes.md)
     first = list_incidents_request("legacy", BASE, page_size=100)
     deep = first.__class__(
         first.method,
         first.url,
-        {**first.params, "$skip": str(SKIP_LIMIT - 100)},
+        {**first.params, "$skip": str(SKIP_LIMIT)},
         narrowing=first.narrowing,
     )
     page = Page(
@@ -59,9 +60,9 @@ def test_graph_next_link_past_the_limit_is_replaced_by_a_narrowed_request() -> N
     from datetime import UTC, datetime
 
     first = list_incidents_request(
-        "graph", BASE, updated_since=datetime(2026, 1, 1, tzinfo=UTC), page_size=1000
+        "graph", BASE, updated_since=datetime(2026, 1, 1, tzinfo=UTC), page_size=50
     )
-    link = f"{BASE}/v1.0/security/incidents?$top=1000&$skip={SKIP_LIMIT}"
+    link = f"{BASE}/v1.0/security/incidents?$top=50&$skip={SKIP_LIMIT + 50}"
     page = Page(_items("2026-02-01T00:00:00Z", field="lastUpdateDateTime"), link)
     nxt = next_request(first, page, base_url=BASE)
     assert nxt is not None and nxt.url == f"{BASE}/v1.0/security/incidents"
@@ -69,10 +70,21 @@ def test_graph_next_link_past_the_limit_is_replaced_by_a_narrowed_request() -> N
         "lastUpdateDateTime ge 2026-01-01T00:00:00Z and lastUpdateDateTime le 2026-02-01T00:00:00Z"
     )
     assert nxt.params["$expand"] == "alerts"
-    shallow = f"{BASE}/v1.0/security/incidents?$top=1000&$skip=1000"
+    shallow = f"{BASE}/v1.0/security/incidents?$top=50&$skip={SKIP_LIMIT}"
     followed = next_request(first, Page(page.items, shallow), base_url=BASE)
     assert followed is not None and followed.url == shallow
-    assert link_params(shallow)["$skip"] == "1000"
+    assert link_params(followed.url)["$skip"] == str(SKIP_LIMIT)
+
+
+def test_a_listing_without_narrowing_never_asks_past_the_skip_limit() -> None:
+    """Alerts (no time narrowing): a nextLink or a next page past $skip 500 is a clear error."""
+    from shared.defender.operations import list_alerts_request
+    from shared.defender.queries import AlertQuery
+
+    first = list_alerts_request(BASE, AlertQuery(), page_size=50)
+    link = f"{BASE}/v1.0/security/alerts_v2?$top=50&$skip={SKIP_LIMIT + 50}"
+    with pytest.raises(UnexpectedResponseError, match=r"\$skip beyond 500"):
+        next_request(first, Page(_items("2026-02-01T00:00:00Z"), link), base_url=BASE)
 
 
 def test_narrowing_that_cannot_move_is_an_error() -> None:

@@ -86,11 +86,25 @@ def test_connection_string_is_hidden_from_repr() -> None:
     assert "c2VjcmV0" not in repr(s)
 
 
-def test_legacy_page_size_is_capped_at_100() -> None:
-    """The legacy API refuses $top above 100, so the setting does too."""
+def test_page_size_default_and_cap_follow_the_surface() -> None:
+    """Legacy pages hold up to 100 (the default); Graph refuses $top over 50, so its default is
+    50 and a larger INGEST_PAGE_SIZE is a settings error that says why (issue 8.1)."""
+    assert Settings.from_env(BASE).page_size == 50
+    assert Settings.from_env({**BASE, "DEFENDER_API": "legacy"}).page_size == 100
+    assert (
+        Settings.from_env({**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "100"}).page_size
+        == 100
+    )
     with pytest.raises(ConfigError, match="INGEST_PAGE_SIZE"):
         Settings.from_env({**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "101"})
-    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "500"}).page_size == 500
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "100"})
+    assert info.value.problems == [
+        "INGEST_PAGE_SIZE: must be at most 50 with DEFENDER_API=graph: Graph answers 400 "
+        "\"The limit of '50' for Top query has been exceeded\" to a larger $top on security "
+        "incidents"
+    ]
+    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "50"}).page_size == 50
 
 
 def test_national_cloud_sets_hosts_and_overrides_win() -> None:
