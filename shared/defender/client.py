@@ -65,6 +65,11 @@ log = logging.getLogger(__name__)
 
 TokenSource = Callable[[], str]
 
+#: Graph hides enum members added after ``unknownFutureValue`` (incident status
+#: ``awaitingAction``, newer service and detection sources) unless asked for them; the model
+#: takes any value, so ask (https://learn.microsoft.com/graph/best-practices-concept#handling-future-members-in-evolvable-enumerations)
+GRAPH_PREFER = "include-unknown-enum-members"
+
 #: advanced hunting runs up to 3 minutes server-side before it times out
 #: (https://learn.microsoft.com/defender-xdr/api-advanced-hunting), so its read timeout is longer
 HUNTING_TIMEOUT = 200.0
@@ -183,18 +188,21 @@ class DefenderClient:
         with self._count_lock:
             self._api_calls += 1
         request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {self._token()}",
+            "Accept": "application/json",
+            # Graph echoes it and logs it; support can find the call by it
+            "client-request-id": request_id,
+        }
+        if self.api == "graph":
+            headers["Prefer"] = GRAPH_PREFER
         try:
             response = self._session.request(
                 spec.method,
                 spec.url,
                 params=dict(spec.params) or None,
                 json=spec.json,
-                headers={
-                    "Authorization": f"Bearer {self._token()}",
-                    "Accept": "application/json",
-                    # Graph echoes it and logs it; support can find the call by it
-                    "client-request-id": request_id,
-                },
+                headers=headers,
                 timeout=timeout if timeout is not None else self._timeout,
                 allow_redirects=False,  # a redirect would carry the token elsewhere
             )

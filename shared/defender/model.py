@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.clock import parse_utc
+from shared.defender.values import current_determination
 from shared.errors import UnexpectedResponseError
 
 ApiKind = Literal["graph", "legacy"]
@@ -95,7 +96,7 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
             status=camel(_text(raw, "status", required=False)) or "unknown",
             severity=camel(_text(raw, "severity", required=False)) or "unknown",
             classification=camel(_text(raw, "classification", required=False)),
-            determination=camel(_text(raw, "determination", required=False)),
+            determination=current_determination(camel(_text(raw, "determination", required=False))),
             assigned_to=_text(raw, "assignedTo", required=False),
             created=_time(raw, "createdTime"),
             last_update=_time(raw, "lastUpdateTime"),
@@ -112,7 +113,7 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
         status=_text(raw, "status", required=False) or "unknown",
         severity=_text(raw, "severity", required=False) or "unknown",
         classification=_text(raw, "classification", required=False),
-        determination=_text(raw, "determination", required=False),
+        determination=current_determination(_text(raw, "determination", required=False)),
         assigned_to=_text(raw, "assignedTo", required=False),
         created=_time(raw, "createdDateTime"),
         last_update=_time(raw, "lastUpdateDateTime"),
