@@ -256,6 +256,12 @@ class Emulator:
         return self._ids.user_identity.client_id
 
     @property
+    def federated_identity_client_id(self) -> str:
+        """Client id of the user-assigned identity the app trusts as a federated credential
+        (the same identity as `unauthorized_identity_client_id`: it needs no vault access)."""
+        return self._ids.user_identity.client_id
+
+    @property
     def client_secret(self) -> str:
         """The app's current client secret (what the vault holds under `SECRET_NAME`)."""
         world = self._require_world()
@@ -505,10 +511,11 @@ class Emulator:
                 ids.user_identity.client_id: ids.user_identity,
             },
             certificates=[self._cert.registration()],
-            # Managed identity as a federated credential of the app (no secret at all).
+            # Managed identity as a federated credential of the app (no secret at all): only a
+            # user-assigned identity can be one (entra.EntraService._check_assertion).
             federated=[
                 entra.FederatedCredential(
-                    entra.federated_issuer(ids.tenant_ids[0]), ids.system_identity.principal_id
+                    entra.federated_issuer(ids.tenant_ids[0]), ids.user_identity.principal_id
                 )
             ],
         )

@@ -234,6 +234,17 @@ class Settings:
                 ),
             },
         )
+        if settings.credential_kind == "federated" and not (
+            settings.managed_identity_client_id
+            or p.has_problem_with(MANAGED_IDENTITY_CLIENT_ID_SETTING)
+        ):
+            # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+            p.problems.append(
+                f"missing {MANAGED_IDENTITY_CLIENT_ID_SETTING} (needed when "
+                f"{CREDENTIAL_KIND_SETTING} is federated): only a user-assigned managed identity "
+                "can be an app's federated credential, a system-assigned one is not supported; "
+                "set it to that identity's client id"
+            )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(
                 f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "

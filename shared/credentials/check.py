@@ -104,8 +104,9 @@ def check_credential(
 def _credential_fix(source: ClientCredentialSource) -> str:
     if source.kind == "federated":
         return (
-            "check the Function's managed identity (IDENTITY_ENDPOINT, AZURE_CLIENT_ID) and the "
-            "app's federated credential for it"
+            "check the Function's user-assigned managed identity (IDENTITY_ENDPOINT, "
+            "AZURE_CLIENT_ID) and the app's federated credential for it (issuer, the identity's "
+            "principal id as subject, the cloud's token-exchange audience)"
         )
     return (
         "grant the Function's identity 'Key Vault Secrets User' on the vault and check "

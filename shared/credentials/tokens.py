@@ -37,6 +37,17 @@ ROTATION_CODES = frozenset({7000215, 7000222, 700027, 700024})
 #: 65001 no consent, 7000229 no service principal, 700016 app not found in the directory,
 #: 500011 the resource (Defender / Graph) is not in the tenant or not consented.
 CONSENT_CODES = frozenset({65001, 7000229, 700016, 500011})
+#: codes meaning no federated identity credential matches the managed identity's token: 70021
+#: (and its newer per-claim forms 700211 issuer, 700212 audience, 700213 subject)
+FEDERATION_CODES = frozenset({70021, 700211, 700212, 700213})
+#: the rule a federated credential breaks most often, for the message
+FEDERATED_RULE = (
+    "only a user-assigned managed identity can be an app's federated credential "
+    "(https://learn.microsoft.com/entra/workload-id/"
+    "workload-identity-federation-config-app-trust-managed-identity): set AZURE_CLIENT_ID to its "
+    "client id and give the app a federated credential with the tenant's issuer, the identity's "
+    "principal id as subject and the cloud's token-exchange audience"
+)
 
 AppCall = Callable[[msal.ConfidentialClientApplication], Mapping[str, Any]]
 
@@ -164,6 +175,12 @@ class AppTokenProvider:
             return ConsentError(
                 f"tenant {tenant}: the app is not consented there ({reason})",
                 action=f"an admin of tenant {tenant} must grant admin consent: {url}",
+                **common,
+            )
+        if codes & FEDERATION_CODES:
+            return AuthError(
+                f"tenant {tenant}: Entra has no federated credential matching the managed "
+                f"identity's token ({reason}); {FEDERATED_RULE}",
                 **common,
             )
         if codes & ROTATION_CODES or error == "invalid_client":

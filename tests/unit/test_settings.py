@@ -138,3 +138,44 @@ def test_schedule_must_be_six_field_ncrontab() -> None:
     """A five-field cron (a common mistake) is refused with the expected form."""
     with pytest.raises(ConfigError, match="six fields"):
         Settings.from_env({**BASE, "INGEST_SCHEDULE": "*/5 * * * *"})
+
+
+def test_federated_credential_needs_a_user_assigned_identity() -> None:
+    """federated without AZURE_CLIENT_ID is a settings error naming the rule (issue 8.7)."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "DEFENDER_CREDENTIAL_KIND": "federated"})
+    (problem,) = info.value.problems
+    assert problem.startswith("missing AZURE_CLIENT_ID (needed when DEFENDER_CREDENTIAL_KIND is")
+    assert "only a user-assigned managed identity" in problem
+    identity = "44444444-4444-4444-4444-444444444444"
+    s = Settings.from_env(
+        {**BASE, "DEFENDER_CREDENTIAL_KIND": "federated", "AZURE_CLIENT_ID": identity}
+    )
+    assert s.managed_identity_client_id == identity
+    # a malformed AZURE_CLIENT_ID is reported once, as malformed
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {**BASE, "DEFENDER_CREDENTIAL_KIND": "federated", "AZURE_CLIENT_ID": "nope"}
+        )
+    assert [p.split(":")[0] for p in info.value.problems] == ["AZURE_CLIENT_ID"]
+
+
+@pytest.mark.parametrize(
+    ("cloud", "audience"),
+    [
+        ("public", "api://AzureADTokenExchange"),
+        ("gcc", "api://AzureADTokenExchange"),
+        ("gcchigh", "api://AzureADTokenExchangeUSGov"),
+        ("dod", "api://AzureADTokenExchangeUSGov"),
+    ],
+)
+def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) -> None:
+    """The federated assertion's audience is the Entra cloud's (an emulator override of the
+    authority URL keeps the cloud's audience)."""
+    from shared.clouds import TOKEN_EXCHANGE_AUDIENCES
+
+    s = Settings.from_env(
+        {**BASE, "DEFENDER_CLOUD": cloud, "DEFENDER_AUTHORITY_URL": "https://127.0.0.1:8443"}
+    )
+    assert s.cloud.token_exchange_audience == audience
+    assert TOKEN_EXCHANGE_AUDIENCES["login.chinacloudapi.cn"] == "api://AzureADTokenExchangeChina"
