@@ -203,6 +203,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         credential=client_credential(settings, credential, clock),
         http_client=session,
         instance_discovery=not settings.emulator,
+        consent_redirect_uri=settings.consent_redirect_uri,
     )
     if settings.storage_connection_string:
         blob_service = BlobServiceClient.from_connection_string(settings.storage_connection_string)

@@ -53,6 +53,17 @@ FEATURES_SETTING = "DEFENDER_FEATURES"
 RATE_LIMIT_INCIDENTS_SETTING = "API_RATE_LIMIT_INCIDENTS"
 RATE_LIMIT_ALERTS_SETTING = "API_RATE_LIMIT_ALERTS"
 RATE_LIMIT_HUNTING_SETTING = "API_RATE_LIMIT_HUNTING"
+# issue 8 (client contract): where Entra sends an admin after admin consent
+CONSENT_REDIRECT_URI_SETTING = "DEFENDER_CONSENT_REDIRECT_URI"
+#: set by App Service / Functions to the app's default host name (not one of our settings)
+#: https://learn.microsoft.com/azure/app-service/reference-app-settings#app-environment
+WEBSITE_HOSTNAME = "WEBSITE_HOSTNAME"
+#: the HTTP API's consent callback route (shared/api builds it)
+CONSENT_CALLBACK_PATH = "/api/consent/callback"
+#: without WEBSITE_HOSTNAME (local runs): the callback on Core Tools' default port; Entra allows
+#: http redirect URIs only for localhost
+#: (https://learn.microsoft.com/entra/identity-platform/reply-url#localhost-exceptions)
+LOCAL_CONSENT_REDIRECT_URI = f"http://localhost:7071{CONSENT_CALLBACK_PATH}"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
@@ -115,6 +126,7 @@ class Settings:
     tenant_table: str = "DefenderTenants"
     features: tuple[Feature, ...] = ("ingest",)
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
 
     @property
     def emulator(self) -> bool:
@@ -177,6 +189,12 @@ class Settings:
                 'been exceeded" to a larger $top on security incidents'
             )
             page_size = MAX_PAGE_SIZE["graph"]
+        host = (env.get(WEBSITE_HOSTNAME) or "").strip()
+        default_redirect = (
+            f"https://{host}{CONSENT_CALLBACK_PATH}"
+            if re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host)
+            else LOCAL_CONSENT_REDIRECT_URI
+        )
         settings = cls(
             tenant_id=tenant_id or "",
             client_id=client_id or "",
@@ -233,6 +251,9 @@ class Settings:
                     RATE_LIMIT_HUNTING_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["hunting"]
                 ),
             },
+            consent_redirect_uri=p.optional(
+                CONSENT_REDIRECT_URI_SETTING, parse_redirect_uri, default_redirect
+            ),
         )
         if settings.credential_kind == "federated" and not (
             settings.managed_identity_client_id
@@ -331,6 +352,18 @@ def _https_url(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query or fragment")
     return raw.rstrip("/")
+
+
+def parse_redirect_uri(raw: str) -> str:
+    """An OAuth redirect URI Entra accepts: https, or http on localhost only, no fragment
+    (https://learn.microsoft.com/entra/identity-platform/reply-url)."""
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+        raise ValueError("must be an https:// URL (http:// only for localhost)")
+    if parts.fragment or "#" in raw:
+        raise ValueError("must not carry a fragment")
+    return raw
 
 
 def _choice(options: Mapping[str, _T]) -> Callable[[str], _T]:

@@ -22,7 +22,11 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--redirect-uri",
         metavar="URL",
-        help="where Entra sends the admin afterwards (must be registered on the app)",
+        help="where Entra sends the admin afterwards (must be registered on the app; default: "
+        "DEFENDER_CONSENT_REDIRECT_URI)",
+    )
+    parser.add_argument(
+        "--state", help="an opaque value Entra passes back unchanged on the redirect"
     )
     parser.set_defaults(handler=run)
 
@@ -31,17 +35,25 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the URL (no network I/O: it only needs the settings)."""
     from shared.credentials.tokens import admin_consent_url
     from shared.credentials.user import require_tenant
-    from shared.settings import load
+    from shared.errors import ConfigError
+    from shared.settings import load, parse_redirect_uri
 
     settings = load()
     tenant = require_tenant(args.tenant, settings)
+    redirect = settings.consent_redirect_uri
+    if args.redirect_uri is not None:
+        try:
+            redirect = parse_redirect_uri(args.redirect_uri.strip())
+        except ValueError as exc:
+            raise ConfigError(f"--redirect-uri: {exc}") from None
     out.write(
         admin_consent_url(
             settings.authority_url,
             tenant,
             settings.client_id,
             settings.api_scope,
-            args.redirect_uri,
+            redirect,
+            args.state,
         )
         + "\n"
     )

@@ -179,3 +179,27 @@ def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) ->
     )
     assert s.cloud.token_exchange_audience == audience
     assert TOKEN_EXCHANGE_AUDIENCES["login.chinacloudapi.cn"] == "api://AzureADTokenExchangeChina"
+
+
+def test_consent_redirect_uri_default_and_validation() -> None:
+    """DEFENDER_CONSENT_REDIRECT_URI: the HTTP API's callback on WEBSITE_HOSTNAME in App Service,
+    the local Core Tools callback otherwise; https (http only for localhost) (issue 8.8)."""
+    from shared.credentials.tokens import admin_consent_url
+
+    assert Settings.from_env(BASE).consent_redirect_uri == (
+        "http://localhost:7071/api/consent/callback"
+    )
+    hosted = Settings.from_env({**BASE, "WEBSITE_HOSTNAME": "func-x.azurewebsites.net"})
+    assert hosted.consent_redirect_uri == "https://func-x.azurewebsites.net/api/consent/callback"
+    for bad in ("http://example.com/cb", "https://example.com/cb#x", "ftp://localhost/x"):
+        with pytest.raises(ConfigError, match="DEFENDER_CONSENT_REDIRECT_URI"):
+            Settings.from_env({**BASE, "DEFENDER_CONSENT_REDIRECT_URI": bad})
+    url = admin_consent_url(
+        "https://login.microsoftonline.com", TENANT, CLIENT, "s/.default", "https://a/cb", "st"
+    )
+    assert url == (
+        f"https://login.microsoftonline.com/{TENANT}/v2.0/adminconsent?client_id={CLIENT}"
+        "&scope=s%2F.default&redirect_uri=https%3A%2F%2Fa%2Fcb&state=st"
+    )
+    with pytest.raises(ValueError, match="redirect_uri"):
+        admin_consent_url("https://login.microsoftonline.com", TENANT, CLIENT, "s", "")
