@@ -45,7 +45,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from emulator import data, defender, delegated, entra, faults, keyvault, ratelimit, stats
+from emulator import (
+    data,
+    defender,
+    delegated,
+    entra,
+    faults,
+    hunting,
+    keyvault,
+    ratelimit,
+    stats,
+)
 from emulator.http import Request, Response, json_response
 from emulator.model import Clock, format_time, utc_now
 
@@ -88,6 +98,16 @@ class EmulatorConfig:
     # Per-family request quotas ("incidents", "hunting", "alerts"); missing families keep
     # Microsoft's documented defaults (see emulator.ratelimit.DEFAULT_QUOTAS).
     quotas: Mapping[str, tuple[ratelimit.Limit, ...]] = field(default_factory=dict)
+    # Advanced hunting limits (emulator.hunting; documented values as defaults). Tests shorten
+    # the 3-minute timeout and make queries slow with a simulated run time (or a
+    # `// emulator:latency=<s>` comment in the query); a CPU allocation per tenant and cycle
+    # turns on the CPU-quota 429 (None: off, since real allocations depend on tenant size).
+    hunting_timeout_seconds: float = hunting.TIMEOUT_SECONDS
+    hunting_latency_seconds: float = 0.0
+    hunting_max_rows: int = hunting.MAX_ROWS
+    hunting_max_result_bytes: int = hunting.MAX_RESULT_BYTES
+    hunting_cpu_seconds: float | None = None
+    hunting_cpu_cycle_seconds: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +230,7 @@ class Emulator:
         self.stats = stats.Stats(self.config.request_log_size)
         self.faults = faults.FaultInjector()
         self.limiter = ratelimit.RateLimiter(self.config.quotas)
+        self.hunting_cpu = hunting.CpuMeter()
         if self.config.device_code_interval < 1:
             raise ValueError(
                 "device_code_interval must be at least 1 second (MSAL busy-polls at 0)"
@@ -482,6 +503,7 @@ class Emulator:
         self.stats.clear()
         self.faults.configure(faults.FaultConfig())
         self.limiter.reset()
+        self.hunting_cpu.reset()
 
     # ------------------------------------------------------------------ seeding
 
@@ -593,8 +615,22 @@ class Emulator:
         )
 
     def _defender(self) -> defender.DefenderService:
+        c = self.config
+        limits = hunting.Limits(
+            max_rows=c.hunting_max_rows,
+            timeout_seconds=c.hunting_timeout_seconds,
+            max_result_bytes=c.hunting_max_result_bytes,
+            latency_seconds=c.hunting_latency_seconds,
+            cpu_seconds=c.hunting_cpu_seconds,
+            cpu_cycle_seconds=c.hunting_cpu_cycle_seconds,
+        )
         return defender.DefenderService(
-            self._require_world().store, self._issuer, self.clock, self.limiter
+            self._require_world().store,
+            self._issuer,
+            self.clock,
+            self.limiter,
+            hunting_limits=limits,
+            cpu=self.hunting_cpu,
         )
 
     def _build_routes(self) -> tuple[_Route, ...]:

@@ -73,6 +73,9 @@ GRAPH_PREFER = "include-unknown-enum-members"
 #: advanced hunting runs up to 3 minutes server-side before it times out
 #: (https://learn.microsoft.com/defender-xdr/api-advanced-hunting), so its read timeout is longer
 HUNTING_TIMEOUT = 200.0
+#: "Results can return up to 100,000 rows"; neither API marks a result cut there, so a result of
+#: exactly this many rows is flagged ``truncated`` (https://learn.microsoft.com/defender-xdr/api-advanced-hunting)
+HUNTING_MAX_ROWS = 100_000
 
 #: the permission each kind of call needs, named in a 403 whose message does not say
 _ROLES: dict[tuple[ApiKind, str], str] = {
@@ -138,6 +141,7 @@ class DefenderClient:
         page_size: ``$top`` of listings; default and cap per surface (legacy 100, Graph 50:
             ``shared.settings.MAX_PAGE_SIZE``).
         sleep, monotonic, rng: injected for tests.
+        hunting_row_limit: the service's row cap; a result this long is flagged ``truncated``.
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class DefenderClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        hunting_row_limit: int = HUNTING_MAX_ROWS,
     ) -> None:
         self._session = session
         self._token = token
@@ -168,6 +173,7 @@ class DefenderClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng
+        self._hunting_row_limit = hunting_row_limit
         self._count_lock = threading.Lock()
         self._api_calls = 0
 
@@ -179,7 +185,12 @@ class DefenderClient:
     # ------------------------------------------------------------------ sending
 
     def send(
-        self, spec: RequestSpec, *, timeout: float | None = None, role: str | None = None
+        self,
+        spec: RequestSpec,
+        *,
+        timeout: float | None = None,
+        role: str | None = None,
+        hunting: bool = False,
     ) -> Any:
         """Send one request once; return its JSON or raise a typed error."""
         if not same_origin(spec.url, self.base_url):
@@ -221,6 +232,7 @@ class DefenderClient:
             body,
             required_role=role,
             client_request_id=request_id,
+            hunting=hunting,
         )
 
     def call(
@@ -258,7 +270,10 @@ class DefenderClient:
                     remaining = deadline - self._monotonic()
                 try:
                     return self.send(
-                        spec, timeout=max(0.001, min(per_request, remaining)), role=role
+                        spec,
+                        timeout=max(0.001, min(per_request, remaining)),
+                        role=role,
+                        hunting=family == "hunting",
                     )
                 finally:
                     if bucket is not None:
@@ -447,8 +462,13 @@ class DefenderClient:
     ) -> HuntingResult:
         """Run an advanced hunting query (read-only, so retried like a GET).
 
+        The result's ``truncated`` is True when it holds exactly the service's row cap
+        (100,000): the service cuts there without saying so.
+
         Raises:
             ConfigError: empty query, bad time span, or a time span on the legacy API.
+            HuntingLimitError: the query ran past the 3-minute limit or its result is too big.
+            HuntingQuotaError: the tenant's hunting CPU quota is spent until the next cycle.
             BadRequestError: the service refused the query (its message says why).
         """
         spec = hunting_request(self.api, self.base_url, query, timespan=timespan)
@@ -459,7 +479,7 @@ class DefenderClient:
             role=self._role("hunt"),
             timeout=max(self._timeout, HUNTING_TIMEOUT),
         )
-        return normalize_hunting(body, self.api)
+        return normalize_hunting(body, self.api, row_limit=self._hunting_row_limit)
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:

@@ -191,7 +191,8 @@ class HuntingResult:
     ``columns`` and ``types`` come from the answer's schema (legacy ``Schema``/``Name``/``Type``,
     Graph ``schema``/``name``/``type``; either casing is accepted because Microsoft's own examples
     mix them). ``rows`` are dicts keyed by the KQL column names; ``stats`` is the legacy ``Stats``
-    object (Graph returns none).
+    object (Graph returns none). ``truncated``: the result holds exactly the service's row cap
+    (100,000), where the service cuts a result without marking it, so rows may be missing.
     """
 
     columns: tuple[str, ...]
@@ -200,6 +201,7 @@ class HuntingResult:
     api: ApiKind
     stats: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    truncated: bool = False
 
     def table(self) -> list[list[Any]]:
         """The rows as lists in column order (a missing cell is None)."""
@@ -214,8 +216,8 @@ def _ci(raw: Mapping[str, Any], key: str) -> Any:
     return next((v for k, v in raw.items() if isinstance(k, str) and k.lower() == lowered), None)
 
 
-def normalize_hunting(raw: Any, api: ApiKind) -> HuntingResult:
-    """Normalize a hunting answer.
+def normalize_hunting(raw: Any, api: ApiKind, *, row_limit: int = 100_000) -> HuntingResult:
+    """Normalize a hunting answer; ``truncated`` when it holds ``row_limit`` rows or more.
 
     Raises:
         UnexpectedResponseError: the answer has no schema/results arrays of the documented shape.
@@ -244,4 +246,5 @@ def normalize_hunting(raw: Any, api: ApiKind) -> HuntingResult:
         api=api,
         stats=stats if isinstance(stats, Mapping) else None,
         raw=raw,
+        truncated=len(results) >= row_limit,
     )
