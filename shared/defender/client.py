@@ -51,10 +51,17 @@ from shared.defender.operations import (
 from shared.defender.paging import (
     Page,
     RequestSpec,
+    Slice,
+    check_in_slice,
+    follow_link,
+    last_update_field,
     list_incidents_request,
     next_request,
     parse_page,
     same_origin,
+    slice_complete,
+    slice_request,
+    split,
 )
 from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.responses import classify
@@ -308,6 +315,49 @@ class DefenderClient:
 
     # ------------------------------------------------------------------ incidents
 
+    def iter_pages(
+        self,
+        first: RequestSpec,
+        *,
+        deadline: float | None = None,
+        family: Family = "incidents",
+        role: str | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Page]:
+        """Every page of a listing, read in complete time slices (``shared.defender.paging``):
+        each page yielded is one answer that held a whole last-update range, so nothing
+        depends on the order of results or on offsets. Slices come oldest first (an item updated
+        meanwhile is then never missed); ``newest_first`` for callers that stop early.
+        Without ``deadline`` each request has the policy's whole budget.
+
+        Raises:
+            UnexpectedResponseError: a page carries an unsafe nextLink, or more items than
+                ``SKIP_LIMIT`` + ``$top`` share one last-update instant.
+        """
+        field_name = last_update_field(self.api)
+        pending: list[Slice] = [Slice()]
+        while pending:
+            part = pending.pop(0)
+            spec = slice_request(first, field_name, part)
+            page = parse_page(self.call(spec, deadline=deadline, family=family, role=role))
+            if page.next_link:
+                follow_link(page.next_link, self.base_url)  # refuse a poisoned link anywhere
+            check_in_slice(part, page, field_name)
+            if slice_complete(page, spec):
+                yield page
+                continue
+            if not part.instant:
+                halves = split(part, page, field_name)
+                pending[0:0] = list(reversed(halves)) if newest_first else halves
+                continue
+            # one instant holds more than a page: the only place offsets remain (to 500)
+            yield page
+            nxt = next_request(spec, page, base_url=self.base_url)
+            while nxt is not None:
+                page = parse_page(self.call(nxt, deadline=deadline, family=family, role=role))
+                yield page
+                nxt = next_request(nxt, page, base_url=self.base_url)
+
     def iter_incident_pages(
         self,
         *,
@@ -316,7 +366,10 @@ class DefenderClient:
         query: IncidentQuery | None = None,
         budget: float | None = None,
     ) -> Iterator[IncidentPage]:
-        """Yield every page of incidents matching ``query`` (and ``updated_since``), newest first.
+        """Yield every page of incidents matching ``query`` (and ``updated_since``) as the API
+        pages them (nextLink / ``$skip``, narrowing instead of ``$skip`` beyond 500): today's
+        ingestion path, which relies on the newest-first order (``shared.defender.paging``).
+        General listings use ``iter_sliced_incident_pages``, which relies on no order.
 
         Without ``budget`` each page has the policy's whole budget (see the module docstring).
         """
@@ -338,6 +391,29 @@ class DefenderClient:
             yield IncidentPage(incidents=[i for i in incidents if residual.matches(i)], page=page)
             spec = next_request(spec, page, base_url=self.base_url)
 
+    def iter_sliced_incident_pages(
+        self,
+        *,
+        query: IncidentQuery | None = None,
+        budget: float | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[IncidentPage]:
+        """Pages that together hold every incident matching ``query``, each one answer for a
+        complete time slice (see ``iter_pages``): correct whatever the order of results; an
+        incident updated while listing may come twice, in both versions."""
+        query = query or IncidentQuery()
+        residual = query.client_side(self.api)
+        deadline = None if budget is None else self._deadline(budget)
+        first = list_incidents_request(
+            self.api, self.base_url, page_size=self._page_size, query=query
+        )
+        pages = self.iter_pages(
+            first, deadline=deadline, role=self._role("read"), newest_first=newest_first
+        )
+        for page in pages:
+            incidents = [normalize(item, self.api) for item in page.items]
+            yield IncidentPage(incidents=[i for i in incidents if residual.matches(i)], page=page)
+
     def list_incidents(
         self,
         query: IncidentQuery | None = None,
@@ -347,10 +423,15 @@ class DefenderClient:
     ) -> list[Incident]:
         """Incidents matching ``query``, newest first, at most ``limit``, one time budget.
 
-        An incident seen twice (the list moved while paging) is kept once, in its newest version.
+        An incident seen twice (updated while listing) is kept once, in its newest version.
+        With a ``limit`` the newest slices are read first and reading stops once it is met.
         """
         found: dict[str, Incident] = {}
-        pages = self.iter_incident_pages(query=query, budget=self._budget_or_default(budget))
+        pages = self.iter_sliced_incident_pages(
+            query=query,
+            budget=self._budget_or_default(budget),
+            newest_first=limit is not None,
+        )
         for page in pages:
             for incident in page.incidents:
                 known = found.get(incident.id)
@@ -358,7 +439,7 @@ class DefenderClient:
                     found[incident.id] = incident
             if limit is not None and len(found) >= limit:
                 break
-        incidents = list(found.values())
+        incidents = sorted(found.values(), key=_newest_first)
         return incidents[:limit] if limit is not None else incidents
 
     def _budget_or_default(self, budget: float | None) -> float:
@@ -416,7 +497,7 @@ class DefenderClient:
         deadline = self._deadline(budget)
         if self.api == "legacy":
             seen: set[str] = set()
-            pages = self.iter_incident_pages(
+            pages = self.iter_sliced_incident_pages(
                 query=query.legacy_incident_query(), budget=deadline - self._monotonic()
             )
             for page in pages:
@@ -428,17 +509,18 @@ class DefenderClient:
                             yield alert
             return
         residual = query.graph_client_side()
-        spec: RequestSpec | None = list_alerts_request(
-            self.base_url, query, page_size=self._page_size
+        first = list_alerts_request(self.base_url, query, page_size=self._page_size)
+        versions: set[tuple[str, datetime]] = set()
+        alert_pages = self.iter_pages(
+            first, deadline=deadline, family="alerts", role=self._role("alerts")
         )
-        while spec is not None:
-            body = self.call(spec, deadline=deadline, family="alerts", role=self._role("alerts"))
-            alert_page = parse_page(body)
+        for alert_page in alert_pages:
             for raw in alert_page.items:
                 alert = normalize_alert(raw, "graph")
-                if residual.matches(alert):
+                version = (alert.id, alert.last_update)
+                if residual.matches(alert) and version not in versions:
+                    versions.add(version)
                     yield alert
-            spec = next_request(spec, alert_page, base_url=self.base_url)
 
     def list_alerts(
         self,
@@ -480,6 +562,16 @@ class DefenderClient:
             timeout=max(self._timeout, HUNTING_TIMEOUT),
         )
         return normalize_hunting(body, self.api, row_limit=self._hunting_row_limit)
+
+
+def _newest_first(incident: Incident) -> tuple[float, int, str]:
+    """Sort key: latest update first, then the larger id (ids are digit strings)."""
+    return (-incident.last_update.timestamp(), -len(incident.id), _invert(incident.id))
+
+
+def _invert(text: str) -> str:
+    # descending order of equal-length digit strings through an ascending sort
+    return "".join(chr(0x10FFFF - ord(ch)) for ch in text)
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:

@@ -1,36 +1,49 @@
-"""Pure request building and paging for incident listing on both API surfaces.
+"""Pure request building and paging for listings (incidents, alerts) on both API surfaces.
 
-Paging is "next request from the previous request and its page" (no I/O here):
+General listings (``DefenderClient.list_incidents``, Graph alerts) are read in **time slices**,
+so that no correctness argument rests on result order, on offsets staying put while data
+changes, or on a page boundary (defender-api.md §0.1 item 3: the order is not a contract; Graph
+documents none, and an emulator mode shuffles every answer):
 
-- follow ``@odata.nextLink`` when the page has one, but only to the scheme, host and port of the
-  configured API base, so the bearer token never goes anywhere else. The next request is built
-  from the *configured* origin plus the link's path and query (``follow_link``), never from the
-  link's own authority: parsers disagree about authorities (``https://evil.example\\@api.host/``
-  is host ``api.host`` to ``urllib.parse`` but ``evil.example`` to urllib3/requests), so a link
-  whose authority could be read two ways (userinfo, backslashes, control characters, spaces,
-  percent-escapes or non-ASCII in the authority) is refused outright;
-- a link that was already followed means the service is looping: stop with an error rather than
-  spin (user-pains.md §8.5);
-- without a link, the legacy API pages by ``$skip`` in steps of ``$top`` until a short page
-  (its nextLink is undocumented: defender-api.md §1.2 and §7.3).
+- a slice is a half-open range ``[lo, hi)`` of the last-update time (``lastUpdateTime`` legacy,
+  ``lastUpdateDateTime`` Graph), sent as ``ge``/``lt`` terms next to the caller's filter
+  (``slice_request``);
+- a slice is *complete* when one answer holds all of it: fewer items than ``$top`` and no
+  ``@odata.nextLink`` (``slice_complete``). Only complete slices are yielded, so each item read
+  comes from a single answer to a time-anchored question, whatever order the service uses;
+- a full answer splits the slice in two at a time inside the range (the median of the times
+  seen; ``split``) and each half is asked again; a slice of one instant (one 100 ns tick) that
+  is still full is the one place offsets remain: it is paged with ``$skip`` up to
+  ``SKIP_LIMIT`` (``next_request``), and past that the listing stops with an error;
+- the newest slice is open-ended (no ``lt``), and a full listing reads slices oldest first, so
+  an incident updated while we list (which moves to "now") is read in its old slice before the
+  update or in the open-ended slice after it: never missed, at worst read twice
+  (deduplicated by version).
 
-Filters use ``lastUpdateTime`` (legacy) / ``lastUpdateDateTime`` (Graph) with no upper bound.
-The list is newest first, so an incident updated while we page jumps to the top: with an upper
-bound it would leave the filtered set and shift every later item up one place, and ``$skip``
-paging would silently skip one incident. Without an upper bound items only ever move *up*, which
-can only make us read one twice (deduplicated by version), never miss one.
+``DefenderClient.iter_incident_pages`` (what today's ingestion consumes; the ingestion work
+replaces it with ``shared.defender.slices``) still pages the older way: by nextLink or ``$skip``
+over an unbounded-above filter, and, instead of a ``$skip`` beyond ``SKIP_LIMIT``, *narrows the
+time filter* to incidents updated at or before the oldest one read so far (the raw timestamp,
+all 7 fractional digits), skipping only the ones already read at that instant. That argument
+takes the oldest item of the last page as the listing's oldest, which holds only for the
+newest-first order the legacy docs describe ("the most recent incidents are displayed at the
+top").
+
+Links (``next_request``, and checked on every page): a ``@odata.nextLink`` is followed only on
+the scheme, host and port of the configured API base, so the bearer token never goes anywhere
+else. The next request is built from the *configured* origin plus the link's path and query
+(``follow_link``), never from the link's own authority: parsers disagree about authorities
+(``https://evil.example\\@api.host/`` is host ``api.host`` to ``urllib.parse`` but
+``evil.example`` to urllib3/requests), so a link whose authority could be read two ways
+(userinfo, backslashes, control characters, spaces, percent-escapes or non-ASCII in the
+authority) is refused outright, on any page. A link already followed means the service is
+looping: an error rather than a spin (user-pains.md §8.5). Without a link, the legacy API pages
+by ``$skip`` in steps of ``$top`` (its nextLink is undocumented: §1.2, §7.3).
 
 Deep ``$skip``: Graph's security API refuses ``$skip`` above 500 (microsoft-graph-docs
-``resources/security-error-codes.md``, "$skip ... 500"; the older "``$top`` + ``$skip`` <= 6000"
-figure is from 2018 and was written for ``/alerts``), and the legacy API documents none, so no
-listing ever asks for ``$skip`` beyond ``SKIP_LIMIT`` = 500 on either surface. When the next page
-of an incident listing would, it *narrows the time filter* instead, asking again for incidents
-updated at or before the oldest one read so far (the raw timestamp, all 7 fractional digits),
-skipping only the ones already read at exactly that instant. Such a request is anchored to a
-time, not a position, so an incident updated meanwhile (which leaves that range) shifts nothing.
-The narrowing takes the oldest item of the last page as the listing's oldest, which holds for
-the newest-first order the legacy docs describe ("the most recent incidents are displayed at the
-top"); ingestion, which must not rely on any order, lists by time slices instead.
+``resources/security-error-codes.md``; the older "``$top`` + ``$skip`` <= 6000" figure is from
+2018 and was written for ``/alerts``) and the legacy API documents none, so no request asks for
+``$skip`` beyond ``SKIP_LIMIT`` = 500 on either surface.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -120,6 +133,11 @@ def list_incidents_request(
     url = base_url.rstrip("/") + incidents_path(api)
     field_name = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
     return RequestSpec("GET", url, params, narrowing=Narrowing(url, params, field_name))
+
+
+def last_update_field(api: ApiKind) -> str:
+    """The last-update property that slices a listing on ``api`` (incidents and alerts_v2)."""
+    return "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
 
 
 def same_origin(url: str, base_url: str) -> bool:
@@ -313,6 +331,101 @@ def narrowed(narrowing: Narrowing, page: Page) -> RequestSpec:
         params,
         narrowing=replace(narrowing, bound=raw_oldest, ties=ties),
     )
+
+
+def format_ticks(value: int) -> str:
+    """100 ns ticks since the epoch as an OData timestamp with all 7 fractional digits."""
+    seconds, fraction = divmod(value, 10_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:07d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A half-open last-update range ``[lo, hi)`` in ticks; None is unbounded on that side."""
+
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def instant(self) -> bool:
+        """One tick wide: cannot be split further."""
+        return self.lo is not None and self.hi is not None and self.hi - self.lo <= 1
+
+
+def slice_request(base: RequestSpec, field: str, part: Slice) -> RequestSpec:
+    """``base`` (a listing's first request) restricted to ``part`` of the last-update time."""
+    terms = [base.params["$filter"]] if base.params.get("$filter") else []
+    if part.lo is not None:
+        terms.append(f"{field} ge {format_ticks(part.lo)}")
+    if part.hi is not None:
+        terms.append(f"{field} lt {format_ticks(part.hi)}")
+    params = dict(base.params)
+    if terms:
+        params["$filter"] = " and ".join(terms)
+    if "$skip" in params:
+        params["$skip"] = "0"
+    return RequestSpec(base.method, base.url, params)
+
+
+def slice_complete(page: Page, spec: RequestSpec) -> bool:
+    """One answer held the whole slice: fewer items than ``$top`` and no nextLink."""
+    top = int(spec.params.get("$top", "0") or 0)
+    return page.next_link is None and (not top or len(page.items) < top)
+
+
+def check_in_slice(part: Slice, page: Page, field: str) -> None:
+    """Every item of the answer lies in the slice asked for.
+
+    Raises:
+        UnexpectedResponseError: an item lacks a valid last-update time, or lies outside the
+            slice (the service ignored the time filter: slicing could not make progress).
+    """
+    for item in page.items:
+        raw = item.get(field)
+        try:
+            value = ticks(str(raw))
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"an item without a valid '{field}'; cannot slice the listing by time"
+            ) from None
+        if (part.lo is not None and value < part.lo) or (part.hi is not None and value >= part.hi):
+            raise UnexpectedResponseError(
+                f"the API answered an item with {field} {raw} outside the time range asked for"
+            )
+
+
+def split(part: Slice, page: Page, field: str) -> list[Slice]:
+    """Halves of a slice whose answer was full, oldest first, each holding fewer items.
+
+    The cut is the median last-update time of the items seen (moved above the oldest seen, so
+    both halves exclude at least one of them); when every item seen has the same time ``t``,
+    the cut isolates ``t`` as an instant slice. Empty ranges are left out.
+
+    Raises:
+        UnexpectedResponseError: an item lacks a valid last-update time.
+    """
+    seen: list[int] = []
+    for item in page.items:
+        raw = item.get(field)
+        try:
+            seen.append(ticks(str(raw)))
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"an item without a valid '{field}'; cannot slice the listing by time"
+            ) from None
+    if not seen:
+        raise UnexpectedResponseError("cannot slice a listing by an empty answer")
+    seen.sort()
+    if seen[0] == seen[-1]:
+        t = seen[0]
+        cuts = [Slice(part.lo, t), Slice(t, t + 1), Slice(t + 1, part.hi)]
+    else:
+        cut = seen[len(seen) // 2]
+        if cut == seen[0]:
+            cut = next(v for v in seen if v > seen[0])
+        cuts = [Slice(part.lo, cut), Slice(cut, part.hi)]
+    return [c for c in cuts if c.lo is None or c.hi is None or c.lo < c.hi]
 
 
 def _as_url(spec: RequestSpec) -> str:
