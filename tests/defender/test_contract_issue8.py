@@ -71,3 +71,33 @@ def test_backslash_next_link_never_carries_the_token_elsewhere(
     ]
     assert [r["endpoint"] for r in bearer] == ["graph.incidents.list"]
     assert "%5C" not in bearer[0]["path"] and "@" not in bearer[0]["path"]
+
+
+def test_listing_relies_on_no_order_even_with_activity(
+    make_client: ClientFactory, cloud: LocalCloud, surface: str
+) -> None:
+    """The emulator answers in an arbitrary (time-ignoring) order and creates and updates
+    incidents after every second page served: `list_incidents` still returns every incident
+    that existed before it started (in some version), each once, newest first."""
+    client = make_client(surface)
+    cloud.admin("POST", "reset")
+    before = {
+        str(r["incidentId"] if surface == "legacy" else r["id"]) for r in truth(cloud, surface)
+    }
+    cloud.admin("POST", "behaviour", {"order": "arbitrary", "order_seed": 3})
+    cloud.admin(
+        "POST",
+        "behaviour",
+        {"paging_activity": {"tenant": None, "every": 2, "create": 2, "update": 3, "merge": 0}},
+    )
+    try:
+        incidents = client.list_incidents()
+    finally:
+        cloud.admin("POST", "reset")
+    ids = [i.id for i in incidents]
+    assert len(ids) == len(set(ids))
+    assert before <= set(ids)
+    stamps = [i.last_update for i in incidents]
+    assert stamps == sorted(stamps, reverse=True)
+    queries = _listing_requests(cloud, surface) or []
+    assert all(int(q.get("$skip", ["0"])[0]) <= 500 for q in queries)
