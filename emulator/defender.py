@@ -350,11 +350,18 @@ class DefenderService:
         clock: Clock,
         limiter: RateLimiter | None = None,
         behaviour: Behaviour | None = None,
+        *,
+        hunting_limits: hunting.Limits | None = None,
+        cpu: hunting.CpuMeter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.issuer = issuer
         self.clock = clock
         self.limiter = limiter
+        self.hunting_limits = hunting_limits or hunting.Limits()
+        self.cpu = cpu or hunting.CpuMeter()
+        self._sleep = sleep
         self.behaviour = behaviour or Behaviour()
 
     # ------------------------------------------------------------------ listings
@@ -835,12 +842,20 @@ class DefenderService:
         now = self.clock()
         started = time.perf_counter()
         tables = hunting.window(self.hunting_tables(tid), now - hunting.RETENTION, now)
-        try:
-            result = hunting.run(query, tables, now)
-        except kql.KqlError as exc:
-            return errors.respond(400, "BadRequest", f"Query failed: {exc}")
-        elapsed = time.perf_counter() - started
-        size = len(json.dumps(result.rows, default=str))
+        outcome = self._hunt(
+            tid,
+            query,
+            tables,
+            now,
+            errors,
+            lambda message, wait: legacy_error(
+                429, "429", message, tenant=tid, headers=[("Retry-After", str(wait))]
+            ),
+        )
+        if isinstance(outcome, Response):
+            return outcome
+        result, size = outcome
+        elapsed = time.perf_counter() - started  # includes the simulated run time
         payload = {
             "Stats": {
                 "ExecutionTime": round(elapsed, 6),
@@ -862,6 +877,41 @@ class DefenderService:
             "Results": result.rows,
         }
         return json_response(200, payload, tenant=tid)
+
+    def _hunt(
+        self,
+        tid: str,
+        query: str,
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        now: datetime,
+        errors: _Errors,
+        throttled: Callable[[str, int], Response],
+    ) -> tuple[kql.QueryResult, int] | Response:
+        """Run a hunting query under the service limits (`emulator.hunting`): the tenant's CPU
+        quota (429), the run-time limit (400 after waiting it out), the row cap (a silent cut,
+        as documented) and the result-size cap (400). Returns the result and its JSON size."""
+        limits = self.hunting_limits
+        wait = self.cpu.blocked(tid, limits)
+        if wait is not None:
+            return throttled(hunting.cpu_message(limits), wait)
+        started = time.perf_counter()
+        try:
+            result = hunting.run(query, tables, now, max_rows=limits.max_rows)
+        except kql.KqlError as exc:
+            return errors.respond(400, "BadRequest", f"Query failed: {exc}")
+        simulated = hunting.latency(query, limits)
+        run_time = simulated + (time.perf_counter() - started)
+        if run_time > limits.timeout_seconds:
+            self._sleep(max(0.0, limits.timeout_seconds - (time.perf_counter() - started)))
+            self.cpu.charge(tid, limits.timeout_seconds, limits)
+            return errors.respond(400, "BadRequest", hunting.timeout_message(limits))
+        if simulated:
+            self._sleep(simulated)
+        self.cpu.charge(tid, run_time, limits)
+        size = len(json.dumps(result.rows, default=str))
+        if size > limits.max_result_bytes:
+            return errors.respond(400, "BadRequest", hunting.RESULT_SIZE_MESSAGE)
+        return result, size
 
     def graph_hunting(self, request: Request) -> Response:
         """`POST /v1.0/security/runHuntingQuery` (§2.5)."""
@@ -887,10 +937,25 @@ class DefenderService:
             return errors.respond(400, "BadRequest", str(exc))
         start = max(start, now - hunting.RETENTION)
         tables = hunting.window(self.hunting_tables(tid), start, end)
-        try:
-            result = hunting.run(query, tables, now)
-        except kql.KqlError as exc:
-            return errors.respond(400, "BadRequest", f"Query failed: {exc}")
+        outcome = self._hunt(
+            tid,
+            query,
+            tables,
+            now,
+            errors,
+            lambda message, wait: graph_error(
+                429,
+                "TooManyRequests",
+                message,
+                request,
+                now,
+                tenant=tid,
+                headers=[("Retry-After", str(wait))],
+            ),
+        )
+        if isinstance(outcome, Response):
+            return outcome
+        result, _ = outcome
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#"
             "microsoft.graph.security.huntingQueryResults",

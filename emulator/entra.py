@@ -44,14 +44,21 @@ VAULT_RESOURCES = (
     "https://vault.usgovcloudapi.net",
     "https://vault.azure.cn",
 )
-# Audience of managed-identity tokens used as federated client assertions (issue 4).
+# Audience of managed-identity tokens used as federated client assertions (issue 4), one per
+# cloud: global, US Government, China (entra-docs
+# workload-identity-federation-config-app-trust-managed-identity.md, "audiences").
 TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange"
+TOKEN_EXCHANGE_RESOURCES = (
+    TOKEN_EXCHANGE_RESOURCE,
+    "api://AzureADTokenExchangeUSGov",
+    "api://AzureADTokenExchangeChina",
+)
 
 FAMILY_OF_RESOURCE: dict[str, str] = {
     **dict.fromkeys(LEGACY_RESOURCES, "legacy"),
     **dict.fromkeys(GRAPH_RESOURCES, "graph"),
     **dict.fromkeys(VAULT_RESOURCES, "vault"),
-    TOKEN_EXCHANGE_RESOURCE: "exchange",
+    **dict.fromkeys(TOKEN_EXCHANGE_RESOURCES, "exchange"),
 }
 
 # Application permissions seeded in every tenant (issue 3 brief; names from §1.1 and §2.1).
@@ -737,22 +744,38 @@ class EntraService:
                 )
             return None
         try:
-            claims_obj = self.issuer.verify(assertion, (TOKEN_EXCHANGE_RESOURCE,))
+            claims_obj = self.issuer.verify(assertion, TOKEN_EXCHANGE_RESOURCES)
         except TokenError as exc:
             if exc.reason == "expired":
                 return fail(700024, "Client assertion is not within its valid time range.")
             return fail(700027, f"Client assertion failed signature validation. [{exc}]")
         values = claims_obj.values
-        match = any(
-            f.issuer == values.get("iss") and f.subject == values.get("sub")
+        # "Only user-assigned managed identities can be used as a federated credential for
+        # apps. system-assigned identities aren't supported." (entra-docs
+        # workload-identity-federation-config-app-trust-managed-identity.md): a system-assigned
+        # identity's token never matches, even if a record names its principal id.
+        system = {i.principal_id for i in self.directory.identities.values() if i.system_assigned}
+        match = values.get("sub") not in system and any(
+            f.issuer == values.get("iss")
+            and f.subject == values.get("sub")
+            and f.audience == values.get("aud")
             for f in self.directory.federated
         )
         if not match:
-            return fail(
+            # Observed answer (Azure/azure-workload-identity#616): HTTP 400 invalid_request,
+            # "AADSTS70021: No matching federated identity record found for presented
+            # assertion. Assertion Issuer: '…'. Assertion Subject: '…'. Assertion Audience: '…'."
+            return aad_error(
+                400,
+                "invalid_request",
                 70021,
                 "No matching federated identity record found for presented assertion. "
                 f"Assertion Issuer: '{values.get('iss')}'. Assertion Subject: "
-                f"'{values.get('sub')}'. Assertion Audience: '{values.get('aud')}'.",
+                f"'{values.get('sub')}'. Assertion Audience: '{values.get('aud')}'. "
+                "https://learn.microsoft.com/entra/workload-id/workload-identity-federation",
+                now=now,
+                request=request,
+                tenant=tid,
             )
         return None
 
@@ -877,7 +900,7 @@ class EntraService:
             home, resource, (), lifetime, identity.principal_id, appid=identity.client_id
         )
         claims["xms_mirid"] = identity.resource_id
-        if resource == TOKEN_EXCHANGE_RESOURCE:
+        if resource in TOKEN_EXCHANGE_RESOURCES:
             # Tokens for AzureADTokenExchange are what a federated credential trusts: issuer
             # `https://login.microsoftonline.com/{tid}/v2.0`, subject = the identity's object id.
             claims.update(

@@ -56,6 +56,7 @@ from emulator import (
     delegated,
     entra,
     faults,
+    hunting,
     keyvault,
     ratelimit,
     stats,
@@ -103,6 +104,16 @@ class EmulatorConfig:
     # Per-family request quotas ("incidents", "hunting", "alerts"); missing families keep
     # Microsoft's documented defaults (see emulator.ratelimit.DEFAULT_QUOTAS).
     quotas: Mapping[str, tuple[ratelimit.Limit, ...]] = field(default_factory=dict)
+    # Advanced hunting limits (emulator.hunting; documented values as defaults). Tests shorten
+    # the 3-minute timeout and make queries slow with a simulated run time (or a
+    # `// emulator:latency=<s>` comment in the query); a CPU allocation per tenant and cycle
+    # turns on the CPU-quota 429 (None: off, since real allocations depend on tenant size).
+    hunting_timeout_seconds: float = hunting.TIMEOUT_SECONDS
+    hunting_latency_seconds: float = 0.0
+    hunting_max_rows: int = hunting.MAX_ROWS
+    hunting_max_result_bytes: int = hunting.MAX_RESULT_BYTES
+    hunting_cpu_seconds: float | None = None
+    hunting_cpu_cycle_seconds: float = 900.0
     # Behaviours (emulator.behaviour; also `GET|POST /_emulator/behaviour`, restored by reset).
     # The defaults are the strict observed behaviour.
     order: behaviour.Order = "newest"  # or "arbitrary": a seeded order that ignores time
@@ -235,6 +246,7 @@ class Emulator:
         self.stats = stats.Stats(self.config.request_log_size)
         self.faults = faults.FaultInjector()
         self.limiter = ratelimit.RateLimiter(self.config.quotas)
+        self.hunting_cpu = hunting.CpuMeter()
         self.behaviour = behaviour.Behaviour(self._configured_behaviour())
         if self.config.device_code_interval < 1:
             raise ValueError(
@@ -280,6 +292,12 @@ class Emulator:
     @property
     def unauthorized_identity_client_id(self) -> str:
         """Client id of a user-assigned identity with no vault access (vault answers 403)."""
+        return self._ids.user_identity.client_id
+
+    @property
+    def federated_identity_client_id(self) -> str:
+        """Client id of the user-assigned identity the app trusts as a federated credential
+        (the same identity as `unauthorized_identity_client_id`: it needs no vault access)."""
         return self._ids.user_identity.client_id
 
     @property
@@ -562,6 +580,7 @@ class Emulator:
         self.stats.clear()
         self.faults.configure(faults.FaultConfig())
         self.limiter.reset()
+        self.hunting_cpu.reset()
 
     # ------------------------------------------------------------------ seeding
 
@@ -591,10 +610,11 @@ class Emulator:
                 ids.user_identity.client_id: ids.user_identity,
             },
             certificates=[self._cert.registration()],
-            # Managed identity as a federated credential of the app (no secret at all).
+            # Managed identity as a federated credential of the app (no secret at all): only a
+            # user-assigned identity can be one (entra.EntraService._check_assertion).
             federated=[
                 entra.FederatedCredential(
-                    entra.federated_issuer(ids.tenant_ids[0]), ids.system_identity.principal_id
+                    entra.federated_issuer(ids.tenant_ids[0]), ids.user_identity.principal_id
                 )
             ],
         )
@@ -674,8 +694,23 @@ class Emulator:
         )
 
     def _defender(self) -> defender.DefenderService:
+        c = self.config
+        limits = hunting.Limits(
+            max_rows=c.hunting_max_rows,
+            timeout_seconds=c.hunting_timeout_seconds,
+            max_result_bytes=c.hunting_max_result_bytes,
+            latency_seconds=c.hunting_latency_seconds,
+            cpu_seconds=c.hunting_cpu_seconds,
+            cpu_cycle_seconds=c.hunting_cpu_cycle_seconds,
+        )
         return defender.DefenderService(
-            self._require_world().store, self._issuer, self.clock, self.limiter, self.behaviour
+            self._require_world().store,
+            self._issuer,
+            self.clock,
+            self.limiter,
+            self.behaviour,
+            hunting_limits=limits,
+            cpu=self.hunting_cpu,
         )
 
     def _build_routes(self) -> tuple[_Route, ...]:

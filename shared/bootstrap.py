@@ -65,6 +65,21 @@ class Services:
     _validator: CallerTokenValidator | None = None
     _backend: Backend | None = None
     _registered: tuple[float, tuple[str, ...]] | None = None
+    _api_notice_pending: bool = True  # build() logged it; the first run need not repeat it
+
+    def log_api_notice(self, *, run: bool = True) -> None:
+        """Warn (error after the date) when the configured API is retiring: the legacy API
+        stops working on 2027-02-01 (``shared.retirement``). Called by ``build`` and at the
+        start of every ingestion run; ``run=False`` is build's call."""
+        from shared.retirement import api_notice
+
+        if run and self._api_notice_pending:
+            self._api_notice_pending = False
+            return
+        notice = api_notice(self.settings.api, self.clock())
+        if notice.status != "ok":
+            level = logging.ERROR if notice.status == "fail" else logging.WARNING
+            log.log(level, "%s; %s", notice.detail, notice.fix)
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -152,7 +167,8 @@ class Services:
 
     def ingestor(self, *, as_user: bool = False) -> Ingestor:
         """The ingestion use case wired to real storage (``as_user``: the signed-in user's
-        permissions instead of the app's)."""
+        permissions instead of the app's). Each call is one run: it logs the API notice."""
+        self.log_api_notice()
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
         from shared.storage.archive import IncidentArchive
@@ -357,6 +373,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         credential=client_credential(settings, credential, clock),
         http_client=session,
         instance_discovery=not settings.emulator,
+        consent_redirect_uri=settings.consent_redirect_uri,
     )
     from azure.storage.queue import QueueServiceClient
 
@@ -375,7 +392,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
             f"https://{account}.table.{suffix}", credential=credential
         )
         queue_service = QueueServiceClient(f"https://{account}.queue.{suffix}", credential)
-    return Services(
+    built = Services(
         settings=settings,
         clock=clock,
         session=session,
@@ -384,6 +401,8 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         table_service=table_service,
         queue_service=queue_service,
     )
+    built.log_api_notice(run=False)  # every CLI run and every worker start
+    return built
 
 
 def client_credential(

@@ -9,18 +9,30 @@ Sources (checked 2026-11 against Microsoft Learn):
 - Defender XDR API for US Government: https://learn.microsoft.com/defender-xdr/usgov
   ("GCC: login.microsoftonline.com, api-gcc.security.microsoft.us; GCC High & DoD:
   login.microsoftonline.us, api-gov.security.microsoft.us")
-- Token-exchange audience of a managed identity used as a federated credential:
+- Token-exchange audience of a managed identity used as a federated credential, by Entra cloud:
   https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
-  (``api://AzureADTokenExchange``; Azure US Government ``api://AzureADTokenExchangeUSGov``)
+  (global ``api://AzureADTokenExchange``; US Government ``api://AzureADTokenExchangeUSGov``;
+  China operated by 21Vianet ``api://AzureADTokenExchangeChina``). Only a user-assigned identity
+  can be such a credential (same page), which ``shared.settings`` enforces.
 - Storage / Key Vault DNS suffixes: https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure
 
 GCC tenants sign in to the commercial Entra ID and use commercial Graph; only the legacy
-Defender host differs. GCC High and DoD live in Azure Government.
+Defender host differs. GCC High and DoD live in Azure Government. There is no China cloud here:
+Microsoft documents no Defender XDR or Graph security endpoint operated by 21Vianet; the China
+token-exchange audience is kept in ``TOKEN_EXCHANGE_AUDIENCES`` so one can be added.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+#: the token-exchange audience of each Entra cloud, by authority host (see the module docstring)
+TOKEN_EXCHANGE_AUDIENCES: dict[str, str] = {
+    "login.microsoftonline.com": "api://AzureADTokenExchange",
+    "login.microsoftonline.us": "api://AzureADTokenExchangeUSGov",
+    "login.chinacloudapi.cn": "api://AzureADTokenExchangeChina",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +45,12 @@ class Cloud:
     graph_api_url: str
     storage_suffix: str
     vault_suffix: str
-    token_exchange_audience: str = "api://AzureADTokenExchange"  # noqa: S105 - an audience
+
+    @property
+    def token_exchange_audience(self) -> str:
+        """The audience of the managed identity's token used as a federated client assertion:
+        the one of this cloud's Entra ID (a token for another cloud's audience is refused)."""
+        return TOKEN_EXCHANGE_AUDIENCES[urlsplit(self.authority_url).hostname or ""]
 
     @property
     def legacy_scope(self) -> str:
@@ -70,7 +87,6 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://graph.microsoft.us",
         storage_suffix="core.usgovcloudapi.net",
         vault_suffix="vault.usgovcloudapi.net",
-        token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
     ),
     "dod": Cloud(
         name="dod",
@@ -79,6 +95,5 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://dod-graph.microsoft.us",
         storage_suffix="core.usgovcloudapi.net",
         vault_suffix="vault.usgovcloudapi.net",
-        token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
     ),
 }

@@ -11,10 +11,12 @@
     ├── UpstreamError                Defender / Graph answered with a failure (carries ids)
     │   ├── TransientError           worth retrying later: 5xx, timeouts, resets
     │   │   └── ThrottledError       429: wait ``retry_after`` seconds
+    │   │       └── HuntingQuotaError  hunting CPU allocation spent: wait for the next cycle
     │   ├── UnauthorizedError        401 from the API: token audience/tenant/expiry
     │   ├── ForbiddenError           403: the token lacks a role (``missing_role`` names it)
     │   ├── NotFoundError            404: no such incident
     │   ├── BadRequestError          400: the API's message says what is wrong
+    │   │   └── HuntingLimitError    the query ran too long or its result is too big: narrow it
     │   └── UnexpectedResponseError  the answer does not match the documented contract
     ├── StorageError                 Azure Storage failed (not a conflict)
     └── ConflictError                another run holds the tenant or moved its state: skip this run
@@ -153,6 +155,32 @@ class BadRequestError(UpstreamError):
     """400: the API refused the request; the message is the API's own."""
 
     code = "bad_request"
+
+
+class HuntingQuotaError(ThrottledError):
+    """429 because the tenant spent its advanced-hunting CPU allocation: every query is blocked
+    until the next 15-minute cycle (``retry_after`` when the service says). ``quota`` is the
+    service's own description of the limit.
+    https://learn.microsoft.com/defender-xdr/api-advanced-hunting"""
+
+    code = "hunting_quota"
+
+    def __init__(self, message: str, *, quota: str = "", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.quota = quota
+
+
+class HuntingLimitError(BadRequestError):
+    """The query hit a per-query limit of advanced hunting: ``limit`` is ``"timeout"`` (it ran
+    longer than the 3-minute server limit) or ``"result_size"`` (its result is over 50 MB).
+    The same query fails the same way again: narrow it (shorter time range, fewer columns,
+    ``summarize``) instead of retrying."""
+
+    code = "hunting_limit"
+
+    def __init__(self, message: str, *, limit: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.limit = limit
 
 
 class UnexpectedResponseError(UpstreamError):

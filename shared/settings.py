@@ -65,6 +65,17 @@ API_SIGNING_KEY_SETTING = "API_SIGNING_KEY"
 API_PUSH_HOST_SUFFIXES_SETTING = "API_PUSH_HOST_SUFFIXES"
 API_PUSH_MAX_ATTEMPTS_SETTING = "API_PUSH_MAX_ATTEMPTS"
 API_CONSENT_STATE_MINUTES_SETTING = "API_CONSENT_STATE_MINUTES"
+# issue 8 (client contract): where Entra sends an admin after admin consent
+CONSENT_REDIRECT_URI_SETTING = "DEFENDER_CONSENT_REDIRECT_URI"
+#: set by App Service / Functions to the app's default host name (not one of our settings)
+#: https://learn.microsoft.com/azure/app-service/reference-app-settings#app-environment
+WEBSITE_HOSTNAME = "WEBSITE_HOSTNAME"
+#: the HTTP API's consent callback route (shared/api builds it)
+CONSENT_CALLBACK_PATH = "/api/consent/callback"
+#: without WEBSITE_HOSTNAME (local runs): the callback on Core Tools' default port; Entra allows
+#: http redirect URIs only for localhost
+#: (https://learn.microsoft.com/entra/identity-platform/reply-url#localhost-exceptions)
+LOCAL_CONSENT_REDIRECT_URI = f"http://localhost:7071{CONSENT_CALLBACK_PATH}"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
@@ -87,9 +98,11 @@ _T = TypeVar("_T")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")  # six fields: second minute hour day month weekday
 
 #: the legacy API refuses $top above 100 (https://learn.microsoft.com/defender-xdr/api-list-incidents);
-#: Graph documents no cap; 1000 is the largest page Graph security lists are seen to accept
-#: (elastic/integrations#20234)
-MAX_PAGE_SIZE: dict[ApiKind, int] = {"legacy": 100, "graph": 1000}
+#: Graph /security/incidents answers 400 "The limit of '50' for Top query has been exceeded" above
+#: 50 (the docs give no number; observed and handled by wazuh/wazuh#28070, demisto/content#45413)
+MAX_PAGE_SIZE: dict[ApiKind, int] = {"legacy": 100, "graph": 50}
+#: the default page is the largest each surface accepts
+DEFAULT_PAGE_SIZE: dict[ApiKind, int] = dict(MAX_PAGE_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +126,7 @@ class Settings:
     ingest_schedule: str = "0 */5 * * * *"
     lookback: timedelta = timedelta(days=30)
     overlap: timedelta = timedelta(minutes=10)
-    page_size: int = 100
+    page_size: int = DEFAULT_PAGE_SIZE["graph"]
     http_timeout: float = 30.0
     api_max_attempts: int = 6
     api_time_budget: float = 300.0
@@ -137,6 +150,7 @@ class Settings:
     api_push_host_suffixes: tuple[str, ...] = (".logic.azure.com",)
     api_push_max_attempts: int = 4
     api_consent_state_lifetime: timedelta = timedelta(minutes=60)
+    consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
 
     @property
     def emulator(self) -> bool:
@@ -188,7 +202,29 @@ class Settings:
                 f"missing {STORAGE_ACCOUNT_SETTING} (or {STORAGE_CONNECTION_STRING_SETTING} "
                 "for local storage)"
             )
-        page_limit = MAX_PAGE_SIZE.get(api, 100)
+        # legacy's cap (100) is the range; Graph's smaller cap gets its own reason
+        page_size = p.optional(
+            INGEST_PAGE_SIZE_SETTING, _int(1, MAX_PAGE_SIZE["legacy"]), DEFAULT_PAGE_SIZE[api]
+        )
+        if api == "graph" and page_size > MAX_PAGE_SIZE["graph"]:
+            p.problems.append(
+                f"{INGEST_PAGE_SIZE_SETTING}: must be at most {MAX_PAGE_SIZE['graph']} with "
+                f"{API_SETTING}=graph: Graph answers 400 \"The limit of '50' for Top query has "
+                'been exceeded" to a larger $top on security incidents'
+            )
+            page_size = MAX_PAGE_SIZE["graph"]
+        host = (env.get(WEBSITE_HOSTNAME) or "").strip()
+        default_redirect = (
+            f"https://{host}{CONSENT_CALLBACK_PATH}"
+            if re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host)
+            else LOCAL_CONSENT_REDIRECT_URI
+        )
+        try:  # the app's public origin (behind a proxy) wins over the default host name
+            public = (env.get(API_PUBLIC_URL_SETTING) or "").strip()
+            if public:
+                default_redirect = _public_url(public) + CONSENT_CALLBACK_PATH
+        except ValueError:
+            pass  # reported by its own parse below
         settings = cls(
             tenant_id=tenant_id or "",
             client_id=client_id or "",
@@ -215,7 +251,7 @@ class Settings:
             overlap=timedelta(
                 minutes=p.optional(INGEST_OVERLAP_MINUTES_SETTING, _int(0, 1440), 10)
             ),
-            page_size=p.optional(INGEST_PAGE_SIZE_SETTING, _int(1, page_limit), 100),
+            page_size=page_size,
             http_timeout=p.optional(HTTP_TIMEOUT_SETTING, _float(1.0, 230.0), 30.0),
             api_max_attempts=p.optional(API_MAX_ATTEMPTS_SETTING, _int(1, 20), 6),
             api_time_budget=p.optional(API_TIME_BUDGET_SETTING, _float(1.0, 3600.0), 300.0),
@@ -262,7 +298,21 @@ class Settings:
             api_consent_state_lifetime=timedelta(
                 minutes=p.optional(API_CONSENT_STATE_MINUTES_SETTING, _int(1, 10080), 60)
             ),
+            consent_redirect_uri=p.optional(
+                CONSENT_REDIRECT_URI_SETTING, parse_redirect_uri, default_redirect
+            ),
         )
+        if settings.credential_kind == "federated" and not (
+            settings.managed_identity_client_id
+            or p.has_problem_with(MANAGED_IDENTITY_CLIENT_ID_SETTING)
+        ):
+            # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+            p.problems.append(
+                f"missing {MANAGED_IDENTITY_CLIENT_ID_SETTING} (needed when "
+                f"{CREDENTIAL_KIND_SETTING} is federated): only a user-assigned managed identity "
+                "can be an app's federated credential, a system-assigned one is not supported; "
+                "set it to that identity's client id"
+            )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(
                 f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "
@@ -349,6 +399,18 @@ def _https_url(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query or fragment")
     return raw.rstrip("/")
+
+
+def parse_redirect_uri(raw: str) -> str:
+    """An OAuth redirect URI Entra accepts: https, or http on localhost only, no fragment
+    (https://learn.microsoft.com/entra/identity-platform/reply-url)."""
+    parts = urlsplit(raw)
+    local = parts.hostname in ("localhost", "127.0.0.1")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+        raise ValueError("must be an https:// URL (http:// only for localhost)")
+    if parts.fragment or "#" in raw:
+        raise ValueError("must not carry a fragment")
+    return raw
 
 
 def _choice(options: Mapping[str, _T]) -> Callable[[str], _T]:

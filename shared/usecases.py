@@ -178,7 +178,7 @@ def hunting_json(result: HuntingResult, *, max_rows: int | None = None) -> dict[
         ],
         "rows": rows,
         "rowCount": len(rows),
-        "truncated": cut or len(result.rows) >= SERVICE_ROW_LIMIT,
+        "truncated": cut or result.truncated or len(result.rows) >= SERVICE_ROW_LIMIT,
     }
 
 

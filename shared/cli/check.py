@@ -32,14 +32,17 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from shared.bootstrap import services
     from shared.credentials.check import (
         CheckReport,
+        Step,
         check_credential,
         check_tenants,
         render_table,
     )
+    from shared.retirement import api_notice
     from shared.tenants import TenantEntry
 
     svc = services()
     s = svc.settings
+    notice = api_notice(s.api, svc.clock())
     if args.tenant:
         entries = [TenantEntry(t) for t in tenant_ids(args.tenant, s.tenants)]
     else:
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             )
         ),
         credential_fix=fix,
+        api=Step(notice.status, notice.detail),
+        api_fix=notice.fix,
     )
     if args.json:
         json.dump(report.to_json(), out, indent=2)

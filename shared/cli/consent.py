@@ -23,7 +23,12 @@ def register(commands: Any) -> None:
         "--redirect-uri",
         metavar="URL",
         help="where Entra sends the admin afterwards (must be registered on the app; default: "
-        "API_PUBLIC_URL/api/consent/callback when API_PUBLIC_URL is set)",
+        "DEFENDER_CONSENT_REDIRECT_URI)",
+    )
+    parser.add_argument(
+        "--state",
+        help="an opaque value Entra passes back unchanged on the redirect (default: a signed, "
+        "expiring state for the onboarding callback when API_SIGNING_KEY is set)",
     )
     parser.set_defaults(handler=run)
 
@@ -32,15 +37,19 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the URL (no network I/O: it only needs the settings)."""
     from shared.credentials.tokens import admin_consent_url
     from shared.credentials.user import require_tenant
-    from shared.settings import load
+    from shared.errors import ConfigError
+    from shared.settings import load, parse_redirect_uri
 
     settings = load()
     tenant = require_tenant(args.tenant, settings)
-    redirect = args.redirect_uri
-    if redirect is None and settings.api_public_url:
-        redirect = f"{settings.api_public_url}/api/consent/callback"
-    state = None
-    if redirect and settings.api_signing_key:
+    redirect = settings.consent_redirect_uri
+    if args.redirect_uri is not None:
+        try:
+            redirect = parse_redirect_uri(args.redirect_uri.strip())
+        except ValueError as exc:
+            raise ConfigError(f"--redirect-uri: {exc}") from None
+    state = args.state
+    if state is None and settings.api_signing_key:
         # the onboarding callback (GET /api/consent/callback) records the tenant only with a
         # state it can verify: signed, for this tenant, expiring
         from shared.api.consent import issue_state

@@ -1,7 +1,9 @@
 """``python -m shared hunt``: run an advanced hunting query on the configured API surface.
 
 The query comes as an argument, from ``--file``, or from standard input (``-``). Results print
-as a table (default), JSON (``{"columns": [{"name", "type"}], "rows": [...]}``) or CSV.
+as a table (default), JSON (``{"columns": [{"name", "type"}], "rows": [...], "truncated"}``) or
+CSV. A result cut at the service's 100,000-row cap is flagged: a warning on standard error, and
+``"truncated": true`` in JSON.
 """
 
 from __future__ import annotations
@@ -70,10 +72,21 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     result = usecases.hunt(client, query, timespan=args.timespan)
     if args.format == "json":
         data = usecases.hunting_json(result)
-        json.dump({"columns": data["columns"], "rows": data["rows"]}, out, indent=2, default=str)
+        json.dump(
+            {"columns": data["columns"], "rows": data["rows"], "truncated": data["truncated"]},
+            out,
+            indent=2,
+            default=str,
+        )
         out.write("\n")
     else:
         write_rows(result.columns, result.rows, args.format, out)
     if args.format == "table":
         print(f"({len(result.rows)} rows)", file=sys.stderr)
+    if result.truncated:
+        print(
+            f"warning: the result has {len(result.rows)} rows, the service's cap; it may be cut "
+            "(narrow the query: a shorter time range, summarize or filters)",
+            file=sys.stderr,
+        )
     return EXIT_OK

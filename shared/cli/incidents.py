@@ -93,7 +93,11 @@ def register(commands: Any) -> None:
     upd.add_argument(
         "--classification", help="truePositive, informationalExpectedActivity, falsePositive"
     )
-    upd.add_argument("--determination", help="e.g. malware, phishing, securityTesting, clean")
+    upd.add_argument(
+        "--determination",
+        help="e.g. malware, phishing, securityTesting, notMalicious (older names such as clean "
+        "are accepted and sent as today's)",
+    )
     upd.add_argument(
         "--tag", action="append", help="set the tags to these (repeatable; replaces the tags)"
     )

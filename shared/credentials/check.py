@@ -56,16 +56,24 @@ class CheckReport:
     credential: Step
     tenants: tuple[TenantReport, ...] = field(default_factory=tuple)
     credential_fix: str | None = None
+    #: the configured API surface (``shared.retirement``): warns, then fails, on legacy
+    api: Step = field(default_factory=lambda: Step("ok"))
+    api_fix: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Whether the credential and every tenant passed."""
-        return self.credential.status != "fail" and all(t.ok for t in self.tenants)
+        """Whether the API surface, the credential and every tenant passed."""
+        return (
+            self.api.status != "fail"
+            and self.credential.status != "fail"
+            and all(t.ok for t in self.tenants)
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``check --json`` document."""
         return {
             "ok": self.ok,
+            "api": {**asdict(self.api), "fix": self.api_fix},
             "credential": {**asdict(self.credential), "fix": self.credential_fix},
             "tenants": [{**asdict(t), "ok": t.ok} for t in self.tenants],
         }
@@ -104,8 +112,9 @@ def check_credential(
 def _credential_fix(source: ClientCredentialSource) -> str:
     if source.kind == "federated":
         return (
-            "check the Function's managed identity (IDENTITY_ENDPOINT, AZURE_CLIENT_ID) and the "
-            "app's federated credential for it"
+            "check the Function's user-assigned managed identity (IDENTITY_ENDPOINT, "
+            "AZURE_CLIENT_ID) and the app's federated credential for it (issuer, the identity's "
+            "principal id as subject, the cloud's token-exchange audience)"
         )
     return (
         "grant the Function's identity 'Key Vault Secrets User' on the vault and check "
@@ -204,6 +213,10 @@ def render_table(report: CheckReport) -> str:
     lines = [f"credential: {report.credential.status.upper()} {report.credential.detail}"]
     if report.credential_fix and report.credential.status != "ok":
         lines.append(f"  fix: {report.credential_fix}")
+    if report.api.status != "ok":
+        lines.append(f"api: {report.api.status.upper()} {report.api.detail}")
+        if report.api_fix:
+            lines.append(f"  fix: {report.api_fix}")
     lines.append(f"{'tenant':<38} {'name':<20} {'keyvault':<8} {'token':<6} {'roles':<6} result")
     for t in report.tenants:
         result = (

@@ -25,6 +25,7 @@ import requests
 from shared.credentials.keyvault import KeyVaultSecret
 from shared.credentials.sources import ClientCredentialSource, SecretSource
 from shared.errors import AuthError, ConsentError
+from shared.settings import LOCAL_CONSENT_REDIRECT_URI
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,17 @@ ROTATION_CODES = frozenset({7000215, 7000222, 700027, 700024})
 #: 65001 no consent, 7000229 no service principal, 700016 app not found in the directory,
 #: 500011 the resource (Defender / Graph) is not in the tenant or not consented.
 CONSENT_CODES = frozenset({65001, 7000229, 700016, 500011})
+#: codes meaning no federated identity credential matches the managed identity's token: 70021
+#: (and its newer per-claim forms 700211 issuer, 700212 audience, 700213 subject)
+FEDERATION_CODES = frozenset({70021, 700211, 700212, 700213})
+#: the rule a federated credential breaks most often, for the message
+FEDERATED_RULE = (
+    "only a user-assigned managed identity can be an app's federated credential "
+    "(https://learn.microsoft.com/entra/workload-id/"
+    "workload-identity-federation-config-app-trust-managed-identity): set AZURE_CLIENT_ID to its "
+    "client id and give the app a federated credential with the tenant's issuer, the identity's "
+    "principal id as subject and the cloud's token-exchange audience"
+)
 
 AppCall = Callable[[msal.ConfidentialClientApplication], Mapping[str, Any]]
 
@@ -46,18 +58,23 @@ def admin_consent_url(
     tenant: str,
     client_id: str,
     scope: str,
-    redirect_uri: str | None = None,
+    redirect_uri: str,
     state: str | None = None,
 ) -> str:
     """The v2 admin-consent URL an admin of ``tenant`` opens to consent the app.
 
     ``scope`` is the API's ``/.default`` so the consent covers the app's application
-    permissions: https://learn.microsoft.com/entra/identity-platform/v2-admin-consent
+    permissions; ``redirect_uri`` is required by the v2 endpoint and must be registered on the
+    app; ``state`` comes back unchanged on the redirect (a caller binds the answer to its
+    request with it): https://learn.microsoft.com/entra/identity-platform/v2-admin-consent
+
+    Raises:
+        ValueError: no redirect URI.
     """
-    params = {"client_id": client_id, "scope": scope}
-    if redirect_uri:
-        params["redirect_uri"] = redirect_uri
-    if state:  # returned unchanged to the redirect URI (the onboarding callback checks it)
+    if not redirect_uri:
+        raise ValueError("the v2 admin-consent URL needs a redirect_uri")
+    params = {"client_id": client_id, "scope": scope, "redirect_uri": redirect_uri}
+    if state:
         params["state"] = state
     return f"{authority_url.rstrip('/')}/{tenant}/v2.0/adminconsent?{urlencode(params)}"
 
@@ -79,6 +96,8 @@ class AppTokenProvider:
         secret: older spelling: a Key Vault client secret (wrapped in ``SecretSource``).
         http_client: the session MSAL uses (trusts the emulator CA in emulator mode).
         instance_discovery: False only for the emulator, whose host Microsoft cannot know.
+        consent_redirect_uri: where admin-consent URLs send the admin back
+            (``DEFENDER_CONSENT_REDIRECT_URI``).
     """
 
     def __init__(
@@ -91,12 +110,14 @@ class AppTokenProvider:
         secret: KeyVaultSecret | None = None,
         instance_discovery: bool = True,
         app_factory: Callable[..., msal.ConfidentialClientApplication] | None = None,
+        consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI,
     ) -> None:
         if credential is None:
             if secret is None:
                 raise ValueError("give the credential source")
             credential = SecretSource(secret)
         self.client_id = client_id
+        self.consent_redirect_uri = consent_redirect_uri
         self.authority_url = authority_url.rstrip("/")
         self.credential = credential
         self._http = http_client
@@ -124,9 +145,19 @@ class AppTokenProvider:
         """A zero-argument token source bound to one tenant and scope."""
         return lambda: self.token(tenant, scope)
 
-    def consent_url(self, tenant: str, scope: str, redirect_uri: str | None = None) -> str:
-        """The admin-consent URL of this app for ``tenant``."""
-        return admin_consent_url(self.authority_url, tenant, self.client_id, scope, redirect_uri)
+    def consent_url(
+        self, tenant: str, scope: str, redirect_uri: str | None = None, state: str | None = None
+    ) -> str:
+        """The admin-consent URL of this app for ``tenant`` (redirecting to the configured
+        ``consent_redirect_uri`` unless told otherwise)."""
+        return admin_consent_url(
+            self.authority_url,
+            tenant,
+            self.client_id,
+            scope,
+            redirect_uri or self.consent_redirect_uri,
+            state,
+        )
 
     def acquire(self, tenant: str, call: AppCall) -> Mapping[str, Any]:
         """Run ``call`` with the tenant's app; re-read the credential once if Entra refuses it.
@@ -171,6 +202,12 @@ class AppTokenProvider:
             return ConsentError(
                 f"tenant {tenant}: the app is not consented there ({reason})",
                 action=f"an admin of tenant {tenant} must grant admin consent: {url}",
+                **common,
+            )
+        if codes & FEDERATION_CODES:
+            return AuthError(
+                f"tenant {tenant}: Entra has no federated credential matching the managed "
+                f"identity's token ({reason}); {FEDERATED_RULE}",
                 **common,
             )
         if codes & ROTATION_CODES or error == "invalid_client":

@@ -51,22 +51,38 @@ from shared.defender.operations import (
 from shared.defender.paging import (
     Page,
     RequestSpec,
+    Slice,
+    check_in_slice,
+    follow_link,
+    last_update_field,
     list_incidents_request,
     next_request,
     parse_page,
     same_origin,
+    slice_complete,
+    slice_request,
+    split,
 )
 from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.responses import classify
 from shared.errors import ThrottledError, TransientError, UnexpectedResponseError
+from shared.settings import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
 TokenSource = Callable[[], str]
 
+#: Graph hides enum members added after ``unknownFutureValue`` (incident status
+#: ``awaitingAction``, newer service and detection sources) unless asked for them; the model
+#: takes any value, so ask (https://learn.microsoft.com/graph/best-practices-concept#handling-future-members-in-evolvable-enumerations)
+GRAPH_PREFER = "include-unknown-enum-members"
+
 #: advanced hunting runs up to 3 minutes server-side before it times out
 #: (https://learn.microsoft.com/defender-xdr/api-advanced-hunting), so its read timeout is longer
 HUNTING_TIMEOUT = 200.0
+#: "Results can return up to 100,000 rows"; neither API marks a result cut there, so a result of
+#: exactly this many rows is flagged ``truncated`` (https://learn.microsoft.com/defender-xdr/api-advanced-hunting)
+HUNTING_MAX_ROWS = 100_000
 
 #: the permission each kind of call needs, named in a 403 whose message does not say
 _ROLES: dict[tuple[ApiKind, str], str] = {
@@ -129,8 +145,10 @@ class DefenderClient:
         retry: attempts, backoff and time budget of one operation.
         limiter: the process's rate limiter registry (None: no client-side limiting).
         tenant: the tenant id, the key of this client's rate-limit buckets.
-        page_size: ``$top`` of listings (at most 100 on the legacy API).
+        page_size: ``$top`` of listings; default and cap per surface (legacy 100, Graph 50:
+            ``shared.settings.MAX_PAGE_SIZE``).
         sleep, monotonic, rng: injected for tests.
+        hunting_row_limit: the service's row cap; a result this long is flagged ``truncated``.
     """
 
     def __init__(
@@ -144,10 +162,11 @@ class DefenderClient:
         retry: RetryPolicy | None = None,
         limiter: RateLimiterRegistry | None = None,
         tenant: str = "",
-        page_size: int = 100,
+        page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        hunting_row_limit: int = HUNTING_MAX_ROWS,
     ) -> None:
         self._session = session
         self._token = token
@@ -157,10 +176,11 @@ class DefenderClient:
         self._retry = retry or RetryPolicy()
         self._limiter = limiter
         self.tenant = tenant
-        self._page_size = min(page_size, 100) if api == "legacy" else page_size
+        self._page_size = min(page_size or DEFAULT_PAGE_SIZE[api], MAX_PAGE_SIZE[api])
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng
+        self._hunting_row_limit = hunting_row_limit
         self._count_lock = threading.Lock()
         self._api_calls = 0
 
@@ -172,7 +192,12 @@ class DefenderClient:
     # ------------------------------------------------------------------ sending
 
     def send(
-        self, spec: RequestSpec, *, timeout: float | None = None, role: str | None = None
+        self,
+        spec: RequestSpec,
+        *,
+        timeout: float | None = None,
+        role: str | None = None,
+        hunting: bool = False,
     ) -> Any:
         """Send one request once; return its JSON or raise a typed error."""
         if not same_origin(spec.url, self.base_url):
@@ -181,18 +206,21 @@ class DefenderClient:
         with self._count_lock:
             self._api_calls += 1
         request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {self._token()}",
+            "Accept": "application/json",
+            # Graph echoes it and logs it; support can find the call by it
+            "client-request-id": request_id,
+        }
+        if self.api == "graph":
+            headers["Prefer"] = GRAPH_PREFER
         try:
             response = self._session.request(
                 spec.method,
                 spec.url,
                 params=dict(spec.params) or None,
                 json=spec.json,
-                headers={
-                    "Authorization": f"Bearer {self._token()}",
-                    "Accept": "application/json",
-                    # Graph echoes it and logs it; support can find the call by it
-                    "client-request-id": request_id,
-                },
+                headers=headers,
                 timeout=timeout if timeout is not None else self._timeout,
                 allow_redirects=False,  # a redirect would carry the token elsewhere
             )
@@ -211,6 +239,7 @@ class DefenderClient:
             body,
             required_role=role,
             client_request_id=request_id,
+            hunting=hunting,
         )
 
     def call(
@@ -248,7 +277,10 @@ class DefenderClient:
                     remaining = deadline - self._monotonic()
                 try:
                     return self.send(
-                        spec, timeout=max(0.001, min(per_request, remaining)), role=role
+                        spec,
+                        timeout=max(0.001, min(per_request, remaining)),
+                        role=role,
+                        hunting=family == "hunting",
                     )
                 finally:
                     if bucket is not None:
@@ -283,6 +315,49 @@ class DefenderClient:
 
     # ------------------------------------------------------------------ incidents
 
+    def iter_pages(
+        self,
+        first: RequestSpec,
+        *,
+        deadline: float | None = None,
+        family: Family = "incidents",
+        role: str | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Page]:
+        """Every page of a listing, read in complete time slices (``shared.defender.paging``):
+        each page yielded is one answer that held a whole last-update range, so nothing
+        depends on the order of results or on offsets. Slices come oldest first (an item updated
+        meanwhile is then never missed); ``newest_first`` for callers that stop early.
+        Without ``deadline`` each request has the policy's whole budget.
+
+        Raises:
+            UnexpectedResponseError: a page carries an unsafe nextLink, or more items than
+                ``SKIP_LIMIT`` + ``$top`` share one last-update instant.
+        """
+        field_name = last_update_field(self.api)
+        pending: list[Slice] = [Slice()]
+        while pending:
+            part = pending.pop(0)
+            spec = slice_request(first, field_name, part)
+            page = parse_page(self.call(spec, deadline=deadline, family=family, role=role))
+            if page.next_link:
+                follow_link(page.next_link, self.base_url)  # refuse a poisoned link anywhere
+            check_in_slice(part, page, field_name)
+            if slice_complete(page, spec):
+                yield page
+                continue
+            if not part.instant:
+                halves = split(part, page, field_name)
+                pending[0:0] = list(reversed(halves)) if newest_first else halves
+                continue
+            # one instant holds more than a page: the only place offsets remain (to 500)
+            yield page
+            nxt = next_request(spec, page, base_url=self.base_url)
+            while nxt is not None:
+                page = parse_page(self.call(nxt, deadline=deadline, family=family, role=role))
+                yield page
+                nxt = next_request(nxt, page, base_url=self.base_url)
+
     def iter_incident_pages(
         self,
         *,
@@ -291,7 +366,10 @@ class DefenderClient:
         query: IncidentQuery | None = None,
         budget: float | None = None,
     ) -> Iterator[IncidentPage]:
-        """Yield every page of incidents matching ``query`` (and ``updated_since``), newest first.
+        """Yield every page of incidents matching ``query`` (and ``updated_since``) as the API
+        pages them (nextLink / ``$skip``, narrowing instead of ``$skip`` beyond 500): today's
+        ingestion path, which relies on the newest-first order (``shared.defender.paging``).
+        General listings use ``iter_sliced_incident_pages``, which relies on no order.
 
         Without ``budget`` each page has the policy's whole budget (see the module docstring).
         """
@@ -301,7 +379,10 @@ class DefenderClient:
         residual = query.client_side(self.api)
         deadline = None if budget is None else self._deadline(budget)
         spec: RequestSpec | None = list_incidents_request(
-            self.api, self.base_url, page_size=page_size or self._page_size, query=query
+            self.api,
+            self.base_url,
+            page_size=min(page_size or self._page_size, MAX_PAGE_SIZE[self.api]),
+            query=query,
         )
         role = self._role("read")
         while spec is not None:
@@ -309,6 +390,29 @@ class DefenderClient:
             incidents = [normalize(item, self.api) for item in page.items]
             yield IncidentPage(incidents=[i for i in incidents if residual.matches(i)], page=page)
             spec = next_request(spec, page, base_url=self.base_url)
+
+    def iter_sliced_incident_pages(
+        self,
+        *,
+        query: IncidentQuery | None = None,
+        budget: float | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[IncidentPage]:
+        """Pages that together hold every incident matching ``query``, each one answer for a
+        complete time slice (see ``iter_pages``): correct whatever the order of results; an
+        incident updated while listing may come twice, in both versions."""
+        query = query or IncidentQuery()
+        residual = query.client_side(self.api)
+        deadline = None if budget is None else self._deadline(budget)
+        first = list_incidents_request(
+            self.api, self.base_url, page_size=self._page_size, query=query
+        )
+        pages = self.iter_pages(
+            first, deadline=deadline, role=self._role("read"), newest_first=newest_first
+        )
+        for page in pages:
+            incidents = [normalize(item, self.api) for item in page.items]
+            yield IncidentPage(incidents=[i for i in incidents if residual.matches(i)], page=page)
 
     def list_incidents(
         self,
@@ -319,10 +423,15 @@ class DefenderClient:
     ) -> list[Incident]:
         """Incidents matching ``query``, newest first, at most ``limit``, one time budget.
 
-        An incident seen twice (the list moved while paging) is kept once, in its newest version.
+        An incident seen twice (updated while listing) is kept once, in its newest version.
+        With a ``limit`` the newest slices are read first and reading stops once it is met.
         """
         found: dict[str, Incident] = {}
-        pages = self.iter_incident_pages(query=query, budget=self._budget_or_default(budget))
+        pages = self.iter_sliced_incident_pages(
+            query=query,
+            budget=self._budget_or_default(budget),
+            newest_first=limit is not None,
+        )
         for page in pages:
             for incident in page.incidents:
                 known = found.get(incident.id)
@@ -330,7 +439,7 @@ class DefenderClient:
                     found[incident.id] = incident
             if limit is not None and len(found) >= limit:
                 break
-        incidents = list(found.values())
+        incidents = sorted(found.values(), key=_newest_first)
         return incidents[:limit] if limit is not None else incidents
 
     def _budget_or_default(self, budget: float | None) -> float:
@@ -388,7 +497,7 @@ class DefenderClient:
         deadline = self._deadline(budget)
         if self.api == "legacy":
             seen: set[str] = set()
-            pages = self.iter_incident_pages(
+            pages = self.iter_sliced_incident_pages(
                 query=query.legacy_incident_query(), budget=deadline - self._monotonic()
             )
             for page in pages:
@@ -400,17 +509,18 @@ class DefenderClient:
                             yield alert
             return
         residual = query.graph_client_side()
-        spec: RequestSpec | None = list_alerts_request(
-            self.base_url, query, page_size=self._page_size
+        first = list_alerts_request(self.base_url, query, page_size=self._page_size)
+        versions: set[tuple[str, datetime]] = set()
+        alert_pages = self.iter_pages(
+            first, deadline=deadline, family="alerts", role=self._role("alerts")
         )
-        while spec is not None:
-            body = self.call(spec, deadline=deadline, family="alerts", role=self._role("alerts"))
-            alert_page = parse_page(body)
+        for alert_page in alert_pages:
             for raw in alert_page.items:
                 alert = normalize_alert(raw, "graph")
-                if residual.matches(alert):
+                version = (alert.id, alert.last_update)
+                if residual.matches(alert) and version not in versions:
+                    versions.add(version)
                     yield alert
-            spec = next_request(spec, alert_page, base_url=self.base_url)
 
     def list_alerts(
         self,
@@ -434,8 +544,13 @@ class DefenderClient:
     ) -> HuntingResult:
         """Run an advanced hunting query (read-only, so retried like a GET).
 
+        The result's ``truncated`` is True when it holds exactly the service's row cap
+        (100,000): the service cuts there without saying so.
+
         Raises:
             ConfigError: empty query, bad time span, or a time span on the legacy API.
+            HuntingLimitError: the query ran past the 3-minute limit or its result is too big.
+            HuntingQuotaError: the tenant's hunting CPU quota is spent until the next cycle.
             BadRequestError: the service refused the query (its message says why).
         """
         spec = hunting_request(self.api, self.base_url, query, timespan=timespan)
@@ -446,7 +561,17 @@ class DefenderClient:
             role=self._role("hunt"),
             timeout=max(self._timeout, HUNTING_TIMEOUT),
         )
-        return normalize_hunting(body, self.api)
+        return normalize_hunting(body, self.api, row_limit=self._hunting_row_limit)
+
+
+def _newest_first(incident: Incident) -> tuple[float, int, str]:
+    """Sort key: latest update first, then the larger id (ids are digit strings)."""
+    return (-incident.last_update.timestamp(), -len(incident.id), _invert(incident.id))
+
+
+def _invert(text: str) -> str:
+    # descending order of equal-length digit strings through an ascending sort
+    return "".join(chr(0x10FFFF - ord(ch)) for ch in text)
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:

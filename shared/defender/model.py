@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.clock import parse_utc
+from shared.defender.values import current_determination
 from shared.errors import UnexpectedResponseError
 
 ApiKind = Literal["graph", "legacy"]
@@ -95,7 +96,7 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
             status=camel(_text(raw, "status", required=False)) or "unknown",
             severity=camel(_text(raw, "severity", required=False)) or "unknown",
             classification=camel(_text(raw, "classification", required=False)),
-            determination=camel(_text(raw, "determination", required=False)),
+            determination=current_determination(camel(_text(raw, "determination", required=False))),
             assigned_to=_text(raw, "assignedTo", required=False),
             created=_time(raw, "createdTime"),
             last_update=_time(raw, "lastUpdateTime"),
@@ -112,7 +113,7 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
         status=_text(raw, "status", required=False) or "unknown",
         severity=_text(raw, "severity", required=False) or "unknown",
         classification=_text(raw, "classification", required=False),
-        determination=_text(raw, "determination", required=False),
+        determination=current_determination(_text(raw, "determination", required=False)),
         assigned_to=_text(raw, "assignedTo", required=False),
         created=_time(raw, "createdDateTime"),
         last_update=_time(raw, "lastUpdateDateTime"),
@@ -190,7 +191,8 @@ class HuntingResult:
     ``columns`` and ``types`` come from the answer's schema (legacy ``Schema``/``Name``/``Type``,
     Graph ``schema``/``name``/``type``; either casing is accepted because Microsoft's own examples
     mix them). ``rows`` are dicts keyed by the KQL column names; ``stats`` is the legacy ``Stats``
-    object (Graph returns none).
+    object (Graph returns none). ``truncated``: the result holds exactly the service's row cap
+    (100,000), where the service cuts a result without marking it, so rows may be missing.
     """
 
     columns: tuple[str, ...]
@@ -199,6 +201,7 @@ class HuntingResult:
     api: ApiKind
     stats: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    truncated: bool = False
 
     def table(self) -> list[list[Any]]:
         """The rows as lists in column order (a missing cell is None)."""
@@ -213,8 +216,8 @@ def _ci(raw: Mapping[str, Any], key: str) -> Any:
     return next((v for k, v in raw.items() if isinstance(k, str) and k.lower() == lowered), None)
 
 
-def normalize_hunting(raw: Any, api: ApiKind) -> HuntingResult:
-    """Normalize a hunting answer.
+def normalize_hunting(raw: Any, api: ApiKind, *, row_limit: int = 100_000) -> HuntingResult:
+    """Normalize a hunting answer; ``truncated`` when it holds ``row_limit`` rows or more.
 
     Raises:
         UnexpectedResponseError: the answer has no schema/results arrays of the documented shape.
@@ -243,4 +246,5 @@ def normalize_hunting(raw: Any, api: ApiKind) -> HuntingResult:
         api=api,
         stats=stats if isinstance(stats, Mapping) else None,
         raw=raw,
+        truncated=len(results) >= row_limit,
     )

@@ -1,35 +1,57 @@
-"""Pure request building and paging for incident listing on both API surfaces.
+"""Pure request building and paging for listings (incidents, alerts) on both API surfaces.
 
-Paging is "next request from the previous request and its page" (no I/O here):
+General listings (``DefenderClient.list_incidents``, Graph alerts) are read in **time slices**,
+so that no correctness argument rests on result order, on offsets staying put while data
+changes, or on a page boundary (defender-api.md §0.1 item 3: the order is not a contract; Graph
+documents none, and an emulator mode shuffles every answer):
 
-- follow ``@odata.nextLink`` when the page has one, but only to the scheme, host and port of the
-  configured API base, so the bearer token never goes anywhere else;
-- a link that was already followed means the service is looping: stop with an error rather than
-  spin (user-pains.md §8.5);
-- without a link, the legacy API pages by ``$skip`` in steps of ``$top`` until a short page
-  (its nextLink is undocumented: defender-api.md §1.2 and §7.3).
+- a slice is a half-open range ``[lo, hi)`` of the last-update time (``lastUpdateTime`` legacy,
+  ``lastUpdateDateTime`` Graph), sent as ``ge``/``lt`` terms next to the caller's filter
+  (``slice_request``);
+- a slice is *complete* when one answer holds all of it: fewer items than ``$top`` and no
+  ``@odata.nextLink`` (``slice_complete``). Only complete slices are yielded, so each item read
+  comes from a single answer to a time-anchored question, whatever order the service uses;
+- a full answer splits the slice in two at a time inside the range (the median of the times
+  seen; ``split``) and each half is asked again; a slice of one instant (one 100 ns tick) that
+  is still full is the one place offsets remain: it is paged with ``$skip`` up to
+  ``SKIP_LIMIT`` (``next_request``), and past that the listing stops with an error;
+- the newest slice is open-ended (no ``lt``), and a full listing reads slices oldest first, so
+  an incident updated while we list (which moves to "now") is read in its old slice before the
+  update or in the open-ended slice after it: never missed, at worst read twice
+  (deduplicated by version).
 
-Filters use ``lastUpdateTime`` (legacy) / ``lastUpdateDateTime`` (Graph) with no upper bound.
-The list is newest first, so an incident updated while we page jumps to the top: with an upper
-bound it would leave the filtered set and shift every later item up one place, and ``$skip``
-paging would silently skip one incident. Without an upper bound items only ever move *up*, which
-can only make us read one twice (deduplicated by version), never miss one.
+``DefenderClient.iter_incident_pages`` (what today's ingestion consumes; the ingestion work
+replaces it with ``shared.defender.slices``) still pages the older way: by nextLink or ``$skip``
+over an unbounded-above filter, and, instead of a ``$skip`` beyond ``SKIP_LIMIT``, *narrows the
+time filter* to incidents updated at or before the oldest one read so far (the raw timestamp,
+all 7 fractional digits), skipping only the ones already read at that instant. That argument
+takes the oldest item of the last page as the listing's oldest, which holds only for the
+newest-first order the legacy docs describe ("the most recent incidents are displayed at the
+top").
 
-Deep ``$skip``: Graph refuses ``$skip`` + ``$top`` beyond a limit (6,000 on the resources where
-it is known: https://github.com/microsoftgraph/microsoft-graph-docs/issues/3551; Elastic hit the
-same on security incidents: https://github.com/elastic/integrations/issues/20234), and the
-legacy API documents none. So an incident listing never asks for a page past ``SKIP_LIMIT``:
-when the next page would, it *narrows the time filter* instead, asking again for incidents
-updated at or before the oldest one read so far (the raw timestamp, all 7 fractional digits),
-skipping only the ones already read at exactly that instant. Such a request is anchored to a
-time, not a position, so an incident updated meanwhile (which leaves that range) shifts nothing.
+Links (``next_request``, and checked on every page): a ``@odata.nextLink`` is followed only on
+the scheme, host and port of the configured API base, so the bearer token never goes anywhere
+else. The next request is built from the *configured* origin plus the link's path and query
+(``follow_link``), never from the link's own authority: parsers disagree about authorities
+(``https://evil.example\\@api.host/`` is host ``api.host`` to ``urllib.parse`` but
+``evil.example`` to urllib3/requests), so a link whose authority could be read two ways
+(userinfo, backslashes, control characters, spaces, percent-escapes or non-ASCII in the
+authority) is refused outright, on any page. A link already followed means the service is
+looping: an error rather than a spin (user-pains.md §8.5). Without a link, the legacy API pages
+by ``$skip`` in steps of ``$top`` (its nextLink is undocumented: §1.2, §7.3).
+
+Deep ``$skip``: Graph's security API refuses ``$skip`` above 500 (microsoft-graph-docs
+``resources/security-error-codes.md``; the older "``$top`` + ``$skip`` <= 6000" figure is from
+2018 and was written for ``/alerts``) and the legacy API documents none, so no request asks for
+``$skip`` beyond ``SKIP_LIMIT`` = 500 on either surface.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -38,8 +60,8 @@ from shared.defender.model import ApiKind
 from shared.defender.queries import IncidentQuery
 from shared.errors import UnexpectedResponseError
 
-#: the deepest ``$skip`` + ``$top`` an incident listing asks for (see the module docstring)
-SKIP_LIMIT = 6000
+#: the deepest ``$skip`` any listing asks for: Graph's documented cap (see the module docstring)
+SKIP_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +135,72 @@ def list_incidents_request(
     return RequestSpec("GET", url, params, narrowing=Narrowing(url, params, field_name))
 
 
+def last_update_field(api: ApiKind) -> str:
+    """The last-update property that slices a listing on ``api`` (incidents and alerts_v2)."""
+    return "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
+
+
 def same_origin(url: str, base_url: str) -> bool:
-    """True when ``url`` has the scheme, host and port of ``base_url``."""
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme.lower(), a.hostname, a.port or _default_port(a.scheme)) == (
-        b.scheme.lower(),
-        b.hostname,
-        b.port or _default_port(b.scheme),
+    """True when ``url`` has the scheme, host and port of ``base_url`` and nothing in its
+    authority that another URL parser could read differently (see ``follow_link``)."""
+    try:
+        follow_link(url, base_url)
+    except UnexpectedResponseError:
+        return False
+    return True
+
+
+#: anything outside visible ASCII: urllib.parse silently drops tabs and newlines (WHATWG), and
+#: other parsers read spaces, controls and non-ASCII (IDNA) hosts differently
+_UNSAFE_CHARS = re.compile(r"[^\x21-\x7e]")
+
+
+def follow_link(link: str, base_url: str) -> str:
+    """The URL to request for a service-given ``link``: ``base_url``'s origin + the link's path
+    and query. The token only ever goes to the configured origin.
+
+    Raises:
+        UnexpectedResponseError: the link is not an absolute URL on ``base_url``'s origin, or its
+            authority could be parsed two ways (userinfo, backslash, control or non-ASCII
+            characters, percent-escapes), or it has a fragment.
+    """
+    api_host = urlsplit(base_url).hostname or "?"
+    if _UNSAFE_CHARS.search(link) or "\\" in link:
+        raise UnexpectedResponseError(
+            "refused @odata.nextLink with characters URL parsers disagree on (backslash, space, "
+            f"control or non-ASCII); the token is only sent to {api_host}"
+        )
+    parts, base = urlsplit(link), urlsplit(base_url)
+    if "@" in parts.netloc or "%" in parts.netloc:
+        raise UnexpectedResponseError(
+            "refused @odata.nextLink with user information or escapes in its host part; the "
+            f"token is only sent to {api_host}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # a malformed port: not the API's
+    same = (
+        parts.scheme.lower(),
+        (parts.hostname or "").lower(),
+        port or _default_port(parts.scheme),
+    ) == (
+        base.scheme.lower(),
+        (base.hostname or "").lower(),
+        base.port or _default_port(base.scheme),
     )
+    if not same:
+        raise UnexpectedResponseError(
+            f"refused @odata.nextLink to another host ({parts.hostname or '?'}); the token is "
+            f"only sent to {api_host}"
+        )
+    if parts.fragment or "#" in link:
+        raise UnexpectedResponseError("refused @odata.nextLink with a fragment")
+    path = parts.path or "/"
+    if not path.startswith("/"):
+        raise UnexpectedResponseError("refused @odata.nextLink without an absolute path")
+    origin = f"{base.scheme.lower()}://{base.netloc}"
+    return origin + path + (f"?{parts.query}" if parts.query else "")
 
 
 def _default_port(scheme: str) -> int:
@@ -152,19 +232,16 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
             incidents than ``SKIP_LIMIT`` share one last-update instant (cannot page past them).
     """
     if page.next_link:
-        link = page.next_link
-        if not same_origin(link, base_url):
-            host = urlsplit(link).hostname or "?"
-            raise UnexpectedResponseError(
-                f"refused @odata.nextLink to another host ({host}); the token is only sent to "
-                f"{urlsplit(base_url).hostname}"
-            )
+        link = follow_link(page.next_link, base_url)
         if link in previous.followed or link == _as_url(previous):
             raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
         params = link_params(link)
-        if previous.narrowing is not None and _too_deep(
-            params.get("$skip"), params.get("$top") or previous.params.get("$top")
-        ):
+        if _too_deep(params.get("$skip")):
+            if previous.narrowing is None:
+                raise UnexpectedResponseError(
+                    f"@odata.nextLink asks for $skip beyond {SKIP_LIMIT}, which the API refuses; "
+                    "narrow the query (e.g. a shorter time range)"
+                )
             return narrowed(previous.narrowing, page)
         return RequestSpec(
             "GET",
@@ -176,15 +253,20 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
     top = int(previous.params.get("$top", "0") or 0)
     if "$skip" in previous.params and top and len(page.items) >= top:
         skip = int(previous.params["$skip"]) + top
-        if previous.narrowing is not None and _too_deep(str(skip), str(top)):
+        if _too_deep(str(skip)):
+            if previous.narrowing is None:
+                raise UnexpectedResponseError(
+                    f"the listing would need $skip beyond {SKIP_LIMIT}, which the API refuses; "
+                    "narrow the query (e.g. a shorter time range)"
+                )
             return narrowed(previous.narrowing, page)
         return replace(previous, params={**previous.params, "$skip": str(skip)})
     return None
 
 
-def _too_deep(skip: str | None, top: str | None) -> bool:
+def _too_deep(skip: str | None) -> bool:
     try:
-        return int(skip or 0) + int(top or 0) > SKIP_LIMIT
+        return int(skip or 0) > SKIP_LIMIT
     except ValueError:
         return False  # not a number we understand: leave paging to the service's link
 
@@ -231,7 +313,7 @@ def narrowed(narrowing: Narrowing, page: Page) -> RequestSpec:
         raise UnexpectedResponseError("cannot narrow a listing after an empty page")
     oldest, raw_oldest = min(stamps)
     ties = sum(1 for t, _ in stamps if t == oldest)
-    if narrowing.bound is not None and ticks(narrowing.bound) == oldest:
+    if ties > SKIP_LIMIT or (narrowing.bound is not None and ticks(narrowing.bound) == oldest):
         raise UnexpectedResponseError(
             f"more than {SKIP_LIMIT} incidents share the last-update time {raw_oldest}; "
             "the listing cannot page past them"
@@ -249,6 +331,101 @@ def narrowed(narrowing: Narrowing, page: Page) -> RequestSpec:
         params,
         narrowing=replace(narrowing, bound=raw_oldest, ties=ties),
     )
+
+
+def format_ticks(value: int) -> str:
+    """100 ns ticks since the epoch as an OData timestamp with all 7 fractional digits."""
+    seconds, fraction = divmod(value, 10_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:07d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A half-open last-update range ``[lo, hi)`` in ticks; None is unbounded on that side."""
+
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def instant(self) -> bool:
+        """One tick wide: cannot be split further."""
+        return self.lo is not None and self.hi is not None and self.hi - self.lo <= 1
+
+
+def slice_request(base: RequestSpec, field: str, part: Slice) -> RequestSpec:
+    """``base`` (a listing's first request) restricted to ``part`` of the last-update time."""
+    terms = [base.params["$filter"]] if base.params.get("$filter") else []
+    if part.lo is not None:
+        terms.append(f"{field} ge {format_ticks(part.lo)}")
+    if part.hi is not None:
+        terms.append(f"{field} lt {format_ticks(part.hi)}")
+    params = dict(base.params)
+    if terms:
+        params["$filter"] = " and ".join(terms)
+    if "$skip" in params:
+        params["$skip"] = "0"
+    return RequestSpec(base.method, base.url, params)
+
+
+def slice_complete(page: Page, spec: RequestSpec) -> bool:
+    """One answer held the whole slice: fewer items than ``$top`` and no nextLink."""
+    top = int(spec.params.get("$top", "0") or 0)
+    return page.next_link is None and (not top or len(page.items) < top)
+
+
+def check_in_slice(part: Slice, page: Page, field: str) -> None:
+    """Every item of the answer lies in the slice asked for.
+
+    Raises:
+        UnexpectedResponseError: an item lacks a valid last-update time, or lies outside the
+            slice (the service ignored the time filter: slicing could not make progress).
+    """
+    for item in page.items:
+        raw = item.get(field)
+        try:
+            value = ticks(str(raw))
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"an item without a valid '{field}'; cannot slice the listing by time"
+            ) from None
+        if (part.lo is not None and value < part.lo) or (part.hi is not None and value >= part.hi):
+            raise UnexpectedResponseError(
+                f"the API answered an item with {field} {raw} outside the time range asked for"
+            )
+
+
+def split(part: Slice, page: Page, field: str) -> list[Slice]:
+    """Halves of a slice whose answer was full, oldest first, each holding fewer items.
+
+    The cut is the median last-update time of the items seen (moved above the oldest seen, so
+    both halves exclude at least one of them); when every item seen has the same time ``t``,
+    the cut isolates ``t`` as an instant slice. Empty ranges are left out.
+
+    Raises:
+        UnexpectedResponseError: an item lacks a valid last-update time.
+    """
+    seen: list[int] = []
+    for item in page.items:
+        raw = item.get(field)
+        try:
+            seen.append(ticks(str(raw)))
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"an item without a valid '{field}'; cannot slice the listing by time"
+            ) from None
+    if not seen:
+        raise UnexpectedResponseError("cannot slice a listing by an empty answer")
+    seen.sort()
+    if seen[0] == seen[-1]:
+        t = seen[0]
+        cuts = [Slice(part.lo, t), Slice(t, t + 1), Slice(t + 1, part.hi)]
+    else:
+        cut = seen[len(seen) // 2]
+        if cut == seen[0]:
+            cut = next(v for v in seen if v > seen[0])
+        cuts = [Slice(part.lo, cut), Slice(cut, part.hi)]
+    return [c for c in cuts if c.lo is None or c.hi is None or c.lo < c.hi]
 
 
 def _as_url(spec: RequestSpec) -> str:

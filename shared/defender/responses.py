@@ -16,6 +16,8 @@ from typing import Any
 from shared.errors import (
     BadRequestError,
     ForbiddenError,
+    HuntingLimitError,
+    HuntingQuotaError,
     NotFoundError,
     ThrottledError,
     TransientError,
@@ -36,6 +38,18 @@ KNOWN_ROLES = (
 )
 
 _QUOTA = re.compile(r"per (\d+):(\d\d):(\d\d)")
+#: advanced hunting's documented result-size answer (HTTP 400): "Query execution has exceeded
+#: the allowed result size. Optimize your query by limiting the number of results and try again."
+#: (https://learn.microsoft.com/defender-endpoint/api/run-advanced-query-api)
+_RESULT_SIZE = re.compile(r"exceeded the allowed result size", re.IGNORECASE)
+#: the 3-minute timeout "returns an error" whose status and wording are not documented
+#: (https://learn.microsoft.com/defender-xdr/api-advanced-hunting): recognize the usual words
+_TIMEOUT = re.compile(
+    r"time ?out|timed out|time limit|execution time|exceeded the allowed (?:time|duration)",
+    re.IGNORECASE,
+)
+#: "429 ... reaching quota limit either by number of requests or by CPU" (same pages)
+_CPU = re.compile(r"\bcpu\b", re.IGNORECASE)
 _MAX_MESSAGE = 300
 
 
@@ -99,11 +113,16 @@ def classify(
     *,
     required_role: str | None = None,
     client_request_id: str | None = None,
+    hunting: bool = False,
 ) -> Any:
     """Return the decoded JSON of a success, or raise the typed error for a failure.
 
     ``required_role`` names the permission the operation needs, for a 403 whose message names
     none; ``client_request_id`` is the id we sent, the correlation id when the answer has none.
+    ``hunting``: an advanced hunting answer, whose limits get their own types
+    (``HuntingQuotaError`` for the CPU quota, ``HuntingLimitError`` for the timeout and the
+    result size) so that the caller neither retries a query that cannot pass nor gives up on
+    one that only has to wait.
 
     Raises:
         UpstreamError: a subclass chosen by status (see ``shared.errors``).
@@ -127,7 +146,29 @@ def classify(
     }
     if status == 429:
         wait = retry_after_seconds(headers, message)
+        if hunting and _CPU.search(text):
+            raise HuntingQuotaError(
+                f"advanced hunting is blocked: the tenant's CPU quota is used up{detail}; "
+                "queries run again after the next 15-minute cycle",
+                quota=text,
+                retry_after=wait,
+                **common,
+            )
         raise ThrottledError(f"throttled by the API (HTTP 429){detail}", retry_after=wait, **common)
+    if hunting and status in (400, 408, 504) and _RESULT_SIZE.search(text):
+        raise HuntingLimitError(
+            f"the hunting result is larger than the service allows{detail}; return fewer rows "
+            "or columns (take, project, summarize)",
+            limit="result_size",
+            **common,
+        )
+    if hunting and status in (400, 408, 504) and _TIMEOUT.search(text):
+        raise HuntingLimitError(
+            f"the hunting query ran longer than the service's 3-minute limit{detail}; narrow "
+            "it (a shorter time range, filters first) instead of retrying",
+            limit="timeout",
+            **common,
+        )
     if status == 400:
         raise BadRequestError(f"the API refused the request{detail}", **common)
     if status == 401:

@@ -1,9 +1,16 @@
 """The documented value sets of incident fields, and how each API surface spells them. Pure.
 
 Callers (CLI, HTTP API) may write a value in any case and with either of the spellings Microsoft
-documents; ``canonical_*`` turns it into one canonical name (Graph's camelCase resource enum) or
+documents; ``canonical_*`` turns it into one canonical name (Graph's camelCase schema enum) or
 raises ``ConfigError`` listing what is allowed, and ``for_api`` gives the spelling one surface
 expects on the wire.
+
+Determinations: the canonical names are those of today's Graph schema (``compromisedAccount``,
+``notMalicious``, ``notEnoughDataToValidate``, ``confirmedActivity``: msgraph-sdk-python
+``models/security/alert_determination.py``; defender-api.md §0.1 item 4). The older names
+(``compromisedUser``, ``clean``, ``insufficientData``, ``confirmedUserActivity``) are gone from
+the schema; they are still accepted from users and from stored data and mapped
+(``current_determination``), never sent to Graph.
 
 Sources:
 
@@ -12,17 +19,20 @@ Sources:
   ``NoEnoughDataToValidate`` ...)
 - legacy resource: https://learn.microsoft.com/defender-xdr/api-incident (``CompromisedUser``,
   ``ConfirmedUserActivity``, ``InsufficientData``: the same values under other names)
-- Graph: https://learn.microsoft.com/graph/api/resources/security-incident (camelCase enums) and
-  https://learn.microsoft.com/graph/api/security-incident-update (``notMalicious``,
-  ``notEnoughDataToValidate``, ``compromisedAccount``, ``confirmedActivity`` as synonyms)
+- Graph: https://learn.microsoft.com/graph/api/resources/security-incident (camelCase enums),
+  https://learn.microsoft.com/graph/api/resources/security-alert (the ``alertDetermination``
+  table) and the schema as generated into msgraph-sdk-python
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from shared.defender.model import ApiKind
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:  # the model imports this module to map determinations it reads
+    from shared.defender.model import ApiKind
 
 #: incident statuses a caller may filter on or set (``awaitingAction`` is read-only on Graph)
 STATUSES = ("active", "inProgress", "resolved", "redirected")
@@ -38,7 +48,7 @@ DETERMINATIONS_BY_CLASSIFICATION: Mapping[str, tuple[str, ...]] = {
     "truePositive": (
         "multiStagedAttack",
         "maliciousUserActivity",
-        "compromisedUser",
+        "compromisedAccount",
         "malware",
         "phishing",
         "unwantedSoftware",
@@ -47,29 +57,49 @@ DETERMINATIONS_BY_CLASSIFICATION: Mapping[str, tuple[str, ...]] = {
     "informationalExpectedActivity": (
         "securityTesting",
         "lineOfBusinessApplication",
-        "confirmedUserActivity",
+        "confirmedActivity",
         "other",
     ),
-    "falsePositive": ("clean", "insufficientData", "other"),
+    "falsePositive": ("notMalicious", "notEnoughDataToValidate", "other"),
 }
 DETERMINATIONS = tuple(
     dict.fromkeys(d for ds in DETERMINATIONS_BY_CLASSIFICATION.values() for d in ds)
 )
+#: every member of Graph's ``alertDetermination`` today (defender-api.md §0.1 item 4); reads
+#: may show the ones a caller cannot set (``unknown``, ``apt``, ...)
+_ALL_DETERMINATIONS = (
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedAccount",
+    "phishing",
+    "maliciousUserActivity",
+    "notMalicious",
+    "notEnoughDataToValidate",
+    "confirmedActivity",
+    "lineOfBusinessApplication",
+    "unknownFutureValue",
+)
 
-#: other documented spellings → canonical (resource page) names
+#: older or other documented spellings (compared by ``_key``) → today's schema names
 _DETERMINATION_SYNONYMS: Mapping[str, str] = {
-    "compromisedaccount": "compromisedUser",
-    "confirmedactivity": "confirmedUserActivity",
-    "noenoughdatatovalidate": "insufficientData",
-    "notenoughdatatovalidate": "insufficientData",
-    "notmalicious": "clean",
+    "compromiseduser": "compromisedAccount",
+    "confirmeduseractivity": "confirmedActivity",
+    "insufficientdata": "notEnoughDataToValidate",
+    "noenoughdatatovalidate": "notEnoughDataToValidate",  # the legacy update page's spelling
+    "clean": "notMalicious",
 }
 
-#: what the legacy update endpoint lists for the values whose names differ (its PATCH page)
+#: the legacy update endpoint's spelling of the values whose names differ (its PATCH page; the
+#: legacy API keeps the older "Clean" for a false positive that is not malicious)
 _LEGACY_DETERMINATION: Mapping[str, str] = {
-    "compromisedUser": "CompromisedAccount",
-    "confirmedUserActivity": "ConfirmedActivity",
-    "insufficientData": "NoEnoughDataToValidate",
+    "notEnoughDataToValidate": "NoEnoughDataToValidate",
+    "notMalicious": "Clean",
 }
 
 
@@ -126,6 +156,22 @@ def canonical_determination(value: str, classification: str | None = None) -> st
             f"determination '{value}' is not allowed with classification '{classification}' "
             f"(allowed: {', '.join(allowed)})"
         ) from None
+
+
+def current_determination(value: str | None) -> str | None:
+    """A determination read from an API or from storage, in today's schema name.
+
+    The older names map to the new ones (``compromisedUser`` → ``compromisedAccount``, any
+    case); a value this code does not know is kept as it is, never refused: the service may add
+    members (``unknownFutureValue`` and later) and reads must not fail on them.
+    """
+    if value is None:
+        return None
+    key = _key(value)
+    if key in _DETERMINATION_SYNONYMS:
+        return _DETERMINATION_SYNONYMS[key]
+    known = next((d for d in _ALL_DETERMINATIONS if _key(d) == key), None)
+    return known or value
 
 
 def for_api(api: ApiKind, field: str, canonical: str) -> str:

@@ -43,9 +43,13 @@ def test_certificate_from_key_vault_signs_the_assertion(
 def test_federated_managed_identity_needs_no_secret(
     cloud: LocalCloud, app_env: dict[str, str]
 ) -> None:
-    """The identity's token for api://AzureADTokenExchange is the client assertion; Key Vault
-    is never read; check reports the credential and every tenant as ok."""
-    env = {**app_env, "DEFENDER_CREDENTIAL_KIND": "federated"}
+    """The user-assigned identity's token for api://AzureADTokenExchange is the client
+    assertion; Key Vault is never read; check reports the credential and every tenant as ok."""
+    env = {
+        **app_env,
+        "DEFENDER_CREDENTIAL_KIND": "federated",
+        "AZURE_CLIENT_ID": cloud.emulator.federated_identity_client_id,
+    }
     svc = wire(env)
     tenants = env["INGEST_TENANTS"].split(",")
     for tenant in tenants:
@@ -65,6 +69,28 @@ def test_federated_managed_identity_needs_no_secret(
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert report["credential"]["status"] == "ok"
     assert "federated" in report["credential"]["detail"]
+    assert not JWT.search(result.stdout + result.stderr)
+
+
+def test_federated_with_the_system_identity_fails_naming_the_rule(
+    cloud: LocalCloud, app_env: dict[str, str]
+) -> None:
+    """Settings refuse federated without AZURE_CLIENT_ID (exit 2, one line naming the rule);
+    and if the app trusts an identity Entra will not match (here: the system-assigned one, made
+    explicit by its client id), Entra's 70021 becomes a message naming the same rule."""
+    env = {**app_env, "DEFENDER_CREDENTIAL_KIND": "federated"}
+    env.pop("AZURE_CLIENT_ID", None)
+    refused = run_cli(env, "check")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "AZURE_CLIENT_ID" in refused.stderr
+    assert "only a user-assigned managed identity" in refused.stderr
+    system = {**env, "AZURE_CLIENT_ID": cloud.emulator.identity_client_id}
+    result = run_cli(system, "check", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    text = json.dumps(report)
+    assert "AADSTS70021" in text or "70021" in text
+    assert "only a user-assigned managed identity" in text
     assert not JWT.search(result.stdout + result.stderr)
 
 

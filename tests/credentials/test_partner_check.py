@@ -56,7 +56,8 @@ def test_one_tenant_without_consent_others_ingest_and_check_names_the_fix(
             assert by_tenant[tenant]["ok"] is True
             assert by_tenant[tenant]["incidents"] > 0
 
-    check = run_cli(app_env, "check")
+    redirect = "https://bridge.example.net/api/consent/callback"
+    check = run_cli({**app_env, "DEFENDER_CONSENT_REDIRECT_URI": redirect}, "check")
     assert check.returncode == 1
     lines = check.stdout.splitlines()
     failed = [line for line in lines if line.startswith(lost)]
@@ -64,6 +65,8 @@ def test_one_tenant_without_consent_others_ingest_and_check_names_the_fix(
     fix = next(line for line in lines if "fix:" in line)
     assert f"an admin of tenant {lost} must grant admin consent" in fix
     assert f"/{lost}/v2.0/adminconsent?client_id=" in fix
+    url = urlsplit(fix[fix.index("https://") :].split()[0])
+    assert parse_qs(url.query)["redirect_uri"] == [redirect]  # v2 adminconsent requires it
     for tenant in tenants:
         if tenant != lost:
             assert re.search(rf"^{tenant} .* ok$", check.stdout, re.MULTILINE), check.stdout
@@ -127,7 +130,9 @@ def test_registry_table_pauses_a_tenant(cloud: LocalCloud, app_env: dict[str, st
 
 
 def test_consent_url_command(app_env: dict[str, str]) -> None:
-    """consent-url prints the v2 admin-consent URL for the tenant with the API's /.default."""
+    """consent-url prints the v2 admin-consent URL for the tenant with the API's /.default and
+    the redirect_uri v2 requires: DEFENDER_CONSENT_REDIRECT_URI, else the HTTP API's callback
+    on WEBSITE_HOSTNAME, else the local Core Tools callback; --state and --redirect-uri win."""
     tenant = app_env["INGEST_TENANTS"].split(",")[1]
     result = run_cli(app_env, "consent-url", "--tenant", tenant)
     assert result.returncode == 0, result.stderr
@@ -137,7 +142,20 @@ def test_consent_url_command(app_env: dict[str, str]) -> None:
     assert query == {
         "client_id": [app_env["DEFENDER_CLIENT_ID"]],
         "scope": ["https://graph.microsoft.com/.default"],
+        "redirect_uri": ["http://localhost:7071/api/consent/callback"],
     }
+    hosted = {**app_env, "WEBSITE_HOSTNAME": "func-bridge.azurewebsites.net"}
+    result = run_cli(hosted, "consent-url", "--tenant", tenant, "--state", "s-123")
+    query = parse_qs(urlsplit(result.stdout.strip()).query)
+    assert query["redirect_uri"] == ["https://func-bridge.azurewebsites.net/api/consent/callback"]
+    assert query["state"] == ["s-123"]
+    configured = {**hosted, "DEFENDER_CONSENT_REDIRECT_URI": "https://ops.example.com/consented"}
+    result = run_cli(configured, "consent-url", "--tenant", tenant)
+    assert parse_qs(urlsplit(result.stdout.strip()).query)["redirect_uri"] == [
+        "https://ops.example.com/consented"
+    ]
+    result = run_cli(app_env, "consent-url", "--redirect-uri", "http://evil.example/x")
+    assert result.returncode == 2 and "--redirect-uri" in result.stderr
     bad = run_cli(app_env, "consent-url", "--tenant", "nope")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1

@@ -99,7 +99,7 @@ def test_update_every_field(make_client: ClientFactory, cloud: LocalCloud, surfa
         status="Resolved",
         assigned_to="secop2@contoso.com",
         classification="TruePositive",
-        determination="CompromisedAccount",  # the update page's spelling of compromisedUser
+        determination="compromisedUser",  # an older name: sent as today's compromisedAccount
         tags=["bridge", "contract"],
         comment=f"contract test on {surface}",
     )
@@ -109,7 +109,7 @@ def test_update_every_field(make_client: ClientFactory, cloud: LocalCloud, surfa
         assert incident.status == "resolved"
         assert incident.assigned_to == "secop2@contoso.com"
         assert incident.classification == "truePositive"
-        assert incident.determination == "compromisedUser"
+        assert incident.determination == "compromisedAccount"  # read in today's name
         assert incident.tags == ("bridge", "contract")
     texts = [str(c.get("comment")) for c in again.raw.get("comments") or []]
     assert f"contract test on {surface}" in texts

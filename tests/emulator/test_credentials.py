@@ -63,35 +63,46 @@ def test_unknown_certificate_is_700027(emu: Emulator, http: requests.Session) ->
 
 
 def test_managed_identity_as_federated_credential(emu: Emulator, http: requests.Session) -> None:
-    """The system identity's token for api://AzureADTokenExchange is a valid client assertion."""
+    """The user-assigned identity's token for api://AzureADTokenExchange is a valid client
+    assertion. The system-assigned identity's is refused the way Entra refuses an assertion it
+    has no record for (AADSTS70021, 400 invalid_request): only user-assigned identities can be
+    federated credentials (issue 8.7)."""
 
-    def assertion() -> str:
-        response = http.get(
-            emu.mi_url,
-            params={"api-version": "2019-08-01", "resource": "api://AzureADTokenExchange"},
-            headers={"X-IDENTITY-HEADER": emu.identity_header},
-            timeout=10,
-        )
+    def exchange_token(client_id: str | None) -> str:
+        params = {"api-version": "2019-08-01", "resource": "api://AzureADTokenExchange"}
+        if client_id:
+            params["client_id"] = client_id
+        headers = {"X-IDENTITY-HEADER": emu.identity_header}
+        response = http.get(emu.mi_url, params=params, headers=headers, timeout=10)
         return str(response.json()["access_token"])
 
-    result = _msal(emu, http, {"client_assertion": assertion}).acquire_token_for_client(
+    user_assigned = exchange_token(emu.federated_identity_client_id)
+    result = _msal(emu, http, {"client_assertion": lambda: user_assigned}).acquire_token_for_client(
         [LEGACY_SCOPE]
     )
     assert "access_token" in result, result
-    foreign = http.get(
-        emu.mi_url,
-        params={
-            "api-version": "2019-08-01",
-            "resource": "api://AzureADTokenExchange",
-            "client_id": emu.unauthorized_identity_client_id,
-        },
-        headers={"X-IDENTITY-HEADER": emu.identity_header},
-        timeout=10,
-    ).json()["access_token"]
-    refused = _msal(emu, http, {"client_assertion": lambda: foreign}).acquire_token_for_client(
+    system = exchange_token(None)  # no client_id: the system-assigned identity
+    refused = _msal(emu, http, {"client_assertion": lambda: system}).acquire_token_for_client(
         [LEGACY_SCOPE]
     )
     assert refused["error_codes"] == [70021]
+    assert refused["error"] == "invalid_request"
+    assert refused["error_description"].startswith(
+        "AADSTS70021: No matching federated identity record found for presented assertion. "
+        "Assertion Issuer: "
+    )
+    raw = http.post(
+        f"{emu.url}/{emu.home_tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": emu.client_id,
+            "scope": LEGACY_SCOPE,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": system,
+        },
+        timeout=10,
+    )
+    assert raw.status_code == 400
 
 
 def test_revoked_consent_fails_one_tenant_only(fresh: Emulator, http: requests.Session) -> None:

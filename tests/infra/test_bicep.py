@@ -65,6 +65,8 @@ LEFT_OUT = {
     settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default (.logic.azure.com) fits",
     settings.API_PUSH_MAX_ATTEMPTS_SETTING: "the default fits",
     settings.API_CONSENT_STATE_MINUTES_SETTING: "the default fits",
+    settings.CONSENT_REDIRECT_URI_SETTING: "defaults to https://$WEBSITE_HOSTNAME/api/consent/"
+    "callback, the CONSENT_REDIRECT_URI output the Entra script registers",
 }
 #: the defaults of shared.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
@@ -14,6 +16,7 @@ from requests.adapters import BaseAdapter
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
 from shared.defender.operations import IncidentUpdate
+from shared.defender.paging import ticks
 from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.errors import (
     ForbiddenError,
@@ -104,6 +107,36 @@ def graph_incident(
     }
 
 
+_TERM = re.compile(r"(lastUpdate(?:Date)?Time) (ge|lt) (\S+)")
+
+
+def serve(
+    items: list[dict[str, Any]], request: requests.PreparedRequest, *, shuffle: int = 0
+) -> Reply:
+    """A fake listing that honours the last-update ``ge``/``lt`` terms, ``$top`` and ``$skip``,
+    answering in a seeded arbitrary order (``shuffle`` seed) and with a nextLink when more."""
+    query = parse_qs(urlsplit(request.url or "").query)
+    chosen = list(items)
+    for field, op, stamp in _TERM.findall(query.get("$filter", [""])[0]):
+        bound = ticks(stamp)
+        chosen = [
+            i
+            for i in chosen
+            if (ticks(i[field]) >= bound if op == "ge" else ticks(i[field]) < bound)
+        ]
+    if shuffle:
+        random.Random(shuffle).shuffle(chosen)  # noqa: S311 - test data order
+    top = int(query.get("$top", ["100"])[0])
+    skip = int(query.get("$skip", ["0"])[0])
+    body: dict[str, Any] = {"value": chosen[skip : skip + top]}
+    if skip + top < len(chosen) and "/v1.0/" in (request.url or ""):
+        rest = {k: v[0] for k, v in query.items() if k != "$skip"}
+        body["@odata.nextLink"] = (
+            f"{BASE}{urlsplit(request.url or '').path}?{urlencode({**rest, '$skip': skip + top})}"
+        )
+    return 200, body, {}
+
+
 def legacy_incident(
     ident: int, severity: str = "High", alerts: list[Any] | None = None
 ) -> dict[str, Any]:
@@ -159,15 +192,13 @@ def test_the_budget_covers_every_page_of_a_listing() -> None:
     """Each page takes 4 s; with a 10 s budget the third page's call is not even sent."""
     clock = FakeTime()
 
+    many = [
+        graph_incident(n, updated=f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}Z") for n in range(900)
+    ]
+
     def handler(request: requests.PreparedRequest) -> Reply:
         clock.now += 4.0
-        skip = int(parse_qs(urlsplit(request.url or "").query).get("$skip", ["0"])[0])
-        link = f"{BASE}/v1.0/security/incidents?$top=2&$skip={skip + 2}"
-        return (
-            200,
-            {"value": [graph_incident(skip), graph_incident(skip + 1)], "@odata.nextLink": link},
-            {},
-        )
+        return serve(many, request)
 
     client, adapter, _ = make(handler, budget=10.0, clock=clock)
     with pytest.raises(TransientError, match="time budget"):
@@ -254,20 +285,21 @@ def test_429_pauses_the_shared_bucket() -> None:
 
 def test_legacy_filters_severity_client_side_and_pages_on_raw_counts() -> None:
     """A page thinned by a client-side filter still pages on; only a short raw page ends it."""
-    pages = {
-        "0": [legacy_incident(1, "Low"), legacy_incident(2, "High")],
-        "2": [legacy_incident(3, "Low"), legacy_incident(4, "Low")],
-        "4": [legacy_incident(5, "High")],
-    }
+    severities = {1: "Low", 2: "High", 3: "Low", 4: "Low", 5: "High"}
+    every = [
+        {**legacy_incident(n, sev), "lastUpdateTime": f"2026-11-01T00:0{n}:00Z"}
+        for n, sev in severities.items()
+    ]
 
     def handler(request: requests.PreparedRequest) -> Reply:
         query = parse_qs(urlsplit(request.url or "").query)
         assert "severity" not in query.get("$filter", [""])[0]
-        return 200, {"value": pages[query["$skip"][0]]}, {}
+        return serve(every, request, shuffle=3)
 
     client, adapter, _ = make(handler, api="legacy")
     found = client.list_incidents(IncidentQuery(severities=("high",)))
-    assert [i.id for i in found] == ["2", "5"] and len(adapter.sent) == 3
+    assert [i.id for i in found] == ["5", "2"]  # newest first
+    assert all(int(parse_qs(urlsplit(r.url or "").query)["$skip"][0]) == 0 for r in adapter.sent)
 
 
 def test_legacy_alerts_come_from_incidents_once_each() -> None:
@@ -286,8 +318,7 @@ def test_legacy_alerts_come_from_incidents_once_each() -> None:
         assert urlsplit(request.url or "").path == "/api/incidents"
         # the same incident twice (the list moved while paging): its alerts count once
         both = [legacy_incident(1, alerts=[alert, resolved]), legacy_incident(1, alerts=[alert])]
-        first = parse_qs(urlsplit(request.url or "").query)["$skip"] == ["0"]
-        return 200, {"value": both if first else []}, {}
+        return serve(both, request)
 
     client, _, _ = make(handler, api="legacy")
     assert [a.id for a in client.list_alerts()] == ["a1", "a2"]

@@ -52,19 +52,22 @@ def test_unknown_values_list_the_documented_set() -> None:
 @pytest.mark.parametrize(
     ("spelling", "canonical"),
     [
-        ("CompromisedAccount", "compromisedUser"),
-        ("compromisedUser", "compromisedUser"),
-        ("ConfirmedActivity", "confirmedUserActivity"),
-        ("NoEnoughDataToValidate", "insufficientData"),
-        ("notEnoughDataToValidate", "insufficientData"),
-        ("notMalicious", "clean"),
-        ("InsufficientData", "insufficientData"),
+        ("CompromisedAccount", "compromisedAccount"),
+        ("compromisedUser", "compromisedAccount"),
+        ("ConfirmedActivity", "confirmedActivity"),
+        ("confirmedUserActivity", "confirmedActivity"),
+        ("NoEnoughDataToValidate", "notEnoughDataToValidate"),
+        ("notEnoughDataToValidate", "notEnoughDataToValidate"),
+        ("notMalicious", "notMalicious"),
+        ("clean", "notMalicious"),
+        ("InsufficientData", "notEnoughDataToValidate"),
     ],
 )
 def test_both_documented_determination_spellings_are_accepted(
     spelling: str, canonical: str
 ) -> None:
-    """The update page's and the resource page's names map to one value."""
+    """Today's schema names, the older names and the legacy update page's names all map to
+    the schema's name (issue 8.2)."""
     assert canonical_determination(spelling) == canonical
 
 
@@ -77,9 +80,13 @@ def test_determination_must_fit_the_classification() -> None:
 
 def test_each_surface_gets_its_own_spelling() -> None:
     """Graph takes camelCase; legacy PascalCase and its update page's determination names."""
-    assert for_api("graph", "determination", "compromisedUser") == "compromisedUser"
-    assert for_api("legacy", "determination", "compromisedUser") == "CompromisedAccount"
-    assert for_api("legacy", "determination", "insufficientData") == "NoEnoughDataToValidate"
+    assert for_api("graph", "determination", "compromisedAccount") == "compromisedAccount"
+    assert for_api("legacy", "determination", "compromisedAccount") == "CompromisedAccount"
+    assert for_api("legacy", "determination", "notEnoughDataToValidate") == (
+        "NoEnoughDataToValidate"
+    )
+    assert for_api("legacy", "determination", "notMalicious") == "Clean"
+    assert for_api("graph", "determination", "notMalicious") == "notMalicious"
     assert for_api("legacy", "status", "inProgress") == "InProgress"
     assert for_api("legacy", "severity", "unknown") == "UnSpecified"
 
@@ -199,7 +206,7 @@ def test_update_bodies_per_surface() -> None:
         "status": "resolved",
         "assignedTo": "",
         "classification": "truePositive",
-        "determination": "compromisedUser",
+        "determination": "compromisedAccount",  # today's schema name, never the old one
         "customTags": ["a", "b"],
     }
     only_comment = IncidentUpdate.parse(comment="hi")

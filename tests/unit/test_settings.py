@@ -86,11 +86,25 @@ def test_connection_string_is_hidden_from_repr() -> None:
     assert "c2VjcmV0" not in repr(s)
 
 
-def test_legacy_page_size_is_capped_at_100() -> None:
-    """The legacy API refuses $top above 100, so the setting does too."""
+def test_page_size_default_and_cap_follow_the_surface() -> None:
+    """Legacy pages hold up to 100 (the default); Graph refuses $top over 50, so its default is
+    50 and a larger INGEST_PAGE_SIZE is a settings error that says why (issue 8.1)."""
+    assert Settings.from_env(BASE).page_size == 50
+    assert Settings.from_env({**BASE, "DEFENDER_API": "legacy"}).page_size == 100
+    assert (
+        Settings.from_env({**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "100"}).page_size
+        == 100
+    )
     with pytest.raises(ConfigError, match="INGEST_PAGE_SIZE"):
         Settings.from_env({**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "101"})
-    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "500"}).page_size == 500
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "100"})
+    assert info.value.problems == [
+        "INGEST_PAGE_SIZE: must be at most 50 with DEFENDER_API=graph: Graph answers 400 "
+        "\"The limit of '50' for Top query has been exceeded\" to a larger $top on security "
+        "incidents"
+    ]
+    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "50"}).page_size == 50
 
 
 def test_national_cloud_sets_hosts_and_overrides_win() -> None:
@@ -124,3 +138,68 @@ def test_schedule_must_be_six_field_ncrontab() -> None:
     """A five-field cron (a common mistake) is refused with the expected form."""
     with pytest.raises(ConfigError, match="six fields"):
         Settings.from_env({**BASE, "INGEST_SCHEDULE": "*/5 * * * *"})
+
+
+def test_federated_credential_needs_a_user_assigned_identity() -> None:
+    """federated without AZURE_CLIENT_ID is a settings error naming the rule (issue 8.7)."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "DEFENDER_CREDENTIAL_KIND": "federated"})
+    (problem,) = info.value.problems
+    assert problem.startswith("missing AZURE_CLIENT_ID (needed when DEFENDER_CREDENTIAL_KIND is")
+    assert "only a user-assigned managed identity" in problem
+    identity = "44444444-4444-4444-4444-444444444444"
+    s = Settings.from_env(
+        {**BASE, "DEFENDER_CREDENTIAL_KIND": "federated", "AZURE_CLIENT_ID": identity}
+    )
+    assert s.managed_identity_client_id == identity
+    # a malformed AZURE_CLIENT_ID is reported once, as malformed
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {**BASE, "DEFENDER_CREDENTIAL_KIND": "federated", "AZURE_CLIENT_ID": "nope"}
+        )
+    assert [p.split(":")[0] for p in info.value.problems] == ["AZURE_CLIENT_ID"]
+
+
+@pytest.mark.parametrize(
+    ("cloud", "audience"),
+    [
+        ("public", "api://AzureADTokenExchange"),
+        ("gcc", "api://AzureADTokenExchange"),
+        ("gcchigh", "api://AzureADTokenExchangeUSGov"),
+        ("dod", "api://AzureADTokenExchangeUSGov"),
+    ],
+)
+def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) -> None:
+    """The federated assertion's audience is the Entra cloud's (an emulator override of the
+    authority URL keeps the cloud's audience)."""
+    from shared.clouds import TOKEN_EXCHANGE_AUDIENCES
+
+    s = Settings.from_env(
+        {**BASE, "DEFENDER_CLOUD": cloud, "DEFENDER_AUTHORITY_URL": "https://127.0.0.1:8443"}
+    )
+    assert s.cloud.token_exchange_audience == audience
+    assert TOKEN_EXCHANGE_AUDIENCES["login.chinacloudapi.cn"] == "api://AzureADTokenExchangeChina"
+
+
+def test_consent_redirect_uri_default_and_validation() -> None:
+    """DEFENDER_CONSENT_REDIRECT_URI: the HTTP API's callback on WEBSITE_HOSTNAME in App Service,
+    the local Core Tools callback otherwise; https (http only for localhost) (issue 8.8)."""
+    from shared.credentials.tokens import admin_consent_url
+
+    assert Settings.from_env(BASE).consent_redirect_uri == (
+        "http://localhost:7071/api/consent/callback"
+    )
+    hosted = Settings.from_env({**BASE, "WEBSITE_HOSTNAME": "func-x.azurewebsites.net"})
+    assert hosted.consent_redirect_uri == "https://func-x.azurewebsites.net/api/consent/callback"
+    for bad in ("http://example.com/cb", "https://example.com/cb#x", "ftp://localhost/x"):
+        with pytest.raises(ConfigError, match="DEFENDER_CONSENT_REDIRECT_URI"):
+            Settings.from_env({**BASE, "DEFENDER_CONSENT_REDIRECT_URI": bad})
+    url = admin_consent_url(
+        "https://login.microsoftonline.com", TENANT, CLIENT, "s/.default", "https://a/cb", "st"
+    )
+    assert url == (
+        f"https://login.microsoftonline.com/{TENANT}/v2.0/adminconsent?client_id={CLIENT}"
+        "&scope=s%2F.default&redirect_uri=https%3A%2F%2Fa%2Fcb&state=st"
+    )
+    with pytest.raises(ValueError, match="redirect_uri"):
+        admin_consent_url("https://login.microsoftonline.com", TENANT, CLIENT, "s", "")
