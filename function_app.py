@@ -9,12 +9,16 @@ indexes every function, even with missing settings (those fail the invocation wi
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from shared import bootstrap
 from shared.errors import ConfigError
 from shared.logs import install_redaction
+
+if TYPE_CHECKING:
+    from shared.ingest import IngestSummary
 
 app = func.FunctionApp()
 log = logging.getLogger("defender_bridge")
@@ -24,7 +28,8 @@ log = logging.getLogger("defender_bridge")
     schedule="%INGEST_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
 def ingest_timer(timer: func.TimerRequest) -> None:
-    """Ingest every enabled tenant (INGEST_TENANTS + the registry table). Fails if any failed."""
+    """Queue every enabled tenant on ``defender-ingest`` (``INGEST_FANOUT=queue``, the default),
+    or ingest them here (``inline``). Fails if a tenant could not be queued (or, inline, failed)."""
     install_redaction()
     if timer.past_due:
         log.warning("the ingestion timer is past due; running now")
@@ -33,7 +38,35 @@ def ingest_timer(timer: func.TimerRequest) -> None:
     except ConfigError as exc:
         log.error("ingestion not started: settings: %s", exc)
         raise
-    summary = svc.ingestor().run(svc.enabled_tenants())
+    report = svc.fanout().tick()
+    if report.summary is not None:
+        _log_summary(report.summary)
+    if not report.ok:
+        failed = sorted(report.failed)
+        if report.summary is not None:
+            failed += [t.tenant for t in report.summary.tenants if not t.ok]
+        # raising marks the invocation failed in the host, so monitoring sees it
+        raise RuntimeError(f"ingestion failed for {len(failed)} tenant(s): {', '.join(failed)}")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="defender-ingest", connection="DATA_STORAGE")
+def ingest_queue(msg: func.QueueMessage) -> None:
+    """Ingest the one tenant of a ``defender-ingest`` message within its time budget.
+
+    A failure raises, so the host retries the message after host.json's ``visibilityTimeout``
+    and moves it to ``defender-ingest-poison`` after ``maxDequeueCount`` attempts; backlog,
+    throttling and missing consent are handled without failing (see ``shared.fanout``).
+    """
+    install_redaction()
+    try:
+        svc = bootstrap.services()
+    except ConfigError as exc:
+        log.error("ingestion not started: settings: %s", exc)
+        raise
+    svc.fanout().handle(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+def _log_summary(summary: IngestSummary) -> None:
     for tenant in summary.tenants:
         if tenant.ok:
             log.info(
@@ -47,7 +80,3 @@ def ingest_timer(timer: func.TimerRequest) -> None:
             )
         else:
             log.error("tenant %s failed: %s", tenant.tenant, tenant.error)
-    if not summary.ok:
-        failed = [t.tenant for t in summary.tenants if not t.ok]
-        # raising marks the invocation failed in the host, so monitoring sees it
-        raise RuntimeError(f"ingestion failed for {len(failed)} tenant(s): {', '.join(failed)}")

@@ -11,25 +11,30 @@ import contextlib
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
-from shared.settings import Settings, load
+from shared.settings import ApiKind, Settings, load
 
 if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
     import requests
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableServiceClient
     from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
 
     from shared.credentials.sources import ClientCredentialSource
     from shared.credentials.tokens import AppTokenProvider
     from shared.credentials.user import OnBehalfOfProvider
     from shared.defender.client import DefenderClient
     from shared.defender.limiter import RateLimiterRegistry
+    from shared.fanout import Fanout
     from shared.ingest import Ingestor
-    from shared.tenants import TenantRegistry
+    from shared.storage.queue import IngestQueue
+    from shared.tenants import RunStateStore, TenantRegistry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,10 @@ class Services:
     _obo: OnBehalfOfProvider | None = None
     _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
+    # partner scale (issue 10): the identity for the queue service, built on first use
+    credential: TokenCredential | None = None
+    _queue_service: QueueServiceClient | None = None
+    _registry_ready: bool = False
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -61,27 +70,39 @@ class Services:
                 self._limiter = RateLimiterRegistry(self.settings.rate_limits)
             return self._limiter
 
-    def client_for(self, tenant: str) -> DefenderClient:
-        """The API client of one tenant (built once)."""
+    def client_for(self, tenant: str, api: ApiKind | None = None) -> DefenderClient:
+        """The API client of one tenant (built once per tenant and API surface).
+
+        ``api``: a per-tenant override of ``DEFENDER_API`` (the tenant registry's ``Api``).
+        """
+        import dataclasses
+
         from shared.defender.client import DefenderClient, RetryPolicy
 
         limiter = self.rate_limiter()
+        s = self.settings
+        if api is not None and api != s.api:
+            s = dataclasses.replace(s, api=api)
+        key = tenant if s.api == self.settings.api else f"{tenant}|{s.api}"
         with self._lock:
-            client = self._clients.get(tenant)
+            client = self._clients.get(key)
             if client is None:
-                s = self.settings
                 client = DefenderClient(
                     session=self.session,
                     token=self.tokens.for_tenant(tenant, s.api_scope),
                     api=s.api,
                     base_url=s.api_url,
                     timeout=s.http_timeout,
-                    retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+                    retry=RetryPolicy(
+                        max_attempts=s.api_max_attempts,
+                        budget=s.api_time_budget,
+                        max_wait=s.api_max_retry_wait,
+                    ),
                     limiter=limiter,
                     tenant=tenant,
                     page_size=s.page_size,
                 )
-                self._clients[tenant] = client
+                self._clients[key] = client
             return client
 
     def user_client_for(self, tenant: str) -> DefenderClient:
@@ -131,9 +152,15 @@ class Services:
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
-    def ingestor(self, *, as_user: bool = False) -> Ingestor:
+    def ingestor(
+        self,
+        *,
+        as_user: bool = False,
+        api: ApiKind | None = None,
+        lookback: timedelta | None = None,
+    ) -> Ingestor:
         """The ingestion use case wired to real storage (``as_user``: the signed-in user's
-        permissions instead of the app's)."""
+        permissions instead of the app's; ``api``, ``lookback``: a tenant's overrides)."""
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
         from shared.storage.archive import IncidentArchive
@@ -145,18 +172,76 @@ class Services:
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
+        if as_user:
+            client_for: Callable[[str], DefenderClient] = self.user_client_for
+        else:
+            client_for = functools.partial(self.client_for, api=api)
         return Ingestor(
-            client_for=self.user_client_for if as_user else self.client_for,
+            client_for=client_for,
             archive=IncidentArchive(data),
             table=IncidentTable(table),
             watermarks=WatermarkStore(state),
             journal=PageJournal(state),
             lock_for=lambda tenant: TenantLock(state, tenant),
             clock=self.clock,
-            lookback=s.lookback,
+            lookback=lookback or s.lookback,
             overlap=s.overlap,
             page_size=s.page_size,
         )
+
+    def queue_service(self) -> QueueServiceClient:
+        """The data account's queue service (built on first use)."""
+        from azure.storage.queue import QueueServiceClient
+
+        with self._lock:
+            if self._queue_service is None:
+                s = self.settings
+                if s.storage_connection_string:
+                    self._queue_service = QueueServiceClient.from_connection_string(
+                        s.storage_connection_string
+                    )
+                else:
+                    url = f"https://{s.storage_account_name}.queue.{s.cloud.storage_suffix}"
+                    self._queue_service = QueueServiceClient(url, credential=self.credential)
+            return self._queue_service
+
+    def ingest_queue(self) -> IngestQueue:
+        """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
+        from shared.storage.queue import IngestQueue
+
+        return IngestQueue(self.queue_service())
+
+    def run_states(self) -> RunStateStore:
+        """Per-tenant run state (queued marker, last result, consent) in the registry table."""
+        from shared.tenants import RunStateStore
+
+        self._ensure_registry()
+        table = self.table_service.get_table_client(self.settings.tenant_table)
+        return RunStateStore(table, clock=self.clock)
+
+    def fanout(self) -> Fanout:
+        """The partner-scale use case: timer fan-out, queue handler, status (issue 10)."""
+        from shared.fanout import Fanout
+
+        return Fanout.from_services(self)
+
+    def _ensure_registry(self) -> None:
+        """Create the tenant registry table on first use (idempotent)."""
+        from azure.core.exceptions import AzureError
+
+        from shared.errors import StorageError
+
+        with self._lock:
+            if self._registry_ready:
+                return
+            try:
+                self.table_service.create_table_if_not_exists(self.settings.tenant_table)
+            except AzureError as exc:
+                raise StorageError(
+                    f"could not prepare the tenant registry table ({type(exc).__name__}); check "
+                    "TENANT_REGISTRY_TABLE and the identity's Storage Table Data Contributor role"
+                ) from exc
+            self._registry_ready = True
 
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""
@@ -222,6 +307,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         tokens=tokens,
         blob_service=blob_service,
         table_service=table_service,
+        credential=credential,
     )
 
 
