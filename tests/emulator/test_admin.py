@@ -243,7 +243,5 @@ def test_faults_can_be_limited_to_some_tenants(
     assert admin(http, fresh, "GET", "faults")["tenants"] == [other]
     assert get_json(http, f"{fresh.url}/api/incidents", other_token).status_code == 500
     assert get_json(http, f"{fresh.url}/api/incidents", legacy_token).status_code == 200
-    bad = http.post(
-        f"{fresh.url}/_emulator/faults", json={"rate": 1.0, "tenants": "x"}, timeout=10
-    )
+    bad = http.post(f"{fresh.url}/_emulator/faults", json={"rate": 1.0, "tenants": "x"}, timeout=10)
     assert bad.status_code == 400 and "tenants" in bad.json()["error"]["message"]
