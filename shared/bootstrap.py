@@ -58,6 +58,7 @@ class Services:
     # partner scale (issue 10): the identity for the queue service, built on first use
     credential: TokenCredential | None = None
     _queue_service: QueueServiceClient | None = None
+    _ingest_queue: IngestQueue | None = None
     _registry_ready: bool = False
 
     def rate_limiter(self) -> RateLimiterRegistry:
@@ -209,7 +210,11 @@ class Services:
         """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
         from shared.storage.queue import IngestQueue
 
-        return IngestQueue(self.queue_service())
+        service = self.queue_service()
+        with self._lock:
+            if self._ingest_queue is None:
+                self._ingest_queue = IngestQueue(service)
+            return self._ingest_queue
 
     def run_states(self) -> RunStateStore:
         """Per-tenant run state (queued marker, last result, consent) in the registry table."""
