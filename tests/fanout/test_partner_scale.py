@@ -120,6 +120,11 @@ def test_requeue_poison_puts_the_message_back_and_lifts_the_hold(
     assert listed["poison"][0]["last_error_code"] == "upstream_unavailable"
     assert "503" in (listed["poison"][0]["last_error"] or "")
 
+    out = io.StringIO()
+    assert main(["check", "--json", "--tenant", failing], out=out) == 1  # check reports it
+    checked = json.loads(out.getvalue())
+    assert [p["tenant"] for p in checked["poison"]["poison"]] == [failing]
+
     scale_cloud.admin("POST", "faults", {"rate": 0})
     out = io.StringIO()
     assert main(["tenants", "requeue-poison", "--json"], out=out) == 0
