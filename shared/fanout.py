@@ -308,7 +308,9 @@ class Fanout:
             len(poison),
         )
         for tid, why in skipped.items():
-            log.info("tenant %s not queued: %s", tid, why)
+            # held tenants are worth a line each; "already queued" is the normal overlap
+            level = logging.INFO if why.startswith("held") else logging.DEBUG
+            log.log(level, "tenant %s not queued: %s", tid, why)
         self._metric("ingest.tick.queued", len(queued))
         return TickReport("queue", tuple(queued), skipped, failed, tuple(poison))
 

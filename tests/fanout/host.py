@@ -5,7 +5,9 @@ WebJobs storage extension documents and implements it (``QueueProcessor``):
 https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#poison-messages
 and https://github.com/Azure/azure-sdk-for-net/blob/main/sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Queues/src/QueueProcessor.cs
 
-- up to ``batchSize`` messages in flight (host.json ``extensions.queues.batchSize``);
+- up to ``batchSize + newBatchThreshold`` messages in flight (host.json
+  ``extensions.queues``: the host fetches a new batch when the in-flight count falls to
+  ``newBatchThreshold``);
 - each message is base64-decoded and handed to the function as a ``QueueMessage`` with its
   ``dequeue_count``;
 - success deletes the message; a failure with ``dequeue_count >= maxDequeueCount`` copies the
@@ -90,7 +92,8 @@ class QueueHost:
         self.function, binding = queue_function()
         assert binding["type"] == "queueTrigger"
         settings = host_queue_settings()
-        self.batch_size = batch_size or int(settings.get("batchSize", 16))
+        size = int(settings.get("batchSize", 16))
+        self.batch_size = batch_size or size + int(settings.get("newBatchThreshold", size // 2))
         self.max_dequeue_count = max_dequeue_count or int(settings.get("maxDequeueCount", 5))
         self.visibility_timeout = visibility_timeout
         self.lease_seconds = lease_seconds
