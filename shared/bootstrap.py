@@ -38,6 +38,10 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
 
 log = logging.getLogger(__name__)
 
+#: connections kept per storage host: more than the tenants a worker runs at once
+#: (host.json batchSize + newBatchThreshold, or INGEST_CONCURRENCY)
+STORAGE_POOL_SIZE = 32
+
 
 @dataclass
 class Services:
@@ -197,13 +201,16 @@ class Services:
         with self._lock:
             if self._queue_service is None:
                 s = self.settings
+                storage = storage_transport_options()
                 if s.storage_connection_string:
                     self._queue_service = QueueServiceClient.from_connection_string(
-                        s.storage_connection_string
+                        s.storage_connection_string, **storage
                     )
                 else:
                     url = f"https://{s.storage_account_name}.queue.{s.cloud.storage_suffix}"
-                    self._queue_service = QueueServiceClient(url, credential=self.credential)
+                    self._queue_service = QueueServiceClient(
+                        url, credential=self.credential, **storage
+                    )
             return self._queue_service
 
     def ingest_queue(self) -> IngestQueue:
@@ -294,16 +301,21 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         http_client=session,
         instance_discovery=not settings.emulator,
     )
+    # one pool for the storage SDKs, sized for the threads of a fan-out worker (the SDK's
+    # default pool of 10 makes concurrent tenants reopen connections)
+    storage = storage_transport_options()
     if settings.storage_connection_string:
-        blob_service = BlobServiceClient.from_connection_string(settings.storage_connection_string)
+        blob_service = BlobServiceClient.from_connection_string(
+            settings.storage_connection_string, **storage
+        )
         table_service = TableServiceClient.from_connection_string(
-            settings.storage_connection_string
+            settings.storage_connection_string, **storage
         )
     else:
         account, suffix = settings.storage_account_name, settings.cloud.storage_suffix
-        blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential)
+        blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential, **storage)
         table_service = TableServiceClient(
-            f"https://{account}.table.{suffix}", credential=credential
+            f"https://{account}.table.{suffix}", credential=credential, **storage
         )
     return Services(
         settings=settings,
@@ -314,6 +326,25 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         table_service=table_service,
         credential=credential,
     )
+
+
+@functools.cache
+def _storage_session() -> requests.Session:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=STORAGE_POOL_SIZE, pool_maxsize=STORAGE_POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def storage_transport_options() -> dict[str, Any]:
+    """Client options giving a storage SDK client the process's shared storage pool."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return {"transport": RequestsTransport(session=_storage_session(), session_owner=False)}
 
 
 def client_credential(

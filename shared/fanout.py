@@ -114,7 +114,7 @@ class Outcome:
     """What the queue handler did with one message."""
 
     tenant: str | None
-    action: str  # done | continue | parked | consent | skipped | dropped
+    action: str  # done | continue | parked | consent | skipped | dropped | throttled | failed
     delay: float = 0.0
     result: TenantResult | None = None
 
@@ -532,6 +532,10 @@ class Fanout:
             log.warning("tenant %s: throttled; parked for %.0fs", tid, delay)
             self._metric("ingest.throttled", 1, tenant=tid)
             return Outcome(tid, "parked", delay, result)
+        if code == "throttled":  # inline: nothing to park on; the next tick tries again
+            self._states.update(tid, **failure, last_result="throttled")
+            self._metric("ingest.throttled", 1, tenant=tid)
+            return Outcome(tid, "throttled", result=result)
         changes: dict[str, Any] = {**failure, "last_result": "failed", "attempts": dequeue_count}
         if final:
             changes.update(

@@ -47,10 +47,13 @@ def status_json() -> dict[str, Any]:
 
 
 def test_fifty_tenants_one_without_consent_one_failing(
-    scale_cloud: LocalCloud, scale_env: dict[str, str]
+    scale_cloud: LocalCloud, scale_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """48 ingested in one tick through the queue; the consent-less one marked and skipped;
-    the failing one poisoned and reported; no other invocation fails."""
+    the failing one poisoned and reported; no other invocation fails; no secret in the logs."""
+    import logging
+
+    caplog.set_level(logging.INFO)
     ids = register_customers(scale_cloud)
     no_consent, failing = ids[7], ids[23]
     scale_cloud.admin("POST", "consent", {"tenant": no_consent, "consent": False})
@@ -75,6 +78,12 @@ def test_fifty_tenants_one_without_consent_one_failing(
     assert not any(i.ok for i in failed)
     assert host.poison_tenants() == [failing]
     assert table_rows(conn, no_consent) == {} and table_rows(conn, failing) == {}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"tenant {failing}: attempt 5 of 5 failed" in logged  # reported with the tenant
+    assert f"tenant {no_consent}: the app has no consent there" in logged
+    assert f"metric ingest.poisoned=1 tenant={failing}" in logged
+    for secret in (scale_cloud.emulator.client_secret, "AccountKey=", "Eby8vdM02xNOcqFl"):
+        assert secret not in logged
 
     report = status_json()
     by_tenant = {t["tenant"]: t for t in report["tenants"]}
