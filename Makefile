@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
-	@echo "make bench  - run the benchmarks under bench/ and write bench/results/"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (tenants.json: 1,000-tenant fan-out)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+	$(PY) -m bench.tenants
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo
