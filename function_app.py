@@ -4,16 +4,25 @@ Each trigger adapts its input, calls one use case from ``shared`` through the co
 (``shared.bootstrap.services()``, built on first use and kept for the process), and maps errors
 to a log line. Nothing here reads settings or builds clients at import time, so the host always
 indexes every function, even with missing settings (those fail the invocation with a clear log).
+
+The HTTP triggers come from the route table (``shared.api.routes.ROUTES``): one function per
+route, function-key auth except on the health check and the consent callback.
+
+The queue triggers listen on ``AzureWebJobsStorage``: the queues live in the data account, which
+the deployment (``infra/``) makes the host's account too; locally both are Azurite.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from shared import bootstrap
+from shared.api.routes import ROUTES, Route
 from shared.errors import ConfigError
 from shared.logs import install_redaction
 
@@ -49,8 +58,8 @@ def ingest_timer(timer: func.TimerRequest) -> None:
         raise RuntimeError(f"ingestion failed for {len(failed)} tenant(s): {', '.join(failed)}")
 
 
-@app.queue_trigger(arg_name="msg", queue_name="defender-ingest", connection="DATA_STORAGE")
-def ingest_queue(msg: func.QueueMessage) -> None:
+@app.queue_trigger(arg_name="message", queue_name="defender-ingest", connection="DATA_STORAGE")
+def ingest_worker(message: func.QueueMessage) -> None:
     """Ingest the one tenant of a ``defender-ingest`` message within its time budget.
 
     A failure raises, so the host retries the message after host.json's ``visibilityTimeout``
@@ -63,7 +72,9 @@ def ingest_queue(msg: func.QueueMessage) -> None:
     except ConfigError as exc:
         log.error("ingestion not started: settings: %s", exc)
         raise
-    svc.fanout().handle(msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+    # TODO(issue 11, board item 2): ingestor(notify=svc.push_notifier().notify) once ingestion
+    # lands (inside Fanout's ingestor_for, shared/fanout.py)
+    svc.fanout().handle(message.get_body(), dequeue_count=message.dequeue_count or 1)
 
 
 def _log_summary(summary: IngestSummary) -> None:
@@ -80,3 +91,44 @@ def _log_summary(summary: IngestSummary) -> None:
             )
         else:
             log.error("tenant %s failed: %s", tenant.tenant, tenant.error)
+
+
+def _http_function(route: Route) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    def trigger(req: func.HttpRequest) -> func.HttpResponse:
+        from shared.api.app import answer
+        from shared.api.functions import to_request, to_response
+
+        install_redaction()
+        return to_response(answer(to_request(req)))
+
+    trigger.__name__ = trigger.__qualname__ = route.function_name
+    trigger.__doc__ = f"{route.method} /api{route.path}: {route.summary}."
+    return trigger
+
+
+for _route in ROUTES:
+    app.function_name(name=_route.function_name)(
+        app.route(
+            route=_route.function_route,
+            methods=[_route.method],
+            auth_level=(
+                func.AuthLevel.ANONYMOUS if _route.auth == "anonymous" else func.AuthLevel.FUNCTION
+            ),
+        )(_http_function(_route))
+    )
+
+
+@app.queue_trigger(
+    arg_name="message", queue_name="defender-hunting", connection="AzureWebJobsStorage"
+)
+def hunting_worker(message: func.QueueMessage) -> None:
+    """Run one asynchronous hunting job (``{"job": id}``); its outcome is saved on the job."""
+    from shared.api.handlers import run_queued_job
+
+    install_redaction()
+    try:
+        job_id = str(json.loads(message.get_body())["job"])
+    except (ValueError, KeyError, TypeError):
+        log.error("hunting worker: malformed message dropped")
+        return
+    run_queued_job(bootstrap.services().api_backend(), job_id)

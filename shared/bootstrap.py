@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueServiceClient
 
+    from shared.api.backend import Backend
+    from shared.credentials.caller import CallerTokenValidator
     from shared.credentials.sources import ClientCredentialSource
     from shared.credentials.tokens import AppTokenProvider
     from shared.credentials.user import OnBehalfOfProvider
@@ -33,7 +36,8 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.defender.limiter import RateLimiterRegistry
     from shared.fanout import Fanout
     from shared.ingest import Ingestor
-    from shared.storage.queue import IngestQueue
+    from shared.push import PushNotifier, SubscriptionStore
+    from shared.storage.queue import IngestQueue, QueueSender
     from shared.tenants import RunStateStore, TenantRegistry
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,9 @@ log = logging.getLogger(__name__)
 #: connections kept per storage host: more than the tenants a worker runs at once
 #: (host.json batchSize + newBatchThreshold, or INGEST_CONCURRENCY)
 STORAGE_POOL_SIZE = 32
+
+#: how long the HTTP API trusts its copy of the tenant registry
+REGISTRY_TTL_SECONDS = 60.0
 
 
 @dataclass
@@ -59,9 +66,12 @@ class Services:
     _obo: OnBehalfOfProvider | None = None
     _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
-    # partner scale (issue 10): the identity for the queue service, built on first use
-    credential: TokenCredential | None = None
-    _queue_service: QueueServiceClient | None = None
+    # HTTP API (issue 11)
+    queue_service: QueueServiceClient | None = None
+    _validator: CallerTokenValidator | None = None
+    _backend: Backend | None = None
+    _registered: tuple[float, tuple[str, ...]] | None = None
+    # partner scale (issue 10)
     _ingest_queue: IngestQueue | None = None
     _registry_ready: bool = False
 
@@ -153,7 +163,11 @@ class Services:
                     audiences=(s.client_id, f"api://{s.client_id}"),
                     session=self.session,
                     clock=self.clock,
+                    # keys are fetched only for tenants we serve: a forged token naming a random
+                    # tenant costs no outbound call
+                    tenant_allowed=lambda tid: tid in self.registered_tenants(),
                 )
+                self._validator = validator
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
@@ -177,6 +191,10 @@ class Services:
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
+        # TODO(issue 11, board item 2): the ingestion branch adds ``ingestor(notify=...)``; after
+        # it lands, the timer and ingest_worker in function_app.py call
+        # ``svc.ingestor(notify=svc.push_notifier().notify)`` so push subscribers get each
+        # committed slice's new versions (PushNotifier.notify has that signature, never raises).
         if as_user:
             client_for: Callable[[str], DefenderClient] = self.user_client_for
         else:
@@ -194,30 +212,15 @@ class Services:
             page_size=s.page_size,
         )
 
-    def queue_service(self) -> QueueServiceClient:
-        """The data account's queue service (built on first use)."""
-        from azure.storage.queue import QueueServiceClient
-
-        with self._lock:
-            if self._queue_service is None:
-                s = self.settings
-                storage = storage_transport_options()
-                if s.storage_connection_string:
-                    self._queue_service = QueueServiceClient.from_connection_string(
-                        s.storage_connection_string, **storage
-                    )
-                else:
-                    url = f"https://{s.storage_account_name}.queue.{s.cloud.storage_suffix}"
-                    self._queue_service = QueueServiceClient(
-                        url, credential=self.credential, **storage
-                    )
-            return self._queue_service
+    # ------------------------------------------------------------------ partner scale (issue 10)
 
     def ingest_queue(self) -> IngestQueue:
         """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
         from shared.storage.queue import IngestQueue
 
-        service = self.queue_service()
+        service = self.queue_service
+        if service is None:
+            raise RuntimeError("no queue service configured")
         with self._lock:
             if self._ingest_queue is None:
                 self._ingest_queue = IngestQueue(service)
@@ -254,6 +257,143 @@ class Services:
                     "TENANT_REGISTRY_TABLE and the identity's Storage Table Data Contributor role"
                 ) from exc
             self._registry_ready = True
+
+    def _enqueue(self, request: Any) -> None:
+        outcome = self.fanout().enqueue(request.tenant, reason=request.reason, since=request.since)
+        if outcome != "queued":
+            log.info("tenant %s not queued again: %s", request.tenant, outcome)
+
+    # ------------------------------------------------------------------ HTTP API (issue 11)
+
+    def registered_tenants(self) -> tuple[str, ...]:
+        """The enabled tenants, re-read from the registry at most every 60 seconds."""
+        import time
+
+        now = time.monotonic()
+        cached = self._registered
+        if cached is None or now - cached[0] > REGISTRY_TTL_SECONDS:
+            cached = (now, self.enabled_tenants())
+            self._registered = cached
+        return cached[1]
+
+    def record_consent(self, tenant: str, when: datetime) -> None:
+        """Record an admin consent: the tenant joins the registry, enabled."""
+        from azure.core.exceptions import AzureError
+
+        from shared.errors import StorageError
+
+        try:
+            self.table_service.create_table_if_not_exists(self.settings.tenant_table)
+        except AzureError as exc:
+            raise StorageError(
+                f"could not prepare the tenant registry table ({type(exc).__name__})"
+            ) from exc
+        self.tenant_registry().set(tenant, enabled=True, consented_at=when)
+        self._registered = None
+        self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
+
+    def user_client(self, caller_token: str, tenant: str) -> DefenderClient:
+        """An API client acting on behalf of an HTTP caller (their own Entra token) in
+        ``tenant``, which must be the tenant of the caller's token."""
+        from shared.api.http import ApiError
+        from shared.defender.client import DefenderClient, RetryPolicy
+
+        obo = self.on_behalf_of()
+        assert self._validator is not None
+        claims = self._validator.validate(caller_token)
+        if claims.tenant != tenant:
+            raise ApiError(
+                403,
+                "tenant_forbidden",
+                f"the caller's token is from tenant {claims.tenant}, not {tenant}",
+            )
+        s = self.settings
+        return DefenderClient(
+            session=self.session,
+            token=lambda: obo.token(caller_token, s.api_scope),
+            api=s.api,
+            base_url=s.api_url,
+            timeout=s.http_timeout,
+            retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+            limiter=self.rate_limiter(),
+            tenant=tenant,
+            page_size=s.page_size,
+        )
+
+    def queue(self, name: str) -> QueueSender:
+        """A sender to one queue of the data account."""
+        from shared.storage.queue import QueueSender
+
+        if self.queue_service is None:
+            raise RuntimeError("no queue service configured")
+        return QueueSender(self.queue_service, name)
+
+    def push_notifier(self) -> PushNotifier:
+        """Delivery of incidents to push subscribers (the ingestion ``notify`` hook)."""
+        from shared.push import DEADLETTER_CONTAINER, PushNotifier
+
+        s = self.settings
+        return PushNotifier(
+            store=self.subscriptions(),
+            session=self.session,
+            signing_key=s.api_signing_key,
+            suffixes=s.api_push_host_suffixes,
+            dead_letter=self.blob_service.get_container_client(DEADLETTER_CONTAINER),
+            clock=self.clock,
+            max_attempts=s.api_push_max_attempts,
+        )
+
+    def subscriptions(self) -> SubscriptionStore:
+        """The push subscription store."""
+        from shared.push import SUBSCRIPTION_TABLE, SubscriptionStore
+
+        return SubscriptionStore(
+            self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock
+        )
+
+    def api_backend(self, *, in_process: bool = False) -> Backend:
+        """The HTTP API's collaborators (built once). ``in_process``: hunting jobs run on this
+        process's threads (``serve``) instead of the ``defender-hunting`` queue (Functions)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from shared.api.backend import Backend
+        from shared.api.jobs import JOB_CONTAINER, JobStore
+        from shared.storage.queue import HUNTING_QUEUE
+
+        with self._lock:
+            if self._backend is not None:
+                return self._backend
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+        hunting_queue = self.queue(HUNTING_QUEUE)
+
+        def submit(job_id: str, delay: int) -> None:
+            if in_process:
+                from shared.api.handlers import run_queued_job
+
+                timer = threading.Timer(delay, run_queued_job, (backend, job_id))
+                timer.daemon = True
+                timer.start()
+            else:
+                hunting_queue.send(json.dumps({"job": job_id}), delay_seconds=delay)
+
+        backend = Backend(
+            settings=self.settings,
+            clock=self.clock,
+            registered=self.registered_tenants,
+            client_for=self.client_for,
+            user_client_for=self.user_client,
+            # issue 10: through the fan-out, so a tenant already queued is not queued twice
+            enqueue_ingest=lambda request: self._enqueue(request),
+            jobs=JobStore(self.blob_service.get_container_client(JOB_CONTAINER)),
+            submit_job=submit,
+            background=pool.submit,
+            subscriptions=self.subscriptions(),
+            record_consent=self.record_consent,
+        )
+        with self._lock:
+            if self._backend is None:
+                self._backend = backend
+            return self._backend
 
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""
@@ -301,21 +441,24 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         http_client=session,
         instance_discovery=not settings.emulator,
     )
+    from azure.storage.queue import QueueServiceClient
+
     # one pool for the storage SDKs, sized for the threads of a fan-out worker (the SDK's
     # default pool of 10 makes concurrent tenants reopen connections)
     storage = storage_transport_options()
     if settings.storage_connection_string:
-        blob_service = BlobServiceClient.from_connection_string(
-            settings.storage_connection_string, **storage
-        )
-        table_service = TableServiceClient.from_connection_string(
-            settings.storage_connection_string, **storage
-        )
+        conn = settings.storage_connection_string
+        blob_service = BlobServiceClient.from_connection_string(conn, **storage)
+        table_service = TableServiceClient.from_connection_string(conn, **storage)
+        queue_service = QueueServiceClient.from_connection_string(conn, **storage)
     else:
         account, suffix = settings.storage_account_name, settings.cloud.storage_suffix
         blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential, **storage)
         table_service = TableServiceClient(
             f"https://{account}.table.{suffix}", credential=credential, **storage
+        )
+        queue_service = QueueServiceClient(
+            f"https://{account}.queue.{suffix}", credential, **storage
         )
     return Services(
         settings=settings,
@@ -324,7 +467,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         tokens=tokens,
         blob_service=blob_service,
         table_service=table_service,
-        credential=credential,
+        queue_service=queue_service,
     )
 
 

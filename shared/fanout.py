@@ -56,6 +56,7 @@ from shared.errors import BridgeError, StorageError, TenantFailedError
 from shared.ingest import IngestSummary, TenantResult
 from shared.settings import Settings
 from shared.storage.queue import (
+    REASONS,
     BadMessageError,
     IngestMessage,
     IngestQueue,
@@ -347,6 +348,8 @@ class Fanout:
             self._states.update(tid, queued_at=now, queued_until=until, queue_reason=reason)
         elif not self._states.claim(state, until=until, reason=reason):
             return "already queued (another run claimed it first)"
+        if reason not in REASONS:
+            raise ValueError(f"reason must be one of {', '.join(REASONS)}")
         try:
             self._queue.send(IngestMessage(tid, reason, since))
         except StorageError:

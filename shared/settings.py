@@ -67,6 +67,18 @@ API_MAX_RETRY_WAIT_SETTING = "API_MAX_RETRY_WAIT_SECONDS"
 #: (https://learn.microsoft.com/azure/azure-functions/functions-reference#configure-an-identity-based-connection)
 QUEUE_CONNECTION_SETTING = "DATA_STORAGE"
 QUEUE_SERVICE_URI_SETTING = "DATA_STORAGE__queueServiceUri"
+# HTTP API (issue 11)
+API_MAX_BODY_BYTES_SETTING = "API_MAX_BODY_BYTES"
+API_REQUIRE_PRINCIPAL_SETTING = "API_REQUIRE_CLIENT_PRINCIPAL"
+API_TENANT_ROLES_SETTING = "API_TENANT_ROLES"
+API_ALLOW_FREE_KQL_SETTING = "API_ALLOW_FREE_KQL"
+API_SYNC_BUDGET_SETTING = "API_SYNC_BUDGET_SECONDS"
+API_RETRY_AFTER_SETTING = "API_RETRY_AFTER_SECONDS"
+API_PUBLIC_URL_SETTING = "API_PUBLIC_URL"
+API_SIGNING_KEY_SETTING = "API_SIGNING_KEY"
+API_PUSH_HOST_SUFFIXES_SETTING = "API_PUSH_HOST_SUFFIXES"
+API_PUSH_MAX_ATTEMPTS_SETTING = "API_PUSH_MAX_ATTEMPTS"
+API_CONSENT_STATE_MINUTES_SETTING = "API_CONSENT_STATE_MINUTES"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
@@ -136,6 +148,18 @@ class Settings:
     consent_retry: timedelta = timedelta(hours=6)
     failure_hold: timedelta = timedelta(minutes=60)
     api_max_retry_wait: float = 30.0
+    # HTTP API (issue 11)
+    api_max_body_bytes: int = 65_536
+    api_require_principal: bool = False
+    api_tenant_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    api_allow_free_kql: bool = False
+    api_sync_budget: float = 20.0
+    api_retry_after: int = 5
+    api_public_url: str | None = None
+    api_signing_key: str | None = field(default=None, repr=False)
+    api_push_host_suffixes: tuple[str, ...] = (".logic.azure.com",)
+    api_push_max_attempts: int = 4
+    api_consent_state_lifetime: timedelta = timedelta(minutes=60)
 
     @property
     def emulator(self) -> bool:
@@ -244,6 +268,23 @@ class Settings:
                     RATE_LIMIT_HUNTING_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["hunting"]
                 ),
             },
+            api_max_body_bytes=p.optional(
+                API_MAX_BODY_BYTES_SETTING, _int(1024, 1_048_576), 65_536
+            ),
+            api_require_principal=p.optional(API_REQUIRE_PRINCIPAL_SETTING, _bool, False),
+            api_tenant_roles=p.optional(API_TENANT_ROLES_SETTING, _tenant_roles, {}),
+            api_allow_free_kql=p.optional(API_ALLOW_FREE_KQL_SETTING, _bool, False),
+            api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _float(0.0, 200.0), 20.0),
+            api_retry_after=p.optional(API_RETRY_AFTER_SETTING, _int(1, 600), 5),
+            api_public_url=p.optional(API_PUBLIC_URL_SETTING, _public_url, None),
+            api_signing_key=p.optional(API_SIGNING_KEY_SETTING, _signing_key, None),
+            api_push_host_suffixes=p.optional(
+                API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, (".logic.azure.com",)
+            ),
+            api_push_max_attempts=p.optional(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 10), 4),
+            api_consent_state_lifetime=timedelta(
+                minutes=p.optional(API_CONSENT_STATE_MINUTES_SETTING, _int(1, 10080), 60)
+            ),
         )
         settings = replace(
             settings,
@@ -454,3 +495,48 @@ def _rate_limit(raw: str) -> RateLimit:
             )
         limits.append(pair)
     return tuple(limits)
+
+
+# --- HTTP API (issue 11) ------------------------------------------------------------------------
+
+
+def _bool(raw: str) -> bool:
+    key = raw.lower()
+    if key in ("true", "1", "yes", "on"):
+        return True
+    if key in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
+    from shared.api.access import parse_tenant_roles
+
+    return parse_tenant_roles(raw)
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(
+            "must be the app's public https:// origin, e.g. https://bridge.example.com"
+        )
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError("must be an origin only (no path, query or fragment)")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _signing_key(raw: str) -> str:
+    # the value is a secret: the reason never echoes it
+    if len(raw) < 32:
+        raise ValueError(
+            "must be at least 32 characters (use a Key Vault reference to a random secret)"
+        )
+    return raw
+
+
+def _host_suffixes(raw: str) -> tuple[str, ...]:
+    items = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    if not items or any(not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", i) for i in items):
+        raise ValueError("must be comma-separated host names or suffixes, e.g. .logic.azure.com")
+    return items

@@ -150,10 +150,12 @@ class TenantRegistry:
         enabled: bool | None = True,
         api: str | None = None,
         lookback_days: int | None = None,
+        consented_at: datetime | None = None,
     ) -> str:
         """Add or change a row (onboarding, pause/resume, overrides); other columns are kept.
 
-        ``api`` "" or ``lookback_days`` 0 clear that override. Returns the normalized id.
+        ``api`` "" or ``lookback_days`` 0 clear that override; ``consented_at`` records an admin
+        consent (the onboarding callback). Returns the normalized id.
 
         Raises:
             ValueError: ``tenant_id`` is not a GUID, or an override is out of range.
@@ -175,6 +177,8 @@ class TenantRegistry:
             if not 0 <= lookback_days <= 180:
                 raise ValueError("lookback days must be from 1 to 180 (0 clears the override)")
             entity["LookbackDays"] = lookback_days
+        if consented_at is not None:  # admin consent recorded by the onboarding callback
+            entity["ConsentedAt"] = consented_at
         self._write(entity)
         return tid
 

@@ -22,7 +22,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--redirect-uri",
         metavar="URL",
-        help="where Entra sends the admin afterwards (must be registered on the app)",
+        help="where Entra sends the admin afterwards (must be registered on the app; default: "
+        "API_PUBLIC_URL/api/consent/callback when API_PUBLIC_URL is set)",
     )
     parser.set_defaults(handler=run)
 
@@ -35,13 +36,27 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     settings = load()
     tenant = require_tenant(args.tenant, settings)
+    redirect = args.redirect_uri
+    if redirect is None and settings.api_public_url:
+        redirect = f"{settings.api_public_url}/api/consent/callback"
+    state = None
+    if redirect and settings.api_signing_key:
+        # the onboarding callback (GET /api/consent/callback) records the tenant only with a
+        # state it can verify: signed, for this tenant, expiring
+        from shared.api.consent import issue_state
+        from shared.clock import utc_now
+
+        state = issue_state(
+            settings.api_signing_key, tenant, utc_now(), settings.api_consent_state_lifetime
+        )
     out.write(
         admin_consent_url(
             settings.authority_url,
             tenant,
             settings.client_id,
             settings.api_scope,
-            args.redirect_uri,
+            redirect,
+            state,
         )
         + "\n"
     )

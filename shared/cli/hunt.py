@@ -56,7 +56,7 @@ def read_query(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the query and print its result."""
-    from shared.defender.operations import hunting_request
+    from shared import usecases
 
     try:
         query = read_query(args)
@@ -64,18 +64,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return bad_input("hunt", exc)
     client = client_for(args)
     try:  # check the query and time span before spending a call
-        hunting_request(client.api, client.base_url, query, timespan=args.timespan)
+        usecases.check_hunt(client, query, args.timespan)
     except ConfigError as exc:
         return bad_input("hunt", exc)
-    result = client.hunt(query, timespan=args.timespan)
+    result = usecases.hunt(client, query, timespan=args.timespan)
     if args.format == "json":
-        data = {
-            "columns": [
-                {"name": c, "type": t} for c, t in zip(result.columns, result.types, strict=True)
-            ],
-            "rows": [dict(r) for r in result.rows],
-        }
-        json.dump(data, out, indent=2, default=str)
+        data = usecases.hunting_json(result)
+        json.dump({"columns": data["columns"], "rows": data["rows"]}, out, indent=2, default=str)
         out.write("\n")
     else:
         write_rows(result.columns, result.rows, args.format, out)

@@ -15,9 +15,11 @@ from typing import Any, TextIO
 
 from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.cli.login import add_as_user
-from shared.clock import format_utc
-from shared.defender.model import Alert, Incident
+from shared.defender.model import Incident
 from shared.errors import ConfigError
+from shared.usecases import INCIDENT_COLUMNS, alert_row, incident_row, split_values
+
+__all__ = ["alert_row", "incident_row"]
 
 FORMATS = ("table", "json", "csv")
 _TABLE_WIDTH = 60  # longest cell of a table column; json/csv print everything
@@ -137,7 +139,7 @@ def _count(text: str) -> int:
 
 def _split(values: Sequence[str] | None) -> list[str]:
     """``--status a --status b,c`` → ``[a, b, c]``."""
-    return [part.strip() for v in values or () for part in v.split(",") if part.strip()]
+    return split_values(values)
 
 
 def _canonical(values: Sequence[str] | None, parse: Callable[[str], str]) -> tuple[str, ...]:
@@ -149,13 +151,12 @@ def _canonical(values: Sequence[str] | None, parse: Callable[[str], str]) -> tup
 
 def run_list(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents list``."""
-    from shared.defender.queries import IncidentQuery
-    from shared.defender.values import canonical_severity, canonical_status
+    from shared import usecases
 
     try:
-        query = IncidentQuery(
-            statuses=_canonical(args.status, lambda v: canonical_status(v, for_filter=True)),
-            severities=_canonical(args.severity, canonical_severity),
+        query = usecases.incident_query(
+            statuses=args.status,
+            severities=args.severity,
             assigned_to=args.assigned_to,
             created_from=args.created_from,
             created_before=args.created_before,
@@ -164,14 +165,19 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
         )
     except ConfigError as exc:
         return bad_input("incidents list", exc)
-    incidents = client_for(args).list_incidents(query, limit=args.limit or None)
+    incidents = usecases.list_incidents(client_for(args), query, limit=args.limit or None)
     write_incidents(incidents, args.format, out, raw=args.raw)
     return EXIT_OK
 
 
 def run_get(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents get ID``."""
-    incident = client_for(args).get_incident(args.incident_id)
+    from shared import usecases
+
+    try:
+        incident = usecases.get_incident(client_for(args), args.incident_id)
+    except ConfigError as exc:
+        return bad_input("incidents get", exc)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
 
@@ -194,7 +200,12 @@ def run_update(args: argparse.Namespace, out: TextIO) -> int:
         )
     except ConfigError as exc:
         return bad_input("incidents update", exc)
-    incident = client_for(args).update_incident(args.incident_id, update)
+    from shared import usecases
+
+    try:
+        incident = usecases.update_incident(client_for(args), args.incident_id, update)
+    except ConfigError as exc:
+        return bad_input("incidents update", exc)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
 
@@ -237,42 +248,6 @@ def run_alerts(args: argparse.Namespace, out: TextIO) -> int:
 # ---------------------------------------------------------------------- output
 
 
-def incident_row(incident: Incident) -> dict[str, Any]:
-    """The normalized incident as a flat JSON object."""
-    return {
-        "id": incident.id,
-        "title": incident.title,
-        "status": incident.status,
-        "severity": incident.severity,
-        "classification": incident.classification,
-        "determination": incident.determination,
-        "assignedTo": incident.assigned_to,
-        "created": format_utc(incident.created),
-        "lastUpdate": format_utc(incident.last_update),
-        "redirectId": incident.redirect_id,
-        "tags": list(incident.tags),
-        "alerts": incident.alert_count,
-        "api": incident.api,
-    }
-
-
-def alert_row(alert: Alert) -> dict[str, Any]:
-    """The normalized alert as a flat JSON object."""
-    return {
-        "id": alert.id,
-        "incidentId": alert.incident_id,
-        "title": alert.title,
-        "status": alert.status,
-        "severity": alert.severity,
-        "category": alert.category,
-        "serviceSource": alert.service_source,
-        "detectionSource": alert.detection_source,
-        "created": format_utc(alert.created),
-        "lastUpdate": format_utc(alert.last_update),
-        "api": alert.api,
-    }
-
-
 def write_incidents(
     incidents: Sequence[Incident], fmt: str, out: TextIO, *, raw: bool, single: bool = False
 ) -> None:
@@ -297,21 +272,7 @@ def write_incidents(
 
 def incident_row_columns() -> tuple[str, ...]:
     """Column names of ``incident_row`` (for an empty CSV)."""
-    return (
-        "id",
-        "title",
-        "status",
-        "severity",
-        "classification",
-        "determination",
-        "assignedTo",
-        "created",
-        "lastUpdate",
-        "redirectId",
-        "tags",
-        "alerts",
-        "api",
-    )
+    return INCIDENT_COLUMNS
 
 
 def _cell(value: Any, *, wide: bool = False) -> str:

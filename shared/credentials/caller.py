@@ -10,12 +10,19 @@ Defender token.
 Signing keys come from the tenant's JWKS document (``{authority}/{tenant}/discovery/v2.0/keys``;
 the same keys sign v1 and v2 tokens), fetched with the process's HTTP session, cached for a day
 and fetched again once when a token names an unknown key (Entra rolls keys).
+
+The issuing tenant is read from the token before its signature can be checked, so anyone can
+name any tenant: keys are fetched only for tenants ``tenant_allowed`` accepts (the registry's),
+a failed fetch is remembered for ``JWKS_FAILURE_TTL`` so it is not retried on every call, and at
+most ``MAX_TENANTS`` key sets are kept (least recently used dropped first).
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +38,10 @@ LEEWAY_SECONDS = 60
 JWKS_TTL = timedelta(hours=24)
 #: a token naming an unknown key triggers at most one refetch in this period
 JWKS_REFRESH_GAP = timedelta(minutes=5)
+#: a tenant whose keys could not be fetched is not asked again for this long
+JWKS_FAILURE_TTL = timedelta(minutes=5)
+#: key sets kept at most (an MSSP's customers; least recently used dropped first)
+MAX_TENANTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,8 @@ class CallerTokenValidator:
         session: requests.Session,
         clock: Clock,
         timeout: float = 10.0,
+        tenant_allowed: Callable[[str], bool] | None = None,
+        max_tenants: int = MAX_TENANTS,
     ) -> None:
         self._authority = authority_url.rstrip("/")
         self._issuer_hosts = tuple(dict.fromkeys(h.rstrip("/") for h in issuer_hosts))
@@ -82,7 +95,12 @@ class CallerTokenValidator:
         self._session = session
         self._clock = clock
         self._timeout = timeout
-        self._keys: dict[str, _KeySet] = {}
+        self._keys: OrderedDict[str, _KeySet] = OrderedDict()
+        self._failures: OrderedDict[str, tuple[datetime, CallerTokenError | AuthError]] = (
+            OrderedDict()
+        )
+        self._tenant_allowed = tenant_allowed
+        self._max_tenants = max_tenants
         self._lock = threading.Lock()
         self.fetches = 0
 
@@ -104,6 +122,8 @@ class CallerTokenValidator:
         tenant = _guid(unverified.get("tid"))
         if tenant is None:
             raise CallerTokenError("the caller's token has no tenant (tid): not an Entra token")
+        if self._tenant_allowed is not None and not self._tenant_allowed(tenant):
+            raise CallerTokenError("the caller's token is from a tenant this app does not serve")
         key = self._key(tenant, header["kid"])
         issuers = [f"https://sts.windows.net/{tenant}/"] + [
             f"{host}/{tenant}/v2.0" for host in self._issuer_hosts
@@ -159,14 +179,30 @@ class CallerTokenValidator:
     def _key(self, tenant: str, kid: str) -> Any:
         now = self._clock()
         with self._lock:
+            failed = self._failures.get(tenant)
+            if failed is not None:
+                if now - failed[0] < JWKS_FAILURE_TTL:
+                    raise failed[1]
+                del self._failures[tenant]
             cached = self._keys.get(tenant)
+            if cached is not None:
+                self._keys.move_to_end(tenant)
             fresh = cached is not None and now - cached.fetched < JWKS_TTL
             if fresh and cached is not None and kid in cached.keys:
                 return cached.keys[kid]
             may_refetch = cached is None or not fresh or now - cached.fetched >= JWKS_REFRESH_GAP
             if may_refetch:
-                cached = _KeySet(self._fetch(tenant), now)
+                try:
+                    cached = _KeySet(self._fetch(tenant), now)
+                except (CallerTokenError, AuthError) as exc:
+                    self._failures[tenant] = (now, exc)
+                    while len(self._failures) > self._max_tenants:
+                        self._failures.popitem(last=False)
+                    raise
                 self._keys[tenant] = cached
+                self._keys.move_to_end(tenant)
+                while len(self._keys) > self._max_tenants:
+                    self._keys.popitem(last=False)
         if cached is None or kid not in cached.keys:
             raise CallerTokenError(
                 "the caller's token is signed by a key its tenant does not publish"

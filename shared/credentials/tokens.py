@@ -42,7 +42,12 @@ AppCall = Callable[[msal.ConfidentialClientApplication], Mapping[str, Any]]
 
 
 def admin_consent_url(
-    authority_url: str, tenant: str, client_id: str, scope: str, redirect_uri: str | None = None
+    authority_url: str,
+    tenant: str,
+    client_id: str,
+    scope: str,
+    redirect_uri: str | None = None,
+    state: str | None = None,
 ) -> str:
     """The v2 admin-consent URL an admin of ``tenant`` opens to consent the app.
 
@@ -52,6 +57,8 @@ def admin_consent_url(
     params = {"client_id": client_id, "scope": scope}
     if redirect_uri:
         params["redirect_uri"] = redirect_uri
+    if state:  # returned unchanged to the redirect URI (the onboarding callback checks it)
+        params["state"] = state
     return f"{authority_url.rstrip('/')}/{tenant}/v2.0/adminconsent?{urlencode(params)}"
 
 

@@ -1,18 +1,17 @@
-"""The ingest queue: one message per tenant to ingest, on ``defender-ingest`` in the data account.
+"""Storage queues: the ``defender-ingest`` message (board item 3), a thin sender, and the ingest
+queue with its poison queue (partner scale, issue 10).
 
-Message format (board interface 3), JSON::
-
-    {"tenant": "<tenant id>", "reason": "timer|http|backfill|continue", "since": "<iso>|null"}
-
-``since`` is a backfill start (None: from the tenant's checkpoint). Messages are base64 text,
-the encoding the Functions queue trigger expects by default
-(https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#encoding).
+Messages are JSON, base64-encoded as the Functions queue trigger expects by default
+(https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json,
+``messageEncoding`` base64). ``defender-ingest`` carries
+``{"tenant": "<tid>", "reason": "timer|http|backfill|continue", "since": "<iso>|null"}``;
+``defender-hunting`` carries ``{"job": "<job id>"}`` for the asynchronous hunting worker.
 
 After ``maxDequeueCount`` failed attempts the Functions host copies a message, as it was, to
 ``defender-ingest-poison`` and deletes the original (the WebJobs ``QueueProcessor``:
 https://github.com/Azure/azure-sdk-for-net/blob/main/sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Queues/src/QueueProcessor.cs).
-Nothing consumes the poison queue automatically: ``poison()`` reads it for reports and
-``requeue_poison`` puts its messages back.
+Nothing consumes the poison queue automatically: ``IngestQueue.poison()`` reads it for reports
+and ``drain_poison`` lets ``tenants requeue-poison`` put its messages back.
 """
 
 from __future__ import annotations
@@ -21,55 +20,103 @@ import base64
 import binascii
 import contextlib
 import json
+import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
-
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import (
-    QueueClient,
-    QueueServiceClient,
-    TextBase64DecodePolicy,
-    TextBase64EncodePolicy,
-)
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.clock import format_utc, parse_utc
 from shared.errors import StorageError
 
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient, QueueServiceClient
+
 INGEST_QUEUE = "defender-ingest"
 POISON_QUEUE = f"{INGEST_QUEUE}-poison"
-
-Reason = Literal["timer", "http", "backfill", "continue"]
-REASONS: tuple[str, ...] = ("timer", "http", "backfill", "continue")
 #: the service's longest visibility delay on put: 7 days
 #: (https://learn.microsoft.com/rest/api/storageservices/put-message#uri-parameters)
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
+HUNTING_QUEUE = "defender-hunting"
+IngestReason = Literal["timer", "http", "backfill", "continue"]
+REASONS: tuple[IngestReason, ...] = ("timer", "http", "backfill", "continue")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """One ``defender-ingest`` message."""
+
+    tenant: str
+    reason: IngestReason
+    since: datetime | None = None
+
+    def to_json(self) -> str:
+        """The message text."""
+        since = format_utc(self.since) if self.since is not None else None
+        return json.dumps({"tenant": self.tenant, "reason": self.reason, "since": since})
+
+    @classmethod
+    def from_json(cls, text: str) -> IngestRequest:
+        """Parse a message (ValueError naming what is wrong)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("the message is not a JSON object")
+        tenant, reason, since = data.get("tenant"), data.get("reason"), data.get("since")
+        try:
+            tid = str(uuid.UUID(str(tenant)))
+        except ValueError:
+            raise ValueError("'tenant' is not a tenant GUID") from None
+        if reason not in REASONS:
+            raise ValueError(f"'reason' must be one of {', '.join(REASONS)}")
+        if since is not None and not isinstance(since, str):
+            raise ValueError("'since' must be an ISO-8601 time or null")
+        return cls(tid, reason, parse_utc(since) if since else None)
+
+
+class QueueSender:
+    """Sends JSON messages to one queue, creating it on first use."""
+
+    def __init__(self, service: QueueServiceClient, name: str) -> None:
+        self._service = service
+        self.name = name
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def send(self, message: str, *, delay_seconds: int = 0) -> None:
+        """Enqueue ``message`` (visible after ``delay_seconds``).
+
+        Raises:
+            StorageError: the queue could not be written.
+        """
+        from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.storage.queue import TextBase64EncodePolicy
+
+        from shared.errors import StorageError
+
+        client: Any = self._service.get_queue_client(
+            self.name, message_encode_policy=TextBase64EncodePolicy()
+        )
+        try:
+            with self._lock:
+                if not self._ready:
+                    with contextlib.suppress(ResourceExistsError):
+                        client.create_queue()
+                    self._ready = True
+            client.send_message(message, visibility_timeout=delay_seconds or None)
+        except AzureError as exc:
+            raise StorageError(
+                f"could not write queue {self.name} ({type(exc).__name__}); check the identity's "
+                "Storage Queue Data Contributor role"
+            ) from exc
 
 
 class BadMessageError(ValueError):
     """A queue message is not a valid ingest message (the reason says why)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IngestMessage:
-    """Ingest one tenant (``since``: an optional backfill start)."""
-
-    tenant: str
-    reason: str = "timer"
-    since: datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The message body as a JSON object."""
-        return {
-            "tenant": self.tenant,
-            "reason": self.reason,
-            "since": format_utc(self.since) if self.since else None,
-        }
-
-    def encode(self) -> str:
-        """The message text (JSON; the queue client base64-encodes it)."""
-        return json.dumps(self.to_json(), separators=(",", ":"))
+#: the ingest message (board item 3); one class, whoever sends it
+IngestMessage = IngestRequest
 
 
 def parse_message(text: str | bytes) -> IngestMessage:
@@ -112,7 +159,7 @@ def parse_message(text: str | bytes) -> IngestMessage:
             since = parse_utc(since_raw)
         except ValueError:
             raise BadMessageError("'since' must be an ISO-8601 time with a zone") from None
-    return IngestMessage(tid, str(reason), since)
+    return IngestRequest(tid, reason, since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +179,18 @@ class PoisonMessage:
         return self.message.tenant if self.message else None
 
 
+def _errors() -> Any:
+    import azure.core.exceptions
+
+    return azure.core.exceptions
+
+
+def _policies() -> Any:
+    import azure.storage.queue
+
+    return azure.storage.queue
+
+
 class IngestQueue:
     """The ``defender-ingest`` queue and its poison queue in the data account."""
 
@@ -142,14 +201,14 @@ class IngestQueue:
     def _client(self, name: str) -> QueueClient:
         client = self._service.get_queue_client(
             name,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
+            message_encode_policy=_policies().TextBase64EncodePolicy(),
+            message_decode_policy=_policies().TextBase64DecodePolicy(),
         )
         if name not in self._ready:
             try:
-                with contextlib.suppress(ResourceExistsError):
+                with contextlib.suppress(_errors().ResourceExistsError):
                     client.create_queue()
-            except AzureError as exc:
+            except _errors().AzureError as exc:
                 raise StorageError(
                     f"could not prepare queue {name} ({type(exc).__name__}); check the data "
                     "account settings and the identity's Storage Queue Data Contributor role"
@@ -175,8 +234,8 @@ class IngestQueue:
         """
         visibility = min(MAX_VISIBILITY_SECONDS, max(0, int(round(delay))))
         try:
-            self.main.send_message(message.encode(), visibility_timeout=visibility or None)
-        except AzureError as exc:
+            self.main.send_message(message.to_json(), visibility_timeout=visibility or None)
+        except _errors().AzureError as exc:
             raise StorageError(
                 f"could not queue tenant {message.tenant} ({type(exc).__name__})"
             ) from exc
@@ -185,7 +244,7 @@ class IngestQueue:
         """Put a raw (unparseable) message on the poison queue, so it is seen and kept."""
         try:
             self.poison_queue.send_message(text)
-        except AzureError as exc:
+        except _errors().AzureError as exc:
             raise StorageError(f"could not write the poison queue ({type(exc).__name__})") from exc
 
     def poison(self, *, limit: int = 32) -> list[PoisonMessage]:
@@ -195,9 +254,9 @@ class IngestQueue:
         """
         try:
             peeked = list(self.poison_queue.peek_messages(max_messages=min(32, max(1, limit))))
-        except ResourceNotFoundError:
+        except _errors().ResourceNotFoundError:
             return []
-        except AzureError as exc:
+        except _errors().AzureError as exc:
             raise StorageError(f"could not read the poison queue ({type(exc).__name__})") from exc
         return [_poison(m) for m in peeked]
 
@@ -205,7 +264,7 @@ class IngestQueue:
         """The poison queue's approximate message count (one service call)."""
         try:
             props = self.poison_queue.get_queue_properties()
-        except AzureError as exc:
+        except _errors().AzureError as exc:
             raise StorageError(f"could not read the poison queue ({type(exc).__name__})") from exc
         return int(props.approximate_message_count or 0)
 
@@ -213,7 +272,7 @@ class IngestQueue:
         """The ingest queue's approximate message count, visible or not."""
         try:
             props = self.main.get_queue_properties()
-        except AzureError as exc:
+        except _errors().AzureError as exc:
             raise StorageError(f"could not read the ingest queue ({type(exc).__name__})") from exc
         return int(props.approximate_message_count or 0)
 
@@ -228,7 +287,7 @@ class IngestQueue:
                         messages_per_page=32, max_messages=32, visibility_timeout=hold_seconds
                     )
                 )
-            except AzureError as exc:
+            except _errors().AzureError as exc:
                 raise StorageError(
                     f"could not read the poison queue ({type(exc).__name__})"
                 ) from exc
@@ -243,12 +302,12 @@ class IngestQueue:
         """Delete a poison message received with ``drain_poison``."""
         try:
             self.poison_queue.delete_message(receipt)
-        except AzureError as exc:
+        except _errors().AzureError as exc:
             raise StorageError(f"could not delete a poison message ({type(exc).__name__})") from exc
 
     def release_poison(self, receipt: Any) -> None:
         """Make a received poison message visible again at once (left where it was)."""
-        with contextlib.suppress(AzureError):
+        with contextlib.suppress(_errors().AzureError):
             self.poison_queue.update_message(receipt, visibility_timeout=0)
 
 

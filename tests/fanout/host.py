@@ -20,7 +20,6 @@ The queue is real Azurite; only the scheduling loop is ours.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import threading
 import time
@@ -58,15 +57,14 @@ def host_queue_settings() -> dict[str, Any]:
     return dict(json.loads((ROOT / "host.json").read_text())["extensions"]["queues"])
 
 
-@functools.cache
 def _functions() -> dict[str, Any]:
-    # the SDK validates (and refuses) a second indexing of the same app: index once
-    import function_app
+    # the SDK refuses a second indexing of the same app: share the one cached index
+    from tests.api.conftest import indexed_functions
 
-    return {fn.get_function_name(): fn for fn in function_app.app.get_functions()}
+    return indexed_functions()
 
 
-def queue_function(name: str = "ingest_queue") -> tuple[Any, dict[str, Any]]:
+def queue_function(name: str = "ingest_worker") -> tuple[Any, dict[str, Any]]:
     """The user function and binding of a queue trigger, as the host indexes them."""
     fn = _functions()[name]
     return fn.get_user_function(), json.loads(fn.get_raw_bindings()[0])

@@ -65,6 +65,18 @@ LEFT_OUT = {
     settings.INGEST_FAILURE_HOLD_MINUTES_SETTING: "the default fits",
     settings.API_MAX_RETRY_WAIT_SETTING: "the default fits",
     settings.QUEUE_CONNECTION_SETTING: "a connection string (local); Azure uses the service URI",
+    # HTTP API (issue 11)
+    settings.API_MAX_BODY_BYTES_SETTING: "the default fits",
+    settings.API_REQUIRE_PRINCIPAL_SETTING: "set to true when App Service Authentication is on",
+    settings.API_TENANT_ROLES_SETTING: "per customer: an MSSP's own mapping of roles to tenants",
+    settings.API_ALLOW_FREE_KQL_SETTING: "off by default on purpose (templates only)",
+    settings.API_SYNC_BUDGET_SETTING: "the default fits",
+    settings.API_RETRY_AFTER_SETTING: "the default fits",
+    settings.API_PUBLIC_URL_SETTING: "only behind a proxy or API Management",
+    settings.API_SIGNING_KEY_SETTING: "a secret: a Key Vault reference the operator adds",
+    settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default (.logic.azure.com) fits",
+    settings.API_PUSH_MAX_ATTEMPTS_SETTING: "the default fits",
+    settings.API_CONSENT_STATE_MINUTES_SETTING: "the default fits",
 }
 #: the defaults of shared.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}

@@ -1,0 +1,53 @@
+"""What the route handlers need from the outside world, as one injected object.
+
+``shared.bootstrap.Services.api_backend()`` wires the real one (API clients, storage, queues);
+tests use the same wiring against the emulator and Azurite. Handlers never build clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.clock import Clock
+
+if TYPE_CHECKING:
+    from shared.api.jobs import Job, JobStore
+    from shared.defender.client import DefenderClient
+    from shared.push import SubscriptionStore
+    from shared.settings import Settings
+    from shared.storage.queue import IngestRequest
+
+
+@dataclass
+class Backend:
+    """The collaborators of the HTTP API.
+
+    Attributes:
+        registered: ids of the enabled tenants of the registry (setting + table).
+        client_for: the app-context API client of a tenant.
+        user_client_for: ``(caller_token, tenant)`` → a client acting on behalf of that caller.
+        enqueue_ingest: puts a ``defender-ingest`` message.
+        jobs: the hunting job store.
+        submit_job: ``(job_id, delay_seconds)``: hands a job to the worker (queue or in-process).
+        background: runs a callable on a worker thread (synchronous hunts under a time budget).
+        subscriptions: the push subscription store.
+        record_consent: ``(tenant, when)``: records an admin consent in the tenant registry.
+    """
+
+    settings: Settings
+    clock: Clock
+    registered: Callable[[], tuple[str, ...]]
+    client_for: Callable[[str], DefenderClient]
+    user_client_for: Callable[[str, str], DefenderClient]
+    enqueue_ingest: Callable[[IngestRequest], None]
+    jobs: JobStore
+    submit_job: Callable[[str, int], None]
+    background: Callable[[Callable[[], Any]], Future[Any]]
+    subscriptions: SubscriptionStore
+    record_consent: Callable[[str, datetime], None]
+    #: jobs running in this process (user context), so a poll can tell "still running here"
+    local_jobs: dict[str, Job] | None = None

@@ -1,0 +1,260 @@
+"""The OpenAPI 2.0 document of the API, generated from the route table.
+
+Importable as a Logic Apps / Power Automate custom connector
+(https://learn.microsoft.com/connectors/custom-connectors/openapi-extensions): unique
+``operationId`` and ``summary`` on every operation, ``x-ms-visibility``, ``x-ms-trigger: single``
+on the subscribe operation whose body has the callback URL as an internal property marked
+``x-ms-notification-url``, ``x-ms-notification-content`` describing what each delivery POSTs,
+``x-ms-pageable`` on the listing, and one API-key security definition (the Functions key in the
+``x-functions-key`` header; ``?code=`` works too). ``host`` is the host the document was fetched
+from, so it is right for whichever deployment serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.api.routes import ROUTES, Param, Route
+from shared.usecases import INCIDENT_COLUMNS
+
+VERSION = "1.0.0"
+ERROR_REF = {"$ref": "#/definitions/Error"}
+
+
+def _string(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+_INCIDENT_PROPS: dict[str, Any] = {
+    "id": _string("incident id"),
+    "title": _string("title"),
+    "status": _string("active, inProgress, resolved, redirected, awaitingAction"),
+    "severity": _string("informational, low, medium, high, unknown"),
+    "classification": _string("classification", **{"x-nullable": True}),
+    "determination": _string("determination", **{"x-nullable": True}),
+    "assignedTo": _string("assignee", **{"x-nullable": True}),
+    "created": _string("created (UTC)", format="date-time"),
+    "lastUpdate": _string("last updated (UTC)", format="date-time"),
+    "redirectId": _string("merged into this incident", **{"x-nullable": True}),
+    "tags": {"type": "array", "items": {"type": "string"}, "description": "tags"},
+    "alerts": {"type": "integer", "format": "int32", "description": "number of alerts"},
+    "api": _string("the API surface that served it (graph or legacy)"),
+}
+assert tuple(_INCIDENT_PROPS) == INCIDENT_COLUMNS
+
+_ALERT_PROPS = {
+    name: _string(name, **{"x-nullable": True})
+    for name in (
+        "id",
+        "incidentId",
+        "title",
+        "status",
+        "severity",
+        "category",
+        "serviceSource",
+        "detectionSource",
+        "created",
+        "lastUpdate",
+        "api",
+    )
+}
+
+DEFINITIONS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": _string("stable error code"), "message": _string("why")},
+            }
+        },
+    },
+    "Health": {"type": "object", "properties": {"status": _string("ok")}},
+    "Incident": {"type": "object", "properties": _INCIDENT_PROPS},
+    "Alert": {"type": "object", "properties": _ALERT_PROPS},
+    "IncidentWithAlerts": {
+        "type": "object",
+        "properties": {
+            **_INCIDENT_PROPS,
+            "alertList": {"type": "array", "items": {"$ref": "#/definitions/Alert"}},
+        },
+    },
+    "IncidentPage": {
+        "type": "object",
+        "properties": {
+            "tenant": _string("the tenant"),
+            "value": {"type": "array", "items": {"$ref": "#/definitions/Incident"}},
+            "nextLink": _string("the next page (absent on the last)", format="uri"),
+        },
+    },
+    "HuntingResult": {
+        "type": "object",
+        "properties": {
+            "columns": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": _string("column"), "type": _string("KQL type")},
+                },
+            },
+            "rows": {"type": "array", "items": {"type": "object"}},
+            "rowCount": {"type": "integer", "format": "int32"},
+            "truncated": {
+                "type": "boolean",
+                "description": "rows were cut by maxRows or by the service's 100,000-row limit",
+            },
+        },
+    },
+    "Job": {
+        "type": "object",
+        "properties": {
+            "id": _string("job id"),
+            "state": _string("queued or running"),
+            "tenant": _string("tenant"),
+        },
+    },
+    "TemplateList": {
+        "type": "object",
+        "properties": {"value": {"type": "array", "items": {"type": "object"}}},
+    },
+    "IngestQueued": {
+        "type": "object",
+        "properties": {
+            "queued": {"type": "boolean"},
+            "tenant": _string("tenant"),
+            "since": _string("backfill start", **{"x-nullable": True}),
+        },
+    },
+    "SubscriptionCreated": {
+        "type": "object",
+        "properties": {
+            "id": _string("subscription id"),
+            "secret": _string("HMAC-SHA256 key of X-Defender-Signature (shown once)"),
+            "signatureHeader": _string("the signature header's name"),
+            "minSeverity": _string("filter", **{"x-nullable": True}),
+            "statuses": {"type": "array", "items": {"type": "string"}},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "tenants": {"type": "array", "items": {"type": "string"}, "x-nullable": True},
+            "created": _string("when", format="date-time"),
+        },
+    },
+    "Deleted": {"type": "object", "properties": {"deleted": {"type": "integer"}}},
+    "ConsentRecorded": {
+        "type": "object",
+        "properties": {
+            "tenant": _string("tenant"),
+            "consented": {"type": "boolean"},
+            "message": _string("what happens next"),
+        },
+    },
+    "IncidentNotification": {
+        "type": "object",
+        "properties": {
+            "event": _string("created or updated", enum=["created", "updated"]),
+            "tenant": _string("tenant"),
+            "incident": {"$ref": "#/definitions/Incident"},
+        },
+    },
+}
+
+
+def _parameter(param: Param) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": param.name,
+        "in": param.where,
+        "required": param.required or param.where == "path",
+        "description": param.description,
+        "type": param.kind,
+    }
+    if param.kind == "array":
+        out["items"] = {"type": "string"}
+        out["collectionFormat"] = "csv"
+    if param.enum:
+        out["enum"] = list(param.enum)
+    if param.minimum is not None:
+        out["minimum"] = param.minimum
+    if param.maximum is not None:
+        out["maximum"] = param.maximum
+    if param.fmt:
+        out["format"] = param.fmt
+    if param.default is not None:
+        out["default"] = param.default
+    if param.visibility:
+        out["x-ms-visibility"] = param.visibility
+    out["x-ms-summary"] = param.name
+    return out
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "description": route.description
+        + (f" Needs the app role {route.role}." if route.role else ""),
+        "tags": list(route.tags),
+        "produces": list(route.produces),
+        "parameters": [_parameter(p) for p in route.params],
+        "responses": {},
+    }
+    if route.body is not None:
+        op["consumes"] = list(route.body_types)
+        op["parameters"].append(
+            {
+                "name": "body",
+                "in": "body",
+                "required": not route.body_optional,
+                "schema": route.body.openapi(),
+            }
+        )
+    for status, (description, ref) in sorted(route.responses.items()):
+        entry: dict[str, Any] = {"description": description}
+        if ref is not None:
+            entry["schema"] = {"$ref": f"#/definitions/{ref}"}
+        if status in (201, 202):
+            entry["headers"] = {"Location": {"type": "string", "description": "absolute URL"}}
+            if status == 202:
+                entry["headers"]["Retry-After"] = {"type": "integer", "description": "seconds"}
+        op["responses"][str(status)] = entry
+    op["responses"].setdefault("default", {"description": "error", "schema": ERROR_REF})
+    if route.visibility:
+        op["x-ms-visibility"] = route.visibility
+    if route.auth == "anonymous":
+        op["security"] = []
+    op.update(route.extensions)
+    return op
+
+
+def document(base_url: str) -> dict[str, Any]:
+    """The document for the deployment at ``base_url`` (``scheme://host``)."""
+    parts = urlsplit(base_url)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "swagger": "2.0",
+        "info": {
+            "title": "Defender Bridge",
+            "version": VERSION,
+            "description": "Microsoft Defender XDR incidents, advanced hunting and push "
+            "notifications for Logic Apps, Power Automate and webhooks, across tenants.",
+        },
+        "host": parts.netloc or "localhost",
+        "basePath": "/api",
+        "schemes": [parts.scheme if parts.scheme in ("http", "https") else "https"],
+        "consumes": ["application/json"],
+        "produces": ["application/json"],
+        "securityDefinitions": {
+            "functionKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-functions-key",
+                "description": "a function key of the app (or pass it as ?code=)",
+            }
+        },
+        "security": [{"functionKey": []}],
+        "paths": paths,
+        "definitions": DEFINITIONS,
+    }

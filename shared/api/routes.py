@@ -1,0 +1,520 @@
+"""The route table: one definition per route, and the dispatcher every face calls.
+
+A ``Route`` names its method, path (below ``/api``), the app role it needs, its handler, its
+parameters and body, and the OpenAPI metadata of its operation. ``handle(request, backend)`` is
+the whole HTTP API as a function: it matches the route, enforces the body size limit, content
+type, declared query parameters and app role, calls the handler, and turns every error into
+``{"error": {"code", "message"}}`` with its status; an unexpected exception is logged with its
+trace and answered with a plain 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from shared.api import handlers as h
+from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, key_holder, principal
+from shared.api.http import ApiError, Request, Response, error_response
+from shared.api.schema import Body
+from shared.errors import BridgeError
+
+if TYPE_CHECKING:
+    from shared.api.backend import Backend
+
+log = logging.getLogger(__name__)
+
+AuthLevel = Literal["function", "anonymous"]
+#: query parameters every route accepts: the function key
+ALWAYS_ALLOWED = ("code",)
+#: bodies above this are refused before parsing when no settings are available
+DEFAULT_MAX_BODY = 65_536
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query, path or header parameter."""
+
+    name: str
+    where: Literal["query", "path", "header"]
+    kind: Literal["string", "integer", "array"]
+    description: str
+    required: bool = False
+    enum: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    fmt: str | None = None
+    visibility: str | None = None
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the API."""
+
+    operation_id: str
+    method: str
+    path: str
+    handler: Callable[[h.Context], Response]
+    summary: str
+    description: str
+    role: str | None = None
+    auth: AuthLevel = "function"
+    params: tuple[Param, ...] = ()
+    body: Body | None = None
+    body_types: tuple[str, ...] = ("application/json",)
+    body_optional: bool = False
+    responses: Mapping[int, tuple[str, str | None]] = field(default_factory=dict)
+    produces: tuple[str, ...] = ("application/json",)
+    visibility: str | None = None
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    #: backend needed (False: health and the document work even with broken settings)
+    needs_backend: bool = True
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The path as a regular expression (``{id}`` matches one segment)."""
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
+        return re.compile(f"^{regex}/?$")
+
+    @property
+    def function_name(self) -> str:
+        """The Functions function name of this route."""
+        return "http_" + re.sub(r"(?<!^)(?=[A-Z])", "_", self.operation_id).lower()
+
+    @property
+    def function_route(self) -> str:
+        """The Functions route template (below the ``api`` prefix)."""
+        return self.path.lstrip("/")
+
+
+TENANT = Param(
+    "tenant",
+    "query",
+    "string",
+    "the tenant to act in (default: the home tenant); or the X-Defender-Tenant header",
+    fmt="uuid",
+    visibility="advanced",
+)
+TENANT_HEADER = Param(
+    "X-Defender-Tenant",
+    "header",
+    "string",
+    "the tenant to act in (instead of ?tenant=)",
+    fmt="uuid",
+    visibility="internal",
+)
+CONTEXT = Param(
+    "context",
+    "query",
+    "string",
+    "app (the app's permissions, default) or user (on behalf of the caller's Entra token)",
+    enum=("app", "user"),
+    visibility="advanced",
+)
+ID = Param("id", "path", "string", "the incident id", required=True)
+ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid request", "Error"),
+    403: ("missing app role or tenant not allowed", "Error"),
+    404: ("not found", "Error"),
+    429: ("throttled by Defender: retry after Retry-After seconds", "Error"),
+    502: ("Defender answered with an error", "Error"),
+    503: ("temporarily unavailable", "Error"),
+}
+
+
+def _errors(*codes: int) -> dict[int, tuple[str, str | None]]:
+    return {c: ERRORS[c] for c in codes}
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "Health",
+        "GET",
+        "/health",
+        h.health,
+        "Health check",
+        "Answers 200 when the app is up; reveals nothing about the deployment.",
+        auth="anonymous",
+        responses={200: ("the app is up", "Health")},
+        visibility="internal",
+        needs_backend=False,
+        tags=("meta",),
+    ),
+    Route(
+        "ListIncidents",
+        "GET",
+        "/incidents",
+        h.list_incidents,
+        "List incidents",
+        "Incidents of one tenant, newest first, filtered like the CLI; follow nextLink for more.",
+        role=READ,
+        params=(
+            TENANT,
+            TENANT_HEADER,
+            CONTEXT,
+            Param(
+                "status",
+                "query",
+                "array",
+                "only these statuses (active, inProgress, resolved, redirected, awaitingAction)",
+            ),
+            Param(
+                "severity",
+                "query",
+                "array",
+                "only these severities (informational, low, medium, high, unknown)",
+            ),
+            Param("assignedTo", "query", "string", "only incidents assigned to this user"),
+            Param(
+                "createdFrom", "query", "string", "created at or after (ISO-8601)", fmt="date-time"
+            ),
+            Param("createdBefore", "query", "string", "created before (ISO-8601)", fmt="date-time"),
+            Param(
+                "updatedFrom",
+                "query",
+                "string",
+                "last updated at or after (ISO-8601)",
+                fmt="date-time",
+            ),
+            Param(
+                "updatedBefore",
+                "query",
+                "string",
+                "last updated before (ISO-8601)",
+                fmt="date-time",
+            ),
+            Param(
+                "top",
+                "query",
+                "integer",
+                "page size",
+                minimum=1,
+                maximum=h.MAX_PAGE,
+                default=h.DEFAULT_PAGE,
+            ),
+            Param(
+                "cursor",
+                "query",
+                "string",
+                "from a previous page's nextLink",
+                visibility="internal",
+            ),
+        ),
+        responses={
+            200: ("a page of incidents", "IncidentPage"),
+            **_errors(400, 403, 404, 429, 502, 503),
+        },
+        extensions={"x-ms-pageable": {"nextLinkName": "nextLink", "itemName": "value"}},
+        tags=("incidents",),
+    ),
+    Route(
+        "GetIncident",
+        "GET",
+        "/incidents/{id}",
+        h.get_incident,
+        "Get an incident",
+        "One incident with its alerts.",
+        role=READ,
+        params=(ID, TENANT, TENANT_HEADER, CONTEXT),
+        responses={
+            200: ("the incident", "IncidentWithAlerts"),
+            **_errors(400, 403, 404, 429, 502, 503),
+        },
+        tags=("incidents",),
+    ),
+    Route(
+        "UpdateIncident",
+        "PATCH",
+        "/incidents/{id}",
+        h.update_incident,
+        "Update an incident",
+        "Change status, assignee, classification, determination or tags, or add a comment.",
+        role=WRITE,
+        params=(ID, TENANT, TENANT_HEADER, CONTEXT),
+        body=h.UPDATE_BODY,
+        responses={
+            200: ("the incident afterwards", "Incident"),
+            **_errors(400, 403, 404, 429, 502, 503),
+        },
+        tags=("incidents",),
+    ),
+    Route(
+        "ListHuntingTemplates",
+        "GET",
+        "/hunting/templates",
+        h.list_templates,
+        "List hunting templates",
+        "The allow-listed hunting templates and their typed parameters.",
+        role=HUNT,
+        responses={200: ("the templates", "TemplateList")},
+        tags=("hunting",),
+    ),
+    Route(
+        "RunHunting",
+        "POST",
+        "/hunting",
+        h.run_hunting,
+        "Run a hunting query",
+        "Runs a template (or free-form KQL when allowed). Answers 200 with the result when it "
+        "finishes within the budget, else 202 with Location and Retry-After to poll; send "
+        "'Prefer: respond-async' to always get 202.",
+        role=HUNT,
+        params=(
+            TENANT,
+            TENANT_HEADER,
+            CONTEXT,
+            Param(
+                "Prefer",
+                "header",
+                "string",
+                "respond-async: answer 202 at once",
+                visibility="advanced",
+            ),
+        ),
+        body=h.HUNT_BODY,
+        responses={
+            200: ("the result", "HuntingResult"),
+            202: ("accepted: poll the Location", "Job"),
+            **_errors(400, 403, 404, 429, 502, 503),
+        },
+        produces=("application/json", "text/csv"),
+        tags=("hunting",),
+    ),
+    Route(
+        "GetHuntingJob",
+        "GET",
+        "/hunting/jobs/{id}",
+        h.get_job,
+        "Get a hunting job",
+        "202 with Location and Retry-After until the job is done, then its result or error.",
+        role=HUNT,
+        params=(Param("id", "path", "string", "the job id", required=True),),
+        responses={
+            200: ("the result", "HuntingResult"),
+            202: ("still running", "Job"),
+            **_errors(400, 403, 404),
+        },
+        produces=("application/json", "text/csv"),
+        visibility="internal",
+        tags=("hunting",),
+    ),
+    Route(
+        "QueueIngestion",
+        "POST",
+        "/ingest",
+        h.queue_ingest,
+        "Ingest a tenant now",
+        "Queues the tenant for ingestion (optionally from a date, for a backfill); 202.",
+        role=INGEST,
+        params=(TENANT, TENANT_HEADER),
+        body=h.INGEST_BODY,
+        body_optional=True,
+        responses={202: ("queued", "IngestQueued"), **_errors(400, 403, 404, 503)},
+        tags=("ingestion",),
+    ),
+    Route(
+        "SubscribeIncidents",
+        "POST",
+        "/subscriptions",
+        h.subscribe,
+        "When an incident is created or updated",
+        "Subscribes a webhook to new and updated incidents matching a filter; 201 with "
+        "Location, the URL to DELETE to unsubscribe.",
+        role=SUBSCRIBE,
+        body=h.SUBSCRIBE_BODY,
+        body_types=("application/json", "text/plain"),
+        responses={201: ("subscribed", "SubscriptionCreated"), **_errors(400, 403, 404, 503)},
+        extensions={
+            "x-ms-trigger": "single",
+            "x-ms-notification-content": {
+                "description": "A new or updated incident",
+                "schema": {"$ref": "#/definitions/IncidentNotification"},
+            },
+        },
+        tags=("subscriptions",),
+    ),
+    Route(
+        "UnsubscribeByCallback",
+        "DELETE",
+        "/subscriptions",
+        h.unsubscribe_by_callback,
+        "Unsubscribe a callback URL",
+        "Removes every subscription of a callback URL (body or callbackUrl parameter).",
+        role=SUBSCRIBE,
+        params=(
+            Param("callbackUrl", "query", "string", "the callback URL", visibility="internal"),
+        ),
+        body=Body("Unsubscribe", (h.SUBSCRIBE_BODY.fields[0],)),
+        body_types=("application/json", "text/plain"),
+        body_optional=True,
+        responses={200: ("removed", "Deleted"), **_errors(400, 403, 404)},
+        visibility="internal",
+        tags=("subscriptions",),
+    ),
+    Route(
+        "Unsubscribe",
+        "DELETE",
+        "/subscriptions/{id}",
+        h.unsubscribe,
+        "Unsubscribe",
+        "Removes a subscription (the platform calls its Location).",
+        role=SUBSCRIBE,
+        params=(Param("id", "path", "string", "the subscription id", required=True),),
+        responses={204: ("removed", None), **_errors(400, 403, 404)},
+        visibility="internal",
+        tags=("subscriptions",),
+    ),
+    Route(
+        "ConsentCallback",
+        "GET",
+        "/consent/callback",
+        h.consent_callback,
+        "Admin consent callback",
+        "Where Entra sends a customer's admin after consenting: records the tenant.",
+        auth="anonymous",
+        params=(
+            Param("tenant", "query", "string", "the consenting tenant"),
+            Param("admin_consent", "query", "string", "True when consent was granted"),
+            Param("state", "query", "string", "the state the consent link carried"),
+            Param("error", "query", "string", "Entra's error code"),
+            Param("error_description", "query", "string", "Entra's error text"),
+            Param("error_uri", "query", "string", "Entra's error link"),
+            Param("scope", "query", "string", "the consented scope"),
+        ),
+        responses={200: ("recorded", "ConsentRecorded"), **_errors(400, 503)},
+        visibility="internal",
+        tags=("onboarding",),
+    ),
+    Route(
+        "GetOpenApi",
+        "GET",
+        "/openapi.json",
+        h.openapi_document,
+        "OpenAPI document",
+        "This API as OpenAPI 2.0 (import it as a custom connector).",
+        responses={200: ("the document", None)},
+        visibility="internal",
+        needs_backend=False,
+        tags=("meta",),
+    ),
+)
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]]:
+    """The route for ``method`` and ``path`` (404/405 ApiError otherwise)."""
+    allowed: list[str] = []
+    for route in ROUTES:
+        found = route.pattern.match(path)
+        if found is None:
+            continue
+        if route.method == method.upper():
+            return route, found.groupdict()
+        allowed.append(route.method)
+    if allowed:
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"{method.upper()} is not allowed here (allowed: {', '.join(sorted(set(allowed)))})",
+            {"Allow": ", ".join(sorted(set(allowed)))},
+        )
+    raise ApiError(404, "not_found", "no such route")
+
+
+def handle(
+    request: Request,
+    backend: Callable[[], Backend],
+    *,
+    max_body: int | None = None,
+    require_principal: bool | None = None,
+    tenant_roles: Mapping[str, tuple[str, ...]] | None = None,
+    public_url: str | None = None,
+) -> Response:
+    """Answer one request. Never raises.
+
+    The options come from settings (the faces read them through ``options_from``); a route
+    that needs no backend (health, the document) answers even when settings are broken.
+    """
+    path = request.path
+    if path.startswith("/api/") or path == "/api":
+        path = path[len("/api") :] or "/"
+    route: Route | None = None
+    try:
+        route, params = match(request.method, path)
+        limit = max_body or DEFAULT_MAX_BODY
+        if len(request.body) > limit:
+            raise ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
+        _check_query(route, request)
+        _check_content_type(route, request)
+        if route.auth == "anonymous":
+            caller = key_holder()
+        else:
+            caller = principal(
+                request, tenant_roles=tenant_roles or {}, required=bool(require_principal)
+            )
+            caller.require(route.role)
+        ctx = h.Context(
+            request=replace(request, path=path, route_params=params),
+            caller=caller,
+            backend_factory=backend,
+            base_url=public_url or request.base_url,
+            anonymous=route.auth == "anonymous",
+        )
+        return route.handler(ctx)
+    except ApiError as exc:
+        return exc.response()
+    except BridgeError as exc:  # a ConfigError here is the caller's input: a 400
+        return h.api_error(exc, user=_user_mode(request)).response()
+    except Exception:  # noqa: BLE001 - the last line: a trace goes to the log, never to the caller
+        incident = uuid.uuid4().hex[:12]
+        log.exception("HTTP API: unhandled error (reference %s)", incident)
+        return error_response(
+            500, "internal_error", f"the request failed (reference {incident}); see the app's logs"
+        )
+
+
+def _user_mode(request: Request) -> bool:
+    return request.query.get("context", [""])[-1] == "user"
+
+
+def _check_query(route: Route, request: Request) -> None:
+    allowed = {p.name for p in route.params if p.where == "query"} | set(ALWAYS_ALLOWED)
+    unknown = sorted(k for k in request.query if k not in allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            "unknown_parameter",
+            f"unknown query parameter(s): {', '.join(repr(k[:64]) for k in unknown[:10])}"
+            + (
+                f" (allowed: {', '.join(sorted(allowed - set(ALWAYS_ALLOWED)))})"
+                if allowed - set(ALWAYS_ALLOWED)
+                else ""
+            ),
+        )
+
+
+def _check_content_type(route: Route, request: Request) -> None:
+    if route.body is None or (route.body_optional and not request.body.strip()):
+        return
+    given = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if given not in route.body_types:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as {' or '.join(route.body_types)}",
+        )
+
+
+def options_from(settings: Any) -> dict[str, Any]:
+    """The ``handle`` options of a ``Settings``."""
+    return {
+        "max_body": settings.api_max_body_bytes,
+        "require_principal": settings.api_require_principal,
+        "tenant_roles": settings.api_tenant_roles,
+        "public_url": settings.api_public_url,
+    }

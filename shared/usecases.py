@@ -1,0 +1,203 @@
+"""On-demand use cases shared by the CLI and the HTTP API: build the query once, call the client,
+shape the answer. The CLI and the routes adapt their input to these and print or serialize what
+they return, so no request is built twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.clock import format_utc
+from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shared.defender.client import DefenderClient
+    from shared.defender.model import Alert, HuntingResult, Incident
+    from shared.defender.operations import IncidentUpdate
+    from shared.defender.queries import IncidentQuery
+
+#: the documented advanced hunting row cap (defender-api.md, "at most 100k rows"): an answer of
+#: exactly this many rows was most likely cut by the service
+SERVICE_ROW_LIMIT = 100_000
+
+
+def split_values(values: Iterable[str] | None) -> list[str]:
+    """``["a", "b,c"]`` → ``["a", "b", "c"]``."""
+    return [part.strip() for v in values or () for part in v.split(",") if part.strip()]
+
+
+def _canonical(values: Iterable[str] | None, parse: Callable[[str], str]) -> tuple[str, ...]:
+    problems: list[str] = []
+    out: list[str] = []
+    for value in split_values(values):
+        try:
+            out.append(parse(value))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return tuple(dict.fromkeys(out))
+
+
+def incident_query(
+    *,
+    statuses: Iterable[str] | None = None,
+    severities: Iterable[str] | None = None,
+    assigned_to: str | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_from: datetime | None = None,
+    updated_before: datetime | None = None,
+) -> IncidentQuery:
+    """The listing filters of ``incidents list`` and ``GET /incidents``, canonicalized.
+
+    Raises:
+        ConfigError: a status or severity outside the documented sets, or a bad time range.
+    """
+    from shared.defender.queries import IncidentQuery
+    from shared.defender.values import canonical_severity, canonical_status
+
+    return IncidentQuery(
+        statuses=_canonical(statuses, lambda v: canonical_status(v, for_filter=True)),
+        severities=_canonical(severities, canonical_severity),
+        assigned_to=assigned_to,
+        created_from=created_from,
+        created_before=created_before,
+        updated_from=updated_from,
+        updated_before=updated_before,
+    )
+
+
+def list_incidents(
+    client: DefenderClient, query: IncidentQuery, *, limit: int | None = None
+) -> list[Incident]:
+    """Incidents matching ``query`` (at most ``limit``)."""
+    return client.list_incidents(query, limit=limit)
+
+
+def get_incident(client: DefenderClient, incident_id: str) -> Incident:
+    """One incident with its alerts (the id is checked before any call)."""
+    from shared.defender.operations import incident_id as check_id
+
+    return client.get_incident(check_id(incident_id))
+
+
+def update_incident(client: DefenderClient, incident_id: str, update: IncidentUpdate) -> Incident:
+    """Apply a validated update; the incident as the API shows it afterwards."""
+    from shared.defender.operations import incident_id as check_id
+
+    return client.update_incident(check_id(incident_id), update)
+
+
+def check_hunt(client: DefenderClient, query: str, timespan: str | None) -> None:
+    """Check a query and time span before spending a call (ConfigError if invalid)."""
+    from shared.defender.operations import hunting_request
+
+    hunting_request(client.api, client.base_url, query, timespan=timespan)
+
+
+def hunt(client: DefenderClient, query: str, *, timespan: str | None = None) -> HuntingResult:
+    """Run an advanced hunting query (checked first)."""
+    check_hunt(client, query, timespan)
+    return client.hunt(query, timespan=timespan)
+
+
+# ---------------------------------------------------------------------- views
+
+
+def incident_row(incident: Incident) -> dict[str, Any]:
+    """The normalized incident as a flat JSON object."""
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "status": incident.status,
+        "severity": incident.severity,
+        "classification": incident.classification,
+        "determination": incident.determination,
+        "assignedTo": incident.assigned_to,
+        "created": format_utc(incident.created),
+        "lastUpdate": format_utc(incident.last_update),
+        "redirectId": incident.redirect_id,
+        "tags": list(incident.tags),
+        "alerts": incident.alert_count,
+        "api": incident.api,
+    }
+
+
+INCIDENT_COLUMNS = (
+    "id",
+    "title",
+    "status",
+    "severity",
+    "classification",
+    "determination",
+    "assignedTo",
+    "created",
+    "lastUpdate",
+    "redirectId",
+    "tags",
+    "alerts",
+    "api",
+)
+
+
+def alert_row(alert: Alert) -> dict[str, Any]:
+    """The normalized alert as a flat JSON object."""
+    return {
+        "id": alert.id,
+        "incidentId": alert.incident_id,
+        "title": alert.title,
+        "status": alert.status,
+        "severity": alert.severity,
+        "category": alert.category,
+        "serviceSource": alert.service_source,
+        "detectionSource": alert.detection_source,
+        "created": format_utc(alert.created),
+        "lastUpdate": format_utc(alert.last_update),
+        "api": alert.api,
+    }
+
+
+def hunting_json(result: HuntingResult, *, max_rows: int | None = None) -> dict[str, Any]:
+    """``{"columns": [{"name", "type"}], "rows": [...], "rowCount", "truncated"}``.
+
+    ``truncated`` is true when ``max_rows`` cut the rows or the service returned its documented
+    maximum (then it most likely cut them itself).
+    """
+    rows = [dict(r) for r in result.rows]
+    cut = max_rows is not None and len(rows) > max_rows
+    if max_rows is not None:
+        rows = rows[:max_rows]
+    return {
+        "columns": [
+            {"name": c, "type": t} for c, t in zip(result.columns, result.types, strict=True)
+        ],
+        "rows": rows,
+        "rowCount": len(rows),
+        "truncated": cut or len(result.rows) >= SERVICE_ROW_LIMIT,
+    }
+
+
+def hunting_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as CSV with a header line (lists joined by ``;``, objects as JSON)."""
+    import json
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            if value is None:
+                cells.append("")
+            elif isinstance(value, dict | list):
+                cells.append(json.dumps(value, default=str))
+            else:
+                cells.append(str(value))
+        writer.writerow(cells)
+    return out.getvalue()

@@ -1,0 +1,231 @@
+"""The HTTP API's two faces for tests: the Functions triggers of ``function_app`` (real
+``func.HttpRequest``) and ``python -m shared serve`` (a real WSGI server on a free port), both
+against the emulator and Azurite, with the same small client interface.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import azure.functions as func
+import pytest
+import requests
+
+from tests.conftest import LocalCloud
+
+SIGNING_KEY = "test-signing-key-0123456789abcdef-0123456789"
+PUBLIC = "https://bridge.example.net"
+
+
+@functools.cache
+def indexed_functions() -> dict[str, Any]:
+    """``function_app``'s functions by name, indexed once (indexing twice is refused)."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+@dataclass
+class Answer:
+    """A response as a test sees it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+
+@dataclass
+class Face:
+    """One way of calling the API."""
+
+    name: str
+    base: str
+    calls: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        json_body: Any = None,
+        body: bytes | None = None,
+    ) -> Answer:
+        headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        answer = self._send(method, path, params, headers, body or b"")
+        self.calls.append((method, path, answer.status))
+        return answer
+
+    def get(self, path: str, **kw: Any) -> Answer:
+        return self.request("GET", path, **kw)
+
+    def follow(self, url: str, **kw: Any) -> Answer:
+        """GET an absolute URL this API returned (Location, nextLink)."""
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}" == self.base, url
+        query = [tuple(p.split("=", 1)) for p in parts.query.split("&") if p]
+        from urllib.parse import unquote_plus
+
+        params = [(unquote_plus(k), unquote_plus(v)) for k, v in query]
+        return self.request("GET", parts.path.removeprefix("/api"), params=params, **kw)
+
+    def _send(
+        self, method: str, path: str, params: Any, headers: dict[str, str], body: bytes
+    ) -> Answer:
+        raise NotImplementedError
+
+
+class FunctionsFace(Face):
+    """Calls the indexed function of the route with a real ``func.HttpRequest``."""
+
+    def _send(
+        self, method: str, path: str, params: Any, headers: dict[str, str], body: bytes
+    ) -> Answer:
+        from shared.api.routes import match
+
+        route, route_params = match(method, path)
+        function = indexed_functions()[route.function_name]
+        query = urlencode(params or {}, doseq=True)
+        url = f"{self.base}/api{path}" + (f"?{query}" if query else "")
+        request = func.HttpRequest(
+            method=method,
+            url=url,
+            headers=headers,
+            params={},
+            route_params=route_params,
+            body=body,
+        )
+        response = function.get_user_function()(request)
+        return Answer(response.status_code, dict(response.headers), response.get_body())
+
+
+class ServeFace(Face):
+    """Calls ``python -m shared serve``'s WSGI server over HTTP."""
+
+    def _send(
+        self, method: str, path: str, params: Any, headers: dict[str, str], body: bytes
+    ) -> Answer:
+        response = requests.request(
+            method,
+            f"{self.base}/api{path}",
+            params=params,
+            headers=headers,
+            data=body,
+            timeout=120,
+            allow_redirects=False,
+        )
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+
+@pytest.fixture(scope="session")
+def serve_url() -> Iterator[str]:
+    """One ``serve`` server for the session (it reads the environment per request)."""
+    from shared.cli.serve import build_server
+
+    server = build_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def api_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """``app_env`` plus the HTTP API's settings (push to localhost, a signing key)."""
+    from shared import bootstrap
+
+    extra = {
+        "API_SIGNING_KEY": SIGNING_KEY,
+        "API_PUSH_HOST_SUFFIXES": "localhost",
+        "DEFENDER_FEATURES": "ingest,update,hunting",
+    }
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    bootstrap.services.cache_clear()
+    yield {**app_env, **extra}
+    bootstrap.services.cache_clear()
+
+
+def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    """Change settings mid-test (the composition root is rebuilt)."""
+    from shared import bootstrap
+
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    bootstrap.services.cache_clear()
+
+
+@pytest.fixture(params=["functions", "serve"])
+def face(request: pytest.FixtureRequest, api_env: dict[str, str]) -> Face:
+    """Each test runs through both faces."""
+    if request.param == "functions":
+        return FunctionsFace("functions", PUBLIC)
+    url = request.getfixturevalue("serve_url")
+    return ServeFace("serve", url)
+
+
+def principal(*roles: str) -> dict[str, str]:
+    """An ``X-MS-CLIENT-PRINCIPAL`` header with these app roles (as Easy Auth sends it)."""
+    data = {
+        "auth_typ": "aad",
+        "name_typ": "name",
+        "role_typ": "roles",
+        "claims": [{"typ": "roles", "val": r} for r in roles] + [{"typ": "name", "val": "t"}],
+    }
+    return {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(json.dumps(data).encode()).decode()}
+
+
+def tenants(cloud: LocalCloud) -> tuple[str, str]:
+    """Two registered tenants: home and a customer."""
+    ids = cloud.emulator.tenant_ids
+    return ids[0], ids[1]
+
+
+def truth(cloud: LocalCloud, tenant: str) -> list[dict[str, Any]]:
+    return list(cloud.admin("GET", f"truth/{tenant}/incidents?api=graph")["value"])
+
+
+def drain_queue(connection_string: str, name: str) -> list[str]:
+    """Take every message of a queue (decoded text)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+    client = QueueClient.from_connection_string(
+        connection_string, name, message_decode_policy=TextBase64DecodePolicy()
+    )
+    out: list[str] = []
+    try:
+        while True:
+            batch = list(client.receive_messages(max_messages=32, visibility_timeout=1))
+            if not batch:
+                return out
+            for message in batch:
+                out.append(str(message.content))
+                client.delete_message(message)
+    except ResourceNotFoundError:
+        return out
+
+
+def environ_value(name: str) -> str:
+    return os.environ[name]

@@ -1,0 +1,141 @@
+"""The OpenAPI 2.0 document: valid (openapi-spec-validator), importable as a custom connector
+(the extensions Logic Apps / Power Automate read), in step with the route table and with the
+Functions bindings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+from shared.api.openapi import document
+from shared.api.routes import ROUTES
+from tests.api.conftest import Face, indexed_functions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [op for methods in doc["paths"].values() for op in methods.values()]
+
+
+def test_document_is_valid_openapi_2_for_any_host() -> None:
+    for base in ("https://bridge-prod.azurewebsites.net", "http://127.0.0.1:7071"):
+        doc = document(base)
+        validate(doc)
+        assert doc["swagger"] == "2.0" and doc["basePath"] == "/api"
+        assert doc["host"] == base.split("://")[1]
+        assert len(json.dumps(doc)) < 1_000_000  # the connector size limit
+
+
+def test_connector_extensions() -> None:
+    doc = document("https://x.example.net")
+    ops = _operations(doc)
+    ids = [op["operationId"] for op in ops]
+    summaries = [op["summary"] for op in ops]
+    assert len(ids) == len(set(ids)) == len(ROUTES)
+    assert len(summaries) == len(set(summaries)) and all(summaries)
+    assert doc["securityDefinitions"] == {
+        "functionKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-functions-key",
+            "description": "a function key of the app (or pass it as ?code=)",
+        }
+    }
+    subscribe = doc["paths"]["/subscriptions"]["post"]
+    assert subscribe["x-ms-trigger"] == "single"
+    body = next(p for p in subscribe["parameters"] if p["in"] == "body")
+    callback = body["schema"]["properties"]["callbackUrl"]
+    assert callback["x-ms-notification-url"] is True and callback["x-ms-visibility"] == "internal"
+    assert body["schema"]["required"] == ["callbackUrl"]
+    content = subscribe["x-ms-notification-content"]["schema"]["$ref"]
+    notification = doc["definitions"][content.split("/")[-1]]
+    assert notification["properties"]["incident"] == {"$ref": "#/definitions/Incident"}
+    assert (
+        "201" in subscribe["responses"] and "Location" in subscribe["responses"]["201"]["headers"]
+    )
+    assert doc["paths"]["/subscriptions/{id}"]["delete"]["x-ms-visibility"] == "internal"
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    assert doc["paths"]["/consent/callback"]["get"]["security"] == []
+    listing = doc["paths"]["/incidents"]["get"]
+    assert listing["x-ms-pageable"] == {"nextLinkName": "nextLink", "itemName": "value"}
+    assert any("x-ms-visibility" in op for op in ops)
+
+
+@pytest.mark.e2e
+def test_served_document_names_the_host_it_was_fetched_from(face: Face) -> None:
+    answer = face.get("/openapi.json")
+    assert answer.status == 200
+    doc = answer.json()
+    validate(doc)
+    assert doc["host"] == face.base.split("://")[1]
+
+
+def test_functions_bindings_follow_the_route_table() -> None:
+    """One HTTP function per route with its method and route; function keys everywhere but the
+    health check and the consent callback; the queue workers' bindings."""
+    bindings = {}
+    for name, function in indexed_functions().items():
+        raw = [json.loads(b) for b in function.get_raw_bindings()]
+        bindings[name] = raw[0]
+    for route in ROUTES:
+        trigger = bindings[route.function_name]
+        assert trigger["type"] == "httpTrigger"
+        assert trigger["route"] == route.path.lstrip("/")
+        assert [m.upper() for m in trigger["methods"]] == [route.method]
+        anonymous = route.path in ("/health", "/consent/callback")
+        assert trigger["authLevel"].upper() == ("ANONYMOUS" if anonymous else "FUNCTION")
+    assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
+    assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
+    # the deployment's data account is the host's account (infra/app/api.bicep)
+    assert bindings["hunting_worker"]["connection"] == "AzureWebJobsStorage"
+
+
+def test_import_with_no_settings_lists_the_http_functions() -> None:
+    code = (
+        "import json, function_app; "
+        "print(json.dumps(sorted(f.get_function_name() for f in function_app.app.get_functions())))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    names = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {r.function_name for r in ROUTES} <= set(names)
+
+
+def test_sample_logic_app_workflow_uses_the_api_as_defined() -> None:
+    """The sample workflow's calls match real routes: subscribe/unsubscribe with the callback,
+    a hunting template through the async pattern, and an update with known fields."""
+    from shared.api.handlers import UPDATE_BODY
+    from shared.hunting import templates
+
+    workflow = json.loads((ROOT / "infra" / "logicapp" / "workflow.json").read_text())
+    trigger = (
+        workflow["definition"]["triggers"] if "definition" in workflow else workflow["triggers"]
+    )
+    hook = next(iter(trigger.values()))
+    assert hook["type"] == "HttpWebhook"
+    subscribe, unsubscribe = hook["inputs"]["subscribe"], hook["inputs"]["unsubscribe"]
+    assert subscribe["method"] == "POST" and subscribe["uri"].endswith("/api/subscriptions")
+    assert subscribe["body"]["callbackUrl"] == "@{listCallbackUrl()}"
+    assert subscribe["body"]["minSeverity"] == "high"
+    assert unsubscribe["method"] == "DELETE" and unsubscribe["uri"].endswith("/api/subscriptions")
+    hunt = workflow["actions"]["Hunt_recent_high_severity_alerts"]["inputs"]
+    assert hunt["headers"]["Prefer"] == "respond-async"
+    template = templates()[hunt["body"]["template"]]
+    template.render(hunt["body"]["parameters"])  # valid parameters for that template
+    patch = workflow["actions"]["Tag_the_incident"]["inputs"]
+    UPDATE_BODY.check(patch["body"])

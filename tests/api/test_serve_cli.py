@@ -1,0 +1,54 @@
+"""``python -m shared serve`` as a command: it serves the routes on loopback only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_serve_refuses_a_non_loopback_address() -> None:
+    from shared.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0"]) == 2  # noqa: S104 - the address being refused
+
+
+def test_serve_command_answers_health_with_no_settings(tmp_path: Path) -> None:
+    """A real ``python -m shared serve`` process: health answers even without settings, and a
+    route that needs them is a JSON 503, not a crash."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("serve did not start")
+                time.sleep(0.2)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        broken = requests.get(f"http://127.0.0.1:{port}/api/incidents", timeout=5)
+        assert broken.status_code == 503
+        assert broken.json()["error"]["code"] == "configuration"
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

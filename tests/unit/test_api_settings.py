@@ -1,0 +1,75 @@
+"""HTTP API settings (issue 11): typed values, defaults, and problems named without values."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.api.access import parse_tenant_roles
+from shared.errors import ConfigError
+from shared.settings import Settings
+from tests.unit.test_settings import BASE
+
+TID = "33333333-3333-3333-3333-333333333333"
+
+
+def test_api_defaults() -> None:
+    s = Settings.from_env(BASE)
+    assert s.api_max_body_bytes == 65_536 and not s.api_require_principal
+    assert s.api_tenant_roles == {} and not s.api_allow_free_kql
+    assert s.api_sync_budget == 20.0 and s.api_retry_after == 5
+    assert s.api_public_url is None and s.api_signing_key is None
+    assert s.api_push_host_suffixes == (".logic.azure.com",)
+    assert s.api_consent_state_lifetime == timedelta(minutes=60)
+
+
+def test_api_values_parse() -> None:
+    s = Settings.from_env(
+        {
+            **BASE,
+            "API_REQUIRE_CLIENT_PRINCIPAL": "true",
+            "API_TENANT_ROLES": f"Team.Blue={TID}; Team.Red={TID},{TID.replace('3', '4')}",
+            "API_PUBLIC_URL": "https://bridge.example.com/",
+            "API_SIGNING_KEY": "k" * 40,
+            "API_PUSH_HOST_SUFFIXES": ".logic.azure.com, hooks.example.com",
+        }
+    )
+    assert s.api_require_principal
+    assert s.api_tenant_roles["Team.Blue"] == (TID,) and len(s.api_tenant_roles["Team.Red"]) == 2
+    assert s.api_public_url == "https://bridge.example.com"
+    assert s.api_push_host_suffixes == (".logic.azure.com", "hooks.example.com")
+    assert "k" * 40 not in repr(s)
+
+
+def test_api_problems_are_named_and_never_echo_values() -> None:
+    short_key = "short-secret-value"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                **BASE,
+                "API_MAX_BODY_BYTES": "10",
+                "API_ALLOW_FREE_KQL": "maybe",
+                "API_TENANT_ROLES": "Team.Blue=not-a-guid",
+                "API_PUBLIC_URL": "https://bridge.example.com/api",
+                "API_SIGNING_KEY": short_key,
+                "API_PUSH_HOST_SUFFIXES": "https://x",
+            }
+        )
+    text = str(info.value)
+    for name in (
+        "API_MAX_BODY_BYTES",
+        "API_ALLOW_FREE_KQL",
+        "API_TENANT_ROLES",
+        "API_PUBLIC_URL",
+        "API_SIGNING_KEY",
+        "API_PUSH_HOST_SUFFIXES",
+    ):
+        assert name in text
+    assert short_key not in text
+
+
+def test_tenant_roles_parser() -> None:
+    assert parse_tenant_roles("") == {}
+    with pytest.raises(ValueError, match="entry 2"):
+        parse_tenant_roles(f"A={TID};B")
