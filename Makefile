@@ -16,9 +16,12 @@ help:
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
-$(STAMP): requirements.txt requirements-dev.txt
+# requirements-sdk.txt (msgraph-sdk, for tests/sdk/) is installed here too, but is no part of
+# requirements-dev.txt: the app and its own tests never need it.
+$(STAMP): requirements.txt requirements-dev.txt requirements-sdk.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+		-r requirements-sdk.txt
 	touch $(STAMP)
 
 $(CHECKOV_STAMP): requirements-checkov.txt

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from emulator.fields import seed_extras
 from emulator.model import Alert, Comment, Device, Entity, Incident, format_time
 
 # Sample organisation names Microsoft uses in its docs; the home tenant is Contoso.
@@ -650,7 +651,9 @@ def seed_incidents(generator: TenantGenerator, count: int, now: datetime) -> lis
         )
         at = min(at, now - timedelta(seconds=1))
         incidents[i], incidents[j] = merge(source, target, at)
-    return incidents
+    # Newer Graph members and fields (awaitingAction, Sentinel/Defender for Cloud alerts,
+    # resolving comments): hash-chosen, so the RNG stream above is untouched.
+    return seed_extras(incidents)
 
 
 def _seed_bulk(generator: TenantGenerator, count: int, now: datetime) -> list[Incident]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from emulator import hunting, kql, odata, render, store, updates
+from emulator import fields, hunting, kql, odata, render, store, updates
 from emulator.behaviour import Behaviour
 from emulator.entra import (
     GRAPH_RESOURCES,
@@ -100,20 +100,15 @@ GRAPH_INCIDENT_FILTER = {
             "unwantedSoftware",
             "other",
             "multiStagedAttack",
-            "compromisedUser",
+            "compromisedAccount",
             "phishing",
             "maliciousUserActivity",
-            "clean",
-            "insufficientData",
-            "confirmedUserActivity",
-            "lineOfBusinessApplication",
-            "unknownFutureValue",
-            # The PATCH/alert pages' spellings (§2.3, §2.4): accepted, never stored.
-            "compromisedAccount",
             "notMalicious",
             "notEnoughDataToValidate",
             "confirmedActivity",
-        ),
+            "lineOfBusinessApplication",
+            "unknownFutureValue",
+        ),  # today's schema only (§0.1 item 4); the older names are no members any more
     ),
 }
 
@@ -181,7 +176,7 @@ def _legacy_row(incident: Incident) -> dict[str, Any]:
     return {
         "lastUpdateTime": incident.last_update_time,
         "createdTime": incident.created_time,
-        "status": incident.status,
+        "status": render.legacy_status(incident.status),
         "assignedTo": incident.assigned_to,
     }
 
@@ -194,7 +189,7 @@ def _graph_row(incident: Incident) -> dict[str, Any]:
         "severity": render.graph_enum(incident.severity),
         "assignedTo": incident.assigned_to,
         "classification": render.graph_enum(incident.classification),
-        "determination": render.graph_enum(incident.determination),
+        "determination": render.graph_determination(incident.determination),
     }
 
 
@@ -244,8 +239,8 @@ def _graph_alert_row(alert: Alert) -> dict[str, Any]:
         "severity": render.graph_enum(alert.severity),
         "assignedTo": alert.assigned_to,
         "classification": render.graph_enum(alert.classification),
-        "determination": render.graph_enum(alert.determination),
-        "serviceSource": render.SERVICE_SOURCE_TO_GRAPH.get(alert.service_source, "unknown"),
+        "determination": render.graph_determination(alert.determination),
+        "serviceSource": render.graph_service_source(alert.service_source),
         "incidentId": str(alert.incident_id),
     }
 
@@ -289,6 +284,12 @@ def _graph_errors(request: Request, now: datetime, tid: str) -> _Errors:
         not_found_code="NotFound",
         not_found_end=".",
     )
+
+
+def _unknown_members(request: Request) -> bool:
+    """Whether the request sent `Prefer: include-unknown-enum-members` (`emulator.fields`)."""
+    prefer = request.header("prefer")
+    return fields.wants_unknown_members([prefer] if prefer else [])
 
 
 class _LimitError(odata.ODataError):
@@ -582,7 +583,11 @@ class DefenderService:
         query = store.make_query(f"graph:{raw_filter}", parsed, _graph_row, GRAPH_TIMES)
         page, total = self._list_incidents(tid, query, self._order(orderby), now, skip, top)
         context = "security/incidents(alerts())" if expand else "security/incidents"
-        items = [render.graph_incident(i, tid, expand_alerts=expand) for i in page]
+        unknown = _unknown_members(request)
+        items = [
+            render.graph_incident(i, tid, expand_alerts=expand, include_unknown=unknown)
+            for i in page
+        ]
         payload = _envelope(
             request,
             f"{request.base_url}/v1.0/$metadata#{context}",
@@ -612,7 +617,9 @@ class DefenderService:
         context = "security/incidents(alerts())/$entity" if expand else "security/incidents/$entity"
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#{context}",
-            **render.graph_incident(incident, tid, expand_alerts=expand),
+            **render.graph_incident(
+                incident, tid, expand_alerts=expand, include_unknown=_unknown_members(request)
+            ),
         }
         return json_response(200, payload, tenant=tid)
 
@@ -689,19 +696,21 @@ class DefenderService:
         auth = self.admit_graph(request, WRITE_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
             return auth
-        tid = auth.tenant_id
+        tid, author = auth.tenant_id, _author(auth)
         updated = self._change_incident(
             request,
             raw_id,
             tid,
             _graph_errors(request, now, tid),
-            lambda incident, body: updates.apply_graph_patch(incident, body, now),
+            lambda incident, body: updates.apply_graph_patch(incident, body, author, now),
         )
         if isinstance(updated, Response):
             return updated
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#security/incidents/$entity",
-            **render.graph_incident(updated, tid, expand_alerts=False),
+            **render.graph_incident(
+                updated, tid, expand_alerts=False, include_unknown=_unknown_members(request)
+            ),
         }
         return json_response(200, payload, tenant=tid)
 
@@ -765,7 +774,7 @@ class DefenderService:
             request,
             f"{request.base_url}/v1.0/$metadata#security/alerts_v2",
             matching,
-            lambda a: render.graph_alert(a, tid),
+            lambda a: render.graph_alert(a, tid, include_unknown=_unknown_members(request)),
             skip,
             top,
             count=count,
@@ -786,7 +795,7 @@ class DefenderService:
             )
         payload = {
             "@odata.context": f"{request.base_url}/v1.0/$metadata#security/alerts_v2/$entity",
-            **render.graph_alert(alert, tid),
+            **render.graph_alert(alert, tid, include_unknown=_unknown_members(request)),
         }
         return json_response(200, payload, tenant=tid)
 
@@ -968,7 +977,11 @@ def truth(
     else:
         incidents = store.visible_snapshot(tenant_id, visible_at)
     if api == "graph":
-        return [render.graph_incident(i, tenant_id, expand_alerts=True) for i in incidents]
+        # The truth is what the service holds: every enum member, as with the Prefer header.
+        return [
+            render.graph_incident(i, tenant_id, expand_alerts=True, include_unknown=True)
+            for i in incidents
+        ]
     return [render.legacy_incident(i) for i in incidents]
 
 

@@ -158,6 +158,7 @@ _SERVICE_SOURCES = {
     "datalossprevention": "Microsoft Data Loss Prevention",
     "microsoftdefenderforcloud": "Microsoft Defender for Cloud",
     "microsoftappgovernance": "App Governance",
+    "microsoftsentinel": "Microsoft Sentinel",
 }
 _DETECTION_SOURCES = {
     "windowsdefenderatp": "EDR",
@@ -178,6 +179,8 @@ _DETECTION_SOURCES = {
     "mtp": "Microsoft Defender XDR",
     "microsoft365defender": "Microsoft Defender XDR",
     "manual": "Manual",
+    "scheduledalerts": "Scheduled Alerts",
+    "microsoftdefenderforservers": "Microsoft Defender for Servers",
 }
 # Names for common MITRE technique ids: AttackTechniques shows "Name (Txxxx)".
 _TECHNIQUE_NAMES = {

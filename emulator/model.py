@@ -166,3 +166,7 @@ class Incident:
     system_tags: tuple[str, ...] = ()
     comments: tuple[Comment, ...] = ()
     alerts: tuple[Alert, ...] = field(default=())
+    # Graph-only fields that a write sets (security-incident.md; issue 8.4). `None` means "not
+    # set": `emulator.fields` then derives what Graph shows (or null).
+    resolving_comment: str | None = None
+    last_modified_by: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator import fields
 from emulator.model import (
     ENTITY_KEYS,
     Alert,
@@ -21,11 +22,24 @@ from emulator.model import (
     format_time,
 )
 
-# Legacy values whose Graph counterpart is not just the camelCase spelling (Graph
-# alertDetermination/alertSeverity have `unknown` where legacy says NotAvailable/UnSpecified).
+# Legacy values whose Graph counterpart is not just the camelCase spelling. Graph
+# alertDetermination/alertSeverity have `unknown` where legacy says NotAvailable/UnSpecified.
 _ENUM_OVERRIDES = {"NotAvailable": "unknown", "UnSpecified": "unknown"}
 
-# Legacy `serviceSource` -> Graph `serviceSource` (defender-api.md §1.4 vs §2.4).
+# The model stores the legacy resource-page determinations (defender-api.md §1.5); Graph's
+# schema today names four of them differently (§0.1 item 4, msgraph-sdk-python
+# `alert_determination.py`). Graph renders only the schema's names.
+DETERMINATION_TO_GRAPH = {
+    "NotAvailable": "unknown",
+    "CompromisedUser": "compromisedAccount",
+    "Clean": "notMalicious",
+    "InsufficientData": "notEnoughDataToValidate",
+    "ConfirmedUserActivity": "confirmedActivity",
+}
+DETERMINATION_FROM_GRAPH = {v: k for k, v in DETERMINATION_TO_GRAPH.items()}
+
+# Legacy `serviceSource` -> Graph `serviceSource` (defender-api.md §1.4 vs §2.4). Sentinel and
+# Defender for Cloud are members after `unknownFutureValue` (see `emulator.fields.EVOLVED`).
 SERVICE_SOURCE_TO_GRAPH = {
     "MicrosoftDefenderForEndpoint": "microsoftDefenderForEndpoint",
     "MicrosoftDefenderATP": "microsoftDefenderForEndpoint",
@@ -34,6 +48,8 @@ SERVICE_SOURCE_TO_GRAPH = {
     "AzureATP": "microsoftDefenderForIdentity",
     "AzureAdIdentityProtection": "azureAdIdentityProtection",
     "Microsoft365Defender": "microsoft365Defender",
+    "MicrosoftDefenderForCloud": "microsoftDefenderForCloud",
+    "MicrosoftSentinel": "microsoftSentinel",
 }
 
 # Legacy `detectionSource` -> Graph `detectionSource` (Graph detectionSource enum, §2.4).
@@ -47,6 +63,8 @@ DETECTION_SOURCE_TO_GRAPH = {
     "AzureATP": "microsoftDefenderForIdentity",
     "MTP": "microsoft365Defender",
     "AadIdentityProtection": "azureAdIdentityProtection",
+    "ScheduledAlerts": "scheduledAlerts",
+    "MicrosoftDefenderForServers": "microsoftDefenderForServers",
 }
 
 
@@ -57,6 +75,35 @@ def graph_enum(value: str | None) -> str | None:
     if value in _ENUM_OVERRIDES:
         return _ENUM_OVERRIDES[value]
     return value[:1].lower() + value[1:]
+
+
+def graph_determination(value: str | None) -> str | None:
+    """Model determination -> Graph alertDetermination of today's schema."""
+    if value is None:
+        return None
+    return DETERMINATION_TO_GRAPH.get(value) or graph_enum(value)
+
+
+def graph_status(value: str, include_unknown: bool) -> str | None:
+    """Model incident status -> Graph incidentStatus (`awaitingAction` hidden unless asked)."""
+    return fields.evolvable("incidentStatus", graph_enum(value), include_unknown)
+
+
+def graph_service_source(value: str) -> str:
+    """Model serviceSource -> the Graph member (unknown sources render `unknown`)."""
+    return SERVICE_SOURCE_TO_GRAPH.get(value, "unknown")
+
+
+def graph_detection_source(value: str) -> str:
+    """Model detectionSource -> the Graph member (unknown sources render `unknown`)."""
+    return DETECTION_SOURCE_TO_GRAPH.get(value, "unknown")
+
+
+def legacy_status(value: str) -> str:
+    """Model status -> legacy status. The legacy enum (Active, InProgress, Resolved,
+    Redirected, §1.4) has no `AwaitingAction`; such an incident shows as Active there
+    (emulator choice: it is open and waiting for the customer)."""
+    return "Active" if value == "AwaitingAction" else value
 
 
 def incident_web_url(tenant_id: str, incident_id: int) -> str:
@@ -150,7 +197,7 @@ def legacy_incident(incident: Incident) -> dict[str, Any]:
         "classification": incident.classification,
         "determination": incident.determination,
         "detectionSource": incident.detection_source,
-        "status": incident.status,
+        "status": legacy_status(incident.status),
         "severity": incident.severity,
         "tags": list(incident.tags),
         "comments": [legacy_comment(c) for c in incident.comments],
@@ -171,13 +218,16 @@ def graph_comment(comment: Comment) -> dict[str, Any]:
     }
 
 
-def _evidence_base(kind: str, alert: Alert, verdict: str) -> dict[str, Any]:
-    # Every evidence item carries these (§2.4).
+def _evidence_base(kind: str, alert: Alert, verdict: str, unknown: bool) -> dict[str, Any]:
+    # Every evidence item carries these (§2.4); remediationStatus follows the investigation.
+    remediation = fields.evolvable(
+        "evidenceRemediationStatus", fields.remediation_status(alert), unknown
+    )
     return {
         "@odata.type": f"#microsoft.graph.security.{kind}",
         "createdDateTime": format_time(alert.creation_time),
         "verdict": verdict,
-        "remediationStatus": "none",
+        "remediationStatus": remediation,
         "remediationStatusDetails": None,
         "roles": [],
         "detailedRoles": [],
@@ -185,8 +235,8 @@ def _evidence_base(kind: str, alert: Alert, verdict: str) -> dict[str, Any]:
     }
 
 
-def _device_evidence(device: Device, alert: Alert) -> dict[str, Any]:
-    out = _evidence_base("deviceEvidence", alert, "suspicious")
+def _device_evidence(device: Device, alert: Alert, unknown: bool) -> dict[str, Any]:
+    out = _evidence_base("deviceEvidence", alert, "suspicious", unknown)
     out.update(
         {
             "mdeDeviceId": device.mdatp_device_id,
@@ -204,6 +254,11 @@ def _device_evidence(device: Device, alert: Alert) -> dict[str, Any]:
             "defenderAvStatus": graph_enum(device.defender_av_status),
             "firstSeenDateTime": format_time(device.first_seen),
             "ipInterfaces": [device.ip_address] if device.ip_address else [],
+            "lastIpAddress": device.ip_address,
+            "lastExternalIpAddress": None,
+            "dnsDomain": device.device_dns_name.partition(".")[2] or None,
+            "ntDomain": (device.device_dns_name.split(".") + [""])[1].upper() or None,
+            "resourceAccessEvents": [],
             "loggedOnUsers": (
                 [{"accountName": device.logged_on_user, "domainName": "CONTOSO"}]
                 if device.logged_on_user
@@ -239,21 +294,32 @@ def _file_details(values: Any) -> dict[str, Any]:
     }
 
 
-def _entity_evidence(entity: Entity, alert: Alert) -> dict[str, Any]:
+# analyzedMessageEvidence.deliveryLocation for each delivery action (the portal's values).
+_DELIVERY_LOCATIONS = {"Delivered": "Inbox/folder", "Junked": "Junk folder", "Blocked": "Dropped"}
+
+
+def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, Any]:
     v = entity.values
     kind = entity.entity_type
     verdict = "malicious" if kind in ("File", "Process", "Url") else "suspicious"
     if kind == "User":
-        out = _evidence_base("userEvidence", alert, verdict)
-        out["userAccount"] = _user_account(v)
+        out = _evidence_base("userEvidence", alert, verdict, unknown)
+        out.update({"userAccount": _user_account(v), "stream": None})
     elif kind == "Ip":
-        out = _evidence_base("ipEvidence", alert, verdict)
-        out.update({"ipAddress": v.get("ipAddress"), "countryLetterCode": v.get("_country")})
+        out = _evidence_base("ipEvidence", alert, verdict, unknown)
+        out.update(
+            {
+                "ipAddress": v.get("ipAddress"),
+                "countryLetterCode": v.get("_country"),
+                "location": None,
+                "stream": None,
+            }
+        )
     elif kind == "Url":
-        out = _evidence_base("urlEvidence", alert, verdict)
+        out = _evidence_base("urlEvidence", alert, verdict, unknown)
         out["url"] = v.get("url")
     elif kind == "File":
-        out = _evidence_base("fileEvidence", alert, verdict)
+        out = _evidence_base("fileEvidence", alert, verdict, unknown)
         out.update(
             {
                 "fileDetails": _file_details(v),
@@ -262,7 +328,7 @@ def _entity_evidence(entity: Entity, alert: Alert) -> dict[str, Any]:
             }
         )
     elif kind == "Process":
-        out = _evidence_base("processEvidence", alert, verdict)
+        out = _evidence_base("processEvidence", alert, verdict, unknown)
         out.update(
             {
                 "processId": v.get("processId"),
@@ -271,22 +337,25 @@ def _entity_evidence(entity: Entity, alert: Alert) -> dict[str, Any]:
                 "processCreationDateTime": v.get("processCreationTime"),
                 "parentProcessCreationDateTime": v.get("parentProcessCreationTime"),
                 "imageFile": _file_details(v),
+                "parentProcessImageFile": None,
                 "detectionStatus": "detected",
                 "mdeDeviceId": v.get("deviceId"),
                 "userAccount": _user_account(v),
             }
         )
     elif kind == "MailBox":
-        out = _evidence_base("mailboxEvidence", alert, verdict)
+        out = _evidence_base("mailboxEvidence", alert, verdict, unknown)
         out.update(
             {
                 "displayName": v.get("mailboxDisplayName"),
                 "primaryAddress": v.get("mailboxAddress"),
+                "upn": v.get("userPrincipalName"),
                 "userAccount": _user_account(v),
             }
         )
     elif kind == "MailMessage":
-        out = _evidence_base("analyzedMessageEvidence", alert, verdict)
+        out = _evidence_base("analyzedMessageEvidence", alert, verdict, unknown)
+        urls = [str(e.values["url"]) for e in alert.entities if e.entity_type == "Url"]
         out.update(
             {
                 "senderIp": v.get("_senderIp"),
@@ -296,37 +365,67 @@ def _entity_evidence(entity: Entity, alert: Alert) -> dict[str, Any]:
                 "p1Sender": {"emailAddress": v.get("sender")},
                 "p2Sender": {"emailAddress": v.get("sender")},
                 "networkMessageId": v.get("_networkMessageId"),
+                "internetMessageId": f"<{v.get('_networkMessageId')}@mail.example-phish.com>",
+                "antiSpamDirection": "Inbound",
+                "deliveryLocation": _DELIVERY_LOCATIONS.get(str(v.get("deliveryAction"))),
+                "receivedDateTime": format_time(alert.first_activity),
+                "language": "en",
+                "attachmentsCount": 0,
+                "urlCount": len(urls),
+                "urls": urls,
+                "threats": ["Phish"],
+                "threatDetectionMethods": ["URL detonation reputation"],
+                "urn": None,
             }
         )
     elif kind == "MailCluster":
-        out = _evidence_base("mailClusterEvidence", alert, verdict)
-        out.update({"clusterBy": v.get("clusterBy"), "clusterByValue": v.get("_clusterByValue")})
+        out = _evidence_base("mailClusterEvidence", alert, verdict, unknown)
+        out.update(
+            {
+                "clusterBy": v.get("clusterBy"),
+                "clusterByValue": v.get("_clusterByValue"),
+                "emailCount": 1,
+                "networkMessageIds": [],
+                "query": None,
+                "urn": None,
+            }
+        )
     elif kind == "Registry":
-        out = _evidence_base("registryValueEvidence", alert, verdict)
+        out = _evidence_base("registryValueEvidence", alert, verdict, unknown)
         out.update(
             {
                 "registryHive": v.get("registryHive"),
                 "registryKey": v.get("registryKey"),
                 "registryValueType": v.get("registryValueType"),
                 "registryValue": v.get("registryValue"),
+                "registryValueName": None,
                 "mdeDeviceId": v.get("deviceId"),
             }
         )
     elif kind == "SecurityGroup":
-        out = _evidence_base("securityGroupEvidence", alert, verdict)
+        out = _evidence_base("securityGroupEvidence", alert, verdict, unknown)
         out.update(
             {
                 "securityGroupId": v.get("securityGroupId"),
                 "displayName": v.get("securityGroupName"),
+                "friendlyName": v.get("securityGroupName"),
+                "activeDirectoryObjectGuid": None,
+                "distinguishedName": None,
+                "sid": None,
             }
         )
     else:  # pragma: no cover - the generator only emits the kinds above
-        out = _evidence_base("alertEvidence", alert, verdict)
+        out = _evidence_base("alertEvidence", alert, verdict, unknown)
     return out
 
 
-def graph_alert(alert: Alert, tenant_id: str) -> dict[str, Any]:
-    """Graph `alert` (alerts_v2) rendered from the model (§2.4)."""
+def graph_alert(alert: Alert, tenant_id: str, *, include_unknown: bool = False) -> dict[str, Any]:
+    """Graph `alert` (alerts_v2) rendered from the model (§2.4, security-alert.md).
+
+    `include_unknown`: the request sent `Prefer: include-unknown-enum-members`; without it the
+    newer service and detection sources render `unknownFutureValue` (`emulator.fields`).
+    """
+    unknown = include_unknown
     return {
         "@odata.type": "#microsoft.graph.security.alert",
         "id": alert.alert_id,
@@ -335,18 +434,22 @@ def graph_alert(alert: Alert, tenant_id: str) -> dict[str, Any]:
         "status": graph_enum(alert.status),
         "severity": graph_enum(alert.severity),
         "classification": graph_enum(alert.classification),
-        "determination": graph_enum(alert.determination),
-        "serviceSource": SERVICE_SOURCE_TO_GRAPH.get(alert.service_source, "unknown"),
-        "detectionSource": DETECTION_SOURCE_TO_GRAPH.get(
-            alert.detection_source, graph_enum(alert.detection_source)
+        "determination": graph_determination(alert.determination),
+        "serviceSource": fields.evolvable(
+            "serviceSource", graph_service_source(alert.service_source), unknown
         ),
-        "productName": None,
+        "detectionSource": fields.evolvable(
+            "detectionSource", graph_detection_source(alert.detection_source), unknown
+        ),
+        "productName": fields.product_name(alert),
         "detectorId": alert.detector_id,
+        "alertPolicyId": fields.alert_policy_id(alert),
         "tenantId": tenant_id,
         "title": alert.title,
         "description": alert.description,
         "recommendedActions": alert.recommended_actions,
         "category": alert.category,
+        "categories": [alert.category],
         "assignedTo": alert.assigned_to,
         "alertWebUrl": f"https://security.microsoft.com/alerts/{alert.alert_id}?tid={tenant_id}",
         "incidentWebUrl": incident_web_url(tenant_id, alert.incident_id),
@@ -354,6 +457,7 @@ def graph_alert(alert: Alert, tenant_id: str) -> dict[str, Any]:
         "threatDisplayName": alert.threat_family_name,
         "threatFamilyName": alert.threat_family_name,
         "mitreTechniques": list(alert.mitre_techniques),
+        "investigationState": graph_enum(alert.investigation_state),
         "createdDateTime": format_time(alert.creation_time),
         "lastUpdateDateTime": format_time(alert.last_updated_time),
         "resolvedDateTime": format_optional_time(alert.resolved_time),
@@ -361,18 +465,25 @@ def graph_alert(alert: Alert, tenant_id: str) -> dict[str, Any]:
         "lastActivityDateTime": format_time(alert.last_activity),
         "comments": [graph_comment(c) for c in alert.comments],
         "systemTags": [],
-        "evidence": [_device_evidence(d, alert) for d in alert.devices]
-        + [_entity_evidence(e, alert) for e in alert.entities],
+        "customDetails": None,
+        "additionalData": None,
+        "evidence": [_device_evidence(d, alert, unknown) for d in alert.devices]
+        + [_entity_evidence(e, alert, unknown) for e in alert.entities],
     }
 
 
-def graph_incident(incident: Incident, tenant_id: str, *, expand_alerts: bool) -> dict[str, Any]:
-    """Graph `incident` (§2.2); `alerts` only with `$expand=alerts`."""
+def graph_incident(
+    incident: Incident, tenant_id: str, *, expand_alerts: bool, include_unknown: bool = False
+) -> dict[str, Any]:
+    """Graph `incident` (§2.2, security-incident.md); `alerts` only with `$expand=alerts`.
+
+    `include_unknown`: as for `graph_alert` (status `awaitingAction` is hidden without it).
+    """
     out: dict[str, Any] = {
         "@odata.type": "#microsoft.graph.security.incident",
         "id": str(incident.incident_id),
         "tenantId": tenant_id,
-        "status": graph_enum(incident.status),
+        "status": graph_status(incident.status, include_unknown),
         "incidentWebUrl": incident_web_url(tenant_id, incident.incident_id),
         "redirectIncidentId": (
             None if incident.redirect_incident_id is None else str(incident.redirect_incident_id)
@@ -382,13 +493,19 @@ def graph_incident(incident: Incident, tenant_id: str, *, expand_alerts: bool) -
         "lastUpdateDateTime": format_time(incident.last_update_time),
         "assignedTo": incident.assigned_to,
         "classification": graph_enum(incident.classification),
-        "determination": graph_enum(incident.determination),
+        "determination": graph_determination(incident.determination),
         "severity": graph_enum(incident.severity),
         "customTags": list(incident.tags),
-        "systemTags": list(incident.system_tags),
+        "systemTags": fields.system_tags(incident),
         "description": incident.description,
+        "summary": fields.summary(incident),
+        "priorityScore": fields.priority_score(incident),
+        "resolvingComment": fields.resolving_comment(incident),
+        "lastModifiedBy": fields.last_modified_by(incident),
         "comments": [graph_comment(c) for c in incident.comments],
     }
     if expand_alerts:
-        out["alerts"] = [graph_alert(a, tenant_id) for a in incident.alerts]
+        out["alerts"] = [
+            graph_alert(a, tenant_id, include_unknown=include_unknown) for a in incident.alerts
+        ]
     return out

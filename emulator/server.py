@@ -793,7 +793,7 @@ class Emulator:
             ),
             r(
                 "POST",
-                r"^/v1\.0/security/runHuntingQuery$",
+                r"^/v1\.0/security/(?:microsoft\.graph\.security\.)?runHuntingQuery$",
                 "graph.hunting.run",
                 lambda q, m: self._defender().graph_hunting(q),
                 faultable=True,

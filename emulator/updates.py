@@ -3,8 +3,13 @@
 Pure: takes the current `Incident` and a parsed JSON body, returns the new `Incident` or raises
 `UpdateError` with a message for a 400. Contract: defender-api.md §1.5 (legacy PATCH: status,
 assignedTo, classification, determination, tags, comment; case-sensitive names; `comment`
-appends) and §2.3 (Graph PATCH: camelCase values, `customTags`). Determinations come in two
-documented spellings (§1.5, §7.2); both are accepted and the resource-page names are stored.
+appends) and §2.3 (Graph PATCH: camelCase values, `customTags`).
+
+Determinations: the legacy API documents two spellings (§1.5); both are accepted there and the
+resource-page names are stored (the model's names). Graph accepts only today's schema names
+(§0.1 item 4): the four older names are refused like any value that is not a member of the
+enum, and what it accepts is stored so that it renders back exactly as sent
+(`emulator.render.DETERMINATION_TO_GRAPH` is the one mapping both ways).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from emulator import render
 from emulator.model import Comment, Incident
+from emulator.render import DETERMINATION_FROM_GRAPH
 
 LEGACY_STATUSES = ("Active", "Resolved", "InProgress", "Redirected")
 LEGACY_CLASSIFICATIONS = ("TruePositive", "InformationalExpectedActivity", "FalsePositive")
@@ -70,6 +77,33 @@ _GRAPH_CLASSIFICATIONS = (
     "informationalExpectedActivity",
     "falsePositive",
 )
+# Graph alertDetermination, today's schema (§0.1 item 4; msgraph-sdk-python
+# alert_determination.py), without the sentinel.
+GRAPH_DETERMINATIONS = (
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedAccount",
+    "phishing",
+    "maliciousUserActivity",
+    "notMalicious",
+    "notEnoughDataToValidate",
+    "confirmedActivity",
+    "lineOfBusinessApplication",
+)
+# Members of the Graph enums that exist but a PATCH cannot set, and why.
+_NOT_SETTABLE = {
+    "unknownFutureValue": "is the evolvable-enum sentinel and cannot be set",
+    "awaitingAction": "can only be set by Microsoft Defender Experts (security-incident.md)",
+}
+# Graph's schema also has apt and securityPersonnel, which describe true positives
+# (security-alert.md, alertDetermination values); the legacy PATCH page dropped them.
+_GRAPH_EXTRA = {"TruePositive": frozenset({"Apt", "SecurityPersonnel"})}
 
 
 class UpdateError(ValueError):
@@ -101,27 +135,43 @@ def _tags(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 
 def _verdict(
-    incident: Incident, classification: str | None, determination: str | None
+    incident: Incident,
+    classification: str | None,
+    determination: str | None,
+    extra: Mapping[str, frozenset[str]] | None = None,
+    *,
+    graph: bool = False,
 ) -> tuple[str, str]:
-    """New (classification, determination), checked against the documented pairs."""
+    """New (classification, determination), checked against the documented pairs; messages
+    name the values as the caller's surface spells them (`graph`: Graph's names)."""
+
+    def shown(value: str) -> str:
+        return (render.graph_determination(value) or value) if graph else value
+
+    def shown_class(value: str) -> str:
+        return (render.graph_enum(value) or value) if graph else value
+
     new_class = classification or incident.classification
+    pairs = {k: v | (extra or {}).get(k, frozenset()) for k, v in _BY_CLASSIFICATION.items()}
     if determination is None:
         keep = incident.determination
-        if classification is not None and keep not in _BY_CLASSIFICATION.get(new_class, ()):
+        if classification is not None and keep not in pairs.get(new_class, ()):
             keep = "NotAvailable"
         return new_class, keep
     if determination == "NotAvailable":
         return new_class, determination
-    allowed = _BY_CLASSIFICATION.get(new_class)
+    allowed = pairs.get(new_class)
     if allowed is None:
+        classes = ", ".join(shown_class(c) for c in _BY_CLASSIFICATION)
         raise UpdateError(
-            f"determination '{determination}' needs a classification (TruePositive, "
-            "InformationalExpectedActivity or FalsePositive)"
+            f"determination '{shown(determination)}' needs a classification ({classes})"
         )
     if determination not in allowed:
+        # Graph: one name per member; legacy: every accepted spelling.
+        valid = sorted({shown(_CANONICAL.get(d, d)) for d in allowed} if graph else allowed)
         raise UpdateError(
-            f"determination '{determination}' is not valid with classification '{new_class}' "
-            f"(valid: {', '.join(sorted(allowed))})"
+            f"determination '{shown(determination)}' is not valid with classification "
+            f"'{shown_class(new_class)}' (valid: {', '.join(valid)})"
         )
     return new_class, _CANONICAL.get(determination, determination)
 
@@ -184,22 +234,32 @@ def apply_legacy_patch(incident: Incident, body: Any, author: str, now: datetime
         if not text.strip():
             raise UpdateError("'comment' must not be empty")
         changes["comments"] = (*incident.comments, Comment(text, author, at))
-    updated = replace(incident, last_update_time=at, **changes)
+    updated = replace(incident, last_update_time=at, last_modified_by=author, **changes)
     if changes.get("status") == "Resolved" and incident.status != "Resolved":
         updated = _resolve_alerts(updated, at)
     return updated
 
 
 def _graph_enum(body: Mapping[str, Any], key: str, values: tuple[str, ...]) -> str:
+    """The member of a Graph enum that `body[key]` names (case-insensitively, as the emulator
+    has always accepted the docs' PascalCase examples).
+
+    A value that is no member is refused with the .NET enum-parse wording Graph's OData stack
+    surfaces ("Requested value '...' was not found."; UNCERTAIN: no primary source shows the
+    exact text for these properties, see emulator/README.md).
+    """
     raw = _string(body, key)
     for value in values:
         if value.lower() == raw.lower():
             return value
-    raise UpdateError(f"'{raw}' is not a valid value for '{key}' (valid: {', '.join(values)})")
+    for member, why in _NOT_SETTABLE.items():
+        if member.lower() == raw.lower():
+            raise UpdateError(f"'{member}' {why}.")
+    raise UpdateError(f"Requested value '{raw}' was not found.")
 
 
-def apply_graph_patch(incident: Incident, body: Any, now: datetime) -> Incident:
-    """`PATCH /security/incidents/{id}` semantics (§2.3).
+def apply_graph_patch(incident: Incident, body: Any, author: str, now: datetime) -> Incident:
+    """`PATCH /security/incidents/{id}` semantics (§2.3), made by `author` (`lastModifiedBy`).
 
     Raises:
         UpdateError: unknown property, wrong type or value.
@@ -213,6 +273,7 @@ def apply_graph_patch(incident: Incident, body: Any, now: datetime) -> Incident:
         "status",
         "customTags",
         "description",
+        "resolvingComment",
         "@odata.type",
     }
     unknown = sorted(set(body) - allowed)
@@ -232,6 +293,12 @@ def apply_graph_patch(incident: Incident, body: Any, now: datetime) -> Incident:
         changes["assigned_to"] = value or None
     if "description" in body:
         changes["description"] = _string(body, "description")
+    if "resolvingComment" in body:
+        # "User input that explains the resolution" (msgraph-sdk-python incident.py): free text.
+        value = body["resolvingComment"]
+        if value is not None and not isinstance(value, str):
+            raise UpdateError("'resolvingComment' must be a string or null")
+        changes["resolving_comment"] = value
     if "customTags" in body:
         changes["tags"] = _tags(body, "customTags")
     classification = None
@@ -240,17 +307,15 @@ def apply_graph_patch(incident: Incident, body: Any, now: datetime) -> Incident:
         classification = _pascal(value)
     determination = None
     if "determination" in body:
-        known = sorted({d for ds in _BY_CLASSIFICATION.values() for d in ds})
-        graph_names = tuple(d[:1].lower() + d[1:] for d in known) + ("unknown",)
-        value = _graph_enum(body, "determination", graph_names)
-        determination = "NotAvailable" if value == "unknown" else _pascal(value)
+        value = _graph_enum(body, "determination", GRAPH_DETERMINATIONS)
+        determination = DETERMINATION_FROM_GRAPH.get(value) or _pascal(value)
     if classification == "Unknown":
         changes["classification"], changes["determination"] = "Unknown", "NotAvailable"
     elif classification is not None or determination is not None:
         changes["classification"], changes["determination"] = _verdict(
-            incident, classification, determination
+            incident, classification, determination, _GRAPH_EXTRA, graph=True
         )
-    updated = replace(incident, last_update_time=at, **changes)
+    updated = replace(incident, last_update_time=at, last_modified_by=author, **changes)
     if changes.get("status") == "Resolved" and incident.status != "Resolved":
         updated = _resolve_alerts(updated, at)
     return updated
@@ -274,5 +339,8 @@ def add_comment(incident: Incident, body: Any, author: str, now: datetime) -> In
         raise UpdateError("'comment' must not be empty")
     at = _stamp(incident, now)
     return replace(
-        incident, comments=(*incident.comments, Comment(text, author, at)), last_update_time=at
+        incident,
+        comments=(*incident.comments, Comment(text, author, at)),
+        last_update_time=at,
+        last_modified_by=author,
     )

@@ -114,7 +114,8 @@ def test_legacy_patch_of_missing_incident_is_404(
 def test_graph_patch_and_comments(
     fresh: Emulator, http: requests.Session, graph_token: str
 ) -> None:
-    """camelCase values (both determination spellings); comments POST returns the full list."""
+    """camelCase values of today's schema, returned as sent; comments POST returns the full
+    list; the legacy API shows the same verdict under its resource-page name."""
     incident = _first_incident(http, fresh)
     url = f"{fresh.url}/v1.0/security/incidents/{incident['incidentId']}"
     response = _patch(
@@ -130,7 +131,7 @@ def test_graph_patch_and_comments(
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["determination"] == "insufficientData"
+    assert body["determination"] == "notEnoughDataToValidate"
     assert body["customTags"] == ["Demo"]
     assert body["status"] == "inProgress"
     assert "alerts" not in body
