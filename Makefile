@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
-	@echo "make bench  - run the benchmarks under bench/ and write bench/results/"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (tenants.json: 1,000-tenant fan-out)"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
@@ -54,6 +54,7 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+	$(PY) -m bench.tenants
 
 bench-emulator: $(STAMP)
 	$(PY) -m bench.emulator_bench

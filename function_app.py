@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
@@ -24,6 +25,9 @@ from shared import bootstrap
 from shared.api.routes import ROUTES, Route
 from shared.errors import ConfigError
 from shared.logs import install_redaction
+
+if TYPE_CHECKING:
+    from shared.ingest import IngestSummary
 
 app = func.FunctionApp()
 log = logging.getLogger("defender_bridge")
@@ -33,7 +37,8 @@ log = logging.getLogger("defender_bridge")
     schedule="%INGEST_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
 def ingest_timer(timer: func.TimerRequest) -> None:
-    """Ingest every enabled tenant (INGEST_TENANTS + the registry table). Fails if any failed."""
+    """Queue every enabled tenant on ``defender-ingest`` (``INGEST_FANOUT=queue``, the default),
+    or ingest them here (``inline``). Fails if a tenant could not be queued (or, inline, failed)."""
     install_redaction()
     if timer.past_due:
         log.warning("the ingestion timer is past due; running now")
@@ -42,7 +47,37 @@ def ingest_timer(timer: func.TimerRequest) -> None:
     except ConfigError as exc:
         log.error("ingestion not started: settings: %s", exc)
         raise
-    summary = svc.ingestor().run(svc.enabled_tenants())
+    report = svc.fanout().tick()
+    if report.summary is not None:
+        _log_summary(report.summary)
+    if not report.ok:
+        failed = sorted(report.failed)
+        if report.summary is not None:
+            failed += [t.tenant for t in report.summary.tenants if not t.ok]
+        # raising marks the invocation failed in the host, so monitoring sees it
+        raise RuntimeError(f"ingestion failed for {len(failed)} tenant(s): {', '.join(failed)}")
+
+
+@app.queue_trigger(arg_name="message", queue_name="defender-ingest", connection="DATA_STORAGE")
+def ingest_worker(message: func.QueueMessage) -> None:
+    """Ingest the one tenant of a ``defender-ingest`` message within its time budget.
+
+    A failure raises, so the host retries the message after host.json's ``visibilityTimeout``
+    and moves it to ``defender-ingest-poison`` after ``maxDequeueCount`` attempts; backlog,
+    throttling and missing consent are handled without failing (see ``shared.fanout``).
+    """
+    install_redaction()
+    try:
+        svc = bootstrap.services()
+    except ConfigError as exc:
+        log.error("ingestion not started: settings: %s", exc)
+        raise
+    # TODO(issue 11, board item 2): ingestor(notify=svc.push_notifier().notify) once ingestion
+    # lands (inside Fanout's ingestor_for, shared/fanout.py)
+    svc.fanout().handle(message.get_body(), dequeue_count=message.dequeue_count or 1)
+
+
+def _log_summary(summary: IngestSummary) -> None:
     for tenant in summary.tenants:
         if tenant.ok:
             log.info(
@@ -56,10 +91,6 @@ def ingest_timer(timer: func.TimerRequest) -> None:
             )
         else:
             log.error("tenant %s failed: %s", tenant.tenant, tenant.error)
-    if not summary.ok:
-        failed = [t.tenant for t in summary.tenants if not t.ok]
-        # raising marks the invocation failed in the host, so monitoring sees it
-        raise RuntimeError(f"ingestion failed for {len(failed)} tenant(s): {', '.join(failed)}")
 
 
 def _http_function(route: Route) -> Callable[[func.HttpRequest], func.HttpResponse]:
@@ -101,27 +132,3 @@ def hunting_worker(message: func.QueueMessage) -> None:
         log.error("hunting worker: malformed message dropped")
         return
     run_queued_job(bootstrap.services().api_backend(), job_id)
-
-
-@app.queue_trigger(
-    arg_name="message", queue_name="defender-ingest", connection="AzureWebJobsStorage"
-)
-def ingest_worker(message: func.QueueMessage) -> None:
-    """Ingest one queued tenant (board item 3 message); fails so the host retries/poisons."""
-    from shared.storage.queue import IngestRequest
-
-    install_redaction()
-    try:
-        request = IngestRequest.from_json(message.get_body().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        log.error("ingest worker: malformed message dropped: %s", exc)
-        return
-    svc = bootstrap.services()
-    if request.tenant not in svc.enabled_tenants():
-        log.error("ingest worker: tenant %s is not registered; dropped", request.tenant)
-        return
-    # TODO(issue 11): svc.ingestor(notify=svc.push_notifier().notify) once ingestion lands
-    result = svc.ingestor().run_tenant(request.tenant, since=request.since)
-    if not result.ok:
-        raise RuntimeError(f"ingestion of tenant {request.tenant} failed: {result.error}")
-    log.info("tenant %s (%s): %d stored", request.tenant, request.reason, result.incidents)

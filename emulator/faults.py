@@ -3,13 +3,17 @@
 Kinds: `429` (with `Retry-After` and the API's throttling body), `500`, `503`, `reset` (the
 connection is closed with a TCP reset and no response), `slow` (the answer is delayed by
 `slow_seconds`), `truncated` (headers announce the full body but only half is sent).
+
+`tenants` (optional list of tenant ids) limits faults to requests whose bearer token is for one
+of those tenants, e.g. `{"rate": 1, "kinds": ["500"], "tenants": [tid]}`: "this customer's API
+always fails" while the others answer normally.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +29,7 @@ class FaultConfig:
     seed: int = 1
     slow_seconds: float = 5.0
     retry_after: int = 1
+    tenants: tuple[str, ...] = ()  # empty: every tenant
 
     def to_json(self) -> dict[str, Any]:
         """The configuration as the admin API shows it."""
@@ -34,6 +39,7 @@ class FaultConfig:
             "seed": self.seed,
             "slow_seconds": self.slow_seconds,
             "retry_after": self.retry_after,
+            "tenants": list(self.tenants),
         }
 
 
@@ -45,7 +51,7 @@ def parse_fault_config(payload: Any) -> FaultConfig:
     """
     if not isinstance(payload, Mapping):
         raise ValueError("the body must be a JSON object")
-    unknown = set(payload) - {"rate", "kinds", "seed", "slow_seconds", "retry_after"}
+    unknown = set(payload) - {"rate", "kinds", "seed", "slow_seconds", "retry_after", "tenants"}
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
     rate = payload.get("rate")
@@ -67,7 +73,12 @@ def parse_fault_config(payload: Any) -> FaultConfig:
     retry_after = payload.get("retry_after", 1)
     if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
         raise ValueError("'retry_after' must be a non-negative integer")
-    return FaultConfig(float(rate), tuple(kinds), seed, float(slow), retry_after)
+    tenants = payload.get("tenants", [])
+    if not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants):
+        raise ValueError("'tenants' must be a list of tenant ids")
+    return FaultConfig(
+        float(rate), tuple(kinds), seed, float(slow), retry_after, tuple(t.lower() for t in tenants)
+    )
 
 
 class FaultInjector:
@@ -90,11 +101,17 @@ class FaultInjector:
             self._config = config
             self._rng = random.Random(config.seed)
 
-    def decide(self) -> str | None:
-        """The fault for the next request, or None."""
-        with self._lock:
-            if self._config.rate <= 0:
+    def decide(self, tenant: Callable[[], str | None] | None = None) -> str | None:
+        """The fault for the next request, or None (``tenant``: the request's tenant, asked
+        only when faults are limited to some tenants, outside the lock: it verifies a token)."""
+        config = self.config
+        if config.rate <= 0:
+            return None
+        if config.tenants:
+            tid = tenant() if tenant is not None else None
+            if tid is None or tid.lower() not in config.tenants:
                 return None
+        with self._lock:
             if self._rng.random() >= self._config.rate:
                 return None
             return self._rng.choice(self._config.kinds)

@@ -1044,7 +1044,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             self._finish(request, "unknown", response)
             return
-        kind = emulator.faults.decide() if route.faultable else None
+        kind = (
+            emulator.faults.decide(lambda: emulator.token_tenant(request))
+            if route.faultable
+            else None
+        )
         if kind == "reset":
             self._record(request, route.endpoint, emulator.token_tenant(request), 0)
             self._reset_connection()

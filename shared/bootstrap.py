@@ -12,12 +12,13 @@ import functools
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
-from shared.settings import Settings, load
+from shared.settings import ApiKind, Settings, load
 
 if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
     import requests
@@ -33,12 +34,17 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.credentials.user import OnBehalfOfProvider
     from shared.defender.client import DefenderClient
     from shared.defender.limiter import RateLimiterRegistry
+    from shared.fanout import Fanout
     from shared.ingest import Ingestor
     from shared.push import PushNotifier, SubscriptionStore
-    from shared.storage.queue import QueueSender
-    from shared.tenants import TenantRegistry
+    from shared.storage.queue import IngestQueue, QueueSender
+    from shared.tenants import RunStateStore, TenantRegistry
 
 log = logging.getLogger(__name__)
+
+#: connections kept per storage host: more than the tenants a worker runs at once
+#: (host.json batchSize + newBatchThreshold, or INGEST_CONCURRENCY)
+STORAGE_POOL_SIZE = 32
 
 #: how long the HTTP API trusts its copy of the tenant registry
 REGISTRY_TTL_SECONDS = 60.0
@@ -81,6 +87,10 @@ class Services:
             level = logging.ERROR if notice.status == "fail" else logging.WARNING
             log.log(level, "%s; %s", notice.detail, notice.fix)
 
+    # partner scale (issue 10)
+    _ingest_queue: IngestQueue | None = None
+    _registry_ready: bool = False
+
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
         shared by every client and thread so together they keep under the quotas."""
@@ -91,27 +101,39 @@ class Services:
                 self._limiter = RateLimiterRegistry(self.settings.rate_limits)
             return self._limiter
 
-    def client_for(self, tenant: str) -> DefenderClient:
-        """The API client of one tenant (built once)."""
+    def client_for(self, tenant: str, api: ApiKind | None = None) -> DefenderClient:
+        """The API client of one tenant (built once per tenant and API surface).
+
+        ``api``: a per-tenant override of ``DEFENDER_API`` (the tenant registry's ``Api``).
+        """
+        import dataclasses
+
         from shared.defender.client import DefenderClient, RetryPolicy
 
         limiter = self.rate_limiter()
+        s = self.settings
+        if api is not None and api != s.api:
+            s = dataclasses.replace(s, api=api)
+        key = tenant if s.api == self.settings.api else f"{tenant}|{s.api}"
         with self._lock:
-            client = self._clients.get(tenant)
+            client = self._clients.get(key)
             if client is None:
-                s = self.settings
                 client = DefenderClient(
                     session=self.session,
                     token=self.tokens.for_tenant(tenant, s.api_scope),
                     api=s.api,
                     base_url=s.api_url,
                     timeout=s.http_timeout,
-                    retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+                    retry=RetryPolicy(
+                        max_attempts=s.api_max_attempts,
+                        budget=s.api_time_budget,
+                        max_wait=s.api_max_retry_wait,
+                    ),
                     limiter=limiter,
                     tenant=tenant,
                     page_size=s.page_size,
                 )
-                self._clients[tenant] = client
+                self._clients[key] = client
             return client
 
     def user_client_for(self, tenant: str) -> DefenderClient:
@@ -165,9 +187,16 @@ class Services:
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
-    def ingestor(self, *, as_user: bool = False) -> Ingestor:
+    def ingestor(
+        self,
+        *,
+        as_user: bool = False,
+        api: ApiKind | None = None,
+        lookback: timedelta | None = None,
+    ) -> Ingestor:
         """The ingestion use case wired to real storage (``as_user``: the signed-in user's
-        permissions instead of the app's). Each call is one run: it logs the API notice."""
+        permissions instead of the app's; ``api``, ``lookback``: a tenant's overrides).
+        Each call is one run: it logs the API notice."""
         self.log_api_notice()
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
@@ -184,18 +213,73 @@ class Services:
         # it lands, the timer and ingest_worker in function_app.py call
         # ``svc.ingestor(notify=svc.push_notifier().notify)`` so push subscribers get each
         # committed slice's new versions (PushNotifier.notify has that signature, never raises).
+        if as_user:
+            client_for: Callable[[str], DefenderClient] = self.user_client_for
+        else:
+            client_for = functools.partial(self.client_for, api=api)
         return Ingestor(
-            client_for=self.user_client_for if as_user else self.client_for,
+            client_for=client_for,
             archive=IncidentArchive(data),
             table=IncidentTable(table),
             watermarks=WatermarkStore(state),
             journal=PageJournal(state),
             lock_for=lambda tenant: TenantLock(state, tenant),
             clock=self.clock,
-            lookback=s.lookback,
+            lookback=lookback or s.lookback,
             overlap=s.overlap,
             page_size=s.page_size,
         )
+
+    # ------------------------------------------------------------------ partner scale (issue 10)
+
+    def ingest_queue(self) -> IngestQueue:
+        """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
+        from shared.storage.queue import IngestQueue
+
+        service = self.queue_service
+        if service is None:
+            raise RuntimeError("no queue service configured")
+        with self._lock:
+            if self._ingest_queue is None:
+                self._ingest_queue = IngestQueue(service)
+            return self._ingest_queue
+
+    def run_states(self) -> RunStateStore:
+        """Per-tenant run state (queued marker, last result, consent) in the registry table."""
+        from shared.tenants import RunStateStore
+
+        self._ensure_registry()
+        table = self.table_service.get_table_client(self.settings.tenant_table)
+        return RunStateStore(table, clock=self.clock)
+
+    def fanout(self) -> Fanout:
+        """The partner-scale use case: timer fan-out, queue handler, status (issue 10)."""
+        from shared.fanout import Fanout
+
+        return Fanout.from_services(self)
+
+    def _ensure_registry(self) -> None:
+        """Create the tenant registry table on first use (idempotent)."""
+        from azure.core.exceptions import AzureError
+
+        from shared.errors import StorageError
+
+        with self._lock:
+            if self._registry_ready:
+                return
+            try:
+                self.table_service.create_table_if_not_exists(self.settings.tenant_table)
+            except AzureError as exc:
+                raise StorageError(
+                    f"could not prepare the tenant registry table ({type(exc).__name__}); check "
+                    "TENANT_REGISTRY_TABLE and the identity's Storage Table Data Contributor role"
+                ) from exc
+            self._registry_ready = True
+
+    def _enqueue(self, request: Any) -> None:
+        outcome = self.fanout().enqueue(request.tenant, reason=request.reason, since=request.since)
+        if outcome != "queued":
+            log.info("tenant %s not queued again: %s", request.tenant, outcome)
 
     # ------------------------------------------------------------------ HTTP API (issue 11)
 
@@ -224,6 +308,7 @@ class Services:
             ) from exc
         self.tenant_registry().set(tenant, enabled=True, consented_at=when)
         self._registered = None
+        self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
 
     def user_client(self, caller_token: str, tenant: str) -> DefenderClient:
         """An API client acting on behalf of an HTTP caller (their own Entra token) in
@@ -291,13 +376,12 @@ class Services:
 
         from shared.api.backend import Backend
         from shared.api.jobs import JOB_CONTAINER, JobStore
-        from shared.storage.queue import HUNTING_QUEUE, INGEST_QUEUE
+        from shared.storage.queue import HUNTING_QUEUE
 
         with self._lock:
             if self._backend is not None:
                 return self._backend
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
-        ingest_queue = self.queue(INGEST_QUEUE)
         hunting_queue = self.queue(HUNTING_QUEUE)
 
         def submit(job_id: str, delay: int) -> None:
@@ -316,7 +400,8 @@ class Services:
             registered=self.registered_tenants,
             client_for=self.client_for,
             user_client_for=self.user_client,
-            enqueue_ingest=lambda request: ingest_queue.send(request.to_json()),
+            # issue 10: through the fan-out, so a tenant already queued is not queued twice
+            enqueue_ingest=lambda request: self._enqueue(request),
             jobs=JobStore(self.blob_service.get_container_client(JOB_CONTAINER)),
             submit_job=submit,
             background=pool.submit,
@@ -377,19 +462,22 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
     )
     from azure.storage.queue import QueueServiceClient
 
+    # one pool for the storage SDKs, sized for the threads of a fan-out worker (the SDK's
+    # default pool of 10 makes concurrent tenants reopen connections)
+    storage = storage_transport_options()
     if settings.storage_connection_string:
-        blob_service = BlobServiceClient.from_connection_string(settings.storage_connection_string)
-        table_service = TableServiceClient.from_connection_string(
-            settings.storage_connection_string
-        )
-        queue_service = QueueServiceClient.from_connection_string(
-            settings.storage_connection_string
-        )
+        conn = settings.storage_connection_string
+        blob_service = BlobServiceClient.from_connection_string(conn, **storage)
+        table_service = TableServiceClient.from_connection_string(conn, **storage)
+        queue_service = QueueServiceClient.from_connection_string(conn, **storage)
     else:
         account, suffix = settings.storage_account_name, settings.cloud.storage_suffix
-        blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential)
+        blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential, **storage)
         table_service = TableServiceClient(
-            f"https://{account}.table.{suffix}", credential=credential
+            f"https://{account}.table.{suffix}", credential=credential, **storage
+        )
+        queue_service = QueueServiceClient(
+            f"https://{account}.queue.{suffix}", credential, **storage
         )
         queue_service = QueueServiceClient(f"https://{account}.queue.{suffix}", credential)
     built = Services(
@@ -403,6 +491,25 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
     )
     built.log_api_notice(run=False)  # every CLI run and every worker start
     return built
+
+
+@functools.cache
+def _storage_session() -> requests.Session:
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=STORAGE_POOL_SIZE, pool_maxsize=STORAGE_POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def storage_transport_options() -> dict[str, Any]:
+    """Client options giving a storage SDK client the process's shared storage pool."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return {"transport": RequestsTransport(session=_storage_session(), session_owner=False)}
 
 
 def client_credential(

@@ -19,7 +19,8 @@
     │   │   └── HuntingLimitError    the query ran too long or its result is too big: narrow it
     │   └── UnexpectedResponseError  the answer does not match the documented contract
     ├── StorageError                 Azure Storage failed (not a conflict)
-    └── ConflictError                another run holds the tenant or moved its state: skip this run
+    ├── ConflictError                another run holds the tenant or moved its state: skip this run
+    └── TenantFailedError            a queued tenant's ingestion failed: the queue retries it
 
 Messages never contain a secret, token, assertion or connection string: SDK errors are
 translated at the boundary (``raise ... from``) into these types with messages we write.
@@ -199,3 +200,15 @@ class ConflictError(BridgeError):
     """Another run holds the tenant's lock or changed its state first; this run should skip."""
 
     code = "conflict"
+
+
+class TenantFailedError(BridgeError):
+    """The queue handler's ingestion of one tenant failed; raised so the Functions host retries
+    the message (and, after ``maxDequeueCount`` attempts, moves it to the poison queue)."""
+
+    code = "tenant_failed"
+
+    def __init__(self, tenant: str, message: str, *, error_code: str | None = None) -> None:
+        super().__init__(f"tenant {tenant}: {message}")
+        self.tenant = tenant
+        self.error_code = error_code

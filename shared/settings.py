@@ -11,7 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -53,6 +53,20 @@ FEATURES_SETTING = "DEFENDER_FEATURES"
 RATE_LIMIT_INCIDENTS_SETTING = "API_RATE_LIMIT_INCIDENTS"
 RATE_LIMIT_ALERTS_SETTING = "API_RATE_LIMIT_ALERTS"
 RATE_LIMIT_HUNTING_SETTING = "API_RATE_LIMIT_HUNTING"
+# partner scale (issue 10): queue fan-out, poison handling, consent holds, concurrency
+INGEST_FANOUT_SETTING = "INGEST_FANOUT"
+INGEST_CONCURRENCY_SETTING = "INGEST_CONCURRENCY"
+INGEST_MAX_DEQUEUE_COUNT_SETTING = "INGEST_MAX_DEQUEUE_COUNT"
+INGEST_QUEUED_MARKER_MINUTES_SETTING = "INGEST_QUEUED_MARKER_MINUTES"
+INGEST_CONSENT_RETRY_HOURS_SETTING = "INGEST_CONSENT_RETRY_HOURS"
+INGEST_FAILURE_HOLD_MINUTES_SETTING = "INGEST_FAILURE_HOLD_MINUTES"
+API_MAX_RETRY_WAIT_SETTING = "API_MAX_RETRY_WAIT_SECONDS"
+#: read by the Functions host, not by Settings: the queue trigger's connection to the data
+#: account (``connection="DATA_STORAGE"``): a connection string locally, or the queue endpoint
+#: for an identity-based connection in Azure
+#: (https://learn.microsoft.com/azure/azure-functions/functions-reference#configure-an-identity-based-connection)
+QUEUE_CONNECTION_SETTING = "DATA_STORAGE"
+QUEUE_SERVICE_URI_SETTING = "DATA_STORAGE__queueServiceUri"
 # HTTP API (issue 11)
 API_MAX_BODY_BYTES_SETTING = "API_MAX_BODY_BYTES"
 API_REQUIRE_PRINCIPAL_SETTING = "API_REQUIRE_CLIENT_PRINCIPAL"
@@ -81,6 +95,7 @@ ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
 AppCredentialKind = Literal["secret", "certificate", "federated"]
 Feature = Literal["ingest", "update", "hunting"]
+FanoutMode = Literal["queue", "inline"]
 #: a rate limit: at most ``calls`` in any ``seconds``-long window
 RateLimit = tuple[tuple[int, float], ...]
 
@@ -138,6 +153,14 @@ class Settings:
     tenant_table: str = "DefenderTenants"
     features: tuple[Feature, ...] = ("ingest",)
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    # partner scale (issue 10)
+    fanout: FanoutMode = "queue"
+    concurrency: int = 4
+    max_dequeue_count: int = 5
+    queued_marker: timedelta = timedelta(minutes=60)
+    consent_retry: timedelta = timedelta(hours=6)
+    failure_hold: timedelta = timedelta(minutes=60)
+    api_max_retry_wait: float = 30.0
     # HTTP API (issue 11)
     api_max_body_bytes: int = 65_536
     api_require_principal: bool = False
@@ -313,6 +336,24 @@ class Settings:
                 "can be an app's federated credential, a system-assigned one is not supported; "
                 "set it to that identity's client id"
             )
+        settings = replace(
+            settings,
+            fanout=p.optional(
+                INGEST_FANOUT_SETTING, _choice({"queue": "queue", "inline": "inline"}), "queue"
+            ),
+            concurrency=p.optional(INGEST_CONCURRENCY_SETTING, _int(1, 64), 4),
+            max_dequeue_count=p.optional(INGEST_MAX_DEQUEUE_COUNT_SETTING, _int(1, 100), 5),
+            queued_marker=timedelta(
+                minutes=p.optional(INGEST_QUEUED_MARKER_MINUTES_SETTING, _int(5, 1440), 60)
+            ),
+            consent_retry=timedelta(
+                hours=p.optional(INGEST_CONSENT_RETRY_HOURS_SETTING, _int(1, 168), 6)
+            ),
+            failure_hold=timedelta(
+                minutes=p.optional(INGEST_FAILURE_HOLD_MINUTES_SETTING, _int(1, 10080), 60)
+            ),
+            api_max_retry_wait=p.optional(API_MAX_RETRY_WAIT_SETTING, _float(0.0, 3600.0), 30.0),
+        )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(
                 f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "

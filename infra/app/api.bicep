@@ -209,6 +209,21 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'INGEST_SCHEDULE'
           value: ingestSchedule
         }
+        // partner scale (issue 10): the queue trigger's identity-based connection to the data
+        // account (function_app.py: connection="DATA_STORAGE"); the same account and identity
+        // as the host's, so the ingest queue is the one the app writes
+        {
+          name: 'DATA_STORAGE__queueServiceUri'
+          value: queueEndpoint
+        }
+        {
+          name: 'DATA_STORAGE__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'DATA_STORAGE__clientId'
+          value: identity.properties.clientId
+        }
       ]
     }
   }

@@ -67,9 +67,40 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         api=Step(notice.status, notice.detail),
         api_fix=notice.fix,
     )
+    poison = _poison(svc)  # partner scale (issue 10): tenants stuck in the poison queue
     if args.json:
-        json.dump(report.to_json(), out, indent=2)
+        json.dump({**report.to_json(), "poison": poison}, out, indent=2)
         out.write("\n")
     else:
         out.write(render_table(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+        out.write(_poison_lines(poison))
+    stuck = bool(poison.get("count"))
+    return EXIT_OK if report.ok and not stuck else EXIT_FAILED
+
+
+def _poison(svc: Any) -> dict[str, Any]:
+    """The poison queue report (``tenants poison``); a read failure is reported, not fatal."""
+    from shared.cli.tenants import poison_report
+    from shared.errors import StorageError
+
+    if svc.settings.fanout != "queue":
+        return {"count": 0, "poison": []}
+    try:
+        return poison_report(svc)
+    except StorageError as exc:
+        return {"count": 0, "poison": [], "error": str(exc)}
+
+
+def _poison_lines(poison: dict[str, Any]) -> str:
+    if poison.get("error"):
+        return f"poison queue: not read ({poison['error']})\n"
+    if not poison.get("count"):
+        return "poison queue: empty\n"
+    lines = [
+        f"poison queue: FAIL {poison['count']} message(s); fix the cause, then "
+        "'python -m shared tenants requeue-poison'\n"
+    ]
+    for p in poison["poison"]:
+        error = p.get("last_error") or p.get("problem") or "-"
+        lines.append(f"  {p.get('tenant') or '(unreadable)'}: {error}\n")
+    return "".join(lines)

@@ -104,6 +104,10 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
     budget: float = 300.0
+    #: the longest single wait (a ``Retry-After``, or a rate-limiter slot) an operation sleeps
+    #: through; a longer one raises ``ThrottledError`` at once so the caller can reschedule the
+    #: work (the queue handler parks the tenant) instead of holding a thread (None: no cap)
+    max_wait: float | None = None
 
     def backoff(self, attempt: int, rng: Callable[[], float]) -> float:
         """Exponential backoff with full jitter for the given 1-based attempt."""
@@ -272,7 +276,7 @@ class DefenderClient:
                 raise TransientError("the operation's time budget ran out before it could run")
             try:
                 if bucket is not None:
-                    bucket.acquire(deadline)
+                    bucket.acquire(self._wait_deadline(deadline))
                     # the wait may have used up some of the budget
                     remaining = deadline - self._monotonic()
                 try:
@@ -296,11 +300,18 @@ class DefenderClient:
                     raise
                 self._wait_or_raise(exc, attempt, deadline)
 
+    def _wait_deadline(self, deadline: float) -> float:
+        if self._retry.max_wait is None:
+            return deadline
+        return min(deadline, self._monotonic() + self._retry.max_wait)
+
     def _wait_or_raise(self, exc: TransientError, attempt: int, deadline: float) -> None:
         if attempt >= self._retry.max_attempts:
             raise exc
         wait = self._retry.backoff(attempt, self._rng)
         if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+            if self._retry.max_wait is not None and exc.retry_after > self._retry.max_wait:
+                raise exc  # too long to hold a thread: the caller reschedules
             wait = max(wait, exc.retry_after)
         if self._monotonic() + wait > deadline:
             raise exc

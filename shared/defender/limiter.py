@@ -119,6 +119,15 @@ class Bucket:
         finally:
             self.release()
 
+    def wait_estimate(self) -> float:
+        """Seconds until a new call could start (0 when one could start now)."""
+        with self._lock:
+            now = self._monotonic()
+            start = self._earliest(now)
+        if start == float("inf"):
+            return _POLL
+        return max(0.0, start - now)
+
     def pause(self, seconds: float) -> None:
         """Hold every caller back for ``seconds`` (the service said 429 with ``Retry-After``)."""
         with self._lock:
@@ -154,3 +163,14 @@ class RateLimiterRegistry:
                 found = Bucket(self._limits[family], monotonic=self._monotonic, sleep=self._sleep)
                 self._buckets[key] = found
             return found
+
+    def wait_estimate(self, tenant: str) -> float:
+        """The longest wait before ``tenant`` may call any family it has used (seconds).
+
+        The queue handler parks a throttled tenant for this long (a ``Retry-After`` pauses
+        the bucket, see ``Bucket.pause``).
+        """
+        key = tenant.lower()
+        with self._lock:
+            buckets = [b for (t, _), b in self._buckets.items() if t == key]
+        return max((b.wait_estimate() for b in buckets), default=0.0)

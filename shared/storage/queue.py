@@ -1,28 +1,43 @@
-"""Storage queues: the ``defender-ingest`` message (board item 3) and a thin sender.
+"""Storage queues: the ``defender-ingest`` message (board item 3), a thin sender, and the ingest
+queue with its poison queue (partner scale, issue 10).
 
 Messages are JSON, base64-encoded as the Functions queue trigger expects by default
 (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json,
 ``messageEncoding`` base64). ``defender-ingest`` carries
 ``{"tenant": "<tid>", "reason": "timer|http|backfill|continue", "since": "<iso>|null"}``;
 ``defender-hunting`` carries ``{"job": "<job id>"}`` for the asynchronous hunting worker.
+
+After ``maxDequeueCount`` failed attempts the Functions host copies a message, as it was, to
+``defender-ingest-poison`` and deletes the original (the WebJobs ``QueueProcessor``:
+https://github.com/Azure/azure-sdk-for-net/blob/main/sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Queues/src/QueueProcessor.cs).
+Nothing consumes the poison queue automatically: ``IngestQueue.poison()`` reads it for reports
+and ``drain_poison`` lets ``tenants requeue-poison`` put its messages back.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.clock import format_utc, parse_utc
+from shared.errors import StorageError
 
 if TYPE_CHECKING:
-    from azure.storage.queue import QueueServiceClient
+    from azure.storage.queue import QueueClient, QueueServiceClient
 
 INGEST_QUEUE = "defender-ingest"
+POISON_QUEUE = f"{INGEST_QUEUE}-poison"
+#: the service's longest visibility delay on put: 7 days
+#: (https://learn.microsoft.com/rest/api/storageservices/put-message#uri-parameters)
+MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
 HUNTING_QUEUE = "defender-hunting"
 IngestReason = Literal["timer", "http", "backfill", "continue"]
 REASONS: tuple[IngestReason, ...] = ("timer", "http", "backfill", "continue")
@@ -94,3 +109,220 @@ class QueueSender:
                 f"could not write queue {self.name} ({type(exc).__name__}); check the identity's "
                 "Storage Queue Data Contributor role"
             ) from exc
+
+
+class BadMessageError(ValueError):
+    """A queue message is not a valid ingest message (the reason says why)."""
+
+
+#: the ingest message (board item 3); one class, whoever sends it
+IngestMessage = IngestRequest
+
+
+def parse_message(text: str | bytes) -> IngestMessage:
+    """Parse a message body (JSON, or base64 of JSON as stored by a plain client).
+
+    Raises:
+        BadMessageError: not JSON, or a field is missing or malformed.
+    """
+    import uuid
+
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        try:
+            body = json.loads(base64.b64decode(raw, validate=True).decode("utf-8"))
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise BadMessageError("the message is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadMessageError("the message is not a JSON object")
+    unknown = set(body) - {"tenant", "reason", "since"}
+    if unknown:
+        raise BadMessageError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    tenant = body.get("tenant")
+    try:
+        tid = str(uuid.UUID(str(tenant))) if isinstance(tenant, str) else None
+    except ValueError:
+        tid = None
+    if tid is None:
+        raise BadMessageError("'tenant' must be a tenant GUID")
+    reason = body.get("reason", "timer")
+    if reason not in REASONS:
+        raise BadMessageError(f"'reason' must be one of {', '.join(REASONS)}")
+    since_raw = body.get("since")
+    since: datetime | None = None
+    if since_raw is not None:
+        if not isinstance(since_raw, str):
+            raise BadMessageError("'since' must be an ISO-8601 time or null")
+        try:
+            since = parse_utc(since_raw)
+        except ValueError:
+            raise BadMessageError("'since' must be an ISO-8601 time with a zone") from None
+    return IngestRequest(tid, reason, since)
+
+
+@dataclass(frozen=True, slots=True)
+class PoisonMessage:
+    """A message the host gave up on; ``message`` is None when it could not be parsed."""
+
+    id: str
+    text: str
+    message: IngestMessage | None
+    problem: str | None
+    inserted_on: datetime | None
+    dequeue_count: int
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant of the message, when it parsed."""
+        return self.message.tenant if self.message else None
+
+
+def _errors() -> Any:
+    import azure.core.exceptions
+
+    return azure.core.exceptions
+
+
+def _policies() -> Any:
+    import azure.storage.queue
+
+    return azure.storage.queue
+
+
+class IngestQueue:
+    """The ``defender-ingest`` queue and its poison queue in the data account."""
+
+    def __init__(self, service: QueueServiceClient) -> None:
+        self._service = service
+        self._ready: set[str] = set()
+
+    def _client(self, name: str) -> QueueClient:
+        client = self._service.get_queue_client(
+            name,
+            message_encode_policy=_policies().TextBase64EncodePolicy(),
+            message_decode_policy=_policies().TextBase64DecodePolicy(),
+        )
+        if name not in self._ready:
+            try:
+                with contextlib.suppress(_errors().ResourceExistsError):
+                    client.create_queue()
+            except _errors().AzureError as exc:
+                raise StorageError(
+                    f"could not prepare queue {name} ({type(exc).__name__}); check the data "
+                    "account settings and the identity's Storage Queue Data Contributor role"
+                ) from exc
+            self._ready.add(name)
+        return client
+
+    @property
+    def main(self) -> QueueClient:
+        """The queue client of ``defender-ingest`` (created if missing)."""
+        return self._client(INGEST_QUEUE)
+
+    @property
+    def poison_queue(self) -> QueueClient:
+        """The queue client of ``defender-ingest-poison`` (created if missing)."""
+        return self._client(POISON_QUEUE)
+
+    def send(self, message: IngestMessage, *, delay: float = 0.0) -> None:
+        """Put ``message`` on the queue, invisible for ``delay`` seconds.
+
+        Raises:
+            StorageError: the queue refused or could not be reached.
+        """
+        visibility = min(MAX_VISIBILITY_SECONDS, max(0, int(round(delay))))
+        try:
+            self.main.send_message(message.to_json(), visibility_timeout=visibility or None)
+        except _errors().AzureError as exc:
+            raise StorageError(
+                f"could not queue tenant {message.tenant} ({type(exc).__name__})"
+            ) from exc
+
+    def send_poison(self, text: str) -> None:
+        """Put a raw (unparseable) message on the poison queue, so it is seen and kept."""
+        try:
+            self.poison_queue.send_message(text)
+        except _errors().AzureError as exc:
+            raise StorageError(f"could not write the poison queue ({type(exc).__name__})") from exc
+
+    def poison(self, *, limit: int = 32) -> list[PoisonMessage]:
+        """Peek at up to ``limit`` (at most 32: the service's peek limit) poison messages.
+
+        Peeking changes nothing: the messages stay for ``requeue_poison``.
+        """
+        try:
+            peeked = list(self.poison_queue.peek_messages(max_messages=min(32, max(1, limit))))
+        except _errors().ResourceNotFoundError:
+            return []
+        except _errors().AzureError as exc:
+            raise StorageError(f"could not read the poison queue ({type(exc).__name__})") from exc
+        return [_poison(m) for m in peeked]
+
+    def poison_count(self) -> int:
+        """The poison queue's approximate message count (one service call)."""
+        try:
+            props = self.poison_queue.get_queue_properties()
+        except _errors().AzureError as exc:
+            raise StorageError(f"could not read the poison queue ({type(exc).__name__})") from exc
+        return int(props.approximate_message_count or 0)
+
+    def pending_count(self) -> int:
+        """The ingest queue's approximate message count, visible or not."""
+        try:
+            props = self.main.get_queue_properties()
+        except _errors().AzureError as exc:
+            raise StorageError(f"could not read the ingest queue ({type(exc).__name__})") from exc
+        return int(props.approximate_message_count or 0)
+
+    def drain_poison(self, *, hold_seconds: int = 300) -> Iterator[tuple[PoisonMessage, Any]]:
+        """Receive every poison message once (each hidden for ``hold_seconds`` while the
+        caller decides); yields (message, receipt) pairs for ``delete_poison``/``release``."""
+        seen: set[str] = set()
+        while True:
+            try:
+                batch = list(
+                    self.poison_queue.receive_messages(
+                        messages_per_page=32, max_messages=32, visibility_timeout=hold_seconds
+                    )
+                )
+            except _errors().AzureError as exc:
+                raise StorageError(
+                    f"could not read the poison queue ({type(exc).__name__})"
+                ) from exc
+            fresh = [m for m in batch if m.id not in seen]
+            if not fresh:
+                return
+            for raw in fresh:
+                seen.add(raw.id)
+                yield _poison(raw), raw
+
+    def delete_poison(self, receipt: Any) -> None:
+        """Delete a poison message received with ``drain_poison``."""
+        try:
+            self.poison_queue.delete_message(receipt)
+        except _errors().AzureError as exc:
+            raise StorageError(f"could not delete a poison message ({type(exc).__name__})") from exc
+
+    def release_poison(self, receipt: Any) -> None:
+        """Make a received poison message visible again at once (left where it was)."""
+        with contextlib.suppress(_errors().AzureError):
+            self.poison_queue.update_message(receipt, visibility_timeout=0)
+
+
+def _poison(raw: Any) -> PoisonMessage:
+    text = raw.content if isinstance(raw.content, str) else str(raw.content)
+    try:
+        message: IngestMessage | None = parse_message(text)
+        problem = None
+    except BadMessageError as exc:
+        message, problem = None, str(exc)
+    return PoisonMessage(
+        id=str(raw.id),
+        text=text[:500],
+        message=message,
+        problem=problem,
+        inserted_on=raw.inserted_on,
+        dequeue_count=int(raw.dequeue_count or 0),
+    )

@@ -117,9 +117,13 @@ def test_new_activity_is_ingested_incrementally(cloud: LocalCloud, app_env: dict
 
 
 @pytest.mark.e2e
-def test_timer_function_ingests_like_the_cli(cloud: LocalCloud, app_env: dict[str, str]) -> None:
-    """The timer trigger runs the same ingestion through the composition root."""
+def test_timer_function_ingests_like_the_cli(
+    cloud: LocalCloud, app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In inline mode the timer runs the same ingestion through the composition root."""
     import function_app
+
+    monkeypatch.setenv("INGEST_FANOUT", "inline")
 
     home = app_env["DEFENDER_TENANT_ID"]
     handler = function_app.ingest_timer.build().get_user_function()

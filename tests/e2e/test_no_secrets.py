@@ -56,7 +56,10 @@ def _assert_clean(text: str, secrets: list[str]) -> None:
 
 @pytest.mark.e2e
 def test_full_run_logs_no_secret_or_token(
-    cloud: LocalCloud, app_env: dict[str, str], caplog: pytest.LogCaptureFixture
+    cloud: LocalCloud,
+    app_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A whole ingestion at DEBUG level (SDK loggers included) leaks nothing."""
     from azure.functions.timer import TimerRequest
@@ -64,6 +67,7 @@ def test_full_run_logs_no_secret_or_token(
     import function_app
 
     secret = _client_secret(cloud, app_env)
+    monkeypatch.setenv("INGEST_FANOUT", "inline")  # the timer ingests itself: every log path
     caplog.set_level(logging.DEBUG)
     for name in ("azure", "msal", "urllib3", "shared"):
         caplog.set_level(logging.DEBUG, logger=name)  # restored after the test

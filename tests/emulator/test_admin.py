@@ -229,3 +229,19 @@ def test_logs_never_contain_tokens_or_secrets(
     assert "/api/incidents" in text
     for value in (token, fresh.client_secret, fresh.identity_header, token.split(".")[1]):
         assert value not in text
+
+
+def test_faults_can_be_limited_to_some_tenants(
+    fresh: Emulator, http: requests.Session, legacy_token: str
+) -> None:
+    """`tenants` limits faults to those tenants' tokens; the others answer normally."""
+    from tests.emulator.conftest import token_for
+
+    other = fresh.tenant_ids[1]
+    other_token = token_for(http, fresh, "https://api.security.microsoft.com/.default", other)
+    admin(http, fresh, "POST", "faults", {"rate": 1.0, "kinds": ["500"], "tenants": [other]})
+    assert admin(http, fresh, "GET", "faults")["tenants"] == [other]
+    assert get_json(http, f"{fresh.url}/api/incidents", other_token).status_code == 500
+    assert get_json(http, f"{fresh.url}/api/incidents", legacy_token).status_code == 200
+    bad = http.post(f"{fresh.url}/_emulator/faults", json={"rate": 1.0, "tenants": "x"}, timeout=10)
+    assert bad.status_code == 400 and "tenants" in bad.json()["error"]["message"]

@@ -33,6 +33,9 @@ HOST_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+    # the queue trigger's identity-based connection (issue 10), beside DATA_STORAGE__queueServiceUri
+    "DATA_STORAGE__credential",
+    "DATA_STORAGE__clientId",
 }
 
 #: Settings the code reads that the template deliberately leaves unset, and why.
@@ -53,6 +56,15 @@ LEFT_OUT = {
     settings.RATE_LIMIT_INCIDENTS_SETTING: "Microsoft's documented quota is the default",
     settings.RATE_LIMIT_ALERTS_SETTING: "Microsoft's documented quota is the default",
     settings.RATE_LIMIT_HUNTING_SETTING: "Microsoft's documented quota is the default",
+    # partner scale (issue 10)
+    settings.INGEST_FANOUT_SETTING: "the default (queue) is what the template deploys for",
+    settings.INGEST_CONCURRENCY_SETTING: "inline mode only; queue mode uses host.json",
+    settings.INGEST_MAX_DEQUEUE_COUNT_SETTING: "the default mirrors host.json maxDequeueCount",
+    settings.INGEST_QUEUED_MARKER_MINUTES_SETTING: "the default fits",
+    settings.INGEST_CONSENT_RETRY_HOURS_SETTING: "the default fits",
+    settings.INGEST_FAILURE_HOLD_MINUTES_SETTING: "the default fits",
+    settings.API_MAX_RETRY_WAIT_SETTING: "the default fits",
+    settings.QUEUE_CONNECTION_SETTING: "a connection string (local); Azure uses the service URI",
     # HTTP API (issue 11)
     settings.API_MAX_BODY_BYTES_SETTING: "the default fits",
     settings.API_REQUIRE_PRINCIPAL_SETTING: "set to true when App Service Authentication is on",
