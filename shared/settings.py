@@ -11,7 +11,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -53,6 +53,11 @@ FEATURES_SETTING = "DEFENDER_FEATURES"
 RATE_LIMIT_INCIDENTS_SETTING = "API_RATE_LIMIT_INCIDENTS"
 RATE_LIMIT_ALERTS_SETTING = "API_RATE_LIMIT_ALERTS"
 RATE_LIMIT_HUNTING_SETTING = "API_RATE_LIMIT_HUNTING"
+# ingestion by time slices (issue 9)
+INGEST_SAFETY_LAG_SETTING = "INGEST_SAFETY_LAG_SECONDS"
+INGEST_TIME_BUDGET_SETTING = "INGEST_TIME_BUDGET_SECONDS"
+INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
+INGEST_LAG_WARNING_SETTING = "INGEST_LAG_WARNING_MINUTES"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
@@ -113,6 +118,11 @@ class Settings:
     tenant_table: str = "DefenderTenants"
     features: tuple[Feature, ...] = ("ingest",)
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
+    # issue 9
+    safety_lag: timedelta = timedelta(seconds=60)
+    time_budget: timedelta = timedelta(seconds=480)
+    lease_seconds: int = 60
+    lag_warning: timedelta = timedelta(minutes=60)
 
     @property
     def emulator(self) -> bool:
@@ -221,6 +231,18 @@ class Settings:
                     RATE_LIMIT_HUNTING_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["hunting"]
                 ),
             },
+        )
+        settings = replace(
+            settings,
+            safety_lag=timedelta(seconds=p.optional(INGEST_SAFETY_LAG_SETTING, _int(0, 3600), 60)),
+            # below host.json's functionTimeout (10 minutes), with room to finish the last slice
+            time_budget=timedelta(
+                seconds=p.optional(INGEST_TIME_BUDGET_SETTING, _int(10, 3600), 480)
+            ),
+            lease_seconds=p.optional(INGEST_LEASE_SETTING, _int(15, 60), 60),
+            lag_warning=timedelta(
+                minutes=p.optional(INGEST_LAG_WARNING_SETTING, _int(1, 43200), 60)
+            ),
         )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(
