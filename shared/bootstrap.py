@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.credentials.user import OnBehalfOfProvider
     from shared.defender.client import DefenderClient
     from shared.defender.limiter import RateLimiterRegistry
-    from shared.ingest import Ingestor
+    from shared.ingest import Ingestor, Notify
+    from shared.storage.state import WatermarkStore
     from shared.tenants import TenantRegistry
 
 log = logging.getLogger(__name__)
@@ -131,12 +132,12 @@ class Services:
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
 
-    def ingestor(self, *, as_user: bool = False) -> Ingestor:
-        """The ingestion use case wired to real storage (``as_user``: the signed-in user's
-        permissions instead of the app's)."""
+    def ingestor(self, *, notify: Notify | None = None) -> Ingestor:
+        """The ingestion use case wired to real storage, as the app (never as a user: see
+        ``shared.ingest``). ``notify`` hears of the versions stored after each slice."""
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-        from shared.storage.archive import IncidentArchive
+        from shared.storage.archive import IncidentArchive, Quarantine
         from shared.storage.state import PageJournal, TenantLock, WatermarkStore
         from shared.storage.table import IncidentTable
 
@@ -146,17 +147,29 @@ class Services:
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
         return Ingestor(
-            client_for=self.user_client_for if as_user else self.client_for,
+            client_for=self.client_for,
             archive=IncidentArchive(data),
             table=IncidentTable(table),
             watermarks=WatermarkStore(state),
             journal=PageJournal(state),
-            lock_for=lambda tenant: TenantLock(state, tenant),
+            quarantine=Quarantine(data),
+            lock_for=lambda tenant: TenantLock(state, tenant, lease_seconds=s.lease_seconds),
             clock=self.clock,
             lookback=s.lookback,
             overlap=s.overlap,
             page_size=s.page_size,
+            safety_lag=s.safety_lag,
+            time_budget=s.time_budget,
+            lag_warning=s.lag_warning,
+            notify=notify,
         )
+
+    def checkpoints(self) -> WatermarkStore:
+        """The checkpoint store (for ``check``)."""
+        from shared.storage import STATE_CONTAINER
+        from shared.storage.state import WatermarkStore
+
+        return WatermarkStore(self.blob_service.get_container_client(STATE_CONTAINER))
 
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""

@@ -48,6 +48,8 @@ class LocalCloud:
         settings = dict(self.emulator.app_settings())
         settings["DATA_STORAGE_CONNECTION_STRING"] = self.azurite.connection_string
         settings["INGEST_OVERLAP_MINUTES"] = "10"
+        # the seeded activity happens "now": read it at once (late-arrival tests set a lag)
+        settings["INGEST_SAFETY_LAG_SECONDS"] = "0"
         settings.update(overrides)
         return settings
 

@@ -196,11 +196,17 @@ class DefenderClient:
         self._rng = rng
         self._count_lock = threading.Lock()
         self._api_calls = 0
+        self._throttled_waits = 0
 
     @property
     def api_calls(self) -> int:
         """Requests sent so far (every attempt counts)."""
         return self._api_calls
+
+    @property
+    def throttled_waits(self) -> int:
+        """Waits so far after a 429 from the service."""
+        return self._throttled_waits
 
     # ------------------------------------------------------------------ sending
 
@@ -306,6 +312,9 @@ class DefenderClient:
         if self._monotonic() + wait > deadline:
             raise exc
         log.info("retrying after %s in %.1fs (attempt %d)", exc.code, wait, attempt)
+        if isinstance(exc, ThrottledError):
+            with self._count_lock:
+                self._throttled_waits += 1
         self._sleep(wait)
 
     def _deadline(self, budget: float | None) -> float:

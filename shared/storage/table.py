@@ -148,26 +148,30 @@ class IncidentTable:
             parameters: dict[str, Any] = {f"r{n}": rid for n, rid in enumerate(batch)}
             parameters["tenant"] = tenant
             try:
-                rows = self._table.query_entities(
-                    f"PartitionKey eq @tenant and ({terms})",
-                    parameters=parameters,
-                    select=["RowKey", "LastUpdateTime", "Version"],
+                # the SDK substitutes @names split on spaces: keep the parentheses apart
+                rows = list(
+                    self._table.query_entities(
+                        f"PartitionKey eq @tenant and ( {terms} )",
+                        parameters=parameters,
+                        select=["RowKey", "LastUpdateTime", "Version"],
+                    )
                 )
-                for row in rows:
+            except AzureError as exc:
+                raise StorageError(
+                    f"could not query the incident table: {type(exc).__name__}"
+                ) from exc
+            for row in rows:
+                try:
                     found[str(row["RowKey"])] = RowVersion(
                         parse_utc(str(row["LastUpdateTime"])),
                         str(row.metadata["etag"]),
                         str(row.get("Version") or ""),
                     )
-            except AzureError as exc:
-                raise StorageError(
-                    f"could not query the incident table: {type(exc).__name__}"
-                ) from exc
-            except (KeyError, ValueError) as exc:
-                raise StorageError(
-                    f"a row of tenant {tenant} in the incident table is corrupt "
-                    "(no valid LastUpdateTime)"
-                ) from exc
+                except (KeyError, ValueError) as exc:
+                    raise StorageError(
+                        f"row {row.get('RowKey')} of tenant {tenant} in the incident table is "
+                        "corrupt (no valid LastUpdateTime); delete it to have it stored again"
+                    ) from exc
         return found
 
     def upsert_newer(
