@@ -417,6 +417,11 @@ class Ingestor:
             lock.ensure()
             self._journal.clear(tenant)
         finished = self._clock()
+        if run.checkpoint is None:
+            # no slice completed (a tiny budget, or nothing to read): keep the listing's start
+            # and, above all, the density seen, so the next run's first slice fits a page and
+            # every run makes progress
+            run.checkpoint = start
         if run.checkpoint is not None:
             run.lag = (finished - run.checkpoint).total_seconds()
             run.lag_warning = finished - run.checkpoint > self._lag_warning

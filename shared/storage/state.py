@@ -158,8 +158,8 @@ class WatermarkStore:
 class TenantLock:
     """A blob lease that keeps two runs from ingesting the same tenant at once.
 
-    While held, a daemon timer renews it every ``lease_seconds / 4``; ``ensure`` (called before
-    every write) renews it too when the last renewal is older than that, and raises
+    While held, a daemon timer renews it every ``lease_seconds / 4`` (so API waits of any length
+    never let it lapse); ``ensure`` (called before every write) renews it too, and raises
     ``LeaseLostError`` once a renewal has failed: another run may own the tenant now.
     """
 
@@ -249,15 +249,14 @@ class TenantLock:
             self._renewed_at = self._monotonic()
 
     def ensure(self) -> None:
-        """Before a write: make sure the lease is ours for most of its duration.
+        """Before a write: renew now, so the write starts with the lease ours for its whole
+        duration (a storage call, cheap next to an API call; it closes the window in which a
+        lapsed lease taken by another run would go unnoticed).
 
         Raises:
             LeaseLostError: the lease was lost.
         """
-        if self._lost is not None:
-            raise LeaseLostError(self._lost)
-        if self._monotonic() - self._renewed_at > self._seconds / 4:
-            self.renew()
+        self.renew()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
