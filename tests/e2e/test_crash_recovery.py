@@ -73,8 +73,7 @@ def test_crash_between_blobs_and_table_neither_loses_nor_duplicates(
     rerun = ingestor(settings, IncidentTable).run_tenant(home)
 
     assert rerun.ok, rerun.error
-    # the first answer (a page: 100 legacy, 50 Graph), recorded from the journal before listing
-    assert rerun.recovered == (100 if api == "legacy" else 50)
+    assert rerun.recovered == settings.page_size  # page 1, from the journal before listing
     truth = cloud.admin("GET", f"truth/{home}/incidents?api={api}")["value"]
     lines = archived_lines(conn, home)
     assert duplicates(lines) == []
