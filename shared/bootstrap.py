@@ -140,8 +140,10 @@ class Services:
         from shared.storage.archive import IncidentArchive, Quarantine
         from shared.storage.state import PageJournal, TenantLock, WatermarkStore
         from shared.storage.table import IncidentTable
+        from shared.telemetry import recorder
 
         self._ensure_storage()
+        health = recorder()  # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
         data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
@@ -162,6 +164,7 @@ class Services:
             time_budget=s.time_budget,
             lag_warning=s.lag_warning,
             notify=notify,
+            observe=None if health is None else health.record,
         )
 
     def checkpoints(self) -> WatermarkStore:

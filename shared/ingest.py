@@ -243,6 +243,7 @@ class Ingestor:
         lookback, overlap, page_size, safety_lag, time_budget, lag_warning: see the settings.
         notify: told ``(tenant, versions newly stored)`` after each committed slice; a failure
             there is logged and never fails ingestion (board interface 2).
+        observe: told each tenant's result (health telemetry, ``shared.telemetry``).
     """
 
     def __init__(
@@ -263,6 +264,7 @@ class Ingestor:
         time_budget: timedelta = timedelta(seconds=480),
         lag_warning: timedelta = timedelta(minutes=60),
         notify: Notify | None = None,
+        observe: Callable[[TenantResult], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client_for = client_for
@@ -280,6 +282,7 @@ class Ingestor:
         self._budget = time_budget.total_seconds()
         self._lag_warning = lag_warning
         self._notify = notify
+        self._observe = observe
         self._monotonic = monotonic
 
     def run(
@@ -298,6 +301,17 @@ class Ingestor:
         self, tenant: str, *, since: datetime | None = None, progress: Progress | None = None
     ) -> TenantResult:
         """Ingest one tenant; never raises for a failure of that tenant."""
+        result = self._run_tenant(tenant, since, progress)
+        if self._observe is not None:
+            try:
+                self._observe(result)
+            except Exception:  # health reporting never fails ingestion
+                log.exception("recording the health of tenant %s failed", tenant)
+        return result
+
+    def _run_tenant(
+        self, tenant: str, since: datetime | None, progress: Progress | None
+    ) -> TenantResult:
         client: DefenderClient | None = None
         run = _Run(tenant, self._monotonic())
         try:
