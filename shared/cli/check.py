@@ -62,9 +62,19 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         ),
         credential_fix=fix,
     )
+    # ingestion health (issue 9): last success and lag of each tenant, from its checkpoint
+    from shared.ingest import ingestion_health
+
+    health = ingestion_health(
+        svc.checkpoints(),
+        [e.tenant_id for e in entries],
+        now=svc.clock(),
+        warn_after=s.lag_warning,
+    )
     if args.json:
-        json.dump(report.to_json(), out, indent=2)
+        json.dump({**report.to_json(), "ingestion": [h.to_json() for h in health]}, out, indent=2)
         out.write("\n")
     else:
         out.write(render_table(report))
+        out.write("ingestion:\n" + "".join(f"  {h.line()}\n" for h in health))
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -268,3 +268,34 @@ def test_backfill_since_rereads_without_storing_or_moving_the_watermark_back(
     lines = archived_lines(app_env["DATA_STORAGE_CONNECTION_STRING"], home)
     assert duplicates(lines) == []
     assert len(lines) == everything
+
+
+@pytest.mark.e2e
+def test_check_shows_each_tenants_last_success_and_lag(
+    cloud: LocalCloud, app_env: dict[str, str]
+) -> None:
+    """After a run, `check` reports every tenant's last success and lag (now - checkpoint)."""
+    tenants = app_env["INGEST_TENANTS"].split(",")
+    before = json.loads(run_cli(app_env, "check", "--json").stdout)["ingestion"]
+    assert {h["tenant"] for h in before} == set(tenants)
+    assert all(h["checkpoint"] is None for h in before)
+
+    ingest_json(app_env)
+    result = run_cli(app_env, "check", "--json")
+    text = run_cli(app_env, "check").stdout
+
+    health = {h["tenant"]: h for h in json.loads(result.stdout)["ingestion"]}
+    for tenant in tenants:
+        assert health[tenant]["last_success"] is not None
+        assert 0 <= health[tenant]["lag_seconds"] < 120
+        assert health[tenant]["lagging"] is False
+        assert f"{tenant} " in text and "last success" in text
+
+
+@pytest.mark.e2e
+def test_ingest_as_user_is_refused_with_the_reason(
+    cloud: LocalCloud, app_env: dict[str, str]
+) -> None:
+    result = run_cli(app_env, "ingest", "--as-user")
+    assert result.returncode == 2
+    assert "refused" in result.stderr and "incidents list --as-user" in result.stderr
