@@ -86,6 +86,7 @@ class _Hint:
     count: int | None
     sample: list[int]  # sorted item times inside the region
     completed: int = 0  # slices completed inside the region since the hint was made
+    shape: str = "spread"  # where the sample sits (``_cluster``), decided when it was taken
 
 
 @dataclass
@@ -108,11 +109,15 @@ class _Axis:
         return self.cursor >= self.end
 
     #: mean squared relative error of density-planned slices (how far counts stray from plan)
-    spread: float = 0.15**2
-    #: the count the last request was planned to hold (None: not planned for a count)
+    spread: float = 0.08**2
+    #: the count a density-planned request was planned to hold (its error trains ``spread``)
     planned: float | None = None
-    #: the last slice held far fewer items than planned
+    #: the count the last request was expected to hold, however it was planned
+    expect: float | None = None
+    #: the last slice held far fewer items than expected
     underrun: bool = False
+    #: width of the last completed slice
+    last_width: int = 0
 
     @property
     def target(self) -> int:
@@ -125,26 +130,31 @@ class _Axis:
     def next_end(self) -> int:
         """The end of the next slice to ask for (> cursor, <= end)."""
         target = self.target
+        self.planned = None
+        self.expect = float(target)
         hint = self.hint
         if hint is not None:
             count = hint.count
             if count is None:  # legacy: no $count; guess from density, at least one more item
                 guess = self.rate * (hint.end - self.cursor) if self.rate else 0.0
                 count = max(len(hint.sample) + 1, round(guess), 2 * len(hint.sample))
-            self.planned = float(target)
             lo = hint.sample[0] if hint.sample else hint.end
-            below = self.ordered and _newest_cluster(self.cursor, hint.end, count, hint.sample)
-            if count > target and hint.completed and self.rate and below and self.cursor < lo:
-                # below the sample the items are unseen: the density of the slices just read
-                # predicts them better than spreading them evenly
-                end = self.cursor + max(1, math.floor(target / self.rate))
-                if end < lo:
-                    return end
+            below = hint.shape == "newest" and self.cursor < lo
             if count > target:
-                end = _boundary(self.cursor, hint.end, count, hint.sample, target, self.ordered)
-                if self.underrun and hint.sample and hint.sample[0] >= end:
-                    # the model put items where there were none: reach the next known item
-                    end = max(end, hint.sample[0] + 1)
+                end = _boundary(self.cursor, hint.end, count, hint.sample, target, hint.shape)
+                if below and hint.completed and self.rate:
+                    # below the sample the items are unseen: the density of the slices just
+                    # read predicts them better than spreading them evenly
+                    by_rate = self.cursor + max(1, math.floor(target / self.rate))
+                    if by_rate < lo:
+                        end = by_rate
+                        self.planned = self.rate * (end - self.cursor)
+                if self.underrun and self.last_width:
+                    # the model put items where there were none: widen quickly
+                    end = max(end, self.cursor + 4 * self.last_width)
+                    self.planned = None
+                if self.underrun and not below and hint.sample and hint.sample[0] >= end:
+                    end = max(end, hint.sample[0] + 1)  # reach the next known item
                 # more than a page is believed to be left: never ask for all of it at once
                 return end if hint.end - self.cursor <= 1 else min(end, hint.end - 1)
             if hint.count is not None and count == 0 and self.rate is None:
@@ -157,16 +167,17 @@ class _Axis:
             return self.end
         width = max(1, math.floor(target / self.rate))
         end = min(self.end, self.cursor + width)
-        self.planned = self.rate * (end - self.cursor)
+        self.planned = self.expect = self.rate * (end - self.cursor)
         return end
 
     def complete(self, end: int, items: int) -> None:
         width = max(1, end - self.cursor)
-        self.underrun = bool(self.planned and items < self.planned / 4)
+        self.underrun = bool(self.expect and items < self.expect / 4)
         if self.planned and self.planned >= 5:
             error = (items - self.planned) / self.planned
             self.spread = 0.8 * self.spread + 0.2 * min(error * error, 1.0)
-        self.planned = None
+        self.planned = self.expect = None
+        self.last_width = width
         self.rate = self._observe(items, width)
         hint = self.hint
         self.cursor = end
@@ -198,7 +209,8 @@ class _Axis:
             seen = max(count or 0, len(sample))
             error = (seen - self.planned) / self.planned
             self.spread = 0.8 * self.spread + 0.2 * min(error * error, 1.0)
-        self.planned = None
+        self.planned = self.expect = None
+        self.underrun = False
         inside = sorted(t for t in sample if self.cursor <= t < end)
         if count is not None:
             count = max(count, len(inside))
@@ -210,38 +222,58 @@ class _Axis:
         elif self.rate is not None:
             # at least a page was there: the density is at least that
             self.rate = max(self.rate, len(inside) / max(1, end - self.cursor))
-        self.hint = _Hint(end, count, inside)
+        shape = "spread"
+        if self.ordered:
+            known = count if count is not None else 2 * len(inside)
+            shape = _cluster(self.cursor, end, known, inside)
+        self.hint = _Hint(end, count, inside, shape=shape)
 
 
-def _newest_cluster(start: int, end: int, count: int, sample: Sequence[int]) -> bool:
-    """Whether a sample of ``count`` items in ``[start, end)`` sits at the newest end, as when
-    the service answers newest first (observed, not documented): the rest are then older."""
-    if len(sample) < 2 or count <= len(sample):
-        return False
-    lo, hi = sample[0], sample[-1]
-    return (hi - lo) < (end - start) / 2 and (end - hi) < (lo - start)
+def _cluster(start: int, end: int, count: int, sample: Sequence[int]) -> str:
+    """Where a sample of ``count`` items in ``[start, end)`` sits: ``"newest"`` when it looks
+    like the newest items (the service's observed order, not documented: the rest are older),
+    ``"oldest"`` for the mirror case, ``"spread"`` when it looks like a random draw.
+
+    Decided by the empty gap below (above) the sample: about ``span / (s + 1)`` for a random
+    draw, about ``span * (count - s) / count`` for the newest (oldest) ``s`` of ``count``.
+    """
+    s = len(sample)
+    if s < 2 or count <= s:
+        return "spread"
+    span = max(1, end - start)
+    random_gap = 1 / (s + 1)
+    ordered_gap = (count - s) / count
+    below = (sample[0] - start) / span
+    above = (end - sample[-1]) / span
+    if abs(below - ordered_gap) < abs(below - random_gap) and above < below:
+        return "newest"
+    if abs(above - ordered_gap) < abs(above - random_gap) and below < above:
+        return "oldest"
+    return "spread"
 
 
 def _boundary(
-    start: int, end: int, count: int, sample: Sequence[int], target: int, ordered: bool
+    start: int, end: int, count: int, sample: Sequence[int], target: int, shape: str
 ) -> int:
     """Where, in ``[start, end)`` holding ``count`` items of which ``sample`` are known, the
     first ``target`` items are expected to end."""
     s = len(sample)
-    hidden = max(0, count - s) if ordered else 0
+    hidden = max(0, count - s)
     span = end - start
+    if hidden == 0:
+        shape = "spread"
 
     def expected(t: int) -> float:
         known = bisect_left(sample, t)
         if s == 0:
             return count * (t - start) / span
         lo, hi = sample[0], sample[-1]
-        if s >= 2 and hidden > 0 and (hi - lo) < span / 2 and (end - hi) < (lo - start):
-            # the sample clusters at the newest end (the service's observed order): the other
-            # items are older than it
+        if shape == "newest":
+            # the sample is the newest items (the service's observed order): the others are
+            # older than it
             return known + hidden * min(1.0, (t - start) / max(1, lo - start))
-        if s >= 2 and hidden > 0 and (hi - lo) < span / 2 and (lo - start) < (end - hi):
-            # clustered at the oldest end: the other items are newer than it
+        if shape == "oldest":
+            # the mirror case: the other items are newer than it
             return known + hidden * max(0.0, (t - hi) / max(1, end - hi))
         # a spread sample stands for the whole: interpolate its distribution
         if t <= lo:
