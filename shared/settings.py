@@ -58,6 +58,8 @@ INGEST_SAFETY_LAG_SETTING = "INGEST_SAFETY_LAG_SECONDS"
 INGEST_TIME_BUDGET_SETTING = "INGEST_TIME_BUDGET_SECONDS"
 INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
 INGEST_LAG_WARNING_SETTING = "INGEST_LAG_WARNING_MINUTES"
+#: read by shared.telemetry (set by the platform when the app has Application Insights)
+APPLICATIONINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]

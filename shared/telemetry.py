@@ -22,9 +22,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-log = logging.getLogger(__name__)
+from shared.settings import APPLICATIONINSIGHTS_SETTING as CONNECTION_STRING_SETTING
 
-CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _recorder: Recorder | None = None
