@@ -3,24 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov pins many packages of its own, so it lives in a virtual environment of its own
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench clean
+.PHONY: help setup demo test lint typecheck unit bench clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
 	@echo "make bench  - run the benchmarks under bench/ and write bench/results/"
+	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
-setup: $(STAMP) node_modules/.installed
+setup: $(STAMP) node_modules/.installed $(CHECKOV_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -29,7 +38,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+# infra/checkov_gate.py reads checkov's JSON: a parse error counts as a failure (checkov exits 0)
+checkov: $(STAMP) $(CHECKOV_STAMP)
+	$(PY) infra/checkov_gate.py infra
+
+test: setup lint typecheck checkov
 	$(PY) -m pytest
 
 demo: setup
@@ -39,4 +52,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

@@ -10,6 +10,9 @@ Services are routed by path on the HTTPS port, so `DEFENDER_AUTHORITY_URL`,
 `DEFENDER_LEGACY_API_URL`, `DEFENDER_GRAPH_API_URL` and `KEY_VAULT_URL` all point at `emu.url`.
 A trustme CA signs the server certificate for both `127.0.0.1` and `localhost`, so tests can use
 `localhost` as "another host" (e.g. to check a client refuses to follow a foreign nextLink).
+
+This module starts, stops, seeds and routes; the admin API's handlers are in `emulator.admin`,
+each service's in its own module (`entra`, `delegated`, `keyvault`, `defender`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from emulator import data, defender, delegated, entra, faults, keyvault, ratelimit, stats
+from emulator import admin, data, defender, delegated, entra, faults, keyvault, ratelimit, stats
 from emulator.http import Request, Response, json_response
 from emulator.model import Clock, format_time, utc_now
 
@@ -187,7 +190,9 @@ class _AppCert:
 
 
 @dataclass
-class _World:
+class World:
+    """The emulator's live state; `reset()` replaces it with a freshly seeded one."""
+
     directory: entra.Directory
     vault: keyvault.Vault
     store: defender.IncidentStore
@@ -216,13 +221,14 @@ class Emulator:
             )
         # Runtime token lifetimes (`/_emulator/tokens`); reset() restores the config values.
         self._lifetimes: dict[str, int] = {}
-        self._world: _World | None = None
+        self._world: World | None = None
         self._servers: list[ThreadingHTTPServer] = []
         self._threads: list[threading.Thread] = []
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._ca_path: Path | None = None
         self._port = 0
         self._mi_port = 0
+        self._admin = admin.AdminApi(self)
         self._routes = self._build_routes()
         self._mi_routes = (
             _Route("GET", re.compile(r"^/msi/token/?$", re.IGNORECASE), "mi.token", self._mi_token),
@@ -415,6 +421,41 @@ class Emulator:
             "device_code_interval": settings.device_code_interval,
         }
 
+    def rotate_client_secret(self, *, revoke_old: bool, expire_old: bool) -> dict[str, Any]:
+        """New client secret in Entra and as a new vault version; optionally revoke (or expire)
+        the old ones. Returns what `POST /_emulator/keyvault/rotate` answers."""
+        world = self._require_world()
+        now = self.clock()
+        lifetime = timedelta(days=self.config.secret_lifetime_days)
+        value = _secret_value()
+        with world.directory.lock, world.vault.lock:
+            old = list(world.directory.secrets)
+            key_id = entra.rotate_secret(world.directory, value, now, lifetime)
+            if revoke_old:
+                entra.revoke_secrets(world.directory, key_id)
+            elif expire_old:
+                world.directory.secrets[:] = [
+                    s if s.key_id == key_id else dataclasses.replace(s, expires=now)
+                    for s in world.directory.secrets
+                ]
+            version = world.vault.set_secret(SECRET_NAME, value, now, now + lifetime)
+        return {
+            "name": SECRET_NAME,
+            "version": version.version,
+            "key_id": key_id,
+            "revoked": [s.key_id for s in old] if revoke_old else [],
+            "expired": [s.key_id for s in old] if expire_old and not revoke_old else [],
+        }
+
+    @property
+    def world(self) -> World:
+        """The live state (directory, vault, incident store, users), for the admin API."""
+        return self._require_world()
+
+    def delegated_service(self) -> delegated.DelegatedService:
+        """The user flows (device code, on-behalf-of) over the live state."""
+        return self._delegated()
+
     def start(self) -> Emulator:
         """Generate the CA and certificate, seed the data, bind both ports, start serving."""
         if self._servers:
@@ -479,7 +520,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ seeding
 
-    def _seed(self, now: datetime) -> _World:
+    def _seed(self, now: datetime) -> World:
         config, ids = self.config, self._ids
         tenants: dict[str, entra.Tenant] = {}
         for index, tid in enumerate(ids.tenant_ids):
@@ -540,9 +581,9 @@ class Emulator:
             if user is None:
                 raise ValueError(f"device_code_auto_user: no user '{config.device_code_auto_user}'")
             users.auto[user.tenant_id] = (user.oid, True)
-        return _World(directory, vault, store, now, users)
+        return World(directory, vault, store, now, users)
 
-    def _require_world(self) -> _World:
+    def _require_world(self) -> World:
         if self._world is None:
             raise RuntimeError("the emulator is not started")
         return self._world
@@ -710,194 +751,42 @@ class Emulator:
                 lambda q, m: self._defender().graph_hunting(q),
                 faultable=True,
             ),
-            r("GET", r"^/_emulator/stats$", "admin.stats", self._admin_stats),
-            r("GET", r"^/_emulator/requests$", "admin.requests", self._admin_requests),
+            r("GET", r"^/_emulator/stats$", "admin.stats", self._admin.stats),
+            r("GET", r"^/_emulator/requests$", "admin.requests", self._admin.requests),
             r(
                 "GET",
                 r"^/_emulator/truth/(?P<tenant>[^/]+)/incidents$",
                 "admin.truth",
-                self._admin_truth,
+                self._admin.truth,
             ),
-            r("POST", r"^/_emulator/activity$", "admin.activity", self._admin_activity),
-            r("POST", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
-            r("GET", r"^/_emulator/faults$", "admin.faults", self._admin_faults),
-            r("POST", r"^/_emulator/reset$", "admin.reset", self._admin_reset),
-            r("GET", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
-            r("POST", r"^/_emulator/consent$", "admin.consent", self._admin_consent),
-            r("POST", r"^/_emulator/keyvault/rotate$", "admin.rotate", self._admin_rotate),
-            r("POST", r"^/_emulator/quotas$", "admin.quotas", self._admin_quotas),
-            r("GET", r"^/_emulator/users$", "admin.users", self._admin_users),
-            r("POST", r"^/_emulator/users/token$", "admin.users", self._admin_user_token),
-            r("POST", r"^/_emulator/users/consent$", "admin.users", self._admin_user_consent),
-            r("GET", r"^/_emulator/devicecode$", "admin.devicecode", self._admin_devicecodes),
+            r("POST", r"^/_emulator/activity$", "admin.activity", self._admin.activity),
+            r("POST", r"^/_emulator/faults$", "admin.faults", self._admin.faults),
+            r("GET", r"^/_emulator/faults$", "admin.faults", self._admin.faults),
+            r("POST", r"^/_emulator/reset$", "admin.reset", self._admin.reset),
+            r("GET", r"^/_emulator/quotas$", "admin.quotas", self._admin.quotas),
+            r("POST", r"^/_emulator/consent$", "admin.consent", self._admin.consent),
+            r("POST", r"^/_emulator/keyvault/rotate$", "admin.rotate", self._admin.rotate),
+            r("POST", r"^/_emulator/quotas$", "admin.quotas", self._admin.quotas),
+            r("GET", r"^/_emulator/users$", "admin.users", self._admin.users),
+            r("POST", r"^/_emulator/users/token$", "admin.users", self._admin.user_token),
+            r("POST", r"^/_emulator/users/consent$", "admin.users", self._admin.user_consent),
+            r("GET", r"^/_emulator/devicecode$", "admin.devicecode", self._admin.devicecodes),
             r(
                 "POST",
                 r"^/_emulator/devicecode/(?P<action>approve|deny)$",
                 "admin.devicecode",
-                self._admin_devicecode_decide,
+                self._admin.devicecode_decide,
             ),
-            r("POST", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin_auto),
-            r("GET", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin_auto),
-            r("GET", r"^/_emulator/tokens$", "admin.tokens", self._admin_tokens),
-            r("POST", r"^/_emulator/tokens$", "admin.tokens", self._admin_tokens),
+            r("POST", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin.auto),
+            r("GET", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin.auto),
+            r("GET", r"^/_emulator/tokens$", "admin.tokens", self._admin.tokens),
+            r("POST", r"^/_emulator/tokens$", "admin.tokens", self._admin.tokens),
         )
 
     def _mi_token(self, request: Request, match: re.Match[str]) -> Response:
         return self._entra().managed_identity_token(request)
 
-    # ------------------------------------------------------------------ admin API
-
-    def _admin_stats(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, self.stats.snapshot())
-
-    def _admin_requests(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, self.stats.log())
-
-    def _admin_truth(self, request: Request, match: re.Match[str]) -> Response:
-        tid = match["tenant"]
-        api = request.param("api") or "legacy"
-        if api not in ("legacy", "graph"):
-            return _admin_error(400, f"'api' must be 'legacy' or 'graph', not '{api}'")
-        store = self._require_world().store
-        if tid not in store.incidents:
-            return _admin_error(404, f"unknown tenant '{tid}'")
-        return json_response(200, {"value": defender.truth(store, tid, api)})
-
-    def _admin_activity(self, request: Request, match: re.Match[str]) -> Response:
-        payload = _json_object(request, {"tenant", "create", "update", "merge"}, empty_ok=False)
-        if isinstance(payload, Response):
-            return payload
-        store = self._require_world().store
-        tid = payload.get("tenant", self.home_tenant_id)
-        if not isinstance(tid, str) or tid not in store.incidents:
-            return _admin_error(400, f"'tenant' must be one of {list(self.tenant_ids)}")
-        counts: dict[str, int] = {}
-        for key in ("create", "update", "merge"):
-            value = payload.get(key, 0)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
-                return _admin_error(400, f"'{key}' must be an integer between 0 and 10000")
-            counts[key] = value
-        with store.lock:
-            result = data.simulate_activity(
-                store.generators[tid],
-                store.incidents[tid],
-                self.clock(),
-                create=counts["create"],
-                update=counts["update"],
-                merge_count=counts["merge"],
-            )
-            store.bump(tid)
-        return json_response(
-            200,
-            {
-                "tenant": tid,
-                "created": list(result.created),
-                "updated": list(result.updated),
-                "merged": [{"from": s, "into": t} for s, t in result.merged],
-            },
-        )
-
-    def _admin_faults(self, request: Request, match: re.Match[str]) -> Response:
-        if request.method == "POST":
-            try:
-                config = faults.parse_fault_config(request.json_body())
-            except ValueError as exc:
-                return _admin_error(400, str(exc))
-            self.faults.configure(config)
-        return json_response(200, self.faults.config.to_json())
-
-    def _admin_quotas(self, request: Request, match: re.Match[str]) -> Response:
-        if request.method == "POST":
-            try:
-                family, limits = ratelimit.parse_limits(request.json_body())
-            except ValueError as exc:
-                return _admin_error(400, str(exc))
-            self.limiter.set_limits(family, limits)
-        return json_response(200, self.limiter.quotas())
-
-    def _admin_consent(self, request: Request, match: re.Match[str]) -> Response:
-        """Grant or revoke the app's consent (service principal) and roles in a tenant."""
-        payload = _json_object(request, {"tenant", "consent", "roles"}, empty_ok=False)
-        if isinstance(payload, Response):
-            return payload
-        directory = self._require_world().directory
-        tid = payload.get("tenant")
-        if tid not in directory.tenants:
-            return _admin_error(400, f"'tenant' must be one of {list(self.tenant_ids)}")
-        consent = payload.get("consent", True)
-        if not isinstance(consent, bool):
-            return _admin_error(400, "'consent' must be true or false")
-        roles = payload.get("roles")
-        families = ("legacy", "graph", "vault")
-        if roles is not None and not (
-            isinstance(roles, dict)
-            and set(roles) <= set(families)
-            and all(
-                isinstance(v, list) and all(isinstance(r, str) for r in v) for v in roles.values()
-            )
-        ):
-            return _admin_error(
-                400, f"'roles' must map some of {list(families)} to lists of role names"
-            )
-        with directory.lock:
-            if not consent:
-                directory.consents.pop(tid, None)
-            else:
-                granted = directory.consents.setdefault(tid, dict(entra.DEFAULT_ROLES))
-                for family, names in (roles or {}).items():
-                    granted[family] = tuple(names)
-            state = directory.consents.get(tid)
-        return json_response(
-            200,
-            {
-                "tenant": tid,
-                "consent": state is not None,
-                "roles": {k: list(v) for k, v in (state or {}).items()},
-            },
-        )
-
-    def _admin_rotate(self, request: Request, match: re.Match[str]) -> Response:
-        """New client secret in Entra and as a new vault version; optionally revoke the old."""
-        try:
-            payload = request.json_body() if request.body else {}
-        except ValueError:
-            return _admin_error(400, "the body must be JSON")
-        if not isinstance(payload, dict) or set(payload) - {"revoke_old", "expire_old"}:
-            return _admin_error(400, "the body may only hold 'revoke_old' and 'expire_old'")
-        revoke, expire = payload.get("revoke_old", False), payload.get("expire_old", False)
-        if not isinstance(revoke, bool) or not isinstance(expire, bool):
-            return _admin_error(400, "'revoke_old' and 'expire_old' must be true or false")
-        world = self._require_world()
-        now = self.clock()
-        lifetime = timedelta(days=self.config.secret_lifetime_days)
-        value = _secret_value()
-        with world.directory.lock, world.vault.lock:
-            old = list(world.directory.secrets)
-            key_id = entra.rotate_secret(world.directory, value, now, lifetime)
-            if revoke:
-                entra.revoke_secrets(world.directory, key_id)
-            elif expire:
-                world.directory.secrets[:] = [
-                    s if s.key_id == key_id else dataclasses.replace(s, expires=now)
-                    for s in world.directory.secrets
-                ]
-            version = world.vault.set_secret(SECRET_NAME, value, now, now + lifetime)
-        return json_response(
-            200,
-            {
-                "name": SECRET_NAME,
-                "version": version.version,
-                "key_id": key_id,
-                "revoked": [s.key_id for s in old] if revoke else [],
-                "expired": [s.key_id for s in old] if expire and not revoke else [],
-            },
-        )
-
-    def _admin_reset(self, request: Request, match: re.Match[str]) -> Response:
-        self.reset()
-        return json_response(200, {"reset": True})
-
-    # ------------------------------------------------------------------ admin API: users
+    # ------------------------------------------------------------------ device login page
 
     def _device_login_page(self, request: Request, match: re.Match[str]) -> Response:
         """The `verification_uri` of device codes: a page explaining how to approve here."""
@@ -908,139 +797,6 @@ class Emulator:
             b"or decline it with <code>POST /_emulator/devicecode/deny</code>.</p>"
         )
         return Response(200, body, content_type="text/html; charset=utf-8")
-
-    def _admin_users(self, request: Request, match: re.Match[str]) -> Response:
-        return json_response(200, {"users": [u.to_json() for u in self.users]})
-
-    def _admin_user_token(self, request: Request, match: re.Match[str]) -> Response:
-        """Mint the token a caller sends this web API (the OBO assertion), or one for another
-        audience."""
-        payload = _json_object(request, {"tenant", "user", "audience", "lifetime", "expired"})
-        if isinstance(payload, Response):
-            return payload
-        user = self._admin_find_user(payload)
-        if isinstance(user, Response):
-            return user
-        audience = payload.get("audience")
-        if audience is not None and (not isinstance(audience, str) or not audience.strip()):
-            return _admin_error(400, "'audience' must be a non-empty string")
-        expired = payload.get("expired", False)
-        if not isinstance(expired, bool):
-            return _admin_error(400, "'expired' must be true or false")
-        lifetime = payload.get("lifetime")
-        try:
-            if lifetime is not None:
-                lifetime = delegated.parse_lifetime(lifetime, "lifetime")
-        except ValueError as exc:
-            return _admin_error(400, str(exc))
-        token, expires_on = self._delegated().caller_token(
-            user, audience=audience, lifetime=lifetime, expired=expired
-        )
-        return json_response(
-            200,
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_on": expires_on,
-                "audience": (audience or self.app_id_uri).rstrip("/"),
-                "user": user.to_json(),
-            },
-        )
-
-    def _admin_user_consent(self, request: Request, match: re.Match[str]) -> Response:
-        """Replace some families of a user's delegated consent to the app."""
-        payload = _json_object(request, {"tenant", "user", "permissions"})
-        if isinstance(payload, Response):
-            return payload
-        user = self._admin_find_user(payload)
-        if isinstance(user, Response):
-            return user
-        permissions = payload.get("permissions")
-        if not isinstance(permissions, dict):
-            return _admin_error(400, "'permissions' must map families to lists of permissions")
-        try:
-            updated = delegated.set_consent(self._require_world().users, user, permissions)
-        except ValueError as exc:
-            return _admin_error(400, str(exc))
-        return json_response(200, updated.to_json())
-
-    def _admin_find_user(self, payload: Mapping[str, Any]) -> delegated.User | Response:
-        selector, tenant = payload.get("user"), payload.get("tenant")
-        if not isinstance(selector, str) or not selector:
-            return _admin_error(400, "'user' must be a UPN or object id")
-        if tenant is not None and tenant not in self.tenant_ids:
-            return _admin_error(400, f"'tenant' must be one of {list(self.tenant_ids)}")
-        try:
-            user = self.user(selector, tenant)
-        except KeyError:
-            return _admin_error(400, f"no user '{selector}'; GET /_emulator/users lists them")
-        if tenant is not None and user.tenant_id != tenant:
-            return _admin_error(400, f"user '{selector}' is not in tenant {tenant}")
-        return user
-
-    def _admin_devicecodes(self, request: Request, match: re.Match[str]) -> Response:
-        state = self._require_world().users
-        with state.lock:
-            codes = [c.to_json() for c in state.device_codes.values()]
-        return json_response(200, {"device_codes": codes})
-
-    def _admin_devicecode_decide(self, request: Request, match: re.Match[str]) -> Response:
-        approve = match["action"] == "approve"
-        fields = {"user_code", "user"} if approve else {"user_code"}
-        payload = _json_object(request, fields)
-        if isinstance(payload, Response):
-            return payload
-        user_code, user = payload.get("user_code"), payload.get("user")
-        if not isinstance(user_code, str) or not user_code:
-            return _admin_error(400, "'user_code' is required")
-        if approve and (not isinstance(user, str) or not user):
-            return _admin_error(400, "'user' (UPN or object id) is required to approve")
-        try:
-            self.decide_device_code(user_code, user, approve=approve)
-        except KeyError as exc:
-            return _admin_error(404, str(exc.args[0]))
-        except ValueError as exc:
-            return _admin_error(400, str(exc))
-        state = self._require_world().users
-        with state.lock:
-            code = state.by_user_code(user_code)
-            shown = code.to_json() if code else {}
-        return json_response(200, shown)
-
-    def _admin_auto(self, request: Request, match: re.Match[str]) -> Response:
-        state = self._require_world().users
-        if request.method == "POST":
-            payload = _json_object(request, {"user", "deny"})
-            if isinstance(payload, Response):
-                return payload
-            user, deny = payload.get("user"), payload.get("deny", False)
-            if user is not None and (not isinstance(user, str) or not user):
-                return _admin_error(400, "'user' must be a UPN, an object id or null")
-            if not isinstance(deny, bool):
-                return _admin_error(400, "'deny' must be true or false")
-            try:
-                self.auto_approve_device_codes(user, approve=not deny)
-            except KeyError:
-                return _admin_error(400, f"no user '{user}'; GET /_emulator/users lists them")
-        with state.lock:
-            auto = [
-                {"tenant": tid, "user": oid, "action": "approve" if ok else "deny"}
-                for tid, (oid, ok) in sorted(state.auto.items())
-            ]
-        return json_response(200, {"auto": auto})
-
-    def _admin_tokens(self, request: Request, match: re.Match[str]) -> Response:
-        if request.method == "POST":
-            payload = _json_object(
-                request, {"lifetime", "mi_lifetime", "refresh_lifetime", "device_code_lifetime"}
-            )
-            if isinstance(payload, Response):
-                return payload
-            try:
-                self.set_token_lifetimes(**payload)
-            except ValueError as exc:
-                return _admin_error(400, str(exc))
-        return json_response(200, self.token_lifetimes())
 
     # ------------------------------------------------------------------ faults
 
@@ -1078,28 +834,6 @@ class Emulator:
             return self._issuer.verify(token, audiences).tenant_id
         except entra.TokenError:
             return None
-
-
-def _admin_error(status: int, message: str) -> Response:
-    code = "BadRequest" if status == 400 else "NotFound"
-    return json_response(status, {"error": {"code": code, "message": message}})
-
-
-def _json_object(
-    request: Request, allowed: set[str], *, empty_ok: bool = True
-) -> dict[str, Any] | Response:
-    """The admin request's JSON object body, or a 400. An empty body is `{}` when `empty_ok`,
-    else not JSON."""
-    try:
-        payload = request.json_body() if request.body or not empty_ok else {}
-    except ValueError:
-        return _admin_error(400, "the body must be JSON")
-    if not isinstance(payload, dict):
-        return _admin_error(400, "the body must be a JSON object")
-    unknown = set(payload) - allowed
-    if unknown:
-        return _admin_error(400, f"unknown field(s): {', '.join(sorted(unknown))}")
-    return payload
 
 
 class _Server(ThreadingHTTPServer):
