@@ -51,6 +51,8 @@ class Services:
     _obo: OnBehalfOfProvider | None = None
     _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the Function's identity (Application Insights with local auth off needs it)
+    credential: TokenCredential | None = None
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -143,7 +145,8 @@ class Services:
         from shared.telemetry import recorder
 
         self._ensure_storage()
-        health = recorder()  # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
+        # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
+        health = recorder(credential=None if self.settings.emulator else self.credential)
         data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
@@ -238,6 +241,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         tokens=tokens,
         blob_service=blob_service,
         table_service=table_service,
+        credential=credential,
     )
 
 

@@ -62,10 +62,16 @@ class Recorder:
 
 
 def recorder(
-    env: Mapping[str, str] | None = None, *, metric_readers: Sequence[Any] = ()
+    env: Mapping[str, str] | None = None,
+    *,
+    credential: Any = None,
+    metric_readers: Sequence[Any] = (),
 ) -> Recorder | None:
     """The process's recorder, configuring Azure Monitor on first use; None without the setting.
 
+    ``credential``: the Function's identity, for an Application Insights resource with local
+    (key) auth off, as ``infra/`` deploys it (Entra auth:
+    https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication?tabs=python).
     ``metric_readers``: extra OpenTelemetry readers (tests read the metrics back with one).
     A failure to configure is logged once and telemetry stays off: it never fails ingestion.
     """
@@ -82,7 +88,9 @@ def recorder(
             from azure.monitor.opentelemetry import configure_azure_monitor
             from opentelemetry import metrics
 
+            options: dict[str, Any] = {} if credential is None else {"credential": credential}
             configure_azure_monitor(
+                **options,
                 connection_string=connection,
                 logger_name="shared",
                 metric_readers=list(metric_readers),

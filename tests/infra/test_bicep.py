@@ -30,7 +30,7 @@ HOST_SETTINGS = {
     "AzureWebJobsStorage__tableServiceUri",
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    # APPLICATIONINSIGHTS_CONNECTION_STRING is read by the code too (shared.telemetry)
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
 }
@@ -53,6 +53,11 @@ LEFT_OUT = {
     settings.RATE_LIMIT_INCIDENTS_SETTING: "Microsoft's documented quota is the default",
     settings.RATE_LIMIT_ALERTS_SETTING: "Microsoft's documented quota is the default",
     settings.RATE_LIMIT_HUNTING_SETTING: "Microsoft's documented quota is the default",
+    # issue 9 (ingestion)
+    settings.INGEST_SAFETY_LAG_SETTING: "the default fits; tune as an app setting",
+    settings.INGEST_TIME_BUDGET_SETTING: "the default fits host.json's 10-minute timeout",
+    settings.INGEST_LEASE_SETTING: "the default fits",
+    settings.INGEST_LAG_WARNING_SETTING: "the default fits; tune as an app setting",
 }
 #: the defaults of shared.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}
