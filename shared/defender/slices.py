@@ -87,6 +87,7 @@ class _Hint:
     sample: list[int]  # sorted item times inside the region
     completed: int = 0  # slices completed inside the region since the hint was made
     shape: str = "spread"  # where the sample sits (``_cluster``), decided when it was taken
+    estimate: int = 0  # without ``$count``: the count guessed from the sample
 
 
 @dataclass
@@ -135,9 +136,10 @@ class _Axis:
         hint = self.hint
         if hint is not None:
             count = hint.count
-            if count is None:  # legacy: no $count; guess from density, at least one more item
+            if count is None:  # legacy: no $count; estimate, at least one more item
                 guess = self.rate * (hint.end - self.cursor) if self.rate else 0.0
-                count = max(len(hint.sample) + 1, round(guess), 2 * len(hint.sample))
+                est = hint.estimate if hint.shape == "newest" else 2 * len(hint.sample)
+                count = max(len(hint.sample) + 1, round(guess), est)
             lo = hint.sample[0] if hint.sample else hint.end
             below = hint.shape == "newest" and self.cursor < lo
             if count > target:
@@ -188,6 +190,7 @@ class _Axis:
                 hint.completed += 1
                 if hint.count is not None:
                     hint.count = max(0, hint.count - items)
+                hint.estimate = max(0, hint.estimate - items)
                 hint.sample = hint.sample[bisect_left(hint.sample, end) :]
 
     def _observe(self, items: int, width: int) -> float:
@@ -222,11 +225,21 @@ class _Axis:
         elif self.rate is not None:
             # at least a page was there: the density is at least that
             self.rate = max(self.rate, len(inside) / max(1, end - self.cursor))
-        shape = "spread"
-        if self.ordered:
-            known = count if count is not None else 2 * len(inside)
-            shape = _cluster(self.cursor, end, known, inside)
-        self.hint = _Hint(end, count, inside, shape=shape)
+        shape, estimate = "spread", 2 * len(inside)
+        if self.ordered and count is None and len(inside) >= 2:
+            # no count (legacy): a sample that leaves a wide empty gap below and almost none
+            # above is the newest items; the density across it then estimates the rest
+            s = len(inside)
+            spacing = (inside[-1] - inside[0]) / (s - 1) or 1
+            below, above = inside[0] - self.cursor, end - inside[-1]
+            if above < 2 * spacing and below > 4 * spacing:
+                shape = "newest"
+                estimate = s + round(below / spacing)
+            else:
+                shape = _cluster(self.cursor, end, estimate, inside)
+        elif self.ordered and count is not None:
+            shape = _cluster(self.cursor, end, count, inside)
+        self.hint = _Hint(end, count, inside, shape=shape, estimate=estimate)
 
 
 def _cluster(start: int, end: int, count: int, sample: Sequence[int]) -> str:
