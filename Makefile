@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench clean checkov
+.PHONY: help setup demo test lint typecheck unit bench bench-emulator clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
 	@echo "make bench  - run the benchmarks under bench/ and write bench/results/"
+	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -50,6 +51,9 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+
+bench-emulator: $(STAMP)
+	$(PY) -m bench.emulator_bench
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

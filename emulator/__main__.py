@@ -43,6 +43,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device-code-interval", type=int, default=1, help="device-code polling interval (s)"
     )
+    parser.add_argument(
+        "--order",
+        choices=("newest", "arbitrary"),
+        default="newest",
+        help="listing order: newest first (observed) or a seeded arbitrary order",
+    )
+    parser.add_argument("--order-seed", type=int, default=0, help="seed of the arbitrary order")
+    parser.add_argument(
+        "--late-arrival-seconds",
+        type=float,
+        default=0.0,
+        help="changes become visible to API reads this long after their lastUpdateTime",
+    )
+    parser.add_argument(
+        "--expand-failure-tenant",
+        action="append",
+        default=[],
+        metavar="TENANT",
+        help="Graph $expand=alerts with $filter answers 500 for this tenant id ('*' = all); "
+        "repeatable",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests (DEBUG)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -61,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         customer_incidents=args.customer_incidents,
         device_code_auto_user=args.device_code_auto_user,
         device_code_interval=args.device_code_interval,
+        order=args.order,
+        order_seed=args.order_seed,
+        late_arrival_seconds=args.late_arrival_seconds,
+        expand_failure_tenants=tuple(args.expand_failure_tenant),
     )
     stop = threading.Event()
 

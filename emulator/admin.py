@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from emulator import data, defender, delegated, entra, faults, ratelimit
+from emulator import behaviour, defender, delegated, entra, faults, ratelimit
 from emulator.http import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -36,10 +36,14 @@ class AdminApi:
         api = request.param("api") or "legacy"
         if api not in ("legacy", "graph"):
             return admin_error(400, f"'api' must be 'legacy' or 'graph', not '{api}'")
+        visible = request.param("visible") or "false"
+        if visible not in ("true", "false"):
+            return admin_error(400, f"'visible' must be 'true' or 'false', not '{visible}'")
         store = self._emu.world.store
-        if tid not in store.incidents:
+        if tid not in store:
             return admin_error(404, f"unknown tenant '{tid}'")
-        return json_response(200, {"value": defender.truth(store, tid, api)})
+        at = self._emu.clock() if visible == "true" else None
+        return json_response(200, {"value": defender.truth(store, tid, api, at)})
 
     def activity(self, request: Request, match: re.Match[str]) -> Response:
         payload = json_object(request, {"tenant", "create", "update", "merge"}, empty_ok=False)
@@ -47,7 +51,7 @@ class AdminApi:
             return payload
         store = self._emu.world.store
         tid = payload.get("tenant", self._emu.home_tenant_id)
-        if not isinstance(tid, str) or tid not in store.incidents:
+        if not isinstance(tid, str) or tid not in store:
             return admin_error(400, f"'tenant' must be one of {list(self._emu.tenant_ids)}")
         counts: dict[str, int] = {}
         for key in ("create", "update", "merge"):
@@ -55,16 +59,13 @@ class AdminApi:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
                 return admin_error(400, f"'{key}' must be an integer between 0 and 10000")
             counts[key] = value
-        with store.lock:
-            result = data.simulate_activity(
-                store.generators[tid],
-                store.incidents[tid],
-                self._emu.clock(),
-                create=counts["create"],
-                update=counts["update"],
-                merge_count=counts["merge"],
-            )
-            store.bump(tid)
+        result = store.simulate(
+            tid,
+            self._emu.clock(),
+            create=counts["create"],
+            update=counts["update"],
+            merge=counts["merge"],
+        )
         return json_response(
             200,
             {
@@ -148,6 +149,18 @@ class AdminApi:
         return json_response(
             200, self._emu.rotate_client_secret(revoke_old=revoke, expire_old=expire)
         )
+
+    def behaviour(self, request: Request, match: re.Match[str]) -> Response:
+        """Service behaviours (emulator.behaviour): POST merges the given keys."""
+        if request.method == "POST":
+            payload = json_object(request, set(behaviour.KEYS), empty_ok=False)
+            if isinstance(payload, Response):
+                return payload
+            try:
+                self._emu.set_behaviour(**payload)
+            except behaviour.BehaviourError as exc:
+                return admin_error(400, str(exc))
+        return json_response(200, self._emu.behaviour.settings.to_json())
 
     def reset(self, request: Request, match: re.Match[str]) -> Response:
         self._emu.reset()

@@ -8,11 +8,13 @@ produce identical data. The same generator simulates SOC activity afterwards
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from emulator.model import Alert, Comment, Device, Entity, Incident, format_time
 
@@ -600,8 +602,25 @@ def merge(source: Incident, target: Incident, at: datetime) -> tuple[Incident, I
     return new_source, new_target
 
 
+# Above this many incidents a tenant is seeded in bulk: copies of generated templates.
+BULK_THRESHOLD = 2_000
+_TEMPLATES = 500
+_ALERT_FIELDS = tuple(f.name for f in dataclasses.fields(Alert))
+_INCIDENT_FIELDS = tuple(f.name for f in dataclasses.fields(Incident))
+_A = {name: index for index, name in enumerate(_ALERT_FIELDS)}
+_I = {name: index for index, name in enumerate(_INCIDENT_FIELDS)}
+_TICKS_AT_EPOCH = 621_355_968_000_000_000  # .NET ticks of 1970-01-01 (MDE alert ids)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def seed_incidents(generator: TenantGenerator, count: int, now: datetime) -> list[Incident]:
-    """`count` incidents created over the 7 days before `now`, some triaged, some merged."""
+    """`count` incidents created over the 7 days before `now`, some triaged, some merged.
+
+    Up to `BULK_THRESHOLD` each incident is generated on its own; above, in bulk (see
+    `_seed_bulk`), so 100,000 incidents seed in seconds with memory linear in the count.
+    """
+    if count > BULK_THRESHOLD:
+        return _seed_bulk(generator, count, now)
     rng = generator.rng
     window = timedelta(days=7).total_seconds()
     created_times = sorted(
@@ -634,6 +653,87 @@ def seed_incidents(generator: TenantGenerator, count: int, now: datetime) -> lis
     return incidents
 
 
+def _seed_bulk(generator: TenantGenerator, count: int, now: datetime) -> list[Incident]:
+    """`count` incidents as copies of `_TEMPLATES` generated ones, each moved to its own
+    creation time (alert, comment and activity times shifted with it), with its own incident
+    and alert ids; about 3% merged, as in the one-by-one seeding. The copies share their
+    template's entities, devices and texts (immutable), which keeps memory per incident small.
+    Construction is positional: `dataclasses.replace` would cost several times as much.
+    """
+    rng = generator.rng
+    templates = [t for t in seed_incidents(generator, _TEMPLATES, now) if t.status != "Redirected"]
+    shapes = [
+        (
+            t,
+            [getattr(t, n) for n in _INCIDENT_FIELDS],
+            [[getattr(a, n) for n in _ALERT_FIELDS] for a in t.alerts],
+        )
+        for t in templates
+    ]
+    window = timedelta(days=7).total_seconds() - 300
+    random_ = rng.random
+    offsets = sorted(300 + random_() * window for _ in range(count))
+    limit = now - timedelta(seconds=1)
+    a_created, a_updated, a_first = (
+        _A["creation_time"],
+        _A["last_updated_time"],
+        _A["first_activity"],
+    )
+    a_last, a_resolved = _A["last_activity"], _A["resolved_time"]
+    a_id, a_provider, a_incident = _A["alert_id"], _A["provider_alert_id"], _A["incident_id"]
+    i_id, i_created, i_update = _I["incident_id"], _I["created_time"], _I["last_update_time"]
+    i_alerts, i_comments = _I["alerts"], _I["comments"]
+    micro = timedelta(microseconds=1)
+    incidents: list[Incident] = []
+    next_id = generator.next_incident_id
+    for offset in reversed(offsets):  # oldest first, as the ids grow
+        template, fields, alerts = shapes[int(random_() * len(shapes))]
+        created = now - timedelta(seconds=offset)
+        delta = created - template.created_time
+        updated = min(template.last_update_time + delta, limit)
+        copies = []
+        for values in alerts:
+            copy: list[Any] = list(values)
+            alert_created: datetime = copy[a_created] + delta
+            copy[a_created] = alert_created
+            copy[a_first] += delta
+            copy[a_last] += delta
+            copy[a_updated] = min(copy[a_updated] + delta, updated)
+            if copy[a_resolved] is not None:
+                copy[a_resolved] = min(copy[a_resolved] + delta, updated)
+            copy[a_incident] = next_id
+            source = copy[a_id][:2]
+            if source == "da":
+                ticks = (alert_created - _EPOCH) // micro * 10 + _TICKS_AT_EPOCH
+                provider = f"{ticks}_{100_000_000 + int(random_() * 9e8)}"
+            else:
+                h = f"{rng.getrandbits(128):032X}"
+                provider = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
+            copy[a_id], copy[a_provider] = f"{source}{provider}", provider
+            copies.append(Alert(*copy))
+        values = list(fields)
+        values[i_id], values[i_created], values[i_update] = next_id, created, updated
+        values[i_alerts] = tuple(copies)
+        if template.comments:
+            values[i_comments] = tuple(
+                Comment(c.comment, c.created_by, min(c.created_time + delta, updated))
+                for c in template.comments
+            )
+        incidents.append(Incident(*values))
+        next_id += 1 + int(random_() * 4)
+    generator.next_incident_id = next_id
+    for _ in range(count * 3 // 100):
+        i, j = sorted(rng.sample(range(count), 2))
+        source, target = incidents[i], incidents[j]
+        if source.status == "Redirected" or target.status == "Redirected":
+            continue
+        at: datetime = max(source.last_update_time, target.last_update_time) + timedelta(
+            seconds=rng.uniform(1, 600)
+        )
+        incidents[i], incidents[j] = merge(source, target, min(at, limit))
+    return incidents
+
+
 def sorted_newest_first(incidents: Sequence[Incident]) -> list[Incident]:
     """Newest first: lastUpdateTime desc, then incidentId desc (defender-api.md §1.2)."""
     return sorted(incidents, key=lambda i: (i.last_update_time, i.incident_id), reverse=True)
@@ -656,12 +756,21 @@ def simulate_activity(
     create: int,
     update: int,
     merge_count: int,
+    open_ids: Sequence[int] | None = None,
 ) -> ActivityResult:
     """Apply SOC activity to `incidents` in place: new incidents, updates, merges.
 
     Every touched incident gets a lastUpdateTime strictly later than before (at least `now`),
-    so an incremental reader filtering on lastUpdateTime always sees the change.
+    so an incremental reader filtering on lastUpdateTime always sees the change. `open_ids`,
+    when given, is kept up to date by `incidents` itself: the sorted ids of the incidents not
+    Redirected (so a batch costs O(batch), not a scan of every incident).
     """
+
+    def open_now() -> Sequence[int]:
+        if open_ids is not None:
+            return open_ids
+        return sorted(i for i, inc in incidents.items() if inc.status != "Redirected")
+
     rng = generator.rng
 
     def stamp(previous: datetime) -> datetime:
@@ -672,15 +781,15 @@ def simulate_activity(
         incident = generator.new_incident(now, now)
         incidents[incident.incident_id] = incident
         created.append(incident.incident_id)
-    open_ids = sorted(i for i, inc in incidents.items() if inc.status != "Redirected")
+    population = open_now()
     updated: list[int] = []
-    for incident_id in rng.sample(open_ids, min(update, len(open_ids))):
+    for incident_id in rng.sample(population, min(update, len(population))):
         incident = incidents[incident_id]
         incidents[incident_id] = generator.touch(incident, stamp(incident.last_update_time))
         updated.append(incident_id)
     merged: list[tuple[int, int]] = []
     for _ in range(merge_count):
-        candidates = sorted(i for i, inc in incidents.items() if inc.status != "Redirected")
+        candidates = open_now()
         if len(candidates) < 2:
             break
         source_id, target_id = rng.sample(candidates, 2)

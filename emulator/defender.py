@@ -2,23 +2,24 @@
 
 Both surfaces read the same `IncidentStore`; `emulator.render` produces each shape. Contract:
 defender-api.md §1.2-1.7 (legacy: `$filter` subset, `$top` <= 100, `$skip`, error body
-`{"error":{"code","message","target"}}`) and §2.2-2.6 (Graph: `$filter`, `$top`, `$skip`,
-`$count`, `$expand=alerts`, `@odata.nextLink`, error body with `innerError`).
+`{"error":{"code","message","target"}}`) and §2.2-2.6 (Graph: `$filter`, `$top` <= 50 on
+incidents, `$skip` <= 500, `$orderby`, `$count`, `$expand=alerts`, `@odata.nextLink`, error body
+with `innerError`), corrected by §0.1. Listings come from `emulator.store` (indexed pages) in
+the order and with the behaviours of `emulator.behaviour`.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from emulator import hunting, kql, odata, render, updates
-from emulator.data import TenantGenerator, sorted_newest_first
+from emulator import hunting, kql, odata, render, store, updates
+from emulator.behaviour import Behaviour
 from emulator.entra import (
     GRAPH_RESOURCES,
     LEGACY_RESOURCES,
@@ -30,13 +31,30 @@ from emulator.entra import (
 from emulator.http import Request, Response, json_response, new_request_id
 from emulator.model import Alert, Clock, Incident
 from emulator.ratelimit import RateLimiter
+from emulator.store import IncidentStore
 
 # Page sizes. Legacy: maximum 100 (documented, §1.2); the default is undocumented, 100 here.
-# Graph: neither default nor maximum is documented (§7.6); the emulator uses 50 and 1000.
+# Graph incidents: the service refuses $top over 50 with a 400 (observed: wazuh/wazuh#27579,
+# #28070; demisto/content PR #45413; defender-api.md §0.1 item 1); Graph documents that
+# "different APIs might have different default and maximum page sizes"
+# (https://learn.microsoft.com/graph/paging) and states neither for incidents, so the default
+# here is the maximum, 50. alerts_v2: "$top ... has a limit of 1000 alerts" and "$skip ... has
+# a limit of 500" (microsoft-graph-docs resources/security-error-codes.md, "Constraints";
+# defender-api.md §0.1 item 2), applied to both Graph listings.
 LEGACY_MAX_TOP = 100
 LEGACY_DEFAULT_TOP = 100
 GRAPH_DEFAULT_TOP = 50
+GRAPH_INCIDENTS_MAX_TOP = 50
 GRAPH_MAX_TOP = 1000
+GRAPH_MAX_SKIP = 500
+# `$orderby` on Graph incidents is undocumented; the service accepts
+# `lastUpdateDateTime asc` (elastic/integrations PR #20348 relies on it).
+GRAPH_ORDERBY = {"lastUpdateDateTime": "update", "createdDateTime": "created"}
+LEGACY_TIMES: dict[str, store.TimeField] = {"lastUpdateTime": "update", "createdTime": "created"}
+GRAPH_TIMES: dict[str, store.TimeField] = {
+    "lastUpdateDateTime": "update",
+    "createdDateTime": "created",
+}
 
 LEGACY_STATUSES = ("Active", "InProgress", "Resolved", "Redirected")
 LEGACY_FILTER = {
@@ -107,43 +125,6 @@ _DELEGATED = {
     "Incident.ReadWrite.All": "Incident.ReadWrite",
     "AdvancedHunting.Read.All": "AdvancedHunting.Read",
 }
-
-
-@dataclass
-class IncidentStore:
-    """Incidents per tenant plus the seeded generators that keep simulating activity."""
-
-    incidents: dict[str, dict[int, Incident]] = field(default_factory=dict)
-    generators: dict[str, TenantGenerator] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    # Bumped on every change of a tenant's incidents; keys the hunting-table cache.
-    versions: dict[str, int] = field(default_factory=dict)
-    hunting_tables: dict[str, tuple[int, dict[str, list[dict[str, Any]]]]] = field(
-        default_factory=dict
-    )
-    seed: int = 1
-    seeded_at: datetime | None = None
-
-    def bump(self, tenant_id: str) -> None:
-        """Record that the tenant's incidents changed."""
-        with self.lock:
-            self.versions[tenant_id] = self.versions.get(tenant_id, 0) + 1
-
-    def put(self, tenant_id: str, incident: Incident) -> None:
-        """Store a new version of an incident."""
-        with self.lock:
-            self.incidents[tenant_id][incident.incident_id] = incident
-            self.bump(tenant_id)
-
-    def snapshot(self, tenant_id: str) -> list[Incident]:
-        """The tenant's incidents, newest first."""
-        with self.lock:
-            return sorted_newest_first(list(self.incidents.get(tenant_id, {}).values()))
-
-    def get(self, tenant_id: str, incident_id: int) -> Incident | None:
-        """One incident, or None."""
-        with self.lock:
-            return self.incidents.get(tenant_id, {}).get(incident_id)
 
 
 def legacy_error(
@@ -227,6 +208,9 @@ GRAPH_ALERT_FILTER = {
     "assignedTo": odata.FieldSpec("string", odata.STRING_OPS),
     "classification": GRAPH_INCIDENT_FILTER["classification"],
     "determination": GRAPH_INCIDENT_FILTER["determination"],
+    # Not in the alerts_v2 filter list, but the way to fetch one incident's alerts when
+    # `$expand=alerts` fails (defender-api.md §0.1 item 7; used so in public SOC tooling).
+    "incidentId": odata.FieldSpec("string", odata.STRING_OPS),
     "serviceSource": odata.FieldSpec(
         "enum",
         odata.STRING_OPS,
@@ -262,6 +246,7 @@ def _graph_alert_row(alert: Alert) -> dict[str, Any]:
         "classification": render.graph_enum(alert.classification),
         "determination": render.graph_enum(alert.determination),
         "serviceSource": render.SERVICE_SOURCE_TO_GRAPH.get(alert.service_source, "unknown"),
+        "incidentId": str(alert.incident_id),
     }
 
 
@@ -306,8 +291,13 @@ def _graph_errors(request: Request, now: datetime, tid: str) -> _Errors:
     )
 
 
+class _LimitError(odata.ODataError):
+    """A query option over a service limit; its message is the service's, verbatim."""
+
+
 def _graph_bad_query(exc: odata.ODataError, request: Request, now: datetime, tid: str) -> Response:
-    return graph_error(400, "BadRequest", f"Invalid request: {exc}", request, now, tenant=tid)
+    message = str(exc) if isinstance(exc, _LimitError) else f"Invalid request: {exc}"
+    return graph_error(400, "BadRequest", message, request, now, tenant=tid)
 
 
 _T = TypeVar("_T")
@@ -325,11 +315,26 @@ def _page(
 ) -> dict[str, Any]:
     """One page of a collection: `@odata.context`, `@odata.count` when asked for, `value`, and
     `@odata.nextLink` when more matched than the page holds."""
+    items = [render_item(item) for item in matching[skip : skip + top]]
+    return _envelope(request, context, items, len(matching), skip, top, count=count)
+
+
+def _envelope(
+    request: Request,
+    context: str,
+    items: list[dict[str, Any]],
+    total: int,
+    skip: int,
+    top: int,
+    *,
+    count: bool = False,
+) -> dict[str, Any]:
+    """A page's body from its rendered items and the number of matches."""
     payload: dict[str, Any] = {"@odata.context": context}
     if count:
-        payload["@odata.count"] = len(matching)
-    payload["value"] = [render_item(item) for item in matching[skip : skip + top]]
-    if top and skip + top < len(matching):
+        payload["@odata.count"] = total
+    payload["value"] = items
+    if top and skip + top < total:
         payload["@odata.nextLink"] = next_link(request, skip + top)
     return payload
 
@@ -343,11 +348,39 @@ class DefenderService:
         issuer: TokenIssuer,
         clock: Clock,
         limiter: RateLimiter | None = None,
+        behaviour: Behaviour | None = None,
     ) -> None:
         self.store = store
         self.issuer = issuer
         self.clock = clock
         self.limiter = limiter
+        self.behaviour = behaviour or Behaviour()
+
+    # ------------------------------------------------------------------ listings
+
+    def _order(self, orderby: tuple[str, bool] | None) -> store.Order:
+        """The order of a listing: the `arbitrary` behaviour wins over everything (a client
+        must not rely on order, `$orderby` included, which is undocumented for incidents)."""
+        settings = self.behaviour.settings
+        if settings.order == "arbitrary":
+            return store.Order("arbitrary", seed=settings.order_seed)
+        if orderby is None:
+            return store.NEWEST_FIRST
+        name, descending = orderby
+        kind: store.OrderKind = "update" if GRAPH_ORDERBY[name] == "update" else "created"
+        return store.Order(kind, descending=descending)
+
+    def _list_incidents(
+        self, tid: str, query: store.Query, order: store.Order, now: datetime, skip: int, top: int
+    ) -> tuple[list[Incident], int]:
+        """One page of incidents, then the paging-activity behaviour for the page served."""
+        page, total = self.store.page(tid, query, order, now, skip, top)
+        activity = self.behaviour.page_served(tid)
+        if activity is not None:
+            self.store.simulate(
+                tid, now, create=activity.create, update=activity.update, merge=activity.merge
+            )
+        return page, total
 
     # ------------------------------------------------------------------ quotas
 
@@ -480,7 +513,8 @@ class DefenderService:
         tid = auth.tenant_id
         try:
             odata.check_options(request.query, frozenset({"$filter", "$top", "$skip"}))
-            predicate = odata.parse_filter(request.param("$filter"), LEGACY_FILTER)
+            raw_filter = request.param("$filter")
+            parsed = odata.parse_filter_terms(raw_filter, LEGACY_FILTER)
             top = odata.parse_int_option("$top", request.param("$top"), LEGACY_DEFAULT_TOP, None)
             if top > LEGACY_MAX_TOP:
                 raise odata.ODataError(
@@ -490,10 +524,11 @@ class DefenderService:
             skip = _parse_skip(request)
         except odata.ODataError as exc:
             return legacy_error(400, "ODataError", f"Invalid OData URI query: {exc}", tenant=tid)
-        matching = [i for i in self.store.snapshot(tid) if predicate(_legacy_row(i))]
+        query = store.make_query(f"legacy:{raw_filter}", parsed, _legacy_row, LEGACY_TIMES)
+        page, total = self._list_incidents(tid, query, self._order(None), self.clock(), skip, top)
         context = f"{request.base_url}/api/$metadata#Incidents"
-        payload = _page(request, context, matching, render.legacy_incident, skip, top)
-        return json_response(200, payload, tenant=tid)
+        items = [render.legacy_incident(i) for i in page]
+        return json_response(200, _envelope(request, context, items, total, skip, top), tenant=tid)
 
     def legacy_get(self, request: Request, raw_id: str) -> Response:
         """`GET /api/incidents/{id}` (§1.3)."""
@@ -521,22 +556,38 @@ class DefenderService:
         tid = auth.tenant_id
         try:
             odata.check_options(
-                request.query, frozenset({"$filter", "$top", "$skip", "$count", "$expand"})
+                request.query,
+                frozenset({"$filter", "$top", "$skip", "$count", "$expand", "$orderby"}),
             )
             expand = _parse_expand(request.param("$expand"))
             count = _parse_count(request.param("$count"))
-            predicate = odata.parse_filter(request.param("$filter"), GRAPH_INCIDENT_FILTER)
-            top = _parse_graph_top(request)
-            skip = _parse_skip(request)
+            raw_filter = request.param("$filter")
+            parsed = odata.parse_filter_terms(raw_filter, GRAPH_INCIDENT_FILTER)
+            orderby = odata.parse_orderby(request.param("$orderby"), tuple(GRAPH_ORDERBY))
+            top = _graph_incidents_top(request)
+            skip = _parse_graph_skip(request)
         except odata.ODataError as exc:
             return _graph_bad_query(exc, request, now, tid)
-        matching = [i for i in self.store.snapshot(tid) if predicate(_graph_row(i))]
+        if expand and raw_filter and self.behaviour.settings.expand_fails(tid):
+            # Large tenants: `$expand=alerts` with `$filter` answers a persistent 500; the same
+            # listing without `$expand` works (elastic/integrations#18144).
+            return graph_error(
+                500,
+                "InternalServerError",
+                "An internal server error occurred while processing the request.",
+                request,
+                now,
+                tenant=tid,
+            )
+        query = store.make_query(f"graph:{raw_filter}", parsed, _graph_row, GRAPH_TIMES)
+        page, total = self._list_incidents(tid, query, self._order(orderby), now, skip, top)
         context = "security/incidents(alerts())" if expand else "security/incidents"
-        payload = _page(
+        items = [render.graph_incident(i, tid, expand_alerts=expand) for i in page]
+        payload = _envelope(
             request,
             f"{request.base_url}/v1.0/$metadata#{context}",
-            matching,
-            lambda i: render.graph_incident(i, tid, expand_alerts=expand),
+            items,
+            total,
             skip,
             top,
             count=count,
@@ -578,8 +629,13 @@ class DefenderService:
             raise ValueError("the request body is not valid JSON") from exc
 
     def _find_incident(self, tid: str, raw_id: str) -> Incident | None:
-        """The incident of a path's `{id}`, or None (also when the id is not a number)."""
-        return self.store.get(tid, int(raw_id)) if raw_id.isdigit() else None
+        """The visible incident of a path's `{id}`, or None (also when the id is not a
+        number, and while late arrival still hides every version of it)."""
+        return self.store.visible(tid, int(raw_id), self.clock()) if raw_id.isdigit() else None
+
+    def _find_latest(self, tid: str, raw_id: str) -> Incident | None:
+        """The latest version of a path's `{id}` (what a write changes), or None."""
+        return self.store.latest(tid, int(raw_id)) if raw_id.isdigit() else None
 
     def _change_incident(
         self,
@@ -596,7 +652,7 @@ class DefenderService:
         except ValueError as exc:
             return errors.invalid_body(str(exc))
         with self.store.lock:
-            incident = self._find_incident(tid, raw_id)
+            incident = self._find_latest(tid, raw_id)
             if incident is None:
                 return errors.incident_not_found(raw_id)
             try:
@@ -674,8 +730,13 @@ class DefenderService:
 
     # ------------------------------------------------------------------ alerts_v2
 
-    def _alerts(self, tid: str) -> list[Alert]:
-        alerts = [a for i in self.store.snapshot(tid) for a in i.alerts]
+    def _alerts(self, tid: str, incident_id: str | None = None) -> list[Alert]:
+        """The visible alerts, newest first; only one incident's when `incident_id` is given
+        (an `incidentId eq '...'` term, looked up directly)."""
+        if incident_id is None:
+            return self.store.visible_alerts(tid, self.clock())
+        found = self._find_incident(tid, incident_id)
+        alerts = list(found.alerts) if found else []
         return sorted(alerts, key=lambda a: (a.last_updated_time, a.alert_id), reverse=True)
 
     def graph_alerts_list(self, request: Request) -> Response:
@@ -688,12 +749,18 @@ class DefenderService:
         try:
             odata.check_options(request.query, frozenset({"$filter", "$top", "$skip", "$count"}))
             count = _parse_count(request.param("$count"))
-            predicate = odata.parse_filter(request.param("$filter"), GRAPH_ALERT_FILTER)
+            parsed = odata.parse_filter_terms(request.param("$filter"), GRAPH_ALERT_FILTER)
             top = _parse_graph_top(request)
-            skip = _parse_skip(request)
+            skip = _parse_graph_skip(request)
         except odata.ODataError as exc:
             return _graph_bad_query(exc, request, now, tid)
-        matching = [a for a in self._alerts(tid) if predicate(_graph_alert_row(a))]
+        incident_id = next(
+            (t.value for t in parsed.terms if t.name == "incidentId" and t.op == "eq"), None
+        )
+        if incident_id is not None and not str(incident_id).isdigit():
+            incident_id = "-"  # no incident has that id
+        candidates = self._alerts(tid, incident_id)
+        matching = [a for a in candidates if parsed.predicate(_graph_alert_row(a))]
         payload = _page(
             request,
             f"{request.base_url}/v1.0/$metadata#security/alerts_v2",
@@ -712,7 +779,7 @@ class DefenderService:
         if isinstance(auth, Response):
             return auth
         tid = auth.tenant_id
-        alert = next((a for a in self._alerts(tid) if a.alert_id == alert_id), None)
+        alert = self.store.visible_alert(tid, alert_id, now)
         if alert is None:
             return graph_error(
                 404, "NotFound", f"Alert {alert_id} was not found.", request, now, tenant=tid
@@ -728,7 +795,7 @@ class DefenderService:
     def hunting_tables(self, tid: str) -> dict[str, list[dict[str, Any]]]:
         """The tenant's hunting tables, rebuilt only when its incidents changed."""
         with self.store.lock:
-            version = self.store.versions.get(tid, 0)
+            version = self.store.version(tid)
             cached = self.store.hunting_tables.get(tid)
             if cached is not None and cached[0] == version:
                 return cached[1]
@@ -857,6 +924,33 @@ def _parse_graph_top(request: Request) -> int:
     return odata.parse_int_option("$top", request.param("$top"), GRAPH_DEFAULT_TOP, GRAPH_MAX_TOP)
 
 
+def _graph_incidents_top(request: Request) -> int:
+    """`$top` of a Graph incident listing; over 50 raises the observed 400 message
+    (wazuh/wazuh#27579: "The query specified in the URI is not valid. The limit of '50' for
+    Top query has been exceeded. The value from the incoming request is '100'.")."""
+    top = odata.parse_int_option("$top", request.param("$top"), GRAPH_DEFAULT_TOP, None)
+    if top > GRAPH_INCIDENTS_MAX_TOP:
+        raise _LimitError(
+            "The query specified in the URI is not valid. The limit of "
+            f"'{GRAPH_INCIDENTS_MAX_TOP}' for Top query has been exceeded. The value from the "
+            f"incoming request is '{top}'."
+        )
+    return top
+
+
+def _parse_graph_skip(request: Request) -> int:
+    """`$skip` of a Graph listing: at most 500 (security-error-codes.md, "Constraints"). The
+    wording follows the service's `$top` message (the OData validator's)."""
+    skip = _parse_skip(request)
+    if skip > GRAPH_MAX_SKIP:
+        raise _LimitError(
+            "The query specified in the URI is not valid. The limit of "
+            f"'{GRAPH_MAX_SKIP}' for Skip query has been exceeded. The value from the incoming "
+            f"request is '{skip}'."
+        )
+    return skip
+
+
 def _parse_skip(request: Request) -> int:
     return odata.parse_int_option("$skip", request.param("$skip"), 0, None)
 
@@ -864,9 +958,15 @@ def _parse_skip(request: Request) -> int:
 Truth = Callable[[str, str], list[dict[str, Any]]]
 
 
-def truth(store: IncidentStore, tenant_id: str, api: str) -> list[dict[str, Any]]:
-    """Every incident of a tenant exactly as `api` renders it (Graph with alerts expanded)."""
-    incidents = store.snapshot(tenant_id)
+def truth(
+    store: IncidentStore, tenant_id: str, api: str, visible_at: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every incident of a tenant exactly as `api` renders it (Graph with alerts expanded):
+    the latest versions, or with `visible_at` the versions the APIs show at that time."""
+    if visible_at is None:
+        incidents = store.snapshot(tenant_id)
+    else:
+        incidents = store.visible_snapshot(tenant_id, visible_at)
     if api == "graph":
         return [render.graph_incident(i, tenant_id, expand_alerts=True) for i in incidents]
     return [render.legacy_incident(i) for i in incidents]

@@ -58,6 +58,33 @@ def _tokenize(text: str) -> list[str]:
     return tokens
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One `name op literal` term; `value` is a datetime, a string or None (`null`)."""
+
+    name: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A parsed `$filter`: its predicate, plus its top-level `and` terms that are plain
+    comparisons. `exact` is True when those terms are the whole filter (no `or`, no group),
+    so a store may answer it from an index instead of testing every row."""
+
+    predicate: Predicate
+    terms: tuple[Comparison, ...] = ()
+    exact: bool = True
+
+    def only_on(self, names: frozenset[str]) -> bool:
+        """True when the filter is exactly a conjunction of comparisons on `names`."""
+        return self.exact and all(t.name in names for t in self.terms)
+
+
+_Term = tuple[Predicate, Comparison | None]
+
+
 @dataclass(slots=True)
 class _Parser:
     tokens: list[str]
@@ -74,42 +101,42 @@ class _Parser:
         self.pos += 1
         return token
 
-    def parse(self) -> Predicate:
-        predicate = self.parse_or()
+    def parse(self) -> Filter:
+        branches = self.parse_or()
         if self.peek() is not None:
             raise ODataError(f"unexpected token '{self.peek()}' in $filter")
-        return predicate
+        if len(branches) > 1:
+            return Filter(_any([_all(b) for b in branches]), (), exact=False)
+        terms = branches[0]
+        comparisons = tuple(c for _, c in terms if c is not None)
+        return Filter(_all(terms), comparisons, exact=len(comparisons) == len(terms))
 
-    def parse_or(self) -> Predicate:
-        parts = [self.parse_and()]
+    def parse_or(self) -> list[list[_Term]]:
+        branches = [self.parse_and()]
         while (self.peek() or "").lower() == "or":
             self.take()
-            parts.append(self.parse_and())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda row: any(p(row) for p in parts)
+            branches.append(self.parse_and())
+        return branches
 
-    def parse_and(self) -> Predicate:
+    def parse_and(self) -> list[_Term]:
         parts = [self.parse_primary()]
         while (self.peek() or "").lower() == "and":
             self.take()
             parts.append(self.parse_primary())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda row: all(p(row) for p in parts)
+        return parts
 
-    def parse_primary(self) -> Predicate:
+    def parse_primary(self) -> _Term:
         token = self.take()
         if token == "(":
             inner = self.parse_or()
             if self.take() != ")":
                 raise ODataError("missing ')' in $filter")
-            return inner
+            return _any([_all(b) for b in inner]), None
         if token.lower() == "not" or self.peek() == "(":
             raise ODataError(f"'{token}' is not supported in $filter on this endpoint")
         return self.parse_comparison(token)
 
-    def parse_comparison(self, name: str) -> Predicate:
+    def parse_comparison(self, name: str) -> _Term:
         spec = self.fields.get(name)
         if spec is None:
             supported = ", ".join(self.fields)
@@ -125,25 +152,43 @@ class _Parser:
             )
         literal = self.take()
         if spec.kind == "datetime":
-            return _datetime_comparison(name, op, literal)
-        return _string_comparison(name, op, literal, spec)
+            value = _datetime_literal(name, literal)
+            return _datetime_comparison(name, op, value), Comparison(name, op, value)
+        text = _string_literal(name, literal, spec)
+        return _string_comparison(name, op, text), Comparison(name, op, text)
 
 
-def _datetime_comparison(name: str, op: str, literal: str) -> Predicate:
+def _all(terms: Sequence[_Term]) -> Predicate:
+    predicates = [p for p, _ in terms]
+    if len(predicates) == 1:
+        return predicates[0]
+    return lambda row: all(p(row) for p in predicates)
+
+
+def _any(predicates: Sequence[Predicate]) -> Predicate:
+    if len(predicates) == 1:
+        return predicates[0]
+    return lambda row: any(p(row) for p in predicates)
+
+
+def _datetime_literal(name: str, literal: str) -> datetime:
     if not _DATETIME.fullmatch(literal):
         raise ODataError(
             f"'{literal}' is not a valid DateTimeOffset literal for '{name}' "
             "(use an unquoted ISO-8601 value with an offset, e.g. 2024-01-01T00:00:00Z)"
         )
     try:
-        value = datetime.fromisoformat(literal.upper())
+        return datetime.fromisoformat(literal.upper())
     except ValueError as exc:
         raise ODataError(f"'{literal}' is not a valid DateTimeOffset literal") from exc
+
+
+def _datetime_comparison(name: str, op: str, value: datetime) -> Predicate:
     compare = _COMPARE[op]
     return lambda row: row[name] is not None and compare(row[name], value)
 
 
-def _string_comparison(name: str, op: str, literal: str, spec: FieldSpec) -> Predicate:
+def _string_literal(name: str, literal: str, spec: FieldSpec) -> str | None:
     value: str | None
     if literal.lower() == "null":
         value = None
@@ -158,6 +203,10 @@ def _string_comparison(name: str, op: str, literal: str, spec: FieldSpec) -> Pre
                 f"the string '{value}' is not a valid enumeration constant for '{name}' "
                 f"(valid: {', '.join(spec.values)})"
             )
+    return value
+
+
+def _string_comparison(name: str, op: str, value: str | None) -> Predicate:
     folded = None if value is None else value.lower()
 
     def equal(row: Row) -> bool:
@@ -187,9 +236,41 @@ def parse_filter(text: str | None, fields: Mapping[str, FieldSpec]) -> Predicate
     Raises:
         ODataError: the expression is malformed or outside the supported subset.
     """
+    return parse_filter_terms(text, fields).predicate
+
+
+def parse_filter_terms(text: str | None, fields: Mapping[str, FieldSpec]) -> Filter:
+    """Parse `$filter` text into a `Filter`: the predicate and its top-level terms.
+
+    Raises:
+        ODataError: the expression is malformed or outside the supported subset.
+    """
     if text is None or not text.strip():
-        return lambda row: True
+        return Filter(lambda row: True)
     return _Parser(_tokenize(text), fields).parse()
+
+
+def parse_orderby(raw: str | None, allowed: Sequence[str]) -> tuple[str, bool] | None:
+    """Parse `$orderby` with one property of `allowed` and an optional `asc`/`desc`:
+    `(property, descending)`, or None when absent.
+
+    Raises:
+        ODataError: an unknown property or direction, or more than one property.
+    """
+    if raw is None or not raw.strip():
+        return None
+    if "," in raw:
+        raise ODataError(f"$orderby '{raw}': order by one property only")
+    words = raw.split()
+    name = words[0]
+    if name not in allowed:
+        raise ODataError(
+            f"$orderby '{raw}': the property '{name}' cannot be used in $orderby on this "
+            f"endpoint (supported: {', '.join(allowed)})"
+        )
+    if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+        raise ODataError(f"$orderby '{raw}': the direction must be 'asc' or 'desc'")
+    return name, len(words) == 2 and words[1].lower() == "desc"
 
 
 def parse_int_option(name: str, raw: str | None, default: int, maximum: int | None) -> int:

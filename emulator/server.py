@@ -48,9 +48,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from emulator import admin, data, defender, delegated, entra, faults, keyvault, ratelimit, stats
+from emulator import (
+    admin,
+    behaviour,
+    data,
+    defender,
+    delegated,
+    entra,
+    faults,
+    keyvault,
+    ratelimit,
+    stats,
+)
 from emulator.http import Request, Response, json_response
 from emulator.model import Clock, format_time, utc_now
+from emulator.store import IncidentStore
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +103,14 @@ class EmulatorConfig:
     # Per-family request quotas ("incidents", "hunting", "alerts"); missing families keep
     # Microsoft's documented defaults (see emulator.ratelimit.DEFAULT_QUOTAS).
     quotas: Mapping[str, tuple[ratelimit.Limit, ...]] = field(default_factory=dict)
+    # Behaviours (emulator.behaviour; also `GET|POST /_emulator/behaviour`, restored by reset).
+    # The defaults are the strict observed behaviour.
+    order: behaviour.Order = "newest"  # or "arbitrary": a seeded order that ignores time
+    order_seed: int = 0
+    expand_failure_tenants: tuple[str, ...] = ()  # tenant ids, or "*" for all
+    late_arrival_seconds: float = 0.0
+    # {"tenant", "every", "create", "update", "merge"} (or a behaviour.PagingActivity)
+    paging_activity: behaviour.PagingActivity | Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +215,7 @@ class World:
 
     directory: entra.Directory
     vault: keyvault.Vault
-    store: defender.IncidentStore
+    store: IncidentStore
     seeded_at: datetime
     users: delegated.DelegatedState
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -215,6 +235,7 @@ class Emulator:
         self.stats = stats.Stats(self.config.request_log_size)
         self.faults = faults.FaultInjector()
         self.limiter = ratelimit.RateLimiter(self.config.quotas)
+        self.behaviour = behaviour.Behaviour(self._configured_behaviour())
         if self.config.device_code_interval < 1:
             raise ValueError(
                 "device_code_interval must be at least 1 second (MSAL busy-polls at 0)"
@@ -456,6 +477,29 @@ class Emulator:
         """The user flows (device code, on-behalf-of) over the live state."""
         return self._delegated()
 
+    def _configured_behaviour(self) -> behaviour.Settings:
+        config = self.config
+        values = {
+            "order": config.order,
+            "order_seed": config.order_seed,
+            "expand_failure_tenants": list(config.expand_failure_tenants),
+            "late_arrival_seconds": config.late_arrival_seconds,
+            "paging_activity": config.paging_activity,
+        }
+        try:
+            return behaviour.merge(behaviour.Settings(), values, self.tenant_ids)
+        except behaviour.BehaviourError as exc:
+            raise ValueError(f"EmulatorConfig: {exc}") from exc
+
+    def set_behaviour(self, **changes: Any) -> behaviour.Settings:
+        """Change behaviours at run time (the keys of `EmulatorConfig`'s behaviour fields);
+        raises ValueError for a bad value. `reset()` restores the configured ones."""
+        settings = self.behaviour.update(changes, self.tenant_ids)
+        world = self._world
+        if world is not None:
+            world.store.set_late_arrival(settings.late_arrival_seconds, self.clock())
+        return settings
+
     def start(self) -> Emulator:
         """Generate the CA and certificate, seed the data, bind both ports, start serving."""
         if self._servers:
@@ -512,6 +556,7 @@ class Emulator:
     def reset(self) -> None:
         """Back to the seeded state; clears stats and faults."""
         world = self._require_world()
+        self.behaviour = behaviour.Behaviour(self._configured_behaviour())
         self._world = self._seed(world.seeded_at)
         self._lifetimes.clear()
         self.stats.clear()
@@ -563,13 +608,15 @@ class Emulator:
             CERT_PFX_NAME, self._cert.pfx_b64, secret.created, cert_expiry, "application/x-pkcs12"
         )
         vault.readers.add(ids.system_identity.principal_id)
-        store = defender.IncidentStore(seed=config.seed, seeded_at=now)
+        store = IncidentStore(
+            seed=config.seed,
+            seeded_at=now,
+            late_arrival_seconds=self.behaviour.settings.late_arrival_seconds,
+        )
         for index, tid in enumerate(ids.tenant_ids):
             generator = data.TenantGenerator(tid, index, config.seed)
             count = config.home_incidents if index == 0 else config.customer_incidents
-            incidents = data.seed_incidents(generator, count, now)
-            store.generators[tid] = generator
-            store.incidents[tid] = {i.incident_id: i for i in incidents}
+            store.add_tenant(tid, generator, data.seed_incidents(generator, count, now))
         users = delegated.DelegatedState(
             delegated.seed_users(config.seed, tenants), delegated.caller_client_id(config.seed)
         )
@@ -628,7 +675,7 @@ class Emulator:
 
     def _defender(self) -> defender.DefenderService:
         return defender.DefenderService(
-            self._require_world().store, self._issuer, self.clock, self.limiter
+            self._require_world().store, self._issuer, self.clock, self.limiter, self.behaviour
         )
 
     def _build_routes(self) -> tuple[_Route, ...]:
@@ -781,6 +828,8 @@ class Emulator:
             r("GET", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin.auto),
             r("GET", r"^/_emulator/tokens$", "admin.tokens", self._admin.tokens),
             r("POST", r"^/_emulator/tokens$", "admin.tokens", self._admin.tokens),
+            r("GET", r"^/_emulator/behaviour$", "admin.behaviour", self._admin.behaviour),
+            r("POST", r"^/_emulator/behaviour$", "admin.behaviour", self._admin.behaviour),
         )
 
     def _mi_token(self, request: Request, match: re.Match[str]) -> Response:
