@@ -92,7 +92,7 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
     assert served - before <= calls  # every call we count reached the service at most once
     pages = math.ceil(BACKLOG / PAGE)
     figures = f"{api}: {BACKLOG} incidents, {len(runs)} runs, {calls} calls, {calls / pages:.2f}x"
-    # measured 2.4x (Graph) and 2.3x (legacy): the seed puts ~7% of the incidents at one
+    # measured 2.2-2.4x on both surfaces: the seed puts ~7% of the incidents at one
     # instant (merges clamped to the seeding time), and that tie is split by creation time at
     # about 4 calls per page; the rest costs about 1.8x (see the module docstring)
     assert calls <= 2.6 * pages, figures
