@@ -72,8 +72,7 @@ def ingest_worker(message: func.QueueMessage) -> None:
     except ConfigError as exc:
         log.error("ingestion not started: settings: %s", exc)
         raise
-    # TODO(issue 11, board item 2): ingestor(notify=svc.push_notifier().notify) once ingestion
-    # lands (inside Fanout's ingestor_for, shared/fanout.py)
+    # push subscribers hear of each committed slice: Services.ingestor wires shared.push
     svc.fanout().handle(message.get_body(), dequeue_count=message.dequeue_count or 1)
 
 

@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,9 +34,10 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.defender.client import DefenderClient
     from shared.defender.limiter import RateLimiterRegistry
     from shared.fanout import Fanout
-    from shared.ingest import Ingestor
+    from shared.ingest import Ingestor, Notify
     from shared.push import PushNotifier, SubscriptionStore
     from shared.storage.queue import IngestQueue, QueueSender
+    from shared.storage.state import WatermarkStore
     from shared.tenants import RunStateStore, TenantRegistry
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ class Services:
     # partner scale (issue 10)
     _ingest_queue: IngestQueue | None = None
     _registry_ready: bool = False
+
+    #: the Function's identity (Application Insights with local auth off needs it)
+    credential: TokenCredential | None = None
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -190,44 +193,49 @@ class Services:
     def ingestor(
         self,
         *,
-        as_user: bool = False,
+        notify: Notify | None = None,
         api: ApiKind | None = None,
         lookback: timedelta | None = None,
     ) -> Ingestor:
-        """The ingestion use case wired to real storage (``as_user``: the signed-in user's
-        permissions instead of the app's; ``api``, ``lookback``: a tenant's overrides).
+        """The ingestion use case wired to real storage, as the app (never as a user: see
+        ``shared.ingest``). ``notify`` hears of the versions stored after each slice (default:
+        push delivery to the subscribers, ``shared.push``, which does nothing without
+        ``API_SIGNING_KEY``); ``api``, ``lookback``: a tenant's overrides (issue 10).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()
         from shared.ingest import Ingestor
         from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-        from shared.storage.archive import IncidentArchive
+        from shared.storage.archive import IncidentArchive, Quarantine
         from shared.storage.state import PageJournal, TenantLock, WatermarkStore
         from shared.storage.table import IncidentTable
+        from shared.telemetry import recorder
 
         self._ensure_storage()
+        # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
+        health = recorder(credential=None if self.settings.emulator else self.credential)
         data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
-        # TODO(issue 11, board item 2): the ingestion branch adds ``ingestor(notify=...)``; after
-        # it lands, the timer and ingest_worker in function_app.py call
-        # ``svc.ingestor(notify=svc.push_notifier().notify)`` so push subscribers get each
-        # committed slice's new versions (PushNotifier.notify has that signature, never raises).
-        if as_user:
-            client_for: Callable[[str], DefenderClient] = self.user_client_for
-        else:
-            client_for = functools.partial(self.client_for, api=api)
+        if notify is None:
+            notify = self.push_notifier().notify  # never raises; off without API_SIGNING_KEY
         return Ingestor(
-            client_for=client_for,
+            client_for=functools.partial(self.client_for, api=api),
             archive=IncidentArchive(data),
             table=IncidentTable(table),
             watermarks=WatermarkStore(state),
             journal=PageJournal(state),
-            lock_for=lambda tenant: TenantLock(state, tenant),
+            quarantine=Quarantine(data),
+            lock_for=lambda tenant: TenantLock(state, tenant, lease_seconds=s.lease_seconds),
             clock=self.clock,
             lookback=lookback or s.lookback,
             overlap=s.overlap,
             page_size=s.page_size,
+            safety_lag=s.safety_lag,
+            time_budget=s.time_budget,
+            lag_warning=s.lag_warning,
+            notify=notify,
+            observe=None if health is None else health.record,
         )
 
     # ------------------------------------------------------------------ partner scale (issue 10)
@@ -413,6 +421,13 @@ class Services:
                 self._backend = backend
             return self._backend
 
+    def checkpoints(self) -> WatermarkStore:
+        """The checkpoint store (for ``check``)."""
+        from shared.storage import STATE_CONTAINER
+        from shared.storage.state import WatermarkStore
+
+        return WatermarkStore(self.blob_service.get_container_client(STATE_CONTAINER))
+
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""
         from azure.core.exceptions import AzureError, ResourceExistsError
@@ -488,6 +503,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         blob_service=blob_service,
         table_service=table_service,
         queue_service=queue_service,
+        credential=credential,
     )
     built.log_api_notice(run=False)  # every CLI run and every worker start
     return built

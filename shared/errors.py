@@ -19,6 +19,7 @@
     │   │   └── HuntingLimitError    the query ran too long or its result is too big: narrow it
     │   └── UnexpectedResponseError  the answer does not match the documented contract
     ├── StorageError                 Azure Storage failed (not a conflict)
+    ├── LeaseLostError               a run lost its tenant's lease mid-run and stopped: a failure
     ├── ConflictError                another run holds the tenant or moved its state: skip this run
     └── TenantFailedError            a queued tenant's ingestion failed: the queue retries it
 
@@ -194,6 +195,13 @@ class StorageError(BridgeError):
     """Azure Storage failed for a reason other than a concurrency conflict."""
 
     code = "storage"
+
+
+class LeaseLostError(BridgeError):
+    """The tenant's lease was lost during a run (expired and taken, or broken): the run stopped
+    writing at once. A failure to report, not a skip; the next run resumes at the checkpoint."""
+
+    code = "lease_lost"
 
 
 class ConflictError(BridgeError):

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.clock import Clock, format_utc
+from shared.clock import Clock, format_utc, parse_utc
 from shared.errors import BridgeError, StorageError, TenantFailedError
 from shared.ingest import IngestSummary, TenantResult
 from shared.settings import Settings
@@ -451,9 +451,7 @@ class Fanout:
     ) -> Outcome:
         """Save what a run did, re-queue the tenant when needed; returns what happened."""
         now = self._clock()
-        # board item 5: ``complete`` comes with the ingestion rewrite; until then a run that
-        # returned without error read everything (the old ingestion has no time budget)
-        complete = bool(getattr(result, "complete", True))
+        complete = result.complete
         base: dict[str, Any] = {
             "last_run_at": now,
             "last_incidents": result.incidents,
@@ -485,7 +483,12 @@ class Fanout:
                     queued_until=now + timedelta(seconds=delay) + self._settings.queued_marker,
                     queue_reason="continue",
                 )
-                self._queue.send(IngestMessage(tid, "continue", msg.since), delay=delay)
+                # a backfill resumes where this run got to, not at its own start again (the
+                # checkpoint only moves forward, so it does not record a backfill's progress)
+                since = msg.since
+                if since is not None and result.reached:
+                    since = max(since, parse_utc(result.reached))
+                self._queue.send(IngestMessage(tid, "continue", since), delay=delay)
                 log.info("tenant %s: backlog left; continues in %.0fs", tid, delay)
                 return Outcome(tid, "continue", delay, result)
             self._states.update(tid, **ok, last_result="ok", last_success_at=now, queued_until=None)

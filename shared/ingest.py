@@ -1,38 +1,91 @@
-"""The ingestion use case: pull incidents updated since each tenant's watermark into storage.
+"""The ingestion use case: each tenant's incidents, read by time slices, stored exactly once.
 
-Per tenant, under its lock: plan the start, page through the API, and for each page drop the
-versions already stored, write the rest to the archive, then record them in the latest-state
-table. The watermark is saved only after every page is written, so a crash or an error means the
-next run reads the same window again (and the version check keeps it from storing twice).
-A failure in one tenant is reported for that tenant and never stops the others.
+Per tenant, under its lease, oldest first:
+
+1. Recover: blobs an earlier run wrote but did not record in the table (write-ahead journal)
+   are recorded first, so they are known before anything is listed.
+2. Plan: the listing covers ``[checkpoint - overlap, now - safety lag)`` (first run: the
+   lookback; ``--since``: a backfill) and is cut into slices by ``shared.defender.slices``.
+3. For each answer: records without an id or last-update time go to quarantine (counted,
+   never blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one
+   bad clock cannot make a row unbeatable; the ids are looked up in the table (one batched
+   query per answer: memory bounded by the slice); versions not stored yet are noted in the
+   journal, written to blobs, then recorded in the table in batched conditional transactions.
+4. When the answer completed a slice, the checkpoint moves to the slice's end (ETag-guarded,
+   never backwards), the density seen is kept for the next run, and ``notify`` hears of the
+   versions newly stored.
+5. The run stops starting slices before its time budget and says how far it got; the next run
+   resumes at the checkpoint, so a backlog of any size finishes over successive runs and no
+   slice is read twice except the overlap.
+
+Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices``):
+a slice is complete only when one answer for exactly it had no nextLink and fewer than
+``$top`` items, so it held every incident then updated in it; slices complete oldest first and
+the checkpoint never passes the end of the last complete one, which is at most now minus the
+safety lag. An update made visible late (Defender can show an update after the time it records)
+is read if it became visible within the safety lag of its time; in steady state (runs keeping
+up) also if within lag + overlap, because every run re-reads the overlap before its checkpoint.
+
+Why nothing is stored twice: a version (id, exact last-update text) is written only when the
+table holds neither it nor a newer one; blobs are named by the digest of their versions, so a
+retry rewrites the same blob; a crash between blobs and table is repaired by the journal before
+the next listing; one writer per tenant is enforced by a lease kept alive by a timer and checked
+before every write, and a run that loses it stops at once with an error (``lease_lost``).
+
+Faults stay in their tenant: anything raised in one tenant's run, typed or not, becomes that
+tenant's failed result with a code; the others go on.
+
+User runs: ``ingest --as-user`` is refused by the CLI (``shared.cli.ingest``): a user's view is
+trimmed by Defender RBAC, so it must not move the app's checkpoint, and keeping a checkpoint
+per user would store a partial lake; ``incidents list --as-user`` is the way to see a user's view.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.clock import Clock, format_utc
-from shared.defender.client import DefenderClient
-from shared.defender.model import Incident
-from shared.errors import BridgeError, ConflictError
-from shared.storage.archive import IncidentArchive, plan
+from shared.defender.client import DefenderClient, SlicePage
+from shared.defender.model import Incident, normalize
+from shared.defender.slices import Listing, SliceRequest
+from shared.errors import (
+    BridgeError,
+    ConflictError,
+    LeaseLostError,
+    TransientError,
+    UnexpectedResponseError,
+    UpstreamError,
+)
+from shared.storage.archive import IncidentArchive, Quarantine, plan
 from shared.storage.state import Watermark
-from shared.storage.table import IncidentTable, RowVersion
-from shared.window import advance, plan_start
+from shared.storage.table import IncidentTable, is_stored
+from shared.window import plan_start
 
 log = logging.getLogger(__name__)
 
+#: a last-update time later than now plus this is clamped to it (and logged): Defender's clocks
+#: and ours agree far better than this, so a later time is a bad record, not skew
+CLOCK_SKEW = timedelta(minutes=5)
+#: Graph refuses ``$top`` over 50 on /security/incidents (defender-api.md 0.1 item 1)
+GRAPH_INCIDENT_TOP = 50
+#: after a filtered ``$expand=alerts`` listing failed with 500 for a tenant, alerts are read
+#: apart from incidents for this long before expanding is tried again (elastic/integrations#18144)
+EXPAND_RETRY_AFTER = timedelta(hours=24)
+#: passes over one (last update, created) instant before giving up (see ``_exhaust``)
+MAX_TIE_PASSES = 5
+
 
 class Lock(Protocol):
-    """A per-tenant lock held for the whole run (see ``shared.storage.state.TenantLock``)."""
+    """A per-tenant lease held for the whole run (see ``shared.storage.state.TenantLock``)."""
 
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> None: ...
-    def renew(self) -> None: ...
+    def ensure(self) -> None: ...
 
 
 class JournalLike(Protocol):
@@ -44,17 +97,64 @@ class JournalLike(Protocol):
 
 
 class WatermarkStoreLike(Protocol):
-    """Loads and saves watermarks (see ``shared.storage.state.WatermarkStore``)."""
+    """Loads and saves checkpoints (see ``shared.storage.state.WatermarkStore``)."""
 
     def load(self, tenant: str) -> Watermark: ...
     def save(
-        self, tenant: str, value: datetime, *, etag: str | None, saved_at: datetime
-    ) -> None: ...
+        self,
+        tenant: str,
+        value: datetime,
+        *,
+        etag: str | None,
+        saved_at: datetime,
+        info: dict[str, Any] | None = None,
+    ) -> str: ...
+
+
+Notify = Callable[[str, Sequence[Incident]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestProgress:
+    """Where a tenant's run is, for a progress display."""
+
+    tenant: str
+    slices: int
+    stored: int
+    listed: int
+    start: datetime
+    cursor: datetime
+    end: datetime
+    elapsed: float  # seconds
+
+    @property
+    def fraction(self) -> float:
+        """Share of the listing's time range read so far."""
+        total = (self.end - self.start).total_seconds()
+        done = (self.cursor - self.start).total_seconds()
+        return 1.0 if total <= 0 else max(0.0, min(1.0, done / total))
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated seconds to the end at the pace so far (None before any progress)."""
+        fraction = self.fraction
+        if fraction <= 0 or self.elapsed <= 0:
+            return None
+        return self.elapsed * (1 - fraction) / fraction
+
+
+Progress = Callable[[IngestProgress], None]
 
 
 @dataclass(frozen=True, slots=True)
 class TenantResult:
-    """What one tenant's run did. ``incidents`` counts versions newly stored."""
+    """What one tenant's run did. ``incidents`` counts versions newly stored.
+
+    Stable keys (design.md): tenant, ok, incidents, pages, api_calls, watermark, error.
+    ``watermark`` is the checkpoint after the run; ``complete`` says whether the run reached
+    the listing's end (False: stopped at its time budget, resumed by the next run); ``reached``:
+    every incident updated in ``[start, reached)`` was read (where a backfill resumes).
+    """
 
     tenant: str
     ok: bool
@@ -68,7 +168,21 @@ class TenantResult:
     listed: int = 0
     blobs_written: int = 0
     start: str | None = None
+    end: str | None = None
+    reached: str | None = None
     recovered: int = 0
+    slices: int = 0
+    splits: int = 0
+    throttled: int = 0
+    duration: float = 0.0
+    lag_seconds: float | None = None
+    lag_warning: bool = False
+    quarantined: int = 0
+    clamped: int = 0
+    complete: bool = False
+    stopped: str | None = None
+    alerts: str | None = None  # "embedded" (legacy), "expanded", or "separate" (8.5 fallback)
+    tie_warnings: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The summary entry (stable keys of design.md, plus extra detail)."""
@@ -91,7 +205,34 @@ class IngestSummary:
         return {"ok": self.ok, "tenants": [t.to_json() for t in self.tenants]}
 
 
-Progress = Callable[[str, int, int], None]  # tenant, pages so far, incidents stored so far
+@dataclass
+class _Run:
+    """Mutable counters and state of one tenant's run."""
+
+    tenant: str
+    started: float
+    pages: int = 0
+    listed: int = 0
+    stored: int = 0
+    slices: int = 0
+    splits: int = 0
+    quarantined: int = 0
+    clamped: int = 0
+    recovered: int = 0
+    tie_warnings: int = 0
+    start: datetime | None = None
+    end: datetime | None = None
+    reached: datetime | None = None
+    checkpoint: datetime | None = None
+    blobs: set[str] = field(default_factory=set)
+    calls_at_start: int = 0
+    throttled_at_start: int = 0
+    complete: bool = False
+    stopped: str | None = None
+    alerts: str | None = None
+    unnotified: list[Incident] = field(default_factory=list)
+    lag: float | None = None
+    lag_warning: bool = False
 
 
 class Ingestor:
@@ -99,10 +240,13 @@ class Ingestor:
 
     Args:
         client_for: builds (or returns the cached) API client of a tenant.
-        archive, table, watermarks: the storage ports.
-        lock_for: the lock of a tenant.
-        clock: now, tz-aware UTC.
-        lookback, overlap, page_size: see ``shared.window`` and the settings table.
+        archive, table, watermarks, journal, quarantine: the storage ports.
+        lock_for: the lease of a tenant.
+        clock: now, tz-aware UTC; ``monotonic``: seconds, for the time budget.
+        lookback, overlap, page_size, safety_lag, time_budget, lag_warning: see the settings.
+        notify: told ``(tenant, versions newly stored)`` after each committed slice; a failure
+            there is logged and never fails ingestion (board interface 2).
+        observe: told each tenant's result (health telemetry, ``shared.telemetry``).
     """
 
     def __init__(
@@ -118,6 +262,13 @@ class Ingestor:
         lookback: timedelta,
         overlap: timedelta,
         page_size: int,
+        quarantine: Quarantine | None = None,
+        safety_lag: timedelta = timedelta(seconds=60),
+        time_budget: timedelta = timedelta(seconds=480),
+        lag_warning: timedelta = timedelta(minutes=60),
+        notify: Notify | None = None,
+        observe: Callable[[TenantResult], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client_for = client_for
         self._archive = archive
@@ -129,6 +280,13 @@ class Ingestor:
         self._lookback = lookback
         self._overlap = overlap
         self._page_size = page_size
+        self._quarantine = quarantine
+        self._safety_lag = safety_lag
+        self._budget = time_budget.total_seconds()
+        self._lag_warning = lag_warning
+        self._notify = notify
+        self._observe = observe
+        self._monotonic = monotonic
 
     def run(
         self,
@@ -146,19 +304,48 @@ class Ingestor:
         self, tenant: str, *, since: datetime | None = None, progress: Progress | None = None
     ) -> TenantResult:
         """Ingest one tenant; never raises for a failure of that tenant."""
+        result = self._run_tenant(tenant, since, progress)
+        if self._observe is not None:
+            try:
+                self._observe(result)
+            except Exception:  # health reporting never fails ingestion
+                log.exception("recording the health of tenant %s failed", tenant)
+        return result
+
+    def _run_tenant(
+        self, tenant: str, since: datetime | None, progress: Progress | None
+    ) -> TenantResult:
         client: DefenderClient | None = None
-        state = _RunState()
+        run = _Run(tenant, self._monotonic())
         try:
             client = self._client_for(tenant)
-            state.calls_at_start = client.api_calls
-            with self._lock_for(tenant) as lock:
-                return self._ingest(tenant, client, lock, since, state, progress)
-        except ConflictError as exc:
-            log.info("tenant %s skipped: %s", tenant, exc)
-            return state.result(tenant, client, ok=True, skipped=True, error=exc)
+            run.calls_at_start = client.api_calls
+            run.throttled_at_start = client.throttled_waits
+            lock = self._lock_for(tenant)
+            try:
+                lock.__enter__()
+            except ConflictError as exc:
+                # another run holds the tenant: a normal event, not a failure
+                log.info("tenant %s skipped: %s", tenant, exc)
+                return self._result(run, client, ok=True, skipped=True, error=exc)
+            try:
+                self._ingest(tenant, client, lock, since, run, progress)
+            finally:
+                lock.__exit__(None, None, None)
+            return self._result(run, client, ok=True)
+        except LeaseLostError as exc:
+            log.error("tenant %s stopped: %s", tenant, exc)
+            return self._result(run, client, ok=False, error=exc)
         except BridgeError as exc:
             log.warning("tenant %s failed: %s", tenant, exc)
-            return state.result(tenant, client, ok=False, error=exc)
+            return self._result(run, client, ok=False, error=exc)
+        except Exception as exc:  # a bug or an SDK error outside our hierarchy: this tenant only
+            log.exception("tenant %s failed unexpectedly", tenant)
+            wrapped = BridgeError(f"unexpected {type(exc).__name__} while ingesting (see the log)")
+            wrapped.code = "internal"
+            return self._result(run, client, ok=False, error=wrapped)
+
+    # ------------------------------------------------------------------ the run
 
     def _ingest(
         self,
@@ -166,54 +353,300 @@ class Ingestor:
         client: DefenderClient,
         lock: Lock,
         since: datetime | None,
-        state: _RunState,
+        run: _Run,
         progress: Progress | None,
-    ) -> TenantResult:
-        state.recovered = self._recover(tenant)
-        now = self._clock()
+    ) -> None:
+        lock.ensure()
+        run.recovered = self._recover(tenant, lock)
         mark = self._watermarks.load(tenant)
-        start = plan_start(
-            mark.value, now, lookback=self._lookback, overlap=self._overlap, since=since
+        etag = mark.etag
+        now = self._clock()
+        upper = now - self._safety_lag
+        start = min(
+            plan_start(
+                mark.value, now, lookback=self._lookback, overlap=self._overlap, since=since
+            ),
+            upper,
         )
-        state.start = start
-        state.watermark = mark.value
-        seen_in_run: set[tuple[str, datetime]] = set()
-        # rows that could hold a listed version: every listed version was updated >= start
-        known = self._table.known_since(tenant, start)
-        times: list[datetime] = []
-        for page in client.iter_incident_pages(updated_since=start, page_size=self._page_size):
-            state.pages += 1
-            state.listed += len(page.incidents)
-            fresh = _new_versions(page.incidents, seen_in_run, known)
-            times.extend(i.last_update for i in page.incidents)
-            if fresh:
-                ingested_at = self._clock()
-                planned = plan(tenant, fresh)
-                self._journal.record(tenant, [b.name for b in planned])
-                stored = self._archive.upload(tenant, planned, ingested_at)
-                state.blobs.update(s.blob_name for s in stored)
-                state.stored += self._table.upsert_newer(tenant, stored, ingested_at, known)
-            lock.renew()
+        run.start, run.end, run.checkpoint = start, upper, mark.value
+        graph = client.api == "graph"
+        top = min(self._page_size, GRAPH_INCIDENT_TOP) if graph else self._page_size
+        listing = Listing(start, upper, page_size=top, rate_per_hour=mark.rate_per_hour)
+        expand_failed = mark.time("expandFailedAt")
+        expand = graph and (expand_failed is None or now - expand_failed > EXPAND_RETRY_AFTER)
+        run.alerts = "embedded" if not graph else "expanded" if expand else "separate"
+        info: dict[str, Any] = dict(mark.info)
+        deadline = run.started + self._budget
+        slowest = 0.0
+        while (request := listing.next()) is not None:
+            began = self._monotonic()
+            if deadline - began < max(5.0, 2 * slowest):
+                run.stopped = "time budget"
+                break
+            try:
+                if request.exhaust:
+                    page = self._exhaust(tenant, client, lock, request, top, expand, deadline, run)
+                else:
+                    page, expand = self._fetch(client, request, top, expand, deadline, run, info)
+                    self._take(tenant, client, lock, page, run)
+            except TransientError:
+                if self._monotonic() >= deadline - 1:
+                    run.stopped = "time budget"  # the last call ran out of the run's time
+                    break
+                raise
+            slowest = max(slowest, self._monotonic() - began)
+            run.pages += 1
+            completed = listing.record(
+                request,
+                updated=_times(page.items, client.api, "updated"),
+                created=_times(page.items, client.api, "created"),
+                full=page.full and not request.exhaust,
+                count=page.count,
+            )
+            if not completed:
+                run.splits += 1
+                continue
+            run.slices += 1
+            cursor = listing.cursor
+            if run.checkpoint is None or cursor > run.checkpoint:
+                lock.ensure()
+                info["ratePerHour"] = listing.rate_per_hour
+                etag = self._watermarks.save(
+                    tenant, cursor, etag=etag, saved_at=self._clock(), info=info
+                )
+                run.checkpoint = cursor
+            self._tell(tenant, run)
             if progress is not None:
-                progress(tenant, state.pages, state.stored)
-        new_mark = advance(mark.value, times)
-        if new_mark is not None and new_mark != mark.value:
-            self._watermarks.save(tenant, new_mark, etag=mark.etag, saved_at=self._clock())
-        if state.blobs:
+                progress(
+                    IngestProgress(
+                        tenant,
+                        run.slices,
+                        run.stored,
+                        run.listed,
+                        start,
+                        cursor,
+                        upper,
+                        self._monotonic() - run.started,
+                    )
+                )
+        run.complete = listing.next() is None
+        run.reached = listing.cursor
+        if run.blobs:
+            lock.ensure()
             self._journal.clear(tenant)
-        state.watermark = new_mark
+        finished = self._clock()
+        if run.checkpoint is None:
+            # no slice completed (a tiny budget, or nothing to read): keep the listing's start
+            # and, above all, the density seen, so the next run's first slice fits a page and
+            # every run makes progress
+            run.checkpoint = start
+        if run.checkpoint is not None:
+            run.lag = (finished - run.checkpoint).total_seconds()
+            run.lag_warning = finished - run.checkpoint > self._lag_warning
+            if run.lag_warning:
+                log.warning(
+                    "tenant %s lags: checkpoint %s is %.0f minutes old (threshold %.0f)",
+                    tenant,
+                    format_utc(run.checkpoint),
+                    run.lag / 60,
+                    self._lag_warning.total_seconds() / 60,
+                )
+            lock.ensure()
+            info["ratePerHour"] = listing.rate_per_hour
+            info["lastSuccess"] = format_utc(finished)
+            info["lastRun"] = {
+                "at": format_utc(finished),
+                "complete": run.complete,
+                "incidents": run.stored,
+                "apiCalls": client.api_calls - run.calls_at_start,
+                "quarantined": run.quarantined,
+                "alerts": run.alerts,
+            }
+            self._watermarks.save(tenant, run.checkpoint, etag=etag, saved_at=finished, info=info)
         log.info(
-            "tenant %s: %d incidents stored of %d listed in %d pages (%d API calls) since %s",
+            "tenant %s: %d stored of %d listed, %d slices (%d splits), %d API calls, "
+            "checkpoint %s%s",
             tenant,
-            state.stored,
-            state.listed,
-            state.pages,
-            client.api_calls - state.calls_at_start,
-            format_utc(start),
+            run.stored,
+            run.listed,
+            run.slices,
+            run.splits,
+            client.api_calls - run.calls_at_start,
+            format_utc(run.checkpoint) if run.checkpoint else "-",
+            "" if run.complete else f" (stopped: {run.stopped}; the next run goes on)",
         )
-        return state.result(tenant, client, ok=True)
 
-    def _recover(self, tenant: str) -> int:
+    def _fetch(
+        self,
+        client: DefenderClient,
+        request: SliceRequest,
+        top: int,
+        expand: bool,
+        deadline: float,
+        run: _Run,
+        info: dict[str, Any],
+    ) -> tuple[SlicePage, bool]:
+        """One answer for a slice, falling back from ``$expand=alerts`` when it fails (8.5)."""
+        graph = client.api == "graph"
+        try:
+            return client.incident_slice(
+                request, top=top, count=graph, expand=expand, deadline=deadline
+            ), expand
+        except TransientError as exc:
+            if not (expand and exc.status == 500):
+                raise
+            log.warning(
+                "tenant %s: a filtered listing with $expand=alerts answers 500 (a known service "
+                "limit on large tenants); reading alerts apart from incidents for %s",
+                run.tenant,
+                EXPAND_RETRY_AFTER,
+            )
+            info["expandFailedAt"] = format_utc(self._clock())
+            run.alerts = "separate"
+            return client.incident_slice(
+                request, top=top, count=graph, expand=False, deadline=deadline
+            ), False
+
+    def _exhaust(
+        self,
+        tenant: str,
+        client: DefenderClient,
+        lock: Lock,
+        request: SliceRequest,
+        top: int,
+        expand: bool,
+        deadline: float,
+        run: _Run,
+    ) -> SlicePage:
+        """Last resort for more than a page at one (last update, created) pair: read it through
+        its links, again and again until a whole pass finds nothing new. Links and offsets may
+        shift while we page, so this is weaker than a slice; it is logged as such."""
+        log.warning(
+            "tenant %s: more than %d incidents share the last-update time %s and one creation "
+            "time; paging them through links and re-reading until nothing new appears",
+            tenant,
+            top - 1,
+            format_utc(request.start),
+        )
+        run.tie_warnings += 1
+        seen: set[str] = set()
+        last: list[dict[str, Any]] = []
+        for _ in range(MAX_TIE_PASSES):
+            fresh = False
+            items: list[dict[str, Any]] = []
+            for page in client.exhaust_slice(request, top=top, expand=expand, deadline=deadline):
+                run.pages += 1
+                self._take(tenant, client, lock, page, run)
+                items.extend(page.items)
+                for raw in page.items:
+                    key = str(raw.get("incidentId", raw.get("id")))
+                    if key not in seen:
+                        seen.add(key)
+                        fresh = True
+            last = items
+            if not fresh:
+                return SlicePage(last, None, len(last), top, expanded=expand)
+        raise UnexpectedResponseError(
+            f"incidents at {format_utc(request.start)} kept changing over {MAX_TIE_PASSES} passes"
+        )
+
+    def _take(
+        self, tenant: str, client: DefenderClient, lock: Lock, page: SlicePage, run: _Run
+    ) -> None:
+        """Store the versions of one answer that are not stored yet (quarantine the rest)."""
+        run.listed += len(page.items)
+        now = self._clock()
+        incidents: list[Incident] = []
+        for raw in page.items:
+            try:
+                incident = normalize(raw, client.api)
+                if not incident.id:
+                    raise UnexpectedResponseError("incident with an empty id")
+            except UpstreamError as exc:
+                self._set_aside(tenant, client, lock, raw, str(exc), now, run)
+                continue
+            if incident.last_update > now + CLOCK_SKEW:
+                log.warning(
+                    "tenant %s: incident %s has a last-update time %s in the future; using %s",
+                    tenant,
+                    incident.id,
+                    format_utc(incident.last_update),
+                    format_utc(now + CLOCK_SKEW),
+                )
+                run.clamped += 1
+                incident = replace(incident, last_update=now + CLOCK_SKEW)
+            incidents.append(incident)
+        if not incidents:
+            return
+        known = self._table.lookup(tenant, (i.id for i in incidents))
+        newest: dict[str, Incident] = {}
+        for incident in incidents:
+            if is_stored(known.get(incident.id), incident):
+                continue
+            held = newest.get(incident.id)
+            if held is None or held.last_update < incident.last_update:
+                newest[incident.id] = incident
+        fresh = list(newest.values())
+        if not fresh:
+            return
+        if client.api == "graph" and not page.expanded:
+            fresh = self._with_alerts(client, fresh)
+        lock.ensure()
+        ingested_at = self._clock()
+        planned = plan(tenant, fresh)
+        self._journal.record(tenant, [b.name for b in planned])
+        lock.ensure()
+        stored = self._archive.upload(tenant, planned, ingested_at)
+        run.blobs.update(s.blob_name for s in stored)
+        lock.ensure()
+        written = self._table.upsert_newer(tenant, stored, ingested_at, known)
+        run.stored += len(fresh)
+        run.unnotified.extend(fresh)
+        if written != len(fresh):
+            log.info(
+                "tenant %s: %d of %d versions were already in the table (another writer)",
+                tenant,
+                len(fresh) - written,
+                len(fresh),
+            )
+
+    def _with_alerts(self, client: DefenderClient, incidents: list[Incident]) -> list[Incident]:
+        """Graph without ``$expand``: attach each incident's alerts, read apart (8.5)."""
+        alerts, _ = client.alerts_of_incidents([i.id for i in incidents])
+        out: list[Incident] = []
+        for incident in incidents:
+            raw = {**incident.raw, "alerts": alerts.get(incident.id, [])}
+            out.append(replace(incident, raw=raw, alert_count=len(raw["alerts"])))
+        return out
+
+    def _set_aside(
+        self,
+        tenant: str,
+        client: DefenderClient,
+        lock: Lock,
+        raw: Any,
+        reason: str,
+        now: datetime,
+        run: _Run,
+    ) -> None:
+        run.quarantined += 1
+        log.warning("tenant %s: a record was quarantined: %s", tenant, reason)
+        if self._quarantine is not None:
+            lock.ensure()
+            self._quarantine.put(tenant, client.api, raw, reason, now)
+
+    def _tell(self, tenant: str, run: _Run) -> None:
+        if not run.unnotified:
+            return
+        versions, run.unnotified = run.unnotified, []
+        if self._notify is None:
+            return
+        try:
+            self._notify(tenant, versions)
+        except Exception:  # a subscriber's failure never fails ingestion (board interface 2)
+            log.exception("tenant %s: notifying %d new versions failed", tenant, len(versions))
+
+    def _recover(self, tenant: str, lock: Lock) -> int:
         """Record in the table the blobs of a page whose run stopped before recording them.
 
         Returns:
@@ -226,7 +659,9 @@ class Ingestor:
         for name in names:
             stored = self._archive.read(name)
             if stored:  # None: the crash came before this blob was written
+                lock.ensure()
                 recovered += self._table.upsert_newer(tenant, stored, self._clock())
+        lock.ensure()
         self._journal.clear(tenant)
         log.warning(
             "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now",
@@ -235,38 +670,9 @@ class Ingestor:
         )
         return recovered
 
-
-def _new_versions(
-    incidents: Sequence[Incident],
-    seen_in_run: set[tuple[str, datetime]],
-    known: dict[str, RowVersion],
-) -> list[Incident]:
-    """Versions not yet stored: not read earlier in this run, and newer than the table's."""
-    fresh: list[Incident] = []
-    for incident in incidents:
-        if incident.version in seen_in_run:
-            continue  # the list moved while we paged and showed it twice
-        seen_in_run.add(incident.version)
-        row = known.get(incident.id)
-        if row is None or row.last_update < incident.last_update:
-            fresh.append(incident)
-    return fresh
-
-
-@dataclass
-class _RunState:
-    pages: int = 0
-    listed: int = 0
-    stored: int = 0
-    start: datetime | None = None
-    watermark: datetime | None = None
-    blobs: set[str] = field(default_factory=set)
-    calls_at_start: int = 0
-    recovered: int = 0
-
-    def result(
+    def _result(
         self,
-        tenant: str,
+        run: _Run,
         client: DefenderClient | None,
         *,
         ok: bool,
@@ -274,17 +680,107 @@ class _RunState:
         error: BridgeError | None = None,
     ) -> TenantResult:
         return TenantResult(
-            tenant=tenant,
+            tenant=run.tenant,
             ok=ok,
-            incidents=self.stored,
-            pages=self.pages,
-            api_calls=client.api_calls - self.calls_at_start if client is not None else 0,
-            watermark=format_utc(self.watermark) if self.watermark else None,
+            incidents=run.stored,
+            pages=run.pages,
+            api_calls=client.api_calls - run.calls_at_start if client is not None else 0,
+            watermark=format_utc(run.checkpoint) if run.checkpoint else None,
             error=str(error) if error is not None else None,
             error_code=error.code if error is not None else None,
             skipped=skipped,
-            listed=self.listed,
-            blobs_written=len(self.blobs),
-            start=format_utc(self.start) if self.start else None,
-            recovered=self.recovered,
+            listed=run.listed,
+            blobs_written=len(run.blobs),
+            start=format_utc(run.start) if run.start else None,
+            end=format_utc(run.end) if run.end else None,
+            reached=format_utc(run.reached) if run.reached else None,
+            recovered=run.recovered,
+            slices=run.slices,
+            splits=run.splits,
+            throttled=client.throttled_waits - run.throttled_at_start if client else 0,
+            duration=round(self._monotonic() - run.started, 3),
+            lag_seconds=None if run.lag is None else round(run.lag, 1),
+            lag_warning=run.lag_warning,
+            quarantined=run.quarantined,
+            clamped=run.clamped,
+            complete=run.complete,
+            stopped=run.stopped,
+            alerts=run.alerts,
+            tie_warnings=run.tie_warnings,
         )
+
+
+def _times(items: Sequence[dict[str, Any]], api: str, which: str) -> list[datetime]:
+    """The items' last-update (or creation) times that parse; the planner's sample."""
+    from shared.clock import parse_utc
+
+    if which == "updated":
+        key = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
+    else:
+        key = "createdTime" if api == "legacy" else "createdDateTime"
+    out: list[datetime] = []
+    for raw in items:
+        value = raw.get(key)
+        if isinstance(value, str):
+            try:
+                out.append(parse_utc(value))
+            except ValueError:
+                continue
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TenantHealth:
+    """What ``check`` shows of a tenant's ingestion: its last success and its lag."""
+
+    tenant: str
+    checkpoint: str | None
+    last_success: str | None
+    lag_seconds: float | None
+    lagging: bool
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``check --json`` entry."""
+        return asdict(self)
+
+    def line(self) -> str:
+        """One line of the ``check`` table."""
+        if self.error:
+            return f"{self.tenant:<38} ingestion state unreadable: {self.error}"
+        if self.checkpoint is None:
+            return f"{self.tenant:<38} never ingested"
+        lag = "-" if self.lag_seconds is None else f"{self.lag_seconds / 60:.0f} min"
+        flag = "  LAGGING" if self.lagging else ""
+        return (
+            f"{self.tenant:<38} last success {self.last_success or 'never'}, "
+            f"checkpoint {self.checkpoint}, lag {lag}{flag}"
+        )
+
+
+def ingestion_health(
+    store: WatermarkStoreLike, tenants: Sequence[str], *, now: datetime, warn_after: timedelta
+) -> list[TenantHealth]:
+    """Each tenant's last success and lag (now minus checkpoint), from the checkpoints."""
+    out: list[TenantHealth] = []
+    for tenant in tenants:
+        try:
+            mark = store.load(tenant)
+        except BridgeError as exc:
+            out.append(TenantHealth(tenant, None, None, None, False, str(exc)))
+            continue
+        if mark.value is None:
+            out.append(TenantHealth(tenant, None, None, None, False))
+            continue
+        lag = now - mark.value
+        success = mark.time("lastSuccess")
+        out.append(
+            TenantHealth(
+                tenant,
+                format_utc(mark.value),
+                format_utc(success) if success else None,
+                round(lag.total_seconds(), 1),
+                lag > warn_after,
+            )
+        )
+    return out

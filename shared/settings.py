@@ -90,6 +90,13 @@ CONSENT_CALLBACK_PATH = "/api/consent/callback"
 #: http redirect URIs only for localhost
 #: (https://learn.microsoft.com/entra/identity-platform/reply-url#localhost-exceptions)
 LOCAL_CONSENT_REDIRECT_URI = f"http://localhost:7071{CONSENT_CALLBACK_PATH}"
+# ingestion by time slices (issue 9)
+INGEST_SAFETY_LAG_SETTING = "INGEST_SAFETY_LAG_SECONDS"
+INGEST_TIME_BUDGET_SETTING = "INGEST_TIME_BUDGET_SECONDS"
+INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
+INGEST_LAG_WARNING_SETTING = "INGEST_LAG_WARNING_MINUTES"
+#: read by shared.telemetry (set by the platform when the app has Application Insights)
+APPLICATIONINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
@@ -174,6 +181,11 @@ class Settings:
     api_push_max_attempts: int = 4
     api_consent_state_lifetime: timedelta = timedelta(minutes=60)
     consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
+    # issue 9
+    safety_lag: timedelta = timedelta(seconds=60)
+    time_budget: timedelta = timedelta(seconds=480)
+    lease_seconds: int = 60
+    lag_warning: timedelta = timedelta(minutes=60)
 
     @property
     def emulator(self) -> bool:
@@ -353,6 +365,18 @@ class Settings:
                 minutes=p.optional(INGEST_FAILURE_HOLD_MINUTES_SETTING, _int(1, 10080), 60)
             ),
             api_max_retry_wait=p.optional(API_MAX_RETRY_WAIT_SETTING, _float(0.0, 3600.0), 30.0),
+        )
+        settings = replace(
+            settings,
+            safety_lag=timedelta(seconds=p.optional(INGEST_SAFETY_LAG_SETTING, _int(0, 3600), 60)),
+            # below host.json's functionTimeout (10 minutes), with room to finish the last slice
+            time_budget=timedelta(
+                seconds=p.optional(INGEST_TIME_BUDGET_SETTING, _int(10, 3600), 480)
+            ),
+            lease_seconds=p.optional(INGEST_LEASE_SETTING, _int(15, 60), 60),
+            lag_warning=timedelta(
+                minutes=p.optional(INGEST_LAG_WARNING_SETTING, _int(1, 43200), 60)
+            ),
         )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(

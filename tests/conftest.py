@@ -46,6 +46,8 @@ class LocalCloud:
     def app_settings(self, **overrides: str) -> dict[str, str]:
         """Settings that point the app at this local cloud."""
         settings = dict(self.emulator.app_settings())
+        # the seeded activity happens "now": read it at once (late-arrival tests set a lag)
+        settings["INGEST_SAFETY_LAG_SECONDS"] = "0"
         settings["DATA_STORAGE_CONNECTION_STRING"] = self.azurite.connection_string
         settings["INGEST_OVERLAP_MINUTES"] = "10"
         settings.update(overrides)

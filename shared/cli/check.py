@@ -67,12 +67,27 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         api=Step(notice.status, notice.detail),
         api_fix=notice.fix,
     )
+    # ingestion health (issue 9): last success and lag of each tenant, from its checkpoint
+    from shared.ingest import ingestion_health
+
+    health = ingestion_health(
+        svc.checkpoints(),
+        [e.tenant_id for e in entries],
+        now=svc.clock(),
+        warn_after=s.lag_warning,
+    )
     poison = _poison(svc)  # partner scale (issue 10): tenants stuck in the poison queue
     if args.json:
-        json.dump({**report.to_json(), "poison": poison}, out, indent=2)
+        document = {
+            **report.to_json(),
+            "ingestion": [h.to_json() for h in health],
+            "poison": poison,
+        }
+        json.dump(document, out, indent=2)
         out.write("\n")
     else:
         out.write(render_table(report))
+        out.write("ingestion:\n" + "".join(f"  {h.line()}\n" for h in health))
         out.write(_poison_lines(poison))
     stuck = bool(poison.get("count"))
     return EXIT_OK if report.ok and not stuck else EXIT_FAILED

@@ -30,6 +30,7 @@ from typing import Any
 
 import requests
 
+from shared.clock import format_utc
 from shared.defender.limiter import Family, RateLimiterRegistry
 from shared.defender.model import (
     Alert,
@@ -55,6 +56,7 @@ from shared.defender.paging import (
     check_in_slice,
     follow_link,
     last_update_field,
+    link_params,
     list_incidents_request,
     next_request,
     parse_page,
@@ -63,9 +65,15 @@ from shared.defender.paging import (
     slice_request,
     split,
 )
-from shared.defender.queries import AlertQuery, IncidentQuery
+from shared.defender.queries import AlertQuery, IncidentQuery, quote
 from shared.defender.responses import classify
-from shared.errors import ThrottledError, TransientError, UnexpectedResponseError
+from shared.defender.slices import SliceRequest
+from shared.errors import (
+    BadRequestError,
+    ThrottledError,
+    TransientError,
+    UnexpectedResponseError,
+)
 from shared.settings import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
@@ -128,6 +136,31 @@ class IncidentPage:
 
 
 @dataclass(frozen=True, slots=True)
+class SlicePage:
+    """The one answer to a slice request: raw items, the service's link, ``@odata.count``.
+
+    ``full`` is what the slice planner needs: a nextLink, or as many items as ``top``.
+    """
+
+    items: list[dict[str, Any]]
+    next_link: str | None
+    count: int | None
+    top: int
+    expanded: bool
+
+    @property
+    def full(self) -> bool:
+        """Whether this answer cannot prove its slice complete."""
+        return self.next_link is not None or len(self.items) >= self.top
+
+
+#: the deepest ``$skip`` any request of ours carries (Graph refuses more: defender-api.md 0.1.2)
+MAX_SKIP = 500
+#: incident ids per ``alerts_v2`` request when alerts are fetched apart from their incidents
+ALERT_BATCH = 10
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     """How to send one request: its rate-limit family, role hint and retry rules."""
 
@@ -187,11 +220,17 @@ class DefenderClient:
         self._hunting_row_limit = hunting_row_limit
         self._count_lock = threading.Lock()
         self._api_calls = 0
+        self._throttled_waits = 0
 
     @property
     def api_calls(self) -> int:
         """Requests sent so far (every attempt counts)."""
         return self._api_calls
+
+    @property
+    def throttled_waits(self) -> int:
+        """Waits so far after a 429 from the service."""
+        return self._throttled_waits
 
     # ------------------------------------------------------------------ sending
 
@@ -316,6 +355,9 @@ class DefenderClient:
         if self._monotonic() + wait > deadline:
             raise exc
         log.info("retrying after %s in %.1fs (attempt %d)", exc.code, wait, attempt)
+        if isinstance(exc, ThrottledError):
+            with self._count_lock:
+                self._throttled_waits += 1
         self._sleep(wait)
 
     def _deadline(self, budget: float | None) -> float:
@@ -492,6 +534,154 @@ class DefenderClient:
             if isinstance(body, dict) and isinstance(comments, list):
                 body = {**body, "comments": comments}
         return normalize(_object(body, "incident"), self.api)
+
+    # ------------------------------------------------------------------ slices (ingestion)
+
+    def slice_request(
+        self, request: SliceRequest, *, top: int, count: bool = False, expand: bool = True
+    ) -> RequestSpec:
+        """The one request for a slice: both last-update bounds (and creation bounds when
+        splitting a tie) in ``$filter``, ``$top``; on Graph ``$expand=alerts`` and ``$count``
+        when asked. Nothing else: no ``$skip``, no ``$orderby`` (see ``shared.defender.slices``).
+        """
+        legacy = self.api == "legacy"
+        updated = "lastUpdateTime" if legacy else "lastUpdateDateTime"
+        created = "createdTime" if legacy else "createdDateTime"
+        parts = [
+            f"{updated} ge {format_utc(request.start)}",
+            f"{updated} lt {format_utc(request.end)}",
+        ]
+        if request.created_start is not None:
+            parts.append(f"{created} ge {format_utc(request.created_start)}")
+        if request.created_end is not None:
+            parts.append(f"{created} lt {format_utc(request.created_end)}")
+        params = {"$filter": " and ".join(parts), "$top": str(top)}
+        if not legacy:
+            if expand:
+                params["$expand"] = "alerts"
+            if count:
+                params["$count"] = "true"
+        url = self.base_url + ("/api/incidents" if legacy else "/v1.0/security/incidents")
+        return RequestSpec("GET", url, params)
+
+    def incident_slice(
+        self,
+        request: SliceRequest,
+        *,
+        top: int,
+        count: bool = False,
+        expand: bool = True,
+        deadline: float | None = None,
+    ) -> SlicePage:
+        """One answer for one slice (retried as one operation until ``deadline``).
+
+        Raises:
+            UpstreamError: typed; ``UnexpectedResponseError`` for a malformed answer.
+        """
+        spec = self.slice_request(request, top=top, count=count, expand=expand)
+        body = self.call(spec, deadline=deadline, role=self._role("read"))
+        page = parse_page(body)
+        total = body.get("@odata.count") if isinstance(body, dict) else None
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int)):
+            raise UnexpectedResponseError("'@odata.count' is not an integer")
+        return SlicePage(
+            page.items, page.next_link, total, top, expanded=expand and self.api == "graph"
+        )
+
+    def exhaust_slice(
+        self,
+        request: SliceRequest,
+        *,
+        top: int,
+        expand: bool = True,
+        deadline: float | None = None,
+    ) -> Iterator[SlicePage]:
+        """Every page of one slice through its links (the planner's last resort for a tie).
+
+        Pages are read through ``@odata.nextLink`` (or ``$skip`` steps on the legacy API)
+        but never deeper than ``$skip`` 500.
+
+        Raises:
+            UnexpectedResponseError: the slice needs a ``$skip`` beyond 500.
+        """
+        spec: RequestSpec | None = self.slice_request(request, top=top, expand=expand)
+        followed: set[str] = set()
+        skip = 0
+        while spec is not None:
+            body = self.call(spec, deadline=deadline, role=self._role("read"))
+            page = parse_page(body)
+            yield SlicePage(page.items, page.next_link, None, top, expanded=expand)
+            if page.next_link:
+                link = page.next_link
+                if not same_origin(link, self.base_url):
+                    raise UnexpectedResponseError("refused an @odata.nextLink to another host")
+                if link in followed:
+                    raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
+                followed.add(link)
+                depth = link_params(link).get("$skip", "0")
+                if not depth.isdigit() or int(depth) > MAX_SKIP:
+                    raise UnexpectedResponseError(
+                        f"more incidents share one instant than can be paged (beyond $skip "
+                        f"{MAX_SKIP}) at {format_utc(request.start)}"
+                    )
+                spec = RequestSpec("GET", link)
+            elif self.api == "legacy" and len(page.items) >= top:
+                skip += top
+                if skip > MAX_SKIP:
+                    raise UnexpectedResponseError(
+                        f"more incidents share one instant than can be paged (beyond $skip "
+                        f"{MAX_SKIP}) at {format_utc(request.start)}"
+                    )
+                base = self.slice_request(request, top=top, expand=expand)
+                spec = replace(base, params={**base.params, "$skip": str(skip)})
+            else:
+                spec = None
+
+    def alerts_of_incidents(
+        self, incident_ids: list[str], *, deadline: float | None = None
+    ) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        """Graph: the alerts of these incidents, fetched apart from them (for tenants where a
+        filtered ``$expand=alerts`` listing fails: elastic/integrations#18144).
+
+        ``alerts_v2`` filtered by ``incidentId`` in batches of ``ALERT_BATCH``; a service that
+        refuses that filter (400) gets one ``GET /security/incidents/{id}?$expand=alerts`` per
+        incident instead (documented). Returns the raw alerts by incident id and the requests
+        made.
+        """
+        found: dict[str, list[dict[str, Any]]] = {i: [] for i in incident_ids}
+        calls_before = self.api_calls
+        by_incident = True
+        for start in range(0, len(incident_ids), ALERT_BATCH):
+            batch = incident_ids[start : start + ALERT_BATCH]
+            if by_incident:
+                try:
+                    for raw in self._alerts_v2_for(batch, deadline):
+                        owner = str(raw.get("incidentId"))
+                        if owner in found:
+                            found[owner].append(raw)
+                    continue
+                except BadRequestError:
+                    log.info("alerts_v2 refused an incidentId filter; reading incidents one by one")
+                    by_incident = False
+            for incident_id in batch:
+                spec = get_incident_request(self.api, self.base_url, incident_id)
+                body = self.call(spec, deadline=deadline, role=self._role("read"))
+                alerts = body.get("alerts") if isinstance(body, dict) else None
+                found[incident_id] = [a for a in alerts or [] if isinstance(a, dict)]
+        return found, self.api_calls - calls_before
+
+    def _alerts_v2_for(self, batch: list[str], deadline: float | None) -> Iterator[dict[str, Any]]:
+        flt = " or ".join(f"incidentId eq {quote(i)}" for i in batch)
+        spec: RequestSpec | None = RequestSpec(
+            "GET",
+            self.base_url + "/v1.0/security/alerts_v2",
+            {"$filter": flt, "$top": str(min(self._page_size, 50))},
+        )
+        while spec is not None:
+            body = self.call(spec, deadline=deadline, family="alerts", role=self._role("alerts"))
+            page = parse_page(body)
+            yield from page.items
+            spec = next_request(spec, page, base_url=self.base_url)
 
     # ------------------------------------------------------------------ alerts
 

@@ -5,6 +5,10 @@ version (the API's JSON plus ``_tenantId``, ``_api``, ``_ingestedAt``). The date
 the version's last update, and the file name is a digest of the versions it holds, so writing
 the same versions again produces the same blob name and content and overwrites it instead of
 adding a second copy.
+
+Records that cannot be stored as versions (no id, no last-update time, malformed) go to
+``quarantine/tenant=<tid>/date=<yyyy-mm-dd>/q-<digest>.json`` with the reason: one blob per
+distinct record, named by its digest, so reading the same bad record again adds no copy.
 """
 
 from __future__ import annotations
@@ -168,3 +172,47 @@ class IncidentArchive:
         except (ValueError, OSError, UpstreamError) as exc:
             raise StorageError(f"blob {name} is not an incident archive blob") from exc
         return [StoredVersion(i, name, n) for n, i in enumerate(versions, 1)]
+
+
+def quarantine_name(tenant: str, record: Any, day: str) -> str:
+    """The blob of one quarantined record: its digest, so the same record lands once."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    return f"quarantine/tenant={tenant}/date={day}/q-{digest}.json"
+
+
+class Quarantine:
+    """Writes records ingestion cannot store, with the reason, in the archive container."""
+
+    def __init__(self, container: BlobUploader) -> None:
+        self._container = container
+
+    def put(self, tenant: str, api: str, record: Any, reason: str, at: datetime) -> str:
+        """Store one record and why it was set aside; return its blob name.
+
+        Raises:
+            StorageError: the blob could not be written.
+        """
+        name = quarantine_name(tenant, record, at.date().isoformat())
+        body = json.dumps(
+            {
+                "reason": reason,
+                "record": record,
+                "_tenantId": tenant,
+                "_api": api,
+                "_quarantinedAt": format_utc(at),
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            default=str,
+        ).encode("utf-8")
+        try:
+            self._container.upload_blob(
+                name,
+                body,
+                overwrite=True,
+                content_settings=ContentSettings(content_type="application/json"),
+            )
+        except AzureError as exc:
+            raise StorageError(f"could not write blob {name}: {type(exc).__name__}") from exc
+        return name

@@ -1,15 +1,22 @@
-"""Ingestion state per tenant: the watermark (ETag-guarded) and a lease-based tenant lock.
+"""Ingestion state per tenant: the checkpoint (ETag-guarded) and a lease-based tenant lock.
 
 Both live in the ``defender-state`` container of the data account:
-``watermarks/<tenant>.json`` and ``locks/<tenant>``. The lock is a 60-second blob lease renewed
-between pages; a run that crashes releases it by expiry, so no tenant stays locked for long.
+``watermarks/<tenant>.json`` (the checkpoint: the end of the last fully committed slice, the
+density seen, the last success) and ``locks/<tenant>``. The lock is a blob lease (15-60 s) kept
+alive by a background timer renewing it every quarter of its duration, and renewed again before
+every write (``ensure``); a run whose renewal fails has lost the tenant and must stop writing.
+A run that crashes releases it by expiry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,21 +31,44 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.clock import format_utc, parse_utc
-from shared.errors import ConflictError, StorageError
+from shared.errors import ConflictError, LeaseLostError, StorageError
+
+log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
 class Watermark:
-    """A tenant's watermark and the ETag it was read with (None: never saved)."""
+    """A tenant's checkpoint and the ETag it was read with (value None: never saved).
+
+    ``info`` holds the rest of the document: ``ratePerHour`` (density seen), ``lastSuccess``,
+    ``expandFailedAt`` (Graph ``$expand=alerts`` failed for this tenant), ``lastRun``.
+    """
 
     value: datetime | None
     etag: str | None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate_per_hour(self) -> float | None:
+        """Incidents per hour a previous run saw (None: unknown)."""
+        rate = self.info.get("ratePerHour")
+        if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
+            return float(rate)
+        return None
+
+    def time(self, key: str) -> datetime | None:
+        """A timestamp field of ``info`` (None when absent or malformed)."""
+        raw = self.info.get(key)
+        try:
+            return parse_utc(raw) if isinstance(raw, str) else None
+        except ValueError:
+            return None
 
 
 class WatermarkStore:
-    """Loads and saves per-tenant watermarks with optimistic concurrency."""
+    """Loads and saves per-tenant checkpoints with optimistic concurrency."""
 
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
@@ -47,7 +77,7 @@ class WatermarkStore:
         return self._container.get_blob_client(f"watermarks/{tenant}.json")
 
     def load(self, tenant: str) -> Watermark:
-        """The tenant's watermark (value None on the first run).
+        """The tenant's checkpoint (value None on the first run).
 
         Raises:
             StorageError: the state could not be read or is corrupt.
@@ -63,27 +93,55 @@ class WatermarkStore:
                 f"could not read the watermark of {tenant}: {type(exc).__name__}"
             ) from exc
         try:
-            value = parse_utc(json.loads(raw)["watermark"])
+            doc = json.loads(raw)
+            value = parse_utc(doc["watermark"])
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageError(
                 f"the watermark of tenant {tenant} is corrupt; delete "
                 f"defender-state/watermarks/{tenant}.json to restart from the lookback"
             ) from exc
-        return Watermark(value, etag)
+        info = {k: v for k, v in doc.items() if k != "watermark"} if isinstance(doc, dict) else {}
+        return Watermark(value, etag, info)
 
-    def save(self, tenant: str, value: datetime, *, etag: str | None, saved_at: datetime) -> None:
+    def list_tenants(self) -> list[str]:
+        """Tenants that have a checkpoint.
+
+        Raises:
+            StorageError: the container could not be listed.
+        """
+        try:
+            names = [b.name for b in self._container.list_blobs(name_starts_with="watermarks/")]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise StorageError(f"could not list the checkpoints: {type(exc).__name__}") from exc
+        return sorted(n[len("watermarks/") : -len(".json")] for n in names if n.endswith(".json"))
+
+    def save(
+        self,
+        tenant: str,
+        value: datetime,
+        *,
+        etag: str | None,
+        saved_at: datetime,
+        info: Mapping[str, Any] | None = None,
+    ) -> str:
         """Save only if nobody changed it since ``etag`` was read (create-only when None).
+
+        Returns:
+            the new ETag (for the next save of the same run).
 
         Raises:
             ConflictError: another run saved first.
             StorageError: the write failed.
         """
-        body = json.dumps({"watermark": format_utc(value), "savedAt": format_utc(saved_at)})
+        doc = {**(info or {}), "watermark": format_utc(value), "savedAt": format_utc(saved_at)}
+        body = json.dumps(doc, sort_keys=True)
         try:
             if etag is None:
-                self._blob(tenant).upload_blob(body, overwrite=False)
+                result = self._blob(tenant).upload_blob(body, overwrite=False)
             else:
-                self._blob(tenant).upload_blob(
+                result = self._blob(tenant).upload_blob(
                     body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified
                 )
         except (ResourceExistsError, ResourceModifiedError) as exc:
@@ -94,15 +152,42 @@ class WatermarkStore:
             raise StorageError(
                 f"could not save the watermark of {tenant}: {type(exc).__name__}"
             ) from exc
+        return str(result.get("etag") or "") if isinstance(result, dict) else ""
 
 
 class TenantLock:
-    """A blob lease that keeps two runs from ingesting the same tenant at once."""
+    """A blob lease that keeps two runs from ingesting the same tenant at once.
 
-    def __init__(self, container: ContainerClient, tenant: str) -> None:
+    While held, a daemon timer renews it every ``lease_seconds / 4`` (so API waits of any length
+    never let it lapse); ``ensure`` (called before every write) renews it too, and raises
+    ``LeaseLostError`` once a renewal has failed: another run may own the tenant now.
+    """
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        tenant: str,
+        *,
+        lease_seconds: int = LEASE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 15 <= lease_seconds <= 60:  # the service's range for a finite lease
+            raise ValueError("lease_seconds must be from 15 to 60")
         self.tenant = tenant
         self._blob = container.get_blob_client(f"locks/{tenant}")
         self._lease: BlobLeaseClient | None = None
+        self._seconds = lease_seconds
+        self._monotonic = monotonic
+        self._renewed_at = 0.0
+        self._lost: str | None = None
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether a renewal failed (the lease may belong to another run now)."""
+        return self._lost is not None
 
     def __enter__(self) -> TenantLock:
         try:
@@ -113,7 +198,7 @@ class TenantLock:
             except HttpResponseError as exc:
                 if exc.status_code != 412:  # a leased blob refuses writes: someone holds it
                     raise
-            self._lease = self._blob.acquire_lease(lease_duration=LEASE_SECONDS)
+            self._lease = self._blob.acquire_lease(lease_duration=self._seconds)
         except HttpResponseError as exc:
             if exc.status_code in (409, 412):
                 raise ConflictError(
@@ -126,26 +211,63 @@ class TenantLock:
             raise StorageError(
                 f"could not lock tenant {self.tenant}: {type(exc).__name__}"
             ) from exc
+        self._renewed_at = self._monotonic()
+        self._stop.clear()
+        self._timer = threading.Thread(
+            target=self._keep_alive, name=f"lease-{self.tenant}", daemon=True
+        )
+        self._timer.start()
         return self
 
+    def _keep_alive(self) -> None:
+        while not self._stop.wait(self._seconds / 4):
+            try:
+                self.renew()
+            except LeaseLostError:
+                return
+
     def renew(self) -> None:
-        """Extend the lease; call between pages.
+        """Extend the lease now.
 
         Raises:
-            ConflictError: the lease was lost (expired and taken): stop without saving state.
+            LeaseLostError: the lease was lost (expired and taken, or broken): stop writing.
         """
-        if self._lease is None:
-            return
-        try:
-            self._lease.renew()
-        except AzureError as exc:
-            raise ConflictError(f"lost the lock of tenant {self.tenant}") from exc
+        with self._guard:
+            if self._lost is not None:
+                raise LeaseLostError(self._lost)
+            if self._lease is None:
+                return
+            try:
+                self._lease.renew()
+            except AzureError as exc:
+                self._lost = (
+                    f"lost the lease of tenant {self.tenant} ({type(exc).__name__}); another run "
+                    "may be ingesting it, so this run stopped writing"
+                )
+                log.error("%s", self._lost)
+                raise LeaseLostError(self._lost) from exc
+            self._renewed_at = self._monotonic()
+
+    def ensure(self) -> None:
+        """Before a write: renew now, so the write starts with the lease ours for its whole
+        duration (a storage call, cheap next to an API call; it closes the window in which a
+        lapsed lease taken by another run would go unnoticed).
+
+        Raises:
+            LeaseLostError: the lease was lost.
+        """
+        self.renew()
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=5)
+            self._timer = None
         if self._lease is None:
             return
-        with contextlib.suppress(AzureError):  # it expires on its own within LEASE_SECONDS
-            self._lease.release()
+        if self._lost is None:
+            with contextlib.suppress(AzureError):  # it expires on its own within the lease
+                self._lease.release()
         self._lease = None
 
 

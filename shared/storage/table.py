@@ -1,41 +1,45 @@
 """The latest-state table: one row per incident (PartitionKey tenant, RowKey incident id).
 
-Rows hold summary columns and where the incident's full JSON lives. Writes are conditional on
-the row's ETag, and a row is only replaced by a strictly newer version, so concurrent or
-out-of-order writers never move an incident back in time.
+Rows hold summary columns (including those a SOC filters on: status, severity, assignment,
+``PriorityScore``, ``SystemTags``) and where the incident's full JSON lives. A row is only
+replaced by a strictly newer version, and every write is conditional (create-only for a new
+row, the row's ETag for a known one), so concurrent or out-of-order writers never move an
+incident back in time. A merged incident (status redirected, ``redirectIncidentId``) keeps the id
+of the incident it was merged into in ``RedirectIncidentId``.
 
-To stay cheap at volume, a run reads the rows that could matter once (``known_since``: rows
-updated at or after the run's start, since any listed version is at least that new) and writes
-each page in entity-group transactions of up to 100 rows
-(https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions).
-A transaction that fails on a concurrency condition falls back to row-by-row
-read-decide-write, so correctness never depends on the snapshot being current.
+Volume: ``lookup`` reads only the rows of the ids at hand (one query per 50 ids), so memory is
+bounded by the slice, not the window; writes go in entity-group transactions of up to 100 rows
+(https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions),
+mixing creates and conditional updates. A transaction refused on a condition (another writer
+touched a row) is decided again as a whole from a fresh lookup of its rows: never row by row.
+
+Versions: ``Version`` keeps the API's own last-update text (all 7 digits), which identifies a
+version exactly; ``LastUpdateTime`` is the (possibly clamped, see ``shared.ingest``) time used to
+order versions.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.clock import parse_utc
+from shared.defender.model import Incident
 from shared.errors import ConflictError, StorageError
 from shared.storage.archive import StoredVersion
 
 _MAX_CONFLICT_RETRIES = 5
 #: the service's limit on operations in one entity-group transaction
 TRANSACTION_SIZE = 100
+#: ids per lookup query (a filter of ``RowKey eq`` terms; well under the URL limits)
+LOOKUP_BATCH = 50
 
 
 class TableLike(Protocol):
@@ -50,10 +54,27 @@ class TableLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RowVersion:
-    """What the table holds for one incident: its last update time and the row's ETag."""
+    """What the table holds for one incident: its last update time, the API's text of it
+    (``version``, "" on rows written before it was kept) and the row's ETag."""
 
     last_update: datetime
     etag: str
+    version: str = ""
+
+
+def version_text(incident: Incident) -> str:
+    """The API's own last-update text of a version (exact, 7 digits)."""
+    key = "lastUpdateTime" if incident.api == "legacy" else "lastUpdateDateTime"
+    return str(incident.raw.get(key) or "")
+
+
+def is_stored(row: RowVersion | None, incident: Incident) -> bool:
+    """Whether the table already has this version or a newer one."""
+    if row is None:
+        return False
+    if row.version and row.version == version_text(incident):
+        return True
+    return row.last_update >= incident.last_update
 
 
 def _stamp(value: datetime) -> str:
@@ -61,9 +82,26 @@ def _stamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _json_list(value: Any) -> str:
+    return json.dumps([str(v) for v in value] if isinstance(value, list) else [])
+
+
+def _soc_columns(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns of the newer Graph fields a SOC filters on (defender-api.md 0.1.6)."""
+    score = raw.get("priorityScore")
+    modified = raw.get("lastModifiedBy")
+    return {
+        "PriorityScore": score if isinstance(score, int) and not isinstance(score, bool) else -1,
+        "SystemTags": _json_list(raw.get("systemTags")),
+        "LastModifiedBy": modified if isinstance(modified, str) else "",
+    }
+
+
 def _entity(tenant: str, version: StoredVersion, ingested_at: datetime) -> dict[str, Any]:
     incident = version.incident
     return {
+        **_soc_columns(incident.raw),
+        "Version": version_text(incident),
         "PartitionKey": tenant,
         "RowKey": incident.id,
         "Title": incident.title,
@@ -96,26 +134,45 @@ class IncidentTable:
         entity = self._get(tenant, incident_id)
         return None if entity is None else parse_utc(str(entity["LastUpdateTime"]))
 
-    def known_since(self, tenant: str, since: datetime) -> dict[str, RowVersion]:
-        """Rows of ``tenant`` whose incident was updated at or after ``since``.
+    def lookup(self, tenant: str, incident_ids: Iterable[str]) -> dict[str, RowVersion]:
+        """The rows of these incidents that exist (one query per ``LOOKUP_BATCH`` ids).
 
         Raises:
             StorageError: the query failed.
         """
-        try:
-            rows = self._table.query_entities(
-                "PartitionKey eq @tenant and LastUpdated ge @since",
-                parameters={"tenant": tenant, "since": since},
-                select=["RowKey", "LastUpdateTime"],
-            )
-            return {
-                str(row["RowKey"]): RowVersion(
-                    parse_utc(str(row["LastUpdateTime"])), str(row.metadata["etag"])
+        ids = sorted(set(incident_ids))
+        found: dict[str, RowVersion] = {}
+        for start in range(0, len(ids), LOOKUP_BATCH):
+            batch = ids[start : start + LOOKUP_BATCH]
+            terms = " or ".join(f"RowKey eq @r{n}" for n in range(len(batch)))
+            parameters: dict[str, Any] = {f"r{n}": rid for n, rid in enumerate(batch)}
+            parameters["tenant"] = tenant
+            try:
+                # the SDK substitutes @names split on spaces: keep the parentheses apart
+                rows = list(
+                    self._table.query_entities(
+                        f"PartitionKey eq @tenant and ( {terms} )",
+                        parameters=parameters,
+                        select=["RowKey", "LastUpdateTime", "Version"],
+                    )
                 )
-                for row in rows
-            }
-        except AzureError as exc:
-            raise StorageError(f"could not query the incident table: {type(exc).__name__}") from exc
+            except AzureError as exc:
+                raise StorageError(
+                    f"could not query the incident table: {type(exc).__name__}"
+                ) from exc
+            for row in rows:
+                try:
+                    found[str(row["RowKey"])] = RowVersion(
+                        parse_utc(str(row["LastUpdateTime"])),
+                        str(row.metadata["etag"]),
+                        str(row.get("Version") or ""),
+                    )
+                except (KeyError, ValueError) as exc:
+                    raise StorageError(
+                        f"row {row.get('RowKey')} of tenant {tenant} in the incident table is "
+                        "corrupt (no valid LastUpdateTime); delete it to have it stored again"
+                    ) from exc
+        return found
 
     def upsert_newer(
         self,
@@ -127,67 +184,69 @@ class IncidentTable:
         """Write each version unless the table already has it or a newer one.
 
         Args:
-            known: the caller's snapshot of rows (from ``known_since``); updated in place with
-                what this call wrote. Without it, every row is read first.
+            known: the caller's ``lookup`` of these ids (read here when None); updated in place
+                with what this call wrote.
 
         Returns:
             how many rows were written.
 
         Raises:
             StorageError: the table could not be read or written.
-            ConflictError: a row kept changing under us (another writer is very busy).
+            ConflictError: rows kept changing under us (another writer is very busy).
         """
-        versions = list(stored)
+        newest: dict[str, StoredVersion] = {}
+        for version in stored:  # one operation per row and transaction: keep the newest
+            held = newest.get(version.incident.id)
+            if held is None or held.incident.last_update < version.incident.last_update:
+                newest[version.incident.id] = version
+        versions = list(newest.values())
         if known is None:
-            return sum(self._upsert_one(tenant, v, ingested_at) for v in versions)
+            known = self.lookup(tenant, newest)
         written = 0
         for start in range(0, len(versions), TRANSACTION_SIZE):
             chunk = versions[start : start + TRANSACTION_SIZE]
-            written += self._upsert_chunk(tenant, chunk, ingested_at, known)
+            written += self._write_chunk(tenant, chunk, ingested_at, known)
         return written
 
-    def _upsert_chunk(
+    def _write_chunk(
         self,
         tenant: str,
         chunk: Sequence[StoredVersion],
         ingested_at: datetime,
         known: dict[str, RowVersion],
     ) -> int:
-        operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        planned: list[StoredVersion] = []
-        for version in chunk:
-            incident = version.incident
-            row = known.get(incident.id)
-            if row is not None and row.last_update >= incident.last_update:
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+            planned: list[StoredVersion] = []
+            for version in chunk:
+                row = known.get(version.incident.id)
+                if is_stored(row, version.incident):
+                    continue
+                entity = _entity(tenant, version, ingested_at)
+                if row is None:
+                    operations.append(("create", entity, {}))
+                else:
+                    options = {"etag": row.etag, "match_condition": MatchConditions.IfNotModified}
+                    operations.append(("update", entity, {"mode": UpdateMode.REPLACE, **options}))
+                planned.append(version)
+            if not operations:
+                return 0
+            try:
+                results = self._table.submit_transaction(operations)
+            except TableTransactionError:
+                # another writer touched one of these rows: decide the whole chunk again
+                known.update(self.lookup(tenant, (v.incident.id for v in chunk)))
                 continue
-            entity = _entity(tenant, version, ingested_at)
-            if row is None:
-                operations.append(("create", entity, {}))
-            else:
-                options = {"etag": row.etag, "match_condition": MatchConditions.IfNotModified}
-                operations.append(("update", entity, {"mode": UpdateMode.REPLACE, **options}))
-            planned.append(version)
-        if not operations:
-            return 0
-        try:
-            results = self._table.submit_transaction(operations)
-        except TableTransactionError:
-            # another writer touched one of these rows: decide row by row with fresh reads
-            written = 0
-            for version in planned:
-                if self._upsert_one(tenant, version, ingested_at):
-                    written += 1
-                known.pop(version.incident.id, None)
-            return written
-        except AzureError as exc:
-            raise StorageError(f"could not write incident rows: {type(exc).__name__}") from exc
-        for version, result in zip(planned, results, strict=True):
-            etag = result.get("etag") if isinstance(result, dict) else None
-            if etag:
-                known[version.incident.id] = RowVersion(version.incident.last_update, str(etag))
-            else:
-                known.pop(version.incident.id, None)
-        return len(planned)
+            except AzureError as exc:
+                raise StorageError(f"could not write incident rows: {type(exc).__name__}") from exc
+            for version, result in zip(planned, results, strict=True):
+                etag = result.get("etag") if isinstance(result, dict) else None
+                incident = version.incident
+                known[incident.id] = RowVersion(
+                    incident.last_update, str(etag or ""), version_text(incident)
+                )
+            return len(planned)
+        raise ConflictError(f"rows of tenant {tenant} kept changing while being written")
 
     def _get(self, tenant: str, incident_id: str) -> Any:
         try:
@@ -198,29 +257,3 @@ class IncidentTable:
             raise StorageError(
                 f"could not read table row {incident_id}: {type(exc).__name__}"
             ) from exc
-
-    def _upsert_one(self, tenant: str, version: StoredVersion, ingested_at: datetime) -> bool:
-        incident = version.incident
-        entity = _entity(tenant, version, ingested_at)
-        for _ in range(_MAX_CONFLICT_RETRIES):
-            current = self._get(tenant, incident.id)
-            try:
-                if current is None:
-                    self._table.create_entity(entity)
-                    return True
-                if parse_utc(str(current["LastUpdateTime"])) >= incident.last_update:
-                    return False
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=current.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return True
-            except (ResourceExistsError, ResourceModifiedError):
-                continue  # someone wrote the row between our read and write: decide again
-            except AzureError as exc:
-                raise StorageError(
-                    f"could not write table row {incident.id}: {type(exc).__name__}"
-                ) from exc
-        raise ConflictError(f"incident {incident.id} kept changing while being written")

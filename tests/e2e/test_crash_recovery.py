@@ -51,6 +51,7 @@ def ingestor(settings: Settings, table_type: type[IncidentTable], journal: Any =
         lookback=settings.lookback,
         overlap=settings.overlap,
         page_size=settings.page_size,
+        safety_lag=settings.safety_lag,
     )
 
 

@@ -30,7 +30,7 @@ HOST_SETTINGS = {
     "AzureWebJobsStorage__tableServiceUri",
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    # APPLICATIONINSIGHTS_CONNECTION_STRING is read by the code too (shared.telemetry)
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
     # the queue trigger's identity-based connection (issue 10), beside DATA_STORAGE__queueServiceUri
@@ -79,6 +79,11 @@ LEFT_OUT = {
     settings.API_CONSENT_STATE_MINUTES_SETTING: "the default fits",
     settings.CONSENT_REDIRECT_URI_SETTING: "defaults to https://$WEBSITE_HOSTNAME/api/consent/"
     "callback, the CONSENT_REDIRECT_URI output the Entra script registers",
+    # issue 9 (ingestion)
+    settings.INGEST_SAFETY_LAG_SETTING: "the default fits; tune as an app setting",
+    settings.INGEST_TIME_BUDGET_SETTING: "the default fits host.json's 10-minute timeout",
+    settings.INGEST_LEASE_SETTING: "the default fits",
+    settings.INGEST_LAG_WARNING_SETTING: "the default fits; tune as an app setting",
 }
 #: the defaults of shared.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}

@@ -118,27 +118,105 @@ def test_tenant_lock_excludes_a_second_holder(container: ContainerClient) -> Non
         pass
 
 
-def test_batched_upsert_uses_snapshot_and_survives_a_concurrent_writer(
-    container: ContainerClient, table: IncidentTable
+class CountingTable:
+    """The real TableClient, counting the calls the adapter makes (a spy, not a mock)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return target(*args, **kwargs)
+
+        return counted
+
+
+def test_batched_upsert_survives_a_concurrent_writer_without_row_by_row_writes(
+    container: ContainerClient, azurite: Azurite
 ) -> None:
-    """Batched writes skip known versions, and a row changed behind the snapshot is re-decided."""
+    """Writes are transactions mixing creates and updates; a batch refused because another
+    writer changed a row is decided again as a whole (one lookup, one transaction)."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    name = f"t{uuid.uuid4().hex}"
+    spy = CountingTable(service.create_table(name))
+    table = IncidentTable(spy)  # type: ignore[arg-type]
     archive = IncidentArchive(container)
     first = archive.write(TENANT, [incident(n, T0) for n in range(1, 151)], T0)
-    known = table.known_since(TENANT, T0)
+    known = table.lookup(TENANT, (str(n) for n in range(1, 151)))
     assert known == {}
-    assert table.upsert_newer(TENANT, first, T0, known) == 150  # two transactions
-    assert len(known) == 150
-    assert table.known_since(TENANT, T0) == known  # ETags from the batch results match
-    assert table.known_since(TENANT, T0 + timedelta(seconds=1)) == {}
+    assert table.upsert_newer(TENANT, first, T0, known) == 150
+    assert spy.calls["submit_transaction"] == 2  # 100 + 50
+    assert table.lookup(TENANT, [str(n) for n in range(1, 151)]) == known  # ETags match
 
-    # another writer stores a newer version of incident 7 behind our snapshot
+    # another writer stores a newer version of incident 7 behind our lookup
     newest = archive.write(TENANT, [incident(7, T0 + timedelta(hours=2))], T0)
-    assert table.upsert_newer(TENANT, newest, T0) == 1
+    assert IncidentTable(service.get_table_client(name)).upsert_newer(TENANT, newest, T0) == 1
     later = archive.write(
-        TENANT, [incident(7, T0 + timedelta(hours=1)), incident(8, T0 + timedelta(hours=1))], T0
+        TENANT,
+        [incident(7, T0 + timedelta(hours=1)), incident(8, T0 + timedelta(hours=1))]
+        + [incident(n, T0) for n in range(200, 230)],  # new rows in the same batch
+        T0,
     )
+    spy.calls.clear()
     written = table.upsert_newer(TENANT, later, T0, known)
 
-    assert written == 1  # incident 8 only: 7 already has a newer version
+    assert written == 31  # 8 and the 30 new ones: 7 already has a newer version
+    assert spy.calls == {"submit_transaction": 2, "query_entities": 1}
     assert table.stored_version(TENANT, "7") == T0 + timedelta(hours=2)
     assert table.stored_version(TENANT, "8") == T0 + timedelta(hours=1)
+    service.delete_table(name)
+
+
+def test_the_same_version_text_is_stored_once_even_with_a_clamped_time(
+    container: ContainerClient, table: IncidentTable
+) -> None:
+    """A version is identified by the API's exact last-update text, so a clamped (moving)
+    time never makes the same version look new."""
+    archive = IncidentArchive(container)
+    future = incident(1, T0 + timedelta(days=400))
+    from dataclasses import replace
+
+    clamped = replace(future, last_update=T0 + timedelta(minutes=5))
+    assert table.upsert_newer(TENANT, archive.write(TENANT, [clamped], T0), T0) == 1
+    later_clamp = replace(future, last_update=T0 + timedelta(hours=3))
+    assert table.upsert_newer(TENANT, archive.write(TENANT, [later_clamp], T0), T0) == 0
+
+
+def test_lost_lease_stops_writes_and_a_timer_keeps_a_held_one_alive(
+    container: ContainerClient,
+) -> None:
+    """The timer renews a 15 s lease past its duration; once broken, ensure() refuses."""
+    import time
+
+    from azure.storage.blob import BlobLeaseClient
+
+    from shared.errors import LeaseLostError
+
+    with TenantLock(container, TENANT, lease_seconds=15) as held:
+        time.sleep(17)  # longer than the lease: only the timer keeps it
+        held.ensure()
+        with pytest.raises(ConflictError):
+            TenantLock(container, TENANT, lease_seconds=15).__enter__()
+        BlobLeaseClient(container.get_blob_client(f"locks/{TENANT}")).break_lease(0)
+        with pytest.raises(LeaseLostError, match="lost the lease"):
+            held.renew()
+        with pytest.raises(LeaseLostError):
+            held.ensure()
+        assert held.lost
+
+
+def test_quarantine_names_a_record_by_its_digest(container: ContainerClient) -> None:
+    from shared.storage.archive import Quarantine
+
+    quarantine = Quarantine(container)
+    bad = {"displayName": "no id", "lastUpdateDateTime": "2026-11-20T10:00:00Z"}
+    first = quarantine.put(TENANT, "graph", bad, "incident without 'id'", T0)
+    again = quarantine.put(TENANT, "graph", dict(bad), "incident without 'id'", T0)
+    assert first == again
+    assert first.startswith(f"quarantine/tenant={TENANT}/date=2026-11-20/q-")
+    doc = json.loads(container.download_blob(first).readall())
+    assert doc["reason"] == "incident without 'id'" and doc["record"] == bad
