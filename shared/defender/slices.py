@@ -129,7 +129,15 @@ class _Axis:
         return max(1, min(math.floor(self.fill * room), math.floor(room / margin)))
 
     def next_end(self) -> int:
-        """The end of the next slice to ask for (> cursor, <= end)."""
+        """The end of the next slice to ask for (> cursor, <= end).
+
+        Whatever the density model proposes, the slice never reaches past the listing's end:
+        the checkpoint moves to a completed slice's end, so a slice beyond ``end`` would move it
+        past data the run was not allowed to read yet.
+        """
+        return max(self.cursor + 1, min(self._propose_end(), self.end))
+
+    def _propose_end(self) -> int:
         target = self.target
         self.planned = None
         self.expect = float(target)
@@ -158,7 +166,7 @@ class _Axis:
                 if self.underrun and not below and hint.sample and hint.sample[0] >= end:
                     end = max(end, hint.sample[0] + 1)  # reach the next known item
                 # more than a page is believed to be left: never ask for all of it at once
-                return end if hint.end - self.cursor <= 1 else min(end, hint.end - 1)
+                return min(end, hint.end) if hint.end - self.cursor <= 1 else min(end, hint.end - 1)
             if hint.count is not None and count == 0 and self.rate is None:
                 return self.end
             # the rest of the hinted region fits: go past it by the density

@@ -92,7 +92,9 @@ def drain(
     next_id = max(service.items, default=0) + 1
     while (req := listing.next()) is not None:
         assert to_us(req.start) >= to_us(listing.cursor)
+        assert to_us(req.end) <= to_us(listing.end), "a slice reaches past the listing's end"
         service.answer(listing, req)
+        assert to_us(listing.cursor) <= to_us(listing.end)
         for _ in range(activity):  # SOC activity between requests: updates and creations move
             # incidents to "now", after the listing's end (read by the next run)
             now = to_us(END) + rng.randrange(1, 10**6)
@@ -196,3 +198,25 @@ def test_an_empty_range_needs_no_request() -> None:
     assert listing.next() is None
     with pytest.raises(ValueError, match="page_size"):
         Listing(START, END, page_size=1)
+
+
+@pytest.mark.parametrize("order", ["newest", "random"])
+@pytest.mark.parametrize(("count", "page"), [(True, 50), (False, 100)])
+def test_a_big_tie_after_a_sparse_stretch_never_moves_the_cursor_past_the_end(
+    order: str, count: bool, page: int
+) -> None:
+    """The emulator's seed shape: a few incidents over a month, then 200+ at one instant a
+    little before the end. Widening after an empty slice once proposed a slice past the end,
+    and the checkpoint then jumped hours into the future (no incident after it is ever read)."""
+    rng = random.Random(3)
+    a, b = to_us(START), to_us(END)
+    items = {i: (t := rng.randrange(a, b - 10**9), t) for i in range(43)}
+    tie = b - 3 * 10**8
+    items.update({100 + i: (tie, tie - i) for i in range(217)})
+    service = FakeService(dict(items), order=order, page_size=page, count=count)
+    listing = Listing(START, END, page_size=page)
+
+    drain(service, listing)
+
+    assert set(service.read) == set(items)
+    assert listing.cursor == END
