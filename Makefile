@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench bench-emulator clean checkov
+.PHONY: help setup demo test lint typecheck unit bench bench-emulator chaos clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
-	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (tenants.json: 1,000-tenant fan-out)"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out)"
+	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
@@ -33,6 +34,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.installed
 
+# benchmark-only tools (chart, profiler): not runtime, not needed by `make test`
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
 setup: $(STAMP) node_modules/.installed $(CHECKOV_STAMP)
 
 lint: $(STAMP)
@@ -52,9 +59,16 @@ test: setup lint typecheck checkov
 demo: setup
 	$(PY) -m emulator.demo
 
-bench: setup
-	$(PY) -m bench
+# SIZES=1000 for a quick run (default 10,000 and 100,000)
+SIZES ?= 10000,100000
+bench: setup $(BENCH_STAMP)
+	$(PY) -m bench --sizes $(SIZES)
 	$(PY) -m bench.tenants
+
+# RUNS=N randomized chaos runs (bench/chaos.py); results in bench/results/chaos.json
+RUNS ?= 20
+chaos: setup
+	$(PY) -m bench.chaos $(RUNS)
 
 bench-emulator: $(STAMP)
 	$(PY) -m bench.emulator_bench
