@@ -96,8 +96,9 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
     # instant (merges clamped to the seeding time), and that tie is split by creation time at
     # about 4 calls per page; the rest costs about 1.8x (see the module docstring). On a loaded
     # machine each 20 s run reads fewer slices, and every run starts with one request over the
-    # whole rest of the window (legacy has no $count to place its split), so CI can exceed 2.6x
-    # (it did once). The bound catches a planner that re-reads pages (that costs far more); 1.2x
+    # whole rest of the window (legacy has no $count to place its split); this test failed once
+    # on a loaded CI run (passing on rerun), so the bound leaves room. It still catches a planner
+    # that re-reads pages (that costs far more); 1.2x
     # (issue 9) is not met and is tracked in the README.
     assert calls <= 3.5 * pages, figures
     assert calls > pages, figures  # (a sanity check on the counting itself)
