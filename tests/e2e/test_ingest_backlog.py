@@ -77,7 +77,9 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
 
     assert all(r["ok"] for r in runs), [r for r in runs if not r["ok"]][:1]
     assert runs[-1]["complete"], "the backlog did not finish"
-    assert len(runs) >= 2 or BACKLOG < 2000  # it really took several runs
+    # how many runs it takes depends on the machine's speed (one fast run can read 3,000 under
+    # a 20 s budget); that a run stops at its budget and the next resumes is tested on its own
+    # in test_ingest_guarantees.py
     marks = [r["watermark"] for r in runs]
     assert marks == sorted(marks)
     lines = archived_lines(cloud.azurite.connection_string, home)
