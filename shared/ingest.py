@@ -20,7 +20,10 @@ Per tenant, under its lease, oldest first:
 
 Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices``):
 a slice is complete only when one answer for exactly it had no nextLink and fewer than
-``$top`` items, so it held every incident then updated in it; slices complete oldest first and
+``$top`` items, so it held every incident then updated in it (on Graph, a slice older than the
+late-arrival bound may instead be read across its pages and is complete when their
+``@odata.count`` held still and that many distinct incidents were read: ``PagedRead``); slices
+complete oldest first and
 the checkpoint never passes the end of the last complete one, which is at most now minus the
 safety lag. An update made visible late (Defender can show an update after the time it records)
 is read if it became visible within the safety lag of its time; in steady state (runs keeping
@@ -42,17 +45,20 @@ per user would store a partial lake; ``incidents list --as-user`` is the way to 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.clock import Clock, format_utc
-from shared.defender.client import DefenderClient, SlicePage
+from shared.defender.client import MAX_SKIP, DefenderClient, SlicePage
 from shared.defender.model import Incident, normalize
-from shared.defender.slices import Listing, SliceRequest
+from shared.defender.slices import Listing, PagedRead, SliceRequest
 from shared.errors import (
     BridgeError,
     ConflictError,
@@ -61,7 +67,7 @@ from shared.errors import (
     UnexpectedResponseError,
     UpstreamError,
 )
-from shared.storage.archive import IncidentArchive, Quarantine, plan
+from shared.storage.archive import IncidentArchive, Quarantine, plan, quarantine_name
 from shared.storage.state import Watermark
 from shared.storage.table import IncidentTable, is_stored
 from shared.window import plan_start
@@ -233,6 +239,40 @@ class _Run:
     unnotified: list[Incident] = field(default_factory=list)
     lag: float | None = None
     lag_warning: bool = False
+    etag: str | None = None  # of the checkpoint, as last written
+    set_aside: set[str] = field(default_factory=set)  # quarantine blobs of this run
+
+
+class _Writer:
+    """One background thread that stores answers in order while the next one is fetched.
+
+    ``submit`` first waits for the task before it (at most one is pending, so memory holds at
+    most two answers) and raises that task's failure on the fetching thread.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pending: Future[None] | None = None
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self.drain()
+        self._pending = self._pool.submit(fn, *args)
+
+    def drain(self) -> None:
+        """Wait for the pending task; its failure is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """End the thread; a task still in flight (the run is failing) is let finish first,
+        so no write outlives the run's lease, and its own failure is not raised over the
+        run's."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.result()
+        self._pool.shutdown(wait=True)
 
 
 class Ingestor:
@@ -371,64 +411,95 @@ class Ingestor:
         run.start, run.end, run.checkpoint = start, upper, mark.value
         graph = client.api == "graph"
         top = min(self._page_size, GRAPH_INCIDENT_TOP) if graph else self._page_size
-        listing = Listing(start, upper, page_size=top, rate_per_hour=mark.rate_per_hour)
+        listing = Listing(
+            start,
+            upper,
+            page_size=top,
+            rate_per_hour=mark.rate_per_hour,
+            # Graph gives @odata.count: slices older than the late-arrival bound are read
+            # across pages and verified by count (shared.defender.slices); legacy has no count
+            paged_items=MAX_SKIP if graph else 0,
+            settled=upper - self._overlap if graph else None,
+        )
         expand_failed = mark.time("expandFailedAt")
         expand = graph and (expand_failed is None or now - expand_failed > EXPAND_RETRY_AFTER)
         run.alerts = "embedded" if not graph else "expanded" if expand else "separate"
+        run.etag = etag
         info: dict[str, Any] = dict(mark.info)
         deadline = run.started + self._budget
+        # the slowest request of this run (of the last run until one is measured; kept in the
+        # checkpoint): a run starts a request only with twice that left, and sizes paged slices
+        # to the pages that fit in half the time left, so a slice never needs more time than a
+        # run has and a backlog always moves on
+        prior = _positive(info.get("secondsPerPage"))
         slowest = 0.0
-        while (request := listing.next()) is not None:
-            began = self._monotonic()
-            if deadline - began < max(5.0, 2 * slowest):
-                run.stopped = "time budget"
-                break
-            try:
-                if request.exhaust:
-                    page = self._exhaust(tenant, client, lock, request, top, expand, deadline, run)
-                else:
-                    page, expand = self._fetch(client, request, top, expand, deadline, run, info)
-                    self._take(tenant, client, lock, page, run)
-            except TransientError:
-                if self._monotonic() >= deadline - 1:
-                    run.stopped = "time budget"  # the last call ran out of the run's time
+        # Fetching and writing overlap: the writer thread stores one answer while the next is
+        # fetched. Writes stay in order, one at a time (dedup lookups see every earlier write;
+        # a checkpoint is written after its slice's pages), so what is stored, and when the
+        # checkpoint moves, is as without the overlap; at most two answers are held.
+        writer = _Writer(f"ingest-{tenant[:8]}")
+        try:
+            while (
+                request := listing.next(self._fits(deadline, slowest or prior, top))
+            ) is not None:
+                began = self._monotonic()
+                if deadline - began < max(5.0, 2 * (slowest or prior)):
+                    run.stopped = "time budget"
                     break
-                raise
-            slowest = max(slowest, self._monotonic() - began)
-            run.pages += 1
-            completed = listing.record(
-                request,
-                updated=_times(page.items, client.api, "updated"),
-                created=_times(page.items, client.api, "created"),
-                full=page.full and not request.exhaust,
-                count=page.count,
-            )
-            if not completed:
-                run.splits += 1
-                continue
-            run.slices += 1
-            cursor = listing.cursor
-            if run.checkpoint is None or cursor > run.checkpoint:
-                lock.ensure()
-                info["ratePerHour"] = listing.rate_per_hour
-                etag = self._watermarks.save(
-                    tenant, cursor, etag=etag, saved_at=self._clock(), info=info
-                )
-                run.checkpoint = cursor
-            self._tell(tenant, run)
-            if progress is not None:
-                progress(
-                    IngestProgress(
-                        tenant,
-                        run.slices,
-                        run.stored,
-                        run.listed,
-                        start,
-                        cursor,
-                        upper,
-                        self._monotonic() - run.started,
-                    )
-                )
+                completed: bool | None
+                try:
+                    if request.exhaust:
+                        writer.drain()
+                        page = self._exhaust(
+                            tenant, client, lock, request, top, expand, deadline, run
+                        )
+                        completed = listing.record(
+                            request,
+                            updated=_times(page.items, client.api, "updated"),
+                            created=_times(page.items, client.api, "created"),
+                            full=False,
+                        )
+                    elif request.paged:
+                        completed, expand, slowest = self._read_paged(
+                            tenant, client, lock, listing, request, top, expand, deadline, run,
+                            info, writer, slowest,
+                        )  # fmt: skip
+                    else:
+                        page, expand = self._fetch(
+                            client, request, top, expand, deadline, run, info
+                        )
+                        run.pages += 1
+                        self._store(writer, tenant, client, lock, page, run)
+                        completed = listing.record(
+                            request,
+                            updated=_times(page.items, client.api, "updated"),
+                            created=_times(page.items, client.api, "created"),
+                            full=page.full,
+                            count=page.count,
+                        )
+                except TransientError:
+                    if self._monotonic() >= deadline - 1:
+                        run.stopped = "time budget"  # the last call ran out of the run's time
+                        break
+                    raise
+                if not request.paged:
+                    slowest = max(slowest, self._monotonic() - began)
+                info["secondsPerPage"] = round(slowest, 3)
+                if completed is None:
+                    run.stopped = "time budget"  # a paged slice stopped between its pages
+                    break
+                if not completed:
+                    run.splits += 1
+                    continue
+                run.slices += 1
+                writer.submit(
+                    self._commit, tenant, lock, listing.cursor, listing.rate_per_hour, run, info,
+                    progress,
+                )  # fmt: skip
+            writer.drain()
+        finally:
+            writer.close()
+        etag = run.etag
         run.complete = listing.next() is None
         run.reached = listing.cursor
         if run.blobs:
@@ -495,17 +566,168 @@ class Ingestor:
         except TransientError as exc:
             if not (expand and exc.status == 500):
                 raise
-            log.warning(
-                "tenant %s: a filtered listing with $expand=alerts answers 500 (a known service "
-                "limit on large tenants); reading alerts apart from incidents for %s",
-                run.tenant,
-                EXPAND_RETRY_AFTER,
-            )
-            info["expandFailedAt"] = format_utc(self._clock())
-            run.alerts = "separate"
+            self._expand_failed(run, info)
             return client.incident_slice(
                 request, top=top, count=graph, expand=False, deadline=deadline
             ), False
+
+    def _expand_failed(self, run: _Run, info: dict[str, Any]) -> None:
+        log.warning(
+            "tenant %s: a filtered listing with $expand=alerts answers 500 (a known service "
+            "limit on large tenants); reading alerts apart from incidents for %s",
+            run.tenant,
+            EXPAND_RETRY_AFTER,
+        )
+        info["expandFailedAt"] = format_utc(self._clock())
+        run.alerts = "separate"
+
+    def _read_paged(
+        self,
+        tenant: str,
+        client: DefenderClient,
+        lock: Lock,
+        listing: Listing,
+        request: SliceRequest,
+        top: int,
+        expand: bool,
+        deadline: float,
+        run: _Run,
+        info: dict[str, Any],
+        writer: _Writer,
+        slowest: float,
+    ) -> tuple[bool | None, bool, float]:
+        """Read a slice across its pages (Graph) and record whether the count verified it.
+
+        Every page is stored as it comes (its versions are real, whatever the verdict). The
+        slice is complete only when each page carried the same ``@odata.count``, the last page
+        had no link and the distinct incidents read equal the count (the argument is in
+        ``shared.defender.slices``); otherwise the planner splits it. Returns (completed, or None
+        when the time budget ran out between pages; whether ``$expand`` is still used; the
+        slowest request seen).
+        """
+        while True:
+            try:
+                done, slowest = self._paged_pass(
+                    tenant, client, lock, listing, request, top, expand, deadline, run, writer,
+                    slowest,
+                )  # fmt: skip
+                return done, expand, slowest
+            except TransientError as exc:
+                if not (expand and exc.status == 500):
+                    raise
+                self._expand_failed(run, info)
+                expand = False  # pages stored so far are kept; the slice is read again
+
+    def _paged_pass(
+        self,
+        tenant: str,
+        client: DefenderClient,
+        lock: Lock,
+        listing: Listing,
+        request: SliceRequest,
+        top: int,
+        expand: bool,
+        deadline: float,
+        run: _Run,
+        writer: _Writer,
+        slowest: float,
+    ) -> tuple[bool | None, float]:
+        key = "incidentId" if client.api == "legacy" else "id"
+        read = PagedRead(listing.paged_room)
+        began = self._monotonic()
+        for page in client.slice_pages(request, top=top, expand=expand, deadline=deadline):
+            now = self._monotonic()
+            slowest, began = max(slowest, now - began), now
+            run.pages += 1
+            self._store(writer, tenant, client, lock, page, run)
+            more = read.add(
+                [_text(raw.get(key)) if isinstance(raw, dict) else None for raw in page.items],
+                _times(page.items, client.api, "updated"),
+                _times(page.items, client.api, "created"),
+                count=page.count,
+                linked=page.next_link is not None,
+            )
+            if not more:
+                break
+            left = deadline - now
+            if left < max(5.0, 2 * slowest):  # this slice's pages were measured
+                # out of time between pages: what was read is stored, and the planner learns
+                # the slice's count (the next run plans smaller slices from the density)
+                listing.record_paged(request, read)
+                return None, slowest
+            pages_left = math.ceil(((read.count or 0) - len(read.seen)) / top)
+            if pages_left * slowest > (left - 5.0) / 2:
+                # the rest of this slice would not fit in the time left: split it into slices
+                # that do (``_fits``), so this run still completes some
+                return listing.record_paged(request, read), slowest
+        if read.unstable:
+            log.info(
+                "tenant %s: pages of one slice repeated incidents (%d distinct of %d counted); "
+                "the service's order is not stable between requests, so one page per slice "
+                "from now on",
+                tenant,
+                len(read.seen),
+                read.count,
+            )
+        return listing.record_paged(request, read), slowest
+
+    def _fits(self, deadline: float, slowest: float, top: int) -> int | None:
+        """The most incidents a paged slice may hold to be read in half the time left."""
+        if slowest <= 0:
+            return None  # nothing measured yet
+        pages = (deadline - self._monotonic() - 5.0) / (2 * slowest)  # slowest > 0 here
+        return max(0, math.floor(pages)) * top
+
+    def _store(
+        self,
+        writer: _Writer,
+        tenant: str,
+        client: DefenderClient,
+        lock: Lock,
+        page: SlicePage,
+        run: _Run,
+    ) -> None:
+        """Hand one answer to the writer (or store it here when its alerts must be read with
+        the client: API calls stay on the fetching thread)."""
+        if client.api == "graph" and not page.expanded:
+            writer.drain()
+            self._take(tenant, client, lock, page, run)
+        else:
+            writer.submit(self._take, tenant, client, lock, page, run)
+
+    def _commit(
+        self,
+        tenant: str,
+        lock: Lock,
+        cursor: datetime,
+        rate_per_hour: float | None,
+        run: _Run,
+        info: dict[str, Any],
+        progress: Progress | None,
+    ) -> None:
+        """After a completed slice's pages are stored: move the checkpoint to its end (ETag-
+        guarded, never backwards), tell ``notify``, show progress (writer thread)."""
+        if run.checkpoint is None or cursor > run.checkpoint:
+            lock.ensure()
+            info["ratePerHour"] = rate_per_hour
+            run.etag = self._watermarks.save(
+                tenant, cursor, etag=run.etag, saved_at=self._clock(), info=dict(info)
+            )
+            run.checkpoint = cursor
+        self._tell(tenant, run)
+        if progress is not None and run.start is not None and run.end is not None:
+            progress(
+                IngestProgress(
+                    tenant,
+                    run.slices,
+                    run.stored,
+                    run.listed,
+                    run.start,
+                    cursor,
+                    run.end,
+                    self._monotonic() - run.started,
+                )
+            )
 
     def _exhaust(
         self,
@@ -629,6 +851,10 @@ class Ingestor:
         now: datetime,
         run: _Run,
     ) -> None:
+        name = quarantine_name(tenant, raw, now.date().isoformat())
+        if name in run.set_aside:
+            return  # read again by a later slice of this run: set aside (and counted) once
+        run.set_aside.add(name)
         run.quarantined += 1
         log.warning("tenant %s: a record was quarantined: %s", tenant, reason)
         if self._quarantine is not None:
@@ -708,6 +934,18 @@ class Ingestor:
             alerts=run.alerts,
             tie_warnings=run.tie_warnings,
         )
+
+
+def _positive(value: Any) -> float:
+    """A stored positive number of seconds, or 0 (missing or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if 0 < value < 3600 else 0.0
+
+
+def _text(value: Any) -> str | None:
+    """An id as text (None when missing or empty)."""
+    return None if value is None or value == "" else str(value)
 
 
 def _times(items: Sequence[dict[str, Any]], api: str, which: str) -> list[datetime]:

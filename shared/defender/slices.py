@@ -21,6 +21,18 @@ says otherwise (defender-api.md 0.1 items 1-3):
 - An incident updated while we list moves to a later last-update time: it leaves an older slice
   and enters a newer one, still unread or later re-read through the run's overlap, so it is
   read in its newer version. A slice already complete stays complete for the versions it held.
+- **Across pages** (Graph, where ``$count=true`` gives ``@odata.count`` on every page): a slice
+  that ends before the caller's ``settled`` instant may instead be read through its nextLinks
+  (never past ``$skip`` 500). It is complete only when every page carried the same count, the
+  last page had no nextLink, and the distinct incidents read equal that count. Why that is
+  enough whatever the order and however the offsets shift: ``settled`` is older than the
+  late-arrival bound (safety lag + overlap), so no incident can *enter* such a slice while it
+  is read; one that leaves it (updated, so its last-update time moves to now) leaves for good
+  and lowers the count. An unchanged count therefore means the slice held the same set
+  throughout, every page was drawn from that set, and as many distinct incidents as the set
+  holds were read: all of them. Otherwise the slice is split as above (its items are stored).
+  A listing whose counts hold still but whose pages repeat incidents (an order that is not
+  stable between requests) stops reading across pages: single pages then need no stability.
 - Slices complete oldest first, so ``[start, cursor)`` is always fully read: the caller's
   checkpoint may move to ``cursor`` (never past it) after storing what was read.
 - **Ties**: more incidents at one instant (``b - a`` = 1 µs, the resolution kept: the 7th
@@ -68,7 +80,8 @@ _POOL = 8
 @dataclass(frozen=True, slots=True)
 class SliceRequest:
     """What to ask for: last update in ``[start, end)`` (and creation in ``[created_start,
-    created_end)`` when splitting a tie). ``exhaust``: page this pair through links (last resort).
+    created_end)`` when splitting a tie). ``exhaust``: page this pair through links (last resort);
+    ``paged``: read it across pages, complete only when verified by count.
     """
 
     start: datetime
@@ -76,6 +89,8 @@ class SliceRequest:
     created_start: datetime | None = None
     created_end: datetime | None = None
     exhaust: bool = False
+    #: read through the slice's links and verify by ``@odata.count`` (see the module docstring)
+    paged: bool = False
 
 
 @dataclass
@@ -120,22 +135,27 @@ class _Axis:
     #: width of the last completed slice
     last_width: int = 0
 
+    #: the most items one request may hold: a page less one, or a multi-page slice's cap
+    room: int = 0
+
     @property
     def target(self) -> int:
         """Items to aim for: as many as fit with a margin of 1.5 standard deviations of the
-        observed planning error, at most ``fill`` of a page."""
-        room = self.page_size - 1
+        observed planning error, at most ``fill`` of the room (a page, or a paged slice)."""
+        room = self.room or self.page_size - 1
         margin = 1 + 1.5 * math.sqrt(self.spread)
         return max(1, min(math.floor(self.fill * room), math.floor(room / margin)))
 
-    def next_end(self) -> int:
-        """The end of the next slice to ask for (> cursor, <= end).
+    def next_end(self, limit: int | None = None) -> int:
+        """The end of the next slice to ask for (> cursor, <= end, <= ``limit``).
 
         Whatever the density model proposes, the slice never reaches past the listing's end:
         the checkpoint moves to a completed slice's end, so a slice beyond ``end`` would move it
-        past data the run was not allowed to read yet.
+        past data the run was not allowed to read yet. ``limit``: where a paged slice must end
+        (the settled instant).
         """
-        return max(self.cursor + 1, min(self._propose_end(), self.end))
+        end = self.end if limit is None else min(self.end, limit)
+        return max(self.cursor + 1, min(self._propose_end(), end))
 
     def _propose_end(self) -> int:
         target = self.target
@@ -317,6 +337,61 @@ def _boundary(
     return max(start + 1, min(end - 1, lo_t)) if end - start > 1 else end
 
 
+@dataclass
+class PagedRead:
+    """The pages of one ``paged`` request as they are read, and whether they verify its slice.
+
+    ``limit``: the most incidents such a slice may hold (``Listing.paged_items``).
+    """
+
+    limit: int
+    seen: set[str] = field(default_factory=set)
+    updated: list[datetime] = field(default_factory=list)
+    created: list[datetime] = field(default_factory=list)
+    counts: set[int | None] = field(default_factory=set)
+    count: int | None = None  # of the last page
+    pages: int = 0
+    missing: int = 0  # items without an id: they cannot be told apart, so no verdict
+    linked: bool = False  # the last page had a nextLink
+
+    def add(
+        self,
+        ids: Sequence[str | None],
+        updated: Sequence[datetime],
+        created: Sequence[datetime],
+        *,
+        count: int | None,
+        linked: bool,
+    ) -> bool:
+        """Take one page (its items' ids, None where missing, and times); True when the next
+        page should be read, False when the pages so far decide (the end, or no verdict can
+        come: no count, more than ``limit``, or the count moved)."""
+        self.pages += 1
+        self.seen.update(i for i in ids if i is not None)
+        self.missing += sum(1 for i in ids if i is None)
+        self.updated.extend(updated)
+        self.created.extend(created)
+        self.counts.add(count)
+        self.count, self.linked = count, linked
+        return self.steady and linked
+
+    @property
+    def steady(self) -> bool:
+        """Every page carried the same count, within the limit."""
+        return len(self.counts) == 1 and self.count is not None and self.count <= self.limit
+
+    @property
+    def verified(self) -> bool:
+        """The slice is complete: steady, no link left, as many distinct incidents as counted
+        (all with ids)."""
+        return self.steady and not self.linked and not self.missing and len(self.seen) == self.count
+
+    @property
+    def unstable(self) -> bool:
+        """The set held still but its pages repeated incidents: the order is not stable."""
+        return self.steady and not self.linked and not self.missing and len(self.seen) != self.count
+
+
 class Listing:
     """The slices of one listing of ``[start, end)``, planned as the answers come in.
 
@@ -333,12 +408,20 @@ class Listing:
         page_size: int,
         rate_per_hour: float | None = None,
         fill: float = 0.95,
+        paged_items: int = 0,
+        settled: datetime | None = None,
     ) -> None:
         if page_size < 2:
             raise ValueError("page_size must be at least 2")
+        if paged_items and (paged_items < page_size or settled is None):
+            raise ValueError("paged slices need paged_items >= page_size and a settled instant")
         rate = rate_per_hour / 3.6e9 if rate_per_hour and rate_per_hour > 0 else None
         self.page_size = page_size
         self.fill = fill
+        #: the most incidents a slice read across pages may hold (0: one page per slice)
+        self.paged_items = paged_items
+        self._settled = to_us(settled) if settled is not None and paged_items else None
+        self._room = paged_items
         self._axis = _Axis(to_us(start), max(to_us(start), to_us(end)), page_size, fill, rate)
         self._tie: _Axis | None = None
         self._tie_at: int | None = None
@@ -360,11 +443,41 @@ class Listing:
         rate = self._axis.rate
         return None if rate is None else rate * 3.6e9
 
-    def next(self) -> SliceRequest | None:
-        """The next request, or None when the whole range is read."""
+    @property
+    def paging(self) -> bool:
+        """Whether slices before the settled instant are read across pages."""
+        return self._settled is not None
+
+    @property
+    def paged_room(self) -> int:
+        """The most incidents the next paged slice may hold: ``paged_items``, halved after each
+        slice whose count moved while it was read (activity), a page after one holding incidents
+        without an id, doubled back after each slice completed. Under steady activity the slices
+        shrink until a page or two reads them before the next change; a single page needs no
+        stability at all."""
+        return self._room
+
+    def stop_paging(self) -> None:
+        """Read one page per slice from now on (the service's pages repeat incidents between
+        requests: reading across pages would then keep failing its verification)."""
+        self._settled = None
+        self._axis.room = 0
+        if self._tie is not None:
+            self._tie.room = 0
+
+    def next(self, max_items: int | None = None) -> SliceRequest | None:
+        """The next request, or None when the whole range is read.
+
+        ``max_items``: the most incidents a paged slice may hold this time (the caller's time
+        left, in pages, times the page size); below a page, the request is a single page.
+        """
         axis = self._axis
         if axis.done:
             return None
+        settled = self._settled
+        room = self._room if max_items is None else min(self._room, max_items)
+        if room < self.page_size:
+            settled = None
         if self._tie_at is not None:
             tie = self._tie
             assert tie is not None
@@ -373,8 +486,47 @@ class Listing:
             if self._exhaust is not None:
                 c0, c1 = self._exhaust
                 return SliceRequest(at, after, from_us(c0), from_us(c1), exhaust=True)
-            return SliceRequest(at, after, from_us(tie.cursor), from_us(tie.next_end()))
+            paged = settled is not None and self._tie_at + 1 <= settled
+            tie.room = room if paged else 0
+            end = tie.next_end()
+            return SliceRequest(at, after, from_us(tie.cursor), from_us(end), paged=paged)
+        if settled is not None and self._worth_paging(axis, settled):
+            axis.room = room
+            return SliceRequest(from_us(axis.cursor), from_us(axis.next_end(settled)), paged=True)
+        axis.room = 0
         return SliceRequest(from_us(axis.cursor), from_us(axis.next_end()))
+
+    @staticmethod
+    def _worth_paging(axis: _Axis, settled: int) -> bool:
+        """Whether the next slice should be read across pages: only before ``settled``, and only
+        when more than one page is expected there (an incremental run's few updates take one
+        request, not a paged slice plus the unsettled rest)."""
+        if axis.cursor >= settled:
+            return False
+        if axis.hint is not None or axis.rate is None:
+            return True  # splitting a dense region, or nothing known yet (a first run)
+        axis.room = 0
+        return axis.rate * (settled - axis.cursor) > axis.target
+
+    def record_paged(self, request: SliceRequest, read: PagedRead) -> bool:
+        """Take the pages of a ``paged`` request; True when they completed (verified) its slice.
+        Pages that repeated incidents while the set held still stop paging for the listing."""
+        if read.unstable:
+            self.stop_paging()
+        elif read.verified:
+            self._room = min(self.paged_items, 2 * self._room)
+        elif len(read.counts) > 1:
+            self._room = max(self.page_size - 1, self._room // 2)
+        elif read.missing:
+            # incidents without an id cannot be told apart: single pages prove their slices
+            self._room = self.page_size - 1
+        return self.record(
+            request,
+            updated=read.updated,
+            created=read.created,
+            full=not read.verified,
+            count=read.count,
+        )
 
     def record(
         self,
@@ -387,8 +539,10 @@ class Listing:
     ) -> bool:
         """Take the answer to ``request``; return True when it completed a slice.
 
-        ``full``: the answer had a nextLink or ``page_size`` items (the slice is then split).
+        ``full``: the answer had a nextLink or ``page_size`` items (the slice is then split);
+        for a ``paged`` request: the pages read did not verify the slice complete.
         ``updated``/``created``: the answer's items' times (a sample for the split).
+        ``count``: ``@odata.count`` (of the last page read, for a paged request), if given.
         """
         axis = self._axis
         if self._tie_at is not None:
@@ -417,6 +571,8 @@ class Listing:
         start, end = to_us(request.start), to_us(request.end)
         if not full:
             axis.complete(end, len(updated))
+            if not request.paged and self._room < self.paged_items:
+                self._room = min(self.paged_items, 2 * self._room)  # widen back after a shrink
             return True
         if end - start <= 1:
             # more than a page at one instant: split it by creation time

@@ -57,7 +57,9 @@ def test_sigkilled_runs_resume_without_loss_or_duplicates(
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
     env = env_for(app_env)
-    cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 0.15})
+    # slow answers keep each run listing for a few seconds (a Graph run reads this tenant in
+    # about ten requests), so the random kills land mid-run
+    cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 0.5})
     observed = versions(truth(cloud, home, "graph"))
     kills = 20 if FULL else 8
     killed = 0
@@ -91,7 +93,9 @@ def test_two_processes_and_a_lapsed_lease_store_each_version_once(
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
     env = env_for(app_env)
-    cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 0.4})
+    # slow answers keep run A listing well past the moment B starts (this tenant takes A about
+    # ten requests on Graph)
+    cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 1.5})
     first = ingest_process(env)
     time.sleep(4.0)  # A is listing
     held = ingest(env)
@@ -176,7 +180,13 @@ def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(
     far it got; successive runs finish the backlog, re-reading only the overlap."""
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
-    env = env_for(app_env, INGEST_TIME_BUDGET_SECONDS="14", INGEST_OVERLAP_MINUTES="0")
+    # pages of 10: the tenant's 260 incidents need 26 slow requests, more than one run's budget
+    env = env_for(
+        app_env,
+        INGEST_TIME_BUDGET_SECONDS="14",
+        INGEST_OVERLAP_MINUTES="0",
+        INGEST_PAGE_SIZE="10",
+    )
     cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 1.0})
     results: list[dict[str, Any]] = []
     for _ in range(12):

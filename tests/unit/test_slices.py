@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.defender.slices import Listing, SliceRequest, from_us, to_us
+from shared.defender.slices import Listing, PagedRead, SliceRequest, from_us, to_us
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 END = START + timedelta(days=30)
+#: where Graph listings in these tests may read across pages (older than the late-arrival bound)
+SETTLED = END - timedelta(minutes=10)
+
+
+def paged_listing(start: datetime = START, rate_per_hour: float | None = None) -> Listing:
+    """A Graph listing: slices before SETTLED are read across pages (up to $skip 500)."""
+    return Listing(
+        start, END, page_size=50, rate_per_hour=rate_per_hour, paged_items=500, settled=SETTLED
+    )
 
 
 @dataclass
@@ -47,9 +57,38 @@ class FakeService:
             out.sort(key=lambda x: (-x[0], x[2]))
         elif self.order == "oldest":
             out.sort()
-        else:
+        elif self.order == "hashed":  # arbitrary but the same for every request
+            out.sort(key=lambda x: (x[2] * 2654435761) % 2**32)
+        else:  # shuffled anew for every request
             self.rng.shuffle(out)
         return out
+
+    def answer_paged(
+        self, listing: Listing, req: SliceRequest, between: Callable[[], None] | None = None
+    ) -> bool:
+        """A ``paged`` request read through its links: each link is a fresh request at the
+        next offset of whatever matches then (offsets shift when the data changes), with
+        ``@odata.count`` on every page; ``between`` runs between pages (SOC activity)."""
+        read = PagedRead(listing.paged_room)
+        skip = 0
+        while True:
+            self.calls += 1
+            found = self.matching(req)
+            page = found[skip : skip + self.page_size]
+            for u, _, i in page:
+                self.read.setdefault(i, set()).add(u)
+            more = read.add(
+                [str(i) for _, _, i in page],
+                [from_us(u) for u, _, _ in page],
+                [from_us(c) for _, c, _ in page],
+                count=len(found),
+                linked=skip + self.page_size < len(found),
+            )
+            if not more:
+                return listing.record_paged(req, read)
+            if between is not None:
+                between()
+            skip += self.page_size
 
     def answer(self, listing: Listing, req: SliceRequest) -> bool:
         self.calls += 1
@@ -90,11 +129,9 @@ def drain(
 ) -> None:
     rng = random.Random(5)
     next_id = max(service.items, default=0) + 1
-    while (req := listing.next()) is not None:
-        assert to_us(req.start) >= to_us(listing.cursor)
-        assert to_us(req.end) <= to_us(listing.end), "a slice reaches past the listing's end"
-        service.answer(listing, req)
-        assert to_us(listing.cursor) <= to_us(listing.end)
+
+    def act() -> None:
+        nonlocal next_id
         for _ in range(activity):  # SOC activity between requests: updates and creations move
             # incidents to "now", after the listing's end (read by the next run)
             now = to_us(END) + rng.randrange(1, 10**6)
@@ -104,6 +141,17 @@ def drain(
             else:
                 service.items[next_id] = (now, now)
                 next_id += 1
+
+    while (req := listing.next()) is not None:
+        assert to_us(req.start) >= to_us(listing.cursor)
+        assert to_us(req.end) <= to_us(listing.end), "a slice reaches past the listing's end"
+        if req.paged:
+            assert listing.paging and req.end <= SETTLED, "a paged slice reaches past settled"
+            service.answer_paged(listing, req, act)
+        else:
+            service.answer(listing, req)
+        assert to_us(listing.cursor) <= to_us(listing.end)
+        act()
         assert service.calls < limit, "the listing does not terminate"
 
 
@@ -220,3 +268,128 @@ def test_a_big_tie_after_a_sparse_stretch_never_moves_the_cursor_past_the_end(
 
     assert set(service.read) == set(items)
     assert listing.cursor == END
+
+
+# ---------------------------------------------------------------- reading across pages (Graph)
+
+
+@pytest.mark.parametrize("order", ["newest", "hashed", "random"])
+@pytest.mark.parametrize("kind", ["even", "uniform", "bursty"])
+def test_paged_slices_read_every_incident_whatever_the_order(order: str, kind: str) -> None:
+    items = generate(3000, kind)
+    service = FakeService(dict(items), order=order)
+    listing = paged_listing()
+
+    drain(service, listing)
+
+    assert set(service.read) == set(items)
+    assert listing.cursor == END
+
+
+@pytest.mark.parametrize("order", ["newest", "hashed"])
+def test_activity_between_the_pages_of_a_slice_loses_no_untouched_incident(order: str) -> None:
+    """Updates between the pages of a slice shift every later offset; the count moves, so the
+    slice is not taken as complete and is split: every untouched incident is still read."""
+    items = generate(3000, "uniform", seed=11)
+    service = FakeService(dict(items), order=order)
+    listing = paged_listing()
+
+    drain(service, listing, activity=1)
+
+    untouched = {i for i, v in items.items() if service.items[i] == v}
+    assert len(untouched) < len(items)  # the activity did touch some
+    assert untouched <= set(service.read)
+    assert listing.paging  # a moving count is activity, not an unstable order
+
+
+def test_an_order_that_changes_between_requests_stops_paging_and_loses_nothing() -> None:
+    items = generate(3000, "uniform", seed=12)
+    service = FakeService(dict(items), order="random")
+    listing = paged_listing()
+
+    drain(service, listing)
+
+    assert not listing.paging
+    assert set(service.read) == set(items)
+
+
+@pytest.mark.parametrize("order", ["newest", "hashed"])
+@pytest.mark.parametrize(("kind", "bound"), [("even", 1.1), ("uniform", 1.1), ("bursty", 1.12)])
+def test_paged_slices_need_few_requests_beyond_the_pages(
+    order: str, kind: str, bound: float
+) -> None:
+    """Issue 9: API calls at most 1.2x the pages a perfect reader needs, on a backfill."""
+    items = generate(20_000, kind)
+    service = FakeService(dict(items), order=order)
+    listing = paged_listing()
+
+    drain(service, listing)
+
+    assert set(service.read) == set(items)
+    assert service.calls <= bound * math.ceil(len(items) / 50), service.calls
+
+
+def test_an_incremental_graph_run_is_still_one_request() -> None:
+    """A few updates since the checkpoint, a density carried over and a settled instant inside
+    the window: one single-page request, not a paged slice plus the rest."""
+    items = {i: (to_us(END) - 10**6 * 30 * (i + 1), 0) for i in range(12)}
+    service = FakeService(items)
+    listing = paged_listing(END - timedelta(minutes=15), rate_per_hour=40.0)
+
+    drain(service, listing)
+
+    assert service.calls == 1 and set(service.read) == set(items)
+
+
+def test_paged_read_verifies_only_a_steady_complete_distinct_set() -> None:
+    t = [START] * 2
+
+    def pages(*spec: tuple[list[str], int | None, bool]) -> PagedRead:
+        read = PagedRead(500)
+        for ids, count, linked in spec:
+            if not read.add(ids, t, t, count=count, linked=linked):
+                break
+        return read
+
+    assert pages((["a", "b"], 4, True), (["c", "d"], 4, False)).verified
+    moved = pages((["a", "b"], 4, True), (["c"], 3, False))
+    assert not moved.verified and not moved.unstable and moved.pages == 2
+    repeated = pages((["a", "b"], 4, True), (["b", "c"], 4, False))
+    assert not repeated.verified and repeated.unstable
+    assert not pages((["a", "b"], 4, True)).verified  # a link is left
+    over = pages((["a", "b"], 501, True), (["c", "d"], 501, False))
+    assert over.pages == 1 and not over.verified  # more than $skip 500 reaches: split at once
+    assert not pages((["a", "b"], None, True)).verified  # no count, no verdict
+    nameless = pages(([None, "b"], 2, False))
+    assert not nameless.verified and not nameless.unstable  # no id: no verdict, order not blamed
+
+
+def test_steady_activity_between_pages_shrinks_paged_slices_until_they_complete() -> None:
+    """An incident of the slice being read is updated between every two of its pages: no
+    slice of several pages can verify, so paged slices halve until one page reads them; the
+    listing ends and loses nothing untouched."""
+    items = generate(3000, "uniform", seed=13)
+    service = FakeService(dict(items), order="hashed")
+    listing = paged_listing()
+    rng = random.Random(8)
+    rooms: list[int] = []
+    while (req := listing.next()) is not None:
+        lo, hi = to_us(req.start), to_us(req.end)
+
+        def update_one_inside(lo: int = lo, hi: int = hi) -> None:
+            inside = [i for i, (u, _) in service.items.items() if lo <= u < hi]
+            if inside:
+                victim = rng.choice(inside)
+                service.items[victim] = (to_us(END) + 1, service.items[victim][1])
+
+        if req.paged:
+            service.answer_paged(listing, req, update_one_inside)
+            rooms.append(listing.paged_room)
+        else:
+            service.answer(listing, req)
+        assert service.calls < 5000
+
+    untouched = {i for i, v in items.items() if service.items[i] == v}
+    assert untouched <= set(service.read)
+    assert listing.cursor == END
+    assert min(rooms) < 100 < 500 == listing.paged_items
