@@ -303,16 +303,7 @@ class Services:
 
     def record_consent(self, tenant: str, when: datetime) -> None:
         """Record an admin consent: the tenant joins the registry, enabled."""
-        from azure.core.exceptions import AzureError
-
-        from shared.errors import StorageError
-
-        try:
-            self.table_service.create_table_if_not_exists(self.settings.tenant_table)
-        except AzureError as exc:
-            raise StorageError(
-                f"could not prepare the tenant registry table ({type(exc).__name__})"
-            ) from exc
+        self._ensure_registry()
         self.tenant_registry().set(tenant, enabled=True, consented_at=when)
         self._registered = None
         self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
