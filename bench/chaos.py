@@ -66,6 +66,7 @@ from typing import IO, Any, Protocol
 
 from emulator import defender, faults
 from emulator.azurite import Azurite
+from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
 from tests.e2e.storage_view import archived_lines, duplicates, incident_key, table_rows
 from tests.e2e.test_ingest_guarantees import break_lease
@@ -86,6 +87,12 @@ INGEST_ARGV = ["ingest", "--json"]
 #: a listing of the small tenant spans a few pages (smaller pages make the listings of a run
 #: with updates during paging long enough to meet the API's own quota, 50 calls a minute)
 PAGE_SIZES = (20, 30, 50)
+#: the API quotas (the emulator's, and the client's own limiter set the same) scaled down 30
+#: times in time, as tests/e2e/test_ingest_backlog.py does: 50 incident listings per 2 s, not
+#: per minute. A run with updates during paging may list often enough to meet them, and then
+#: waits a second or two, not most of a minute
+QUOTAS = {"incidents": (Limit(50, 2), Limit(1500, 120)), "alerts": (Limit(150, 2),)}
+CLIENT_RATE_LIMITS = {"API_RATE_LIMIT_INCIDENTS": "50/2,1500/120", "API_RATE_LIMIT_ALERTS": "150/2"}
 #: what an ingest process imports; the fork server imports it once (importing builds nothing)
 PRELOAD = (
     "shared.cli",
@@ -447,6 +454,7 @@ class Cloud:
             INGEST_LOOKBACK_DAYS="8",
             INGEST_LEASE_SECONDS=str(LEASE_SECONDS),
             API_MAX_ATTEMPTS="8",
+            **CLIENT_RATE_LIMITS,
         )
         return env
 
@@ -617,7 +625,9 @@ def one_run(cloud: Cloud, rng: random.Random, tally: Tally) -> None:
             if final and final["ok"] and final["complete"] and not final["skipped"]:
                 break
             events.append(f"final attempt: {final and _brief(final)}")
-            time.sleep(LEASE_SECONDS / 2)
+            # a lease still held (skipped) lapses within its duration; anything else (a
+            # throttled answer, a failure) is worth another try soon
+            time.sleep(LEASE_SECONDS / 2 if final and final["skipped"] else 1.0)
         else:
             tally.failures.append(
                 f"run {tally.runs}: the final clean run did not complete: {final}"
@@ -736,9 +746,14 @@ def run_many(
     return tally
 
 
+def chaos_config(incidents: int = 30) -> EmulatorConfig:
+    """The emulator the runs need: one small tenant, the scaled quotas."""
+    return EmulatorConfig(seed=5, home_incidents=incidents, customer_tenants=0, quotas=QUOTAS)
+
+
 def _worker(seed: int, first: int, runs: int, step: int, incidents: int) -> Tally:
     """One worker: its own Azurite, emulator and fork server, runs first, first + step, ..."""
-    config = EmulatorConfig(seed=5, home_incidents=incidents, customer_tenants=0)
+    config = chaos_config(incidents)
     with Azurite() as azurite, Emulator(config) as emu:
         return run_many(emu, azurite, runs, seed, first, step)
 

@@ -12,9 +12,9 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from bench.chaos import Cloud, Tally, _check, run_many
+from bench.chaos import Cloud, Tally, _check, chaos_config, run_many
 from emulator.azurite import Azurite
-from emulator.server import Emulator, EmulatorConfig
+from emulator.server import Emulator
 from tests.e2e.storage_view import archived_lines
 
 #: runs 0-3 of this seed's schedules hold SIGKILLs, an Azurite restart, Key Vault down,
@@ -27,7 +27,7 @@ QUIET_RUN = 4  # a run of the same seed without the dear kinds: the checker's ow
 @pytest.fixture
 def small_cloud(azurite: Azurite) -> Iterator[Emulator]:
     """An emulator with the small tenant the chaos runs use, on the session's Azurite."""
-    with Emulator(EmulatorConfig(seed=5, home_incidents=30, customer_tenants=0)) as emu:
+    with Emulator(chaos_config()) as emu:
         yield emu
 
 
