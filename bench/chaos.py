@@ -26,10 +26,13 @@ to lapse, Azurite restarts (1.2 s each) and a 120-incident tenant read again and
 most ingest processes are forked from a server process that has imported the product's modules
 and nothing else (no client, no thread, no setting read: ``serve_forks``), so each is still a
 process of its own, started from ``shared.cli.main``, killed by a real SIGKILL; a tenth are
-started cold with ``python -m shared ingest`` as before. The expensive kinds (waiting a lease
-out, Azurite restarts) are rarer per run but still happen many times over 1,000 runs; the
-table and ``bench/results/chaos.json`` count every kind, and the JSON has the seconds per run
-and per phase.
+started cold with ``python -m shared ingest`` as before. The emulator is driven in process
+(its admin API's own methods), and its quotas and the client's limiter are scaled down 30 times
+in time. The expensive kinds (waiting a lease out, Key Vault down, Azurite restarts: 15 s, 5 s
+and about 15 s of the Storage SDK's first retry) are rarer per run but still happen many times
+over 1,000 runs; the table and ``bench/results/chaos.json`` count every kind, and the JSON has
+the seconds per run and per phase (summed over workers). ``--jobs`` (default 2) splits the runs
+over workers with a local cloud each: a run waits on its processes about half the time.
 
 Every schedule comes from ``random.Random(seed * 100_003 + run)``: ``--first K`` replays from
 run K (timing still varies from one replay to the next: where a kill lands, which requests a
