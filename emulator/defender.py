@@ -91,24 +91,8 @@ GRAPH_INCIDENT_FILTER = {
     "determination": odata.FieldSpec(
         "enum",
         odata.STRING_OPS,
-        (
-            "unknown",
-            "apt",
-            "malware",
-            "securityPersonnel",
-            "securityTesting",
-            "unwantedSoftware",
-            "other",
-            "multiStagedAttack",
-            "compromisedAccount",
-            "phishing",
-            "maliciousUserActivity",
-            "notMalicious",
-            "notEnoughDataToValidate",
-            "confirmedActivity",
-            "lineOfBusinessApplication",
-            "unknownFutureValue",
-        ),  # today's schema only (§0.1 item 4); the older names are no members any more
+        # today's schema only (§0.1 item 4); the older names are no members any more
+        (*render.GRAPH_DETERMINATIONS, fields.SENTINEL),
     ),
 }
 

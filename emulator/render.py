@@ -38,6 +38,28 @@ DETERMINATION_TO_GRAPH = {
 }
 DETERMINATION_FROM_GRAPH = {v: k for k, v in DETERMINATION_TO_GRAPH.items()}
 
+# Graph alertDetermination, today's schema (§0.1 item 4; msgraph-sdk-python
+# alert_determination.py), without the `unknownFutureValue` sentinel: what a Graph PATCH may
+# set (`emulator.updates`) and, with the sentinel, what a Graph `$filter` accepts
+# (`emulator.defender`).
+GRAPH_DETERMINATIONS = (
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedAccount",
+    "phishing",
+    "maliciousUserActivity",
+    "notMalicious",
+    "notEnoughDataToValidate",
+    "confirmedActivity",
+    "lineOfBusinessApplication",
+)
+
 # Legacy `serviceSource` -> Graph `serviceSource` (defender-api.md §1.4 vs §2.4). Sentinel and
 # Defender for Cloud are members after `unknownFutureValue` (see `emulator.fields.EVOLVED`).
 SERVICE_SOURCE_TO_GRAPH = {

@@ -717,6 +717,14 @@ class Emulator:
         def r(method: str, pattern: str, endpoint: str, handler: Handler, **kw: bool) -> _Route:
             return _Route(method, re.compile(pattern), endpoint, handler, **kw)
 
+        def admin(methods: str, path: str, handler: Handler, name: str = "") -> list[_Route]:
+            """`/_emulator/<path>` for each of `methods`; endpoint `admin.<name>`, by default
+            the path's first segment."""
+            endpoint = "admin." + (name or path.split("/")[0])
+            return [r(m, rf"^/_emulator/{path}$", endpoint, handler) for m in methods.split()]
+
+        a = self._admin
+
         tenant = r"^/(?P<tenant>[^/_][^/]*)"
         return (
             r(
@@ -833,38 +841,24 @@ class Emulator:
                 lambda q, m: self._defender().graph_hunting(q),
                 faultable=True,
             ),
-            r("GET", r"^/_emulator/stats$", "admin.stats", self._admin.stats),
-            r("GET", r"^/_emulator/requests$", "admin.requests", self._admin.requests),
-            r(
-                "GET",
-                r"^/_emulator/truth/(?P<tenant>[^/]+)/incidents$",
-                "admin.truth",
-                self._admin.truth,
-            ),
-            r("POST", r"^/_emulator/activity$", "admin.activity", self._admin.activity),
-            r("POST", r"^/_emulator/faults$", "admin.faults", self._admin.faults),
-            r("GET", r"^/_emulator/faults$", "admin.faults", self._admin.faults),
-            r("POST", r"^/_emulator/reset$", "admin.reset", self._admin.reset),
-            r("GET", r"^/_emulator/quotas$", "admin.quotas", self._admin.quotas),
-            r("POST", r"^/_emulator/consent$", "admin.consent", self._admin.consent),
-            r("POST", r"^/_emulator/keyvault/rotate$", "admin.rotate", self._admin.rotate),
-            r("POST", r"^/_emulator/quotas$", "admin.quotas", self._admin.quotas),
-            r("GET", r"^/_emulator/users$", "admin.users", self._admin.users),
-            r("POST", r"^/_emulator/users/token$", "admin.users", self._admin.user_token),
-            r("POST", r"^/_emulator/users/consent$", "admin.users", self._admin.user_consent),
-            r("GET", r"^/_emulator/devicecode$", "admin.devicecode", self._admin.devicecodes),
-            r(
-                "POST",
-                r"^/_emulator/devicecode/(?P<action>approve|deny)$",
-                "admin.devicecode",
-                self._admin.devicecode_decide,
-            ),
-            r("POST", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin.auto),
-            r("GET", r"^/_emulator/devicecode/auto$", "admin.devicecode", self._admin.auto),
-            r("GET", r"^/_emulator/tokens$", "admin.tokens", self._admin.tokens),
-            r("POST", r"^/_emulator/tokens$", "admin.tokens", self._admin.tokens),
-            r("GET", r"^/_emulator/behaviour$", "admin.behaviour", self._admin.behaviour),
-            r("POST", r"^/_emulator/behaviour$", "admin.behaviour", self._admin.behaviour),
+            *admin("GET", "stats", a.stats),
+            *admin("GET", "requests", a.requests),
+            *admin("GET", "truth/(?P<tenant>[^/]+)/incidents", a.truth),
+            *admin("POST", "activity", a.activity),
+            *admin("POST GET", "faults", a.faults),
+            *admin("POST", "reset", a.reset),
+            *admin("GET", "quotas", a.quotas),
+            *admin("POST", "consent", a.consent),
+            *admin("POST", "keyvault/rotate", a.rotate, name="rotate"),
+            *admin("POST", "quotas", a.quotas),
+            *admin("GET", "users", a.users),
+            *admin("POST", "users/token", a.user_token),
+            *admin("POST", "users/consent", a.user_consent),
+            *admin("GET", "devicecode", a.devicecodes),
+            *admin("POST", "devicecode/(?P<action>approve|deny)", a.devicecode_decide),
+            *admin("POST GET", "devicecode/auto", a.auto),
+            *admin("GET POST", "tokens", a.tokens),
+            *admin("GET POST", "behaviour", a.behaviour),
         )
 
     def _mi_token(self, request: Request, match: re.Match[str]) -> Response:

@@ -21,7 +21,7 @@ from typing import Any
 
 from emulator import render
 from emulator.model import Comment, Incident
-from emulator.render import DETERMINATION_FROM_GRAPH
+from emulator.render import DETERMINATION_FROM_GRAPH, GRAPH_DETERMINATIONS
 
 LEGACY_STATUSES = ("Active", "Resolved", "InProgress", "Redirected")
 LEGACY_CLASSIFICATIONS = ("TruePositive", "InformationalExpectedActivity", "FalsePositive")
@@ -76,25 +76,6 @@ _GRAPH_CLASSIFICATIONS = (
     "truePositive",
     "informationalExpectedActivity",
     "falsePositive",
-)
-# Graph alertDetermination, today's schema (§0.1 item 4; msgraph-sdk-python
-# alert_determination.py), without the sentinel.
-GRAPH_DETERMINATIONS = (
-    "unknown",
-    "apt",
-    "malware",
-    "securityPersonnel",
-    "securityTesting",
-    "unwantedSoftware",
-    "other",
-    "multiStagedAttack",
-    "compromisedAccount",
-    "phishing",
-    "maliciousUserActivity",
-    "notMalicious",
-    "notEnoughDataToValidate",
-    "confirmedActivity",
-    "lineOfBusinessApplication",
 )
 # Members of the Graph enums that exist but a PATCH cannot set, and why.
 _NOT_SETTABLE = {

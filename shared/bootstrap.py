@@ -7,7 +7,6 @@ MSAL app per tenant (with its token cache) and one API client per tenant.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -304,16 +303,7 @@ class Services:
 
     def record_consent(self, tenant: str, when: datetime) -> None:
         """Record an admin consent: the tenant joins the registry, enabled."""
-        from azure.core.exceptions import AzureError
-
-        from shared.errors import StorageError
-
-        try:
-            self.table_service.create_table_if_not_exists(self.settings.tenant_table)
-        except AzureError as exc:
-            raise StorageError(
-                f"could not prepare the tenant registry table ({type(exc).__name__})"
-            ) from exc
+        self._ensure_registry()
         self.tenant_registry().set(tenant, enabled=True, consented_at=when)
         self._registered = None
         self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
@@ -430,18 +420,22 @@ class Services:
 
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""
-        from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.core.exceptions import AzureError
 
         from shared.errors import StorageError
-        from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
+        from shared.storage import (
+            INCIDENT_CONTAINER,
+            INCIDENT_TABLE,
+            STATE_CONTAINER,
+            create_container_if_not_exists,
+        )
 
         with self._lock:
             if self._storage_ready:
                 return
             try:
                 for name in (INCIDENT_CONTAINER, STATE_CONTAINER):
-                    with contextlib.suppress(ResourceExistsError):
-                        self.blob_service.create_container(name)
+                    create_container_if_not_exists(self.blob_service.get_container_client(name))
                 self.table_service.create_table_if_not_exists(INCIDENT_TABLE)
             except AzureError as exc:
                 raise StorageError(

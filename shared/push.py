@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from shared.clock import Clock, format_utc
 from shared.errors import BridgeError, ConfigError, StorageError
+from shared.storage import create_container_if_not_exists
 
 if TYPE_CHECKING:
     import requests
@@ -395,7 +396,7 @@ class PushNotifier:
     def _dead_letter_write(
         self, sub: Subscription, delivery: str, body: bytes, reason: str
     ) -> None:
-        from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.core.exceptions import AzureError
 
         record = {
             "subscription": sub.id,
@@ -413,8 +414,7 @@ class PushNotifier:
             reason,
         )
         try:
-            with contextlib.suppress(ResourceExistsError):
-                self._dead_letter.create_container()
+            create_container_if_not_exists(self._dead_letter)
             self._dead_letter.upload_blob(
                 f"{sub.id}/{delivery}.json", json.dumps(record).encode("utf-8"), overwrite=True
             )

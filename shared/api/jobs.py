@@ -9,7 +9,6 @@ received the caller's token) and, when finished, the HTTP status and body of the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 from dataclasses import asdict, dataclass, replace
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared.clock import format_utc, parse_utc
 from shared.errors import StorageError
+from shared.storage import create_container_if_not_exists
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -103,13 +103,12 @@ class JobStore:
         Raises:
             StorageError: the blob could not be written.
         """
-        from azure.core.exceptions import AzureError, ResourceExistsError
+        from azure.core.exceptions import AzureError
 
         body = json.dumps(asdict(job), default=str).encode("utf-8")
         try:
             if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    self._container.create_container()
+                create_container_if_not_exists(self._container)
                 self._ready = True
             self._container.upload_blob(f"jobs/{job.id}.json", body, overwrite=True)
         except AzureError as exc:

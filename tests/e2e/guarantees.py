@@ -34,6 +34,28 @@ def versions(snapshot: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {incident_key(i) for i in snapshot}
 
 
+def env_for(app_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """The CLI's settings for runs over the home tenant alone, with short leases, and ``extra``."""
+    home = app_env["DEFENDER_TENANT_ID"]
+    return {**app_env, "INGEST_TENANTS": home, "INGEST_LEASE_SECONDS": "15", **extra}
+
+
+def repeated_runs_env(cloud: LocalCloud, app_env: dict[str, str], api: str) -> dict[str, str]:
+    """Settings for many short runs on ``api`` under injected faults; lifts the emulator's
+    incident and alert quotas for them."""
+    env = env_for(
+        app_env,
+        DEFENDER_API=api,
+        API_MAX_ATTEMPTS="8",
+        API_MAX_RETRY_WAIT_SECONDS="120",  # an injected 429 is waited out, not a failure
+    )
+    # many short runs in a minute would meet the real 50/min quota and wait for minutes: the
+    # quotas are not what these tests are about (tests/defender covers them)
+    for family in ("incidents", "alerts"):
+        cloud.admin("POST", "quotas", {"family": family, "limits": []})
+    return env
+
+
 def ingest_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     """``python -m shared ingest --json`` in its own process, as the timer would run it."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DEFENDER_", "INGEST_"))}

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import LocalCloud
-from tests.e2e.guarantees import assert_store_matches, ingest, truth, versions
+from tests.e2e.guarantees import (
+    assert_store_matches,
+    env_for,
+    ingest,
+    repeated_runs_env,
+    truth,
+    versions,
+)
 
 FULL = os.environ.get("INGEST_STRESS") == "full"
 
@@ -39,11 +46,6 @@ def behaviour(cloud: LocalCloud) -> Iterator[LocalCloud]:
     cloud.admin("POST", "faults", {"rate": 0})
 
 
-def env_for(app_env: dict[str, str], **extra: str) -> dict[str, str]:
-    home = app_env["DEFENDER_TENANT_ID"]
-    return {**app_env, "INGEST_TENANTS": home, "INGEST_LEASE_SECONDS": "15", **extra}
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("api", "faults"), [("graph", False), ("legacy", False), ("graph", True), ("legacy", True)]
@@ -59,16 +61,7 @@ def test_arbitrary_order_with_activity_during_paging(
     rng = random.Random(11 if faults else 3)
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
-    env = env_for(
-        app_env,
-        DEFENDER_API=api,
-        API_MAX_ATTEMPTS="8",
-        API_MAX_RETRY_WAIT_SECONDS="120",  # an injected 429 is waited out, not a failure
-    )
-    # many short runs in a minute would meet the real 50/min quota and wait for minutes: the
-    # quotas are not what this test is about (tests/defender covers them)
-    for family in ("incidents", "alerts"):
-        cloud.admin("POST", "quotas", {"family": family, "limits": []})
+    env = repeated_runs_env(cloud, app_env, api)
     cloud.admin(
         "POST",
         "behaviour",

@@ -22,8 +22,10 @@ from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import (
     assert_store_matches,
+    env_for,
     ingest,
     ingest_process,
+    repeated_runs_env,
     truth,
     versions,
 )
@@ -40,11 +42,6 @@ def break_lease(conn: str, tenant: str) -> None:
         BlobLeaseClient(blob).break_lease(0)
     except Exception:  # noqa: BLE001 - no lock blob or no lease yet: nothing to lapse
         return
-
-
-def env_for(app_env: dict[str, str], **extra: str) -> dict[str, str]:
-    home = app_env["DEFENDER_TENANT_ID"]
-    return {**app_env, "INGEST_TENANTS": home, "INGEST_LEASE_SECONDS": "15", **extra}
 
 
 @pytest.mark.e2e
@@ -127,16 +124,7 @@ def test_runs_with_activity_and_faults_match_the_truth(
     rng = random.Random(7)
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
-    env = env_for(
-        app_env,
-        DEFENDER_API=api,
-        API_MAX_ATTEMPTS="8",
-        API_MAX_RETRY_WAIT_SECONDS="120",  # an injected 429 is waited out, not a failure
-    )
-    # many short runs in a minute would meet the real 50/min quota and wait for minutes: the
-    # quotas are not what this test is about (tests/defender covers them)
-    for family in ("incidents", "alerts"):
-        cloud.admin("POST", "quotas", {"family": family, "limits": []})
+    env = repeated_runs_env(cloud, app_env, api)
     runs = 50 if FULL else 6
     observed: set[tuple[str, str]] = set()
     must_have: set[tuple[str, str]] = set()
