@@ -488,7 +488,6 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         queue_service = QueueServiceClient(
             f"https://{account}.queue.{suffix}", credential, **storage
         )
-        queue_service = QueueServiceClient(f"https://{account}.queue.{suffix}", credential)
     built = Services(
         settings=settings,
         clock=clock,
