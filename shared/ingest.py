@@ -246,32 +246,50 @@ class _Run:
 class _Writer:
     """One background thread that stores answers in order while the next one is fetched.
 
-    ``submit`` first waits for the task before it (at most one is pending, so memory holds at
-    most two answers) and raises that task's failure on the fetching thread.
+    ``submit`` (an answer's writes) first waits for every task before it, so memory holds at
+    most two answers, and raises a failure of theirs on the fetching thread; ``then`` queues a
+    small task (a checkpoint) behind them without waiting, so the next fetch still overlaps
+    the writes before it.
     """
 
     def __init__(self, name: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._pending: Future[None] | None = None
+        self._pending: list[Future[None]] = []
+        self._failed = False  # set on the writer thread; tasks after a failure do not run
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         self.drain()
-        self._pending = self._pool.submit(fn, *args)
+        self.then(fn, *args)
+
+    def then(self, fn: Callable[..., None], *args: Any) -> None:
+        self._pending.append(self._pool.submit(self._guarded, fn, *args))
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        # a checkpoint queued behind an answer whose writes failed must never move: it would
+        # pass versions that were not stored
+        if self._failed:
+            raise RuntimeError("an earlier write of this run failed")
+        try:
+            fn(*args)
+        except BaseException:
+            self._failed = True
+            raise
 
     def drain(self) -> None:
-        """Wait for the pending task; its failure is raised here."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Wait for the pending tasks, in order; the first failure is raised here (the tasks
+        after a failed one do not run: see ``_guarded``)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def close(self) -> None:
-        """End the thread; a task still in flight (the run is failing) is let finish first,
-        so no write outlives the run's lease, and its own failure is not raised over the
+        """End the thread; tasks still in flight (the run is failing) are let finish first,
+        so no write outlives the run's lease, and their own failures are not raised over the
         run's."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        pending, self._pending = self._pending, []
+        for future in pending:
             with contextlib.suppress(Exception):
-                pending.result()
+                future.result()
         self._pool.shutdown(wait=True)
 
 
@@ -492,7 +510,7 @@ class Ingestor:
                     run.splits += 1
                     continue
                 run.slices += 1
-                writer.submit(
+                writer.then(
                     self._commit, tenant, lock, listing.cursor, listing.rate_per_hour, run, info,
                     progress,
                 )  # fmt: skip

@@ -21,6 +21,9 @@ from tests.e2e.storage_view import archived_lines
 #: concurrent runs, faults, late arrivals, updates during paging, arbitrary order and expiring
 #: tokens (the schedule is the seed's; where a kill lands and which request a fault meets vary)
 SEED, RUNS = 1961, 4
+#: runs 0-3 of this seed meet injected faults (429, 5xx, resets, truncated or slow answers):
+#: how many requests a fault meets depends on how few requests a run needs (2-3 here)
+FAULTY_SEED = 1962
 QUIET_RUN = 4  # a run of the same seed without the dear kinds: the checker's own test
 
 
@@ -34,9 +37,10 @@ def small_cloud(azurite: Azurite) -> Iterator[Emulator]:
 @pytest.mark.e2e
 def test_short_chaos_loses_and_duplicates_nothing(small_cloud: Emulator, azurite: Azurite) -> None:
     tally = run_many(small_cloud, azurite, runs=RUNS, seed=SEED)
-    assert tally.failures == []
-    assert (tally.lost, tally.duplicated) == (0, 0)
-    assert tally.runs == RUNS
+    faulty = run_many(small_cloud, azurite, runs=RUNS, seed=FAULTY_SEED)
+    assert tally.failures == faulty.failures == []
+    assert (tally.lost, tally.duplicated) == (faulty.lost, faulty.duplicated) == (0, 0)
+    assert tally.runs == faulty.runs == RUNS
     assert tally.versions >= tally.incidents > 0
     # what the schedules hold (a change of schedule that drops a kind fails here)
     assert tally.kills + tally.kills_too_late >= 2
@@ -47,7 +51,7 @@ def test_short_chaos_loses_and_duplicates_nothing(small_cloud: Emulator, azurite
     assert tally.lapsed_leases >= 1
     assert min(tally.late_arrival_runs, tally.paging_activity_runs) >= 1
     assert min(tally.arbitrary_order_runs, tally.token_expiry_runs) >= 1
-    assert sum(tally.faults.values()) >= 1
+    assert sum(tally.faults.values()) + sum(faulty.faults.values()) >= 1
     assert 0 < tally.cold_processes < tally.processes
 
 

@@ -1,0 +1,98 @@
+"""Fetching and writing overlap (issue 13): the next answer is fetched while one is written,
+and what is stored is the same as one page at a time: each version exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from shared.bootstrap import build
+from shared.defender.client import DefenderClient
+from shared.ingest import Ingestor
+from shared.settings import Settings
+from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
+from shared.storage.archive import IncidentArchive, StoredVersion
+from shared.storage.state import PageJournal, TenantLock, WatermarkStore
+from shared.storage.table import IncidentTable, RowVersion
+from tests.conftest import LocalCloud
+from tests.e2e.guarantees import assert_store_matches, truth, versions
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("api", ["legacy", "graph"])
+def test_next_answer_is_fetched_while_one_is_written(
+    cloud: LocalCloud, app_env: dict[str, str], api: str
+) -> None:
+    home = app_env["DEFENDER_TENANT_ID"]
+    settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
+    fetches: list[tuple[float, float]] = []  # (began, ended) of each listing call
+    writes: list[tuple[float, float]] = []  # (lookup began, table write ended) of each answer
+    began: dict[int, float] = {}
+
+    class SlowTable(IncidentTable):
+        """The real table, with each answer's write made 0.3 s slower (a far storage)."""
+
+        def lookup(self, tenant: str, ids: Iterable[str]) -> dict[str, RowVersion]:
+            began[threading.get_ident()] = time.monotonic()
+            return super().lookup(tenant, ids)
+
+        def upsert_newer(
+            self,
+            tenant: str,
+            stored: Iterable[StoredVersion],
+            ingested_at: datetime,
+            known: dict[str, RowVersion] | None = None,
+        ) -> int:
+            time.sleep(0.3)
+            written = super().upsert_newer(tenant, stored, ingested_at, known)
+            writes.append((began[threading.get_ident()], time.monotonic()))
+            return written
+
+    svc = build(settings)
+    svc.ingestor()  # creates the containers and the table
+
+    def client_for(tenant: str) -> DefenderClient:
+        client = svc.client_for(tenant)
+        real = client.call  # every API request (single pages and the pages of a paged slice)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                fetches.append((start, time.monotonic()))
+
+        client.call = call  # type: ignore[method-assign]
+        return client
+
+    blobs = svc.blob_service
+    state = blobs.get_container_client(STATE_CONTAINER)
+    ingestor = Ingestor(
+        client_for=client_for,
+        archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
+        table=SlowTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
+        watermarks=WatermarkStore(state),
+        journal=PageJournal(state),
+        lock_for=lambda tenant: TenantLock(state, tenant),
+        clock=svc.clock,
+        lookback=settings.lookback,
+        overlap=settings.overlap,
+        page_size=settings.page_size,
+    )
+    seen = versions(truth(cloud, home, api))
+
+    result = ingestor.run_tenant(home)
+
+    assert result.ok and result.complete, result
+    assert len(writes) >= 3
+    during = [any(fs < end and start < fe for fs, fe in fetches) for start, end in writes]
+    # one page at a time would fetch only between writes; overlapped, nearly every write
+    # (not the last) has the next answer's fetch inside it
+    assert sum(during) >= len(writes) - 2, (during, len(fetches))
+    conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
+    assert_store_matches(cloud, conn, home, api, seen, must_have=seen)
