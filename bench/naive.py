@@ -78,6 +78,10 @@ def pages(
         first = response.json()
         count = int(first.get("@odata.count", len(first["value"])))
         if count > 500:
+            if hi - cursor <= timedelta(microseconds=1):
+                raise SystemExit(
+                    f"more than 500 incidents at {_fmt(cursor)}: a window walk cannot page them"
+                )
             width = (hi - cursor) / 2
             continue
         yield response.content

@@ -693,7 +693,11 @@ def _seed_bulk(generator: TenantGenerator, count: int, now: datetime) -> list[In
         template, fields, alerts = shapes[int(random_() * len(shapes))]
         created = now - timedelta(seconds=offset)
         delta = created - template.created_time
-        updated = min(template.last_update_time + delta, limit)
+        updated = template.last_update_time + delta
+        if updated > limit:
+            # not clamped to one instant (thousands of incidents would then share the
+            # last-update time `limit`, a tie no real tenant shows): spread before now
+            updated = created + (limit - created) * random_()
         copies = []
         for values in alerts:
             copy: list[Any] = list(values)
@@ -730,10 +734,11 @@ def _seed_bulk(generator: TenantGenerator, count: int, now: datetime) -> list[In
         source, target = incidents[i], incidents[j]
         if source.status == "Redirected" or target.status == "Redirected":
             continue
-        at: datetime = max(source.last_update_time, target.last_update_time) + timedelta(
-            seconds=rng.uniform(1, 600)
-        )
-        incidents[i], incidents[j] = merge(source, target, min(at, limit))
+        latest = max(source.last_update_time, target.last_update_time)
+        at: datetime = latest + timedelta(seconds=rng.uniform(1, 600))
+        if at > limit:  # spread before now, as above
+            at = latest + (limit - latest) * random_()
+        incidents[i], incidents[j] = merge(source, target, at)
     return incidents
 
 
