@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import _MEASURED
+from bench.__main__ import _MEASURED, _clear_storage
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
@@ -41,18 +41,6 @@ def _run(settings: dict[str, str]) -> tuple[dict[str, Any], int]:
         raise SystemExit(f"ingest failed: {result.stderr[-2000:]}")
     peak_kib = int(result.stderr.rsplit("MAXRSS_KIB ", 1)[1].split()[0])
     return dict(json.loads(result.stdout)["tenants"][0]), peak_kib
-
-
-def _clear_storage(connection_string: str) -> None:
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
-
-    blobs = BlobServiceClient.from_connection_string(connection_string)
-    for container in blobs.list_containers():
-        blobs.delete_container(container.name)
-    tables = TableServiceClient.from_connection_string(connection_string)
-    for table in tables.list_tables():
-        tables.delete_table(table.name)
 
 
 def backlog(azurite: Azurite, size: int, budget: int) -> dict[str, Any]:

@@ -67,6 +67,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from bench.__main__ import _clear_storage
 from emulator import defender, faults
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
@@ -474,18 +475,6 @@ class Cloud:
                 text=True,
             )
         return self.forks.spawn({**_base_env(), **env})
-
-
-def _clear_storage(connection_string: str) -> None:
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
-
-    blobs = BlobServiceClient.from_connection_string(connection_string)
-    for container in blobs.list_containers():
-        blobs.delete_container(container.name)
-    tables = TableServiceClient.from_connection_string(connection_string)
-    for table in tables.list_tables():
-        tables.delete_table(table.name)
 
 
 def _restart(azurite: Azurite) -> None:
