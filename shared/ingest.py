@@ -5,7 +5,9 @@ Per tenant, under its lease, oldest first:
 1. Recover: blobs an earlier run wrote but did not record in the table (write-ahead journal)
    are recorded first, so they are known before anything is listed.
 2. Plan: the listing covers ``[checkpoint - overlap, now - safety lag)`` (first run: the
-   lookback; ``--since``: a backfill) and is cut into slices by ``shared.defender.slices``.
+   lookback; ``--since``: a backfill) and is cut into slices by ``shared.defender.slices``. The
+   overlap is not re-read where the run that committed the checkpoint read it lag + overlap
+   after its time (a backlog: ``shared.window.plan_start``).
 3. For each answer: records without an id or last-update time go to quarantine (counted,
    never blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one
    bad clock cannot make a row unbeatable; the ids are looked up in the table (one batched
@@ -16,7 +18,7 @@ Per tenant, under its lease, oldest first:
    versions newly stored.
 5. The run stops starting slices before its time budget and says how far it got; the next run
    resumes at the checkpoint, so a backlog of any size finishes over successive runs and no
-   slice is read twice except the overlap.
+   slice is read twice except the overlap of runs that keep up.
 
 Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices``):
 a slice is complete only when one answer for exactly it had no nextLink and fewer than
@@ -82,6 +84,9 @@ GRAPH_INCIDENT_TOP = 50
 #: after a filtered ``$expand=alerts`` listing failed with 500 for a tenant, alerts are read
 #: apart from incidents for this long before expanding is tried again (elastic/integrations#18144)
 EXPAND_RETRY_AFTER = timedelta(hours=24)
+#: checkpoint info: when the run that committed the checkpoint planned its listing (see
+#: ``shared.window.plan_start``)
+CHECKPOINT_READ_AT = "checkpointReadAt"
 #: passes over one (last update, created) instant before giving up (see ``_exhaust``)
 MAX_TIE_PASSES = 5
 
@@ -226,6 +231,7 @@ class _Run:
     clamped: int = 0
     recovered: int = 0
     tie_warnings: int = 0
+    now: datetime | None = None  # when the listing was planned: every slice is read after it
     start: datetime | None = None
     end: datetime | None = None
     reached: datetime | None = None
@@ -420,13 +426,22 @@ class Ingestor:
         etag = mark.etag
         now = self._clock()
         upper = now - self._safety_lag
+        # the run that committed the checkpoint began at ``checkpointReadAt``: what lies lag +
+        # overlap before that was read long enough after its time for late updates to show,
+        # so a backlog resumes at its checkpoint instead of re-reading the overlap every run
+        read_at = mark.time(CHECKPOINT_READ_AT)
         start = min(
             plan_start(
-                mark.value, now, lookback=self._lookback, overlap=self._overlap, since=since
+                mark.value,
+                now,
+                lookback=self._lookback,
+                overlap=self._overlap,
+                since=since,
+                settled=None if read_at is None else read_at - self._safety_lag - self._overlap,
             ),
             upper,
         )
-        run.start, run.end, run.checkpoint = start, upper, mark.value
+        run.now, run.start, run.end, run.checkpoint = now, start, upper, mark.value
         graph = client.api == "graph"
         top = min(self._page_size, GRAPH_INCIDENT_TOP) if graph else self._page_size
         listing = Listing(
@@ -728,6 +743,8 @@ class Ingestor:
         if run.checkpoint is None or cursor > run.checkpoint:
             lock.ensure()
             info["ratePerHour"] = rate_per_hour
+            if run.now is not None:
+                info[CHECKPOINT_READ_AT] = format_utc(run.now)
             run.etag = self._watermarks.save(
                 tenant, cursor, etag=run.etag, saved_at=self._clock(), info=dict(info)
             )

@@ -1,10 +1,13 @@
-"""Pure planning of what an ingestion run reads.
+"""Pure planning of where an ingestion run's listing starts.
 
-A run lists incidents whose last update is at or after ``start`` (there is no upper bound: see
-``shared.defender.paging``). ``start`` is the watermark minus an overlap, because Defender can
-make an update visible a little after the time it records (user-pains.md §8.2): re-reading the
-overlap costs one page at most and the version check drops what was already stored. The first
-run starts ``lookback`` ago; a backfill (``since``) starts where it is told.
+A run lists incidents whose last update is in ``[start, now - safety lag)``, cut into slices by
+``shared.defender.slices``. ``start`` is the watermark minus an overlap, because Defender can make
+an update visible a little after the time it records (user-pains.md §8.2): the version check
+drops what the re-read finds already stored. The overlap is re-read only where it can find
+something: before the instant the checkpoint's run had already waited lag + overlap past (a
+backlog's checkpoint, far behind the run that committed it), every version visible within lag +
+overlap of its time had been read, so a run resuming a backlog starts at the checkpoint itself.
+The first run starts ``lookback`` ago; a backfill (``since``) starts where it is told.
 
 The new watermark is the newest last-update time the run saw, never older than the previous one.
 It is taken from the service's own timestamps, so a skewed local clock cannot open a gap.
@@ -29,8 +32,14 @@ def plan_start(
     lookback: timedelta,
     overlap: timedelta,
     since: datetime | None = None,
+    settled: datetime | None = None,
 ) -> datetime:
     """Where this run's listing starts.
+
+    Args:
+        settled: the instant before which every version was read at least safety lag +
+            overlap after its time (the start of the run that committed the watermark, minus
+            the lag and the overlap); the overlap is not re-read before it.
 
     Raises:
         ValueError: a naive datetime, or ``since`` in the future.
@@ -42,7 +51,10 @@ def plan_start(
         return since
     if watermark is None:
         return now - lookback
-    return min(_aware(watermark, "watermark") - overlap, now)
+    start = _aware(watermark, "watermark") - overlap
+    if settled is not None:
+        start = max(start, min(watermark, _aware(settled, "settled")))
+    return min(start, now)
 
 
 def advance(watermark: datetime | None, seen: Iterable[datetime]) -> datetime | None:

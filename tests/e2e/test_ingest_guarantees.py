@@ -14,11 +14,13 @@ import os
 import random
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
+from shared.clock import parse_utc
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import (
     assert_store_matches,
@@ -165,14 +167,16 @@ def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(
     cloud: LocalCloud, app_env: dict[str, str]
 ) -> None:
     """A slow API and a short budget: each run commits some slices, stops cleanly and says how
-    far it got; successive runs finish the backlog, re-reading only the overlap."""
+    far it got; successive runs finish the backlog, each resuming at the last one's checkpoint
+    (its stretch was read long after its time: no overlap to re-read), and a run that keeps up
+    re-reads the overlap."""
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
     # pages of 10: the tenant's 260 incidents need 26 slow requests, more than one run's budget
     env = env_for(
         app_env,
         INGEST_TIME_BUDGET_SECONDS="14",
-        INGEST_OVERLAP_MINUTES="0",
+        INGEST_OVERLAP_MINUTES="10",
         INGEST_PAGE_SIZE="10",
     )
     cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 1.0})
@@ -190,6 +194,11 @@ def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(
     assert partial["duration"] < 14
     marks = [r["watermark"] for r in results]
     assert marks == sorted(set(marks))  # each run went further
+    # the backlog's checkpoints are days old: each run starts where the last one stopped
+    assert [r["start"] for r in results[1:]] == marks[:-1]
     current = truth(cloud, home, "graph")
     assert sum(r["incidents"] for r in results) == len(current)
     assert_store_matches(cloud, conn, home, "graph", versions(current))
+    kept_up = ingest(env)  # the last checkpoint is now - lag: late updates may still show
+    assert kept_up["ok"] and kept_up["incidents"] == 0
+    assert parse_utc(kept_up["start"]) == parse_utc(marks[-1]) - timedelta(minutes=10)

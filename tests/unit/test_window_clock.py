@@ -24,6 +24,26 @@ def test_later_runs_reread_the_overlap() -> None:
     assert plan_start(mark, NOW, **KW) == mark - timedelta(minutes=10)
 
 
+def test_a_backlog_checkpoint_resumes_without_the_overlap() -> None:
+    """A checkpoint far behind the run that committed it: every version before it was read
+    long after its time, so the overlap holds nothing a late update could have added."""
+    mark = NOW - timedelta(days=3)
+    assert plan_start(mark, NOW, settled=NOW - timedelta(hours=1), **KW) == mark
+
+
+def test_the_overlap_is_reread_where_it_was_not_settled() -> None:
+    """A run that kept up (checkpoint at its upper bound) re-reads the whole overlap, and one
+    in between re-reads only what had not waited lag + overlap when it was read."""
+    mark = NOW - timedelta(hours=1)
+    overlap = timedelta(minutes=10)
+    assert plan_start(mark, NOW, settled=mark - overlap, **KW) == mark - overlap
+    assert plan_start(mark, NOW, settled=mark - timedelta(hours=2), **KW) == mark - overlap
+    partly = mark - timedelta(minutes=4)
+    assert plan_start(mark, NOW, settled=partly, **KW) == partly
+    with pytest.raises(ValueError, match="timezone-aware"):
+        plan_start(mark, NOW, settled=partly.replace(tzinfo=None), **KW)
+
+
 def test_watermark_in_the_future_is_clamped_to_now() -> None:
     """A watermark ahead of the local clock never makes a start in the future."""
     assert plan_start(NOW + timedelta(hours=2), NOW, **KW) == NOW
