@@ -613,17 +613,33 @@ class DefenderClient:
         while spec is not None:
             page = self._slice_page(spec, top=top, expand=expand, deadline=deadline)
             yield page
-            link = page.next_link
-            if link is None:
+            if page.next_link is None:
                 return
-            url = follow_link(link, self.base_url)  # the token only goes to our origin
-            if link in followed:
-                raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
-            followed.add(link)
-            depth = link_params(link).get("$skip", "0")
-            if not depth.isdigit() or int(depth) > MAX_SKIP:
-                return  # deeper than the service pages: the planner splits the slice
-            spec = RequestSpec("GET", url)
+            # None: deeper than the service pages, so the planner splits the slice
+            spec = self._link_spec(page.next_link, followed)
+
+    @staticmethod
+    def _too_deep(request: SliceRequest) -> UnexpectedResponseError:
+        return UnexpectedResponseError(
+            f"more incidents share one instant than can be paged (beyond $skip {MAX_SKIP}) at "
+            f"{format_utc(request.start)}"
+        )
+
+    def _link_spec(self, link: str, followed: set[str]) -> RequestSpec | None:
+        """The request for a slice's next page: the link's path and query on our origin (the
+        token only goes there), or None when it would go deeper than ``$skip`` 500.
+
+        Raises:
+            UnexpectedResponseError: the link is unsafe or repeats one already followed.
+        """
+        url = follow_link(link, self.base_url)
+        if link in followed:
+            raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
+        followed.add(link)
+        depth = link_params(link).get("$skip", "0")
+        if not depth.isdigit() or int(depth) > MAX_SKIP:
+            return None
+        return RequestSpec("GET", url)
 
     def exhaust_slice(
         self,
@@ -649,25 +665,13 @@ class DefenderClient:
             page = parse_page(body)
             yield SlicePage(page.items, page.next_link, None, top, expanded=expand)
             if page.next_link:
-                link = page.next_link
-                url = follow_link(link, self.base_url)  # the token only goes to our origin
-                if link in followed:
-                    raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
-                followed.add(link)
-                depth = link_params(link).get("$skip", "0")
-                if not depth.isdigit() or int(depth) > MAX_SKIP:
-                    raise UnexpectedResponseError(
-                        f"more incidents share one instant than can be paged (beyond $skip "
-                        f"{MAX_SKIP}) at {format_utc(request.start)}"
-                    )
-                spec = RequestSpec("GET", url)
+                spec = self._link_spec(page.next_link, followed)
+                if spec is None:
+                    raise self._too_deep(request)
             elif self.api == "legacy" and len(page.items) >= top:
                 skip += top
                 if skip > MAX_SKIP:
-                    raise UnexpectedResponseError(
-                        f"more incidents share one instant than can be paged (beyond $skip "
-                        f"{MAX_SKIP}) at {format_utc(request.start)}"
-                    )
+                    raise self._too_deep(request)
                 base = self.slice_request(request, top=top, expand=expand)
                 spec = replace(base, params={**base.params, "$skip": str(skip)})
             else:
