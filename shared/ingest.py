@@ -666,7 +666,7 @@ class Ingestor:
         slowest: float,
     ) -> tuple[bool | None, float]:
         key = "incidentId" if client.api == "legacy" else "id"
-        read = PagedRead(listing.paged_room)
+        read = PagedRead(listing.paged_limit)
         began = self._monotonic()
         for page in client.slice_pages(request, top=top, expand=expand, deadline=deadline):
             now = self._monotonic()

@@ -457,6 +457,15 @@ class Listing:
         stability at all."""
         return self._room
 
+    @property
+    def paged_limit(self) -> int:
+        """The most incidents a paged slice is read to (``PagedRead``'s limit): its room plus a
+        page. Slices are planned to hold at most the room, and a page more is still within
+        ``$skip`` ``paged_items`` (the room's own pages end at ``$skip`` room - page), so a
+        count a little over the plan is read to the end instead of splitting the slice and
+        reading it again."""
+        return self._room + self.page_size
+
     def stop_paging(self) -> None:
         """Read one page per slice from now on (the service's pages repeat incidents between
         requests: reading across pages would then keep failing its verification)."""

@@ -1,10 +1,14 @@
 """Issue 9, done when: a backlog far larger than one run finishes over repeated time-bounded runs
 under quotas scaled down for the test, spending API calls close to the pages it needs.
 
-A dedicated emulator seeds ``INGEST_BACKLOG`` incidents (default 3,000; the issue's 100,000 with
+A dedicated emulator seeds ``INGEST_BACKLOG`` incidents (default 5,000; the issue's 100,000 with
 ``INGEST_BACKLOG=100000``, which takes several minutes) over seven days, with the incident
 quotas scaled down 30 times (50 per 2 s, 1,500 per 2 minutes; the client's limiter is set the
-same). Runs have a 20 s budget. Peak memory at 10k vs 100k is measured in ``bench/``, not here.
+same). Runs have a 30 s budget. Peak memory at 10k vs 100k is measured in ``bench/``, not here.
+Each run pays a fixed few calls (its first slices, the unsettled tail, slices cut to the time
+left near its end), so at this size and budget Graph needs about 1.12-1.15x the pages; at
+100,000 in 60 s runs it needs 1.14x (``python -m bench.backlog``). 3,000 in 20 s runs came to
+1.22x on a loaded CI machine, which is why the size and budget are not smaller.
 
 The call bound: on Graph, slices older than the late-arrival bound hold up to 500 incidents and
 are read across their pages, verified by ``@odata.count`` (``shared.defender.slices``), so a
@@ -29,7 +33,7 @@ from tests.conftest import LocalCloud, _clear_storage
 from tests.e2e.guarantees import ingest
 from tests.e2e.storage_view import archived_lines, duplicates
 
-BACKLOG = int(os.environ.get("INGEST_BACKLOG", "3000"))
+BACKLOG = int(os.environ.get("INGEST_BACKLOG", "5000"))
 PAGE = 50
 
 
@@ -58,7 +62,7 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
         DEFENDER_API=api,
         INGEST_TENANTS=home,
         INGEST_PAGE_SIZE=str(PAGE),
-        INGEST_TIME_BUDGET_SECONDS="20",
+        INGEST_TIME_BUDGET_SECONDS="30",
         INGEST_LOOKBACK_DAYS="8",
         API_RATE_LIMIT_INCIDENTS="50/2,1500/120",
         API_RATE_LIMIT_ALERTS="150/2",
@@ -76,8 +80,8 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
 
     assert all(r["ok"] for r in runs), [r for r in runs if not r["ok"]][:1]
     assert runs[-1]["complete"], "the backlog did not finish"
-    # how many runs it takes depends on the machine's speed (one fast run can read 3,000 under
-    # a 20 s budget); that a run stops at its budget and the next resumes is tested on its own
+    # how many runs it takes depends on the machine's speed (one fast run can read 5,000 under
+    # a 30 s budget); that a run stops at its budget and the next resumes is tested on its own
     # in test_ingest_guarantees.py
     marks = [r["watermark"] for r in runs]
     assert marks == sorted(marks)

@@ -69,7 +69,7 @@ class FakeService:
         """A ``paged`` request read through its links: each link is a fresh request at the
         next offset of whatever matches then (offsets shift when the data changes), with
         ``@odata.count`` on every page; ``between`` runs between pages (SOC activity)."""
-        read = PagedRead(listing.paged_room)
+        read = PagedRead(listing.paged_limit)
         skip = 0
         while True:
             self.calls += 1
