@@ -68,6 +68,11 @@ finally:
 """
 
 
+def measured_peak_kib(stderr: str) -> int:
+    """The peak RSS (KiB) that ``_MEASURED`` wrote last on a process's standard error."""
+    return int(stderr.rsplit("MAXRSS_KIB ", 1)[1].split()[0])
+
+
 def machine() -> dict[str, Any]:
     """Where the figures came from, with the load at start (a shared machine)."""
     mem = 0
@@ -97,7 +102,7 @@ def _cli(settings: dict[str, str], *args: str) -> tuple[float, dict[str, Any], i
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"ingest failed: {result.stderr[-2000:]}")
-    peak_kib = int(result.stderr.rsplit("MAXRSS_KIB ", 1)[1].split()[0])
+    peak_kib = measured_peak_kib(result.stderr)
     return elapsed, json.loads(result.stdout), peak_kib
 
 

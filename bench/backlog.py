@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import _MEASURED, _clear_storage
+from bench.__main__ import _MEASURED, _clear_storage, measured_peak_kib
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
@@ -39,7 +39,7 @@ def _run(settings: dict[str, str]) -> tuple[dict[str, Any], int]:
     )  # fmt: skip
     if result.returncode not in (0, 1):
         raise SystemExit(f"ingest failed: {result.stderr[-2000:]}")
-    peak_kib = int(result.stderr.rsplit("MAXRSS_KIB ", 1)[1].split()[0])
+    peak_kib = measured_peak_kib(result.stderr)
     return dict(json.loads(result.stdout)["tenants"][0]), peak_kib
 
 
