@@ -93,8 +93,8 @@ def test_functions_bindings_follow_the_route_table() -> None:
         assert trigger["authLevel"].upper() == ("ANONYMOUS" if anonymous else "FUNCTION")
     assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
     assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
-    # the deployment's data account is the host's account (infra/app/api.bicep)
-    assert bindings["hunting_worker"]["connection"] == "AzureWebJobsStorage"
+    # the app writes the hunting queue in the data account: the trigger reads it there too
+    assert bindings["hunting_worker"]["connection"] == "DATA_STORAGE"
 
 
 def test_import_with_no_settings_lists_the_http_functions() -> None:
