@@ -56,8 +56,10 @@ Status = Literal["ok", "warn", "fail"]
 HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 #: the host's own storage connection
 HOST_STORAGE = "AzureWebJobsStorage"
-#: set by the Functions host (and Core Tools) for the worker: we run inside a Function app
-WORKER_RUNTIME = "FUNCTIONS_WORKER_RUNTIME"
+#: set for the worker by Core Tools (local.settings.json) and by the platform; App Service also
+#: sets WEBSITE_SITE_NAME (https://learn.microsoft.com/azure/app-service/reference-app-settings#app-environment),
+#: in case a plan takes the runtime from the site rather than from this setting
+IN_FUNCTION_APP = ("FUNCTIONS_WORKER_RUNTIME", "WEBSITE_SITE_NAME")
 
 #: the functions by the host-side settings they need (function_app.py; a test holds them equal)
 TIMER_FUNCTIONS = ("ingest_timer",)
@@ -141,8 +143,8 @@ def check_host(
 ) -> list[Finding]:
     """Every host-side setting, then host.json against the settings and the worker.
 
-    A missing host setting fails inside a Function app (``FUNCTIONS_WORKER_RUNTIME`` is set)
-    and warns elsewhere (the CLI does not need it; the deployment does). ``host_json``:
+    A missing host setting fails inside a Function app (``IN_FUNCTION_APP``) and warns
+    elsewhere (the CLI does not need it; the deployment does). ``host_json``:
     host.json as read (default: the app's); ``settings``: the app's parsed settings, for the
     relations (left out when they do not parse: that is reported on its own).
     """
@@ -226,7 +228,7 @@ def queue_concurrency(config: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _in_function_app(env: Mapping[str, str]) -> bool:
-    return bool((env.get(WORKER_RUNTIME) or "").strip())
+    return any(_value(env, name) for name in IN_FUNCTION_APP)
 
 
 def _value(env: Mapping[str, str], name: str) -> str:

@@ -110,10 +110,11 @@ def test_both_queue_triggers_listen_on_the_data_account() -> None:
 # --------------------------------------------------------------------- the settings
 
 
-def test_missing_host_settings_fail_inside_a_function_app_naming_the_function() -> None:
+@pytest.mark.parametrize("marker", ["FUNCTIONS_WORKER_RUNTIME", "WEBSITE_SITE_NAME"])
+def test_missing_host_settings_fail_inside_a_function_app_naming_the_function(marker: str) -> None:
     """With none of them set, each one fails and says which function the host will not start
     and how to fix it."""
-    found = _by_name(check_host({"FUNCTIONS_WORKER_RUNTIME": "python"}, host_json=HOST_JSON))
+    found = _by_name(check_host({marker: "python"}, host_json=HOST_JSON))
     assert found["INGEST_SCHEDULE"].status == "fail"
     assert "does not start ingest_timer" in found["INGEST_SCHEDULE"].detail
     assert found["DATA_STORAGE"].status == "fail"
