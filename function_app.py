@@ -6,7 +6,12 @@ to a log line. Nothing here reads settings or builds clients at import time, so 
 indexes every function, even with missing settings (those fail the invocation with a clear log).
 
 The HTTP triggers come from the route table (``shared.api.routes.ROUTES``): one function per
-route, function-key auth except on the health check and the consent callback.
+route. Callers are authenticated by the app itself (``shared.api.access``: an Entra ID token on
+every route but the health check and the consent callback). The host's own authorization level
+follows ``API_AUTH_MODE``, the one setting read at import: anonymous by default (the host admits
+no managed identity or Entra token at its ``function`` level, only keys, so a Logic App calling
+with its identity would be refused), ``function`` with ``API_AUTH_MODE=key`` (the host checks the
+key). Reading it is a dictionary lookup that cannot fail (see docs/http-auth.md).
 
 The queue triggers listen on ``AzureWebJobsStorage``: the queues live in the data account, which
 the deployment (``infra/``) makes the host's account too; locally both are Azurite.
@@ -16,12 +21,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from shared import bootstrap
+from shared.api.access import host_auth_level
 from shared.api.routes import ROUTES, Route
 from shared.errors import ConfigError
 from shared.logs import install_redaction
@@ -105,14 +112,17 @@ def _http_function(route: Route) -> Callable[[func.HttpRequest], func.HttpRespon
     return trigger
 
 
+_HOST_LEVEL = (
+    func.AuthLevel.FUNCTION
+    if host_auth_level(os.environ) == "function"
+    else func.AuthLevel.ANONYMOUS
+)
 for _route in ROUTES:
     app.function_name(name=_route.function_name)(
         app.route(
             route=_route.function_route,
             methods=[_route.method],
-            auth_level=(
-                func.AuthLevel.ANONYMOUS if _route.auth == "anonymous" else func.AuthLevel.FUNCTION
-            ),
+            auth_level=func.AuthLevel.ANONYMOUS if _route.auth == "anonymous" else _HOST_LEVEL,
         )(_http_function(_route))
     )
 

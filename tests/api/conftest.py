@@ -59,6 +59,8 @@ class _Default:
 
 DEFAULT: Any = _Default()
 KEY_HEADER = "x-functions-key"
+#: a function key as the Functions host would have accepted it (its value is the host's concern)
+HOST_KEY = "host-function-key-0123456789"
 
 
 @dataclass
@@ -70,7 +72,8 @@ class Face:
     calls: list[tuple[str, str, int]] = field(default_factory=list)
     #: the bearer token sent when a request names none (a real token from the emulator)
     token: str | None = None
-    #: ``serve``'s per-run key (the role of the host's function key); None under Functions
+    #: the function key sent with every request: ``serve``'s per-run key, or under Functions
+    #: one the host would have accepted
     key: str | None = None
 
     def request(
@@ -219,7 +222,9 @@ def face(request: pytest.FixtureRequest, api_env: dict[str, str], cloud: LocalCl
     """Each test runs through both faces, as the home tenant's analyst (every role)."""
     token = cloud.emulator.api_token("analyst")
     if request.param == "functions":
-        return FunctionsFace("functions", PUBLIC, token=token)
+        # what a caller sends the host in API_AUTH_MODE=key (the host checks it before the
+        # function runs: tests/functions checks that level; the app ignores it otherwise)
+        return FunctionsFace("functions", PUBLIC, token=token, key=HOST_KEY)
     served = request.getfixturevalue("served")
     return ServeFace("serve", served.url, token=token, key=served.key)
 
