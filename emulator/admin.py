@@ -183,15 +183,10 @@ class AdminApi:
         audience = payload.get("audience")
         if audience is not None and (not isinstance(audience, str) or not audience.strip()):
             return admin_error(400, "'audience' must be a non-empty string")
-        expired = payload.get("expired", False)
-        if not isinstance(expired, bool):
-            return admin_error(400, "'expired' must be true or false")
-        lifetime = payload.get("lifetime")
-        try:
-            if lifetime is not None:
-                lifetime = delegated.parse_lifetime(lifetime, "lifetime")
-        except ValueError as exc:
-            return admin_error(400, str(exc))
+        span = _token_span(payload)
+        if isinstance(span, Response):
+            return span
+        lifetime, expired = span
         token, expires_on = self._emu.delegated_service().caller_token(
             user, audience=audience, lifetime=lifetime, expired=expired
         )
@@ -268,18 +263,14 @@ class AdminApi:
         selector = payload.get("principal")
         if not isinstance(selector, str) or not selector.strip():
             return admin_error(400, "'principal' must be a UPN, object id, client id or name")
-        expired = payload.get("expired", False)
-        if not isinstance(expired, bool):
-            return admin_error(400, "'expired' must be true or false")
-        lifetime = payload.get("lifetime")
+        span = _token_span(payload)
+        if isinstance(span, Response):
+            return span
+        lifetime, expired = span
         try:
-            if lifetime is not None:
-                lifetime = delegated.parse_lifetime(lifetime, "lifetime")
             principal = self._emu.api_principal(selector)
         except KeyError:
             return _no_principal(selector)
-        except ValueError as exc:
-            return admin_error(400, str(exc))
         token, expires_on = approles.token(
             self._emu.delegated_service(), principal, lifetime=lifetime, expired=expired
         )
@@ -364,6 +355,20 @@ class AdminApi:
 def admin_error(status: int, message: str) -> Response:
     code = "BadRequest" if status == 400 else "NotFound"
     return json_response(status, {"error": {"code": code, "message": message}})
+
+
+def _token_span(payload: Mapping[str, Any]) -> tuple[int | None, bool] | Response:
+    """``lifetime`` (seconds, optional) and ``expired`` of a token-minting request, or a 400."""
+    expired = payload.get("expired", False)
+    if not isinstance(expired, bool):
+        return admin_error(400, "'expired' must be true or false")
+    lifetime = payload.get("lifetime")
+    if lifetime is None:
+        return None, expired
+    try:
+        return delegated.parse_lifetime(lifetime, "lifetime"), expired
+    except ValueError as exc:
+        return admin_error(400, str(exc))
 
 
 def _no_principal(selector: str) -> Response:

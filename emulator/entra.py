@@ -572,16 +572,7 @@ class EntraService:
         if secret is None and assertion is None and public_ok:
             return ClientAuth(directory.client_id, "0")
         if secret is None and assertion is None:
-            return aad_error(
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' "
-                "or 'client_secret'.",
-                now=now,
-                request=request,
-                tenant=tid,
-            )
+            return _no_credential(request, now, tid)
         if secret is None:
             failure = self._check_assertion(request, form, tenant, now)
         else:
@@ -595,28 +586,9 @@ class EntraService:
     ) -> ClientAuth | Response:
         """A home-tenant app calling the Defender Bridge API: its own client secret."""
         if secret is None:
-            return aad_error(
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' "
-                "or 'client_secret'.",
-                now=now,
-                request=request,
-                tenant=tid,
-            )
+            return _no_credential(request, now, tid)
         if secret != caller.secret:
-            return aad_error(
-                401,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is "
-                "the client secret value, not the client secret ID, for a secret added to app "
-                f"'{caller.client_id}'.",
-                now=now,
-                request=request,
-                tenant=tid,
-            )
+            return _wrong_secret(request, now, tid, caller.client_id)
         return ClientAuth(caller.client_id, "1")
 
     def _client_credentials(
@@ -730,17 +702,7 @@ class EntraService:
                     tenant=tid,
                 )
             return None
-        return aad_error(
-            401,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided. Ensure the secret being sent in the request is the "
-            "client secret value, not the client secret ID, for a secret added to app "
-            f"'{self.directory.client_id}'.",
-            now=now,
-            request=request,
-            tenant=tid,
-        )
+        return _wrong_secret(request, now, tid, self.directory.client_id)
 
     def _check_assertion(
         self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
@@ -1007,6 +969,35 @@ class EntraService:
             },
             tenant=home,
         )
+
+
+def _no_credential(request: Request, now: datetime, tid: str) -> Response:
+    """AADSTS7000218: a confidential client sent neither a secret nor an assertion."""
+    return aad_error(
+        401,
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' "
+        "or 'client_secret'.",
+        now=now,
+        request=request,
+        tenant=tid,
+    )
+
+
+def _wrong_secret(request: Request, now: datetime, tid: str, client_id: str) -> Response:
+    """AADSTS7000215: the secret is not one of the app's."""
+    return aad_error(
+        401,
+        "invalid_client",
+        7000215,
+        "Invalid client secret provided. Ensure the secret being sent in the request is the "
+        "client secret value, not the client secret ID, for a secret added to app "
+        f"'{client_id}'.",
+        now=now,
+        request=request,
+        tenant=tid,
+    )
 
 
 def _thumb(value: Any) -> bytes | None:

@@ -102,7 +102,7 @@ def from_claims(
     return Principal(roles, _tenants_of(roles, tenant_roles), claims.subject, claims, token)
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request, realm: str | None = None) -> str | None:
     """The token of ``Authorization: Bearer <token>`` (RFC 6750), or None when there is no
     such header. Another scheme or an empty token is a 401."""
     raw = request.headers.get("Authorization")
@@ -111,7 +111,9 @@ def bearer_token(request: Request) -> str | None:
     scheme, _, token = raw.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthenticated(
-            "send an Entra ID access token as 'Authorization: Bearer <token>'", invalid=True
+            "send an Entra ID access token as 'Authorization: Bearer <token>'",
+            invalid=True,
+            realm=realm,
         )
     return token.strip()
 
@@ -173,13 +175,7 @@ class Authenticator:
             ApiError: 401 no token (and, in key mode, no key) or an invalid token; 503 the
                 signing keys cannot be fetched now.
         """
-        try:
-            token = bearer_token(request)
-        except ApiError as exc:
-            exc.headers["WWW-Authenticate"] = f'Bearer realm="{self._audience}", ' + (
-                exc.headers["WWW-Authenticate"].removeprefix("Bearer ")
-            )
-            raise
+        token = bearer_token(request, realm=self._audience)
         if token is None:
             if self._mode == "key" and has_key(request):
                 return key_holder()
