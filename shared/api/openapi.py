@@ -222,6 +222,12 @@ def _operation(route: Route) -> dict[str, Any]:
             if status == 202:
                 entry["headers"]["Retry-After"] = {"type": "integer", "description": "seconds"}
         op["responses"][str(status)] = entry
+    if route.auth != "anonymous":
+        op["responses"]["401"] = {
+            "description": "no valid Entra ID access token for this API (WWW-Authenticate says "
+            "why)",
+            "schema": ERROR_REF,
+        }
     op["responses"].setdefault("default", {"description": "error", "schema": ERROR_REF})
     if route.visibility:
         op["x-ms-visibility"] = route.visibility

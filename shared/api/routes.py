@@ -75,7 +75,7 @@ class Route:
     visibility: str | None = None
     extensions: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
-    #: backend needed (False: health and the document work even with broken settings)
+    #: backend needed (False: health works even with broken settings)
     needs_backend: bool = True
 
     @property
@@ -399,10 +399,10 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         h.openapi_document,
         "OpenAPI document",
-        "This API as OpenAPI 2.0 (import it as a custom connector).",
+        "This API as OpenAPI 2.0 (import it as a custom connector); its security names this "
+        "deployment's tenant and audience.",
         responses={200: ("the document", None)},
         visibility="internal",
-        needs_backend=False,
         tags=("meta",),
     ),
 )

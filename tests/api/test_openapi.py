@@ -24,6 +24,10 @@ def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [op for methods in doc["paths"].values() for op in methods.values()]
 
 
+def listing_op(doc: dict[str, Any]) -> dict[str, Any]:
+    return dict(doc["paths"]["/incidents"]["get"]["responses"])
+
+
 def test_document_is_valid_openapi_2_for_any_host() -> None:
     for base in ("https://bridge-prod.azurewebsites.net", "http://127.0.0.1:7071"):
         doc = document(base)
@@ -57,6 +61,7 @@ def test_connector_extensions() -> None:
         "201" in subscribe["responses"] and "Location" in subscribe["responses"]["201"]["headers"]
     )
     assert doc["paths"]["/subscriptions/{id}"]["delete"]["x-ms-visibility"] == "internal"
+    assert "401" in listing_op(doc) and "401" not in doc["paths"]["/health"]["get"]["responses"]
     assert doc["paths"]["/health"]["get"]["security"] == []
     assert doc["paths"]["/consent/callback"]["get"]["security"] == []
     listing = doc["paths"]["/incidents"]["get"]
