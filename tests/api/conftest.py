@@ -320,7 +320,3 @@ def upstream_calls(cloud: LocalCloud) -> dict[str, Any]:
     }
     tokens = {(t["grant"], t["tenant"], t["resource"]): t["count"] for t in stats["tokens"]}
     return {"requests": requests_, "tokens": tokens}
-
-
-#: the former name (tests not yet moved to tokens)
-principal = forged_principal
