@@ -10,7 +10,12 @@ loggers quiet, the host-side settings logged by a process's first invocation, an
 carried into the threads the app starts (their lines keep the invocation id).
 
 The HTTP triggers come from the route table (``shared.api.routes.ROUTES``): one function per
-route, function-key auth except on the health check and the consent callback.
+route. Callers are authenticated by the app itself (``shared.api.access``: an Entra ID token on
+every route but the health check and the consent callback). The host's own authorization level
+follows ``API_AUTH_MODE``, the one setting read at import: anonymous by default (the host admits
+no managed identity or Entra token at its ``function`` level, only keys, so a Logic App calling
+with its identity would be refused), ``function`` with ``API_AUTH_MODE=key`` (the host checks the
+key). Reading it is a dictionary lookup that cannot fail (see docs/http-auth.md).
 
 Both queue triggers listen through ``DATA_STORAGE``: the app writes both queues through the data
 account's settings (``DATA_STORAGE_CONNECTION_STRING`` / ``DATA_STORAGE_ACCOUNT_NAME``), so the
@@ -22,12 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from shared import bootstrap, worker
+from shared.api.access import host_auth_level
 from shared.api.routes import ROUTES, Route
 from shared.errors import ConfigError
 
@@ -116,14 +123,17 @@ def _http_function(route: Route) -> Callable[..., func.HttpResponse]:
     return trigger
 
 
+_HOST_LEVEL = (
+    func.AuthLevel.FUNCTION
+    if host_auth_level(os.environ) == "function"
+    else func.AuthLevel.ANONYMOUS
+)
 for _route in ROUTES:
     app.function_name(name=_route.function_name)(
         app.route(
             route=_route.function_route,
             methods=[_route.method],
-            auth_level=(
-                func.AuthLevel.ANONYMOUS if _route.auth == "anonymous" else func.AuthLevel.FUNCTION
-            ),
+            auth_level=func.AuthLevel.ANONYMOUS if _route.auth == "anonymous" else _HOST_LEVEL,
         )(_http_function(_route))
     )
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueServiceClient
 
+    from shared.api.access import Authenticator, Principal
     from shared.api.backend import Backend
     from shared.credentials.caller import CallerTokenValidator
     from shared.credentials.sources import ClientCredentialSource
@@ -71,6 +72,7 @@ class Services:
     # HTTP API (issue 11)
     queue_service: QueueServiceClient | None = None
     _validator: CallerTokenValidator | None = None
+    _authenticator: Authenticator | None = None
     _backend: Backend | None = None
     _registered: tuple[float, tuple[str, ...]] | None = None
     _api_notice_pending: bool = True  # build() logged it; the first run need not repeat it
@@ -170,27 +172,66 @@ class Services:
         """Ids of the enabled tenants of the registry."""
         return tuple(e.tenant_id for e in self.tenant_registry().enabled())
 
-    def on_behalf_of(self) -> OnBehalfOfProvider:
-        """The user-context provider for HTTP callers (one per process, built on first use)."""
+    def caller_validator(self) -> CallerTokenValidator:
+        """The validator of HTTP callers' tokens (one per process: it caches the home tenant's
+        signing keys): home tenant only, this cloud's issuers, this API's audiences."""
         from shared.credentials.caller import CallerTokenValidator
-        from shared.credentials.user import OnBehalfOfProvider
 
         with self._lock:
-            if self._obo is None:
+            if self._validator is None:
                 s = self.settings
-                validator = CallerTokenValidator(
+                v1_issuer, _ = s.cloud.token_issuers(s.tenant_id)
+                self._validator = CallerTokenValidator(
                     authority_url=s.authority_url,
                     issuer_hosts=(s.cloud.authority_url, s.authority_url),
-                    audiences=(s.client_id, f"api://{s.client_id}"),
+                    audiences=s.api_audiences,
                     session=self.session,
                     clock=self.clock,
-                    # keys are fetched only for tenants we serve: a forged token naming a random
-                    # tenant costs no outbound call
-                    tenant_allowed=lambda tid: tid in self.registered_tenants(),
+                    # callers come from the home tenant only; a token naming any other tenant
+                    # is refused before a key is fetched, so it costs no outbound call
+                    tenant_allowed=lambda tid: tid == s.tenant_id,
+                    v1_issuer_host=v1_issuer.removesuffix(f"/{s.tenant_id}/"),
                 )
-                self._validator = validator
+            return self._validator
+
+    def authenticator(self) -> Authenticator:
+        """The HTTP API's authentication (``shared.api.access``), built on first use."""
+        from shared.api.access import Authenticator
+
+        with self._lock:
+            if self._authenticator is None:
+                s = self.settings
+                self._authenticator = Authenticator(
+                    mode=s.api_auth_mode,
+                    validator=self.caller_validator,
+                    tenant_roles=s.api_tenant_roles,
+                    audience=s.api_audiences[0],
+                )
+            return self._authenticator
+
+    def on_behalf_of(self) -> OnBehalfOfProvider:
+        """The user-context provider for HTTP callers (one per process, built on first use)."""
+        from shared.credentials.user import OnBehalfOfProvider
+
+        validator = self.caller_validator()
+        with self._lock:
+            if self._obo is None:
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
+
+    def log_http_auth_notice(self) -> None:
+        """Warn at start-up when the HTTP API admits key holders to every tenant, and when a
+        retired setting is still set (it is not obeyed)."""
+        from shared.settings import RETIRED_SETTINGS
+
+        if self.settings.api_auth_mode == "key":
+            log.warning(
+                "API_AUTH_MODE=key: the HTTP API admits any holder of a function key with "
+                "every role in every registered tenant; use Entra ID tokens (API_AUTH_MODE=entra) "
+                "unless one team owns every tenant"
+            )
+        for name in self.settings.retired_settings:
+            log.warning("%s is set but no longer read: %s", name, RETIRED_SETTINGS[name])
 
     def ingestor(
         self,
@@ -311,15 +352,30 @@ class Services:
         self._registered = None
         self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
 
-    def user_client(self, caller_token: str, tenant: str) -> DefenderClient:
-        """An API client acting on behalf of an HTTP caller (their own Entra token) in
-        ``tenant``, which must be the tenant of the caller's token."""
+    def user_client(self, caller: Principal, tenant: str) -> DefenderClient:
+        """An API client acting on behalf of an HTTP caller (their own Entra token, validated
+        on arrival: it is not validated again) in ``tenant``, which must be the tenant of the
+        caller's token."""
         from shared.api.http import ApiError
         from shared.defender.client import DefenderClient, RetryPolicy
 
         obo = self.on_behalf_of()
-        assert self._validator is not None
-        claims = self._validator.validate(caller_token)
+        claims, caller_token = caller.claims, caller.token
+        if claims is None or caller_token is None:
+            raise ApiError(
+                401,
+                "caller_token_required",
+                "context=user needs the caller's Entra access token for this app in "
+                "'Authorization: Bearer ...'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        if not claims.is_user:
+            raise ApiError(
+                403,
+                "not_a_user",
+                "context=user acts as the signed-in user: this token is an app's or a managed "
+                "identity's (use context=app)",
+            )
         if claims.tenant != tenant:
             raise ApiError(
                 403,
@@ -329,7 +385,7 @@ class Services:
         s = self.settings
         return DefenderClient(
             session=self.session,
-            token=lambda: obo.token(caller_token, s.api_scope),
+            token=lambda: obo.token(caller_token, s.api_scope, claims=claims),
             api=s.api,
             base_url=s.api_url,
             timeout=s.http_timeout,
@@ -501,6 +557,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         credential=credential,
     )
     built.log_api_notice(run=False)  # every CLI run and every worker start
+    built.log_http_auth_notice()
     return built
 
 

@@ -70,7 +70,20 @@ QUEUE_CONNECTION_SETTING = "DATA_STORAGE"
 QUEUE_SERVICE_URI_SETTING = "DATA_STORAGE__queueServiceUri"
 # HTTP API (issue 11)
 API_MAX_BODY_BYTES_SETTING = "API_MAX_BODY_BYTES"
-API_REQUIRE_PRINCIPAL_SETTING = "API_REQUIRE_CLIENT_PRINCIPAL"
+#: how HTTP callers prove who they are: ``entra`` (an Entra ID access token the app validates,
+#: the default) or ``key`` (the Functions host's function key alone, every role and tenant)
+API_AUTH_MODE_SETTING = "API_AUTH_MODE"
+#: the audience of callers' tokens (the app registration's Application ID URI)
+API_APP_ID_URI_SETTING = "API_APP_ID_URI"
+#: settings an older version read and this one does not, with what replaced them: a deployment
+#: that still sets one is told at start-up and by ``check`` (never silently obeyed)
+RETIRED_SETTINGS: dict[str, str] = {
+    "API_REQUIRE_CLIENT_PRINCIPAL": (
+        "X-MS-CLIENT-PRINCIPAL is no longer read: every caller needs an Entra ID access token "
+        "for this API (API_AUTH_MODE=entra, the default), whatever this setting says; remove it "
+        "(API_AUTH_MODE=key keeps key-only access for a single-team deployment)"
+    ),
+}
 API_TENANT_ROLES_SETTING = "API_TENANT_ROLES"
 API_ALLOW_FREE_KQL_SETTING = "API_ALLOW_FREE_KQL"
 API_SYNC_BUDGET_SETTING = "API_SYNC_BUDGET_SECONDS"
@@ -110,6 +123,7 @@ CredentialKind = Literal["managed-identity", "developer"]
 AppCredentialKind = Literal["secret", "certificate", "federated"]
 Feature = Literal["ingest", "update", "hunting"]
 FanoutMode = Literal["queue", "inline"]
+ApiAuthMode = Literal["entra", "key"]
 #: a rate limit: at most ``calls`` in any ``seconds``-long window
 RateLimit = tuple[tuple[int, float], ...]
 
@@ -177,7 +191,11 @@ class Settings:
     api_max_retry_wait: float = 30.0
     # HTTP API (issue 11)
     api_max_body_bytes: int = 65_536
-    api_require_principal: bool = False
+    api_auth_mode: ApiAuthMode = "entra"
+    #: None: ``api://<client_id>``, the default the portal proposes
+    api_app_id_uri: str | None = None
+    #: names of retired settings that are still set (see ``RETIRED_SETTINGS``)
+    retired_settings: tuple[str, ...] = ()
     api_tenant_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     api_allow_free_kql: bool = False
     api_sync_budget: float = 20.0
@@ -210,6 +228,12 @@ class Settings:
     def api_scope(self) -> str:
         """The scope to request for the configured API (the cloud's resource, whatever the URL)."""
         return self.cloud.graph_scope if self.api == "graph" else self.cloud.legacy_scope
+
+    @property
+    def api_audiences(self) -> tuple[str, str]:
+        """The ``aud`` values a caller's token may carry: the Application ID URI (v1 tokens
+        carry the resource as requested) and the client id (v2 tokens)."""
+        return (self.api_app_id_uri or f"api://{self.client_id}", self.client_id)
 
     @property
     def tenants(self) -> tuple[str, ...]:
@@ -328,7 +352,11 @@ class Settings:
             api_max_body_bytes=p.optional(
                 API_MAX_BODY_BYTES_SETTING, _int(1024, 1_048_576), 65_536
             ),
-            api_require_principal=p.optional(API_REQUIRE_PRINCIPAL_SETTING, _bool, False),
+            api_auth_mode=p.optional(
+                API_AUTH_MODE_SETTING, _choice({"entra": "entra", "key": "key"}), "entra"
+            ),
+            api_app_id_uri=p.optional(API_APP_ID_URI_SETTING, _app_id_uri, None),
+            retired_settings=tuple(n for n in RETIRED_SETTINGS if (env.get(n) or "").strip()),
             api_tenant_roles=p.optional(API_TENANT_ROLES_SETTING, _tenant_roles, {}),
             api_allow_free_kql=p.optional(API_ALLOW_FREE_KQL_SETTING, _bool, False),
             api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _float(0.0, 200.0), 20.0),
@@ -630,6 +658,24 @@ def _tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
     from shared.api.access import parse_tenant_roles
 
     return parse_tenant_roles(raw)
+
+
+def _app_id_uri(raw: str) -> str:
+    # https://learn.microsoft.com/entra/identity-platform/reference-app-manifest#identifieruris-attribute
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("api", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in raw)
+        or len(raw) > 255
+    ):
+        raise ValueError(
+            "must be the app registration's Application ID URI, e.g. api://<client id> or "
+            "https://<verified domain>/<name>"
+        )
+    return raw.rstrip("/")
 
 
 def _public_url(raw: str) -> str:

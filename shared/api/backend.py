@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from shared.clock import Clock
 
 if TYPE_CHECKING:
+    from shared.api.access import Principal
     from shared.api.jobs import Job, JobStore
     from shared.defender.client import DefenderClient
     from shared.push import SubscriptionStore
@@ -29,7 +30,8 @@ class Backend:
     Attributes:
         registered: ids of the enabled tenants of the registry (setting + table).
         client_for: the app-context API client of a tenant.
-        user_client_for: ``(caller_token, tenant)`` → a client acting on behalf of that caller.
+        user_client_for: ``(caller, tenant)`` → a client acting on behalf of that caller (with
+            the token they were authenticated by).
         enqueue_ingest: puts a ``defender-ingest`` message.
         jobs: the hunting job store.
         submit_job: ``(job_id, delay_seconds)``: hands a job to the worker (queue or in-process).
@@ -42,7 +44,7 @@ class Backend:
     clock: Clock
     registered: Callable[[], tuple[str, ...]]
     client_for: Callable[[str], DefenderClient]
-    user_client_for: Callable[[str, str], DefenderClient]
+    user_client_for: Callable[[Principal, str], DefenderClient]
     enqueue_ingest: Callable[[IngestRequest], None]
     jobs: JobStore
     submit_job: Callable[[str, int], None]

@@ -111,17 +111,8 @@ class Context:
         """The API client for ``tenant``: the app's, or on behalf of the caller."""
         if not self.user_context:
             return self.backend.client_for(tenant)
-        auth = self.request.headers.get("Authorization") or ""
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401,
-                "caller_token_required",
-                "context=user needs the caller's Entra access token for this app in "
-                "'Authorization: Bearer ...'",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        return self.backend.user_client_for(token.strip(), tenant)
+        # the token the caller was authenticated by is the assertion (validated once)
+        return self.backend.user_client_for(self.caller, tenant)
 
     def url(self, path: str, query: dict[str, str] | None = None) -> str:
         """An absolute URL of this deployment."""
@@ -200,10 +191,18 @@ def health(ctx: Context) -> Response:
 
 
 def openapi_document(ctx: Context) -> Response:
-    """``GET /openapi.json``."""
-    from shared.api.openapi import document
+    """``GET /openapi.json``: its security definitions name this deployment's tenant and
+    audience (only an authenticated caller gets here, so the settings are valid)."""
+    from shared.api.openapi import Security, document
 
-    return json_response(200, document(ctx.base_url))
+    s = ctx.backend.settings
+    security = Security(
+        authority_url=s.authority_url,
+        tenant=s.tenant_id,
+        audience=s.api_audiences[0],
+        key_mode=s.api_auth_mode == "key",
+    )
+    return json_response(200, document(ctx.base_url, security))
 
 
 # ---------------------------------------------------------------------- incidents

@@ -5,13 +5,17 @@ Importable as a Logic Apps / Power Automate custom connector
 ``operationId`` and ``summary`` on every operation, ``x-ms-visibility``, ``x-ms-trigger: single``
 on the subscribe operation whose body has the callback URL as an internal property marked
 ``x-ms-notification-url``, ``x-ms-notification-content`` describing what each delivery POSTs,
-``x-ms-pageable`` on the listing, and one API-key security definition (the Functions key in the
-``x-functions-key`` header; ``?code=`` works too). ``host`` is the host the document was fetched
-from, so it is right for whichever deployment serves it.
+``x-ms-pageable`` on the listing. Security: OAuth 2.0 with Microsoft Entra ID (authorization
+code flow against the home tenant, scope ``<Application ID URI>/.default``), what a custom
+connector with the Entra ID identity provider uses
+(https://learn.microsoft.com/connectors/custom-connectors/azure-active-directory-authentication);
+with ``API_AUTH_MODE=key`` the function key in the ``x-functions-key`` header instead. ``host``
+is the host the document was fetched from, so it is right for whichever deployment serves it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -218,6 +222,12 @@ def _operation(route: Route) -> dict[str, Any]:
             if status == 202:
                 entry["headers"]["Retry-After"] = {"type": "integer", "description": "seconds"}
         op["responses"][str(status)] = entry
+    if route.auth != "anonymous":
+        op["responses"]["401"] = {
+            "description": "no valid Entra ID access token for this API (WWW-Authenticate says "
+            "why)",
+            "schema": ERROR_REF,
+        }
     op["responses"].setdefault("default", {"description": "error", "schema": ERROR_REF})
     if route.visibility:
         op["x-ms-visibility"] = route.visibility
@@ -227,8 +237,53 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
-def document(base_url: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Security:
+    """How callers authenticate, for the document's security definitions."""
+
+    authority_url: str = "https://login.microsoftonline.com"
+    tenant: str = "organizations"
+    audience: str = "api://defender-bridge"
+    key_mode: bool = False
+
+    def definitions(self) -> dict[str, Any]:
+        """``securityDefinitions``: Entra ID (OAuth 2.0) and the function key."""
+        base = f"{self.authority_url.rstrip('/')}/{self.tenant}/oauth2/v2.0"
+        return {
+            "entraId": {
+                "type": "oauth2",
+                "flow": "accessCode",
+                "authorizationUrl": f"{base}/authorize",
+                "tokenUrl": f"{base}/token",
+                "scopes": {self.scope: "the app roles assigned to you on Defender Bridge"},
+                "description": f"Microsoft Entra ID: an access token for {self.audience} "
+                "(custom connector: identity provider Microsoft Entra ID, resource URL "
+                f"{self.audience}); apps and managed identities get one for {self.scope}",
+            },
+            "functionKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-functions-key",
+                "description": "a function key of the app (or ?code=): accepted alone only "
+                "when the app runs with API_AUTH_MODE=key",
+            },
+        }
+
+    @property
+    def scope(self) -> str:
+        """The scope a client asks Entra for."""
+        return f"{self.audience}/.default"
+
+    def requirement(self) -> list[dict[str, list[str]]]:
+        """The document-wide ``security``: what this deployment accepts."""
+        if self.key_mode:
+            return [{"functionKey": []}]
+        return [{"entraId": [self.scope]}]
+
+
+def document(base_url: str, security: Security | None = None) -> dict[str, Any]:
     """The document for the deployment at ``base_url`` (``scheme://host``)."""
+    security = security or Security()
     parts = urlsplit(base_url)
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
@@ -246,15 +301,8 @@ def document(base_url: str) -> dict[str, Any]:
         "schemes": [parts.scheme if parts.scheme in ("http", "https") else "https"],
         "consumes": ["application/json"],
         "produces": ["application/json"],
-        "securityDefinitions": {
-            "functionKey": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "x-functions-key",
-                "description": "a function key of the app (or pass it as ?code=)",
-            }
-        },
-        "security": [{"functionKey": []}],
+        "securityDefinitions": security.definitions(),
+        "security": security.requirement(),
         "paths": paths,
         "definitions": DEFINITIONS,
     }

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.api import handlers as h
-from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, key_holder, principal
+from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, Principal, anonymous
 from shared.api.http import ApiError, Request, Response, error_response
 from shared.api.schema import Body
 from shared.errors import BridgeError
@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``function``: the caller must prove who they are (``shared.api.access``)
 AuthLevel = Literal["function", "anonymous"]
 #: query parameters every route accepts: the function key
 ALWAYS_ALLOWED = ("code",)
+Authenticate = Callable[[Request], Principal]
 #: bodies above this are refused before parsing when no settings are available
 DEFAULT_MAX_BODY = 65_536
 
@@ -73,7 +75,7 @@ class Route:
     visibility: str | None = None
     extensions: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
-    #: backend needed (False: health and the document work even with broken settings)
+    #: backend needed (False: health works even with broken settings)
     needs_backend: bool = True
 
     @property
@@ -397,10 +399,10 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         h.openapi_document,
         "OpenAPI document",
-        "This API as OpenAPI 2.0 (import it as a custom connector).",
+        "This API as OpenAPI 2.0 (import it as a custom connector); its security names this "
+        "deployment's tenant and audience.",
         responses={200: ("the document", None)},
         visibility="internal",
-        needs_backend=False,
         tags=("meta",),
     ),
 )
@@ -431,14 +433,15 @@ def handle(
     backend: Callable[[], Backend],
     *,
     max_body: int | None = None,
-    require_principal: bool | None = None,
-    tenant_roles: Mapping[str, tuple[str, ...]] | None = None,
+    authenticate: Authenticate | None = None,
     public_url: str | None = None,
 ) -> Response:
     """Answer one request. Never raises.
 
-    The options come from settings (the faces read them through ``options_from``); a route
-    that needs no backend (health, the document) answers even when settings are broken.
+    The options come from settings (the faces read them through ``options_from``): without
+    ``authenticate`` (broken settings) only the anonymous routes answer, the others are a 503
+    that says nothing more to a caller nobody could identify. The caller is authenticated and
+    their role checked before the request's parameters are looked at.
     """
     path = request.path
     if path.startswith("/api/") or path == "/api":
@@ -449,15 +452,17 @@ def handle(
         limit = max_body or DEFAULT_MAX_BODY
         if len(request.body) > limit:
             raise ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
+        if route.auth == "anonymous":
+            caller = anonymous()
+        elif authenticate is None:
+            raise ApiError(
+                503, "configuration", "the app's settings are invalid; see the app's log"
+            )
+        else:
+            caller = authenticate(request)
+            caller.require(route.role)
         _check_query(route, request)
         _check_content_type(route, request)
-        if route.auth == "anonymous":
-            caller = key_holder()
-        else:
-            caller = principal(
-                request, tenant_roles=tenant_roles or {}, required=bool(require_principal)
-            )
-            caller.require(route.role)
         ctx = h.Context(
             request=replace(request, path=path, route_params=params),
             caller=caller,
@@ -511,10 +516,9 @@ def _check_content_type(route: Route, request: Request) -> None:
 
 
 def options_from(settings: Any) -> dict[str, Any]:
-    """The ``handle`` options of a ``Settings``."""
+    """The ``handle`` options of a ``Settings`` (the authenticator comes from the composition
+    root: it keeps the signing keys between requests)."""
     return {
         "max_body": settings.api_max_body_bytes,
-        "require_principal": settings.api_require_principal,
-        "tenant_roles": settings.api_tenant_roles,
         "public_url": settings.api_public_url,
     }

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         credential_fix=fix,
         api=Step(notice.status, notice.detail),
         api_fix=notice.fix,
+        **_http_auth(s),
     )
     # ingestion health (issue 9): last success and lag of each tenant, from its checkpoint
     from shared.ingest import ingestion_health
@@ -122,6 +123,30 @@ def _host_lines(host: list[Finding]) -> str:
     lines = ["host settings (read by the Functions host before any of our code runs):\n"]
     lines += [f"  {f.line()}\n" for f in host]
     return "".join(lines)
+
+
+def _http_auth(settings: Any) -> dict[str, Any]:
+    """Who the HTTP API admits: a warning in key mode (a key grants every tenant) and for a
+    retired setting that is still set (it is not obeyed)."""
+    from shared.credentials.check import Step
+    from shared.settings import RETIRED_SETTINGS
+
+    notes, fixes = [], []
+    if settings.api_auth_mode == "key":
+        notes.append(
+            "API_AUTH_MODE=key: any holder of a function key may call every route in every "
+            "registered tenant, with every role"
+        )
+        fixes.append(
+            "unless one team owns every tenant, set API_AUTH_MODE=entra and grant callers app "
+            "roles (README 'Trust model')"
+        )
+    for name in settings.retired_settings:
+        notes.append(f"{name} is set but no longer read")
+        fixes.append(RETIRED_SETTINGS[name])
+    if not notes:
+        return {"http_auth": Step("ok", f"Entra ID tokens for {settings.api_audiences[0]}")}
+    return {"http_auth": Step("warn", "; ".join(notes)), "http_auth_fix": "; ".join(fixes)}
 
 
 def _poison(svc: Any) -> dict[str, Any]:

@@ -15,13 +15,17 @@ from openapi_spec_validator import validate
 
 from shared.api.openapi import document
 from shared.api.routes import ROUTES
-from tests.api.conftest import Face, indexed_functions
+from tests.api.conftest import Face, indexed_functions, setenv
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [op for methods in doc["paths"].values() for op in methods.values()]
+
+
+def listing_op(doc: dict[str, Any]) -> dict[str, Any]:
+    return dict(doc["paths"]["/incidents"]["get"]["responses"])
 
 
 def test_document_is_valid_openapi_2_for_any_host() -> None:
@@ -40,14 +44,10 @@ def test_connector_extensions() -> None:
     summaries = [op["summary"] for op in ops]
     assert len(ids) == len(set(ids)) == len(ROUTES)
     assert len(summaries) == len(set(summaries)) and all(summaries)
-    assert doc["securityDefinitions"] == {
-        "functionKey": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "x-functions-key",
-            "description": "a function key of the app (or pass it as ?code=)",
-        }
-    }
+    entra = doc["securityDefinitions"]["entraId"]
+    assert entra["type"] == "oauth2" and entra["flow"] == "accessCode"
+    assert doc["security"] == [{"entraId": ["api://defender-bridge/.default"]}]
+    assert doc["securityDefinitions"]["functionKey"]["name"] == "x-functions-key"
     subscribe = doc["paths"]["/subscriptions"]["post"]
     assert subscribe["x-ms-trigger"] == "single"
     body = next(p for p in subscribe["parameters"] if p["in"] == "body")
@@ -61,6 +61,7 @@ def test_connector_extensions() -> None:
         "201" in subscribe["responses"] and "Location" in subscribe["responses"]["201"]["headers"]
     )
     assert doc["paths"]["/subscriptions/{id}"]["delete"]["x-ms-visibility"] == "internal"
+    assert "401" in listing_op(doc) and "401" not in doc["paths"]["/health"]["get"]["responses"]
     assert doc["paths"]["/health"]["get"]["security"] == []
     assert doc["paths"]["/consent/callback"]["get"]["security"] == []
     listing = doc["paths"]["/incidents"]["get"]
@@ -69,17 +70,29 @@ def test_connector_extensions() -> None:
 
 
 @pytest.mark.e2e
-def test_served_document_names_the_host_it_was_fetched_from(face: Face) -> None:
+def test_served_document_names_the_host_it_was_fetched_from(
+    face: Face, api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host it was fetched from, and the deployment's Entra ID: its tenant's endpoints and
+    the API's audience (with ``API_AUTH_MODE=key``, the function key)."""
     answer = face.get("/openapi.json")
     assert answer.status == 200
     doc = answer.json()
     validate(doc)
     assert doc["host"] == face.base.split("://")[1]
+    entra = doc["securityDefinitions"]["entraId"]
+    tenant, client = api_env["DEFENDER_TENANT_ID"], api_env["DEFENDER_CLIENT_ID"]
+    assert entra["tokenUrl"] == f"{api_env['DEFENDER_AUTHORITY_URL']}/{tenant}/oauth2/v2.0/token"
+    assert doc["security"] == [{"entraId": [f"api://{client}/.default"]}]
+    setenv(monkeypatch, API_AUTH_MODE="key")
+    keyed = face.get("/openapi.json", token=None).json()
+    assert keyed["security"] == [{"functionKey": []}]
 
 
 def test_functions_bindings_follow_the_route_table() -> None:
-    """One HTTP function per route with its method and route; function keys everywhere but the
-    health check and the consent callback; the queue workers' bindings."""
+    """One HTTP function per route with its method and route, anonymous at the host (the app
+    authenticates every caller but on the health check and the consent callback; in key mode
+    the host checks keys: tests/functions); the queue workers' bindings."""
     bindings = {}
     for name, function in indexed_functions().items():
         raw = [json.loads(b) for b in function.get_raw_bindings()]
@@ -89,8 +102,7 @@ def test_functions_bindings_follow_the_route_table() -> None:
         assert trigger["type"] == "httpTrigger"
         assert trigger["route"] == route.path.lstrip("/")
         assert [m.upper() for m in trigger["methods"]] == [route.method]
-        anonymous = route.path in ("/health", "/consent/callback")
-        assert trigger["authLevel"].upper() == ("ANONYMOUS" if anonymous else "FUNCTION")
+        assert trigger["authLevel"].upper() == "ANONYMOUS"
     assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
     assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
     # the app writes the hunting queue in the data account: the trigger reads it there too
@@ -139,3 +151,13 @@ def test_sample_logic_app_workflow_uses_the_api_as_defined() -> None:
     template.render(hunt["body"]["parameters"])  # valid parameters for that template
     patch = workflow["actions"]["Tag_the_incident"]["inputs"]
     UPDATE_BODY.check(patch["body"])
+    # every call authenticates with the Logic App's managed identity for this API, no key
+    calls = [subscribe, unsubscribe, hunt, patch]
+    for call in calls:
+        assert call["authentication"] == {
+            "type": "ManagedServiceIdentity",
+            "audience": "@parameters('bridgeAudience')",
+        }
+        assert not {h.lower() for h in call.get("headers", {})} & {"x-functions-key"}
+        assert "code=" not in call["uri"]
+    assert "functionKey" not in workflow["parameters"]

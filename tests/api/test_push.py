@@ -167,9 +167,11 @@ def test_subscribe_forms_and_callback_checks(face: Face, trusting: Receiver) -> 
         body=trusting.url.encode(),
         headers={"Content-Type": "text/plain"},
     )
-    assert text.status == 201
+    # a web page can POST text/plain to a local port without a CORS preflight: serve refuses it
+    assert text.status == (415 if face.name == "serve" else 201)
     removed = face.request("DELETE", "/subscriptions", json_body={"callbackUrl": trusting.url})
-    assert removed.status == 200 and removed.json() == {"deleted": 2}
+    made = 1 if face.name == "serve" else 2
+    assert removed.status == 200 and removed.json() == {"deleted": made}
     assert face.request("DELETE", "/subscriptions", json_body=trusting.url).status == 404
     for url, reason in (
         ("http://localhost/hook", "https"),

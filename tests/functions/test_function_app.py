@@ -76,3 +76,43 @@ def test_every_trigger_takes_the_workers_context() -> None:
         parameters = set(inspect.signature(user).parameters) - {"context"}
         bound = {json.loads(b)["name"] for b in function.get_raw_bindings()}
         assert parameters <= bound, name
+
+
+def _http_auth_levels(env: dict[str, str]) -> dict[str, str]:
+    """The host's authLevel of every HTTP function, as indexed in a fresh process."""
+    code = (
+        "import json, function_app; "
+        "print(json.dumps({f.get_function_name(): json.loads(f.get_raw_bindings()[0]) "
+        ".get('authLevel') for f in function_app.app.get_functions()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    levels = json.loads(result.stdout.strip().splitlines()[-1])
+    return {name: str(level).upper() for name, level in levels.items() if level}
+
+
+def test_the_host_checks_keys_only_in_key_mode() -> None:
+    """Default (and ``entra``): every HTTP function is anonymous at the host, so a Logic App's
+    managed-identity token reaches the app without a key, and the app checks the token.
+    ``API_AUTH_MODE=key`` (or a value the app refuses): the host requires a function key on
+    every route but the health check and the consent callback."""
+    from shared.api.routes import ROUTES
+
+    anonymous = {r.function_name for r in ROUTES if r.auth == "anonymous"}
+    assert anonymous == {"http_health", "http_consent_callback"}
+    for env in ({}, {"API_AUTH_MODE": "entra"}):
+        assert set(_http_auth_levels(env).values()) == {"ANONYMOUS"}, env
+    for env in ({"API_AUTH_MODE": "key"}, {"API_AUTH_MODE": "nonsense"}):
+        levels = _http_auth_levels(env)
+        assert {n for n, level in levels.items() if level == "ANONYMOUS"} == anonymous, env
+        assert {r.function_name for r in ROUTES} - anonymous <= {
+            n for n, level in levels.items() if level == "FUNCTION"
+        }

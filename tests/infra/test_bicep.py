@@ -67,7 +67,6 @@ LEFT_OUT = {
     settings.QUEUE_CONNECTION_SETTING: "a connection string (local); Azure uses the service URI",
     # HTTP API (issue 11)
     settings.API_MAX_BODY_BYTES_SETTING: "the default fits",
-    settings.API_REQUIRE_PRINCIPAL_SETTING: "set to true when App Service Authentication is on",
     settings.API_TENANT_ROLES_SETTING: "per customer: an MSSP's own mapping of roles to tenants",
     settings.API_ALLOW_FREE_KQL_SETTING: "off by default on purpose (templates only)",
     settings.API_SYNC_BUDGET_SETTING: "the default fits",
@@ -133,6 +132,7 @@ def test_every_bicep_file_parses_and_every_module_exists(main: dict[str, Any]) -
         "app/rbac.bicep",
         "app/storage.bicep",
         "app/vault.bicep",
+        "app/auth.bicep",
     }
     for file in files:
         BicepParser().parse(file_path=file)
@@ -260,6 +260,51 @@ def test_required_and_chosen_settings_are_wired_from_parameters(
     assert app_settings[settings.KEY_VAULT_URL_SETTING] == "vaultUrl"
     assert app_settings[settings.AZURE_CREDENTIAL_SETTING] == "managed-identity"
     assert app_settings[settings.TENANT_TABLE_SETTING] == DEFAULTS["tenant_table"]
+    assert app_settings[settings.API_AUTH_MODE_SETTING] == "apiAuthMode"
+    assert app_settings[settings.API_APP_ID_URI_SETTING] == "appIdUri"
+
+
+def test_app_service_authentication_gates_the_api_in_entra_mode(
+    main: dict[str, Any], api: dict[str, Any]
+) -> None:
+    """Issue 20, point 2: with API_AUTH_MODE=entra (the default), App Service Authentication
+    answers 401 to requests without a valid token for the API, except the two anonymous
+    routes; allowed audiences are the API's; no token store. Key mode has no gate."""
+    params = main["parameters"]
+    assert set(decorator(params["apiAuthMode"], "allowed")) == set(
+        typing.get_args(settings.ApiAuthMode)
+    )
+    assert params["apiAuthMode"]["default"] == DEFAULTS["api_auth_mode"] == "entra"
+    assert params["apiAppIdUri"]["default"] == ""
+    passed = main["modules"]["api"]["config"]["params"]
+    assert passed["apiAuthMode"] == "apiAuthMode" and passed["apiAppIdUri"] == "apiAppIdUri"
+    module = main["modules"]["auth"]
+    assert module["detail"]["path"] == "app/auth.bicep"
+    condition = module["config"]["condition"]["operator"]
+    assert condition["operands"] == {"operand_1": "apiAuthMode", "operand_2": "entra"}
+    wired = module["config"]["config"]["params"]
+    assert wired["clientId"] == "defenderClientId" and wired["tenantId"] == "homeTenantId"
+    assert "appIdUri" in json.dumps(wired["appIdUri"])
+    auth = parse("app/auth.bicep")["resources"]["authSettings"]
+    assert auth["type"] == "Microsoft.Web/sites/config"
+    assert auth["config"]["name"] == "authsettingsV2"
+    props = auth["config"]["properties"]
+    assert props["platform"]["enabled"] is True
+    validation = props["globalValidation"]
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] == "Return401"
+    from shared.api.routes import ROUTES
+
+    anonymous = {f"/api{r.path}" for r in ROUTES if r.auth == "anonymous"}
+    assert set(validation["excludedPaths"]) == anonymous == {"/api/health", "/api/consent/callback"}
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True and aad["registration"]["clientId"] == "clientId"
+    issuer = json.dumps(aad["registration"]["openIdIssuer"])
+    assert "loginEndpoint" in issuer and "v2.0" in issuer  # from the cloud deployed to
+    assert aad["validation"]["allowedAudiences"] == ["appIdUri", "clientId"]
+    assert props["login"]["tokenStore"]["enabled"] is False
+    uri = api["variables"]["appIdUri"]["value"]["operator"]["operands"]
+    assert "api://${defenderClientId}" in json.dumps(uri)
 
 
 def test_site_is_hardened(api: dict[str, Any]) -> None:
@@ -431,6 +476,8 @@ def test_outputs_give_a_local_run_its_settings(main: dict[str, Any]) -> None:
         "DEFENDER_CLOUD",
         "AZURE_USER_ASSIGNED_IDENTITY_PRINCIPAL_ID",
         "CONSENT_REDIRECT_URI",
+        "API_AUTH_MODE",
+        "API_APP_ID_URI",
     } <= set(main["outputs"])
 
 
