@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from shared import usecases
 from shared.api.access import Principal, check_tenant, requested_tenant
 from shared.api.http import ApiError, Request, Response, json_response
 from shared.api.schema import Body, Field, parse_json
-from shared.clock import format_utc, parse_utc
+from shared.clock import RANGE_TEXT, format_utc, parse_input_time
 from shared.errors import (
     AuthError,
     BadRequestError,
@@ -179,15 +180,17 @@ def int_param(request: Request, name: str, low: int, high: int, default: int) ->
 
 
 def time_param(request: Request, name: str) -> datetime | None:
-    """An ISO-8601 time query parameter (with a zone)."""
+    """An ISO-8601 time query parameter (with a zone), within ``shared.clock.RANGE_TEXT``."""
     raw = request.param(name)
     if raw is None:
         return None
     try:
-        return parse_utc(raw)
-    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset
+        return parse_input_time(raw)
+    except ValueError:
         raise ApiError(
-            400, "invalid_parameter", f"'{name}' must be an ISO-8601 time with a zone"
+            400,
+            "invalid_parameter",
+            f"'{name}' must be an ISO-8601 time with a zone, {RANGE_TEXT}",
         ) from None
 
 
@@ -224,20 +227,37 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str, fingerprint: str) -> Cursor:
-        """Parse a cursor made for the same filters (400 otherwise)."""
+        """Parse a cursor made for the same filters (400 otherwise, never echoing it)."""
+        invalid = ApiError(400, "invalid_cursor", "'cursor' is not a cursor this API issued")
+        if len(text) > MAX_CURSOR:
+            raise invalid
         try:
             data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            when, ident, print_ = data
-            cursor = cls(parse_utc(str(when)), str(ident), str(print_))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
-            raise ApiError(
-                400, "invalid_cursor", "'cursor' is not a cursor this API issued"
-            ) from None
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            raise invalid from None
+        if not (
+            isinstance(data, list) and len(data) == 3 and all(isinstance(v, str) for v in data)
+        ):
+            raise invalid
+        when, ident, print_ = data
+        if not _CURSOR_ID.fullmatch(ident) or not _FINGERPRINT.fullmatch(print_):
+            raise invalid
+        try:
+            cursor = cls(parse_input_time(when), ident, print_)
+        except ValueError:
+            raise invalid from None
         if cursor.fingerprint != fingerprint:
             raise ApiError(
                 400, "invalid_cursor", "'cursor' belongs to a listing with other filters"
             )
         return cursor
+
+
+#: the longest cursor text accepted (ours are under 200 characters)
+MAX_CURSOR = 512
+#: an incident id (``shared.defender.operations``), or empty: "before this instant"
+_CURSOR_ID = re.compile(r"[A-Za-z0-9-]{0,64}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 
 
 LIST_FILTERS = (
@@ -637,10 +657,10 @@ def queue_ingest(ctx: Context) -> Response:
     since = None
     if body.get("since"):
         try:
-            since = parse_utc(body["since"])
-        except (ValueError, OverflowError):
+            since = parse_input_time(body["since"])
+        except ValueError:
             raise ApiError(
-                400, "invalid_body", "'since' must be an ISO-8601 time with a zone"
+                400, "invalid_body", f"'since' must be an ISO-8601 time with a zone, {RANGE_TEXT}"
             ) from None
         if since > ctx.backend.clock():
             raise ApiError(400, "invalid_body", "'since' is in the future")
