@@ -808,10 +808,20 @@ def unsubscribe_by_callback(ctx: Context) -> Response:
 # ---------------------------------------------------------------------- consent
 
 
+_ENTRA_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
 def consent_callback(ctx: Context) -> Response:
-    """``GET /consent/callback``: Entra's admin-consent redirect (anonymous)."""
-    from shared.api.access import _guid
-    from shared.api.consent import StateError, verify_state
+    """``GET /consent/callback``: Entra's admin-consent redirect (anonymous).
+
+    In order, and nothing is written until the last two steps: the redirect's parts (a
+    tenant GUID of one organisation, ``admin_consent=True``, a state); the state (signed by
+    us, for this tenant, not expired, its nonce not used yet); the proof (an app token asked
+    of Entra now in that tenant); then the nonce is spent (create-only, so one callback wins)
+    and the consent recorded, never re-enabling a paused tenant. A failed proof spends
+    nothing: the admin can open the same link again once Entra has the consent.
+    """
+    from shared.api.consent import StateError, consent_tenant, verify_state
 
     r = ctx.request
     settings = ctx.backend.settings
@@ -821,31 +831,89 @@ def consent_callback(ctx: Context) -> Response:
         )
     error = r.param("error")
     if error:
-        detail = (r.param("error_description") or "").splitlines()[0:1]
-        text = detail[0][:300] if detail else ""
+        # Entra's own words, shown to the admin: only a plain error code and one printable line
+        code = error if _ENTRA_ERROR.fullmatch(error) else "error"
+        detail = (r.param("error_description") or "").splitlines()[:1]
+        text = "".join(c for c in (detail[0][:300] if detail else "") if c.isprintable())
+        text = text.replace("<", "").replace(">", "")
         raise ApiError(
             400,
             "consent_declined",
-            f"the admin consent was not granted ({error[:80]}) {text}".strip(),
+            f"the admin consent was not granted ({code}) {text}".strip(),
         )
-    tenant = _guid(r.param("tenant") or "")
-    if tenant is None:
-        raise ApiError(400, "invalid_parameter", "'tenant' is missing or not a tenant GUID")
+    try:
+        tenant = consent_tenant(r.param("tenant") or "")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"'tenant': {exc}") from None
     if (r.param("admin_consent") or "").lower() != "true":
         raise ApiError(400, "consent_declined", "the redirect does not say admin_consent=True")
     state = r.param("state")
     if not state:
         raise ApiError(400, "invalid_state", "the consent redirect carries no state")
+    backend = ctx.backend
+    now = backend.clock()
     try:
-        verify_state(settings.api_signing_key, state, tenant, ctx.backend.clock())
+        claims = verify_state(settings.api_signing_key, state, tenant, now)
     except StateError as exc:
         raise ApiError(400, "invalid_state", str(exc)) from None
-    ctx.backend.record_consent(tenant, ctx.backend.clock())
-    return json_response(
-        200,
-        {
-            "tenant": tenant,
-            "consented": True,
-            "message": "consent recorded: the tenant is ingested from the next run",
-        },
+    used = ApiError(
+        400, "invalid_state", "this consent link was already used: ask for a new one if needed"
     )
+    states = backend.consent_states()
+    if states.used(claims.nonce):
+        raise used  # before the proof: a replay costs no call to Entra
+    roles = _prove_consent(backend, tenant, claims.expires)
+    if not states.spend(claims.nonce, tenant=tenant, when=now, expires=claims.expires):
+        raise used
+    try:
+        served = backend.record_consent(tenant, now)
+    except BaseException:
+        states.release(claims.nonce)  # nothing recorded: the link may be used again
+        raise
+    return json_response(200, _consent_answer(settings, tenant, served, roles))
+
+
+def _prove_consent(backend: Backend, tenant: str, expires: datetime) -> tuple[str, ...]:
+    try:
+        return backend.prove_consent(tenant)
+    except AuthError as exc:
+        if exc.error is None and not isinstance(exc, ConsentError):
+            # Entra could not be reached (or Key Vault, for the credential): not the admin's
+            raise ApiError(
+                503,
+                "consent_unverifiable",
+                f"the consent in tenant {tenant} could not be checked now; open the same link "
+                "again in a minute",
+                {"Retry-After": "60"},
+            ) from None
+        raise ApiError(
+            400,
+            "consent_not_proven",
+            f"no app token could be had in tenant {tenant}, so no consent is recorded ({exc}). "
+            "Entra may need a minute after the admin consents: open the same link again "
+            f"(it is valid until {format_utc(expires)})",
+        ) from None
+
+
+def _consent_answer(
+    settings: Any, tenant: str, served: bool, roles: tuple[str, ...]
+) -> dict[str, Any]:
+    from shared.credentials.claims import check_roles
+
+    missing = [c for c in check_roles(settings.api, settings.features, roles) if not c.ok]
+    body: dict[str, Any] = {"tenant": tenant, "consented": True, "enabled": served}
+    if served:
+        body["message"] = "consent recorded: the tenant is ingested from the next run"
+    else:
+        body["message"] = (
+            "consent recorded; the tenant is paused in the registry and stays paused (an "
+            f"operator resumes it with: python -m shared tenants resume {tenant})"
+        )
+    if missing:
+        body["missingRoles"] = sorted({c.needs[0] for c in missing})
+        body["message"] += (
+            "; the app's token there lacks "
+            + ", ".join(f"{c.feature}: {' or '.join(c.needs)}" for c in missing)
+            + " (add the permissions to the app registration and consent again)"
+        )
+    return body
