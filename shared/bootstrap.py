@@ -406,6 +406,7 @@ class Services:
 
         from shared.api.backend import Backend
         from shared.api.jobs import JOB_CONTAINER, JobStore
+        from shared.api.ratelimit import CallerLimiter
         from shared.storage.queue import HUNTING_QUEUE
 
         with self._lock:
@@ -439,6 +440,7 @@ class Services:
             record_consent=self.record_consent,
             prove_consent=self.prove_consent,
             consent_states=self.consent_states,
+            caller_limits=CallerLimiter(self.settings.api_caller_limits),
         )
         with self._lock:
             if self._backend is None:

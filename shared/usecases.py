@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from shared.defender.client import DefenderClient
     from shared.defender.model import Alert, HuntingResult, Incident
     from shared.defender.operations import IncidentUpdate
+    from shared.defender.pages import PageResult
     from shared.defender.queries import IncidentQuery
 
 #: the documented advanced hunting row cap (defender-api.md, "at most 100k rows"): an answer of
@@ -79,6 +80,24 @@ def list_incidents(
 ) -> list[Incident]:
     """Incidents matching ``query`` (at most ``limit``)."""
     return client.list_incidents(query, limit=limit)
+
+
+def incident_page(
+    client: DefenderClient,
+    query: IncidentQuery,
+    *,
+    before: tuple[int, str] | None,
+    top: int,
+    max_calls: int,
+    rate: float | None = None,
+    now: datetime | None = None,
+) -> PageResult[Incident]:
+    """One newest-first page of ``GET /incidents``: the ``top`` newest incidents matching
+    ``query`` below the position ``before``, in at most ``max_calls`` Defender requests
+    (``shared.defender.pages``)."""
+    return client.newest_page(
+        query, before=before, top=top, max_calls=max_calls, rate=rate, now=now
+    )
 
 
 def get_incident(client: DefenderClient, incident_id: str) -> Incident:

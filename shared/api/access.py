@@ -45,13 +45,25 @@ _ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claim
 MAX_PRINCIPAL = 16_384
 
 
+#: the subject of a caller admitted by the function key alone (no identity to tell apart)
+KEY_HOLDER_SUBJECT = "function-key"
+#: the claim types Easy Auth uses for the caller's tenant and object ids
+_TENANT_CLAIMS = ("http://schemas.microsoft.com/identity/claims/tenantid", "tid")
+_OBJECT_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The caller's roles and tenants (``tenants`` None: every registered tenant)."""
+    """The caller's roles and tenants (``tenants`` None: every registered tenant).
+
+    ``subject``: a stable id of the caller, ``<tenant id>/<object id>`` (what per-caller
+    limits are keyed by).
+    """
 
     roles: frozenset[str]
     tenants: frozenset[str] | None
     from_header: bool
+    subject: str = KEY_HOLDER_SUBJECT
 
     def require(self, role: str | None) -> None:
         """Raises ApiError 403 naming ``role`` when the caller lacks it."""
@@ -103,7 +115,21 @@ def principal(
         for c in claims
         if isinstance(c, dict) and c.get("typ") in role_types and isinstance(c.get("val"), str)
     )
-    return Principal(frozenset(roles), _tenants_of(roles, tenant_roles), from_header=True)
+    tid = _claim(claims, _TENANT_CLAIMS)
+    oid = _claim(claims, _OBJECT_CLAIMS)
+    subject = f"{tid}/{oid}" if tid and oid else "principal"
+    return Principal(
+        frozenset(roles), _tenants_of(roles, tenant_roles), from_header=True, subject=subject
+    )
+
+
+def _claim(claims: list[object], types: tuple[str, ...]) -> str | None:
+    for claim in claims:
+        if isinstance(claim, dict) and claim.get("typ") in types:
+            value = claim.get("val")
+            if isinstance(value, str) and value and len(value) <= 64:
+                return value
+    return None
 
 
 def _tenants_of(

@@ -16,6 +16,7 @@ from shared.clock import Clock
 
 if TYPE_CHECKING:
     from shared.api.jobs import Job, JobStore
+    from shared.api.ratelimit import CallerLimiter
     from shared.defender.client import DefenderClient
     from shared.push import SubscriptionStore
     from shared.settings import Settings
@@ -41,6 +42,8 @@ class Backend:
         prove_consent: ``tenant`` -> the application roles of a token asked of Entra now in
             that tenant (raises ``ConsentError``/``AuthError`` when none can be had).
         consent_states: the store of consent-link nonces already used.
+        caller_limits: the per-caller limits of the routes that call Defender (this
+            process's; ``shared.api.ratelimit``).
     """
 
     settings: Settings
@@ -56,5 +59,6 @@ class Backend:
     record_consent: Callable[[str, datetime], bool]
     prove_consent: Callable[[str], tuple[str, ...]]
     consent_states: Callable[[], ConsentStateStore]
+    caller_limits: CallerLimiter
     #: jobs running in this process (user context), so a poll can tell "still running here"
     local_jobs: dict[str, Job] | None = None

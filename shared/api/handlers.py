@@ -16,8 +16,8 @@ import math
 import re
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
@@ -214,15 +214,20 @@ def openapi_document(ctx: Context) -> Response:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page of ``GET /incidents`` ended: the last (lastUpdate, id) it showed."""
+    """Where a page of ``GET /incidents`` ended: the next page shows what lies below the
+    position (``last_update``, ``incident_id``); an empty id means below that whole
+    microsecond. ``rate``: incidents per hour the page saw, to size the next page's first
+    request (``shared.defender.pages``)."""
 
     last_update: datetime
     incident_id: str
     fingerprint: str
+    rate: float | None = None
 
     def encode(self) -> str:
         """Opaque text."""
-        raw = json.dumps([format_utc(self.last_update), self.incident_id, self.fingerprint])
+        rate = None if self.rate is None else float(f"{self.rate:.6g}")
+        raw = json.dumps([format_utc(self.last_update), self.incident_id, self.fingerprint, rate])
         return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
 
     @classmethod
@@ -236,14 +241,19 @@ class Cursor:
         except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
             raise invalid from None
         if not (
-            isinstance(data, list) and len(data) == 3 and all(isinstance(v, str) for v in data)
+            isinstance(data, list)
+            and len(data) == 4
+            and all(isinstance(v, str) for v in data[:3])
+            and (data[3] is None or (isinstance(data[3], float | int) and data[3] is not True))
         ):
             raise invalid
-        when, ident, print_ = data
+        when, ident, print_, rate = data
         if not _CURSOR_ID.fullmatch(ident) or not _FINGERPRINT.fullmatch(print_):
             raise invalid
+        if rate is not None and not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
+            raise invalid
         try:
-            cursor = cls(parse_input_time(when), ident, print_)
+            cursor = cls(parse_input_time(when), ident, print_, rate)
         except ValueError:
             raise invalid from None
         if cursor.fingerprint != fingerprint:
@@ -255,9 +265,12 @@ class Cursor:
 
 #: the longest cursor text accepted (ours are under 200 characters)
 MAX_CURSOR = 512
-#: an incident id (``shared.defender.operations``), or empty: "before this instant"
+#: an incident id (``shared.defender.operations``), or empty: "below this microsecond"
 _CURSOR_ID = re.compile(r"[A-Za-z0-9-]{0,64}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+#: the densest listing a cursor may describe (incidents per hour): far beyond any tenant
+MAX_RATE = 1e9
+_US_PER_HOUR = 3.6e9
 
 
 LIST_FILTERS = (
@@ -274,11 +287,16 @@ LIST_FILTERS = (
 def list_incidents(ctx: Context) -> Response:
     """``GET /incidents``: the CLI's filters, newest first, paged by an opaque cursor.
 
-    Pages never rest on result order or offsets: every page lists the matching incidents
-    updated no later than the cursor, sorts them by (lastUpdate, id) itself and shows those
-    after the cursor, so an incident updated while a client pages moves to the front (it is
-    then newer than the cursor) and no other incident is skipped.
+    Each page asks Defender only for the time slices its ``top`` incidents need (at most
+    ``API_INCIDENTS_PAGE_MAX_CALLS`` requests; ``shared.defender.pages``), never for the whole
+    tenant, and rests on no result order or offset: a slice counts only when one answer held
+    all of it. Pages go newest first, by (lastUpdate, id), each below the position the last
+    one ended at, so an incident updated while a client pages moves in front of the cursor
+    (the next listing from the top shows it, in its new version) and none is shown twice or
+    skipped otherwise.
     """
+    from shared.defender.slices import from_us, to_us
+
     r = ctx.request
     top = int_param(r, "top", 1, MAX_PAGE, DEFAULT_PAGE)
     tenant = ctx.tenant()
@@ -299,25 +317,22 @@ def list_incidents(ctx: Context) -> Response:
     fingerprint = fingerprint[:16]
     raw_cursor = r.param("cursor")
     cursor = Cursor.decode(raw_cursor, fingerprint) if raw_cursor else None
-    incidents: list[Incident] = []
-    if cursor is not None:
-        bound = cursor.last_update + timedelta(microseconds=1)
-        if query.updated_before is None or bound < query.updated_before:
-            if query.updated_from is not None and bound <= query.updated_from:
-                return _page(ctx, tenant, [], None)
-            query = replace(query, updated_before=bound)
-    incidents = usecases.list_incidents(ctx.client(tenant), query)
-    incidents.sort(key=lambda i: (i.last_update, i.id), reverse=True)
-    if cursor is not None:
-        incidents = [
-            i for i in incidents if (i.last_update, i.id) < (cursor.last_update, cursor.incident_id)
-        ]
-    page = incidents[:top]
+    backend = ctx.backend
+    result = usecases.incident_page(
+        ctx.client(tenant),
+        query,
+        before=None if cursor is None else (to_us(cursor.last_update), cursor.incident_id),
+        top=top,
+        max_calls=backend.settings.api_page_max_calls,
+        rate=None if cursor is None or cursor.rate is None else cursor.rate / _US_PER_HOUR,
+        now=backend.clock(),
+    )
     following = None
-    if len(incidents) > top:
-        last = page[-1]
-        following = Cursor(last.last_update, last.id, fingerprint).encode()
-    return _page(ctx, tenant, page, following)
+    if result.following is not None:
+        at, ident = result.following
+        rate = None if result.rate is None else min(MAX_RATE, result.rate * _US_PER_HOUR)
+        following = Cursor(from_us(at), ident, fingerprint, rate).encode()
+    return _page(ctx, tenant, result.items, following)
 
 
 def _page(ctx: Context, tenant: str, page: list[Incident], cursor: str | None) -> Response:
