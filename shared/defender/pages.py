@@ -17,17 +17,21 @@ b`` (next to the caller's filters) with ``$top`` = the surface's page size ``P``
   estimate is.
 - **Cost** (the reason this module exists: listing the whole tenant for every page spent its
   quota): each page stops as soon as it has ``top`` matches, or when ``max_calls`` requests
-  were made (the page is then shorter, and its nextLink continues where it stopped). The
-  estimate assumes the sample is the newest items of the slice when nothing says otherwise
-  (the legacy list documents "the most recent incidents are displayed at the top":
-  https://learn.microsoft.com/defender-xdr/api-list-incidents); with a count and a bounded
-  slice it tells a newest, an oldest and a random sample apart (``slices.sample_shape``) and
-  interpolates. With newest-first answers a page of ``top`` < ``P`` needs at most two requests
-  (one overflowing answer, then the exact cut); the density seen is carried to the next page in
-  the cursor, so that one usually needs a single request.
+  were made (the page is then shorter, and its nextLink continues below what it read; a page
+  that completed no slice at all is an error, never a wrong page). The first cut assumes the
+  sample is the newest items of the slice (the legacy list documents "the most recent
+  incidents are displayed at the top": https://learn.microsoft.com/defender-xdr/api-list-incidents),
+  which makes it exact for such answers: a page of ``top`` < ``P`` then needs at most two
+  requests, one overflowing answer and the cut. Once a cut made on that assumption overflows,
+  the answers are not newest first: the next cut is at a sample point scaled by the count (a
+  random draw of ``s`` of ``count`` items puts about ``count / s`` above each of its points),
+  and when every item shown lies in the older half of the slice (an oldest-first answer), at
+  half the unseen newer half, so any order narrows. The density seen is carried to the next
+  page in its cursor, so a later page usually needs one request.
 - **Ties**: a one-microsecond slice that overflows (more than ``P - 1`` incidents updated in
-  the same microsecond) is read through its links (``exhaust``), the one place where offsets
-  are used, never beyond ``$skip`` 500 (``DefenderClient.exhaust_slice``).
+  the same microsecond) is read across its links (``exhaust``), the one place where offsets
+  are used, never beyond ``$skip`` 500 (``paging.next_request``); those requests come on top
+  of ``max_calls``.
 
 Times are integer microseconds since the epoch (``slices.to_us``).
 """
@@ -59,10 +63,10 @@ class Ask:
 
 @dataclass
 class _Sample:
-    """What an overflowing answer told about ``[start, end)``: its items' times and count."""
+    """What an overflowing answer told about the slice from ``start`` up to the page's
+    ``upper``: its items' times and its count."""
 
     start: int | None
-    end: int | None
     times: list[int]  # sorted ascending, all inside [start, end)
     count: int | None
 
@@ -118,7 +122,7 @@ class NewestPage:
         self._underrun = False  # the last complete slice held far fewer than planned
         self._from_sample = False  # the last slice was cut by a sample
         self._misled = False  # a slice cut by a sample overflowed: it was not the newest
-        self._quiet = False  # a halved slice came back empty: the newest items are older
+        self._quiet = False  # a slice came back empty after that: no halving towards now
 
     # ------------------------------------------------------------------ state
 
@@ -247,9 +251,7 @@ class NewestPage:
             count = None if sample.count is None else max(0, sample.count - items)
             inside = sample.start is None or sample.start < ask.start
             self._sample = (
-                _Sample(sample.start, ask.start, below, count)
-                if inside and (below or count)
-                else None
+                _Sample(sample.start, below, count) if inside and (below or count) else None
             )
         else:
             self._sample = None
@@ -273,7 +275,7 @@ class NewestPage:
             density = count / max(1, width)
             if density > 2 * self._rate or density < self._rate / 2:
                 self._rate, self._recent = density, []
-        self._sample = _Sample(ask.start, ask.end, inside, count)
+        self._sample = _Sample(ask.start, inside, count)
 
     def _observe(self, items: int, width: int) -> None:
         self._recent.append((items, max(1, width)))

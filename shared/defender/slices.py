@@ -101,7 +101,7 @@ class _Hint:
     count: int | None
     sample: list[int]  # sorted item times inside the region
     completed: int = 0  # slices completed inside the region since the hint was made
-    shape: str = "spread"  # where the sample sits (``sample_shape``), decided when it was taken
+    shape: str = "spread"  # where the sample sits (``_cluster``), decided when it was taken
     estimate: int = 0  # without ``$count``: the count guessed from the sample
 
 
@@ -264,13 +264,13 @@ class _Axis:
                 shape = "newest"
                 estimate = s + round(below / spacing)
             else:
-                shape = sample_shape(self.cursor, end, estimate, inside)
+                shape = _cluster(self.cursor, end, estimate, inside)
         elif self.ordered and count is not None:
-            shape = sample_shape(self.cursor, end, count, inside)
+            shape = _cluster(self.cursor, end, count, inside)
         self.hint = _Hint(end, count, inside, shape=shape, estimate=estimate)
 
 
-def sample_shape(start: int, end: int, count: int, sample: Sequence[int]) -> str:
+def _cluster(start: int, end: int, count: int, sample: Sequence[int]) -> str:
     """Where a sample of ``count`` items in ``[start, end)`` sits: ``"newest"`` when it looks
     like the newest items (the service's observed order, not documented: the rest are older),
     ``"oldest"`` for the mirror case, ``"spread"`` when it looks like a random draw.
