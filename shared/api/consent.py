@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 #: the tenant of personal Microsoft accounts, what ``consumers`` stands for
-#: (https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference#payload-claims)
+#: (https://learn.microsoft.com/entra/identity-platform/accounts-overview)
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 #: tenants that are not one organisation: never consented to, never onboarded
 NOT_A_TENANT = frozenset({MSA_TENANT, str(uuid.UUID(int=0))})
