@@ -82,8 +82,9 @@ def test_paging_the_tenant_lists_each_incident_once_at_a_bounded_cost(
         seen += [r["id"] for r in rows]
     assert seen == expected  # every incident once, newest first
     assert max(costs) <= 8  # API_INCIDENTS_PAGE_MAX_CALLS
-    # 260 incidents in pages of 40: 7 pages; far from 7 listings of the whole tenant
-    assert sum(costs) <= (14 if order == "newest" else 30), costs
+    # 260 incidents in pages of 40: 7 pages; far from 7 listings of the whole tenant (measured:
+    # Graph 13 newest-first, 14 arbitrary; legacy 9 and 12)
+    assert sum(costs) <= (14 if order == "newest" else 20), costs
 
 
 def test_updates_while_paging_lose_and_repeat_nothing(
