@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.push import PushNotifier, SubscriptionStore
     from shared.storage.queue import IngestQueue, QueueSender
     from shared.storage.state import WatermarkStore
-    from shared.tenants import RunStateStore, TenantRegistry
+    from shared.tenants import ConsentStateStore, RunStateStore, TenantRegistry
 
 log = logging.getLogger(__name__)
 
@@ -345,12 +345,44 @@ class Services:
             self._registered = cached
         return cached[1]
 
-    def record_consent(self, tenant: str, when: datetime) -> None:
-        """Record an admin consent: the tenant joins the registry, enabled."""
+    def record_consent(self, tenant: str, when: datetime) -> bool:
+        """Record an admin consent in the registry; True when the tenant is served (a new
+        tenant is enabled; a paused one stays paused)."""
         self._ensure_registry()
-        self.tenant_registry().set(tenant, enabled=True, consented_at=when)
+        entry = self.tenant_registry().record_consent(tenant, when)
         self._registered = None
         self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
+        return entry.enabled
+
+    def prove_consent(self, tenant: str) -> tuple[str, ...]:
+        """Prove the app is consented in ``tenant``: a token asked of Entra now with the app's
+        credential against that tenant's authority, issued by that tenant. Returns the
+        token's application roles (the token itself is dropped).
+
+        Raises:
+            ConsentError: the app is not consented there.
+            AuthError: another refusal, or Entra ID could not be reached.
+        """
+        from shared.credentials.claims import ClaimsError, decode_claims
+        from shared.errors import AuthError
+
+        token = self.tokens.fresh_token(tenant, self.settings.api_scope)
+        try:
+            claims = decode_claims(token)
+        except ClaimsError as exc:
+            raise AuthError(f"tenant {tenant}: the token is not readable ({exc})") from None
+        if claims.tenant != tenant:
+            raise AuthError(
+                f"tenant {tenant}: Entra issued the token in another tenant", error="wrong_tenant"
+            )
+        return claims.roles
+
+    def consent_states(self) -> ConsentStateStore:
+        """The nonces of consent links already used (in the registry table)."""
+        from shared.tenants import ConsentStateStore
+
+        self._ensure_registry()
+        return ConsentStateStore(self.table_service.get_table_client(self.settings.tenant_table))
 
     def user_client(self, caller: Principal, tenant: str) -> DefenderClient:
         """An API client acting on behalf of an HTTP caller (their own Entra token, validated
@@ -431,6 +463,7 @@ class Services:
         process's threads (``serve``) instead of the ``defender-hunting`` queue (Functions)."""
         from shared.api.backend import Backend
         from shared.api.jobs import JOB_CONTAINER, JobStore
+        from shared.api.ratelimit import CallerLimiter
         from shared.storage.queue import HUNTING_QUEUE
 
         with self._lock:
@@ -463,6 +496,9 @@ class Services:
             background=pool.submit,
             subscriptions=self.subscriptions(),
             record_consent=self.record_consent,
+            prove_consent=self.prove_consent,
+            consent_states=self.consent_states,
+            caller_limits=CallerLimiter(self.settings.api_caller_limits),
         )
         with self._lock:
             if self._backend is None:

@@ -93,6 +93,9 @@ API_SIGNING_KEY_SETTING = "API_SIGNING_KEY"
 API_PUSH_HOST_SUFFIXES_SETTING = "API_PUSH_HOST_SUFFIXES"
 API_PUSH_MAX_ATTEMPTS_SETTING = "API_PUSH_MAX_ATTEMPTS"
 API_CONSENT_STATE_MINUTES_SETTING = "API_CONSENT_STATE_MINUTES"
+API_PAGE_MAX_CALLS_SETTING = "API_INCIDENTS_PAGE_MAX_CALLS"
+API_CALLER_RATE_LIMIT_SETTING = "API_CALLER_RATE_LIMIT"
+API_CALLER_HUNTING_RATE_LIMIT_SETTING = "API_CALLER_HUNTING_RATE_LIMIT"
 # issue 8 (client contract): where Entra sends an admin after admin consent
 CONSENT_REDIRECT_URI_SETTING = "DEFENDER_CONSENT_REDIRECT_URI"
 #: set by App Service / Functions to the app's default host name (not one of our settings)
@@ -135,6 +138,14 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "incidents": ((50, 60.0), (1500, 3600.0)),
     "hunting": ((45, 60.0), (1500, 3600.0)),
     "alerts": ((150, 60.0),),
+}
+
+#: what one HTTP caller may ask of the routes that call Defender (``shared.api.ratelimit``):
+#: a page costs one or two Defender calls (at most ``API_INCIDENTS_PAGE_MAX_CALLS``), so a
+#: caller at these rates leaves most of a tenant's quota to ingestion and other callers
+DEFAULT_CALLER_LIMITS: dict[str, RateLimit] = {
+    "incidents": ((20, 60.0), (300, 3600.0)),
+    "hunting": ((5, 60.0), (60, 3600.0)),
 }
 
 _T = TypeVar("_T")
@@ -205,6 +216,12 @@ class Settings:
     api_push_host_suffixes: tuple[str, ...] = (".logic.azure.com",)
     api_push_max_attempts: int = 4
     api_consent_state_lifetime: timedelta = timedelta(minutes=60)
+    #: the most Defender requests one page of ``GET /incidents`` may make
+    api_page_max_calls: int = 8
+    #: per-caller limits of the routes that call Defender, by family
+    api_caller_limits: dict[str, RateLimit] = field(
+        default_factory=lambda: dict(DEFAULT_CALLER_LIMITS)
+    )
     consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
     # issue 9
     safety_lag: timedelta = timedelta(seconds=60)
@@ -370,6 +387,17 @@ class Settings:
             api_consent_state_lifetime=timedelta(
                 minutes=p.optional(API_CONSENT_STATE_MINUTES_SETTING, _int(1, 10080), 60)
             ),
+            api_page_max_calls=p.optional(API_PAGE_MAX_CALLS_SETTING, _int(2, 50), 8),
+            api_caller_limits={
+                "incidents": p.optional(
+                    API_CALLER_RATE_LIMIT_SETTING, _rate_limit, DEFAULT_CALLER_LIMITS["incidents"]
+                ),
+                "hunting": p.optional(
+                    API_CALLER_HUNTING_RATE_LIMIT_SETTING,
+                    _rate_limit,
+                    DEFAULT_CALLER_LIMITS["hunting"],
+                ),
+            },
             consent_redirect_uri=p.optional(
                 CONSENT_REDIRECT_URI_SETTING, parse_redirect_uri, default_redirect
             ),

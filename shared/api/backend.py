@@ -17,10 +17,12 @@ from shared.clock import Clock
 if TYPE_CHECKING:
     from shared.api.access import Principal
     from shared.api.jobs import Job, JobStore
+    from shared.api.ratelimit import CallerLimiter
     from shared.defender.client import DefenderClient
     from shared.push import SubscriptionStore
     from shared.settings import Settings
     from shared.storage.queue import IngestRequest
+    from shared.tenants import ConsentStateStore
 
 
 @dataclass
@@ -37,7 +39,13 @@ class Backend:
         submit_job: ``(job_id, delay_seconds)``: hands a job to the worker (queue or in-process).
         background: runs a callable on a worker thread (synchronous hunts under a time budget).
         subscriptions: the push subscription store.
-        record_consent: ``(tenant, when)``: records an admin consent in the tenant registry.
+        record_consent: ``(tenant, when)``: records an admin consent in the tenant registry;
+            True when the tenant is served (a paused tenant stays paused).
+        prove_consent: ``tenant`` -> the application roles of a token asked of Entra now in
+            that tenant (raises ``ConsentError``/``AuthError`` when none can be had).
+        consent_states: the store of consent-link nonces already used.
+        caller_limits: the per-caller limits of the routes that call Defender (this
+            process's; ``shared.api.ratelimit``).
     """
 
     settings: Settings
@@ -50,6 +58,9 @@ class Backend:
     submit_job: Callable[[str, int], None]
     background: Callable[[Callable[[], Any]], Future[Any]]
     subscriptions: SubscriptionStore
-    record_consent: Callable[[str, datetime], None]
+    record_consent: Callable[[str, datetime], bool]
+    prove_consent: Callable[[str], tuple[str, ...]]
+    consent_states: Callable[[], ConsentStateStore]
+    caller_limits: CallerLimiter
     #: jobs running in this process (user context), so a poll can tell "still running here"
     local_jobs: dict[str, Job] | None = None

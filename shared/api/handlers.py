@@ -13,10 +13,11 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
@@ -24,7 +25,7 @@ from shared import usecases
 from shared.api.access import Principal, check_tenant, requested_tenant
 from shared.api.http import ApiError, Request, Response, json_response
 from shared.api.schema import Body, Field, parse_json
-from shared.clock import format_utc, parse_utc
+from shared.clock import RANGE_TEXT, format_utc, parse_input_time
 from shared.errors import (
     AuthError,
     BadRequestError,
@@ -170,15 +171,17 @@ def int_param(request: Request, name: str, low: int, high: int, default: int) ->
 
 
 def time_param(request: Request, name: str) -> datetime | None:
-    """An ISO-8601 time query parameter (with a zone)."""
+    """An ISO-8601 time query parameter (with a zone), within ``shared.clock.RANGE_TEXT``."""
     raw = request.param(name)
     if raw is None:
         return None
     try:
-        return parse_utc(raw)
-    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset
+        return parse_input_time(raw)
+    except ValueError:
         raise ApiError(
-            400, "invalid_parameter", f"'{name}' must be an ISO-8601 time with a zone"
+            400,
+            "invalid_parameter",
+            f"'{name}' must be an ISO-8601 time with a zone, {RANGE_TEXT}",
         ) from None
 
 
@@ -210,33 +213,63 @@ def openapi_document(ctx: Context) -> Response:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page of ``GET /incidents`` ended: the last (lastUpdate, id) it showed."""
+    """Where a page of ``GET /incidents`` ended: the next page shows what lies below the
+    position (``last_update``, ``incident_id``); an empty id means below that whole
+    microsecond. ``rate``: incidents per hour the page saw, to size the next page's first
+    request (``shared.defender.pages``)."""
 
     last_update: datetime
     incident_id: str
     fingerprint: str
+    rate: float | None = None
 
     def encode(self) -> str:
         """Opaque text."""
-        raw = json.dumps([format_utc(self.last_update), self.incident_id, self.fingerprint])
+        rate = None if self.rate is None else float(f"{self.rate:.6g}")
+        raw = json.dumps([format_utc(self.last_update), self.incident_id, self.fingerprint, rate])
         return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
 
     @classmethod
     def decode(cls, text: str, fingerprint: str) -> Cursor:
-        """Parse a cursor made for the same filters (400 otherwise)."""
+        """Parse a cursor made for the same filters (400 otherwise, never echoing it)."""
+        invalid = ApiError(400, "invalid_cursor", "'cursor' is not a cursor this API issued")
+        if len(text) > MAX_CURSOR:
+            raise invalid
         try:
             data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            when, ident, print_ = data
-            cursor = cls(parse_utc(str(when)), str(ident), str(print_))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
-            raise ApiError(
-                400, "invalid_cursor", "'cursor' is not a cursor this API issued"
-            ) from None
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            raise invalid from None
+        if not (
+            isinstance(data, list)
+            and len(data) == 4
+            and all(isinstance(v, str) for v in data[:3])
+            and (data[3] is None or (isinstance(data[3], float | int) and data[3] is not True))
+        ):
+            raise invalid
+        when, ident, print_, rate = data
+        if not _CURSOR_ID.fullmatch(ident) or not _FINGERPRINT.fullmatch(print_):
+            raise invalid
+        if rate is not None and not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
+            raise invalid
+        try:
+            cursor = cls(parse_input_time(when), ident, print_, rate)
+        except ValueError:
+            raise invalid from None
         if cursor.fingerprint != fingerprint:
             raise ApiError(
                 400, "invalid_cursor", "'cursor' belongs to a listing with other filters"
             )
         return cursor
+
+
+#: the longest cursor text accepted (ours are under 200 characters)
+MAX_CURSOR = 512
+#: an incident id (``shared.defender.operations``), or empty: "below this microsecond"
+_CURSOR_ID = re.compile(r"[A-Za-z0-9-]{0,64}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+#: the densest listing a cursor may describe (incidents per hour): far beyond any tenant
+MAX_RATE = 1e9
+_US_PER_HOUR = 3.6e9
 
 
 LIST_FILTERS = (
@@ -253,11 +286,16 @@ LIST_FILTERS = (
 def list_incidents(ctx: Context) -> Response:
     """``GET /incidents``: the CLI's filters, newest first, paged by an opaque cursor.
 
-    Pages never rest on result order or offsets: every page lists the matching incidents
-    updated no later than the cursor, sorts them by (lastUpdate, id) itself and shows those
-    after the cursor, so an incident updated while a client pages moves to the front (it is
-    then newer than the cursor) and no other incident is skipped.
+    Each page asks Defender only for the time slices its ``top`` incidents need (at most
+    ``API_INCIDENTS_PAGE_MAX_CALLS`` requests; ``shared.defender.pages``), never for the whole
+    tenant, and rests on no result order or offset: a slice counts only when one answer held
+    all of it. Pages go newest first, by (lastUpdate, id), each below the position the last
+    one ended at, so an incident updated while a client pages moves in front of the cursor
+    (the next listing from the top shows it, in its new version) and none is shown twice or
+    skipped otherwise.
     """
+    from shared.defender.slices import from_us, to_us
+
     r = ctx.request
     top = int_param(r, "top", 1, MAX_PAGE, DEFAULT_PAGE)
     tenant = ctx.tenant()
@@ -278,25 +316,22 @@ def list_incidents(ctx: Context) -> Response:
     fingerprint = fingerprint[:16]
     raw_cursor = r.param("cursor")
     cursor = Cursor.decode(raw_cursor, fingerprint) if raw_cursor else None
-    incidents: list[Incident] = []
-    if cursor is not None:
-        bound = cursor.last_update + timedelta(microseconds=1)
-        if query.updated_before is None or bound < query.updated_before:
-            if query.updated_from is not None and bound <= query.updated_from:
-                return _page(ctx, tenant, [], None)
-            query = replace(query, updated_before=bound)
-    incidents = usecases.list_incidents(ctx.client(tenant), query)
-    incidents.sort(key=lambda i: (i.last_update, i.id), reverse=True)
-    if cursor is not None:
-        incidents = [
-            i for i in incidents if (i.last_update, i.id) < (cursor.last_update, cursor.incident_id)
-        ]
-    page = incidents[:top]
+    backend = ctx.backend
+    result = usecases.incident_page(
+        ctx.client(tenant),
+        query,
+        before=None if cursor is None else (to_us(cursor.last_update), cursor.incident_id),
+        top=top,
+        max_calls=backend.settings.api_page_max_calls,
+        rate=None if cursor is None or cursor.rate is None else cursor.rate / _US_PER_HOUR,
+        now=backend.clock(),
+    )
     following = None
-    if len(incidents) > top:
-        last = page[-1]
-        following = Cursor(last.last_update, last.id, fingerprint).encode()
-    return _page(ctx, tenant, page, following)
+    if result.following is not None:
+        at, ident = result.following
+        rate = None if result.rate is None else min(MAX_RATE, result.rate * _US_PER_HOUR)
+        following = Cursor(from_us(at), ident, fingerprint, rate).encode()
+    return _page(ctx, tenant, result.items, following)
 
 
 def _page(ctx: Context, tenant: str, page: list[Incident], cursor: str | None) -> Response:
@@ -636,10 +671,10 @@ def queue_ingest(ctx: Context) -> Response:
     since = None
     if body.get("since"):
         try:
-            since = parse_utc(body["since"])
-        except (ValueError, OverflowError):
+            since = parse_input_time(body["since"])
+        except ValueError:
             raise ApiError(
-                400, "invalid_body", "'since' must be an ISO-8601 time with a zone"
+                400, "invalid_body", f"'since' must be an ISO-8601 time with a zone, {RANGE_TEXT}"
             ) from None
         if since > ctx.backend.clock():
             raise ApiError(400, "invalid_body", "'since' is in the future")
@@ -787,10 +822,20 @@ def unsubscribe_by_callback(ctx: Context) -> Response:
 # ---------------------------------------------------------------------- consent
 
 
+_ENTRA_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
 def consent_callback(ctx: Context) -> Response:
-    """``GET /consent/callback``: Entra's admin-consent redirect (anonymous)."""
-    from shared.api.access import _guid
-    from shared.api.consent import StateError, verify_state
+    """``GET /consent/callback``: Entra's admin-consent redirect (anonymous).
+
+    In order, and nothing is written until the last two steps: the redirect's parts (a
+    tenant GUID of one organisation, ``admin_consent=True``, a state); the state (signed by
+    us, for this tenant, not expired, its nonce not used yet); the proof (an app token asked
+    of Entra now in that tenant); then the nonce is spent (create-only, so one callback wins)
+    and the consent recorded, never re-enabling a paused tenant. A failed proof spends
+    nothing: the admin can open the same link again once Entra has the consent.
+    """
+    from shared.api.consent import StateError, consent_tenant, verify_state
 
     r = ctx.request
     settings = ctx.backend.settings
@@ -800,31 +845,89 @@ def consent_callback(ctx: Context) -> Response:
         )
     error = r.param("error")
     if error:
-        detail = (r.param("error_description") or "").splitlines()[0:1]
-        text = detail[0][:300] if detail else ""
+        # Entra's own words, shown to the admin: only a plain error code and one printable line
+        code = error if _ENTRA_ERROR.fullmatch(error) else "error"
+        detail = (r.param("error_description") or "").splitlines()[:1]
+        text = "".join(c for c in (detail[0][:300] if detail else "") if c.isprintable())
+        text = text.replace("<", "").replace(">", "")
         raise ApiError(
             400,
             "consent_declined",
-            f"the admin consent was not granted ({error[:80]}) {text}".strip(),
+            f"the admin consent was not granted ({code}) {text}".strip(),
         )
-    tenant = _guid(r.param("tenant") or "")
-    if tenant is None:
-        raise ApiError(400, "invalid_parameter", "'tenant' is missing or not a tenant GUID")
+    try:
+        tenant = consent_tenant(r.param("tenant") or "")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"'tenant': {exc}") from None
     if (r.param("admin_consent") or "").lower() != "true":
         raise ApiError(400, "consent_declined", "the redirect does not say admin_consent=True")
     state = r.param("state")
     if not state:
         raise ApiError(400, "invalid_state", "the consent redirect carries no state")
+    backend = ctx.backend
+    now = backend.clock()
     try:
-        verify_state(settings.api_signing_key, state, tenant, ctx.backend.clock())
+        claims = verify_state(settings.api_signing_key, state, tenant, now)
     except StateError as exc:
         raise ApiError(400, "invalid_state", str(exc)) from None
-    ctx.backend.record_consent(tenant, ctx.backend.clock())
-    return json_response(
-        200,
-        {
-            "tenant": tenant,
-            "consented": True,
-            "message": "consent recorded: the tenant is ingested from the next run",
-        },
+    used = ApiError(
+        400, "invalid_state", "this consent link was already used: ask for a new one if needed"
     )
+    states = backend.consent_states()
+    if states.used(claims.nonce):
+        raise used  # before the proof: a replay costs no call to Entra
+    roles = _prove_consent(backend, tenant, claims.expires)
+    if not states.spend(claims.nonce, tenant=tenant, when=now, expires=claims.expires):
+        raise used
+    try:
+        served = backend.record_consent(tenant, now)
+    except BaseException:
+        states.release(claims.nonce)  # nothing recorded: the link may be used again
+        raise
+    return json_response(200, _consent_answer(settings, tenant, served, roles))
+
+
+def _prove_consent(backend: Backend, tenant: str, expires: datetime) -> tuple[str, ...]:
+    try:
+        return backend.prove_consent(tenant)
+    except AuthError as exc:
+        if exc.error is None and not isinstance(exc, ConsentError):
+            # Entra could not be reached (or Key Vault, for the credential): not the admin's
+            raise ApiError(
+                503,
+                "consent_unverifiable",
+                f"the consent in tenant {tenant} could not be checked now; open the same link "
+                "again in a minute",
+                {"Retry-After": "60"},
+            ) from None
+        raise ApiError(
+            400,
+            "consent_not_proven",
+            f"no app token could be had in tenant {tenant}, so no consent is recorded ({exc}). "
+            "Entra may need a minute after the admin consents: open the same link again "
+            f"(it is valid until {format_utc(expires)})",
+        ) from None
+
+
+def _consent_answer(
+    settings: Any, tenant: str, served: bool, roles: tuple[str, ...]
+) -> dict[str, Any]:
+    from shared.credentials.claims import check_roles
+
+    missing = [c for c in check_roles(settings.api, settings.features, roles) if not c.ok]
+    body: dict[str, Any] = {"tenant": tenant, "consented": True, "enabled": served}
+    if served:
+        body["message"] = "consent recorded: the tenant is ingested from the next run"
+    else:
+        body["message"] = (
+            "consent recorded; the tenant is paused in the registry and stays paused (an "
+            f"operator resumes it with: python -m shared tenants resume {tenant})"
+        )
+    if missing:
+        body["missingRoles"] = sorted({c.needs[0] for c in missing})
+        body["message"] += (
+            "; the app's token there lacks "
+            + ", ".join(f"{c.feature}: {' or '.join(c.needs)}" for c in missing)
+            + " (add the permissions to the app registration and consent again)"
+        )
+    return body

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from shared.api import handlers as h
 from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, Principal, anonymous
 from shared.api.http import ApiError, Request, Response, error_response
+from shared.api.ratelimit import retry_after
 from shared.api.schema import Body
 from shared.errors import BridgeError
 
@@ -77,6 +78,8 @@ class Route:
     tags: tuple[str, ...] = ()
     #: backend needed (False: health works even with broken settings)
     needs_backend: bool = True
+    #: the per-caller limit family of a route that calls Defender (``shared.api.ratelimit``)
+    limit: str | None = None
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -124,7 +127,10 @@ ERRORS: dict[int, tuple[str, str | None]] = {
     400: ("invalid request", "Error"),
     403: ("missing app role or tenant not allowed", "Error"),
     404: ("not found", "Error"),
-    429: ("throttled by Defender: retry after Retry-After seconds", "Error"),
+    429: (
+        "too many requests (this caller's limit, or Defender's): retry after Retry-After seconds",
+        "Error",
+    ),
     502: ("Defender answered with an error", "Error"),
     503: ("temporarily unavailable", "Error"),
 }
@@ -214,6 +220,7 @@ ROUTES: tuple[Route, ...] = (
         },
         extensions={"x-ms-pageable": {"nextLinkName": "nextLink", "itemName": "value"}},
         tags=("incidents",),
+        limit="incidents",
     ),
     Route(
         "GetIncident",
@@ -229,6 +236,7 @@ ROUTES: tuple[Route, ...] = (
             **_errors(400, 403, 404, 429, 502, 503),
         },
         tags=("incidents",),
+        limit="incidents",
     ),
     Route(
         "UpdateIncident",
@@ -245,6 +253,7 @@ ROUTES: tuple[Route, ...] = (
             **_errors(400, 403, 404, 429, 502, 503),
         },
         tags=("incidents",),
+        limit="incidents",
     ),
     Route(
         "ListHuntingTemplates",
@@ -287,6 +296,7 @@ ROUTES: tuple[Route, ...] = (
         },
         produces=("application/json", "text/csv"),
         tags=("hunting",),
+        limit="hunting",
     ),
     Route(
         "GetHuntingJob",
@@ -317,8 +327,9 @@ ROUTES: tuple[Route, ...] = (
         params=(TENANT, TENANT_HEADER),
         body=h.INGEST_BODY,
         body_optional=True,
-        responses={202: ("queued", "IngestQueued"), **_errors(400, 403, 404, 503)},
+        responses={202: ("queued", "IngestQueued"), **_errors(400, 403, 404, 429, 503)},
         tags=("ingestion",),
+        limit="incidents",
     ),
     Route(
         "SubscribeIncidents",
@@ -470,6 +481,8 @@ def handle(
             base_url=public_url or request.base_url,
             anonymous=route.auth == "anonymous",
         )
+        if route.limit is not None:
+            _check_limit(ctx, route.limit)
         return route.handler(ctx)
     except ApiError as exc:
         return exc.response()
@@ -480,6 +493,20 @@ def handle(
         log.exception("HTTP API: unhandled error (reference %s)", incident)
         return error_response(
             500, "internal_error", f"the request failed (reference {incident}); see the app's logs"
+        )
+
+
+def _check_limit(ctx: h.Context, family: str) -> None:
+    """Count the request against the caller's allowance; 429 (before any Defender call)
+    when it is spent."""
+    wait = ctx.backend.caller_limits.take(ctx.caller.subject, family)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"this caller sent more requests to routes that call Defender than its limit "
+            f"allows; retry after {retry_after(wait)} seconds",
+            {"Retry-After": retry_after(wait)},
         )
 
 

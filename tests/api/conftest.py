@@ -200,6 +200,9 @@ def api_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterato
         "API_SIGNING_KEY": SIGNING_KEY,
         "API_PUSH_HOST_SUFFIXES": "localhost",
         "DEFENDER_FEATURES": "ingest,update,hunting",
+        # tests send many requests as one caller; tests/api/test_rate_limit.py sets its own
+        "API_CALLER_RATE_LIMIT": "10000/60",
+        "API_CALLER_HUNTING_RATE_LIMIT": "10000/60",
     }
     for name, value in extra.items():
         monkeypatch.setenv(name, value)

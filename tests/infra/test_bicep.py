@@ -76,6 +76,9 @@ LEFT_OUT = {
     settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default (.logic.azure.com) fits",
     settings.API_PUSH_MAX_ATTEMPTS_SETTING: "the default fits",
     settings.API_CONSENT_STATE_MINUTES_SETTING: "the default fits",
+    settings.API_PAGE_MAX_CALLS_SETTING: "the default fits",
+    settings.API_CALLER_RATE_LIMIT_SETTING: "the default fits; an operator tunes it",
+    settings.API_CALLER_HUNTING_RATE_LIMIT_SETTING: "the default fits; an operator tunes it",
     settings.CONSENT_REDIRECT_URI_SETTING: "defaults to https://$WEBSITE_HOSTNAME/api/consent/"
     "callback, the CONSENT_REDIRECT_URI output the Entra script registers",
     # issue 9 (ingestion)
