@@ -65,6 +65,7 @@ from shared.errors import (
     BridgeError,
     ConflictError,
     LeaseLostError,
+    ThrottledError,
     TransientError,
     UnexpectedResponseError,
     UpstreamError,
@@ -163,8 +164,12 @@ class TenantResult:
 
     Stable keys (design.md): tenant, ok, incidents, pages, api_calls, watermark, error.
     ``watermark`` is the checkpoint after the run; ``complete`` says whether the run reached
-    the listing's end (False: stopped at its time budget, resumed by the next run); ``reached``:
-    every incident updated in ``[start, reached)`` was read (where a backfill resumes).
+    the listing's end (False: it stopped, and the next run resumes at the checkpoint);
+    ``stopped`` says why: ``"time budget"``, or ``"quota"`` when the next API call slot (the
+    client's limiter, or the service's ``Retry-After``) was further away than a call may wait
+    (``API_MAX_RETRY_WAIT_SECONDS``): a quota stop is a success (``ok``), with ``resume_at``
+    the time the quota frees (None when unknown); ``reached``: every incident updated in
+    ``[start, reached)`` was read (where a backfill resumes).
     """
 
     tenant: str
@@ -194,6 +199,7 @@ class TenantResult:
     stopped: str | None = None
     alerts: str | None = None  # "embedded" (legacy), "expanded", or "separate" (8.5 fallback)
     tie_warnings: int = 0
+    resume_at: str | None = None  # stopped == "quota": when the next call may start
 
     def to_json(self) -> dict[str, Any]:
         """The summary entry (stable keys of design.md, plus extra detail)."""
@@ -241,6 +247,7 @@ class _Run:
     throttled_at_start: int = 0
     complete: bool = False
     stopped: str | None = None
+    resume_at: datetime | None = None  # a quota stop: when the next call may start
     alerts: str | None = None
     unnotified: list[Incident] = field(default_factory=list)
     lag: float | None = None
@@ -510,6 +517,12 @@ class Ingestor:
                             full=page.full,
                             count=page.count,
                         )
+                except ThrottledError as exc:
+                    # the quota is spent for longer than a call may wait: commit what was read
+                    # and stop cleanly; the next run resumes at the checkpoint (the queue
+                    # worker parks the tenant until ``resume_at``)
+                    self._quota_stop(client, exc, run)
+                    break
                 except TransientError:
                     if self._monotonic() >= deadline - 1:
                         run.stopped = "time budget"  # the last call ran out of the run's time
@@ -561,6 +574,7 @@ class Ingestor:
             info["lastRun"] = {
                 "at": format_utc(finished),
                 "complete": run.complete,
+                "stopped": run.stopped,
                 "incidents": run.stored,
                 "apiCalls": client.api_calls - run.calls_at_start,
                 "quarantined": run.quarantined,
@@ -578,6 +592,21 @@ class Ingestor:
             client.api_calls - run.calls_at_start,
             format_utc(run.checkpoint) if run.checkpoint else "-",
             "" if run.complete else f" (stopped: {run.stopped}; the next run goes on)",
+        )
+
+    def _quota_stop(self, client: DefenderClient, exc: ThrottledError, run: _Run) -> None:
+        """Record a stop for quota: when the next call may start, from the error's wait and
+        the client's rate-limit buckets (a ``Retry-After`` pauses them), whichever is later."""
+        wait = max(exc.retry_after or 0.0, client.quota_wait())
+        run.stopped = "quota"
+        run.resume_at = self._clock() + timedelta(seconds=wait) if wait > 0 else None
+        log.info(
+            "tenant %s: API quota spent (%s); stopping the run cleanly, resuming %s",
+            run.tenant,
+            exc,
+            "when the next run starts"
+            if run.resume_at is None
+            else f"at {format_utc(run.resume_at)} or later",
         )
 
     def _fetch(
@@ -968,6 +997,7 @@ class Ingestor:
             stopped=run.stopped,
             alerts=run.alerts,
             tie_warnings=run.tie_warnings,
+            resume_at=format_utc(run.resume_at) if run.resume_at else None,
         )
 
 
