@@ -51,7 +51,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -70,9 +70,15 @@ from shared.errors import (
     UnexpectedResponseError,
     UpstreamError,
 )
-from shared.storage.archive import IncidentArchive, Quarantine, plan, quarantine_name
-from shared.storage.state import Watermark
-from shared.storage.table import IncidentTable, is_stored
+from shared.storage.archive import IncidentArchive, Quarantine, placed, plan, quarantine_name
+from shared.storage.state import JournalNote, Watermark
+from shared.storage.table import (
+    TRANSACTION_SIZE,
+    IncidentTable,
+    RowVersion,
+    is_stored,
+    version_text,
+)
 from shared.window import plan_start
 
 log = logging.getLogger(__name__)
@@ -103,8 +109,13 @@ class Lock(Protocol):
 class JournalLike(Protocol):
     """Write-ahead note of a page's blobs (see ``shared.storage.state.PageJournal``)."""
 
-    def record(self, tenant: str, blob_names: list[str]) -> None: ...
-    def pending(self, tenant: str) -> list[str]: ...
+    def record(
+        self,
+        tenant: str,
+        blob_names: list[str],
+        created: Mapping[str, Sequence[str]] | None = None,
+    ) -> None: ...
+    def note(self, tenant: str) -> JournalNote: ...
     def clear(self, tenant: str) -> None: ...
 
 
@@ -254,6 +265,7 @@ class _Run:
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
     set_aside: set[str] = field(default_factory=set)  # quarantine blobs of this run
+    create_first: bool = True  # write an answer's rows without reading first (``_create_first``)
 
 
 class _Writer:
@@ -864,19 +876,27 @@ class Ingestor:
             incidents.append(incident)
         if not incidents:
             return
-        known = self._table.lookup(tenant, (i.id for i in incidents))
-        newest: dict[str, Incident] = {}
+        newest: dict[str, Incident] = {}  # one version per id and write: the newest
         for incident in incidents:
-            if is_stored(known.get(incident.id), incident):
-                continue
             held = newest.get(incident.id)
             if held is None or held.last_update < incident.last_update:
                 newest[incident.id] = incident
-        fresh = list(newest.values())
+        alerts_apart = client.api == "graph" and not page.expanded
+        known: dict[str, RowVersion] | None = None
+        if run.create_first and not alerts_apart and len(newest) <= TRANSACTION_SIZE:
+            known = self._create_first(tenant, lock, list(newest.values()), run)
+            if known is None:
+                return
+            run.create_first = False  # rows exist around here (an overlap, updates): read first
+        if known is None:
+            known = self._table.lookup(tenant, newest)
+            # back to writing first once an answer meets no stored row (new ground again)
+            run.create_first = not known
+        fresh = [i for i in newest.values() if not is_stored(known.get(i.id), i)]
         if not fresh:
             return
-        if client.api == "graph" and not page.expanded:
-            fresh = self._with_alerts(client, fresh)
+        if alerts_apart:
+            fresh = self._with_alerts(client, fresh)  # only for versions to store: API calls
         lock.ensure()
         ingested_at = self._clock()
         planned = plan(tenant, fresh)
@@ -895,6 +915,43 @@ class Ingestor:
                 len(fresh) - written,
                 len(fresh),
             )
+
+    def _create_first(
+        self, tenant: str, lock: Lock, versions: list[Incident], run: _Run
+    ) -> dict[str, RowVersion] | None:
+        """Store an answer's versions without reading the table first, when none of them has a
+        row yet (a backfill, new ground): their rows in one create-only transaction, which is
+        atomic and refused if any row exists, then their blobs. Returns None when stored;
+        otherwise the table's rows of these ids (point reads), for the usual path.
+
+        Rows come before their blobs here, so the journal notes the rows too: should the run
+        stop in between, the next run deletes the rows whose blob is missing (``_recover``) and
+        lists those versions again (the checkpoint has not passed them).
+        """
+        planned = plan(tenant, versions)
+        rows = placed(planned)
+        lock.ensure()
+        ingested_at = self._clock()
+        self._journal.record(
+            tenant,
+            [b.name for b in planned],
+            created={b.name: [i.id for i in b.versions] for b in planned},
+        )
+        lock.ensure()
+        if self._table.create_new(tenant, rows, ingested_at) is None:
+            known = self._table.lookup(tenant, (v.incident.id for v in rows))
+            if not all(_ours(known.get(v.incident.id), v.blob_name, v.incident) for v in rows):
+                return known  # the table holds some of these ids: nothing was written
+            if all(self._archive.exists(b.name) for b in planned):
+                return known  # the same versions, read again, were stored whole before
+            # every row is this write's own and a blob is missing: an earlier attempt of the
+            # transaction went through and its answer was lost; the blobs are still to write
+        lock.ensure()
+        self._archive.upload(tenant, planned, ingested_at)
+        run.blobs.update(b.name for b in planned)
+        run.stored += len(versions)
+        run.unnotified.extend(versions)
+        return None
 
     def _with_alerts(self, client: DefenderClient, incidents: list[Incident]) -> list[Incident]:
         """Graph without ``$expand``: attach each incident's alerts, read apart (8.5)."""
@@ -942,21 +999,28 @@ class Ingestor:
         Returns:
             how many versions were recovered into the table.
         """
-        names = self._journal.pending(tenant)
-        if not names:
+        note = self._journal.note(tenant)
+        if not note.blobs:
             return 0
-        recovered = 0
-        for name in names:
+        recovered = forgotten = 0
+        for name in note.blobs:
             stored = self._archive.read(name)
-            if stored:  # None: the crash came before this blob was written
+            if stored:
                 lock.ensure()
                 recovered += self._table.upsert_newer(tenant, stored, self._clock())
+            elif name in note.created:
+                # rows created before a blob that never got written: take them back, so the
+                # listing (whose checkpoint has not passed them) stores those versions again
+                lock.ensure()
+                forgotten += self._table.forget(tenant, name, note.created[name])
         lock.ensure()
         self._journal.clear(tenant)
         log.warning(
-            "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now",
+            "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now, %d rows "
+            "without their blob deleted (their versions are read again)",
             tenant,
             recovered,
+            forgotten,
         )
         return recovered
 
@@ -999,6 +1063,11 @@ class Ingestor:
             tie_warnings=run.tie_warnings,
             resume_at=format_utc(run.resume_at) if run.resume_at else None,
         )
+
+
+def _ours(row: RowVersion | None, blob_name: str, incident: Incident) -> bool:
+    """Whether a row is exactly the one a create-first write of ``incident`` would make."""
+    return row is not None and row.blob == blob_name and row.version == version_text(incident)
 
 
 def _positive(value: Any) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,15 +31,25 @@ def test_next_answer_is_fetched_while_one_is_written(
     home = app_env["DEFENDER_TENANT_ID"]
     settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
     fetches: list[tuple[float, float]] = []  # (began, ended) of each listing call
-    writes: list[tuple[float, float]] = []  # (lookup began, table write ended) of each answer
+    writes: list[tuple[float, float]] = []  # (journal note began, table write ended) per answer
     began: dict[int, float] = {}
 
-    class SlowTable(IncidentTable):
-        """The real table, with each answer's write made 0.3 s slower (a far storage)."""
+    class SlowJournal(PageJournal):
+        """The real journal, with each answer's write made 0.3 s slower (a far storage): the
+        journal note opens every write of an answer (create-first or after a lookup)."""
 
-        def lookup(self, tenant: str, ids: Iterable[str]) -> dict[str, RowVersion]:
+        def record(
+            self,
+            tenant: str,
+            blob_names: list[str],
+            created: Mapping[str, Sequence[str]] | None = None,
+        ) -> None:
             began[threading.get_ident()] = time.monotonic()
-            return super().lookup(tenant, ids)
+            time.sleep(0.3)
+            super().record(tenant, blob_names, created)
+
+    class TimedTable(IncidentTable):
+        """The real table, noting when each answer's write ended."""
 
         def upsert_newer(
             self,
@@ -48,10 +58,17 @@ def test_next_answer_is_fetched_while_one_is_written(
             ingested_at: datetime,
             known: dict[str, RowVersion] | None = None,
         ) -> int:
-            time.sleep(0.3)
             written = super().upsert_newer(tenant, stored, ingested_at, known)
             writes.append((began[threading.get_ident()], time.monotonic()))
             return written
+
+        def create_new(
+            self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+        ) -> dict[str, RowVersion] | None:
+            created = super().create_new(tenant, stored, ingested_at)
+            if created is not None:  # refused: the answer goes on to lookup and upsert_newer
+                writes.append((began[threading.get_ident()], time.monotonic()))
+            return created
 
     svc = build(settings)
     svc.ingestor()  # creates the containers and the table
@@ -75,9 +92,9 @@ def test_next_answer_is_fetched_while_one_is_written(
     ingestor = Ingestor(
         client_for=client_for,
         archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
-        table=SlowTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
+        table=TimedTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
         watermarks=WatermarkStore(state),
-        journal=PageJournal(state),
+        journal=SlowJournal(state),
         lock_for=lambda tenant: TenantLock(state, tenant),
         clock=svc.clock,
         lookback=settings.lookback,
