@@ -71,14 +71,9 @@ from shared.errors import (
     UpstreamError,
 )
 from shared.storage.archive import IncidentArchive, Quarantine, placed, plan, quarantine_name
+from shared.storage.batch import TRANSACTION_SIZE
 from shared.storage.state import JournalNote, Watermark
-from shared.storage.table import (
-    TRANSACTION_SIZE,
-    IncidentTable,
-    RowVersion,
-    is_stored,
-    version_text,
-)
+from shared.storage.table import IncidentTable, RowVersion, is_stored, version_text
 from shared.window import plan_start
 
 log = logging.getLogger(__name__)

@@ -41,16 +41,14 @@ from typing import Any, Protocol, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.clock import parse_utc
 from shared.defender.model import Incident
 from shared.errors import ConflictError, StorageError
 from shared.storage.archive import StoredVersion
+from shared.storage.batch import TRANSACTION_SIZE, Refused, submit
 
 _MAX_CONFLICT_RETRIES = 5
-#: the service's limit on operations in one entity-group transaction
-TRANSACTION_SIZE = 100
 #: point reads in flight at once, process-wide (a lookup of an answer's ids runs them in parallel)
 LOOKUP_THREADS = 8
 #: the columns a lookup reads
@@ -159,13 +157,10 @@ def _entity(tenant: str, version: StoredVersion, ingested_at: datetime) -> dict[
     }
 
 
-def _written(version: StoredVersion, result: Any) -> RowVersion:
+def _written(version: StoredVersion, etag: str) -> RowVersion:
     """The row a transaction wrote for ``version`` (its ETag from the transaction's answer)."""
-    etag = result.get("etag") if isinstance(result, dict) else None
     incident = version.incident
-    return RowVersion(
-        incident.last_update, str(etag or ""), version_text(incident), version.blob_name
-    )
+    return RowVersion(incident.last_update, etag, version_text(incident), version.blob_name)
 
 
 class IncidentTable:
@@ -228,16 +223,12 @@ class IncidentTable:
             raise ValueError(f"create_new takes up to {TRANSACTION_SIZE} versions of distinct ids")
         if not stored:
             return {}
-        operations = [("create", _entity(tenant, v, ingested_at)) for v in stored]
+        operations = [("create", _entity(tenant, v, ingested_at), None) for v in stored]
         try:
-            results = self._table.submit_transaction(operations)
-        except TableTransactionError:
+            etags = submit(self._table, operations)
+        except Refused:
             return None
-        except AzureError as exc:
-            raise StorageError(f"could not write incident rows: {type(exc).__name__}") from exc
-        return {
-            v.incident.id: _written(v, result) for v, result in zip(stored, results, strict=True)
-        }
+        return {v.incident.id: _written(v, etag) for v, etag in zip(stored, etags, strict=True)}
 
     def forget(self, tenant: str, blob_name: str, incident_ids: Iterable[str]) -> int:
         """Delete the rows among ``incident_ids`` that still point at ``blob_name`` (recovery of
@@ -306,7 +297,7 @@ class IncidentTable:
         known: dict[str, RowVersion],
     ) -> int:
         for _ in range(_MAX_CONFLICT_RETRIES):
-            operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+            operations: list[tuple[str, dict[str, Any], str | None]] = []
             planned: list[StoredVersion] = []
             for version in chunk:
                 row = known.get(version.incident.id)
@@ -314,23 +305,20 @@ class IncidentTable:
                     continue
                 entity = _entity(tenant, version, ingested_at)
                 if row is None:
-                    operations.append(("create", entity, {}))
+                    operations.append(("create", entity, None))  # create-only
                 else:
-                    options = {"etag": row.etag, "match_condition": MatchConditions.IfNotModified}
-                    operations.append(("update", entity, {"mode": UpdateMode.REPLACE, **options}))
+                    operations.append(("update", entity, row.etag))  # if the row is unchanged
                 planned.append(version)
             if not operations:
                 return 0
             try:
-                results = self._table.submit_transaction(operations)
-            except TableTransactionError:
+                etags = submit(self._table, operations)
+            except Refused:
                 # another writer touched one of these rows: decide the whole chunk again
                 known.update(self.lookup(tenant, (v.incident.id for v in chunk)))
                 continue
-            except AzureError as exc:
-                raise StorageError(f"could not write incident rows: {type(exc).__name__}") from exc
-            for version, result in zip(planned, results, strict=True):
-                known[version.incident.id] = _written(version, result)
+            for version, etag in zip(planned, etags, strict=True):
+                known[version.incident.id] = _written(version, etag)
             return len(planned)
         raise ConflictError(f"rows of tenant {tenant} kept changing while being written")
 
