@@ -285,3 +285,25 @@ def test_journal_notes_created_rows_and_refuses_a_corrupt_note(container: Contai
         journal.note(TENANT)
     journal.clear(TENANT)
     assert journal.note(TENANT) == JournalNote()
+
+
+def test_ensure_shares_one_renewal_between_the_writes_of_a_second(
+    container: ContainerClient,
+) -> None:
+    """ensure() renews unless a renewal began less than ENSURE_FRESH ago: the few writes of
+    one answer share one renewal, and a lease lost since is found by the next one after."""
+    from azure.storage.blob import BlobLeaseClient
+
+    from shared.errors import LeaseLostError
+    from shared.storage.state import ENSURE_FRESH
+
+    now = [1000.0]
+    with TenantLock(container, TENANT, lease_seconds=60, monotonic=lambda: now[0]) as held:
+        BlobLeaseClient(container.get_blob_client(f"locks/{TENANT}")).break_lease(0)
+        now[0] += ENSURE_FRESH / 2
+        held.ensure()  # renewed (acquired) half a second ago: no storage call
+        assert not held.lost
+        now[0] += ENSURE_FRESH
+        with pytest.raises(LeaseLostError):
+            held.ensure()
+        assert held.lost
