@@ -941,7 +941,9 @@ class Ingestor:
                 return known  # the same versions, read again, were stored whole before
             # every row is this write's own and a blob is missing: an earlier attempt of the
             # transaction went through and its answer was lost; the blobs are still to write
-        lock.ensure()
+        # no lease check between the rows and their blobs: rows once created are completed by
+        # their blobs whatever happens to the lease (a run that took the tenant over skips
+        # them as stored), while stopping here would leave rows without their versions
         self._archive.upload(tenant, planned, ingested_at)
         run.blobs.update(b.name for b in planned)
         run.stored += len(versions)
