@@ -260,7 +260,10 @@ class _Run:
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
     set_aside: set[str] = field(default_factory=set)  # quarantine blobs of this run
-    create_first: bool = True  # write an answer's rows without reading first (``_create_first``)
+    # write an answer's rows without reading first (``_create_first``): only once an answer of
+    # this run met no stored row, so a run that re-reads stored ground (the overlap, an idle
+    # tenant) reads before it writes and writes nothing
+    create_first: bool = False
 
 
 class _Writer:

@@ -20,7 +20,13 @@ from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, versions
-from tests.e2e.storage_view import archived_lines, duplicates, incident_key, table_rows
+from tests.e2e.storage_view import (
+    archived_lines,
+    blob_names,
+    duplicates,
+    incident_key,
+    table_rows,
+)
 
 
 class CrashingTable(IncidentTable):
@@ -42,13 +48,29 @@ class CrashingTable(IncidentTable):
         raise StorageError("simulated crash after the page's blobs were written")
 
 
+class CreatingTable(IncidentTable):
+    """The real table, noting when an answer's rows were just created without a read."""
+
+    created = False
+
+    def create_new(
+        self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+    ) -> dict[str, RowVersion] | None:
+        rows = super().create_new(tenant, stored, ingested_at)
+        CreatingTable.created = rows is not None
+        return rows
+
+
 class CrashingArchive(IncidentArchive):
-    """The real archive, except that writing blobs "crashes" (after their rows were created)."""
+    """The real archive, except that writing blobs "crashes" right after their rows were
+    created (create-first: a run writes so once an answer of it met no stored row)."""
 
     def upload(
         self, tenant: str, planned: Sequence[PlannedBlob], ingested_at: datetime
     ) -> list[StoredVersion]:
-        raise StorageError("simulated crash after the page's rows were created")
+        if CreatingTable.created:
+            raise StorageError("simulated crash after the page's rows were created")
+        return super().upload(tenant, planned, ingested_at)
 
 
 def ingestor(
@@ -122,11 +144,12 @@ def test_crash_between_created_rows_and_their_blobs_neither_loses_nor_duplicates
     settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
 
-    crashed = ingestor(settings, IncidentTable, archive_type=CrashingArchive).run_tenant(home)
+    CreatingTable.created = False
+    crashed = ingestor(settings, CreatingTable, archive_type=CrashingArchive).run_tenant(home)
     assert not crashed.ok and crashed.error_code == "storage"
-    assert archived_lines(conn, home) == []
-    dangling = table_rows(conn, home)
-    assert dangling  # rows created, their blobs never written
+    blobs = set(blob_names(conn, home))
+    dangling = {k for k, row in table_rows(conn, home).items() if row["BlobName"] not in blobs}
+    assert dangling  # rows created, their blob never written
 
     rerun = ingestor(settings, IncidentTable).run_tenant(home)
     assert rerun.ok and rerun.complete, rerun.error
