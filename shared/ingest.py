@@ -51,6 +51,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -91,6 +92,9 @@ EXPAND_RETRY_AFTER = timedelta(hours=24)
 CHECKPOINT_READ_AT = "checkpointReadAt"
 #: passes over one (last update, created) instant before giving up (see ``_exhaust``)
 MAX_TIE_PASSES = 5
+#: table rows a run keeps of those it read or wrote last, so an overflowing slice read again
+#: by its sub-slices needs no read (memory: a few hundred KiB)
+RECENT_ROWS = 1000
 
 
 class Lock(Protocol):
@@ -264,6 +268,15 @@ class _Run:
     # this run met no stored row, so a run that re-reads stored ground (the overlap, an idle
     # tenant) reads before it writes and writes nothing
     create_first: bool = False
+    recent: OrderedDict[str, RowVersion] = field(default_factory=OrderedDict)
+
+    def remember(self, rows: Mapping[str, RowVersion]) -> None:
+        """Keep the rows last read or written (at most ``RECENT_ROWS``, the oldest go)."""
+        for rid, row in rows.items():
+            self.recent[rid] = row
+            self.recent.move_to_end(rid)
+        while len(self.recent) > RECENT_ROWS:
+            self.recent.popitem(last=False)
 
 
 class _Writer:
@@ -880,16 +893,22 @@ class Ingestor:
             if held is None or held.last_update < incident.last_update:
                 newest[incident.id] = incident
         alerts_apart = client.api == "graph" and not page.expanded
-        known: dict[str, RowVersion] | None = None
-        if run.create_first and not alerts_apart and len(newest) <= TRANSACTION_SIZE:
-            known = self._create_first(tenant, lock, list(newest.values()), run)
-            if known is None:
-                return
-            run.create_first = False  # rows exist around here (an overlap, updates): read first
-        if known is None:
-            known = self._table.lookup(tenant, newest)
+        # rows this run read or wrote lately need no read: a slice that overflowed is read
+        # again at once by its sub-slices (every table write is conditional, so a row changed
+        # since by another writer only makes its write refused and read again)
+        known = {rid: run.recent[rid] for rid in newest if rid in run.recent}
+        unknown = [i for i in newest.values() if i.id not in known]
+        if unknown and run.create_first and not alerts_apart and len(unknown) <= TRANSACTION_SIZE:
+            created, rows = self._create_first(tenant, lock, unknown, run)
+            known.update(rows)
+            # rows exist around here (an overlap, updates): read before writing from now on
+            run.create_first = created
+        elif unknown:
+            rows = self._table.lookup(tenant, (i.id for i in unknown))
+            known.update(rows)
             # back to writing first once an answer meets no stored row (new ground again)
-            run.create_first = not known
+            run.create_first = not rows
+        run.remember(known)
         fresh = [i for i in newest.values() if not is_stored(known.get(i.id), i)]
         if not fresh:
             return
@@ -904,6 +923,7 @@ class Ingestor:
         run.blobs.update(s.blob_name for s in stored)
         lock.ensure()
         written = self._table.upsert_newer(tenant, stored, ingested_at, known)
+        run.remember(known)  # with the ETags of what was just written
         run.stored += len(fresh)
         run.unnotified.extend(fresh)
         if written != len(fresh):
@@ -916,11 +936,12 @@ class Ingestor:
 
     def _create_first(
         self, tenant: str, lock: Lock, versions: list[Incident], run: _Run
-    ) -> dict[str, RowVersion] | None:
+    ) -> tuple[bool, dict[str, RowVersion]]:
         """Store an answer's versions without reading the table first, when none of them has a
         row yet (a backfill, new ground): their rows in one create-only transaction, which is
-        atomic and refused if any row exists, then their blobs. Returns None when stored;
-        otherwise the table's rows of these ids (point reads), for the usual path.
+        atomic and refused if any row exists, then their blobs. Returns (True, the rows
+        written) when stored; otherwise (False, the table's rows of these ids, by point
+        reads), for the usual path.
 
         Rows come before their blobs here, so the journal notes the rows too: should the run
         stop in between, the next run deletes the rows whose blob is missing (``_recover``) and
@@ -936,12 +957,13 @@ class Ingestor:
             created={b.name: [i.id for i in b.versions] for b in planned},
         )
         lock.ensure()
-        if self._table.create_new(tenant, rows, ingested_at) is None:
+        known = self._table.create_new(tenant, rows, ingested_at)
+        if known is None:
             known = self._table.lookup(tenant, (v.incident.id for v in rows))
             if not all(_ours(known.get(v.incident.id), v.blob_name, v.incident) for v in rows):
-                return known  # the table holds some of these ids: nothing was written
+                return False, known  # the table holds some of these ids: nothing was written
             if all(self._archive.exists(b.name) for b in planned):
-                return known  # the same versions, read again, were stored whole before
+                return False, known  # the same versions, read again, were stored whole before
             # every row is this write's own and a blob is missing: an earlier attempt of the
             # transaction went through and its answer was lost; the blobs are still to write
         # no lease check between the rows and their blobs: rows once created are completed by
@@ -951,7 +973,7 @@ class Ingestor:
         run.blobs.update(b.name for b in planned)
         run.stored += len(versions)
         run.unnotified.extend(versions)
-        return None
+        return True, known
 
     def _with_alerts(self, client: DefenderClient, incidents: list[Incident]) -> list[Incident]:
         """Graph without ``$expand``: attach each incident's alerts, read apart (8.5)."""
