@@ -10,15 +10,20 @@ Per tenant, under its lease, oldest first:
    after its time (a backlog: ``shared.window.plan_start``).
 3. For each answer: records without an id or last-update time go to quarantine (counted,
    never blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one
-   bad clock cannot make a row unbeatable; the ids are looked up in the table (one batched
-   query per answer: memory bounded by the slice); versions not stored yet are noted in the
-   journal, written to blobs, then recorded in the table in batched conditional transactions.
+   bad clock cannot make a row unbeatable; once an answer of the run met no stored row, the
+   next answers are stored create-first (their rows in one atomic create-only transaction, then
+   their blobs, the rows noted in the journal: ``_create_first``); otherwise the ids are looked
+   up by point reads (rows the run read or wrote lately are known without a read); versions not
+   stored yet are noted in the journal, written to blobs, then recorded in the table in
+   batched conditional transactions. The cost per answer does not grow with the table
+   (``shared.storage.table``).
 4. When the answer completed a slice, the checkpoint moves to the slice's end (ETag-guarded,
    never backwards), the density seen is kept for the next run, and ``notify`` hears of the
    versions newly stored.
-5. The run stops starting slices before its time budget and says how far it got; the next run
-   resumes at the checkpoint, so a backlog of any size finishes over successive runs and no
-   slice is read twice except the overlap of runs that keep up.
+5. The run stops starting slices before its time budget, or when the API quota is spent for
+   longer than a call may wait (``stopped="quota"``, a success), and says how far it got; the
+   next run resumes at the checkpoint, so a backlog of any size finishes over successive runs
+   and no slice is read twice except the overlap of runs that keep up.
 
 Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices``):
 a slice is complete only when one answer for exactly it had no nextLink and fewer than
