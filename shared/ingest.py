@@ -14,8 +14,9 @@ Per tenant, under its lease, oldest first:
    query per answer: memory bounded by the slice); versions not stored yet are noted in the
    journal, written to blobs, then recorded in the table in batched conditional transactions.
 4. When the answer completed a slice, the checkpoint moves to the slice's end (ETag-guarded,
-   never backwards), the density seen is kept for the next run, and ``notify`` hears of the
-   versions newly stored.
+   never backwards) and the density seen is kept for the next run. ``notify`` (push) hears of
+   an answer's new versions before they are stored (step 3): once a version is in the table it
+   is never new again, so recording it first is what makes a crash unable to lose it.
 5. The run stops starting slices before its time budget and says how far it got; the next run
    resumes at the checkpoint, so a backlog of any size finishes over successive runs and no
    slice is read twice except the overlap of runs that keep up.
@@ -122,7 +123,10 @@ class WatermarkStoreLike(Protocol):
     ) -> str: ...
 
 
-Notify = Callable[[str, Sequence[Incident]], None]
+#: ``(tenant, versions about to be stored, ids of those the table has no row of)``: records the
+#: change durably and quickly (``shared.push.outbox``); raising fails the answer before anything
+#: of it is stored, so no change is stored without being recorded
+Notify = Callable[[str, Sequence[Incident], frozenset[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +246,6 @@ class _Run:
     complete: bool = False
     stopped: str | None = None
     alerts: str | None = None
-    unnotified: list[Incident] = field(default_factory=list)
     lag: float | None = None
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
@@ -308,8 +311,8 @@ class Ingestor:
         lock_for: the lease of a tenant.
         clock: now, tz-aware UTC; ``monotonic``: seconds, for the time budget.
         lookback, overlap, page_size, safety_lag, time_budget, lag_warning: see the settings.
-        notify: told ``(tenant, versions newly stored)`` after each committed slice; a failure
-            there is logged and never fails ingestion (board interface 2).
+        notify: told ``(tenant, versions, created ids)`` of each answer before its versions
+            are stored (see ``Notify``); it must be quick and must not talk to subscribers.
         observe: told each tenant's result (health telemetry, ``shared.telemetry``).
     """
 
@@ -739,7 +742,7 @@ class Ingestor:
         progress: Progress | None,
     ) -> None:
         """After a completed slice's pages are stored: move the checkpoint to its end (ETag-
-        guarded, never backwards), tell ``notify``, show progress (writer thread)."""
+        guarded, never backwards), show progress (writer thread)."""
         if run.checkpoint is None or cursor > run.checkpoint:
             lock.ensure()
             info["ratePerHour"] = rate_per_hour
@@ -749,7 +752,6 @@ class Ingestor:
                 tenant, cursor, etag=run.etag, saved_at=self._clock(), info=dict(info)
             )
             run.checkpoint = cursor
-        self._tell(tenant, run)
         if progress is not None and run.start is not None and run.end is not None:
             progress(
                 IngestProgress(
@@ -848,6 +850,10 @@ class Ingestor:
             return
         if client.api == "graph" and not page.expanded:
             fresh = self._with_alerts(client, fresh)
+        if self._notify is not None:
+            # before anything is stored: a version in the table is never "fresh" again, so a
+            # crash after storing it must not be able to lose its change (at least once)
+            self._notify(tenant, fresh, frozenset(i.id for i in fresh if i.id not in known))
         lock.ensure()
         ingested_at = self._clock()
         planned = plan(tenant, fresh)
@@ -858,7 +864,6 @@ class Ingestor:
         lock.ensure()
         written = self._table.upsert_newer(tenant, stored, ingested_at, known)
         run.stored += len(fresh)
-        run.unnotified.extend(fresh)
         if written != len(fresh):
             log.info(
                 "tenant %s: %d of %d versions were already in the table (another writer)",
@@ -895,17 +900,6 @@ class Ingestor:
         if self._quarantine is not None:
             lock.ensure()
             self._quarantine.put(tenant, client.api, raw, reason, now)
-
-    def _tell(self, tenant: str, run: _Run) -> None:
-        if not run.unnotified:
-            return
-        versions, run.unnotified = run.unnotified, []
-        if self._notify is None:
-            return
-        try:
-            self._notify(tenant, versions)
-        except Exception:  # a subscriber's failure never fails ingestion (board interface 2)
-            log.exception("tenant %s: notifying %d new versions failed", tenant, len(versions))
 
     def _recover(self, tenant: str, lock: Lock) -> int:
         """Record in the table the blobs of a page whose run stopped before recording them.

@@ -17,7 +17,8 @@ from shared.clock import Clock
 if TYPE_CHECKING:
     from shared.api.jobs import Job, JobStore
     from shared.defender.client import DefenderClient
-    from shared.push import SubscriptionStore
+    from shared.push.delivery import Callbacks
+    from shared.push.store import SubscriptionStore
     from shared.settings import Settings
     from shared.storage.queue import IngestRequest
 
@@ -35,6 +36,9 @@ class Backend:
         submit_job: ``(job_id, delay_seconds)``: hands a job to the worker (queue or in-process).
         background: runs a callable on a worker thread (synchronous hunts under a time budget).
         subscriptions: the push subscription store.
+        callbacks: the push callback check (parse, allow-list, resolve and check addresses).
+        mark_own_update: ``(tenant, incident id, started)`` after the bridge updated an
+            incident (push loop protection; never raises).
         record_consent: ``(tenant, when)``: records an admin consent in the tenant registry.
     """
 
@@ -48,6 +52,8 @@ class Backend:
     submit_job: Callable[[str, int], None]
     background: Callable[[Callable[[], Any]], Future[Any]]
     subscriptions: SubscriptionStore
+    callbacks: Callbacks
+    mark_own_update: Callable[[str, str, datetime], None]
     record_consent: Callable[[str, datetime], None]
     #: jobs running in this process (user context), so a poll can tell "still running here"
     local_jobs: dict[str, Job] | None = None

@@ -152,12 +152,14 @@ def serve_url() -> Iterator[str]:
 
 @pytest.fixture
 def api_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """``app_env`` plus the HTTP API's settings (push to localhost, a signing key)."""
+    """``app_env`` plus the HTTP API's settings (push to a local receiver, a signing key)."""
     from shared import bootstrap
 
     extra = {
         "API_SIGNING_KEY": SIGNING_KEY,
         "API_PUSH_HOST_SUFFIXES": "localhost",
+        # the emulator-only local receiver: test webhooks listen on https://localhost:<port>
+        "API_PUSH_ALLOW_LOCAL_RECEIVER": "true",
         "DEFENDER_FEATURES": "ingest,update,hunting",
     }
     for name, value in extra.items():

@@ -93,6 +93,8 @@ def test_functions_bindings_follow_the_route_table() -> None:
         assert trigger["authLevel"].upper() == ("ANONYMOUS" if anonymous else "FUNCTION")
     assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
     assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
+    assert bindings["push_worker"]["queueName"] == "defender-push"
+    assert bindings["push_worker"]["connection"] == "DATA_STORAGE"  # where ingestion writes it
     # the deployment's data account is the host's account (infra/app/api.bicep)
     assert bindings["hunting_worker"]["connection"] == "AzureWebJobsStorage"
 

@@ -19,6 +19,8 @@ from pycep import BicepParser
 
 from shared import settings, storage
 from shared.clouds import CLOUDS
+from shared.push.delivery import DEADLETTER_CONTAINER
+from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -302,12 +304,18 @@ def test_storage_refuses_keys_and_holds_the_designs_containers_queues_tables() -
     assert props["minimumTlsVersion"] == "TLS1_2"
     variables = {k: v["value"] for k, v in parsed["variables"].items()}
     containers = set(variables["containers"]) - {"deploymentContainerName"}
-    assert containers == {storage.INCIDENT_CONTAINER, storage.STATE_CONTAINER}
+    assert containers == {
+        storage.INCIDENT_CONTAINER,
+        storage.STATE_CONTAINER,
+        DEADLETTER_CONTAINER,
+    }
     assert set(variables["queues"]) == {
         "defender-ingest",
         "defender-ingest-poison",
         "defender-hunting",
         "defender-hunting-poison",
+        PUSH_QUEUE,
+        POISON_QUEUE,
     }
     assert set(variables["tables"]) == {
         storage.INCIDENT_TABLE,
