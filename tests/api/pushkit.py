@@ -76,14 +76,14 @@ def hook_server() -> Iterator[Hook]:
                 self.close_connection = True
                 return
             status, extra = step if isinstance(step, tuple) else (int(step), {})
+            if 200 <= status < 300:  # recorded before the answer leaves: the sender sees it after
+                with state.lock:
+                    state.accepted.append((headers, body))
             self.send_response(status)
             for name, value in extra.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", "0")
             self.end_headers()
-            if 200 <= status < 300:
-                with state.lock:
-                    state.accepted.append((headers, body))
 
         def log_message(self, *args: Any) -> None:
             pass
