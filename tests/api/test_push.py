@@ -59,6 +59,7 @@ def test_signed_deliveries_of_matching_incidents_created_then_updated(
     api_env: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from shared.cli import main
     from shared.push.keys import verify
     from shared.push.messages import delivery_id
 
@@ -73,11 +74,13 @@ def test_signed_deliveries_of_matching_incidents_created_then_updated(
     home, _ = tenants(cloud)
     result = ingest(home)
     assert hook.requests == []  # ingestion only recorded the changes: nothing was sent
-    report = deliver(_conn(api_env))
+    out = _Out()
+    assert main(["subscriptions", "deliver", "--json"], out=out) == 0  # the queue trigger's job
+    report = json.loads(out.text)
     high = _high(cloud, home)
     got = _delivered(hook)
     assert sorted(d["incident"]["id"] for d in got) == sorted(high)
-    assert report.delivered == len(high) and result.incidents > len(high)
+    assert report["delivered"] == len(high) and result.incidents > len(high)
     assert {d["event"] for d in got} == {"created"}  # new to the store
     for headers, body in hook.accepted:
         data = json.loads(body)
@@ -335,3 +338,18 @@ class _Out:
 
     def flush(self) -> None:
         pass
+
+
+def test_the_local_receiver_is_announced_at_start(
+    api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared import bootstrap
+
+    caplog.set_level(logging.WARNING)
+    setenv(monkeypatch)
+    bootstrap.services()
+    assert "API_PUSH_ALLOW_LOCAL_RECEIVER is on" in caplog.text
+    caplog.clear()
+    setenv(monkeypatch, API_PUSH_ALLOW_LOCAL_RECEIVER="false")
+    bootstrap.services()
+    assert "API_PUSH_ALLOW_LOCAL_RECEIVER" not in caplog.text
