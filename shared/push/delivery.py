@@ -57,6 +57,7 @@ from shared.push.messages import (
     Breaker,
     Item,
     Verdict,
+    backoff,
     deliveries,
     delivery_id,
     item_key,
@@ -472,8 +473,6 @@ class PushWorker:
         return answer
 
     def _wait(self, attempt: int) -> float:
-        from shared.push.messages import backoff
-
         return backoff(attempt + 1, self._options.retry_base)
 
     def _gone(

@@ -212,7 +212,6 @@ class Verdict:
     outcome: Outcome
     reason: str
     delay: float = 0.0
-    counts_as_failure: bool = True
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -235,7 +234,7 @@ def judge(answer: Answer, *, attempt: int, base: float, max_retry_after: float) 
         return Verdict("retry", answer.error or "no answer", wait)
     reason = f"HTTP {status}"
     if 200 <= status < 300:
-        return Verdict("delivered", reason, counts_as_failure=False)
+        return Verdict("delivered", reason)
     if status in GONE:
         return Verdict("gone", reason, wait)
     if status in BUSY:
@@ -244,7 +243,7 @@ def judge(answer: Answer, *, attempt: int, base: float, max_retry_after: float) 
             wait = min(max(wait, asked), max(max_retry_after, wait))
         return Verdict("retry", reason, wait)
     if 400 <= status < 500 and status != 408:
-        return Verdict("rejected", reason, counts_as_failure=False)
+        return Verdict("rejected", reason)
     return Verdict("retry", reason, wait)
 
 

@@ -90,14 +90,16 @@ class Outbox:
         """
         if not versions or not self._anyone():
             return
-        items = [
-            {
-                "incident": incident_row(v),
-                "version": version_text(v) or incident_row(v)["lastUpdate"],
-                "event": "created" if v.id in created else "updated",
-            }
-            for v in versions
-        ]
+        items = []
+        for version in versions:
+            row = incident_row(version)
+            items.append(
+                {
+                    "incident": row,
+                    "version": version_text(version) or row["lastUpdate"],
+                    "event": "created" if version.id in created else "updated",
+                }
+            )
         for message in changes(tenant, items):
             self._send(message)
             self.messages += 1
