@@ -231,3 +231,17 @@ def drain_queue(connection_string: str, name: str) -> list[str]:
 
 def environ_value(name: str) -> str:
     return os.environ[name]
+
+
+@pytest.fixture
+def push_hook(
+    api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> Iterator[Any]:
+    """An https webhook receiver on localhost that the app trusts, with push retries fast
+    (``tests.api.pushkit.Hook``)."""
+    from tests.api.pushkit import hook_server, trust
+
+    with hook_server() as server:
+        trust(monkeypatch, api_env, tmp_path, server.ca_pem)
+        setenv(monkeypatch, API_PUSH_RETRY_SECONDS="1", API_PUSH_TIMEOUT_SECONDS="2")
+        yield server

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.api.conftest import SIGNING_KEY, Face, setenv, tenants, truth
-from tests.api.pushkit import Hook, deliver, deliver_until_idle, hook_server, ingest, pending, trust
+from tests.api.pushkit import Hook, deliver, deliver_until_idle, ingest, pending
 from tests.conftest import LocalCloud
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +24,8 @@ RANK = {"unknown": 0, "informational": 1, "low": 2, "medium": 3, "high": 4}
 
 
 @pytest.fixture
-def hook(
-    api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Hook]:
-    with hook_server() as server:
-        trust(monkeypatch, api_env, tmp_path, server.ca_pem)
-        setenv(monkeypatch, API_PUSH_RETRY_SECONDS="1", API_PUSH_TIMEOUT_SECONDS="2")
-        yield server
+def hook(push_hook: Hook) -> Hook:
+    return push_hook
 
 
 def _conn(api_env: dict[str, str]) -> str:

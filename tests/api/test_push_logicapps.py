@@ -8,14 +8,12 @@ possibly twice. One callback is one subscription; one incident version is one de
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import Answer, Face, setenv, tenants, truth
-from tests.api.pushkit import Hook, deliver_until_idle, hook_server, ingest, trust
+from tests.api.conftest import Answer, Face, tenants, truth
+from tests.api.pushkit import Hook, deliver_until_idle, ingest
 from tests.conftest import LocalCloud
 
 pytestmark = pytest.mark.e2e
@@ -51,13 +49,8 @@ class LogicAppsClient:
 
 
 @pytest.fixture
-def hook(
-    api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Hook]:
-    with hook_server() as server:
-        trust(monkeypatch, api_env, tmp_path, server.ca_pem)
-        setenv(monkeypatch, API_PUSH_RETRY_SECONDS="1")
-        yield server
+def hook(push_hook: Hook) -> Hook:
+    return push_hook
 
 
 def _matching(cloud: LocalCloud, tenant: str, minimum: str) -> set[tuple[str, str]]:

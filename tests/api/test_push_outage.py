@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,11 +22,9 @@ from tests.api.pushkit import (
     Hook,
     deliver,
     deliver_until_idle,
-    hook_server,
     ingest,
     pending,
     push_queue,
-    trust,
 )
 from tests.conftest import LocalCloud
 
@@ -36,18 +32,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def hook(
-    api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Hook]:
-    with hook_server() as server:
-        trust(monkeypatch, api_env, tmp_path, server.ca_pem)
-        setenv(
-            monkeypatch,
-            API_PUSH_TIMEOUT_SECONDS="1",
-            API_PUSH_RETRY_SECONDS="1",
-            API_PUSH_MAX_ATTEMPTS="30",
-        )
-        yield server
+def hook(push_hook: Hook, monkeypatch: pytest.MonkeyPatch) -> Hook:
+    setenv(monkeypatch, API_PUSH_TIMEOUT_SECONDS="1", API_PUSH_MAX_ATTEMPTS="30")
+    return push_hook
 
 
 def _expected(cloud: LocalCloud, sub: str, tenant: str) -> set[str]:
