@@ -130,9 +130,13 @@ class Sender:
                 connection.putheader(name, value)
             connection.endheaders(body)
             response = connection.getresponse()
+            if self._monotonic() >= deadline:
+                # the deadline shut the socket mid-answer: what was parsed is not an answer
+                return Answer(None, error="timeout")
             status = response.status
             wait = retry_after(response.getheader("Retry-After"), self._now())
-            response.read(_BODY_READ)
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                response.read(_BODY_READ)
             return Answer(status, retry_after=wait)
         finally:
             connection.close()

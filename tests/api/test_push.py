@@ -185,6 +185,31 @@ def test_retry_after_is_honoured_and_each_delivery_arrives_once(
     assert len(ids) == len(set(ids)) == len(_high(cloud, home))
 
 
+def test_the_circuit_breaker_stops_sending_to_a_failing_receiver(
+    face: Face,
+    cloud: LocalCloud,
+    hook: Hook,
+    api_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.push.messages import BREAKER_FAILURES
+
+    setenv(monkeypatch, API_PUSH_RETRY_SECONDS="60")  # retries and the breaker wait a minute
+    face.request("POST", "/subscriptions", json_body={"callbackUrl": hook.url()})
+    home, _ = tenants(cloud)
+    hook.default = 500
+    ingest(home)
+    first = deliver(_conn(api_env))
+    # each delivery message fails one round until the breaker opens; the rest wait untouched
+    assert len(hook.requests) == BREAKER_FAILURES and first.deferred > 0
+    health = face.get("/subscriptions").json()["value"][0]
+    assert health["breaker"] == "open" and health["lastError"] == "HTTP 500"
+    cloud.admin("POST", "activity", {"tenant": home, "create": 2, "update": 5})
+    ingest(home)
+    later = deliver(_conn(api_env))
+    assert later.deferred > 0 and len(hook.requests) == BREAKER_FAILURES
+
+
 def test_a_gone_receiver_is_dropped_after_its_grace_visible_and_redriven(
     face: Face,
     cloud: LocalCloud,
