@@ -819,7 +819,8 @@ def unsubscribe_by_callback(ctx: Context) -> Response:
     send it; never from the query string (the URL's ``sig`` is a credential). 200 with how many
     were removed: 0 when none (already gone is success)."""
     data = _callback_body(ctx.request)
-    url = UNSUBSCRIBE_BODY.check(data)["callbackUrl"]
+    # an unsubscribe that repeats the subscribe body (filter included) is common: accept it
+    url = SUBSCRIBE_BODY.check(data)["callbackUrl"]
     store = ctx.backend.subscriptions
     found = store.find(url)
     if found is None:

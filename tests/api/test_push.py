@@ -151,6 +151,12 @@ def test_subscribe_and_unsubscribe_forms(face: Face, hook: Hook) -> None:
     gone = face.request("DELETE", "/subscriptions", body=json.dumps({"callbackUrl": url}).encode())
     assert gone.status == 200 and gone.json() == {"deleted": 1}
     assert face.request("DELETE", "/subscriptions", json_body=url).json() == {"deleted": 0}
+    # the subscribe body repeated as the unsubscribe body (filter and all) works too
+    face.request("POST", "/subscriptions", json_body={"callbackUrl": url, "minSeverity": "high"})
+    same = face.request(
+        "DELETE", "/subscriptions", json_body={"callbackUrl": url, "minSeverity": "high"}
+    )
+    assert same.json() == {"deleted": 1}
     location = first.header("Location") or ""
     assert face.request("DELETE", location.removeprefix(face.base + "/api")).status == 204
     for bad, reason in (
