@@ -251,6 +251,9 @@ def test_a_gone_receiver_is_dropped_after_its_grace_visible_and_redriven(
     assert main(["subscriptions", "list", "--json"], out=out) == 1  # a dropped one: exit 1
     listed = json.loads(out.text)["subscriptions"]
     assert listed[0]["status"] == "dropped" and "receiver-sig-secret" not in out.text
+    table = _Out()
+    assert main(["subscriptions", "list"], out=table) == 1
+    assert created["id"] in table.text and "dropped" in table.text and "HTTP 404" in table.text
 
     # the workflow is back: re-drive the dead letters (reviving the subscription)
     hook.default = 200
