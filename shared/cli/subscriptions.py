@@ -1,6 +1,8 @@
-"""``python -m shared subscriptions list|deliver|redrive|rekey``: push subscriptions and their
-deliveries, for operators.
+"""``python -m shared subscriptions add|list|deliver|redrive|rekey``: push subscriptions and
+their deliveries, for operators.
 
+- ``add``: subscribe a webhook, as ``POST /api/subscriptions`` does (same checks); the URL is
+  read from standard input with ``-`` so its ``sig`` stays out of shell history and process lists.
 - ``list``: every subscription with its health (status, circuit breaker, last success and
   failure, why one was dropped); never a callback URL. Exits 1 when one is dropped or failing.
 - ``deliver``: handle the ``defender-push`` messages visible now (what the queue trigger does in
@@ -30,6 +32,13 @@ def register(commands: Any) -> None:
     )
     sub = parser.add_subparsers(dest="action", metavar="action")
     sub.required = True
+    add = sub.add_parser("add", help="subscribe a webhook (what POST /api/subscriptions does)")
+    add.add_argument("url", help="the callback URL, or - to read it from standard input")
+    add.add_argument("--min-severity", help="informational, low, medium or high")
+    add.add_argument("--status", action="append", help="only these statuses (repeatable)")
+    add.add_argument("--tag", action="append", help="only incidents with one of these tags")
+    add.add_argument("--tenant", action="append", help="only these tenants (default: all)")
+    add.set_defaults(handler=run_add)
     lst = sub.add_parser("list", help="every subscription and its delivery health")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.set_defaults(handler=run_list)
@@ -51,6 +60,37 @@ def _require_key() -> None:
 
     if services().settings.api_signing_key is None:
         raise ConfigError("push needs the API_SIGNING_KEY setting")
+
+
+def run_add(args: argparse.Namespace, out: TextIO) -> int:
+    """``subscriptions add``."""
+    import sys
+
+    from shared.bootstrap import services
+    from shared.cli.common import EXIT_USAGE, tenant_ids
+    from shared.defender.values import canonical_severity, canonical_status
+    from shared.push.messages import Filter
+
+    _require_key()
+    url = sys.stdin.readline().strip() if args.url == "-" else args.url
+    try:
+        flt = Filter(
+            canonical_severity(args.min_severity) if args.min_severity else None,
+            tuple(canonical_status(s, for_filter=True) for s in args.status or ()),
+            tuple(args.tag or ()),
+            tenant_ids(args.tenant, ()) if args.tenant else None,
+        )
+        svc = services()
+        target = svc.push_callbacks().check(url)
+    except ConfigError as exc:  # a refused callback is the argument's problem, not a setting's
+        print(f"error: python -m shared subscriptions add: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store = svc.subscriptions()
+    sub, created = store.save(url, target.host, flt)
+    out.write(
+        json.dumps({**sub.describe(), "new": created, "secret": store.secret(sub)}, indent=2) + "\n"
+    )
+    return EXIT_OK
 
 
 def run_list(args: argparse.Namespace, out: TextIO) -> int:

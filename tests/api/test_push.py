@@ -380,3 +380,25 @@ def test_the_local_receiver_is_announced_at_start(
     setenv(monkeypatch, API_PUSH_ALLOW_LOCAL_RECEIVER="false")
     bootstrap.services()
     assert "API_PUSH_ALLOW_LOCAL_RECEIVER" not in caplog.text
+
+
+def test_subscriptions_add_reads_the_url_from_stdin_and_checks_it_like_the_api(
+    hook: Hook,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from shared.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(hook.url() + "\n"))
+    out = _Out()
+    assert main(["subscriptions", "add", "-", "--min-severity", "high"], out=out) == 0
+    made = json.loads(out.text)
+    assert made["new"] is True and made["minSeverity"] == "high" and len(made["secret"]) == 64
+    assert "receiver-sig-secret" not in out.text
+    refused = "https://127.0.0.1/hook?sig=receiver-sig-secret"
+    monkeypatch.setattr("sys.stdin", io.StringIO(refused))
+    assert main(["subscriptions", "add", "-"], out=_Out()) == 2
+    error = capsys.readouterr().err
+    assert "IP address" in error and "receiver-sig-secret" not in error
