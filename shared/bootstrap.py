@@ -1,8 +1,9 @@
 """Composition root: the one place that builds real clients, once per process, on first use.
 
-Nothing here runs at import time. ``services()`` parses the settings and wires the object graph;
-it is cached, so the Functions worker and the CLI reuse one HTTP pool, one Key Vault client, one
-MSAL app per tenant (with its token cache) and one API client per tenant.
+Nothing here runs at import time. ``services()`` parses the settings and wires the object graph
+once per process, however many threads call it first at the same time (single-flight), so the
+Functions worker and the CLI reuse one HTTP pool, one Key Vault client, one MSAL app per tenant
+(with its token cache), one API client per tenant and one set of rate limiters.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import functools
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
+from shared.invocation import InvocationExecutor
 from shared.settings import ApiKind, Settings, load
 
 if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
@@ -457,8 +460,6 @@ class Services:
     def api_backend(self, *, in_process: bool = False) -> Backend:
         """The HTTP API's collaborators (built once). ``in_process``: hunting jobs run on this
         process's threads (``serve``) instead of the ``defender-hunting`` queue (Functions)."""
-        from concurrent.futures import ThreadPoolExecutor
-
         from shared.api.backend import Backend
         from shared.api.jobs import JOB_CONTAINER, JobStore
         from shared.storage.queue import HUNTING_QUEUE
@@ -466,7 +467,8 @@ class Services:
         with self._lock:
             if self._backend is not None:
                 return self._backend
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+        # background work of an HTTP call logs with that call's invocation id
+        pool = InvocationExecutor(max_workers=8, thread_name_prefix="api")
         hunting_queue = self.queue(HUNTING_QUEUE)
 
         def submit(job_id: str, delay: int) -> None:
@@ -660,7 +662,49 @@ def azure_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
 
 
-@functools.cache
-def services() -> Services:
-    """The process-wide services, built from the environment on first call."""
-    return build(load())
+class _CompositionRoot:
+    """The process's ``Services``, built once however many threads ask for it at once.
+
+    The Functions worker runs synchronous functions on a thread pool, so a queue batch or a
+    burst of HTTP calls makes several first calls at the same moment; ``functools.cache`` would
+    let each of them build (a credential, MSAL apps with their own token caches, rate limiters
+    each believing it owns the quota). Here the first caller builds under a lock while the
+    others wait for its result (checked again under the lock). A build that raises is not kept:
+    the next call builds again, so a setting fixed later (or a passing fault) is picked up.
+    """
+
+    def __init__(self, factory: Callable[[], Services]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._built: Services | None = None
+        self._generation = 0
+
+    def __call__(self) -> Services:
+        built = self._built
+        if built is not None:  # the common path: no lock once built
+            return built
+        with self._lock:
+            if self._built is None:
+                self._built = self._factory()
+            return self._built
+
+    @property
+    def built(self) -> bool:
+        """Whether the services have been built in this process."""
+        return self._built is not None
+
+    @property
+    def generation(self) -> int:
+        """How many times the services were forgotten (``cache_clear``): a new generation is,
+        to the app, a fresh process (``shared.worker`` reports the host settings again)."""
+        return self._generation
+
+    def cache_clear(self) -> None:
+        """Forget the built services (tests: the next call builds from the environment)."""
+        with self._lock:
+            self._built = None
+            self._generation += 1
+
+
+#: the process-wide services, built from the environment on first call (``services()``)
+services = _CompositionRoot(lambda: build(load()))

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.clock import Clock, format_utc, parse_utc
 from shared.errors import BridgeError, StorageError, TenantFailedError
 from shared.ingest import IngestSummary, TenantResult
+from shared.invocation import InvocationExecutor
 from shared.settings import Settings
 from shared.storage.queue import (
     REASONS,
@@ -290,7 +290,8 @@ class Fanout:
             except BridgeError as exc:
                 return tid, "failed", str(exc)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(ENQUEUE_THREADS, len(entries)))) as pool:
+        # InvocationExecutor: the threads log with the timer invocation's id
+        with InvocationExecutor(max_workers=max(1, min(ENQUEUE_THREADS, len(entries)))) as pool:
             for tid, what, error in pool.map(offer, entries):
                 if what == "queued":
                     queued.append(tid)
@@ -394,7 +395,7 @@ class Fanout:
             else:
                 todo.append(entry)
         workers = max(1, min(self._settings.concurrency, len(todo)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with InvocationExecutor(max_workers=workers) as pool:
             results = list(pool.map(self._ingest_inline, todo))
         return TickReport("inline", skipped=skipped, summary=IngestSummary(tuple(results)))
 

@@ -53,7 +53,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -70,6 +70,7 @@ from shared.errors import (
     UnexpectedResponseError,
     UpstreamError,
 )
+from shared.invocation import InvocationExecutor
 from shared.storage.archive import IncidentArchive, Quarantine, plan, quarantine_name
 from shared.storage.state import Watermark
 from shared.storage.table import IncidentTable, is_stored
@@ -262,7 +263,8 @@ class _Writer:
     """
 
     def __init__(self, name: str) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        # the writer logs with the invocation that started the run (shared.invocation)
+        self._pool = InvocationExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: list[Future[None]] = []
         self._failed = False  # set on the writer thread; tasks after a failure do not run
 

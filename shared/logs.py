@@ -3,13 +3,21 @@
 Nothing in shared/ logs a secret on purpose; this filter is defence in depth for what third-party
 libraries might log: bearer tokens and JWTs, client secrets and assertions in form bodies, storage
 account keys and SAS signatures are masked before any handler sees the record.
+
+Inside the Functions worker the SDK loggers are kept at WARNING (``configure_worker_logging``):
+the worker sets the root logger to INFO and forwards every record to the host, which bills it
+as an Application Insights trace, and at INFO azure-core logs each request and response.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+from collections.abc import Mapping
+
+from shared.settings import LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level
 
 _PATTERNS = (
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),  # JWTs
@@ -68,6 +76,51 @@ def configure_cli_logging(verbosity: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # the Azure SDKs log every request at INFO; keep them quiet unless debugging
-    logging.getLogger("azure").setLevel(logging.WARNING if verbosity < 2 else logging.DEBUG)
+    # the Azure SDKs log every request at INFO: quiet unless LOG_LEVEL_AZURE_SDK or -vv
+    set_sdk_log_level(sdk_log_level() if verbosity < 2 else logging.DEBUG)
     install_redaction(root)
+
+
+#: Third-party loggers that speak at INFO on every call: azure-core's HTTP logging policy (a
+#: request line and a response line, with headers, for each storage, Key Vault and managed
+#: identity call), azure-identity (each token it gets), MSAL and urllib3. The children are named
+#: as well as ``azure`` so a level set on one of them elsewhere cannot reopen it.
+SDK_LOGGERS = (
+    "azure",
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",
+    "msal",
+    "urllib3",
+)
+
+
+def sdk_log_level(env: Mapping[str, str] | None = None) -> int:
+    """``LOG_LEVEL_AZURE_SDK`` (default WARNING). A value that does not parse gives WARNING
+    here; the settings parse reports it as a problem with the others."""
+    raw = (os.environ if env is None else env).get(LOG_LEVEL_AZURE_SDK_SETTING) or ""
+    if not raw.strip():
+        return logging.WARNING
+    try:
+        return parse_log_level(raw)
+    except ValueError:
+        return logging.WARNING
+
+
+def set_sdk_log_level(level: int) -> None:
+    """Put every logger of ``SDK_LOGGERS`` at ``level``."""
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level != level:  # setLevel clears every logger's level cache
+            logger.setLevel(level)
+
+
+def configure_worker_logging(env: Mapping[str, str] | None = None) -> None:
+    """Logging inside the Functions worker, at the start of every invocation (cheap, idempotent).
+
+    The worker owns the handlers and the root level (INFO): it is left alone, so the app's own
+    INFO lines still reach the host. The SDK loggers get their own level, which the worker's
+    set-up never touches (it sets only the root and its own loggers), and redaction is put on
+    the worker's handlers.
+    """
+    set_sdk_log_level(sdk_log_level(env))
+    install_redaction()

@@ -7,6 +7,7 @@ import time; ``load()`` does it on first use.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -105,6 +106,12 @@ INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
 INGEST_LAG_WARNING_SETTING = "INGEST_LAG_WARNING_MINUTES"
 #: read by shared.telemetry (set by the platform when the app has Application Insights)
 APPLICATIONINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+#: the level of the Azure SDK, MSAL and urllib3 loggers (shared.logs): WARNING unless raised
+#: for a diagnosis; the app's own loggers are not affected
+LOG_LEVEL_AZURE_SDK_SETTING = "LOG_LEVEL_AZURE_SDK"
+#: read by the Python worker, not by Settings: the size of the thread pool that runs the
+#: synchronous functions (infra/ sets it; shared.host checks it against host.json's batches)
+PYTHON_THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
@@ -201,6 +208,8 @@ class Settings:
     time_budget: timedelta = timedelta(seconds=480)
     lease_seconds: int = 60
     lag_warning: timedelta = timedelta(minutes=60)
+    # the Functions worker's logging
+    log_level_azure_sdk: int = logging.WARNING
 
     @property
     def emulator(self) -> bool:
@@ -296,7 +305,7 @@ class Settings:
             legacy_api_url=p.optional(LEGACY_API_URL_SETTING, _https_url, cloud.legacy_api_url),
             graph_api_url=p.optional(GRAPH_API_URL_SETTING, _https_url, cloud.graph_api_url),
             ingest_tenants=p.optional(INGEST_TENANTS_SETTING, parse_tenant_list, ()),
-            ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, _ncrontab, "0 */5 * * * *"),
+            ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, parse_ncrontab, "0 */5 * * * *"),
             lookback=timedelta(days=p.optional(INGEST_LOOKBACK_DAYS_SETTING, _int(1, 180), 30)),
             overlap=timedelta(
                 minutes=p.optional(INGEST_OVERLAP_MINUTES_SETTING, _int(0, 1440), 10)
@@ -391,6 +400,9 @@ class Settings:
             lease_seconds=p.optional(INGEST_LEASE_SETTING, _int(15, 60), 60),
             lag_warning=timedelta(
                 minutes=p.optional(INGEST_LAG_WARNING_SETTING, _int(1, 43200), 60)
+            ),
+            log_level_azure_sdk=p.optional(
+                LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level, logging.WARNING
             ),
         )
         settings = replace(
@@ -583,10 +595,29 @@ def _connection_string(raw: str) -> str:
     return raw
 
 
-def _ncrontab(raw: str) -> str:
+def parse_ncrontab(raw: str) -> str:
+    """A six-field NCRONTAB expression (the timer trigger's schedule), as given."""
     if not _NCRONTAB.match(raw):
         raise ValueError("must be an NCRONTAB expression with six fields, e.g. '0 */5 * * * *'")
     return raw
+
+
+#: the levels a log-level setting accepts, by name
+LOG_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+
+def parse_log_level(raw: str) -> int:
+    """A level name (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``; any case)."""
+    level = LOG_LEVELS.get(raw.strip().upper())
+    if level is None:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def _existing_file(raw: str) -> Path:

@@ -148,6 +148,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
           value: 'true'
         }
+        // Threads of the Python worker for synchronous invocations (unset: min(32, CPUs + 4)):
+        // both queue functions' batchSize + newBatchThreshold (8 + 4), the timer and an HTTP
+        // call make 26, and 32 is the documented maximum (tests/functions checks the sum;
+        // sources in docs/functions-host.md).
+        {
+          name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+          value: '32'
+        }
         // Defender Bridge settings (README "Settings")
         {
           name: 'AZURE_CLIENT_ID'

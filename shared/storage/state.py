@@ -32,6 +32,7 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.clock import format_utc, parse_utc
 from shared.errors import ConflictError, LeaseLostError, StorageError
+from shared.invocation import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +214,8 @@ class TenantLock:
             ) from exc
         self._renewed_at = self._monotonic()
         self._stop.clear()
-        self._timer = threading.Thread(
-            target=self._keep_alive, name=f"lease-{self.tenant}", daemon=True
-        )
-        self._timer.start()
+        # a lost lease is logged from this thread: with the run's invocation id (carried)
+        self._timer = start_thread(self._keep_alive, name=f"lease-{self.tenant}")
         return self
 
     def _keep_alive(self) -> None:

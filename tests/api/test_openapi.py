@@ -94,9 +94,9 @@ def test_functions_bindings_follow_the_route_table() -> None:
     assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
     assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
     assert bindings["push_worker"]["queueName"] == "defender-push"
-    assert bindings["push_worker"]["connection"] == "DATA_STORAGE"  # where ingestion writes it
-    # the deployment's data account is the host's account (infra/app/api.bicep)
-    assert bindings["hunting_worker"]["connection"] == "AzureWebJobsStorage"
+    # the app writes its queues in the data account: the triggers read them there too
+    assert bindings["push_worker"]["connection"] == "DATA_STORAGE"
+    assert bindings["hunting_worker"]["connection"] == "DATA_STORAGE"
 
 
 def test_import_with_no_settings_lists_the_http_functions() -> None:

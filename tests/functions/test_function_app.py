@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
+
+import azure.functions as func
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +46,7 @@ def test_import_does_not_build_clients() -> None:
         "import sys, function_app; from shared import bootstrap; "
         "heavy = [m for m in ('msal', 'azure.identity', 'azure.storage.blob', "
         "'azure.data.tables', 'azure.keyvault.secrets', 'requests') if m in sys.modules]; "
-        "print(bootstrap.services.cache_info().currsize, ','.join(heavy) or '-')"
+        "print(int(bootstrap.services.built), ','.join(heavy) or '-')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -55,3 +59,20 @@ def test_import_does_not_build_clients() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "-"]
+
+
+def test_every_trigger_takes_the_workers_context() -> None:
+    """The worker passes ``context`` to a function whose signature has a parameter of that
+    name annotated ``azure.functions.Context`` (it refuses any other annotation), and every
+    other parameter must be a binding (``is_context_required`` / ``validate_function_params``
+    in azure_functions_worker/functions.py). Each trigger qualifies, so the app's threads can
+    log with the invocation id; called directly (tests) it defaults to no invocation."""
+    from tests.api.conftest import indexed_functions
+
+    for name, function in indexed_functions().items():
+        user = function.get_user_function()
+        hints = typing.get_type_hints(user)
+        assert hints["context"] is func.Context, name
+        parameters = set(inspect.signature(user).parameters) - {"context"}
+        bound = {json.loads(b)["name"] for b in function.get_raw_bindings()}
+        assert parameters <= bound, name

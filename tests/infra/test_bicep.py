@@ -86,6 +86,8 @@ LEFT_OUT = {
     settings.INGEST_TIME_BUDGET_SETTING: "the default fits host.json's 10-minute timeout",
     settings.INGEST_LEASE_SETTING: "the default fits",
     settings.INGEST_LAG_WARNING_SETTING: "the default fits; tune as an app setting",
+    # the worker's logging: quiet by default on purpose; raised as an app setting to diagnose
+    settings.LOG_LEVEL_AZURE_SDK_SETTING: "WARNING by default; raise it only for a diagnosis",
 }
 #: the defaults of shared.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}
