@@ -6,6 +6,7 @@ against the emulator and Azurite, with the same small client interface.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -164,9 +165,22 @@ def api_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterato
     }
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
+    _clear_push_queues(app_env["DATA_STORAGE_CONNECTION_STRING"])
     bootstrap.services.cache_clear()
     yield {**app_env, **extra}
     bootstrap.services.cache_clear()
+
+
+def _clear_push_queues(connection_string: str) -> None:
+    """Storage is cleared per test, queues are not: push messages a test left waiting (a retry
+    due in a minute) must not reach the next test's subscriptions."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueServiceClient
+
+    service = QueueServiceClient.from_connection_string(connection_string)
+    for name in ("defender-push", "defender-push-poison"):
+        with contextlib.suppress(ResourceNotFoundError):
+            service.get_queue_client(name).clear_messages()
 
 
 def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
