@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench bench-emulator chaos clean checkov
+.PHONY: help setup demo test lint typecheck unit bench bench-emulator bench-push chaos clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; lookup.json: dedup check by table size; quota.json: a backlog under default quotas)"
 	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N JOBS=2); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
+	@echo "make bench-push - ingestion with a push receiver that never answers (bench/results/push.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
 # requirements-sdk.txt (msgraph-sdk, for tests/sdk/) is installed here too, but is no part of
@@ -76,6 +77,11 @@ chaos: setup
 
 bench-emulator: $(STAMP)
 	$(PY) -m bench.emulator_bench
+
+# REPS=N runs per regime (no subscription / a dead receiver / a dead receiver and the worker)
+REPS ?= 5
+bench-push: $(STAMP) node_modules/.installed
+	$(PY) -m bench.push $(REPS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

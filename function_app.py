@@ -88,8 +88,26 @@ def ingest_worker(message: func.QueueMessage, context: func.Context = worker.NO_
         except ConfigError as exc:
             log.error("ingestion not started: settings: %s", exc)
             raise
-        # push subscribers hear of each committed slice: Services.ingestor wires shared.push
+        # new versions are recorded on defender-push as they are stored (Services.ingestor
+        # wires shared.push.outbox); push_worker delivers them, never this function
         svc.fanout().handle(message.get_body(), dequeue_count=message.dequeue_count or 1)
+
+
+@app.queue_trigger(arg_name="message", queue_name="defender-push", connection="DATA_STORAGE")
+def push_worker(message: func.QueueMessage, context: func.Context = worker.NO_INVOCATION) -> None:
+    """Fan a recorded change out to its subscriptions, or deliver to one (``shared.push``).
+
+    What must wait is put back on the queue by the worker itself; a storage failure raises, so
+    the host retries the message and, after ``maxDequeueCount``, moves it to
+    ``defender-push-poison`` (``python -m shared subscriptions redrive`` puts it back).
+    """
+    with worker.invocation(context):
+        try:
+            svc = bootstrap.services()
+        except ConfigError as exc:
+            log.error("push not started: settings: %s", exc)
+            raise
+        svc.push_worker().handle(message.get_body())
 
 
 def _log_summary(summary: IngestSummary) -> None:

@@ -38,7 +38,12 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.defender.limiter import RateLimiterRegistry
     from shared.fanout import Fanout
     from shared.ingest import Ingestor, Notify
-    from shared.push import PushNotifier, SubscriptionStore
+    from shared.push.delivery import Callbacks, PushOptions, PushWorker
+    from shared.push.keys import PushKeys
+    from shared.push.outbox import Outbox
+    from shared.push.store import EchoMarks, SubscriptionStore
+    from shared.push.target import Resolver
+    from shared.push.transport import Connect
     from shared.storage.queue import IngestQueue, QueueSender
     from shared.storage.state import WatermarkStore
     from shared.tenants import ConsentStateStore, RunStateStore, TenantRegistry
@@ -97,6 +102,10 @@ class Services:
 
     #: the Function's identity (Application Insights with local auth off needs it)
     credential: TokenCredential | None = None
+
+    # push: test seams for the resolver and the TCP connect of deliveries (None: the system's)
+    push_resolver: Resolver | None = None
+    push_connect: Connect | None = None
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -241,9 +250,9 @@ class Services:
         lookback: timedelta | None = None,
     ) -> Ingestor:
         """The ingestion use case wired to real storage, as the app (never as a user: see
-        ``shared.ingest``). ``notify`` hears of the versions stored after each slice (default:
-        push delivery to the subscribers, ``shared.push``, which does nothing without
-        ``API_SIGNING_KEY``); ``api``, ``lookback``: a tenant's overrides (issue 10).
+        ``shared.ingest``). ``notify`` hears of each answer's new versions before they are
+        stored (default: the push outbox, ``shared.push.outbox``, when ``API_SIGNING_KEY`` is
+        set); ``api``, ``lookback``: a tenant's overrides (issue 10).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()
         from shared.ingest import Ingestor
@@ -260,8 +269,8 @@ class Services:
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
-        if notify is None:
-            notify = self.push_notifier().notify  # never raises; off without API_SIGNING_KEY
+        if notify is None and s.api_signing_key is not None:
+            notify = self.push_outbox()  # a queue write per answer while anyone subscribes
         return Ingestor(
             client_for=functools.partial(self.client_for, api=api),
             archive=IncidentArchive(data),
@@ -435,28 +444,106 @@ class Services:
             raise RuntimeError("no queue service configured")
         return QueueSender(self.queue_service, name)
 
-    def push_notifier(self) -> PushNotifier:
-        """Delivery of incidents to push subscribers (the ingestion ``notify`` hook)."""
-        from shared.push import DEADLETTER_CONTAINER, PushNotifier
+    def push_keys(self) -> PushKeys | None:
+        """The push keys (None without ``API_SIGNING_KEY``: push is off)."""
+        from shared.push.keys import PushKeys
 
         s = self.settings
-        return PushNotifier(
-            store=self.subscriptions(),
-            session=self.session,
-            signing_key=s.api_signing_key,
-            suffixes=s.api_push_host_suffixes,
-            dead_letter=self.blob_service.get_container_client(DEADLETTER_CONTAINER),
-            clock=self.clock,
-            max_attempts=s.api_push_max_attempts,
-        )
+        if s.api_signing_key is None:
+            return None
+        return PushKeys(s.api_signing_key, s.api_signing_key_previous)
 
     def subscriptions(self) -> SubscriptionStore:
         """The push subscription store."""
-        from shared.push import SUBSCRIPTION_TABLE, SubscriptionStore
+        from shared.push.store import SUBSCRIPTION_TABLE, SubscriptionStore
 
         return SubscriptionStore(
-            self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock
+            self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.push_keys(), self.clock
         )
+
+    def echo_marks(self) -> EchoMarks:
+        """Where the bridge's own incident updates are marked (push loop protection)."""
+        from shared.push.store import SUBSCRIPTION_TABLE, EchoMarks
+
+        return EchoMarks(self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock)
+
+    def push_outbox(self) -> Outbox:
+        """The ingestion hook that records changes on ``defender-push``."""
+        from shared.push.outbox import PUSH_QUEUE, Outbox
+
+        queue = self.queue(PUSH_QUEUE)
+        return Outbox(send=queue.send, store=self.subscriptions())
+
+    def push_options(self) -> PushOptions:
+        """The delivery settings."""
+        from shared.push.delivery import PushOptions
+
+        s = self.settings
+        return PushOptions(
+            allowed=s.api_push_host_suffixes,
+            allow_local=s.api_push_allow_local_receiver,
+            timeout=s.api_push_timeout,
+            max_attempts=s.api_push_max_attempts,
+            retry_base=s.api_push_retry,
+            max_retry_after=s.api_push_max_retry_after,
+            gone_grace=s.api_push_gone_grace,
+            deliver_own=s.api_push_deliver_own_updates,
+        )
+
+    def push_callbacks(self) -> Callbacks:
+        """The callback check shared by subscribing and sending."""
+        from shared.push.delivery import Callbacks
+        from shared.push.target import system_resolver
+
+        return Callbacks(self.push_options(), self.push_resolver or system_resolver)
+
+    def push_worker(self) -> PushWorker:
+        """The ``defender-push`` queue handler (fan-out and delivery)."""
+        from shared.push.delivery import (
+            DEADLETTER_CONTAINER,
+            DeadLetter,
+            PushWorker,
+            table_rows,
+        )
+        from shared.push.outbox import PUSH_QUEUE
+        from shared.push.transport import Sender, tls_context
+        from shared.storage import INCIDENT_TABLE
+
+        queue = self.queue(PUSH_QUEUE)
+        context = tls_context(self.settings.emulator_ca_cert)
+        sender = (
+            Sender(context=context, clock=self.clock)
+            if self.push_connect is None
+            else Sender(context=context, clock=self.clock, connect=self.push_connect)
+        )
+        return PushWorker(
+            store=self.subscriptions(),
+            marks=self.echo_marks(),
+            requeue=lambda text, delay: queue.send(text, delay_seconds=delay),
+            dead_letter=DeadLetter(self.blob_service.get_container_client(DEADLETTER_CONTAINER)),
+            rows=table_rows(self.table_service.get_table_client(INCIDENT_TABLE)),
+            callbacks=self.push_callbacks(),
+            sender=sender,
+            options=self.push_options(),
+            clock=self.clock,
+        )
+
+    def mark_own_update(self, tenant: str, incident_id: str, started: datetime) -> None:
+        """Mark an incident update the bridge just made (``PATCH /incidents/{id}``, ``incidents
+        update``) so push does not deliver its versions back (loop protection). Never raises:
+        the update is done, and a caller retrying it would repeat a comment."""
+        from shared.errors import BridgeError
+
+        if self.settings.api_signing_key is None or self.settings.api_push_deliver_own_updates:
+            return
+        try:
+            self.echo_marks().mark(tenant, incident_id, started, self.clock())
+        except BridgeError as exc:
+            log.warning(
+                "incident %s: could not mark the bridge's own update (%s); push may deliver it",
+                incident_id,
+                exc,
+            )
 
     def api_backend(self, *, in_process: bool = False) -> Backend:
         """The HTTP API's collaborators (built once). ``in_process``: hunting jobs run on this
@@ -495,6 +582,8 @@ class Services:
             submit_job=submit,
             background=pool.submit,
             subscriptions=self.subscriptions(),
+            callbacks=self.push_callbacks(),
+            mark_own_update=self.mark_own_update,
             record_consent=self.record_consent,
             prove_consent=self.prove_consent,
             consent_states=self.consent_states,
@@ -552,6 +641,11 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         log.warning(
             "EMULATOR_CA_CERT is set: trusting a local test CA, with Entra instance discovery "
             "and Key Vault challenge-resource verification off. Never set it in Azure."
+        )
+    if settings.api_push_allow_local_receiver:
+        log.warning(
+            "API_PUSH_ALLOW_LOCAL_RECEIVER is on: push may deliver to https://localhost on any "
+            "port. For the emulator and tests only; never set it in Azure."
         )
     credential = azure_credential(settings)
     session = build_session(ca_cert=settings.emulator_ca_cert)

@@ -58,6 +58,9 @@ class Cloud:
     graph_api_url: str
     storage_suffix: str
     vault_suffix: str
+    #: the default ``API_PUSH_HOST_SUFFIXES``: where this cloud's Logic Apps and Power Automate
+    #: callback URLs live (docs/push.md, "Allowed callback hosts", with sources)
+    push_host_suffixes: tuple[str, ...] = ()
 
     @property
     def token_exchange_audience(self) -> str:
@@ -89,6 +92,7 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://graph.microsoft.com",
         storage_suffix="core.windows.net",
         vault_suffix="vault.azure.net",
+        push_host_suffixes=(".logic.azure.com", ".environment.api.powerplatform.com"),
     ),
     "gcc": Cloud(
         name="gcc",
@@ -97,6 +101,12 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://graph.microsoft.com",
         storage_suffix="core.windows.net",
         vault_suffix="vault.azure.net",
+        # GCC tenants' Logic Apps run in commercial Azure; their Power Automate in GCC
+        push_host_suffixes=(
+            ".logic.azure.com",
+            ".logic.azure.us",
+            ".api.gov.powerplatform.microsoft.us",
+        ),
     ),
     "gcchigh": Cloud(
         name="gcchigh",
@@ -105,6 +115,7 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://graph.microsoft.us",
         storage_suffix="core.usgovcloudapi.net",
         vault_suffix="vault.usgovcloudapi.net",
+        push_host_suffixes=(".logic.azure.us", ".api.high.powerplatform.microsoft.us"),
     ),
     "dod": Cloud(
         name="dod",
@@ -113,5 +124,6 @@ CLOUDS: dict[str, Cloud] = {
         graph_api_url="https://dod-graph.microsoft.us",
         storage_suffix="core.usgovcloudapi.net",
         vault_suffix="vault.usgovcloudapi.net",
+        push_host_suffixes=(".logic.azure.us", ".api.appsplatform.us"),
     ),
 }

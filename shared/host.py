@@ -63,7 +63,7 @@ IN_FUNCTION_APP = ("FUNCTIONS_WORKER_RUNTIME", "WEBSITE_SITE_NAME")
 
 #: the functions by the host-side settings they need (function_app.py; a test holds them equal)
 TIMER_FUNCTIONS = ("ingest_timer",)
-QUEUE_FUNCTIONS = ("ingest_worker", "hunting_worker")
+QUEUE_FUNCTIONS = ("ingest_worker", "hunting_worker", "push_worker")
 EVERY_FUNCTION = "any function"
 
 #: what an ingestion run needs after its time budget: the writes of its last answer (storage
@@ -98,7 +98,7 @@ HOST_SETTINGS = (
     HostSetting(
         QUEUE_CONNECTION_SETTING,
         "the queue triggers' connection to the data account, where the app queues tenants "
-        "(defender-ingest) and hunting jobs (defender-hunting)",
+        "(defender-ingest), hunting jobs (defender-hunting) and push deliveries (defender-push)",
         QUEUE_FUNCTIONS,
         (
             QUEUE_CONNECTION_SETTING,

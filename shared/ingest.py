@@ -18,8 +18,10 @@ Per tenant, under its lease, oldest first:
    batched conditional transactions. The cost per answer does not grow with the table
    (``shared.storage.table``).
 4. When the answer completed a slice, the checkpoint moves to the slice's end (ETag-guarded,
-   never backwards), the density seen is kept for the next run, and ``notify`` hears of the
-   versions newly stored.
+   never backwards) and the density seen is kept for the next run. ``notify`` (push) hears of
+   an answer's new versions before they are stored (step 3; create-first: right after their
+   rows are created, before their blobs, see ``_create_first``): once a version is in the
+   table it is never new again, so recording it first is what makes a crash unable to lose it.
 5. The run stops starting slices before its time budget, or when the API quota is spent for
    longer than a call may wait (``stopped="quota"``, a success), and says how far it got; the
    next run resumes at the checkpoint, so a backlog of any size finishes over successive runs
@@ -139,7 +141,10 @@ class WatermarkStoreLike(Protocol):
     ) -> str: ...
 
 
-Notify = Callable[[str, Sequence[Incident]], None]
+#: ``(tenant, versions about to be stored, ids of those the table has no row of)``: records the
+#: change durably and quickly (``shared.push.outbox``); raising fails the answer before anything
+#: of it is stored, so no change is stored without being recorded
+Notify = Callable[[str, Sequence[Incident], frozenset[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +270,6 @@ class _Run:
     stopped: str | None = None
     resume_at: datetime | None = None  # a quota stop: when the next call may start
     alerts: str | None = None
-    unnotified: list[Incident] = field(default_factory=list)
     lag: float | None = None
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
@@ -345,8 +349,8 @@ class Ingestor:
         lock_for: the lease of a tenant.
         clock: now, tz-aware UTC; ``monotonic``: seconds, for the time budget.
         lookback, overlap, page_size, safety_lag, time_budget, lag_warning: see the settings.
-        notify: told ``(tenant, versions newly stored)`` after each committed slice; a failure
-            there is logged and never fails ingestion (board interface 2).
+        notify: told ``(tenant, versions, created ids)`` of each answer before its versions
+            are stored (see ``Notify``); it must be quick and must not talk to subscribers.
         observe: told each tenant's result (health telemetry, ``shared.telemetry``).
     """
 
@@ -798,7 +802,7 @@ class Ingestor:
         progress: Progress | None,
     ) -> None:
         """After a completed slice's pages are stored: move the checkpoint to its end (ETag-
-        guarded, never backwards), tell ``notify``, show progress (writer thread)."""
+        guarded, never backwards), show progress (writer thread)."""
         if run.checkpoint is None or cursor > run.checkpoint:
             lock.ensure()
             info["ratePerHour"] = rate_per_hour
@@ -808,7 +812,6 @@ class Ingestor:
                 tenant, cursor, etag=run.etag, saved_at=self._clock(), info=dict(info)
             )
             run.checkpoint = cursor
-        self._tell(tenant, run)
         if progress is not None and run.start is not None and run.end is not None:
             progress(
                 IngestProgress(
@@ -921,6 +924,10 @@ class Ingestor:
             return
         if alerts_apart:
             fresh = self._with_alerts(client, fresh)  # only for versions to store: API calls
+        if self._notify is not None:
+            # before anything is stored: a version in the table is never "fresh" again, so a
+            # crash after storing it must not be able to lose its change (at least once)
+            self._notify(tenant, fresh, frozenset(i.id for i in fresh if i.id not in known))
         lock.ensure()
         ingested_at = self._clock()
         planned = plan(tenant, fresh)
@@ -932,7 +939,6 @@ class Ingestor:
         written = self._table.upsert_newer(tenant, stored, ingested_at, known)
         run.remember(known)  # with the ETags of what was just written
         run.stored += len(fresh)
-        run.unnotified.extend(fresh)
         if written != len(fresh):
             log.info(
                 "tenant %s: %d of %d versions were already in the table (another writer)",
@@ -973,13 +979,17 @@ class Ingestor:
                 return False, known  # the same versions, read again, were stored whole before
             # every row is this write's own and a blob is missing: an earlier attempt of the
             # transaction went through and its answer was lost; the blobs are still to write
+        if self._notify is not None:
+            # after the rows (only now is it known that every version is new to the store) and
+            # before the blobs: a crash in between leaves rows without blobs, which the next
+            # run's recovery deletes and lists again, so the change is heard at least once
+            self._notify(tenant, versions, frozenset(v.id for v in versions))
         # no lease check between the rows and their blobs: rows once created are completed by
         # their blobs whatever happens to the lease (a run that took the tenant over skips
         # them as stored), while stopping here would leave rows without their versions
         self._archive.upload(tenant, planned, ingested_at)
         run.blobs.update(b.name for b in planned)
         run.stored += len(versions)
-        run.unnotified.extend(versions)
         return True, known
 
     def _with_alerts(self, client: DefenderClient, incidents: list[Incident]) -> list[Incident]:
@@ -1010,17 +1020,6 @@ class Ingestor:
         if self._quarantine is not None:
             lock.ensure()
             self._quarantine.put(tenant, client.api, raw, reason, now)
-
-    def _tell(self, tenant: str, run: _Run) -> None:
-        if not run.unnotified:
-            return
-        versions, run.unnotified = run.unnotified, []
-        if self._notify is None:
-            return
-        try:
-            self._notify(tenant, versions)
-        except Exception:  # a subscriber's failure never fails ingestion (board interface 2)
-            log.exception("tenant %s: notifying %d new versions failed", tenant, len(versions))
 
     def _recover(self, tenant: str, lock: Lock) -> int:
         """Record in the table the blobs of a page whose run stopped before recording them.

@@ -92,6 +92,14 @@ API_PUBLIC_URL_SETTING = "API_PUBLIC_URL"
 API_SIGNING_KEY_SETTING = "API_SIGNING_KEY"
 API_PUSH_HOST_SUFFIXES_SETTING = "API_PUSH_HOST_SUFFIXES"
 API_PUSH_MAX_ATTEMPTS_SETTING = "API_PUSH_MAX_ATTEMPTS"
+# push rebuilt: deliveries off the ingestion path, checked targets, sealed callbacks
+API_SIGNING_KEY_PREVIOUS_SETTING = "API_SIGNING_KEY_PREVIOUS"
+API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING = "API_PUSH_ALLOW_LOCAL_RECEIVER"
+API_PUSH_TIMEOUT_SETTING = "API_PUSH_TIMEOUT_SECONDS"
+API_PUSH_RETRY_SETTING = "API_PUSH_RETRY_SECONDS"
+API_PUSH_MAX_RETRY_AFTER_SETTING = "API_PUSH_MAX_RETRY_AFTER_SECONDS"
+API_PUSH_GONE_GRACE_SETTING = "API_PUSH_GONE_GRACE_MINUTES"
+API_PUSH_DELIVER_OWN_UPDATES_SETTING = "API_PUSH_DELIVER_OWN_UPDATES"
 API_CONSENT_STATE_MINUTES_SETTING = "API_CONSENT_STATE_MINUTES"
 API_PAGE_MAX_CALLS_SETTING = "API_INCIDENTS_PAGE_MAX_CALLS"
 API_CALLER_RATE_LIMIT_SETTING = "API_CALLER_RATE_LIMIT"
@@ -213,8 +221,15 @@ class Settings:
     api_retry_after: int = 5
     api_public_url: str | None = None
     api_signing_key: str | None = field(default=None, repr=False)
-    api_push_host_suffixes: tuple[str, ...] = (".logic.azure.com",)
-    api_push_max_attempts: int = 4
+    api_push_host_suffixes: tuple[str, ...] = CLOUDS["public"].push_host_suffixes
+    api_push_max_attempts: int = 8
+    api_signing_key_previous: str | None = field(default=None, repr=False)
+    api_push_allow_local_receiver: bool = False
+    api_push_timeout: float = 10.0
+    api_push_retry: float = 30.0
+    api_push_max_retry_after: float = 3600.0
+    api_push_gone_grace: timedelta = timedelta(minutes=60)
+    api_push_deliver_own_updates: bool = False
     api_consent_state_lifetime: timedelta = timedelta(minutes=60)
     #: the most Defender requests one page of ``GET /incidents`` may make
     api_page_max_calls: int = 8
@@ -381,9 +396,9 @@ class Settings:
             api_public_url=p.optional(API_PUBLIC_URL_SETTING, _public_url, None),
             api_signing_key=p.optional(API_SIGNING_KEY_SETTING, _signing_key, None),
             api_push_host_suffixes=p.optional(
-                API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, (".logic.azure.com",)
+                API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, cloud.push_host_suffixes
             ),
-            api_push_max_attempts=p.optional(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 10), 4),
+            api_push_max_attempts=p.optional(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 50), 8),
             api_consent_state_lifetime=timedelta(
                 minutes=p.optional(API_CONSENT_STATE_MINUTES_SETTING, _int(1, 10080), 60)
             ),
@@ -446,6 +461,37 @@ class Settings:
                 LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level, logging.WARNING
             ),
         )
+        settings = replace(
+            settings,
+            api_signing_key_previous=p.optional(
+                API_SIGNING_KEY_PREVIOUS_SETTING, _signing_key, None
+            ),
+            api_push_allow_local_receiver=p.optional(
+                API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING, _bool, False
+            ),
+            api_push_timeout=p.optional(API_PUSH_TIMEOUT_SETTING, _float(1.0, 60.0), 10.0),
+            api_push_retry=p.optional(API_PUSH_RETRY_SETTING, _float(1.0, 3600.0), 30.0),
+            api_push_max_retry_after=p.optional(
+                API_PUSH_MAX_RETRY_AFTER_SETTING, _float(0.0, 86400.0), 3600.0
+            ),
+            api_push_gone_grace=timedelta(
+                minutes=p.optional(API_PUSH_GONE_GRACE_SETTING, _int(0, 10080), 60)
+            ),
+            api_push_deliver_own_updates=p.optional(
+                API_PUSH_DELIVER_OWN_UPDATES_SETTING, _bool, False
+            ),
+        )
+        if settings.api_push_allow_local_receiver and not settings.emulator:
+            # a local receiver is for the emulator only: never loosen push in Azure by default
+            p.problems.append(
+                f"{API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING}: only with {EMULATOR_CA_CERT_SETTING} "
+                "(the emulator): it lets push deliver to https://localhost on any port"
+            )
+        if settings.api_signing_key_previous and not settings.api_signing_key:
+            p.problems.append(
+                f"{API_SIGNING_KEY_PREVIOUS_SETTING}: set only while rotating "
+                f"{API_SIGNING_KEY_SETTING} (which is missing)"
+            )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(
                 f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "
@@ -730,4 +776,7 @@ def _host_suffixes(raw: str) -> tuple[str, ...]:
     items = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
     if not items or any(not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", i) for i in items):
         raise ValueError("must be comma-separated host names or suffixes, e.g. .logic.azure.com")
+    # a suffix of one label (".net") would admit half the internet
+    if any(i.startswith(".") and "." not in i[1:] for i in items):
+        raise ValueError("a suffix must have at least two labels, e.g. .logic.azure.com")
     return items

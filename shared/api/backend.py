@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from shared.api.jobs import Job, JobStore
     from shared.api.ratelimit import CallerLimiter
     from shared.defender.client import DefenderClient
-    from shared.push import SubscriptionStore
+    from shared.push.delivery import Callbacks
+    from shared.push.store import SubscriptionStore
     from shared.settings import Settings
     from shared.storage.queue import IngestRequest
     from shared.tenants import ConsentStateStore
@@ -39,6 +40,9 @@ class Backend:
         submit_job: ``(job_id, delay_seconds)``: hands a job to the worker (queue or in-process).
         background: runs a callable on a worker thread (synchronous hunts under a time budget).
         subscriptions: the push subscription store.
+        callbacks: the push callback check (parse, allow-list, resolve and check addresses).
+        mark_own_update: ``(tenant, incident id, started)`` after the bridge updated an
+            incident (push loop protection; never raises).
         record_consent: ``(tenant, when)``: records an admin consent in the tenant registry;
             True when the tenant is served (a paused tenant stays paused).
         prove_consent: ``tenant`` -> the application roles of a token asked of Entra now in
@@ -58,6 +62,8 @@ class Backend:
     submit_job: Callable[[str, int], None]
     background: Callable[[Callable[[], Any]], Future[Any]]
     subscriptions: SubscriptionStore
+    callbacks: Callbacks
+    mark_own_update: Callable[[str, str, datetime], None]
     record_consent: Callable[[str, datetime], bool]
     prove_consent: Callable[[str], tuple[str, ...]]
     consent_states: Callable[[], ConsentStateStore]

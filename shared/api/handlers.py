@@ -30,6 +30,7 @@ from shared.errors import (
     AuthError,
     BadRequestError,
     BridgeError,
+    CallbackRefusedError,
     CallerTokenError,
     ConfigError,
     ConflictError,
@@ -409,7 +410,10 @@ def update_incident(ctx: Context) -> Response:
         )
     except ConfigError as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
+    started = ctx.backend.clock()
     incident = usecases.update_incident(ctx.client(tenant), incident_id, update)
+    # push does not deliver this update back to the workflow that made it (loop protection)
+    ctx.backend.mark_own_update(tenant, incident.id, started)
     return json_response(200, usecases.incident_row(incident))
 
 
@@ -718,17 +722,20 @@ SUBSCRIBE_BODY = Body(
 
 
 def subscribe(ctx: Context) -> Response:
-    """``POST /subscriptions``: 201 with ``Location``, the URL to DELETE to unsubscribe."""
+    """``POST /subscriptions``: 201 with ``Location`` (the URL to DELETE to unsubscribe), or 200
+    with the same ``Location`` when this callback URL is already subscribed: Logic Apps
+    subscribes again on every save and retries on 408/429/5xx, so one URL is one subscription,
+    its filter replaced by the last subscribe."""
     from shared.defender.values import canonical_severity, canonical_status
-    from shared.push import check_callback_url, parse_subscription_body, subscription_secret
+    from shared.push.keys import SIGNATURE_HEADER
+    from shared.push.messages import Filter
 
-    data = parse_subscription_body(_json_or_text(ctx.request))
+    data = _callback_body(ctx.request)
     body = SUBSCRIBE_BODY.check(data)
-    settings = ctx.backend.settings
-    if settings.api_signing_key is None:
+    backend = ctx.backend
+    if backend.settings.api_signing_key is None:
         raise ApiError(503, "push_not_configured", "push needs the API_SIGNING_KEY setting")
     try:
-        url = check_callback_url(body["callbackUrl"], settings.api_push_host_suffixes)
         statuses = tuple(canonical_status(s, for_filter=True) for s in body.get("statuses", []))
         severity = body.get("minSeverity")
         severity = canonical_severity(severity) if severity else None
@@ -749,29 +756,53 @@ def subscribe(ctx: Context) -> Response:
         tenants = tuple(sorted(ctx.caller.tenants))
     else:
         tenants = None
-    sub = ctx.backend.subscriptions.add(
-        url, min_severity=severity, statuses=statuses, tags=body.get("tags", []), tenants=tenants
-    )
+    url = body["callbackUrl"]
+    try:
+        # the parser that sends checks it here too, with its host's addresses
+        target = backend.callbacks.check(url)
+    except CallbackRefusedError as exc:
+        raise ApiError(400, "callback_refused", str(exc)) from None
+    store = backend.subscriptions
+    existing = store.find(url)
+    if existing is not None and not _may_manage(ctx.caller, existing.tenants):
+        raise ApiError(
+            403,
+            "tenant_forbidden",
+            "this callback is subscribed for tenants the caller may not use",
+        )
+    flt = Filter(severity, statuses, tuple(body.get("tags", [])), tenants)
+    sub, created = store.save(url, target.host, flt)
     location = ctx.url(f"/subscriptions/{sub.id}")
     return json_response(
-        201,
+        201 if created else 200,
         {
             **sub.describe(),
-            "secret": subscription_secret(settings.api_signing_key, sub.id),
-            "signatureHeader": "X-Defender-Signature",
+            "status": sub.status,
+            "secret": store.secret(sub),
+            "signatureHeader": SIGNATURE_HEADER,
         },
         {"Location": location},
     )
 
 
-def _json_or_text(request: Request) -> Any:
+def _callback_body(request: Request) -> Any:
+    """The callback URL's body as Logic Apps may send it: a JSON object, a bare JSON string, or
+    the URL as text, with or without a ``Content-Type`` (a body that parses as JSON is JSON)."""
+    raw = request.body
+    if not raw.strip():
+        raise ApiError(400, "invalid_body", 'the body is empty; send {"callbackUrl": ...}')
+    stripped = raw.strip()
     kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if kind == "text/plain":
+    if kind == "application/json" or stripped[:1] in (b"{", b'"'):
+        data = parse_json(raw)
+    else:
         try:
-            return request.body.decode("utf-8").strip()
+            data = stripped.decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_body", "the body is not UTF-8 text") from None
-    return parse_json(request.body)
+    if isinstance(data, str):
+        return {"callbackUrl": data.strip()}
+    return data
 
 
 def _may_manage(caller: Principal, tenants: tuple[str, ...] | None) -> bool:
@@ -780,15 +811,34 @@ def _may_manage(caller: Principal, tenants: tuple[str, ...] | None) -> bool:
     return tenants is not None and set(tenants) <= caller.tenants
 
 
+def list_subscriptions(ctx: Context) -> Response:
+    """``GET /subscriptions``: the subscriptions the caller may manage, with their health."""
+    now = ctx.backend.clock()
+    subs = [s for s in ctx.backend.subscriptions.all() if _may_manage(ctx.caller, s.tenants)]
+    subs.sort(key=lambda s: s.created)
+    return json_response(
+        200,
+        {
+            "value": [
+                {**s.describe(), **s.health(now), "location": ctx.url(f"/subscriptions/{s.id}")}
+                for s in subs
+            ]
+        },
+    )
+
+
 def unsubscribe(ctx: Context) -> Response:
-    """``DELETE /subscriptions/{id}`` (the Location of the subscription)."""
+    """``DELETE /subscriptions/{id}`` (the Location of the subscription); 204, also when it is
+    already gone (Logic Apps repeats an unsubscribe it is not sure of)."""
+    from shared.push.store import is_subscription_id
+
     sub_id = ctx.request.route_params.get("id", "")
-    if not (len(sub_id) == 32 and all(c in "0123456789abcdef" for c in sub_id)):
+    if not is_subscription_id(sub_id):
         raise ApiError(400, "invalid_id", "a subscription id is 32 lowercase hexadecimal digits")
     store = ctx.backend.subscriptions
     sub = store.get(sub_id)
     if sub is None:
-        raise ApiError(404, "subscription_not_found", "no such subscription")
+        return Response(204)
     if not _may_manage(ctx.caller, sub.tenants):
         raise ApiError(
             403, "tenant_forbidden", "the subscription covers tenants the caller may not use"
@@ -798,25 +848,26 @@ def unsubscribe(ctx: Context) -> Response:
 
 
 def unsubscribe_by_callback(ctx: Context) -> Response:
-    """``DELETE /subscriptions`` with the callback URL (body or ``callbackUrl`` parameter), as a
-    Logic Apps HTTP Webhook trigger's unsubscribe call sends it."""
-    from shared.push import parse_subscription_body
-
-    url = ctx.request.param("callbackUrl")
-    if url is None:
-        data = parse_subscription_body(_json_or_text(ctx.request))
-        url = Body("Unsubscribe", (SUBSCRIBE_BODY.fields[0],)).check(data)["callbackUrl"]
+    """``DELETE /subscriptions`` with the callback URL in the body (JSON object, bare JSON string
+    or text, with or without ``Content-Type``), as an HTTP Webhook trigger's unsubscribe call may
+    send it; never from the query string (the URL's ``sig`` is a credential). 200 with how many
+    were removed: 0 when none (already gone is success)."""
+    data = _callback_body(ctx.request)
+    # an unsubscribe that repeats the subscribe body (filter included) is common: accept it
+    url = SUBSCRIBE_BODY.check(data)["callbackUrl"]
     store = ctx.backend.subscriptions
-    found = store.by_callback(url)
-    if not found:
-        raise ApiError(404, "subscription_not_found", "no subscription has this callback URL")
-    if not all(_may_manage(ctx.caller, s.tenants) for s in found):
+    found = store.find(url)
+    if found is None:
+        return json_response(200, {"deleted": 0})
+    if not _may_manage(ctx.caller, found.tenants):
         raise ApiError(
             403, "tenant_forbidden", "the subscription covers tenants the caller may not use"
         )
-    for sub in found:
-        store.remove(sub.id)
-    return json_response(200, {"deleted": len(found)})
+    store.remove(found.id)
+    return json_response(200, {"deleted": 1})
+
+
+UNSUBSCRIBE_BODY = Body("Unsubscribe", (SUBSCRIBE_BODY.fields[0],))
 
 
 # ---------------------------------------------------------------------- consent

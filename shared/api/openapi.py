@@ -136,8 +136,10 @@ DEFINITIONS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "id": _string("subscription id"),
-            "secret": _string("HMAC-SHA256 key of X-Defender-Signature (shown once)"),
+            "secret": _string("HMAC-SHA256 key of X-Defender-Signature"),
             "signatureHeader": _string("the signature header's name"),
+            "host": _string("the callback's host (the URL itself is never shown)"),
+            "status": _string("active, or dropped after the receiver was gone"),
             "minSeverity": _string("filter", **{"x-nullable": True}),
             "statuses": {"type": "array", "items": {"type": "string"}},
             "tags": {"type": "array", "items": {"type": "string"}},
@@ -146,6 +148,27 @@ DEFINITIONS: dict[str, Any] = {
         },
     },
     "Deleted": {"type": "object", "properties": {"deleted": {"type": "integer"}}},
+    "SubscriptionList": {
+        "type": "object",
+        "properties": {
+            "value": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": _string("subscription id"),
+                        "host": _string("the callback's host"),
+                        "status": _string("active or dropped"),
+                        "breaker": _string("open (deliveries wait) or closed"),
+                        "lastSuccess": _string("last delivery", **{"x-nullable": True}),
+                        "lastError": _string("last failure's reason", **{"x-nullable": True}),
+                        "dropReason": _string("why it was dropped", **{"x-nullable": True}),
+                        "location": _string("the URL to DELETE to unsubscribe"),
+                    },
+                },
+            }
+        },
+    },
     "ConsentRecorded": {
         "type": "object",
         "properties": {
@@ -157,8 +180,11 @@ DEFINITIONS: dict[str, Any] = {
     "IncidentNotification": {
         "type": "object",
         "properties": {
-            "event": _string("created or updated", enum=["created", "updated"]),
+            "event": _string(
+                "created (new to the bridge's store) or updated", enum=["created", "updated"]
+            ),
             "tenant": _string("tenant"),
+            "delivery": _string("delivery id (also X-Defender-Delivery): deduplicate on it"),
             "incident": {"$ref": "#/definitions/Incident"},
         },
     },

@@ -71,6 +71,8 @@ class Route:
     body: Body | None = None
     body_types: tuple[str, ...] = ("application/json",)
     body_optional: bool = False
+    #: a body without ``Content-Type`` is read too (Logic Apps' unsubscribe may drop it)
+    body_untyped: bool = False
     responses: Mapping[int, tuple[str, str | None]] = field(default_factory=dict)
     produces: tuple[str, ...] = ("application/json",)
     visibility: str | None = None
@@ -353,20 +355,31 @@ ROUTES: tuple[Route, ...] = (
         tags=("subscriptions",),
     ),
     Route(
+        "ListSubscriptions",
+        "GET",
+        "/subscriptions",
+        h.list_subscriptions,
+        "List subscriptions",
+        "The push subscriptions the caller may manage, with their delivery health (status, "
+        "circuit breaker, last success and failure, why one was dropped).",
+        role=SUBSCRIBE,
+        responses={200: ("the subscriptions", "SubscriptionList"), **_errors(403)},
+        visibility="internal",
+        tags=("subscriptions",),
+    ),
+    Route(
         "UnsubscribeByCallback",
         "DELETE",
         "/subscriptions",
         h.unsubscribe_by_callback,
         "Unsubscribe a callback URL",
-        "Removes every subscription of a callback URL (body or callbackUrl parameter).",
+        "Removes the subscription of a callback URL given in the body (never in the query: its "
+        "sig is a credential); 200 with deleted 0 when there is none.",
         role=SUBSCRIBE,
-        params=(
-            Param("callbackUrl", "query", "string", "the callback URL", visibility="internal"),
-        ),
-        body=Body("Unsubscribe", (h.SUBSCRIBE_BODY.fields[0],)),
+        body=h.UNSUBSCRIBE_BODY,
         body_types=("application/json", "text/plain"),
-        body_optional=True,
-        responses={200: ("removed", "Deleted"), **_errors(400, 403, 404)},
+        body_untyped=True,
+        responses={200: ("removed", "Deleted"), **_errors(400, 403)},
         visibility="internal",
         tags=("subscriptions",),
     ),
@@ -376,10 +389,10 @@ ROUTES: tuple[Route, ...] = (
         "/subscriptions/{id}",
         h.unsubscribe,
         "Unsubscribe",
-        "Removes a subscription (the platform calls its Location).",
+        "Removes a subscription (the platform calls its Location); 204, also when it is gone.",
         role=SUBSCRIBE,
         params=(Param("id", "path", "string", "the subscription id", required=True),),
-        responses={204: ("removed", None), **_errors(400, 403, 404)},
+        responses={204: ("removed", None), **_errors(400, 403)},
         visibility="internal",
         tags=("subscriptions",),
     ),
@@ -534,6 +547,8 @@ def _check_content_type(route: Route, request: Request) -> None:
     if route.body is None or (route.body_optional and not request.body.strip()):
         return
     given = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if given == "" and route.body_untyped:
+        return
     if given not in route.body_types:
         raise ApiError(
             415,

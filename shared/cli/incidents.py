@@ -205,11 +205,16 @@ def run_update(args: argparse.Namespace, out: TextIO) -> int:
     except ConfigError as exc:
         return bad_input("incidents update", exc)
     from shared import usecases
+    from shared.bootstrap import services
 
+    client = client_for(args)
+    started = services().clock()
     try:
-        incident = usecases.update_incident(client_for(args), args.incident_id, update)
+        incident = usecases.update_incident(client, args.incident_id, update)
     except ConfigError as exc:
         return bad_input("incidents update", exc)
+    # push does not deliver this update back to subscribed workflows (loop protection)
+    services().mark_own_update(client.tenant, incident.id, started)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
 

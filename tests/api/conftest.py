@@ -11,6 +11,7 @@ Functions host's function key would be sent (``key=None`` leaves it out).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -193,12 +194,14 @@ def serve_url(served: Served) -> str:
 
 @pytest.fixture
 def api_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """``app_env`` plus the HTTP API's settings (push to localhost, a signing key)."""
+    """``app_env`` plus the HTTP API's settings (push to a local receiver, a signing key)."""
     from shared import bootstrap
 
     extra = {
         "API_SIGNING_KEY": SIGNING_KEY,
         "API_PUSH_HOST_SUFFIXES": "localhost",
+        # the emulator-only local receiver: test webhooks listen on https://localhost:<port>
+        "API_PUSH_ALLOW_LOCAL_RECEIVER": "true",
         "DEFENDER_FEATURES": "ingest,update,hunting",
         # tests send many requests as one caller; tests/api/test_rate_limit.py sets its own
         "API_CALLER_RATE_LIMIT": "10000/60",
@@ -206,9 +209,22 @@ def api_env(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterato
     }
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
+    _clear_push_queues(app_env["DATA_STORAGE_CONNECTION_STRING"])
     bootstrap.services.cache_clear()
     yield {**app_env, **extra}
     bootstrap.services.cache_clear()
+
+
+def _clear_push_queues(connection_string: str) -> None:
+    """Storage is cleared per test, queues are not: push messages a test left waiting (a retry
+    due in a minute) must not reach the next test's subscriptions."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueServiceClient
+
+    service = QueueServiceClient.from_connection_string(connection_string)
+    for name in ("defender-push", "defender-push-poison"):
+        with contextlib.suppress(ResourceNotFoundError):
+            service.get_queue_client(name).clear_messages()
 
 
 def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
@@ -323,3 +339,17 @@ def upstream_calls(cloud: LocalCloud) -> dict[str, Any]:
     }
     tokens = {(t["grant"], t["tenant"], t["resource"]): t["count"] for t in stats["tokens"]}
     return {"requests": requests_, "tokens": tokens}
+
+
+@pytest.fixture
+def push_hook(
+    api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> Iterator[Any]:
+    """An https webhook receiver on localhost that the app trusts, with push retries fast
+    (``tests.api.pushkit.Hook``)."""
+    from tests.api.pushkit import hook_server, trust
+
+    with hook_server() as server:
+        trust(monkeypatch, api_env, tmp_path, server.ca_pem)
+        setenv(monkeypatch, API_PUSH_RETRY_SECONDS="1", API_PUSH_TIMEOUT_SECONDS="2")
+        yield server

@@ -105,7 +105,9 @@ def test_functions_bindings_follow_the_route_table() -> None:
         assert trigger["authLevel"].upper() == "ANONYMOUS"
     assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
     assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
-    # the app writes the hunting queue in the data account: the trigger reads it there too
+    assert bindings["push_worker"]["queueName"] == "defender-push"
+    # the app writes its queues in the data account: the triggers read them there too
+    assert bindings["push_worker"]["connection"] == "DATA_STORAGE"
     assert bindings["hunting_worker"]["connection"] == "DATA_STORAGE"
 
 

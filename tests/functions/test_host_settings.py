@@ -118,7 +118,9 @@ def test_missing_host_settings_fail_inside_a_function_app_naming_the_function(ma
     assert found["INGEST_SCHEDULE"].status == "fail"
     assert "does not start ingest_timer" in found["INGEST_SCHEDULE"].detail
     assert found["DATA_STORAGE"].status == "fail"
-    assert "does not start ingest_worker, hunting_worker" in found["DATA_STORAGE"].detail
+    assert (
+        "does not start ingest_worker, hunting_worker, push_worker" in found["DATA_STORAGE"].detail
+    )
     assert found["DATA_STORAGE"].fix == "set DATA_STORAGE or DATA_STORAGE__queueServiceUri"
     assert found["AzureWebJobsStorage"].status == "fail"
     assert "does not start any function" in found["AzureWebJobsStorage"].detail
@@ -256,12 +258,12 @@ def test_batches_larger_than_the_thread_pool_warn() -> None:
     small = _complete_env(PYTHON_THREADPOOL_THREAD_COUNT="8")
     finding = _by_name(check_host(small, host_json=HOST_JSON))["PYTHON_THREADPOOL_THREAD_COUNT"]
     assert finding.status == "warn"
-    assert "(batchSize 8 + newBatchThreshold 4) + 2 = 26" in finding.detail
+    assert "(batchSize 8 + newBatchThreshold 2) + 2 = 32" in finding.detail
     bigger = _complete_env(AzureFunctionsJobHost__extensions__queues__batchSize="16")
     finding = _by_name(check_host(bigger, host_json=HOST_JSON))["PYTHON_THREADPOOL_THREAD_COUNT"]
     assert (
         finding.status == "warn"
-        and "(batchSize 16 + newBatchThreshold 4) + 2 = 42" in finding.detail
+        and "(batchSize 16 + newBatchThreshold 2) + 2 = 56" in finding.detail
     )
 
 
@@ -300,8 +302,8 @@ def test_function_timeout_spans(text: str, seconds: float | None) -> None:
 def test_overrides_apply_case_insensitively_without_touching_host_json() -> None:
     env = {"AzureFunctionsJobHost__Extensions__Queues__BatchSize": "2", "OTHER": "x"}
     config = effective_host_config(HOST_JSON, env)
-    assert queue_concurrency(config) == (2, 4)
-    assert queue_concurrency(HOST_JSON) == (8, 4)
+    assert queue_concurrency(config) == (2, 2)
+    assert queue_concurrency(HOST_JSON) == (8, 2)
 
 
 # --------------------------------------------------------------------- where it is reported
@@ -343,7 +345,7 @@ def test_check_prints_the_host_settings(
     assert text.startswith("credential: OK")  # the tenants' report first, as before
     host_part = text[text.index("\nhost settings (read by the Functions host") :]
     assert "DATA_STORAGE: FAIL missing" in host_part
-    assert "ingest_worker, hunting_worker" in host_part
+    assert "ingest_worker, hunting_worker, push_worker" in host_part
     monkeypatch.setenv("DATA_STORAGE", app_env["DATA_STORAGE_CONNECTION_STRING"])
     out = io.StringIO()
     assert main(["check", "--json"], out=out) == 0, out.getvalue()

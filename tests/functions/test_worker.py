@@ -213,7 +213,7 @@ def test_first_invocation_names_the_host_settings_once(
     line = host_lines[0]
     for name, function in (
         ("INGEST_SCHEDULE", "ingest_timer"),
-        ("DATA_STORAGE", "ingest_worker, hunting_worker"),
+        ("DATA_STORAGE", "ingest_worker, hunting_worker, push_worker"),
         ("AzureWebJobsStorage", "any function"),
     ):
         assert f"{name}: OK set" in line
@@ -240,7 +240,8 @@ def test_first_invocation_says_which_function_the_host_will_not_start(
     errors = [s for s in channel.sent if s.record.levelno == logging.ERROR]
     assert [s.message for s in errors] == [
         "host settings: DATA_STORAGE: FAIL missing: the queue triggers' connection to the data "
-        "account, where the app queues tenants (defender-ingest) and hunting jobs "
-        "(defender-hunting); the host does not start ingest_worker, hunting_worker without it; "
+        "account, where the app queues tenants (defender-ingest), hunting jobs "
+        "(defender-hunting) and push deliveries (defender-push); the host does not start "
+        "ingest_worker, hunting_worker, push_worker without it; "
         "fix: set DATA_STORAGE or DATA_STORAGE__queueServiceUri"
     ]

@@ -19,6 +19,8 @@ from pycep import BicepParser
 
 from shared import settings, storage
 from shared.clouds import CLOUDS
+from shared.push.delivery import DEADLETTER_CONTAINER
+from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -73,8 +75,15 @@ LEFT_OUT = {
     settings.API_RETRY_AFTER_SETTING: "the default fits",
     settings.API_PUBLIC_URL_SETTING: "only behind a proxy or API Management",
     settings.API_SIGNING_KEY_SETTING: "a secret: a Key Vault reference the operator adds",
-    settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default (.logic.azure.com) fits",
+    settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default follows DEFENDER_CLOUD (docs/push.md)",
     settings.API_PUSH_MAX_ATTEMPTS_SETTING: "the default fits",
+    settings.API_SIGNING_KEY_PREVIOUS_SETTING: "only while rotating API_SIGNING_KEY",
+    settings.API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING: "emulator only; never in Azure",
+    settings.API_PUSH_TIMEOUT_SETTING: "the default fits",
+    settings.API_PUSH_RETRY_SETTING: "the default fits",
+    settings.API_PUSH_MAX_RETRY_AFTER_SETTING: "the default fits",
+    settings.API_PUSH_GONE_GRACE_SETTING: "the default fits",
+    settings.API_PUSH_DELIVER_OWN_UPDATES_SETTING: "off by default on purpose (no workflow loops)",
     settings.API_CONSENT_STATE_MINUTES_SETTING: "the default fits",
     settings.API_PAGE_MAX_CALLS_SETTING: "the default fits",
     settings.API_CALLER_RATE_LIMIT_SETTING: "the default fits; an operator tunes it",
@@ -352,12 +361,18 @@ def test_storage_refuses_keys_and_holds_the_designs_containers_queues_tables() -
     assert props["minimumTlsVersion"] == "TLS1_2"
     variables = {k: v["value"] for k, v in parsed["variables"].items()}
     containers = set(variables["containers"]) - {"deploymentContainerName"}
-    assert containers == {storage.INCIDENT_CONTAINER, storage.STATE_CONTAINER}
+    assert containers == {
+        storage.INCIDENT_CONTAINER,
+        storage.STATE_CONTAINER,
+        DEADLETTER_CONTAINER,
+    }
     assert set(variables["queues"]) == {
         "defender-ingest",
         "defender-ingest-poison",
         "defender-hunting",
         "defender-hunting-poison",
+        PUSH_QUEUE,
+        POISON_QUEUE,
     }
     assert set(variables["tables"]) == {
         storage.INCIDENT_TABLE,

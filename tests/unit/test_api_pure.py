@@ -1,5 +1,5 @@
-"""Pure parts of the HTTP API: templates, durations, push filters, authentication of callers,
-serve's guard, route matching."""
+"""Pure parts of the HTTP API: templates, durations, authentication of callers, serve's guard,
+route matching (push filters: tests/unit/test_push_pure.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from shared.api.access import ALL_TENANTS, Authenticator, from_claims, host_auth
 from shared.api.http import ApiError, Headers, Request
 from shared.api.routes import ROUTES, match
 from shared.credentials.caller import CallerClaims
-from shared.defender.model import Incident
 from shared.errors import AuthError, CallerTokenError
 from shared.hunting import (
     TemplateError,
@@ -21,16 +20,8 @@ from shared.hunting import (
     string_literal,
     templates,
 )
-from shared.push import Subscription, sign
 
 T = "11111111-1111-1111-1111-111111111111"
-
-
-def _incident(severity: str, status: str = "active", tags: tuple[str, ...] = ()) -> Incident:
-    now = datetime(2026, 12, 1, tzinfo=UTC)
-    return Incident(
-        "1", "t", status, severity, None, None, None, now, now, None, tags, 0, "graph", {}
-    )
 
 
 def test_shipped_templates_load_and_render_with_defaults() -> None:
@@ -73,16 +64,6 @@ def test_durations_and_literals() -> None:
         with pytest.raises(ValueError, match="duration|more than 0"):
             parse_duration(bad)
     assert string_literal('a"b\\c') == '"a\\"b\\\\c"'
-
-
-def test_push_filter() -> None:
-    sub = Subscription("0" * 32, "https://x", "medium", ("active",), ("VIP",), (T,), "")
-    assert sub.matches(T, _incident("high", tags=("vip",)))
-    assert not sub.matches(T, _incident("low", tags=("vip",)))
-    assert not sub.matches(T, _incident("high", status="resolved", tags=("vip",)))
-    assert not sub.matches(T, _incident("high"))
-    assert not sub.matches("22222222-2222-2222-2222-222222222222", _incident("high", tags=("VIP",)))
-    assert sign("k", b"body").startswith("sha256=") and sign("k", b"body") != sign("j", b"body")
 
 
 def _claims(*roles: str, scopes: tuple[str, ...] = ()) -> CallerClaims:

@@ -21,7 +21,7 @@ def test_api_defaults() -> None:
     assert s.api_tenant_roles == {} and not s.api_allow_free_kql
     assert s.api_sync_budget == 20.0 and s.api_retry_after == 5
     assert s.api_public_url is None and s.api_signing_key is None
-    assert s.api_push_host_suffixes == (".logic.azure.com",)
+    assert s.api_push_host_suffixes == (".logic.azure.com", ".environment.api.powerplatform.com")
     assert s.api_consent_state_lifetime == timedelta(minutes=60)
 
 
@@ -83,3 +83,36 @@ def test_tenant_roles_parser() -> None:
     assert parse_tenant_roles("") == {}
     with pytest.raises(ValueError, match="entry 2"):
         parse_tenant_roles(f"A={TID};B")
+
+
+def test_push_settings_defaults_per_cloud_and_problems() -> None:
+    s = Settings.from_env(BASE)
+    assert s.api_push_max_attempts == 8 and s.api_push_timeout == 10.0
+    assert s.api_push_retry == 30.0 and s.api_push_max_retry_after == 3600.0
+    assert s.api_push_gone_grace == timedelta(minutes=60)
+    assert not s.api_push_allow_local_receiver and not s.api_push_deliver_own_updates
+    gov = Settings.from_env({**BASE, "DEFENDER_CLOUD": "gcchigh"})
+    assert ".logic.azure.us" in gov.api_push_host_suffixes
+    assert ".logic.azure.com" not in gov.api_push_host_suffixes
+    previous = "p" * 40
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                **BASE,
+                "API_PUSH_ALLOW_LOCAL_RECEIVER": "true",  # without EMULATOR_CA_CERT
+                "API_SIGNING_KEY_PREVIOUS": previous,  # without API_SIGNING_KEY
+                "API_PUSH_TIMEOUT_SECONDS": "0",
+                "API_PUSH_HOST_SUFFIXES": ".net",
+                "API_PUSH_GONE_GRACE_MINUTES": "-1",
+            }
+        )
+    text = str(info.value)
+    for name in (
+        "API_PUSH_ALLOW_LOCAL_RECEIVER",
+        "API_SIGNING_KEY_PREVIOUS",
+        "API_PUSH_TIMEOUT_SECONDS",
+        "API_PUSH_HOST_SUFFIXES",
+        "API_PUSH_GONE_GRACE_MINUTES",
+    ):
+        assert name in text, name
+    assert previous not in text and "previous" not in repr(Settings.from_env(BASE))
