@@ -46,6 +46,14 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        # wsgiref fills in "text/plain" for a request that sent no Content-Type; the guard must
+        # see what the client sent (a Logic App's unsubscribe DELETE carries none)
+        if self.headers.get("Content-Type") is None:
+            environ.pop("CONTENT_TYPE", None)
+        return environ
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # the path only: a query string may carry a function key or a callback's sig
         sys.stderr.write(f"{self.command} {self.path.split('?')[0]} {code}\n")
@@ -116,8 +124,13 @@ def _check(request: Request, *, key: str, port: int, anonymous: bool) -> None:
     site = (request.headers.get("Sec-Fetch-Site") or "").lower()
     if request.headers.get("Origin") is not None or site in ("cross-site", "same-site"):
         raise ApiError(403, "cross_origin", "serve refuses requests made by web pages")
-    kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if request.body and kind != "application/json":
+    sent = request.headers.get("Content-Type")
+    kind = (sent or "").split(";")[0].strip().lower()
+    # a web page can POST text, forms and untyped bytes without a CORS preflight; a DELETE is
+    # always preflighted (which serve never grants), so an untyped DELETE body is a client's
+    # own (a Logic App's unsubscribe call sends its body without Content-Type)
+    untyped_delete = sent is None and request.method.upper() == "DELETE"
+    if request.body and kind != "application/json" and not untyped_delete:
         raise ApiError(415, "unsupported_media_type", "serve accepts JSON bodies only")
     if anonymous:
         return

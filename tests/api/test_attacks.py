@@ -85,6 +85,7 @@ def _calls(t: Target) -> dict[str, dict[str, Any]]:
             "json_body": {"callbackUrl": t.callback},
         },
         "Unsubscribe": {"method": "DELETE", "path": f"/subscriptions/{t.subscription}"},
+        "ListSubscriptions": {"method": "GET", "path": "/subscriptions"},
         "GetOpenApi": {"method": "GET", "path": "/openapi.json"},
     }
 
@@ -334,6 +335,12 @@ def test_a_caller_granted_tenant_a_gets_403_for_b_on_every_route(
         answer = face.request(**call, token=only_a)
         if route in TENANT_FREE:
             assert answer.status == 200, (route, answer.body[:200])
+            continue
+        if route == "ListSubscriptions":
+            # names no tenant: answers with the caller's own subscriptions, never B's
+            assert answer.status == 200, answer.body[:200]
+            listed = json.dumps(answer.json())
+            assert target.subscription not in listed and b not in listed, listed[:300]
             continue
         error = _refused(answer, 403)
         assert error["code"] == "tenant_forbidden", (route, error)

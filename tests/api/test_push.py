@@ -143,6 +143,11 @@ def test_subscribe_and_unsubscribe_forms(face: Face, hook: Hook) -> None:
     again = face.request(
         "POST", "/subscriptions", body=url.encode(), headers={"Content-Type": "text/plain"}
     )
+    if face.name == "serve":
+        # serve refuses a text body (what a web page can POST without a preflight): the
+        # subscribe again goes as JSON there
+        assert again.status == 415
+        again = face.request("POST", "/subscriptions", json_body=url)
     assert again.status == 200 and again.json()["id"] == first.json()["id"]
     listed = face.get("/subscriptions").json()["value"]
     assert [s["id"] for s in listed] == [first.json()["id"]]

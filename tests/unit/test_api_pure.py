@@ -197,7 +197,11 @@ def test_serve_guard() -> None:
         assert ask(**{**ok, "Host": host}) == 403, host
     assert ask(**{**ok, "Origin": "null"}) == 403
     assert ask(**{**ok, "Sec-Fetch-Site": "cross-site"}) == 403
-    assert ask("POST", "/api/ingest", body="{}", **ok) == 415
+    assert ask("POST", "/api/ingest", body="{}", **ok) == 415  # untyped: no preflight
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        assert ask("DELETE", "/api/subscriptions", body="{}", **ok, **{"Content-Type": kind}) == 415
+    # a DELETE is always preflighted: an untyped body is a client's (Logic Apps' unsubscribe)
+    assert ask("DELETE", "/api/subscriptions", body="{}", **ok) is None
     assert (
         ask("POST", "/api/ingest", body="{}", **ok, **{"Content-Type": "application/json"}) is None
     )
