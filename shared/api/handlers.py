@@ -196,16 +196,9 @@ def health(ctx: Context) -> Response:
 def openapi_document(ctx: Context) -> Response:
     """``GET /openapi.json``: its security definitions name this deployment's tenant and
     audience (only an authenticated caller gets here, so the settings are valid)."""
-    from shared.api.openapi import Security, document
+    from shared.api.openapi import document, security_for
 
-    s = ctx.backend.settings
-    security = Security(
-        authority_url=s.authority_url,
-        tenant=s.tenant_id,
-        audience=s.api_audiences[0],
-        key_mode=s.api_auth_mode == "key",
-    )
-    return json_response(200, document(ctx.base_url, security))
+    return json_response(200, document(ctx.base_url, security_for(ctx.backend.settings)))
 
 
 # ---------------------------------------------------------------------- incidents
