@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ``function``: the caller must prove who they are (``shared.api.access``)
-AuthLevel = Literal["function", "anonymous"]
+#: ``function``: the caller must prove who they are (``shared.api.access``); ``capability``: a
+#: token if the caller sends one (it is validated and decides), else the request's own signed
+#: capability, checked by the handler (a poll link: ``shared.api.poll``)
+AuthLevel = Literal["function", "anonymous", "capability"]
 #: query parameters every route accepts: the function key
 ALWAYS_ALLOWED = ("code",)
 Authenticate = Callable[[Request], Principal]
@@ -86,6 +88,12 @@ class Route:
     needs_backend: bool = True
     #: the per-caller limit family of a route that calls Defender (``shared.api.ratelimit``)
     limit: str | None = None
+
+    @property
+    def public(self) -> bool:
+        """Reachable without a token or a key: anonymous at the Functions host, excluded from
+        App Service Authentication (``infra/app/auth.bicep``), no run key under ``serve``."""
+        return self.auth in ("anonymous", "capability")
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -356,19 +364,88 @@ ROUTES: tuple[Route, ...] = (
         tags=("hunting",),
     ),
     Route(
+        "PollHuntingJob",
+        "GET",
+        "/hunting/status",
+        h.poll_job,
+        "Poll a hunting job",
+        "The Location of a hunting 202: the job's state (202 with the same Location and "
+        "Retry-After) until it is done, then its result or error. Opens with the link's own "
+        "signed capability (job, tenant, expiry) when no token is sent; a token, when sent, is "
+        "validated and decides.",
+        role=HUNT,
+        auth="capability",
+        params=(
+            Param("job", "query", "string", "The job's ID.", required=True, title="Job ID"),
+            Param(
+                "tenant",
+                "query",
+                "string",
+                "The tenant the job runs in.",
+                fmt="uuid",
+                title="Tenant ID",
+            ),
+            Param(
+                "exp",
+                "query",
+                "integer",
+                "When the link expires (Unix seconds).",
+                title="Link Expiry",
+            ),
+            Param(
+                "sig",
+                "query",
+                "string",
+                "The link's signature.",
+                visibility="internal",
+                title="Link Signature",
+            ),
+        ),
+        responses={
+            200: ("the result", "HuntingResult"),
+            202: ("still running", "Job"),
+            **_errors(400, 403, 404),
+        },
+        produces=("application/json", "text/csv"),
+        visibility="internal",
+        tags=("hunting",),
+    ),
+    Route(
         "QueueIngestion",
         "POST",
         "/ingest",
         h.queue_ingest,
         "Ingest a tenant now",
-        "Queues the tenant for ingestion (optionally from a date, for a backfill); 202.",
+        "Queues the tenant for ingestion (optionally from a date, for a backfill); 202 with "
+        "Location, the tenant's ingestion status, to follow until the run ends.",
         role=INGEST,
         params=(TENANT, TENANT_HEADER),
         body=h.INGEST_BODY,
         body_optional=True,
-        responses={202: ("queued", "IngestQueued"), **_errors(400, 403, 404, 429, 503)},
+        responses={
+            202: ("queued: follow the Location to the end of the run", "IngestQueued"),
+            **_errors(400, 403, 404, 429, 503),
+        },
         tags=("ingestion",),
         limit="incidents",
+    ),
+    Route(
+        "GetIngestionStatus",
+        "GET",
+        "/ingest/status",
+        h.ingest_status,
+        "Get a tenant's ingestion status",
+        "The Location of POST /ingest: 202 (with the same Location and Retry-After) while the "
+        "tenant is queued or running, then 200 with its last run: outcome, last success, "
+        "watermark, last error.",
+        role=INGEST,
+        params=(TENANT, TENANT_HEADER),
+        responses={
+            200: ("the tenant's last run", "IngestStatus"),
+            202: ("queued or running", "IngestStatus"),
+            **_errors(400, 403, 404, 503),
+        },
+        tags=("ingestion",),
     ),
     Route(
         "SubscribeIncidents",
@@ -538,7 +615,10 @@ def handle(
         limit = max_body or DEFAULT_MAX_BODY
         if len(request.body) > limit:
             raise ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
-        if route.auth == "anonymous":
+        tokenless = route.auth == "capability" and "Authorization" not in request.headers
+        if route.auth == "anonymous" or tokenless:
+            # a capability route without a token: its handler checks the request's capability
+            # (never a function key: the host does not check keys on a public route)
             caller = anonymous()
         elif authenticate is None:
             raise ApiError(
@@ -554,7 +634,7 @@ def handle(
             caller=caller,
             backend_factory=backend,
             base_url=public_url or request.base_url,
-            anonymous=route.auth == "anonymous",
+            anonymous=caller.subject == "anonymous",
         )
         if route.limit is not None:
             _check_limit(ctx, route.limit)
