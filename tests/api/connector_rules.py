@@ -20,10 +20,12 @@
   property as a title (Title Case, at most 80 characters, a human name rather than the raw
   parameter name) with a description; response properties titled too; success responses
   declared, no ``default`` response; ``info.contact``; a title of at most 30 characters without
-  the word "API" or a Power Platform product's name; one security definition.
+  the word "API" or a Power Platform product's name.
 
-Rules of our own, for a connector that works: every 202 declares ``Location`` and
-``Retry-After``; array filters enumerate their values (``items.enum``); a required parameter is
+Rules of our own, for a connector that works: one security definition (a connector's Security
+tab holds one authentication type, so the document declares the one this deployment admits);
+every 202 declares ``Location`` and ``Retry-After``; array filters enumerate their values
+(``items.enum``); a required parameter is
 never hidden (``internal``) unless it has a default or is the platform's callback URL; the
 pageable listing's ``nextLinkName`` is a property of its 200 answer.
 """

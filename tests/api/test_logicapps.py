@@ -13,7 +13,15 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 import pytest
 
-from tests.api.conftest import Answer, Face, drain_queue, indexed_functions, setenv, tenants
+from tests.api.conftest import (
+    Answer,
+    Face,
+    drain_queue,
+    indexed_functions,
+    setenv,
+    tenants,
+    truth,
+)
 from tests.api.logicapps import HttpAction, logic_app_identity
 from tests.conftest import LocalCloud
 
@@ -176,3 +184,82 @@ def test_the_sync_budget_is_capped_below_the_logic_apps_timeout() -> None:
     with pytest.raises(ConfigError, match="120") as raised:
         Settings.from_env({**base, "API_SYNC_BUDGET_SECONDS": "100"})
     assert "API_SYNC_BUDGET_SECONDS" in str(raised.value)
+
+
+def _split(url: str) -> tuple[str, dict[str, str]]:
+    """An absolute URL of the API as (path below /api, query parameters)."""
+    parts = urlsplit(url)
+    return parts.path.removeprefix("/api"), {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def test_the_sample_workflow_cannot_trigger_itself(
+    face: Face, cloud: LocalCloud, quick: dict[str, str]
+) -> None:
+    """The sample's steps (infra/logicapp/workflow.json), run as Logic Apps would against the
+    API with the workflow's identity: a high-severity incident without the triage tag fires the
+    trigger and is hunted, tagged and commented; every version the workflow made fails the
+    trigger's condition and the run's own check, so push delivering it (loop protection or
+    not) starts no run that changes anything."""
+    import json
+    from pathlib import Path
+
+    from shared.defender.model import normalize
+    from shared.push import delivery_body
+    from tests.infra.wdl import Run
+
+    workflow = json.loads(
+        (Path(__file__).parents[2] / "infra" / "logicapp" / "workflow.json").read_text()
+    )
+    trigger = workflow["triggers"]["When_a_high_severity_incident_is_created_or_updated"]
+    fires = trigger["conditions"][0]["expression"]
+    steps = workflow["actions"]
+    branch = steps["Unless_already_triaged"]
+    home, _ = tenants(cloud)
+    raw = next(i for i in truth(cloud, home) if i.get("severity") == "high")
+    run = Run(
+        parameters={"bridgeUrl": face.base, "tenantId": home, "triageTag": "bridge-triaged"},
+        trigger_body=delivery_body(home, normalize(raw, "graph")),
+    )
+    assert run.value(fires) is True
+    action = HttpAction(face, logic_app_identity(cloud))
+
+    def step(name: str, inputs: dict[str, Any], **kw: Any) -> Answer:
+        path, params = _split(run.value(inputs["uri"]))
+        body = run.value(inputs["body"]) if "body" in inputs else None
+        answer = action.run(
+            inputs["method"],
+            path,
+            params=params,
+            json_body=body,
+            headers=inputs.get("headers"),
+            **kw,
+        )
+        assert answer.status == 200, (name, answer.body[:300])
+        run.bodies = {**run.bodies, name: answer.json()}
+        return answer
+
+    def pushed_now() -> dict[str, Any]:
+        """What push delivers for the incident's current version."""
+        current = next(i for i in truth(cloud, home) if i["id"] == raw["id"])
+        return delivery_body(home, normalize(current, "graph"))
+
+    step("Get_the_incident_as_it_is_now", steps["Get_the_incident_as_it_is_now"]["inputs"])
+    assert run.condition(branch["expression"]) is True
+    inner = branch["actions"]
+    step(
+        "Hunt_recent_high_severity_alerts",
+        inner["Hunt_recent_high_severity_alerts"]["inputs"],
+        between_polls=_hunting_worker(face, quick["DATA_STORAGE_CONNECTION_STRING"]),
+    )
+    step("Tag_the_incident", inner["Tag_the_incident"]["inputs"])
+    after_tag = pushed_now()
+    step("Comment_on_the_incident", inner["Comment_on_the_incident"]["inputs"])
+    after_comment = pushed_now()
+    for version in (after_tag, after_comment):
+        assert "bridge-triaged" in version["incident"]["tags"]
+        assert set(raw.get("customTags") or []) <= set(version["incident"]["tags"])
+        again = Run(parameters=run.parameters, trigger_body=version)
+        assert again.value(fires) is False  # no run at all
+    # and were a run started anyway (a stale delivery), its own check stops it
+    step("Get_the_incident_as_it_is_now", steps["Get_the_incident_as_it_is_now"]["inputs"])
+    assert run.condition(branch["expression"]) is False

@@ -132,38 +132,3 @@ def test_import_with_no_settings_lists_the_http_functions() -> None:
     assert result.returncode == 0, result.stderr
     names = json.loads(result.stdout.strip().splitlines()[-1])
     assert {r.function_name for r in ROUTES} <= set(names)
-
-
-def test_sample_logic_app_workflow_uses_the_api_as_defined() -> None:
-    """The sample workflow's calls match real routes: subscribe/unsubscribe with the callback,
-    a hunting template through the async pattern, and an update with known fields."""
-    from shared.api.handlers import UPDATE_BODY
-    from shared.hunting import templates
-
-    workflow = json.loads((ROOT / "infra" / "logicapp" / "workflow.json").read_text())
-    trigger = (
-        workflow["definition"]["triggers"] if "definition" in workflow else workflow["triggers"]
-    )
-    hook = next(iter(trigger.values()))
-    assert hook["type"] == "HttpWebhook"
-    subscribe, unsubscribe = hook["inputs"]["subscribe"], hook["inputs"]["unsubscribe"]
-    assert subscribe["method"] == "POST" and subscribe["uri"].endswith("/api/subscriptions")
-    assert subscribe["body"]["callbackUrl"] == "@{listCallbackUrl()}"
-    assert subscribe["body"]["minSeverity"] == "high"
-    assert unsubscribe["method"] == "DELETE" and unsubscribe["uri"].endswith("/api/subscriptions")
-    hunt = workflow["actions"]["Hunt_recent_high_severity_alerts"]["inputs"]
-    assert hunt["headers"]["Prefer"] == "respond-async"
-    template = templates()[hunt["body"]["template"]]
-    template.render(hunt["body"]["parameters"])  # valid parameters for that template
-    patch = workflow["actions"]["Tag_the_incident"]["inputs"]
-    UPDATE_BODY.check(patch["body"])
-    # every call authenticates with the Logic App's managed identity for this API, no key
-    calls = [subscribe, unsubscribe, hunt, patch]
-    for call in calls:
-        assert call["authentication"] == {
-            "type": "ManagedServiceIdentity",
-            "audience": "@parameters('bridgeAudience')",
-        }
-        assert not {h.lower() for h in call.get("headers", {})} & {"x-functions-key"}
-        assert "code=" not in call["uri"]
-    assert "functionKey" not in workflow["parameters"]
