@@ -29,6 +29,7 @@ unsubscribing with a body it may send without ``Content-Type``) is the push suit
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,15 @@ class ManagedIdentity:
         )
         answer.raise_for_status()
         return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def push_body(tenant: str, incident: Any) -> dict[str, Any]:
+    """What push POSTs to a subscription's callback for ``incident`` (an ``Incident``): the
+    body a workflow's HTTP Webhook trigger receives. The one seam to the push subsystem in
+    these tests (the connector's trigger outputs and the sample's loop test read it)."""
+    from shared.push import delivery_body
+
+    return dict(json.loads(json.dumps(delivery_body(tenant, incident), default=str)))
 
 
 def logic_app_identity(cloud: LocalCloud) -> ManagedIdentity:

@@ -159,13 +159,6 @@ def _json_schema(schema: Any, definitions: dict[str, Any]) -> Any:
     return out
 
 
-def _what_push_posts(tenant: str, incident: Any) -> dict[str, Any]:
-    """The body of one push delivery (the seam to the push subsystem)."""
-    from shared.push import delivery_body
-
-    return delivery_body(tenant, incident)
-
-
 @pytest.mark.e2e
 def test_the_trigger_outputs_describe_what_push_posts(cloud: Any) -> None:
     """``x-ms-notification-content`` (the trigger's typed outputs in the designer) admits every
@@ -174,6 +167,7 @@ def test_the_trigger_outputs_describe_what_push_posts(cloud: Any) -> None:
 
     from shared.defender.model import normalize
     from tests.api.conftest import tenants, truth
+    from tests.api.logicapps import push_body
 
     doc = _new()
     content = doc["paths"]["/subscriptions"]["x-ms-notification-content"]
@@ -182,7 +176,7 @@ def test_the_trigger_outputs_describe_what_push_posts(cloud: Any) -> None:
     checked = 0
     for tenant in (home, customer):
         for raw in truth(cloud, tenant):
-            body = json.loads(json.dumps(_what_push_posts(tenant, normalize(raw, "graph"))))
+            body = push_body(tenant, normalize(raw, "graph"))
             errors = [e.message for e in validator.iter_errors(body)]
             assert not errors, (body, errors)
             checked += 1

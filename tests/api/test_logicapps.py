@@ -22,7 +22,7 @@ from tests.api.conftest import (
     tenants,
     truth,
 )
-from tests.api.logicapps import HttpAction, logic_app_identity
+from tests.api.logicapps import HttpAction, logic_app_identity, push_body
 from tests.conftest import LocalCloud
 
 pytestmark = pytest.mark.e2e
@@ -204,7 +204,6 @@ def test_the_sample_workflow_cannot_trigger_itself(
     from pathlib import Path
 
     from shared.defender.model import normalize
-    from shared.push import delivery_body
     from tests.infra.wdl import Run
 
     workflow = json.loads(
@@ -218,7 +217,7 @@ def test_the_sample_workflow_cannot_trigger_itself(
     raw = next(i for i in truth(cloud, home) if i.get("severity") == "high")
     run = Run(
         parameters={"bridgeUrl": face.base, "tenantId": home, "triageTag": "bridge-triaged"},
-        trigger_body=delivery_body(home, normalize(raw, "graph")),
+        trigger_body=push_body(home, normalize(raw, "graph")),
     )
     assert run.value(fires) is True
     action = HttpAction(face, logic_app_identity(cloud))
@@ -241,7 +240,7 @@ def test_the_sample_workflow_cannot_trigger_itself(
     def pushed_now() -> dict[str, Any]:
         """What push delivers for the incident's current version."""
         current = next(i for i in truth(cloud, home) if i["id"] == raw["id"])
-        return delivery_body(home, normalize(current, "graph"))
+        return push_body(home, normalize(current, "graph"))
 
     step("Get_the_incident_as_it_is_now", steps["Get_the_incident_as_it_is_now"]["inputs"])
     assert run.condition(branch["expression"]) is True
