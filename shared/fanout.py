@@ -27,8 +27,11 @@ result                next
 complete              marker cleared, last success recorded
 backlog left          re-queued (``continue``) with a short visibility delay
 (``complete=False``)
-throttled (429)       parked: re-queued with visibility delay = the ``Retry-After`` left on
-                      the tenant's rate-limit bucket; the invocation succeeds, no thread waits
+quota stop            the run stopped cleanly (``stopped="quota"``: the next call slot or a
+(or throttled)        ``Retry-After`` was further than ``API_MAX_RETRY_WAIT_SECONDS``) and
+                      committed what it read: parked, re-queued with visibility delay = until
+                      ``resume_at`` (or what is left on the tenant's rate-limit buckets); the
+                      invocation succeeds, no thread waits. A throttled failure is parked too
 no consent            marked ``Consent=missing`` and held for ``INGEST_CONSENT_RETRY_HOURS``
                       (the timer skips it, then re-probes once); the message is consumed, so
                       the poison queue does not fill up every tick
@@ -483,6 +486,8 @@ class Fanout:
             if result.skipped:
                 self._states.update(tid, **ok, last_result="skipped", queued_until=None)
                 return Outcome(tid, "skipped", result=result)
+            if result.stopped == "quota" and not complete:
+                return self._park_for_quota(tid, result, ok, now, msg)
             if not complete and msg is not None:
                 delay = self._continue_delay
                 self._states.update(
@@ -579,6 +584,41 @@ class Fanout:
             self._metric("ingest.failed", 1, tenant=tid)
         self._states.update(tid, **changes)
         return Outcome(tid, "failed", result=result)
+
+    def _park_for_quota(
+        self,
+        tid: str,
+        result: TenantResult,
+        ok: dict[str, Any],
+        now: datetime,
+        msg: IngestMessage | None,
+    ) -> Outcome:
+        """A run that stopped cleanly because the API quota was spent (``stopped="quota"``):
+        what it read is committed; the tenant resumes when the quota frees. Queue mode re-queues
+        it with a visibility delay up to ``resume_at`` (parked: no thread waits); inline mode
+        records it and the next tick goes on. Neither is a failure."""
+        delay = max(MIN_PARK, self._park_for(tid))
+        if result.resume_at:
+            delay = max(delay, (parse_utc(result.resume_at) - now).total_seconds())
+        self._metric("ingest.throttled", 1, tenant=tid)
+        if msg is None:
+            self._states.update(tid, **ok, last_result="throttled")
+            log.info("tenant %s: API quota spent; the next tick resumes it", tid)
+            return Outcome(tid, "throttled", delay, result)
+        self._states.update(
+            tid,
+            **ok,
+            last_result="throttled",
+            queued_until=now + timedelta(seconds=delay) + self._settings.queued_marker,
+            queue_reason=msg.reason,
+        )
+        # like a backlog continuation, a backfill resumes where this run got to
+        since = msg.since
+        if since is not None and result.reached:
+            since = max(since, parse_utc(result.reached))
+        self._queue.send(IngestMessage(tid, msg.reason, since), delay=delay)
+        log.info("tenant %s: API quota spent; parked for %.0fs", tid, delay)
+        return Outcome(tid, "parked", delay, result)
 
     # ------------------------------------------------------------------ poison, registry
 

@@ -233,6 +233,11 @@ class DefenderClient:
         """Waits so far after a 429 from the service."""
         return self._throttled_waits
 
+    def quota_wait(self) -> float:
+        """Seconds until this tenant may call again on every API family it has used (its
+        rate-limit buckets, paused by a ``Retry-After``); 0 without a limiter."""
+        return 0.0 if self._limiter is None else self._limiter.wait_estimate(self.tenant)
+
     # ------------------------------------------------------------------ sending
 
     def send(
