@@ -151,7 +151,8 @@ for _route in ROUTES:
         app.route(
             route=_route.function_route,
             methods=[_route.method],
-            auth_level=func.AuthLevel.ANONYMOUS if _route.auth == "anonymous" else _HOST_LEVEL,
+            # public routes (health, consent callback, poll links) need no key in any mode
+            auth_level=func.AuthLevel.ANONYMOUS if _route.public else _HOST_LEVEL,
         )(_http_function(_route))
     )
 

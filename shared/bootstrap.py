@@ -588,6 +588,7 @@ class Services:
             prove_consent=self.prove_consent,
             consent_states=self.consent_states,
             caller_limits=CallerLimiter(self.settings.api_caller_limits),
+            ingest_status=lambda tenant: self.fanout().tenant_status(tenant),
         )
         with self._lock:
             if self._backend is None:

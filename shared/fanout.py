@@ -218,6 +218,8 @@ class Fanout:
         ingestor_for: the ingestion use case for one tenant (with its overrides).
         park_for: seconds until a tenant may call the API again (its rate-limit buckets).
         running: ids of tenants whose ingestion lock is held right now (for ``status``).
+        running_one: whether one tenant's lock is held right now (``tenant_status``; default:
+            looked up in ``running()``).
         clock: now, tz-aware UTC.
         metric: the metric sink.
     """
@@ -232,6 +234,7 @@ class Fanout:
         ingestor_for: Callable[[TenantEntry], Ingestor],
         park_for: Callable[[str], float],
         running: Callable[[], set[str]] = set,
+        running_one: Callable[[str], bool] | None = None,
         clock: Clock,
         metric: Metric = log_metric,
         continue_delay: float = CONTINUE_DELAY,
@@ -243,6 +246,7 @@ class Fanout:
         self._ingestor_for = ingestor_for
         self._park_for = park_for
         self._running = running
+        self._running_one = running_one or (lambda tenant: tenant in running())
         self._clock = clock
         self._metric = metric
         self._continue_delay = continue_delay
@@ -261,6 +265,9 @@ class Fanout:
         def running() -> set[str]:
             return _leased_tenants(svc, STATE_CONTAINER)
 
+        def running_one(tenant: str) -> bool:
+            return tenant in _leased_tenants(svc, STATE_CONTAINER, tenant)
+
         return cls(
             settings=s,
             registry=svc.tenant_registry(),
@@ -269,6 +276,7 @@ class Fanout:
             ingestor_for=ingestor_for,
             park_for=svc.rate_limiter().wait_estimate,
             running=running,
+            running_one=running_one,
             clock=svc.clock,
             metric=metric,
         )
@@ -688,6 +696,16 @@ class Fanout:
         ]
         return sort_worst_first(rows), queues
 
+    def tenant_status(self, tenant: str) -> TenantStatus:
+        """One tenant's line of ``status`` (a point read of its rows and its lock; the poison
+        queue is not peeked: a poisoned run shows as held)."""
+        entry = self._registry.get(tenant) or TenantEntry(tenant)
+        try:
+            running = {tenant} if self._running_one(tenant) else set()
+        except BridgeError:
+            running = set()
+        return self._line(entry, self._states.get(tenant), self._clock(), set(), running)
+
     @staticmethod
     def _line(
         entry: TenantEntry, state: RunState, now: datetime, poisoned: set[str], running: set[str]
@@ -727,16 +745,18 @@ class Fanout:
         )
 
 
-def _leased_tenants(svc: Services, container_name: str) -> set[str]:
-    """Tenants whose ingestion lock blob (``locks/<tenant>``) is leased: running now."""
+def _leased_tenants(svc: Services, container_name: str, tenant: str = "") -> set[str]:
+    """Tenants whose ingestion lock blob (``locks/<tenant>``) is leased: running now (only
+    ``tenant``'s lock is listed when one is named)."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     container = svc.blob_service.get_container_client(container_name)
     try:
         return {
             b.name.removeprefix("locks/")
-            for b in container.list_blobs(name_starts_with="locks/")
+            for b in container.list_blobs(name_starts_with=f"locks/{tenant}")
             if getattr(b.lease, "state", None) == "leased"
+            and (not tenant or b.name == f"locks/{tenant}")
         }
     except ResourceNotFoundError:
         return set()

@@ -88,6 +88,8 @@ API_TENANT_ROLES_SETTING = "API_TENANT_ROLES"
 API_ALLOW_FREE_KQL_SETTING = "API_ALLOW_FREE_KQL"
 API_SYNC_BUDGET_SETTING = "API_SYNC_BUDGET_SECONDS"
 API_RETRY_AFTER_SETTING = "API_RETRY_AFTER_SECONDS"
+#: how long a 202's poll link (a signed capability for one hunting job) stays valid
+API_POLL_LINK_MINUTES_SETTING = "API_POLL_LINK_MINUTES"
 API_PUBLIC_URL_SETTING = "API_PUBLIC_URL"
 API_SIGNING_KEY_SETTING = "API_SIGNING_KEY"
 API_PUSH_HOST_SUFFIXES_SETTING = "API_PUSH_HOST_SUFFIXES"
@@ -219,6 +221,7 @@ class Settings:
     api_allow_free_kql: bool = False
     api_sync_budget: float = 20.0
     api_retry_after: int = 5
+    api_poll_link_lifetime: timedelta = timedelta(minutes=60)
     api_public_url: str | None = None
     api_signing_key: str | None = field(default=None, repr=False)
     api_push_host_suffixes: tuple[str, ...] = CLOUDS["public"].push_host_suffixes
@@ -391,8 +394,11 @@ class Settings:
             retired_settings=tuple(n for n in RETIRED_SETTINGS if (env.get(n) or "").strip()),
             api_tenant_roles=p.optional(API_TENANT_ROLES_SETTING, _tenant_roles, {}),
             api_allow_free_kql=p.optional(API_ALLOW_FREE_KQL_SETTING, _bool, False),
-            api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _float(0.0, 200.0), 20.0),
+            api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _sync_budget, 20.0),
             api_retry_after=p.optional(API_RETRY_AFTER_SETTING, _int(1, 600), 5),
+            api_poll_link_lifetime=timedelta(
+                minutes=p.optional(API_POLL_LINK_MINUTES_SETTING, _int(5, 1440), 60)
+            ),
             api_public_url=p.optional(API_PUBLIC_URL_SETTING, _public_url, None),
             api_signing_key=p.optional(API_SIGNING_KEY_SETTING, _signing_key, None),
             api_push_host_suffixes=p.optional(
@@ -761,6 +767,26 @@ def _public_url(raw: str) -> str:
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise ValueError("must be an origin only (no path, query or fragment)")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+#: the longest a synchronous POST /hunting may wait for its hunt: multitenant Logic Apps gives
+#: up on an outbound request after 120 s and its retry policy sends it again (a second hunt),
+#: so the answer (the budget, plus authentication and storage before it) must come well before
+#: https://learn.microsoft.com/azure/logic-apps/logic-apps-limits-and-config#timeout-duration
+MAX_SYNC_BUDGET = 90.0
+
+
+def _sync_budget(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= MAX_SYNC_BUDGET:
+        raise ValueError(
+            f"must be a number from 0 to {MAX_SYNC_BUDGET:g}: multitenant Logic Apps gives up on "
+            "a call after 120 s and sends it again, which would start a second hunt"
+        )
+    return value
 
 
 def _signing_key(raw: str) -> str:

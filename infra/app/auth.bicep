@@ -1,8 +1,8 @@
 // App Service Authentication in front of the HTTP API (deployed only with API_AUTH_MODE=entra):
 // a gate that answers 401 before the Functions host runs anything for a request without a valid
-// Entra ID token for this API (the health check and the consent callback excepted). The app
-// still validates every token itself and takes roles and tenants from it, so the gate is never
-// the proof (docs/http-auth.md). The functions are anonymous at the host in this mode: the host
+// Entra ID token for this API (the health check, the consent callback and the poll link
+// excepted). The app still validates every token itself and takes roles and tenants from it,
+// so the gate is never the proof (docs/http-auth.md). The functions are anonymous at the host in this mode: the host
 // grants its function level only to keys, so a Logic App calling with its managed identity and
 // no key would otherwise be refused.
 // https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad
@@ -36,9 +36,13 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // the public routes: they need no token. The poll link carries its own signed
+      // capability and takes the job id in its query, so its path is one exact path (an
+      // excluded path is matched as written; docs/logic-apps.md)
       excludedPaths: [
         '/api/health'
         '/api/consent/callback'
+        '/api/hunting/status'
       ]
     }
     httpSettings: {

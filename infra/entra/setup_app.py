@@ -8,7 +8,8 @@ a client secret or a self-signed certificate stored in Key Vault. It also expose
 HTTP API: the Application ID URI (``api://<client id>`` unless --app-id-uri), the app roles
 callers are granted (``API_ROLES``, for users, groups and applications), a delegated scope for
 users' tokens, and v2 access tokens; --assign gives a principal (a user, a group, or a service
-principal such as a Logic App's managed identity, by object id) app roles on that API. Running
+principal such as a Logic App's managed identity, by object id) app roles on that API, and
+--define-role defines a role without assigning it (for infra/logicapp/main.bicep). Running
 it again updates the same app and adds nothing twice (except a new secret or certificate when
 asked for one).
 
@@ -193,6 +194,9 @@ class Options:
     app_id_uri: str | None = None
     #: (principal object id, app role values) to assign on the API
     assign: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: app role values to define on the API without assigning them (for an assignment made
+    #: elsewhere, e.g. the Logic App sample's Bicep: infra/logicapp/roles.bicep)
+    define_roles: tuple[str, ...] = ()
     wait: Callable[[float], None] = field(default=time.sleep, repr=False)
 
 
@@ -320,7 +324,11 @@ class Setup:
         redirects = [consent_redirect_uri(self.o.function_host)] if self.o.function_host else []
         app_roles = _merge_app_roles(
             (existing or {}).get("appRoles") or [],
-            [*API_ROLES, *(r for _, wanted_roles in self.o.assign for r in wanted_roles)],
+            [
+                *API_ROLES,
+                *(r for _, wanted_roles in self.o.assign for r in wanted_roles),
+                *self.o.define_roles,
+            ],
         )
         body["appRoles"] = app_roles
         body["api"] = _expose_api((existing or {}).get("api") or {})
@@ -699,8 +707,23 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         "principal id) app roles on the API, e.g. Incidents.Read,Tenants.All or "
         "Tenant.<tenant id>; repeatable",
     )
+    p.add_argument(
+        "--define-role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="define an app role on the API without assigning it (Tenant.<tenant id>, an "
+        "API_TENANT_ROLES name), for an assignment made elsewhere such as "
+        "infra/logicapp/main.bicep; repeatable",
+    )
     p.add_argument("--dry-run", action="store_true", help="print every call, make none")
     a = p.parse_args(argv)
+    defined = tuple(dict.fromkeys(r.strip() for r in a.define_role))
+    bad_roles = [r for r in defined if not ROLE_VALUE.fullmatch(r)]
+    if bad_roles:
+        p.error(
+            f"--define-role: {bad_roles[0]!r} is not an app role value (letters, digits, . _ : -)"
+        )
     assign: list[tuple[str, tuple[str, ...]]] = []
     for item in a.assign:
         principal, sep, listed = item.partition("=")
@@ -740,6 +763,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         certificate_name=a.certificate_name,
         app_id_uri=a.app_id_uri.rstrip("/") if a.app_id_uri else None,
         assign=tuple(assign),
+        define_roles=defined,
     )
     return options, a.dry_run
 

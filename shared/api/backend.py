@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shared.api.jobs import Job, JobStore
     from shared.api.ratelimit import CallerLimiter
     from shared.defender.client import DefenderClient
+    from shared.fanout import TenantStatus
     from shared.push.delivery import Callbacks
     from shared.push.store import SubscriptionStore
     from shared.settings import Settings
@@ -50,6 +51,8 @@ class Backend:
         consent_states: the store of consent-link nonces already used.
         caller_limits: the per-caller limits of the routes that call Defender (this
             process's; ``shared.api.ratelimit``).
+        ingest_status: ``tenant`` -> its ingestion status line (queued, running, idle, held,
+            and its last run), for ``POST /ingest``'s Location.
     """
 
     settings: Settings
@@ -68,5 +71,6 @@ class Backend:
     prove_consent: Callable[[str], tuple[str, ...]]
     consent_states: Callable[[], ConsentStateStore]
     caller_limits: CallerLimiter
+    ingest_status: Callable[[str], TenantStatus]
     #: jobs running in this process (user context), so a poll can tell "still running here"
     local_jobs: dict[str, Job] | None = None

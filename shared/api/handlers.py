@@ -197,16 +197,9 @@ def health(ctx: Context) -> Response:
 def openapi_document(ctx: Context) -> Response:
     """``GET /openapi.json``: its security definitions name this deployment's tenant and
     audience (only an authenticated caller gets here, so the settings are valid)."""
-    from shared.api.openapi import Security, document
+    from shared.api.openapi import document, security_for
 
-    s = ctx.backend.settings
-    security = Security(
-        authority_url=s.authority_url,
-        tenant=s.tenant_id,
-        audience=s.api_audiences[0],
-        key_mode=s.api_auth_mode == "key",
-    )
-    return json_response(200, document(ctx.base_url, security))
+    return json_response(200, document(ctx.base_url, security_for(ctx.backend.settings)))
 
 
 # ---------------------------------------------------------------------- incidents
@@ -560,13 +553,32 @@ def run_hunting(ctx: Context) -> Response:
 
 
 def accepted(ctx: Context, job: Job) -> Response:
-    """202 with the absolute ``Location`` to poll and ``Retry-After`` (seconds)."""
-    location = ctx.url(f"/hunting/jobs/{job.id}")
-    retry = str(ctx.backend.settings.api_retry_after)
+    """202 with the absolute ``Location`` to poll and ``Retry-After`` (seconds).
+
+    The Location is the job's poll link (``shared.api.poll``): it opens with a token when the
+    poller sends one, else with its own signed capability, so it works however little the
+    caller re-sends. It is the same on every 202 of the job. Without ``API_SIGNING_KEY`` no
+    capability can be signed, and the Location is ``/hunting/jobs/{id}``, for token holders.
+    """
+    from shared.api.poll import issue
+    from shared.clock import parse_utc
+
+    settings = ctx.backend.settings
+    if settings.api_signing_key is None:
+        location = ctx.url(f"/hunting/jobs/{job.id}")
+    else:
+        link = issue(
+            settings.api_signing_key,
+            job.id,
+            job.tenant,
+            parse_utc(job.created),
+            settings.api_poll_link_lifetime,
+        )
+        location = ctx.url("/hunting/status", link.query())
     return json_response(
         202,
         {"id": job.id, "state": job.state, "tenant": job.tenant},
-        {"Location": location, "Retry-After": retry},
+        {"Location": location, "Retry-After": str(settings.api_retry_after)},
     )
 
 
@@ -605,7 +617,10 @@ def run_queued_job(backend: Backend, job_id: str) -> None:
         return
     if job.state in ("done", "failed") or job.context == "user":
         return
-    execute_job(backend, job.moved("running", backend.clock()))
+    # saved before the hunt starts, so a poll meanwhile says "running", not "queued"
+    running = job.moved("running", backend.clock())
+    backend.jobs.save(running)
+    execute_job(backend, running)
 
 
 def job_answer(job: Job) -> Response:
@@ -626,15 +641,64 @@ def job_answer(job: Job) -> Response:
 
 def get_job(ctx: Context) -> Response:
     """``GET /hunting/jobs/{id}``: 202 (same headers) until done, then the answer."""
+    job_id = ctx.request.route_params.get("id", "")
+    job = _load_job(ctx, job_id)
+    ctx.check_tenant(job.tenant)  # another tenant's job: the same 403 as every route
+    return _job_state(ctx, job)
+
+
+def poll_job(ctx: Context) -> Response:
+    """``GET /hunting/status?job=&tenant=&exp=&sig=``: a hunting 202's ``Location``.
+
+    With a token (validated by the dispatcher, role checked) the caller's tenants decide, as on
+    ``/hunting/jobs/{id}``; the link's capability is then not needed. Without one, the link
+    must be ours, intact and unexpired (checked before storage is read), and opens its one job.
+    """
+    from shared.api.poll import LinkError, verify
+
+    r = ctx.request
+    job_id = r.param("job") or ""
+    if ctx.anonymous:
+        key = ctx.backend.settings.api_signing_key
+        if key is None:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "poll links need the API_SIGNING_KEY setting: send an Entra ID access token",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            verify(
+                key,
+                job=job_id,
+                tenant=r.param("tenant") or "",
+                expires=r.param("exp") or "",
+                sig=r.param("sig") or "",
+                now=ctx.backend.clock(),
+            )
+        except LinkError as exc:
+            raise ApiError(401, exc.code, str(exc), {"WWW-Authenticate": "Bearer"}) from None
+        job = _load_job(ctx, job_id)
+        if job.tenant != r.param("tenant"):  # a valid link names its job's tenant
+            raise ApiError(404, "job_not_found", "no such hunting job")
+    else:
+        job = _load_job(ctx, job_id)
+        ctx.check_tenant(job.tenant)
+    return _job_state(ctx, job)
+
+
+def _load_job(ctx: Context, job_id: str) -> Job:
     from shared.api.jobs import valid_job_id
 
-    job_id = ctx.request.route_params.get("id", "")
     if not valid_job_id(job_id):
         raise ApiError(400, "invalid_id", "a job id is 32 lowercase hexadecimal digits")
     job = ctx.backend.jobs.load(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", "no such hunting job")
-    ctx.check_tenant(job.tenant)  # another tenant's job: the same 403 as every route
+    return job
+
+
+def _job_state(ctx: Context, job: Job) -> Response:
     if job.state in ("done", "failed"):
         return job_answer(job)
     lost_after = ctx.backend.settings.api_time_budget + 120
@@ -686,7 +750,42 @@ def queue_ingest(ctx: Context) -> Response:
     return json_response(
         202,
         {"queued": True, "tenant": tenant, "since": format_utc(since) if since else None},
+        _ingest_follow(ctx, tenant),
     )
+
+
+def _ingest_follow(ctx: Context, tenant: str) -> dict[str, str]:
+    """The ``Location`` (the tenant's ingestion status) and ``Retry-After`` of an ingest 202."""
+    return {
+        "Location": ctx.url("/ingest/status", {"tenant": tenant}),
+        "Retry-After": str(ctx.backend.settings.api_retry_after),
+    }
+
+
+#: queue states in which the tenant's run has not ended yet (``shared.fanout.TenantStatus``)
+_INGEST_PENDING = ("queued", "running")
+
+
+def ingest_status(ctx: Context) -> Response:
+    """``GET /ingest/status``: ``POST /ingest``'s ``Location``. 202 (same headers) while the
+    tenant is queued or running; then 200 with its last run."""
+    tenant = ctx.tenant()
+    line = ctx.backend.ingest_status(tenant)
+    body = {
+        "tenant": tenant,
+        "state": line.queue,
+        "health": line.health,
+        "lastResult": line.last_result,
+        "lastSuccess": line.last_success,
+        "lagSeconds": line.lag_seconds,
+        "watermark": line.watermark,
+        "lastError": line.last_error,
+        "lastErrorCode": line.last_error_code,
+        "holdUntil": line.hold_until,
+    }
+    if line.queue in _INGEST_PENDING:
+        return json_response(202, body, _ingest_follow(ctx, tenant))
+    return json_response(200, body)
 
 
 # ---------------------------------------------------------------------- subscriptions

@@ -14,6 +14,7 @@ from typing import NoReturn, TextIO
 
 from shared.cli import (
     check,
+    connector,
     consent,
     hunt,
     incidents,
@@ -30,7 +31,19 @@ from shared.logs import configure_cli_logging
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 #: command modules, each with ``register(subparsers)`` setting ``handler`` on its parser
-COMMANDS = (ingest, check, consent, login, incidents, hunt, serve, tenants, status, subscriptions)
+COMMANDS = (
+    ingest,
+    check,
+    consent,
+    login,
+    incidents,
+    hunt,
+    serve,
+    tenants,
+    status,
+    subscriptions,
+    connector,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,7 +12,8 @@ routes (``guard``):
   page's requests), and a body only as ``application/json`` (``text/plain``, form and
   multipart bodies are what a page can send without a CORS preflight);
 - it must carry this run's key, printed at start, as ``x-functions-key`` or ``?code=``: the
-  role the function key plays under the Functions host (not needed by the anonymous routes).
+  role the function key plays under the Functions host (not needed by the public routes: the
+  health check, the consent callback and the poll link, which carries its own capability).
 
 The routes then authenticate the caller as under Functions: an Entra ID token in the default
 ``API_AUTH_MODE=entra``; the key alone with ``API_AUTH_MODE=key``.
@@ -111,7 +112,7 @@ def _anonymous(match: Any, request: Request) -> bool:
         route, _ = match(request.method, path)
     except ApiError:
         return False  # not a route: the key is still asked for first
-    return bool(route.auth == "anonymous")
+    return bool(route.public)
 
 
 def _check(request: Request, *, key: str, port: int, anonymous: bool) -> None:
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"serving the HTTP API on http://{args.host}:{server.server_port}/api/\n")
     out.write(
         f"key of this run: {server.key}\n"
-        "  send it as the x-functions-key header (or ?code=) on every route but /api/health,\n"
+        "  send it as the x-functions-key header (or ?code=) on every route but the public\n"
+        "  ones (/api/health, /api/consent/callback, a hunting job's poll link),\n"
         "  with an Entra ID token for the API as 'Authorization: Bearer <token>' (the emulator\n"
         "  mints one: POST /_emulator/api/token), unless API_AUTH_MODE=key\n"
     )

@@ -73,7 +73,10 @@ def _calls(t: Target) -> dict[str, dict[str, Any]]:
         "ListHuntingTemplates": {"method": "GET", "path": "/hunting/templates"},
         "RunHunting": {"method": "POST", "path": "/hunting", "params": q, "json_body": HUNT},
         "GetHuntingJob": {"method": "GET", "path": f"/hunting/jobs/{t.job}"},
+        # a poll link's route without its link: only a token can open the job
+        "PollHuntingJob": {"method": "GET", "path": "/hunting/status", "params": {"job": t.job}},
         "QueueIngestion": {"method": "POST", "path": "/ingest", "json_body": {"tenant": t.tenant}},
+        "GetIngestionStatus": {"method": "GET", "path": "/ingest/status", "params": q},
         "SubscribeIncidents": {
             "method": "POST",
             "path": "/subscriptions",
@@ -281,7 +284,8 @@ def test_no_token_and_a_key_alone_are_401_on_every_route(
     assert key is not None
     for route, call in _calls(target).items():
         bare = face.request(**call, token=None)
-        assert _refused(bare, 401)["code"] in ("unauthenticated", "invalid_token"), route
+        codes = ("unauthenticated", "invalid_token", "invalid_poll_link")
+        assert _refused(bare, 401)["code"] in codes, route
         with_key = face.request(
             **{**call, "params": {**call.get("params", {}), "code": key}},
             token=None,

@@ -103,11 +103,12 @@ def test_the_host_checks_keys_only_in_key_mode() -> None:
     """Default (and ``entra``): every HTTP function is anonymous at the host, so a Logic App's
     managed-identity token reaches the app without a key, and the app checks the token.
     ``API_AUTH_MODE=key`` (or a value the app refuses): the host requires a function key on
-    every route but the health check and the consent callback."""
+    every route but the health check, the consent callback and the poll link (which carries its
+    own capability: a poller that re-sends nothing has no key either)."""
     from shared.api.routes import ROUTES
 
-    anonymous = {r.function_name for r in ROUTES if r.auth == "anonymous"}
-    assert anonymous == {"http_health", "http_consent_callback"}
+    anonymous = {r.function_name for r in ROUTES if r.public}
+    assert anonymous == {"http_health", "http_consent_callback", "http_poll_hunting_job"}
     for env in ({}, {"API_AUTH_MODE": "entra"}):
         assert set(_http_auth_levels(env).values()) == {"ANONYMOUS"}, env
     for env in ({"API_AUTH_MODE": "key"}, {"API_AUTH_MODE": "nonsense"}):

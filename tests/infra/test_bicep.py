@@ -73,6 +73,7 @@ LEFT_OUT = {
     settings.API_ALLOW_FREE_KQL_SETTING: "off by default on purpose (templates only)",
     settings.API_SYNC_BUDGET_SETTING: "the default fits",
     settings.API_RETRY_AFTER_SETTING: "the default fits",
+    settings.API_POLL_LINK_MINUTES_SETTING: "the default fits the longest hunting job",
     settings.API_PUBLIC_URL_SETTING: "only behind a proxy or API Management",
     settings.API_SIGNING_KEY_SETTING: "a secret: a Key Vault reference the operator adds",
     settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default follows DEFENDER_CLOUD (docs/push.md)",
@@ -307,8 +308,11 @@ def test_app_service_authentication_gates_the_api_in_entra_mode(
     assert validation["unauthenticatedClientAction"] == "Return401"
     from shared.api.routes import ROUTES
 
-    anonymous = {f"/api{r.path}" for r in ROUTES if r.auth == "anonymous"}
-    assert set(validation["excludedPaths"]) == anonymous == {"/api/health", "/api/consent/callback"}
+    public = {f"/api{r.path}" for r in ROUTES if r.public}
+    assert set(validation["excludedPaths"]) == public
+    assert public == {"/api/health", "/api/consent/callback", "/api/hunting/status"}
+    # exact paths only: what an excluded path with a wildcard matches is not documented
+    assert not any("*" in p or "{" in p for p in validation["excludedPaths"])
     aad = props["identityProviders"]["azureActiveDirectory"]
     assert aad["enabled"] is True and aad["registration"]["clientId"] == "clientId"
     issuer = json.dumps(aad["registration"]["openIdIssuer"])

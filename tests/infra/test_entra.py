@@ -437,3 +437,22 @@ def test_bad_assignments_are_usage_errors(assign: str) -> None:
 def test_the_api_roles_are_the_ones_the_app_reads(setup_app: ModuleType) -> None:
     assert set(setup_app.API_ROLES) == API_ROLES
     assert setup_app.role_id("Incidents.Read") == setup_app.role_id("Incidents.Read")
+
+
+def test_a_defined_role_is_added_and_assigned_to_nobody(setup_app: ModuleType) -> None:
+    """--define-role adds a role (the Logic App sample's Tenant.<tid>, assigned by its Bicep)
+    next to the API's, once, with no assignment."""
+    tenant = FakeTenant()
+    options = setup_app.Options(tenant=TENANT, define_roles=(f"Tenant.{TENANT}",))
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    app = next(iter(tenant.apps.values()))
+    values = [r["value"] for r in app["appRoles"]]
+    assert sorted(values) == sorted([*API_ROLES, f"Tenant.{TENANT}"])
+    role = next(r for r in app["appRoles"] if r["value"] == f"Tenant.{TENANT}")
+    assert role["id"] == setup_app.role_id(f"Tenant.{TENANT}") and role["isEnabled"]
+    assert tenant.assignments == []
+    done = dry_run("--define-role", "has space")
+    assert done.returncode == 2 and "--define-role" in done.stderr
+    shown = dry_run("--client-id", CLIENT, "--define-role", f"Tenant.{TENANT}")
+    assert shown.returncode == 0 and f"Tenant.{TENANT}" in shown.stdout
