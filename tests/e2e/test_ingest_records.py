@@ -214,8 +214,11 @@ def test_any_exception_stays_in_its_tenant_and_the_push_hook_loses_no_change(
     assert {t for t, _, _ in heard} == {GOOD}
     assert set().union(*(c for _, _, c in heard)) == {str(n) for n in range(1, 8)}
 
+    # updated just now: within the next run's overlap however long after collection (when
+    # NOW was taken) this test runs
+    now = datetime.now(UTC).replace(microsecond=0)
     updated = [
-        dict(r, lastUpdateDateTime=format_utc(NOW)) if r["id"] == "3" else r for r in records
+        dict(r, lastUpdateDateTime=format_utc(now)) if r["id"] == "3" else r for r in records
     ]
     heard.clear()
     third = ingestor(storage, {GOOD: ScriptedClient(updated)}, notify).run_tenant(GOOD)
