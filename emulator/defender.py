@@ -148,6 +148,33 @@ def graph_error(
     )
 
 
+def fault_response(
+    kind: str, endpoint: str, request: Request, now: datetime, retry_after: int
+) -> Response:
+    """The answer of an injected `429`, `500` or `503` fault (`emulator.faults`) on `endpoint`,
+    in its API family's error shape."""
+    graph = endpoint.startswith("graph.")
+    if kind == "429":
+        headers = [("Retry-After", str(retry_after))]
+        if graph:
+            return graph_error(
+                429, "TooManyRequests", "Too many requests.", request, now, headers=headers
+            )
+        # The legacy API's throttling answer as a Microsoft engineer posted it (code "429",
+        # not TooManyRequests): https://github.com/MicrosoftDocs/microsoft-365-docs/issues/4616
+        return legacy_error(
+            429,
+            "429",
+            "API calls quota exceeded! maximum allowed 50 per 00:01:00",
+            headers=headers,
+        )
+    status = int(kind)
+    code = "InternalServerError" if status == 500 else "ServiceUnavailable"
+    if graph:
+        return graph_error(status, code, "Injected fault (emulator).", request, now)
+    return legacy_error(status, code, "Injected fault (emulator); retry.")
+
+
 def next_link(request: Request, skip: int) -> str:
     """Absolute link on the host the request used, with `$skip` replaced (§1.2 recommendation)."""
     parts = [(k, v) for k, values in request.query.items() for v in values if k != "$skip"]

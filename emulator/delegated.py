@@ -871,6 +871,18 @@ def _stamp(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 
+def device_login_page() -> Response:
+    """`GET /devicelogin`, the `verification_uri` of device codes: there is no sign-in page
+    here, so it says how to approve or decline a code through the admin API."""
+    body = (
+        b"<!doctype html><title>Emulator device login</title><p>This is the Defender "
+        b"Bridge emulator. There is no sign-in page: approve a code with <code>POST "
+        b'/_emulator/devicecode/approve {"user_code": "...", "user": "analyst@..."}</code> '
+        b"or decline it with <code>POST /_emulator/devicecode/deny</code>.</p>"
+    )
+    return Response(200, body, content_type="text/html; charset=utf-8")
+
+
 # ---------------------------------------------------------------------------------- admin API
 
 

@@ -36,11 +36,11 @@ def test_certificate_assertion_ps256_with_pfx(
     emu: Emulator, http: requests.Session, tmp_path: Path
 ) -> None:
     """MSAL with the PFX from Key Vault (PS256, x5t#S256) gets a token."""
-    from emulator.server import CERT_PFX_NAME
+    from emulator.state import CERT_PFX_NAME
 
     pfx = tmp_path / "app.pfx"
-    world = emu._require_world()  # the vault's copy, as the app would read it
-    pfx.write_bytes(base64.b64decode(world.vault.secrets[CERT_PFX_NAME][-1].value))
+    vault = emu.world.vault  # the vault's copy, as the app would read it
+    pfx.write_bytes(base64.b64decode(vault.secrets[CERT_PFX_NAME][-1].value))
     credential = {"private_key_pfx_path": str(pfx), "passphrase": None}
     result = _msal(emu, http, credential).acquire_token_for_client([LEGACY_SCOPE])
     assert "access_token" in result, result
