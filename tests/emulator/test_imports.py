@@ -8,6 +8,7 @@ hidden from the interpreter is still one for a reader)."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -132,3 +133,28 @@ def test_emulator_and_shared_never_import_each_other(tree: str, forbidden: str) 
         if name == forbidden or name.startswith(f"{forbidden}.")
     ]
     assert offenders == []
+
+
+def readme_layout() -> list[list[str]]:
+    """The module rows of emulator/README.md's "Layout" table, top first."""
+    text = (EMULATOR / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = line.split("|")
+        if len(cells) > 2 and ".py`" in cells[1]:
+            rows.append(re.findall(r"`([a-z_]+)\.py`", cells[1]))
+    return rows
+
+
+def test_the_readme_module_map_is_complete_and_imports_point_down_it() -> None:
+    rank = {module: i for i, row in enumerate(readme_layout()) for module in row}
+    graph = {k.rsplit(".", 1)[-1]: v for k, v in emulator_graph().items() if k != "emulator"}
+    assert set(graph) - set(rank) == set()  # every module has a row
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in (t.rsplit(".", 1)[-1] for t in targets if t != "emulator")
+        if rank[target] < rank[module]
+    ]
+    assert upward == []
