@@ -1,4 +1,4 @@
-"""Issue 4 identity features: certificate and federated assertions, consent, secret rotation."""
+"""The app's credentials: certificate and federated assertions, consent, secret rotation."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_managed_identity_as_federated_credential(emu: Emulator, http: requests.
     """The user-assigned identity's token for api://AzureADTokenExchange is a valid client
     assertion. The system-assigned identity's is refused the way Entra refuses an assertion it
     has no record for (AADSTS70021, 400 invalid_request): only user-assigned identities can be
-    federated credentials (issue 8.7)."""
+    federated credentials
+    (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity)."""
 
     def exchange_token(client_id: str | None) -> str:
         params = {"api-version": "2019-08-01", "resource": "api://AzureADTokenExchange"}
