@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from emulator.server import Emulator, EmulatorConfig, dumps_settings
+from emulator.config import EmulatorConfig
+from emulator.server import Emulator, dumps_settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Start and stop Azurite (the Azure Storage emulator, npm package pinned in package.json).
 
 Used by the tests and ``make demo``. Each instance gets free ports and its own data folder, so
-several can run at once. Flags per local-cloud-notes.md §5: ``--skipApiVersionCheck`` because the
+several can run at once. Flags (Azurite's command-line options,
+https://github.com/Azure/Azurite#command-line-options): ``--skipApiVersionCheck`` because the
 Python SDKs send a newer x-ms-version than Azurite knows, ``--disableTelemetry`` because there is
 no internet here.
 """

@@ -69,7 +69,8 @@ class _Scenario:
     severity_choices: tuple[str, ...] = ("Medium", "High")
 
 
-# Alert templates modelled on real Defender XDR alert titles and categories (defender-api.md §1.4).
+# Alert templates modelled on real Defender XDR alert titles and categories (as in the examples
+# of https://learn.microsoft.com/defender-xdr/api-list-incidents).
 _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         "Ransomware activity",
@@ -212,7 +213,8 @@ _INVESTIGATION_STATES = (
     "Queued",
 )
 _SEVERITY_ORDER = ("Informational", "Low", "Medium", "High")
-# Determinations per classification, resource-page spellings (defender-api.md §1.5).
+# Determinations per classification, resource-page spellings
+# (https://learn.microsoft.com/defender-xdr/api-incident).
 _DETERMINATIONS = {
     "TruePositive": ("MultiStagedAttack", "MaliciousUserActivity", "CompromisedUser", "Malware",
                      "Phishing", "UnwantedSoftware", "Other"),
@@ -743,7 +745,8 @@ def _seed_bulk(generator: TenantGenerator, count: int, now: datetime) -> list[In
 
 
 def sorted_newest_first(incidents: Sequence[Incident]) -> list[Incident]:
-    """Newest first: lastUpdateTime desc, then incidentId desc (defender-api.md §1.2)."""
+    """Newest first: lastUpdateTime desc, then incidentId desc ("The most recent incidents are
+    displayed at the top of the list": https://learn.microsoft.com/defender-xdr/api-list-incidents)."""
     return sorted(incidents, key=lambda i: (i.last_update_time, i.incident_id), reverse=True)
 
 

@@ -1,11 +1,26 @@
 """Legacy Defender XDR (`/api/...`) and Graph security (`/v1.0/security/...`) API handlers.
 
-Both surfaces read the same `IncidentStore`; `emulator.render` produces each shape. Contract:
-defender-api.md §1.2-1.7 (legacy: `$filter` subset, `$top` <= 100, `$skip`, error body
-`{"error":{"code","message","target"}}`) and §2.2-2.6 (Graph: `$filter`, `$top` <= 50 on
-incidents, `$skip` <= 500, `$orderby`, `$count`, `$expand=alerts`, `@odata.nextLink`, error body
-with `innerError`), corrected by §0.1. Listings come from `emulator.store` (indexed pages) in
-the order and with the behaviours of `emulator.behaviour`.
+Both surfaces read the same `IncidentStore`; `emulator.render` produces each shape. Listings
+come from `emulator.store` (indexed pages) in the order and with the behaviours of
+`emulator.behaviour`. The contract, from Microsoft's pages:
+- legacy (`$filter` on four fields, `$top` <= 100, `$skip`; error body
+  `{"error":{"code","message","target"}}`):
+  https://learn.microsoft.com/defender-xdr/api-list-incidents,
+  https://learn.microsoft.com/defender-xdr/api-get-incident,
+  https://learn.microsoft.com/defender-xdr/api-update-incidents,
+  https://learn.microsoft.com/defender-xdr/api-advanced-hunting,
+  https://learn.microsoft.com/defender-xdr/api-error-codes;
+- Graph (`$filter`, `$top`, `$skip`, `$count`, `$expand=alerts`, `@odata.nextLink`; error body
+  with `innerError`):
+  https://learn.microsoft.com/graph/api/security-list-incidents,
+  https://learn.microsoft.com/graph/api/security-incident-update,
+  https://learn.microsoft.com/graph/api/security-incident-post-comments,
+  https://learn.microsoft.com/graph/api/security-list-alerts_v2,
+  https://learn.microsoft.com/graph/api/security-security-runhuntingquery,
+  https://learn.microsoft.com/graph/errors.
+Where the service was seen to answer otherwise than its pages say (the Graph `$top` and `$skip`
+caps, `$orderby`, `$expand=alerts` on large tenants, the legacy 429 body), the comment at that
+spot names the observation.
 """
 
 from __future__ import annotations
@@ -33,14 +48,15 @@ from emulator.model import Alert, Clock, Incident
 from emulator.ratelimit import RateLimiter
 from emulator.store import IncidentStore
 
-# Page sizes. Legacy: maximum 100 (documented, §1.2); the default is undocumented, 100 here.
-# Graph incidents: the service refuses $top over 50 with a 400 (observed: wazuh/wazuh#27579,
-# #28070; demisto/content PR #45413; defender-api.md §0.1 item 1); Graph documents that
-# "different APIs might have different default and maximum page sizes"
-# (https://learn.microsoft.com/graph/paging) and states neither for incidents, so the default
-# here is the maximum, 50. alerts_v2: "$top ... has a limit of 1000 alerts" and "$skip ... has
-# a limit of 500" (microsoft-graph-docs resources/security-error-codes.md, "Constraints";
-# defender-api.md §0.1 item 2), applied to both Graph listings.
+# Page sizes. Legacy: "Maximum page size is 100 incidents"
+# (https://learn.microsoft.com/defender-xdr/api-list-incidents); the default is undocumented,
+# 100 here. Graph incidents: the service refuses $top over 50 with a 400 (observed:
+# wazuh/wazuh#27579, #28070; demisto/content PR #45413); Graph documents that "different APIs
+# might have different default and maximum page sizes" (https://learn.microsoft.com/graph/paging)
+# and states neither for incidents, so the default here is the maximum, 50. alerts_v2: "$top
+# ... has a limit of 1000 alerts" and "$skip ... has a limit of 500"
+# (https://learn.microsoft.com/graph/api/resources/security-error-codes, "Constraints"),
+# applied to both Graph listings.
 LEGACY_MAX_TOP = 100
 LEGACY_DEFAULT_TOP = 100
 GRAPH_DEFAULT_TOP = 50
@@ -91,7 +107,8 @@ GRAPH_INCIDENT_FILTER = {
     "determination": odata.FieldSpec(
         "enum",
         odata.STRING_OPS,
-        # today's schema only (§0.1 item 4); the older names are no members any more
+        # today's schema only (alertDetermination in msgraph-sdk-python's
+        # alert_determination.py); the older names are no members any more
         (*render.GRAPH_DETERMINATIONS, fields.SENTINEL),
     ),
 }
@@ -114,7 +131,8 @@ def legacy_error(
     tenant: str | None = None,
     headers: Sequence[tuple[str, str]] = (),
 ) -> Response:
-    """`{"error":{"code","message","target"}}`, `target` a tracking GUID (§1.7)."""
+    """The legacy error body `{"error":{"code","message","target"}}`, `target` a tracking
+    GUID."""
     return json_response(
         status,
         {"error": {"code": code, "message": message, "target": new_request_id()}},
@@ -133,7 +151,8 @@ def graph_error(
     tenant: str | None = None,
     headers: Sequence[tuple[str, str]] = (),
 ) -> Response:
-    """`{"error":{"code","message","innerError":{date, request-id, client-request-id}}}` (§2.6)."""
+    """The Graph error body, `{"error":{"code","message","innerError":{date, request-id,
+    client-request-id}}}`."""
     request_id = new_request_id()
     inner = {
         "date": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -148,8 +167,36 @@ def graph_error(
     )
 
 
+def fault_response(
+    kind: str, endpoint: str, request: Request, now: datetime, retry_after: int
+) -> Response:
+    """The answer of an injected `429`, `500` or `503` fault (`emulator.faults`) on `endpoint`,
+    in its API family's error shape."""
+    graph = endpoint.startswith("graph.")
+    if kind == "429":
+        headers = [("Retry-After", str(retry_after))]
+        if graph:
+            return graph_error(
+                429, "TooManyRequests", "Too many requests.", request, now, headers=headers
+            )
+        # The legacy API's throttling answer as a Microsoft engineer posted it (code "429",
+        # not TooManyRequests): https://github.com/MicrosoftDocs/microsoft-365-docs/issues/4616
+        return legacy_error(
+            429,
+            "429",
+            "API calls quota exceeded! maximum allowed 50 per 00:01:00",
+            headers=headers,
+        )
+    status = int(kind)
+    code = "InternalServerError" if status == 500 else "ServiceUnavailable"
+    if graph:
+        return graph_error(status, code, "Injected fault (emulator).", request, now)
+    return legacy_error(status, code, "Injected fault (emulator); retry.")
+
+
 def next_link(request: Request, skip: int) -> str:
-    """Absolute link on the host the request used, with `$skip` replaced (§1.2 recommendation)."""
+    """Absolute link on the host the request used, with `$skip` replaced (the legacy pages
+    document no nextLink; the emulator sends one on both surfaces)."""
     parts = [(k, v) for k, values in request.query.items() for v in values if k != "$skip"]
     parts.append(("$skip", str(skip)))
     query = "&".join(f"{quote(k, safe='$')}={quote(v, safe=':,()')}" for k, v in parts)
@@ -188,7 +235,8 @@ GRAPH_ALERT_FILTER = {
     "classification": GRAPH_INCIDENT_FILTER["classification"],
     "determination": GRAPH_INCIDENT_FILTER["determination"],
     # Not in the alerts_v2 filter list, but the way to fetch one incident's alerts when
-    # `$expand=alerts` fails (defender-api.md §0.1 item 7; used so in public SOC tooling).
+    # `$expand=alerts` fails on a large tenant (elastic/integrations#18144; used so in public
+    # SOC tooling).
     "incidentId": odata.FieldSpec("string", odata.STRING_OPS),
     "serviceSource": odata.FieldSpec(
         "enum",
@@ -237,7 +285,7 @@ def _author(claims: Claims) -> str:
 
 @dataclass(frozen=True)
 class _Errors:
-    """One request's error responses in its surface's shape: legacy (§1.7) or Graph (§2.6)."""
+    """One request's error responses in its surface's shape, legacy or Graph."""
 
     respond: Callable[[int, str, str], Response]
     invalid_body_code: str  # a 400 for a body that is not JSON or not a valid change
@@ -377,7 +425,7 @@ class DefenderService:
     # ------------------------------------------------------------------ quotas
 
     def throttle_legacy(self, family: str, tid: str) -> Response | None:
-        """A legacy 429 (observed body, §1.7) when the tenant's quota is used up."""
+        """A legacy 429 (the observed body, code "429") when the tenant's quota is used up."""
         if self.limiter is None:
             return None
         hit = self.limiter.acquire("legacy", family, tid)
@@ -395,7 +443,8 @@ class DefenderService:
     def throttle_graph(
         self, family: str, tid: str, request: Request, now: datetime
     ) -> Response | None:
-        """A Graph 429 `TooManyRequests` with `Retry-After` (§2.6) when over quota."""
+        """A Graph 429 `TooManyRequests` with `Retry-After` when over quota
+        (https://learn.microsoft.com/graph/throttling)."""
         if self.limiter is None:
             return None
         hit = self.limiter.acquire("graph", family, tid)
@@ -498,7 +547,7 @@ class DefenderService:
     # ------------------------------------------------------------------ legacy
 
     def legacy_list(self, request: Request) -> Response:
-        """`GET /api/incidents` (§1.2)."""
+        """`GET /api/incidents`."""
         auth = self.admit_legacy(request, READ_INCIDENTS_LEGACY, "incidents")
         if isinstance(auth, Response):
             return auth
@@ -523,7 +572,7 @@ class DefenderService:
         return json_response(200, _envelope(request, context, items, total, skip, top), tenant=tid)
 
     def legacy_get(self, request: Request, raw_id: str) -> Response:
-        """`GET /api/incidents/{id}` (§1.3)."""
+        """`GET /api/incidents/{id}`."""
         auth = self.admit_legacy(request, READ_INCIDENTS_LEGACY, "incidents")
         if isinstance(auth, Response):
             return auth
@@ -540,7 +589,7 @@ class DefenderService:
     # ------------------------------------------------------------------ graph
 
     def graph_list(self, request: Request) -> Response:
-        """`GET /v1.0/security/incidents` (§2.2)."""
+        """`GET /v1.0/security/incidents`."""
         now = self.clock()
         auth = self.admit_graph(request, READ_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
@@ -591,7 +640,7 @@ class DefenderService:
         return json_response(200, payload, tenant=tid)
 
     def graph_get(self, request: Request, raw_id: str) -> Response:
-        """`GET /v1.0/security/incidents/{id}` (§2.3), `$expand=alerts` supported."""
+        """`GET /v1.0/security/incidents/{id}`, `$expand=alerts` supported."""
         now = self.clock()
         auth = self.admit_graph(request, READ_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
@@ -661,7 +710,7 @@ class DefenderService:
         return updated
 
     def legacy_update(self, request: Request, raw_id: str) -> Response:
-        """`PATCH /api/incidents/{id}` (§1.5): 200 with the full updated incident."""
+        """`PATCH /api/incidents/{id}`: 200 with the full updated incident."""
         auth = self.admit_legacy(request, WRITE_INCIDENTS_LEGACY, "incidents")
         if isinstance(auth, Response):
             return auth
@@ -682,7 +731,7 @@ class DefenderService:
         return json_response(200, payload, tenant=tid)
 
     def graph_update(self, request: Request, raw_id: str) -> Response:
-        """`PATCH /v1.0/security/incidents/{id}` (§2.3): 200 with the updated incident."""
+        """`PATCH /v1.0/security/incidents/{id}`: 200 with the updated incident."""
         now = self.clock()
         auth = self.admit_graph(request, WRITE_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
@@ -706,7 +755,7 @@ class DefenderService:
         return json_response(200, payload, tenant=tid)
 
     def graph_comment(self, request: Request, raw_id: str) -> Response:
-        """`POST /v1.0/security/incidents/{id}/comments` (§2.3): 200 with every comment."""
+        """`POST /v1.0/security/incidents/{id}/comments`: 200 with every comment."""
         now = self.clock()
         auth = self.admit_graph(request, WRITE_INCIDENTS_GRAPH, "incidents", now)
         if isinstance(auth, Response):
@@ -740,7 +789,7 @@ class DefenderService:
         return sorted(alerts, key=lambda a: (a.last_updated_time, a.alert_id), reverse=True)
 
     def graph_alerts_list(self, request: Request) -> Response:
-        """`GET /v1.0/security/alerts_v2` (§2.4): $filter, $top, $skip, $count, nextLink."""
+        """`GET /v1.0/security/alerts_v2`: $filter, $top, $skip, $count, nextLink."""
         now = self.clock()
         auth = self.admit_graph(request, READ_ALERTS_GRAPH, "alerts", now)
         if isinstance(auth, Response):
@@ -773,7 +822,7 @@ class DefenderService:
         return json_response(200, payload, tenant=tid)
 
     def graph_alert_get(self, request: Request, alert_id: str) -> Response:
-        """`GET /v1.0/security/alerts_v2/{id}` (§2.4)."""
+        """`GET /v1.0/security/alerts_v2/{id}`."""
         now = self.clock()
         auth = self.admit_graph(request, READ_ALERTS_GRAPH, "alerts", now)
         if isinstance(auth, Response):
@@ -806,7 +855,7 @@ class DefenderService:
             return tables
 
     def legacy_hunting(self, request: Request) -> Response:
-        """`POST /api/advancedhunting/run` (§1.6)."""
+        """`POST /api/advancedhunting/run`."""
         auth = self.admit_legacy(request, HUNTING_LEGACY, "hunting")
         if isinstance(auth, Response):
             return auth
@@ -898,7 +947,7 @@ class DefenderService:
         return result, size
 
     def graph_hunting(self, request: Request) -> Response:
-        """`POST /v1.0/security/runHuntingQuery` (§2.5)."""
+        """`POST /v1.0/security/runHuntingQuery`."""
         now = self.clock()
         auth = self.admit_graph(request, HUNTING_GRAPH, "hunting", now)
         if isinstance(auth, Response):

@@ -1,12 +1,18 @@
 """Users and delegated (user) tokens: seeded users, caller tokens, on-behalf-of, device code and
 refresh-token grants.
 
-Wire formats are from defender-api.md §3.3 (on-behalf-of), §3.4 (device code), §3.5 (refresh),
-§3.6 (token response fields) and §3.7 (AADSTS errors); MSAL's expectations from §4 and
-local-cloud-notes.md §1. Delegated access tokens have the same v1 shape as the app tokens of
-`emulator.entra`, with the user's claims (`oid`, `upn`, `name`, `unique_name`) and `scp`, the
-space-separated delegated permissions the user granted the app for that resource, in place of
-`roles` (§1.1: "`scp` for delegated tokens").
+Wire formats are Microsoft's: on-behalf-of
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-on-behalf-of-flow), device code
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code), refresh
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#refresh-the-access-token)
+and the AADSTS errors (https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+MSAL Python's expectations come from its source (msal/application.py, msal/token_cache.py):
+`acquire_token_on_behalf_of` never reads the cache, and a later silent call finds the user's
+account only when the response carries `id_token` and `client_info`. Delegated access tokens
+have the same v1 shape as the app tokens of `emulator.entra`, with the user's claims (`oid`,
+`upn`, `name`, `unique_name`) and `scp`, the space-separated delegated permissions the user
+granted the app for that resource, in place of `roles`
+(https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
 
 Choices where the docs are silent (also listed in the README):
 - The app registration allows public client flows, so a device-code or refresh-token request
@@ -57,7 +63,9 @@ OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 # The scope a caller's client gets for this web API (Expose an API > scope name).
 CALLER_SCOPE = "access_as_user"
 
-# Delegated permissions of each resource (§1.1 table, right column; §2.1).
+# Delegated permissions of each resource: the "Delegated (work or school account)" rows of the
+# legacy API pages (e.g. https://learn.microsoft.com/defender-xdr/api-list-incidents) and of
+# Graph security (e.g. https://learn.microsoft.com/graph/api/security-list-incidents).
 DELEGATED_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "legacy": ("Incident.Read", "Incident.ReadWrite", "AdvancedHunting.Read"),
     "graph": (
@@ -123,7 +131,7 @@ class User:
 
 @dataclass(slots=True)
 class DeviceCode:
-    """One device authorization request (§3.4) and what the user did with it."""
+    """One device authorization request and what the user did with it."""
 
     device_code: str
     user_code: str
@@ -320,7 +328,8 @@ def _b64url(raw: bytes) -> str:
 
 
 def client_info(user: User) -> str:
-    """`client_info`: base64url JSON `{"uid","utid"}` (§3.6); MSAL keys accounts by it."""
+    """`client_info`: base64url JSON `{"uid","utid"}`, returned because MSAL sends
+    `client_info=1`; MSAL keys accounts by it."""
     return _b64url(json.dumps({"uid": user.oid, "utid": user.tenant_id}).encode())
 
 
@@ -383,7 +392,7 @@ def delegated_claims(
 
 
 def id_token_claims(user: User, client_id: str, issued: int) -> dict[str, Any]:
-    """An ID token's claims (§3.6): `aud` = the client, v2 issuer of the user's tenant."""
+    """An ID token's claims: `aud` = the client, v2 issuer of the user's tenant."""
     tid = user.tenant_id
     return {
         "aud": client_id,
@@ -487,7 +496,7 @@ class DelegatedService:
         grant: str,
         now: datetime,
     ) -> Response:
-        """The success response of a user grant (§3.3, §3.4, §3.6) and its stats entry."""
+        """The success response of a user grant and its stats entry."""
         entra = self.entra
         issued = int(now.timestamp())
         lifetime = entra.settings.token_lifetime
@@ -531,7 +540,7 @@ class DelegatedService:
     def on_behalf_of(
         self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
     ) -> Response:
-        """The OBO grant (§3.3): the caller's token for this app, exchanged for a token for a
+        """The OBO grant: the caller's token for this app, exchanged for a token for a
         downstream resource carrying the caller's delegated permissions."""
         tid = tenant.tenant_id
         client = self.entra.authenticate_client(request, form, tenant, now)
@@ -636,7 +645,7 @@ class DelegatedService:
     # ------------------------------------------------------------------ device code
 
     def device_authorization(self, request: Request, tenant_segment: str) -> Response:
-        """`POST /{tenant}/oauth2/v2.0/devicecode` (§3.4)."""
+        """`POST /{tenant}/oauth2/v2.0/devicecode`."""
         entra = self.entra
         now = entra.clock()
         form = request.form()
@@ -704,7 +713,7 @@ class DelegatedService:
     def device_code_token(
         self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
     ) -> Response:
-        """Polling the token endpoint with a device code (§3.4)."""
+        """Polling the token endpoint with a device code."""
         tid = tenant.tenant_id
         client = self.entra.authenticate_client(request, form, tenant, now, public_ok=True)
         if isinstance(client, Response):
@@ -763,7 +772,7 @@ class DelegatedService:
     def refresh_token(
         self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
     ) -> Response:
-        """`grant_type=refresh_token` (§3.5): a new access token (and refresh token) for any
+        """`grant_type=refresh_token`: a new access token (and refresh token) for any
         resource the user consented to; the old refresh token stays valid until it expires."""
         tid = tenant.tenant_id
         client = self.entra.authenticate_client(request, form, tenant, now, public_ok=True)
@@ -869,6 +878,18 @@ class DelegatedService:
 
 def _stamp(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%m/%d/%Y %H:%M:%S")
+
+
+def device_login_page() -> Response:
+    """`GET /devicelogin`, the `verification_uri` of device codes: there is no sign-in page
+    here, so it says how to approve or decline a code through the admin API."""
+    body = (
+        b"<!doctype html><title>Emulator device login</title><p>This is the Defender "
+        b"Bridge emulator. There is no sign-in page: approve a code with <code>POST "
+        b'/_emulator/devicecode/approve {"user_code": "...", "user": "analyst@..."}</code> '
+        b"or decline it with <code>POST /_emulator/devicecode/deny</code>.</p>"
+    )
+    return Response(200, body, content_type="text/html; charset=utf-8")
 
 
 # ---------------------------------------------------------------------------------- admin API

@@ -29,7 +29,8 @@ from typing import Any
 import trustme
 
 from emulator.azurite import Azurite
-from emulator.server import Emulator, EmulatorConfig
+from emulator.config import EmulatorConfig
+from emulator.server import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,10 +1,17 @@
 """Entra ID stand-in: tenants, the app registration, managed identities, token issuing and checks.
 
-Wire formats are from defender-api.md §3 (discovery document, v2 token endpoint, AADSTS error
-bodies) and §6 (App Service managed identity protocol). Access tokens are RS256 JWTs with
-v1-style claims (`aud` = resource, `iss` = `https://sts.windows.net/{tid}/`, `roles`, `ver` 1.0),
-the shape the Defender and Graph resources are expected to receive (§1.1, marked UNCERTAIN there
-for `aud`; the token version depends on the resource, not the endpoint used).
+Wire formats are Microsoft's: the discovery document
+(https://learn.microsoft.com/entra/identity-platform/v2-protocols-oidc), the v2 token endpoint
+and its error bodies
+(https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow,
+https://learn.microsoft.com/entra/identity-platform/reference-error-codes) and the App Service
+managed-identity protocol
+(https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
+Access tokens are RS256 JWTs with v1-style claims (`aud` = resource, `iss` =
+`https://sts.windows.net/{tid}/`, `roles`, `ver` 1.0), the shape the Defender and Graph
+resources are expected to receive: Microsoft documents no token version for them, and the
+version depends on the resource, not on the endpoint used
+(https://learn.microsoft.com/entra/identity-platform/access-tokens#token-formats).
 """
 
 from __future__ import annotations
@@ -44,9 +51,9 @@ VAULT_RESOURCES = (
     "https://vault.usgovcloudapi.net",
     "https://vault.azure.cn",
 )
-# Audience of managed-identity tokens used as federated client assertions (issue 4), one per
-# cloud: global, US Government, China (entra-docs
-# workload-identity-federation-config-app-trust-managed-identity.md, "audiences").
+# Audience of managed-identity tokens used as federated client assertions (a managed identity
+# as the app's credential, no secret at all), one per cloud: global, US Government, China
+# (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity).
 TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange"
 TOKEN_EXCHANGE_RESOURCES = (
     TOKEN_EXCHANGE_RESOURCE,
@@ -61,7 +68,9 @@ FAMILY_OF_RESOURCE: dict[str, str] = {
     **dict.fromkeys(TOKEN_EXCHANGE_RESOURCES, "exchange"),
 }
 
-# Application permissions seeded in every tenant (issue 3 brief; names from §1.1 and §2.1).
+# Application permissions seeded in every tenant: what a daemon that reads and updates incidents
+# and runs hunting queries is granted (names from the permission tables of the legacy and Graph
+# security API pages, e.g. https://learn.microsoft.com/defender-xdr/api-update-incidents).
 DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
     "legacy": ("Incident.ReadWrite.All", "AdvancedHunting.Read.All"),
     "graph": (
@@ -72,7 +81,9 @@ DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
     "vault": (),
 }
 
-# Well-known app ids of the resources (§1.1: Microsoft Threat Protection; §2.1: Graph).
+# Well-known app ids of the resources: "Microsoft Threat Protection", the legacy API's resource
+# app as the portal names it (https://learn.microsoft.com/defender-xdr/api-create-app-web; the id
+# as public setup scripts use it), and Microsoft Graph.
 RESOURCE_APP_IDS = {
     "legacy": "8ee8fdad-f234-4243-8f3b-15c294843740",
     "graph": "00000003-0000-0000-c000-000000000000",
@@ -174,7 +185,7 @@ class Claims:
 
     @property
     def caller(self) -> str:
-        """`appid=…;oid=…;iss=…`, how Key Vault names a caller in its 403 messages (§5.2)."""
+        """`appid=…;oid=…;iss=…`, how Key Vault names a caller in its 403 messages."""
         v = self.values
         return f"appid={v.get('appid')};oid={v.get('oid')};iss={v.get('iss')}"
 
@@ -330,7 +341,7 @@ def aad_error(
     tenant: str | None = None,
     suberror: str | None = None,
 ) -> Response:
-    """An Entra error body as documented (§3.2): error, AADSTS description with trace lines, …"""
+    """An Entra error body as documented: error, AADSTS description with trace lines, …"""
     trace_id = new_request_id()
     # Entra echoes the client's `client-request-id` as the correlation id (MSAL sends one).
     correlation_id = request.header("client-request-id") or new_request_id()
@@ -364,7 +375,9 @@ class EntraSettings:
     token_lifetime: int = 3599
     mi_token_lifetime: int = 86399
     vault_name: str = "defender-bridge-kv"
-    # Entra's refresh tokens live 90 days (inactivity); device codes 15 minutes (§3.4).
+    # Entra's refresh tokens live 90 days (inactivity); device codes 15 minutes
+    # (https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime,
+    # https://learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code).
     refresh_token_lifetime: int = 90 * 86400
     device_code_lifetime: int = 900
     device_code_interval: int = 1
@@ -407,12 +420,13 @@ class EntraService:
     # ------------------------------------------------------------------ discovery
 
     def discovery(self, request: Request, tenant_segment: str) -> Response:
-        """`GET /{tenant}/v2.0/.well-known/openid-configuration` (§3.9)."""
+        """`GET /{tenant}/v2.0/.well-known/openid-configuration`."""
         now = self.clock()
         with self.directory.lock:
             tenant = self.directory.resolve_tenant(tenant_segment)
         if tenant is None:
-            # MSAL turns this 400 into ValueError at construction (§3.7, AADSTS90002).
+            # AADSTS90002; MSAL turns this 400 into ValueError at construction ("Unable to get
+            # authority configuration", msal/authority.py).
             return aad_error(
                 400,
                 "invalid_tenant",
@@ -670,7 +684,7 @@ class EntraService:
                 tenant=tid,
             )
         # No `scope` in client-credentials responses: MSAL caches under the response scope
-        # when present, which would miss the cache on every call (§4.5).
+        # when present, which would miss the cache on every call (msal/token_cache.py).
         return json_response(
             200,
             {
@@ -707,7 +721,8 @@ class EntraService:
     def _check_assertion(
         self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
     ) -> Response | None:
-        """Verify a certificate (x5t / x5t#S256) or federated client assertion (§3.2).
+        """Verify a certificate (x5t / x5t#S256) or federated client assertion
+        (https://learn.microsoft.com/entra/identity-platform/certificate-credentials).
 
         Certificate assertions: RS256 with `x5t` (MSAL with a PEM and SHA-1 thumbprint) or PS256
         with `x5t#S256` (MSAL with a PFX); claims aud = token endpoint, iss = sub = client id.
@@ -871,7 +886,7 @@ class EntraService:
     # ------------------------------------------------------------------ managed identity
 
     def managed_identity_token(self, request: Request) -> Response:
-        """`GET /msi/token` of the App Service managed-identity protocol (§6.1)."""
+        """`GET /msi/token` of the App Service managed-identity protocol."""
         home = self.directory.home_tenant_id
         provided = request.header("x-identity-header")
         if provided is None or provided != self.identity_header:

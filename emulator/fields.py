@@ -1,11 +1,13 @@
-"""Graph-only fields and enum rules layered on the one model (issues 8.3, 8.4 and 14).
+"""Graph-only fields and enum rules layered on the one model: evolvable enums, the newer incident
+and alert fields, and the seeding of the newer members.
 
 Three things live here so that `emulator.render` stays a plain mapping:
 
 - **Evolvable enums.** Graph hides enum members added after `unknownFutureValue` unless the
   request sends `Prefer: include-unknown-enum-members`; without it they come back as
-  `unknownFutureValue` (defender-api.md §0.1 item 5; Graph best practices, "Handling future
-  members in evolvable enumerations"). Which members come after the sentinel is read from
+  `unknownFutureValue` (Graph best practices, "Handling future members in evolvable
+  enumerations": https://learn.microsoft.com/graph/best-practices-concept). Which members come
+  after the sentinel is read from
   Microsoft's own generated models (msgraph-sdk-python 1.65.0,
   `msgraph/generated/models/security/{incident_status,service_source,detection_source,
   evidence_remediation_status}.py`); every other enum the emulator renders has none.

@@ -2,14 +2,16 @@
 the KQL subset interpreter (`emulator.kql`).
 
 Legacy `POST /api/advancedhunting/run` `{"Query"}` -> `{"Stats","Schema":[{"Name","Type"}],
-"Results"}` (defender-api.md §1.6); Graph `POST /security/runHuntingQuery` `{"Query",
-"Timespan"?}` -> `{"@odata.context","schema":[{"name","type"}],"results"}` (§2.5). Data older
+"Results"}` (https://learn.microsoft.com/defender-xdr/api-advanced-hunting); Graph
+`POST /security/runHuntingQuery` `{"Query", "Timespan"?}` ->
+`{"@odata.context","schema":[{"name","type"}],"results"}`
+(https://learn.microsoft.com/graph/api/security-security-runhuntingquery). Data older
 than 30 days is out of reach (the documented retention of both APIs); Graph's `Timespan`
 narrows the window further.
 
 Service limits (`Limits`; https://learn.microsoft.com/defender-xdr/api-advanced-hunting and the
 Graph overview https://learn.microsoft.com/graph/api/resources/security-api-overview, "Advanced
-hunting quotas"; defender-api.md §0.1 item 10):
+hunting quotas"):
 
 - **Rows**: "Results can return up to 100,000 rows." Neither API documents a marker for a cut
   result: the answer simply holds the first 100,000 rows (no flag, no status change), so the
@@ -20,16 +22,18 @@ hunting quotas"; defender-api.md §0.1 item 10):
   waiting out the limit. A query's run time is simulated (`latency_seconds`, or a
   `// emulator:latency=<seconds>` comment in the query, for tests); the limit is
   `timeout_seconds`.
-- **Result size**: over 50 MB (Graph overview; the older MDE page said 124 MB) is "HTTP 400
-  Bad Request with the message 'Query execution has exceeded the allowed result size. Optimize
-  your query by limiting the number of results and try again.'"
+- **Result size**: over 50 MB (Graph overview; the older page
+  https://learn.microsoft.com/defender-endpoint/api/run-advanced-query-api said 124 MB) is
+  "HTTP 400 Bad Request with the message 'Query execution has exceeded the allowed result size.
+  Optimize your query by limiting the number of results and try again.'"
 - **CPU**: "Each tenant is allocated CPU resources ... Queries are blocked if the tenant has
   reached 100% of the allocated resources until after the next 15-minute cycle"; "a 429 ...
   Read the response body to understand the limit you have reached." The emulator charges each
   query its (simulated) run time against `cpu_seconds` per `cpu_cycle_seconds` (None: no CPU
   quota, the default since real allocations depend on tenant size) and answers 429 naming the
-  quota, in the shape of the observed call-quota bodies (§1.7), with `Retry-After` = seconds to
-  the next cycle. The wording is the emulator's (UNCERTAIN).
+  quota, in the shape of the observed call-quota bodies (`code` "429", see
+  `emulator.ratelimit`), with `Retry-After` = seconds to the next cycle. The wording is the
+  emulator's (UNCERTAIN).
 """
 
 from __future__ import annotations
@@ -175,7 +179,8 @@ def _instant(text: str) -> datetime | None:
 def parse_timespan(text: str | None, now: datetime) -> tuple[datetime, datetime]:
     """The (start, end) of a Graph `Timespan`; 30 days back from now when absent.
 
-    Forms (§2.5): `start/end`, `P30D/end`, `start/P30D`, `P30D`, `start` (start only, until now).
+    Forms (the runHuntingQuery page's): `start/end`, `P30D/end`, `start/P30D`, `P30D`, `start`
+    (start only, until now).
 
     Raises:
         TimespanError: not one of these forms.

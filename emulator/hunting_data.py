@@ -138,7 +138,9 @@ TABLE_SCHEMAS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "IdentityLogonEvents": _IDENTITY_LOGON_EVENTS,
 }
 
-RETENTION = timedelta(days=30)  # advanced hunting serves the last 30 days (defender-api.md §1.6)
+# Advanced hunting serves the last 30 days
+# (https://learn.microsoft.com/defender-xdr/api-advanced-hunting).
+RETENTION = timedelta(days=30)
 
 # Legacy alert enum values -> the display names advanced hunting shows. Unknown values pass
 # through unchanged. Keys are lower-case.

@@ -1,9 +1,13 @@
 """Key Vault secrets stand-in: the challenge flow, versions, access policy and error bodies.
 
-Behaviour from defender-api.md §5: the SDK's first request carries no `Authorization` and must
-get 401 with a `WWW-Authenticate: Bearer authorization=…, resource=…` challenge; then a token for
-`https://vault.azure.net` gets the `SecretBundle`; 404 `SecretNotFound` and 403 access-policy
-bodies use the documented messages. Times in `attributes` are epoch seconds (ints).
+The SDK's first request carries no `Authorization` and must get 401 with a
+`WWW-Authenticate: Bearer authorization=…, resource=…` challenge (azure-keyvault-secrets,
+`azure/keyvault/secrets/_shared/challenge_auth_policy.py`); then a token for
+`https://vault.azure.net` gets the `SecretBundle`
+(https://learn.microsoft.com/rest/api/keyvault/secrets/get-secret/get-secret); 404
+`SecretNotFound` and 403 access-policy bodies use the documented messages
+(https://learn.microsoft.com/azure/key-vault/general/rest-error-codes). Times in `attributes`
+are epoch seconds (ints).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from emulator.entra import VAULT_RESOURCES, TokenError, TokenIssuer, bearer_toke
 from emulator.http import Request, Response, json_response
 from emulator.model import Clock
 
-# API versions the SDK releases default to (§5.1), plus the older documented ones.
+# API versions the SDK releases default to (7.1 in azure-keyvault-secrets 4.2.0 up to 2026-04-01
+# in 4.12.0), plus the older documented ones.
 API_VERSIONS = frozenset(
     {"2016-10-01", "7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"}
 )
@@ -88,7 +93,8 @@ class KeyVaultService:
         self.vault_url = vault_url
 
     def _challenge(self, message: str) -> Response:
-        # The SDK reads the tenant from the first path segment of `authorization` (§5.3).
+        # The SDK reads the tenant from the first path segment of `authorization`
+        # (azure-keyvault-secrets, `_shared/http_challenge.py`).
         header = (
             f'Bearer authorization="https://login.microsoftonline.com/{self.vault.tenant_id}", '
             f'resource="{VAULT_RESOURCES[0]}"'
@@ -175,7 +181,7 @@ class KeyVaultService:
         return json_response(200, self.bundle(name, found), tenant=claims.tenant_id)
 
     def bundle(self, name: str, version: SecretVersion) -> dict[str, Any]:
-        """The documented `SecretBundle` shape (§5.1)."""
+        """The documented `SecretBundle` shape."""
         attributes: dict[str, Any] = {
             "enabled": version.enabled,
             "created": _epoch(version.created),

@@ -71,7 +71,8 @@ from emulator.hunting_data import TABLE_SCHEMAS
 
 __all__ = ["API_TYPE_NAMES", "DEFAULT_MAX_ROWS", "KqlError", "QueryResult", "run"]
 
-# The documented result limit of advanced hunting (defender-api.md §1.6, §2.5).
+# The documented result limit of advanced hunting, both surfaces
+# (https://learn.microsoft.com/defender-xdr/api-advanced-hunting).
 DEFAULT_MAX_ROWS = 100_000
 
 # KQL type name -> the name the hunting APIs report in the schema of a response.

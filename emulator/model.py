@@ -2,7 +2,9 @@
 
 Field names and enum values follow the legacy Defender XDR API (PascalCase enums), because that
 is the richer of the two documented shapes; `emulator.render` maps them to Graph
-(camelCase enums, renamed fields) per defender-api.md §1.8.
+(camelCase enums, renamed fields), comparing the two resources
+(https://learn.microsoft.com/defender-xdr/api-incident,
+https://learn.microsoft.com/graph/api/resources/security-incident).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def utc_now() -> datetime:
 def format_time(value: datetime) -> str:
     """Render a DateTimeOffset the way the APIs do: UTC, 7 fractional digits, `Z`.
 
-    The legacy API shows up to 7 digits (`2020-09-06T14:46:57.0733333Z`, defender-api.md §1.4);
+    The legacy API shows up to 7 digits (`2020-09-06T14:46:57.0733333Z` in the example of
+    https://learn.microsoft.com/defender-xdr/api-list-incidents);
     Python keeps microseconds, so the 7th digit is always 0 and the value round-trips exactly.
     """
     value = value.astimezone(UTC)
@@ -68,7 +71,7 @@ class Device:
 
 
 # Every key of a legacy entity; the API sends all of them, null where they do not apply
-# (defender-api.md §1.4, "Entity object").
+# (the entity table and examples of https://learn.microsoft.com/defender-xdr/api-list-incidents).
 ENTITY_KEYS: tuple[str, ...] = (
     "entityType",
     "sha1",
@@ -166,7 +169,8 @@ class Incident:
     system_tags: tuple[str, ...] = ()
     comments: tuple[Comment, ...] = ()
     alerts: tuple[Alert, ...] = field(default=())
-    # Graph-only fields that a write sets (security-incident.md; issue 8.4). `None` means "not
+    # Graph-only fields that a write sets (the newer fields of
+    # https://learn.microsoft.com/graph/api/resources/security-incident). `None` means "not
     # set": `emulator.fields` then derives what Graph shows (or null).
     resolving_comment: str | None = None
     last_modified_by: str | None = None

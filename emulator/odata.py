@@ -2,9 +2,11 @@
 
 Legacy `/api/incidents` documents `$filter` on `lastUpdateTime`, `createdTime`, `status` and
 `assignedTo` only; Graph `/security/incidents` adds `severity`, `classification`, `determination`
-(defender-api.md §1.2, §2.2). Datetimes are unquoted ISO-8601 literals with an offset
-(`lastUpdateTime ge 2020-06-03T18:04:29.4633333Z`, from Microsoft's Hello-World script), strings
-are single-quoted with `''` escaping (OData ABNF). Anything outside the subset raises
+(https://learn.microsoft.com/defender-xdr/api-list-incidents,
+https://learn.microsoft.com/graph/api/security-list-incidents). Datetimes are unquoted ISO-8601
+literals with an offset (`lastUpdateTime ge 2020-06-03T18:04:29.4633333Z`, from Microsoft's
+Hello-World script), strings are single-quoted with `''` escaping (OData ABNF). Anything outside
+the subset raises
 `ODataError`, which the APIs answer with 400: a client that relies on an undocumented filter
 finds out here, not in production.
 """

@@ -1,8 +1,12 @@
 """Per-tenant, per-API-family request quotas (sliding windows), as the services enforce them.
 
-Documented defaults: incidents 50 calls/minute and 1,500/hour (defender-api.md §1.2, §1.5, and
-the API terms page [S15]); advanced hunting 45/minute and 1,500/hour (§1.6, [S14]); Graph
-alerts 150/minute per app per tenant (§2.6, [S18g]). Each surface (legacy, Graph) keeps its own
+Documented defaults: incidents 50 calls/minute and 1,500/hour
+(https://learn.microsoft.com/defender-xdr/api-list-incidents,
+https://learn.microsoft.com/defender-xdr/api-update-incidents, and the API terms,
+https://learn.microsoft.com/legal/microsoft-365/api-terms); advanced hunting 45/minute and
+1,500/hour (https://learn.microsoft.com/defender-endpoint/api/run-advanced-query-api); Graph
+alerts 150/minute per app per tenant ("Security detections and incidents" in
+https://learn.microsoft.com/graph/throttling-limits). Each surface (legacy, Graph) keeps its own
 counters; a family's limits apply to both. Windows run on the real monotonic clock, not the
 injectable emulator clock, because they limit real request rates; tests shrink the windows
 instead (e.g. 10 calls per 1 second) through `EmulatorConfig.quotas` or `/_emulator/quotas`.
@@ -29,7 +33,8 @@ class Limit:
     seconds: float
 
     def window_label(self) -> str:
-        """`00:01:00`-style window, as in the observed 429 message (defender-api.md §1.7)."""
+        """`00:01:00`-style window, as in the legacy 429 message a Microsoft engineer posted
+        (https://github.com/MicrosoftDocs/microsoft-365-docs/issues/4616)."""
         total = int(self.seconds)
         return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 

@@ -1,9 +1,13 @@
 """The two renderings of the one model: legacy Defender XDR JSON and Microsoft Graph security JSON.
 
-Legacy shapes: defender-api.md §1.4. Graph shapes: §2.2 (incident) and §2.4 (alert with
-polymorphic `evidence`). Field renames and enum casing follow the migration mapping in §1.8:
-ids become strings, enums become camelCase, `incidentName` -> `displayName`, `tags` ->
-`customTags`, comments get `createdByDisplayName`/`createdDateTime`.
+Legacy shapes: the incident, alert, device and entity tables and examples of
+https://learn.microsoft.com/defender-xdr/api-list-incidents and
+https://learn.microsoft.com/defender-xdr/api-incident. Graph shapes: the incident
+(https://learn.microsoft.com/graph/api/resources/security-incident) and the alert with its
+polymorphic `evidence` (https://learn.microsoft.com/graph/api/resources/security-alert). Field
+renames and enum casing follow from comparing the two: ids become strings, enums become
+camelCase, `incidentName` -> `displayName`, `tags` -> `customTags`, comments get
+`createdByDisplayName`/`createdDateTime`.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from emulator.model import (
 # alertDetermination/alertSeverity have `unknown` where legacy says NotAvailable/UnSpecified.
 _ENUM_OVERRIDES = {"NotAvailable": "unknown", "UnSpecified": "unknown"}
 
-# The model stores the legacy resource-page determinations (defender-api.md §1.5); Graph's
-# schema today names four of them differently (§0.1 item 4, msgraph-sdk-python
-# `alert_determination.py`). Graph renders only the schema's names.
+# The model stores the legacy resource-page determinations
+# (https://learn.microsoft.com/defender-xdr/api-incident); Graph's schema today names four of
+# them differently (msgraph-sdk-python `alert_determination.py`). Graph renders only the
+# schema's names.
 DETERMINATION_TO_GRAPH = {
     "NotAvailable": "unknown",
     "CompromisedUser": "compromisedAccount",
@@ -38,8 +43,8 @@ DETERMINATION_TO_GRAPH = {
 }
 DETERMINATION_FROM_GRAPH = {v: k for k, v in DETERMINATION_TO_GRAPH.items()}
 
-# Graph alertDetermination, today's schema (§0.1 item 4; msgraph-sdk-python
-# alert_determination.py), without the `unknownFutureValue` sentinel: what a Graph PATCH may
+# Graph alertDetermination, today's schema (msgraph-sdk-python alert_determination.py),
+# without the `unknownFutureValue` sentinel: what a Graph PATCH may
 # set (`emulator.updates`) and, with the sentinel, what a Graph `$filter` accepts
 # (`emulator.defender`).
 GRAPH_DETERMINATIONS = (
@@ -60,8 +65,10 @@ GRAPH_DETERMINATIONS = (
     "lineOfBusinessApplication",
 )
 
-# Legacy `serviceSource` -> Graph `serviceSource` (defender-api.md §1.4 vs §2.4). Sentinel and
-# Defender for Cloud are members after `unknownFutureValue` (see `emulator.fields.EVOLVED`).
+# Legacy `serviceSource` -> Graph `serviceSource` (the legacy alert table against Graph's
+# serviceSource enum in https://learn.microsoft.com/graph/api/resources/security-alert).
+# Sentinel and Defender for Cloud are members after `unknownFutureValue` (see
+# `emulator.fields.EVOLVED`).
 SERVICE_SOURCE_TO_GRAPH = {
     "MicrosoftDefenderForEndpoint": "microsoftDefenderForEndpoint",
     "MicrosoftDefenderATP": "microsoftDefenderForEndpoint",
@@ -74,7 +81,7 @@ SERVICE_SOURCE_TO_GRAPH = {
     "MicrosoftSentinel": "microsoftSentinel",
 }
 
-# Legacy `detectionSource` -> Graph `detectionSource` (Graph detectionSource enum, §2.4).
+# Legacy `detectionSource` -> Graph `detectionSource` (Graph's detectionSource enum, same page).
 DETECTION_SOURCE_TO_GRAPH = {
     "WindowsDefenderAv": "antivirus",
     "MCAS": "cloudAppSecurity",
@@ -123,13 +130,13 @@ def graph_detection_source(value: str) -> str:
 
 def legacy_status(value: str) -> str:
     """Model status -> legacy status. The legacy enum (Active, InProgress, Resolved,
-    Redirected, §1.4) has no `AwaitingAction`; such an incident shows as Active there
+    Redirected) has no `AwaitingAction`; such an incident shows as Active there
     (emulator choice: it is open and waiting for the customer)."""
     return "Active" if value == "AwaitingAction" else value
 
 
 def incident_web_url(tenant_id: str, incident_id: int) -> str:
-    """The portal link Graph returns as `incidentWebUrl` (§2.2)."""
+    """The portal link Graph returns as `incidentWebUrl`."""
     return f"https://security.microsoft.com/incidents/{incident_id}?tid={tenant_id}"
 
 
@@ -137,7 +144,8 @@ def incident_web_url(tenant_id: str, incident_id: int) -> str:
 
 
 def legacy_comment(comment: Comment) -> dict[str, Any]:
-    """`{comment, createdBy, createdTime}` (§1.4)."""
+    """`{comment, createdBy, createdTime}` (the example's `createdTime`; the resource table
+    says "createTime")."""
     return {
         "comment": comment.comment,
         "createdBy": comment.created_by,
@@ -146,7 +154,7 @@ def legacy_comment(comment: Comment) -> dict[str, Any]:
 
 
 def legacy_device(device: Device) -> dict[str, Any]:
-    """Legacy device; `mdatpDeviceId` as in the examples, not the table's `DeviceId` (§7.1)."""
+    """Legacy device; `mdatpDeviceId` as in the examples, not the table's `DeviceId`."""
     return {
         "mdatpDeviceId": device.mdatp_device_id,
         "aadDeviceId": device.aad_device_id,
@@ -168,7 +176,7 @@ def legacy_device(device: Device) -> dict[str, Any]:
 
 
 def legacy_entity(entity: Entity) -> dict[str, Any]:
-    """Legacy entity: every key present, null where it does not apply (§1.4)."""
+    """Legacy entity: every key present, null where it does not apply."""
     out: dict[str, Any] = dict.fromkeys(ENTITY_KEYS)
     # Keys starting with "_" carry Graph-only evidence details (e.g. file size).
     out.update({k: v for k, v in entity.values.items() if not k.startswith("_")})
@@ -177,7 +185,7 @@ def legacy_entity(entity: Entity) -> dict[str, Any]:
 
 
 def legacy_alert(alert: Alert) -> dict[str, Any]:
-    """Legacy alert object embedded in an incident (§1.4)."""
+    """Legacy alert object embedded in an incident."""
     return {
         "alertId": alert.alert_id,
         "incidentId": alert.incident_id,
@@ -208,7 +216,7 @@ def legacy_alert(alert: Alert) -> dict[str, Any]:
 
 
 def legacy_incident(incident: Incident) -> dict[str, Any]:
-    """Legacy incident object with its alerts always embedded (§1.4)."""
+    """Legacy incident object with its alerts always embedded."""
     return {
         "incidentId": incident.incident_id,
         "redirectIncidentId": incident.redirect_incident_id,
@@ -231,7 +239,8 @@ def legacy_incident(incident: Incident) -> dict[str, Any]:
 
 
 def graph_comment(comment: Comment) -> dict[str, Any]:
-    """Graph alertComment `{comment, createdByDisplayName, createdDateTime}` (§2.2, [S17e])."""
+    """Graph alertComment `{comment, createdByDisplayName, createdDateTime}`
+    (https://learn.microsoft.com/graph/api/resources/security-alertcomment)."""
     return {
         "@odata.type": "microsoft.graph.security.alertComment",
         "comment": comment.comment,
@@ -241,7 +250,8 @@ def graph_comment(comment: Comment) -> dict[str, Any]:
 
 
 def _evidence_base(kind: str, alert: Alert, verdict: str, unknown: bool) -> dict[str, Any]:
-    # Every evidence item carries these (§2.4); remediationStatus follows the investigation.
+    # Every evidence item carries these (alertEvidence); remediationStatus follows the
+    # investigation.
     remediation = fields.evolvable(
         "evidenceRemediationStatus", fields.remediation_status(alert), unknown
     )
@@ -442,7 +452,7 @@ def _entity_evidence(entity: Entity, alert: Alert, unknown: bool) -> dict[str, A
 
 
 def graph_alert(alert: Alert, tenant_id: str, *, include_unknown: bool = False) -> dict[str, Any]:
-    """Graph `alert` (alerts_v2) rendered from the model (§2.4, security-alert.md).
+    """Graph `alert` (alerts_v2) rendered from the model.
 
     `include_unknown`: the request sent `Prefer: include-unknown-enum-members`; without it the
     newer service and detection sources render `unknownFutureValue` (`emulator.fields`).
@@ -497,7 +507,7 @@ def graph_alert(alert: Alert, tenant_id: str, *, include_unknown: bool = False) 
 def graph_incident(
     incident: Incident, tenant_id: str, *, expand_alerts: bool, include_unknown: bool = False
 ) -> dict[str, Any]:
-    """Graph `incident` (§2.2, security-incident.md); `alerts` only with `$expand=alerts`.
+    """Graph `incident`; `alerts` only with `$expand=alerts`.
 
     `include_unknown`: as for `graph_alert` (status `awaitingAction` is hidden without it).
     """

@@ -1,13 +1,15 @@
 """Validation and application of incident updates (legacy PATCH, Graph PATCH, Graph comments).
 
 Pure: takes the current `Incident` and a parsed JSON body, returns the new `Incident` or raises
-`UpdateError` with a message for a 400. Contract: defender-api.md §1.5 (legacy PATCH: status,
-assignedTo, classification, determination, tags, comment; case-sensitive names; `comment`
-appends) and §2.3 (Graph PATCH: camelCase values, `customTags`).
+`UpdateError` with a message for a 400. Contract: the legacy PATCH (status, assignedTo,
+classification, determination, tags, comment; case-sensitive names; `comment` appends:
+https://learn.microsoft.com/defender-xdr/api-update-incidents) and the Graph PATCH (camelCase
+values, `customTags`: https://learn.microsoft.com/graph/api/security-incident-update).
 
-Determinations: the legacy API documents two spellings (§1.5); both are accepted there and the
-resource-page names are stored (the model's names). Graph accepts only today's schema names
-(§0.1 item 4): the four older names are refused like any value that is not a member of the
+Determinations: the legacy API documents two spellings (the PATCH page's and the incident
+resource page's); both are accepted there and the resource-page names are stored (the model's
+names). Graph accepts only today's schema names (msgraph-sdk-python `alert_determination.py`):
+the four older names are refused like any value that is not a member of the
 enum, and what it accepts is stored so that it renders back exactly as sent
 (`emulator.render.DETERMINATION_TO_GRAPH` is the one mapping both ways).
 """
@@ -26,7 +28,7 @@ from emulator.render import DETERMINATION_FROM_GRAPH, GRAPH_DETERMINATIONS
 LEGACY_STATUSES = ("Active", "Resolved", "InProgress", "Redirected")
 LEGACY_CLASSIFICATIONS = ("TruePositive", "InformationalExpectedActivity", "FalsePositive")
 
-# Documented determinations per classification, PATCH-page spellings (§1.5) plus the
+# Documented determinations per classification, PATCH-page spellings plus the
 # resource-page spellings; "Other" fits every classification.
 _BY_CLASSIFICATION: Mapping[str, frozenset[str]] = {
     "TruePositive": frozenset(
@@ -69,7 +71,7 @@ _CANONICAL = {
     "NotEnoughDataToValidate": "InsufficientData",
     "NotMalicious": "Clean",
 }
-# Graph status/classification values accepted by PATCH (§2.2, §2.3).
+# Graph status/classification values accepted by PATCH (the incident resource's enums).
 _GRAPH_STATUSES = ("active", "resolved", "inProgress", "redirected")
 _GRAPH_CLASSIFICATIONS = (
     "unknown",
@@ -169,7 +171,7 @@ def _resolve_alerts(incident: Incident, at: datetime) -> Incident:
 
 
 def apply_legacy_patch(incident: Incident, body: Any, author: str, now: datetime) -> Incident:
-    """`PATCH /api/incidents/{id}` semantics (§1.5).
+    """`PATCH /api/incidents/{id}` semantics.
 
     Raises:
         UpdateError: unknown property (names are case-sensitive), wrong type or value.
@@ -240,7 +242,7 @@ def _graph_enum(body: Mapping[str, Any], key: str, values: tuple[str, ...]) -> s
 
 
 def apply_graph_patch(incident: Incident, body: Any, author: str, now: datetime) -> Incident:
-    """`PATCH /security/incidents/{id}` semantics (§2.3), made by `author` (`lastModifiedBy`).
+    """`PATCH /security/incidents/{id}` semantics, made by `author` (`lastModifiedBy`).
 
     Raises:
         UpdateError: unknown property, wrong type or value.
@@ -303,7 +305,8 @@ def apply_graph_patch(incident: Incident, body: Any, author: str, now: datetime)
 
 
 def add_comment(incident: Incident, body: Any, author: str, now: datetime) -> Incident:
-    """`POST /security/incidents/{id}/comments` (§2.3): append one alertComment.
+    """`POST /security/incidents/{id}/comments`: append one alertComment
+    (https://learn.microsoft.com/graph/api/security-incident-post-comments).
 
     Raises:
         UpdateError: the body has no non-empty `comment` string.

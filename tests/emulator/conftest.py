@@ -1,7 +1,7 @@
 """Fixtures for the emulator's own tests: one running emulator per session, plus HTTP helpers.
 
 The machine presets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, which would override `Session.verify`
-(local-cloud-notes.md §0), so sessions here set `trust_env = False` and verify with the
+(psf/requests#3829), so sessions here set `trust_env = False` and verify with the
 emulator's CA explicitly.
 """
 

@@ -1,6 +1,6 @@
 """Service limits and behaviours of incident listings: Graph `$top`/`$skip` limits, `$orderby`,
-the arbitrary order, `$expand` failures, late arrival and activity during paging (issue 8 points
-1, 5, 6; issue 9 point 10). Against the running emulator, over HTTP."""
+the arbitrary order, `$expand` failures, late arrival and activity during paging. Against the
+running emulator, over HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 4 identity features: certificate and federated assertions, consent, secret rotation."""
+"""The app's credentials: certificate and federated assertions, consent, secret rotation."""
 
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ def test_certificate_assertion_ps256_with_pfx(
     emu: Emulator, http: requests.Session, tmp_path: Path
 ) -> None:
     """MSAL with the PFX from Key Vault (PS256, x5t#S256) gets a token."""
-    from emulator.server import CERT_PFX_NAME
+    from emulator.state import CERT_PFX_NAME
 
     pfx = tmp_path / "app.pfx"
-    world = emu._require_world()  # the vault's copy, as the app would read it
-    pfx.write_bytes(base64.b64decode(world.vault.secrets[CERT_PFX_NAME][-1].value))
+    vault = emu.world.vault  # the vault's copy, as the app would read it
+    pfx.write_bytes(base64.b64decode(vault.secrets[CERT_PFX_NAME][-1].value))
     credential = {"private_key_pfx_path": str(pfx), "passphrase": None}
     result = _msal(emu, http, credential).acquire_token_for_client([LEGACY_SCOPE])
     assert "access_token" in result, result
@@ -66,7 +66,8 @@ def test_managed_identity_as_federated_credential(emu: Emulator, http: requests.
     """The user-assigned identity's token for api://AzureADTokenExchange is a valid client
     assertion. The system-assigned identity's is refused the way Entra refuses an assertion it
     has no record for (AADSTS70021, 400 invalid_request): only user-assigned identities can be
-    federated credentials (issue 8.7)."""
+    federated credentials
+    (https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity)."""
 
     def exchange_token(client_id: str | None) -> str:
         params = {"api-version": "2019-08-01", "resource": "api://AzureADTokenExchange"}

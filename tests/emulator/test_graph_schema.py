@@ -1,6 +1,6 @@
-"""Graph's schema as of today (issues 8.2-8.4 and 14, emulator side): determination names,
-evolvable enums behind `Prefer: include-unknown-enum-members`, the newer incident and alert
-fields, and the namespace-qualified action path."""
+"""Graph's schema as of today, emulator side: determination names, evolvable enums behind
+`Prefer: include-unknown-enum-members`, the newer incident and alert fields, and the
+namespace-qualified action path."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_graph_patch_stores_and_returns_what_it_accepted(
     legacy: str,
 ) -> None:
     """PATCH answer and later GET show the value as sent; the legacy API maps it to its own
-    documented name (defender-api.md §1.5), and a legacy PATCH of that name reads back on
+    documented name (the incident resource page's), and a legacy PATCH of that name reads back on
     Graph as the schema name."""
     target = next(i for i in _graph_truth(http, fresh) if i["status"] == "active")
     url = f"{fresh.url}/v1.0/security/incidents/{target['id']}"

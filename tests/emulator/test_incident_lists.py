@@ -40,10 +40,10 @@ GRAPH_INCIDENT_KEYS = {
     "id", "tenantId", "status", "incidentWebUrl", "redirectIncidentId", "displayName",
     "createdDateTime", "lastUpdateDateTime", "assignedTo", "classification", "determination",
     "severity", "customTags", "systemTags", "description", "comments",
-    "summary", "priorityScore", "resolvingComment", "lastModifiedBy",  # issue 8.4
+    "summary", "priorityScore", "resolvingComment", "lastModifiedBy",  # the newer fields
 }  # fmt: skip
 PREFER_ALL_MEMBERS = "include-unknown-enum-members"
-# Legacy (resource-page) determination -> Graph name of today's schema (defender-api.md §0.1).
+# Legacy (resource-page) determination -> Graph name of today's schema (alert_determination.py).
 DETERMINATIONS = {
     "NotAvailable": "unknown",
     "CompromisedUser": "compromisedAccount",
@@ -92,7 +92,8 @@ def test_legacy_list_pages_through_every_incident_newest_first(
 def test_legacy_incidents_carry_every_documented_field(
     emu: Emulator, http: requests.Session, legacy_token: str
 ) -> None:
-    """Every §1.4 field on incidents, alerts and entities (entities with all keys)."""
+    """Every documented legacy field on incidents, alerts and entities (entities with all
+    keys)."""
     body = get_json(http, f"{emu.url}/api/incidents", legacy_token).json()
     assert body["@odata.context"].endswith("/api/$metadata#Incidents")
     statuses = set()
@@ -271,7 +272,7 @@ def test_graph_list_with_expand_equals_truth(
 
 
 def test_graph_and_legacy_render_the_same_model(emu: Emulator, http: requests.Session) -> None:
-    """Same incidents, renamed fields and camelCase enums (defender-api.md §1.8)."""
+    """Same incidents, renamed fields and camelCase enums."""
     legacy = admin(http, emu, "GET", f"truth/{emu.home_tenant_id}/incidents?api=legacy")["value"]
     graph = admin(http, emu, "GET", f"truth/{emu.home_tenant_id}/incidents?api=graph")["value"]
     assert len(legacy) == len(graph)
