@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
 from shared.invocation import InvocationExecutor
-from shared.settings import ApiKind, Settings, load
+from shared.settings import Settings, load
+from shared.surfaces import ApiKind
 
 if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
     import requests

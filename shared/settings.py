@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from shared.clouds import CLOUDS, Cloud
 from shared.errors import ConfigError
+from shared.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind
 
 TENANT_ID_SETTING = "DEFENDER_TENANT_ID"
 CLIENT_ID_SETTING = "DEFENDER_CLIENT_ID"
@@ -131,7 +132,6 @@ LOG_LEVEL_AZURE_SDK_SETTING = "LOG_LEVEL_AZURE_SDK"
 #: synchronous functions (infra/ sets it; shared.host checks it against host.json's batches)
 PYTHON_THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
-ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
 AppCredentialKind = Literal["secret", "certificate", "federated"]
 Feature = Literal["ingest", "update", "hunting"]
@@ -160,13 +160,6 @@ DEFAULT_CALLER_LIMITS: dict[str, RateLimit] = {
 
 _T = TypeVar("_T")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")  # six fields: second minute hour day month weekday
-
-#: the legacy API refuses $top above 100 (https://learn.microsoft.com/defender-xdr/api-list-incidents);
-#: Graph /security/incidents answers 400 "The limit of '50' for Top query has been exceeded" above
-#: 50 (the docs give no number; observed and handled by wazuh/wazuh#28070, demisto/content#45413)
-MAX_PAGE_SIZE: dict[ApiKind, int] = {"legacy": 100, "graph": 50}
-#: the default page is the largest each surface accepts
-DEFAULT_PAGE_SIZE: dict[ApiKind, int] = dict(MAX_PAGE_SIZE)
 
 
 @dataclass(frozen=True, slots=True)

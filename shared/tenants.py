@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.errors import StorageError
-from shared.settings import ApiKind
+from shared.surfaces import ApiKind
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from shared.clock import format_utc
 from shared.defender.limiter import Family, RateLimiterRegistry
 from shared.defender.model import (
     Alert,
-    ApiKind,
     HuntingResult,
     Incident,
     normalize,
@@ -75,7 +74,7 @@ from shared.errors import (
     TransientError,
     UnexpectedResponseError,
 )
-from shared.settings import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from shared.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind, surface
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +183,7 @@ class DefenderClient:
         limiter: the process's rate limiter registry (None: no client-side limiting).
         tenant: the tenant id, the key of this client's rate-limit buckets.
         page_size: ``$top`` of listings; default and cap per surface (legacy 100, Graph 50:
-            ``shared.settings.MAX_PAGE_SIZE``).
+            ``shared.surfaces.MAX_PAGE_SIZE``).
         sleep, monotonic, rng: injected for tests.
         hunting_row_limit: the service's row cap; a result this long is flagged ``truncated``.
     """
@@ -630,8 +629,8 @@ class DefenderClient:
         when asked. Nothing else: no ``$skip``, no ``$orderby`` (see ``shared.defender.slices``).
         """
         legacy = self.api == "legacy"
-        updated = "lastUpdateTime" if legacy else "lastUpdateDateTime"
-        created = "createdTime" if legacy else "createdDateTime"
+        spelling = surface(self.api)
+        updated, created = spelling.last_update_field, spelling.created_field
         parts = [
             f"{updated} ge {format_utc(request.start)}",
             f"{updated} lt {format_utc(request.end)}",
@@ -646,8 +645,7 @@ class DefenderClient:
                 params["$expand"] = "alerts"
             if count:
                 params["$count"] = "true"
-        url = self.base_url + ("/api/incidents" if legacy else "/v1.0/security/incidents")
-        return RequestSpec("GET", url, params)
+        return RequestSpec("GET", self.base_url + spelling.incidents_path, params)
 
     def incident_slice(
         self,

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from shared.clock import parse_utc
 from shared.defender.values import current_determination
 from shared.errors import UnexpectedResponseError
-
-ApiKind = Literal["graph", "legacy"]
+from shared.surfaces import GRAPH, LEGACY, ApiKind, surface
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +90,15 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
     if api == "legacy":
         redirect = raw.get("redirectIncidentId")
         return Incident(
-            id=_text(raw, "incidentId") or "",
+            id=_text(raw, LEGACY.id_field) or "",
             title=_text(raw, "incidentName", required=False) or "",
             status=camel(_text(raw, "status", required=False)) or "unknown",
             severity=camel(_text(raw, "severity", required=False)) or "unknown",
             classification=camel(_text(raw, "classification", required=False)),
             determination=current_determination(camel(_text(raw, "determination", required=False))),
             assigned_to=_text(raw, "assignedTo", required=False),
-            created=_time(raw, "createdTime"),
-            last_update=_time(raw, "lastUpdateTime"),
+            created=_time(raw, LEGACY.created_field),
+            last_update=_time(raw, LEGACY.last_update_field),
             redirect_id=None if redirect is None else str(redirect),
             tags=_tags(raw.get("tags")),
             alert_count=alert_count,
@@ -108,15 +107,15 @@ def normalize(raw: Mapping[str, Any], api: ApiKind) -> Incident:
         )
     redirect = raw.get("redirectIncidentId")
     return Incident(
-        id=_text(raw, "id") or "",
+        id=_text(raw, GRAPH.id_field) or "",
         title=_text(raw, "displayName", required=False) or "",
         status=_text(raw, "status", required=False) or "unknown",
         severity=_text(raw, "severity", required=False) or "unknown",
         classification=_text(raw, "classification", required=False),
         determination=current_determination(_text(raw, "determination", required=False)),
         assigned_to=_text(raw, "assignedTo", required=False),
-        created=_time(raw, "createdDateTime"),
-        last_update=_time(raw, "lastUpdateDateTime"),
+        created=_time(raw, GRAPH.created_field),
+        last_update=_time(raw, GRAPH.last_update_field),
         redirect_id=None if redirect is None else str(redirect),
         tags=_tags(raw.get("customTags")),
         alert_count=alert_count,
@@ -155,14 +154,18 @@ def normalize_alert(raw: Mapping[str, Any], api: ApiKind) -> Alert:
     """
     if not isinstance(raw, Mapping):
         raise UnexpectedResponseError("an alert is not a JSON object")
+    spelling = surface(api)
+    keys = (
+        spelling.alert_id_field,
+        spelling.alert_created_field,
+        spelling.alert_last_update_field,
+    )
     if api == "legacy":
-        keys = ("alertId", "creationTime", "lastUpdatedTime")
         status = camel(_text(raw, "status", required=False))
         severity = camel(_text(raw, "severity", required=False))
         service = camel(_text(raw, "serviceSource", required=False))
         detection = camel(_text(raw, "detectionSource", required=False))
     else:
-        keys = ("id", "createdDateTime", "lastUpdateDateTime")
         status = _text(raw, "status", required=False)
         severity = _text(raw, "severity", required=False)
         service = _text(raw, "serviceSource", required=False)

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shared.defender.model import ApiKind
 from shared.defender.paging import RequestSpec, incidents_path
 from shared.defender.queries import AlertQuery
 from shared.defender.values import (
@@ -40,6 +39,7 @@ from shared.defender.values import (
     for_api,
 )
 from shared.errors import ConfigError
+from shared.surfaces import ApiKind
 
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 #: a comment or a tag longer than this is refused before sending (the portal's own limits are

@@ -56,12 +56,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.clock import parse_utc
-from shared.defender.model import ApiKind
 from shared.defender.queries import IncidentQuery
 from shared.errors import UnexpectedResponseError
-
-#: the deepest ``$skip`` any listing asks for: Graph's documented cap (see the module docstring)
-SKIP_LIMIT = 500
+from shared.surfaces import SKIP_LIMIT, ApiKind, surface
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +99,7 @@ class Page:
 
 def incidents_path(api: ApiKind) -> str:
     """Path of the incident collection on ``api``."""
-    return "/v1.0/security/incidents" if api == "graph" else "/api/incidents"
+    return surface(api).incidents_path
 
 
 def list_incidents_request(

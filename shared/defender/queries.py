@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.clock import format_utc
-from shared.defender.model import Alert, ApiKind, Incident
+from shared.defender.model import Alert, Incident
+from shared.defender.values import for_api
 from shared.errors import ConfigError
+from shared.surfaces import GRAPH, ApiKind, surface
 
 ALERT_STATUSES = ("new", "inProgress", "resolved")
 
@@ -89,12 +91,10 @@ class IncidentQuery:
 
     def server_filter(self, api: ApiKind) -> str | None:
         """The ``$filter`` for the part of this query ``api`` can evaluate, or None."""
-        from shared.defender.values import for_api
-
         legacy = api == "legacy"
         parts = _time_parts(
-            "lastUpdateTime" if legacy else "lastUpdateDateTime",
-            "createdTime" if legacy else "createdDateTime",
+            surface(api).last_update_field,
+            surface(api).created_field,
             self.updated_from,
             self.created_from,
             self.created_before,
@@ -149,8 +149,8 @@ class AlertQuery:
     def graph_filter(self) -> str | None:
         """The ``$filter`` for ``alerts_v2`` (all but the last-update upper bound, as above)."""
         parts = _time_parts(
-            "lastUpdateDateTime",
-            "createdDateTime",
+            GRAPH.last_update_field,
+            GRAPH.created_field,
             self.updated_from,
             self.created_from,
             self.created_before,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from shared.errors import ConfigError
 
 if TYPE_CHECKING:  # the model imports this module to map determinations it reads
-    from shared.defender.model import ApiKind
+    from shared.surfaces import ApiKind
 
 #: incident statuses a caller may filter on or set (``awaitingAction`` is read-only on Graph)
 STATUSES = ("active", "inProgress", "resolved", "redirected")

@@ -47,6 +47,7 @@ from shared.errors import ConflictError, StorageError
 from shared.invocation import InvocationExecutor
 from shared.storage.archive import StoredVersion
 from shared.storage.batch import TRANSACTION_SIZE, Refused, submit
+from shared.surfaces import surface
 
 _MAX_CONFLICT_RETRIES = 5
 #: point reads in flight at once, process-wide (a lookup of an answer's ids runs them in parallel)
@@ -99,8 +100,7 @@ class RowVersion:
 
 def version_text(incident: Incident) -> str:
     """The API's own last-update text of a version (exact, 7 digits)."""
-    key = "lastUpdateTime" if incident.api == "legacy" else "lastUpdateDateTime"
-    return str(incident.raw.get(key) or "")
+    return str(incident.raw.get(surface(incident.api).last_update_field) or "")
 
 
 def is_stored(row: RowVersion | None, incident: Incident) -> bool:
