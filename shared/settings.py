@@ -728,9 +728,30 @@ def _bool(raw: str) -> bool:
 
 
 def _tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
-    from shared.api.access import parse_tenant_roles
-
     return parse_tenant_roles(raw)
+
+
+def parse_tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
+    """``API_TENANT_ROLES``: ``Role=tid,tid;Other=tid`` (ValueError naming the bad part)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for index, part in enumerate(p.strip() for p in raw.split(";")):
+        if not part:
+            continue
+        role, sep, tids = part.partition("=")
+        tenants = tuple(_guid_or_empty(t) for t in tids.split(",") if t.strip())
+        if not sep or not role.strip() or not tenants or "" in tenants:
+            raise ValueError(
+                f"entry {index + 1} must be Role=tenant-guid[,tenant-guid...] (entries split by ;)"
+            )
+        out[role.strip()] = tenants
+    return out
+
+
+def _guid_or_empty(raw: str) -> str:
+    try:
+        return str(uuid.UUID(raw.strip()))
+    except ValueError:
+        return ""
 
 
 def _app_id_uri(raw: str) -> str:

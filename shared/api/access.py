@@ -274,22 +274,6 @@ def check_tenant(tenant: str, caller: Principal, registered: Collection[str]) ->
     return tenant
 
 
-def parse_tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
-    """``API_TENANT_ROLES``: ``Role=tid,tid;Other=tid`` (ValueError naming the bad part)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for index, part in enumerate(p.strip() for p in raw.split(";")):
-        if not part:
-            continue
-        role, sep, tids = part.partition("=")
-        tenants = tuple(_guid(t.strip()) or "" for t in tids.split(",") if t.strip())
-        if not sep or not role.strip() or not tenants or "" in tenants:
-            raise ValueError(
-                f"entry {index + 1} must be Role=tenant-guid[,tenant-guid...] (entries split by ;)"
-            )
-        out[role.strip()] = tenants
-    return out
-
-
 def _guid(value: str) -> str | None:
     try:
         return str(uuid.UUID(value.strip()))

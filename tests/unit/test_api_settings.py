@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared.api.access import parse_tenant_roles
 from shared.errors import ConfigError
-from shared.settings import Settings
+from shared.settings import Settings, parse_tenant_roles
 from tests.unit.test_settings import BASE
 
 TID = "33333333-3333-3333-3333-333333333333"

@@ -63,12 +63,12 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "shared.fanout",
             "shared.push",
             "shared.hunting",
-            "shared.worker",
             "shared.host",
         ),
     ),
     ("root", ("shared.bootstrap",)),
-    ("faces", ("shared.api", "shared.cli", "shared.__main__", "function_app")),
+    # shared.worker is the Functions face's per-invocation set-up (azure.functions, logging)
+    ("faces", ("shared.api", "shared.cli", "shared.__main__", "shared.worker", "function_app")),
     # the local cloud stands apart (see SEPARATE); tools and tests sit on top of everything
     ("emulator", ("emulator",)),
     ("infra", ("infra",)),
