@@ -223,6 +223,11 @@ class DefenderClient:
         self._throttled_waits = 0
 
     @property
+    def retry(self) -> RetryPolicy:
+        """How hard each operation of this client tries (attempts, budget, longest wait)."""
+        return self._retry
+
+    @property
     def api_calls(self) -> int:
         """Requests sent so far (every attempt counts)."""
         return self._api_calls
