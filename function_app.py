@@ -33,16 +33,26 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared import bootstrap, worker
+from shared import worker
 from shared.api.access import host_auth_level
 from shared.api.routes import ROUTES, Route
 from shared.errors import ConfigError
 
 if TYPE_CHECKING:
+    from shared.bootstrap import Services
     from shared.ingest import IngestSummary
 
 app = func.FunctionApp()
 log = logging.getLogger("defender_bridge")
+
+
+def _services() -> Services:
+    """The process's composition root. Imported here, on first use, not at the top: it imports
+    every SDK (storage, MSAL, Key Vault, requests), and the host indexes this module, where
+    import time counts (``tests/functions`` checks that importing it loads none of them)."""
+    from shared import bootstrap
+
+    return bootstrap.services()
 
 
 @app.timer_trigger(
@@ -59,7 +69,7 @@ def _tick(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("the ingestion timer is past due; running now")
     try:
-        svc = bootstrap.services()
+        svc = _services()
     except ConfigError as exc:
         log.error("ingestion not started: settings: %s", exc)
         raise
@@ -84,7 +94,7 @@ def ingest_worker(message: func.QueueMessage, context: func.Context = worker.NO_
     """
     with worker.invocation(context):
         try:
-            svc = bootstrap.services()
+            svc = _services()
         except ConfigError as exc:
             log.error("ingestion not started: settings: %s", exc)
             raise
@@ -103,7 +113,7 @@ def push_worker(message: func.QueueMessage, context: func.Context = worker.NO_IN
     """
     with worker.invocation(context):
         try:
-            svc = bootstrap.services()
+            svc = _services()
         except ConfigError as exc:
             log.error("push not started: settings: %s", exc)
             raise
@@ -130,6 +140,7 @@ def _http_function(route: Route) -> Callable[..., func.HttpResponse]:
     def trigger(
         req: func.HttpRequest, context: func.Context = worker.NO_INVOCATION
     ) -> func.HttpResponse:
+        # on first use, for import cost (see ``_services``): the HTTP face wires the root
         from shared.api.app import answer
         from shared.api.functions import to_request, to_response
 
@@ -162,6 +173,8 @@ def hunting_worker(
     message: func.QueueMessage, context: func.Context = worker.NO_INVOCATION
 ) -> None:
     """Run one asynchronous hunting job (``{"job": id}``); its outcome is saved on the job."""
+    # on first use, for import cost (see ``_services``)
+    from shared.api.app import backend
     from shared.api.handlers import run_queued_job
 
     with worker.invocation(context):
@@ -170,4 +183,4 @@ def hunting_worker(
         except (ValueError, KeyError, TypeError):
             log.error("hunting worker: malformed message dropped")
             return
-        run_queued_job(bootstrap.services().api_backend(), job_id)
+        run_queued_job(backend(_services()), job_id)

@@ -8,48 +8,79 @@ Functions worker and the CLI reuse one HTTP pool, one Key Vault client, one MSAL
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
+
+# The composition root imports every wing, and so every SDK. ``function_app.py`` (indexed by
+# the Functions host, where import time counts) and ``shared.worker`` therefore import this
+# module only on first use; everything else imports it at the top.
+import requests
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+from requests.adapters import HTTPAdapter
 
 from shared.clock import Clock, utc_now
-from shared.invocation import InvocationExecutor
-from shared.settings import Settings, load
+from shared.credentials.caller import CallerClaims, CallerTokenValidator
+from shared.credentials.keyvault import KeyVaultSecret
+from shared.credentials.sources import (
+    CertificateSource,
+    ClientCredentialSource,
+    FederatedSource,
+    SecretSource,
+)
+from shared.credentials.tokens import AppTokenProvider
+from shared.credentials.user import OnBehalfOfProvider, cli_token_source
+from shared.defender.client import DefenderClient, RetryPolicy
+from shared.defender.limiter import RateLimiterRegistry
+from shared.errors import BridgeError, StorageError
+from shared.fanout import Fanout
+from shared.http import build_session
+from shared.ingest import Ingestor, Notify
+from shared.push.delivery import (
+    DEADLETTER_CONTAINER,
+    Callbacks,
+    DeadLetter,
+    PushOptions,
+    PushWorker,
+    table_rows,
+)
+from shared.push.keys import PushKeys
+from shared.push.outbox import PUSH_QUEUE, Outbox
+from shared.push.store import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
+from shared.push.target import Resolver, system_resolver
+from shared.push.transport import Connect, Sender, tls_context
+from shared.retirement import api_notice
+from shared.settings import RETIRED_SETTINGS, Settings, load
+from shared.storage import (
+    INCIDENT_CONTAINER,
+    INCIDENT_TABLE,
+    STATE_CONTAINER,
+    create_container_if_not_exists,
+)
+from shared.storage.archive import IncidentArchive, Quarantine
+from shared.storage.queue import IngestQueue, QueueSender
+from shared.storage.state import PageJournal, TenantLock, WatermarkStore, leased_tenants
+from shared.storage.table import IncidentTable
 from shared.surfaces import ApiKind
-
-if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
-    import requests
-    from azure.core.credentials import TokenCredential
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
-    from azure.storage.queue import QueueServiceClient
-
-    from shared.api.access import Authenticator, Principal
-    from shared.api.backend import Backend
-    from shared.credentials.caller import CallerTokenValidator
-    from shared.credentials.sources import ClientCredentialSource
-    from shared.credentials.tokens import AppTokenProvider
-    from shared.credentials.user import OnBehalfOfProvider
-    from shared.defender.client import DefenderClient
-    from shared.defender.limiter import RateLimiterRegistry
-    from shared.fanout import Fanout
-    from shared.ingest import Ingestor, Notify
-    from shared.push.delivery import Callbacks, PushOptions, PushWorker
-    from shared.push.keys import PushKeys
-    from shared.push.outbox import Outbox
-    from shared.push.store import EchoMarks, SubscriptionStore
-    from shared.push.target import Resolver
-    from shared.push.transport import Connect
-    from shared.storage.queue import IngestQueue, QueueSender
-    from shared.storage.state import WatermarkStore
-    from shared.tenants import ConsentStateStore, RunStateStore, TenantRegistry
+from shared.telemetry import recorder
+from shared.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: connections kept per storage host: more than the tenants a worker runs at once
 #: (host.json batchSize + newBatchThreshold, or INGEST_CONCURRENCY)
@@ -75,11 +106,11 @@ class Services:
     _obo: OnBehalfOfProvider | None = None
     _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
-    # HTTP API (issue 11)
+    # HTTP API
     queue_service: QueueServiceClient | None = None
     _validator: CallerTokenValidator | None = None
-    _authenticator: Authenticator | None = None
-    _backend: Backend | None = None
+    #: what faces wired from these services (``once``)
+    _faces: dict[str, Any] = field(default_factory=dict)
     _registered: tuple[float, tuple[str, ...]] | None = None
     _api_notice_pending: bool = True  # build() logged it; the first run need not repeat it
 
@@ -87,8 +118,6 @@ class Services:
         """Warn (error after the date) when the configured API is retiring: the legacy API
         stops working on 2027-02-01 (``shared.retirement``). Called by ``build`` and at the
         start of every ingestion run; ``run=False`` is build's call."""
-        from shared.retirement import api_notice
-
         if run and self._api_notice_pending:
             self._api_notice_pending = False
             return
@@ -97,7 +126,6 @@ class Services:
             level = logging.ERROR if notice.status == "fail" else logging.WARNING
             log.log(level, "%s; %s", notice.detail, notice.fix)
 
-    # partner scale (issue 10)
     _ingest_queue: IngestQueue | None = None
     _registry_ready: bool = False
 
@@ -111,70 +139,66 @@ class Services:
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
         shared by every client and thread so together they keep under the quotas."""
-        from shared.defender.limiter import RateLimiterRegistry
-
         with self._limiter_lock:
             if self._limiter is None:
                 self._limiter = RateLimiterRegistry(self.settings.rate_limits)
             return self._limiter
 
-    def client_for(self, tenant: str, api: ApiKind | None = None) -> DefenderClient:
-        """The API client of one tenant (built once per tenant and API surface).
-
-        ``api``: a per-tenant override of ``DEFENDER_API`` (the tenant registry's ``Api``).
-        """
-        import dataclasses
-
-        from shared.defender.client import DefenderClient, RetryPolicy
-
-        limiter = self.rate_limiter()
-        s = self.settings
-        if api is not None and api != s.api:
-            s = dataclasses.replace(s, api=api)
-        key = tenant if s.api == self.settings.api else f"{tenant}|{s.api}"
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = DefenderClient(
-                    session=self.session,
-                    token=self.tokens.for_tenant(tenant, s.api_scope),
-                    api=s.api,
-                    base_url=s.api_url,
-                    timeout=s.http_timeout,
-                    retry=RetryPolicy(
-                        max_attempts=s.api_max_attempts,
-                        budget=s.api_time_budget,
-                        max_wait=s.api_max_retry_wait,
-                    ),
-                    limiter=limiter,
-                    tenant=tenant,
-                    page_size=s.page_size,
-                )
-                self._clients[key] = client
-            return client
-
-    def user_client_for(self, tenant: str) -> DefenderClient:
-        """An API client acting as the user signed in with ``python -m shared login``."""
-        from shared.credentials.user import cli_token_source
-        from shared.defender.client import DefenderClient, RetryPolicy
-
-        s = self.settings
+    def defender_client(
+        self, tenant: str, token: Callable[[], str], *, api: ApiKind | None = None
+    ) -> DefenderClient:
+        """The one factory of Defender API clients: the app's, the signed-in user's
+        (``--as-user``) and an HTTP caller's (``context=user``) differ only in ``token``, so
+        retry rules, timeouts, page size and the shared rate limiter cannot drift apart."""
+        s = _with_api(self.settings, api)
         return DefenderClient(
             session=self.session,
-            token=cli_token_source(s, tenant, s.api_scope, http_client=self.session),
+            token=token,
             api=s.api,
             base_url=s.api_url,
             timeout=s.http_timeout,
-            retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
+            retry=RetryPolicy(
+                max_attempts=s.api_max_attempts,
+                budget=s.api_time_budget,
+                max_wait=s.api_max_retry_wait,
+            ),
             limiter=self.rate_limiter(),
             tenant=tenant,
             page_size=s.page_size,
         )
 
+    def client_for(self, tenant: str, api: ApiKind | None = None) -> DefenderClient:
+        """The API client of one tenant as the app (built once per tenant and API surface).
+
+        ``api``: a per-tenant override of ``DEFENDER_API`` (the tenant registry's ``Api``).
+        """
+        api = api or self.settings.api
+        key = tenant if api == self.settings.api else f"{tenant}|{api}"
+        scope = _with_api(self.settings, api).api_scope
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                token = self.tokens.for_tenant(tenant, scope)
+                client = self.defender_client(tenant, token, api=api)
+                self._clients[key] = client
+            return client
+
+    def user_client_for(self, tenant: str) -> DefenderClient:
+        """An API client acting as the user signed in with ``python -m shared login``."""
+        s = self.settings
+        token = cli_token_source(s, tenant, s.api_scope, http_client=self.session)
+        return self.defender_client(tenant, token)
+
+    def obo_client(self, tenant: str, caller_token: str, claims: CallerClaims) -> DefenderClient:
+        """An API client acting on behalf of an HTTP caller, with the Entra token they were
+        authenticated by (validated on arrival: not validated again). Whether the caller may
+        act in ``tenant`` is the HTTP face's decision (``shared.api.app.user_client``)."""
+        obo = self.on_behalf_of()
+        scope = self.settings.api_scope
+        return self.defender_client(tenant, lambda: obo.token(caller_token, scope, claims=claims))
+
     def tenant_registry(self) -> TenantRegistry:
         """The tenants to serve: ``INGEST_TENANTS`` merged with the registry table."""
-        from shared.tenants import TenantRegistry
-
         table = self.table_service.get_table_client(self.settings.tenant_table)
         return TenantRegistry(self.settings.tenants, table)
 
@@ -185,8 +209,6 @@ class Services:
     def caller_validator(self) -> CallerTokenValidator:
         """The validator of HTTP callers' tokens (one per process: it caches the home tenant's
         signing keys): home tenant only, this cloud's issuers, this API's audiences."""
-        from shared.credentials.caller import CallerTokenValidator
-
         with self._lock:
             if self._validator is None:
                 s = self.settings
@@ -204,25 +226,19 @@ class Services:
                 )
             return self._validator
 
-    def authenticator(self) -> Authenticator:
-        """The HTTP API's authentication (``shared.api.access``), built on first use."""
-        from shared.api.access import Authenticator
-
+    def once(self, key: str, build: Callable[[], _T]) -> _T:
+        """The object ``build`` makes, built once per process under ``key``: how a face keeps
+        what it wires from these services (the HTTP API's backend and authenticator) without
+        the composition root importing the face."""
         with self._lock:
-            if self._authenticator is None:
-                s = self.settings
-                self._authenticator = Authenticator(
-                    mode=s.api_auth_mode,
-                    validator=self.caller_validator,
-                    tenant_roles=s.api_tenant_roles,
-                    audience=s.api_audiences[0],
-                )
-            return self._authenticator
+            if key in self._faces:
+                return self._faces[key]  # type: ignore[no-any-return]
+        made = build()
+        with self._lock:
+            return self._faces.setdefault(key, made)  # type: ignore[no-any-return]
 
     def on_behalf_of(self) -> OnBehalfOfProvider:
         """The user-context provider for HTTP callers (one per process, built on first use)."""
-        from shared.credentials.user import OnBehalfOfProvider
-
         validator = self.caller_validator()
         with self._lock:
             if self._obo is None:
@@ -232,8 +248,6 @@ class Services:
     def log_http_auth_notice(self) -> None:
         """Warn at start-up when the HTTP API admits key holders to every tenant, and when a
         retired setting is still set (it is not obeyed)."""
-        from shared.settings import RETIRED_SETTINGS
-
         if self.settings.api_auth_mode == "key":
             log.warning(
                 "API_AUTH_MODE=key: the HTTP API admits any holder of a function key with "
@@ -256,12 +270,6 @@ class Services:
         set); ``api``, ``lookback``: a tenant's overrides (issue 10).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()
-        from shared.ingest import Ingestor
-        from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-        from shared.storage.archive import IncidentArchive, Quarantine
-        from shared.storage.state import PageJournal, TenantLock, WatermarkStore
-        from shared.storage.table import IncidentTable
-        from shared.telemetry import recorder
 
         self._ensure_storage()
         # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
@@ -295,7 +303,6 @@ class Services:
 
     def ingest_queue(self) -> IngestQueue:
         """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
-        from shared.storage.queue import IngestQueue
 
         service = self.queue_service
         if service is None:
@@ -307,23 +314,33 @@ class Services:
 
     def run_states(self) -> RunStateStore:
         """Per-tenant run state (queued marker, last result, consent) in the registry table."""
-        from shared.tenants import RunStateStore
 
         self._ensure_registry()
         table = self.table_service.get_table_client(self.settings.tenant_table)
         return RunStateStore(table, clock=self.clock)
 
     def fanout(self) -> Fanout:
-        """The partner-scale use case: timer fan-out, queue handler, status (issue 10)."""
-        from shared.fanout import Fanout
+        """The partner-scale use case: timer fan-out, queue handler, status."""
+        state = self.blob_service.get_container_client(STATE_CONTAINER)
 
-        return Fanout.from_services(self)
+        def ingestor_for(entry: TenantEntry) -> Ingestor:
+            lookback = timedelta(days=entry.lookback_days) if entry.lookback_days else None
+            return self.ingestor(api=entry.api, lookback=lookback)
+
+        return Fanout(
+            settings=self.settings,
+            registry=self.tenant_registry(),
+            states=self.run_states(),
+            queue=self.ingest_queue(),
+            ingestor_for=ingestor_for,
+            park_for=self.rate_limiter().wait_estimate,
+            running=lambda: leased_tenants(state),
+            running_one=lambda tenant: tenant in leased_tenants(state, tenant),
+            clock=self.clock,
+        )
 
     def _ensure_registry(self) -> None:
         """Create the tenant registry table on first use (idempotent)."""
-        from azure.core.exceptions import AzureError
-
-        from shared.errors import StorageError
 
         with self._lock:
             if self._registry_ready:
@@ -337,16 +354,10 @@ class Services:
                 ) from exc
             self._registry_ready = True
 
-    def _enqueue(self, request: Any) -> None:
-        outcome = self.fanout().enqueue(request.tenant, reason=request.reason, since=request.since)
-        if outcome != "queued":
-            log.info("tenant %s not queued again: %s", request.tenant, outcome)
-
     # ------------------------------------------------------------------ HTTP API (issue 11)
 
     def registered_tenants(self) -> tuple[str, ...]:
         """The enabled tenants, re-read from the registry at most every 60 seconds."""
-        import time
 
         now = time.monotonic()
         cached = self._registered
@@ -361,85 +372,17 @@ class Services:
         self._ensure_registry()
         entry = self.tenant_registry().record_consent(tenant, when)
         self._registered = None
-        self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
+        self.fanout().release_hold(tenant)  # a consent hold ends with the consent
         return entry.enabled
-
-    def prove_consent(self, tenant: str) -> tuple[str, ...]:
-        """Prove the app is consented in ``tenant``: a token asked of Entra now with the app's
-        credential against that tenant's authority, issued by that tenant. Returns the
-        token's application roles (the token itself is dropped).
-
-        Raises:
-            ConsentError: the app is not consented there.
-            AuthError: another refusal, or Entra ID could not be reached.
-        """
-        from shared.credentials.claims import ClaimsError, decode_claims
-        from shared.errors import AuthError
-
-        token = self.tokens.fresh_token(tenant, self.settings.api_scope)
-        try:
-            claims = decode_claims(token)
-        except ClaimsError as exc:
-            raise AuthError(f"tenant {tenant}: the token is not readable ({exc})") from None
-        if claims.tenant != tenant:
-            raise AuthError(
-                f"tenant {tenant}: Entra issued the token in another tenant", error="wrong_tenant"
-            )
-        return claims.roles
 
     def consent_states(self) -> ConsentStateStore:
         """The nonces of consent links already used (in the registry table)."""
-        from shared.tenants import ConsentStateStore
 
         self._ensure_registry()
         return ConsentStateStore(self.table_service.get_table_client(self.settings.tenant_table))
 
-    def user_client(self, caller: Principal, tenant: str) -> DefenderClient:
-        """An API client acting on behalf of an HTTP caller (their own Entra token, validated
-        on arrival: it is not validated again) in ``tenant``, which must be the tenant of the
-        caller's token."""
-        from shared.api.http import ApiError
-        from shared.defender.client import DefenderClient, RetryPolicy
-
-        obo = self.on_behalf_of()
-        claims, caller_token = caller.claims, caller.token
-        if claims is None or caller_token is None:
-            raise ApiError(
-                401,
-                "caller_token_required",
-                "context=user needs the caller's Entra access token for this app in "
-                "'Authorization: Bearer ...'",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        if not claims.is_user:
-            raise ApiError(
-                403,
-                "not_a_user",
-                "context=user acts as the signed-in user: this token is an app's or a managed "
-                "identity's (use context=app)",
-            )
-        if claims.tenant != tenant:
-            raise ApiError(
-                403,
-                "tenant_forbidden",
-                f"the caller's token is from tenant {claims.tenant}, not {tenant}",
-            )
-        s = self.settings
-        return DefenderClient(
-            session=self.session,
-            token=lambda: obo.token(caller_token, s.api_scope, claims=claims),
-            api=s.api,
-            base_url=s.api_url,
-            timeout=s.http_timeout,
-            retry=RetryPolicy(max_attempts=s.api_max_attempts, budget=s.api_time_budget),
-            limiter=self.rate_limiter(),
-            tenant=tenant,
-            page_size=s.page_size,
-        )
-
     def queue(self, name: str) -> QueueSender:
         """A sender to one queue of the data account."""
-        from shared.storage.queue import QueueSender
 
         if self.queue_service is None:
             raise RuntimeError("no queue service configured")
@@ -447,7 +390,6 @@ class Services:
 
     def push_keys(self) -> PushKeys | None:
         """The push keys (None without ``API_SIGNING_KEY``: push is off)."""
-        from shared.push.keys import PushKeys
 
         s = self.settings
         if s.api_signing_key is None:
@@ -456,7 +398,6 @@ class Services:
 
     def subscriptions(self) -> SubscriptionStore:
         """The push subscription store."""
-        from shared.push.store import SUBSCRIPTION_TABLE, SubscriptionStore
 
         return SubscriptionStore(
             self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.push_keys(), self.clock
@@ -464,20 +405,17 @@ class Services:
 
     def echo_marks(self) -> EchoMarks:
         """Where the bridge's own incident updates are marked (push loop protection)."""
-        from shared.push.store import SUBSCRIPTION_TABLE, EchoMarks
 
         return EchoMarks(self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock)
 
     def push_outbox(self) -> Outbox:
         """The ingestion hook that records changes on ``defender-push``."""
-        from shared.push.outbox import PUSH_QUEUE, Outbox
 
         queue = self.queue(PUSH_QUEUE)
         return Outbox(send=queue.send, store=self.subscriptions())
 
     def push_options(self) -> PushOptions:
         """The delivery settings."""
-        from shared.push.delivery import PushOptions
 
         s = self.settings
         return PushOptions(
@@ -493,22 +431,11 @@ class Services:
 
     def push_callbacks(self) -> Callbacks:
         """The callback check shared by subscribing and sending."""
-        from shared.push.delivery import Callbacks
-        from shared.push.target import system_resolver
 
         return Callbacks(self.push_options(), self.push_resolver or system_resolver)
 
     def push_worker(self) -> PushWorker:
         """The ``defender-push`` queue handler (fan-out and delivery)."""
-        from shared.push.delivery import (
-            DEADLETTER_CONTAINER,
-            DeadLetter,
-            PushWorker,
-            table_rows,
-        )
-        from shared.push.outbox import PUSH_QUEUE
-        from shared.push.transport import Sender, tls_context
-        from shared.storage import INCIDENT_TABLE
 
         queue = self.queue(PUSH_QUEUE)
         context = tls_context(self.settings.emulator_ca_cert)
@@ -533,7 +460,6 @@ class Services:
         """Mark an incident update the bridge just made (``PATCH /incidents/{id}``, ``incidents
         update``) so push does not deliver its versions back (loop protection). Never raises:
         the update is done, and a caller retrying it would repeat a comment."""
-        from shared.errors import BridgeError
 
         if self.settings.api_signing_key is None or self.settings.api_push_deliver_own_updates:
             return
@@ -546,74 +472,13 @@ class Services:
                 exc,
             )
 
-    def api_backend(self, *, in_process: bool = False) -> Backend:
-        """The HTTP API's collaborators (built once). ``in_process``: hunting jobs run on this
-        process's threads (``serve``) instead of the ``defender-hunting`` queue (Functions)."""
-        from shared.api.backend import Backend
-        from shared.api.jobs import JOB_CONTAINER, JobStore
-        from shared.api.ratelimit import CallerLimiter
-        from shared.storage.queue import HUNTING_QUEUE
-
-        with self._lock:
-            if self._backend is not None:
-                return self._backend
-        # background work of an HTTP call logs with that call's invocation id
-        pool = InvocationExecutor(max_workers=8, thread_name_prefix="api")
-        hunting_queue = self.queue(HUNTING_QUEUE)
-
-        def submit(job_id: str, delay: int) -> None:
-            if in_process:
-                from shared.api.handlers import run_queued_job
-
-                timer = threading.Timer(delay, run_queued_job, (backend, job_id))
-                timer.daemon = True
-                timer.start()
-            else:
-                hunting_queue.send(json.dumps({"job": job_id}), delay_seconds=delay)
-
-        backend = Backend(
-            settings=self.settings,
-            clock=self.clock,
-            registered=self.registered_tenants,
-            client_for=self.client_for,
-            user_client_for=self.user_client,
-            # issue 10: through the fan-out, so a tenant already queued is not queued twice
-            enqueue_ingest=lambda request: self._enqueue(request),
-            jobs=JobStore(self.blob_service.get_container_client(JOB_CONTAINER)),
-            submit_job=submit,
-            background=pool.submit,
-            subscriptions=self.subscriptions(),
-            callbacks=self.push_callbacks(),
-            mark_own_update=self.mark_own_update,
-            record_consent=self.record_consent,
-            prove_consent=self.prove_consent,
-            consent_states=self.consent_states,
-            caller_limits=CallerLimiter(self.settings.api_caller_limits),
-            ingest_status=lambda tenant: self.fanout().tenant_status(tenant),
-        )
-        with self._lock:
-            if self._backend is None:
-                self._backend = backend
-            return self._backend
-
     def checkpoints(self) -> WatermarkStore:
         """The checkpoint store (for ``check``)."""
-        from shared.storage import STATE_CONTAINER
-        from shared.storage.state import WatermarkStore
 
         return WatermarkStore(self.blob_service.get_container_client(STATE_CONTAINER))
 
     def _ensure_storage(self) -> None:
         """Create the containers and table on first use (idempotent)."""
-        from azure.core.exceptions import AzureError
-
-        from shared.errors import StorageError
-        from shared.storage import (
-            INCIDENT_CONTAINER,
-            INCIDENT_TABLE,
-            STATE_CONTAINER,
-            create_container_if_not_exists,
-        )
 
         with self._lock:
             if self._storage_ready:
@@ -631,13 +496,15 @@ class Services:
             self._storage_ready = True
 
 
+def _with_api(settings: Settings, api: ApiKind | None) -> Settings:
+    """``settings`` for a tenant whose registry entry overrides ``DEFENDER_API``."""
+    if api is None or api == settings.api:
+        return settings
+    return dataclasses.replace(settings, api=api)
+
+
 def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
     """Wire real clients from settings (network I/O happens later, on first use)."""
-    from azure.data.tables import TableServiceClient
-    from azure.storage.blob import BlobServiceClient
-
-    from shared.credentials.tokens import AppTokenProvider
-    from shared.http import build_session
 
     if settings.emulator:
         log.warning(
@@ -659,7 +526,6 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         instance_discovery=not settings.emulator,
         consent_redirect_uri=settings.consent_redirect_uri,
     )
-    from azure.storage.queue import QueueServiceClient
 
     # one pool for the storage SDKs, sized for the threads of a fan-out worker (the SDK's
     # default pool of 10 makes concurrent tenants reopen connections)
@@ -695,8 +561,6 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
 
 @functools.cache
 def _storage_session() -> requests.Session:
-    import requests
-    from requests.adapters import HTTPAdapter
 
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=STORAGE_POOL_SIZE, pool_maxsize=STORAGE_POOL_SIZE)
@@ -707,7 +571,6 @@ def _storage_session() -> requests.Session:
 
 def storage_transport_options() -> dict[str, Any]:
     """Client options giving a storage SDK client the process's shared storage pool."""
-    from azure.core.pipeline.transport import RequestsTransport
 
     return {"transport": RequestsTransport(session=_storage_session(), session_owner=False)}
 
@@ -716,13 +579,9 @@ def client_credential(
     settings: Settings, credential: TokenCredential, clock: Clock
 ) -> ClientCredentialSource:
     """The app's client credential source for ``DEFENDER_CREDENTIAL_KIND``."""
-    from shared.credentials.sources import CertificateSource, FederatedSource, SecretSource
 
     if settings.credential_kind == "federated":
         return FederatedSource(credential, settings.cloud.token_exchange_audience)
-    from azure.keyvault.secrets import SecretClient
-
-    from shared.credentials.keyvault import KeyVaultSecret
 
     vault_kwargs: dict[str, Any] = {}
     if settings.emulator:
@@ -750,7 +609,6 @@ def client_credential(
 
 def azure_credential(settings: Settings) -> TokenCredential:
     """The Function's identity: managed identity, or developer sign-in when asked for."""
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if settings.azure_credential == "developer":
         return DefaultAzureCredential()

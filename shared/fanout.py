@@ -69,7 +69,6 @@ from shared.storage.queue import (
 from shared.tenants import RunState, RunStateStore, TenantEntry, TenantRegistry
 
 if TYPE_CHECKING:
-    from shared.bootstrap import Services
     from shared.ingest import Ingestor
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,8 @@ def sort_worst_first(rows: Iterable[TenantStatus]) -> list[TenantStatus]:
 
 
 class Fanout:
-    """The partner-scale use case, with its collaborators injected (see ``from_services``).
+    """The partner-scale use case, with its collaborators injected (``Services.fanout()``
+    wires the real ones).
 
     Args:
         settings: the app settings (mode, concurrency, marker/hold durations, dequeue count).
@@ -250,36 +250,6 @@ class Fanout:
         self._clock = clock
         self._metric = metric
         self._continue_delay = continue_delay
-
-    @classmethod
-    def from_services(cls, svc: Services, *, metric: Metric = log_metric) -> Fanout:
-        """Wire the use case to the composition root's real clients."""
-        from shared.storage import STATE_CONTAINER
-
-        s = svc.settings
-
-        def ingestor_for(entry: TenantEntry) -> Ingestor:
-            lookback = timedelta(days=entry.lookback_days) if entry.lookback_days else None
-            return svc.ingestor(api=entry.api, lookback=lookback)
-
-        def running() -> set[str]:
-            return _leased_tenants(svc, STATE_CONTAINER)
-
-        def running_one(tenant: str) -> bool:
-            return tenant in _leased_tenants(svc, STATE_CONTAINER, tenant)
-
-        return cls(
-            settings=s,
-            registry=svc.tenant_registry(),
-            states=svc.run_states(),
-            queue=svc.ingest_queue(),
-            ingestor_for=ingestor_for,
-            park_for=svc.rate_limiter().wait_estimate,
-            running=running,
-            running_one=running_one,
-            clock=svc.clock,
-            metric=metric,
-        )
 
     # ------------------------------------------------------------------ timer
 
@@ -743,22 +713,3 @@ class Fanout:
             lookback_days=entry.lookback_days,
             enabled=entry.enabled,
         )
-
-
-def _leased_tenants(svc: Services, container_name: str, tenant: str = "") -> set[str]:
-    """Tenants whose ingestion lock blob (``locks/<tenant>``) is leased: running now (only
-    ``tenant``'s lock is listed when one is named)."""
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-    container = svc.blob_service.get_container_client(container_name)
-    try:
-        return {
-            b.name.removeprefix("locks/")
-            for b in container.list_blobs(name_starts_with=f"locks/{tenant}")
-            if getattr(b.lease, "state", None) == "leased"
-            and (not tenant or b.name == f"locks/{tenant}")
-        }
-    except ResourceNotFoundError:
-        return set()
-    except AzureError as exc:
-        raise StorageError(f"could not list tenant locks ({type(exc).__name__})") from exc

@@ -24,7 +24,6 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import bootstrap
 from shared.errors import ConfigError
 from shared.host import check_host
 from shared.invocation import bound
@@ -107,6 +106,10 @@ def report_host(env: Mapping[str, str] | None = None) -> None:
 
 def _report_host_once() -> None:
     global _reported_generation
+    # on first use, not at the top: the composition root imports every SDK, and
+    # function_app.py (which imports this module) is indexed where import time counts
+    from shared import bootstrap
+
     generation = bootstrap.services.generation
     with _lock:
         if _reported_generation == generation:

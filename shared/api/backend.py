@@ -1,6 +1,6 @@
 """What the route handlers need from the outside world, as one injected object.
 
-``shared.bootstrap.Services.api_backend()`` wires the real one (API clients, storage, queues);
+``shared.api.app.backend()`` wires the real one (API clients, storage, queues);
 tests use the same wiring against the emulator and Azurite. Handlers never build clients.
 """
 
@@ -16,13 +16,13 @@ from shared.clock import Clock
 
 if TYPE_CHECKING:
     from shared.api.access import Principal
-    from shared.api.jobs import Job, JobStore
     from shared.api.ratelimit import CallerLimiter
     from shared.defender.client import DefenderClient
     from shared.fanout import TenantStatus
     from shared.push.delivery import Callbacks
     from shared.push.store import SubscriptionStore
     from shared.settings import Settings
+    from shared.storage.jobs import Job, JobStore
     from shared.storage.queue import IngestRequest
     from shared.tenants import ConsentStateStore
 

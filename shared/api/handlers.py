@@ -45,9 +45,9 @@ from shared.errors import (
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend
-    from shared.api.jobs import Job
     from shared.defender.client import DefenderClient
     from shared.defender.model import Incident
+    from shared.storage.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +505,7 @@ def hunting_query(ctx: Context, body: dict[str, Any]) -> str:
 
 def run_hunting(ctx: Context) -> Response:
     """``POST /hunting``: synchronous within the budget, else 202 and a job to poll."""
-    from shared.api.jobs import Job
+    from shared.storage.jobs import Job
 
     body = HUNT_BODY.parse(ctx.request.body)
     tenant = ctx.tenant()
@@ -688,7 +688,7 @@ def poll_job(ctx: Context) -> Response:
 
 
 def _load_job(ctx: Context, job_id: str) -> Job:
-    from shared.api.jobs import valid_job_id
+    from shared.storage.jobs import valid_job_id
 
     if not valid_job_id(job_id):
         raise ApiError(400, "invalid_id", "a job id is 32 lowercase hexadecimal digits")

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import msal
 import requests
 
+from shared.credentials.claims import ClaimsError, decode_claims
 from shared.credentials.keyvault import KeyVaultSecret
 from shared.credentials.sources import ClientCredentialSource, SecretSource
 from shared.errors import AuthError, ConsentError
@@ -312,6 +313,26 @@ class AppTokenProvider:
                 continue
             raise self.error(tenant, scope, result)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def prove_consent(self, tenant: str, scope: str) -> tuple[str, ...]:
+        """Prove the app is consented in ``tenant``: a token asked of Entra now with the app's
+        credential against that tenant's authority, issued by that tenant. Returns the
+        token's application roles (the token itself is dropped).
+
+        Raises:
+            ConsentError: the app is not consented there.
+            AuthError: another refusal, or Entra ID could not be reached.
+        """
+        token = self.fresh_token(tenant, scope)
+        try:
+            claims = decode_claims(token)
+        except ClaimsError as exc:
+            raise AuthError(f"tenant {tenant}: the token is not readable ({exc})") from None
+        if claims.tenant != tenant:
+            raise AuthError(
+                f"tenant {tenant}: Entra issued the token in another tenant", error="wrong_tenant"
+            )
+        return claims.roles
 
 
 def _credential_refused(result: Mapping[str, Any]) -> bool:

@@ -380,3 +380,19 @@ class PageJournal:
             raise StorageError(
                 f"could not clear the journal of {tenant}: {type(exc).__name__}"
             ) from exc
+
+
+def leased_tenants(container: ContainerClient, tenant: str = "") -> set[str]:
+    """Tenants whose ingestion lock blob (``locks/<tenant>``, ``TenantLock``) is leased: running
+    now (only ``tenant``'s lock is listed when one is named)."""
+    try:
+        return {
+            b.name.removeprefix("locks/")
+            for b in container.list_blobs(name_starts_with=f"locks/{tenant}")
+            if getattr(b.lease, "state", None) == "leased"
+            and (not tenant or b.name == f"locks/{tenant}")
+        }
+    except ResourceNotFoundError:
+        return set()
+    except AzureError as exc:
+        raise StorageError(f"could not list tenant locks ({type(exc).__name__})") from exc

@@ -11,6 +11,7 @@ import azure.functions as func
 import pytest
 
 from emulator.kql import _tokenize
+from shared.api.app import backend
 from shared.hunting import templates
 from tests.api.conftest import Answer, Face, drain_queue, indexed_functions, setenv
 from tests.conftest import LocalCloud
@@ -234,5 +235,5 @@ def test_user_context_hunt_runs_in_process_and_is_never_queued(
     assert drain_queue(connection, "defender-hunting") == []
     from shared import bootstrap
 
-    stored = bootstrap.services().api_backend().jobs.load(accepted.json()["id"])
+    stored = backend(bootstrap.services()).jobs.load(accepted.json()["id"])
     assert stored is not None and token not in repr(stored)

@@ -14,6 +14,7 @@ import pytest
 
 from shared import bootstrap
 from shared.api.access import Principal
+from shared.api.app import user_client
 from shared.credentials.caller import CallerClaims
 from shared.settings import Settings
 
@@ -44,13 +45,11 @@ def test_app_client_obeys_the_retry_settings(services: bootstrap.Services) -> No
     assert _rules(services.client_for(TENANT)) == (7.0, 4, 90.0)
 
 
-@pytest.mark.xfail(strict=True, reason="the user-context builders drop max_wait")
 def test_cli_user_client_obeys_the_retry_settings(services: bootstrap.Services) -> None:
     """``--as-user``: the signed-in user's client waits no longer than the app's."""
     assert _rules(services.user_client_for(TENANT)) == (7.0, 4, 90.0)
 
 
-@pytest.mark.xfail(strict=True, reason="the user-context builders drop max_wait")
 def test_http_user_client_obeys_the_retry_settings(services: bootstrap.Services) -> None:
     """HTTP ``context=user``: the on-behalf-of client waits no longer than the app's."""
     claims = CallerClaims(
@@ -61,4 +60,4 @@ def test_http_user_client_obeys_the_retry_settings(services: bootstrap.Services)
         scopes=("user_impersonation",),
     )
     caller = Principal(frozenset(), frozenset({TENANT}), claims.subject, claims, "caller-token")
-    assert _rules(services.user_client(caller, TENANT)) == (7.0, 4, 90.0)
+    assert _rules(user_client(services, caller, TENANT)) == (7.0, 4, 90.0)
