@@ -35,7 +35,8 @@ import azure.functions as func
 
 from shared import worker
 from shared.api.access import host_auth_level
-from shared.api.routes import ROUTES, Route
+from shared.api.routes import ROUTES
+from shared.api.spec import Route
 from shared.errors import ConfigError
 
 if TYPE_CHECKING:

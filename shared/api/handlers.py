@@ -194,14 +194,6 @@ def health(ctx: Context) -> Response:
     return json_response(200, {"status": "ok"}, {"Cache-Control": "no-store"})
 
 
-def openapi_document(ctx: Context) -> Response:
-    """``GET /openapi.json``: its security definitions name this deployment's tenant and
-    audience (only an authenticated caller gets here, so the settings are valid)."""
-    from shared.api.openapi import document, security_for
-
-    return json_response(200, document(ctx.base_url, security_for(ctx.backend.settings)))
-
-
 # ---------------------------------------------------------------------- incidents
 
 

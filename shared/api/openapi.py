@@ -20,12 +20,13 @@ The connector's other half, ``apiProperties.json``, comes from ``shared.api.conn
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.api.routes import ROUTES, Param, Route
 from shared.api.schema import title_of
+from shared.api.spec import Param, Route
 from shared.usecases import INCIDENT_COLUMNS
 
 VERSION = "1.0.0"
@@ -465,14 +466,17 @@ def security_for(settings: Any) -> Security:
     )
 
 
-def document(base_url: str, security: Security | None = None) -> dict[str, Any]:
-    """The document for the deployment at ``base_url`` (``scheme://host``)."""
+def document(
+    base_url: str, security: Security | None = None, *, routes: Sequence[Route]
+) -> dict[str, Any]:
+    """The document of ``routes`` (``shared.api.routes.ROUTES``) for the deployment at
+    ``base_url`` (``scheme://host``)."""
     security = security or Security()
     parts = urlsplit(base_url)
     scheme = parts.scheme if parts.scheme in ("http", "https") else "https"
     host = parts.netloc or "localhost"
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in routes:
         item = paths.setdefault(route.path, {})
         item[route.method.lower()] = _operation(route)
         item.update(copy.deepcopy(dict(route.path_extensions)))

@@ -11,17 +11,17 @@ trace and answered with a plain 500 that reveals nothing.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from shared.api import handlers as h
 from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, Principal, anonymous
-from shared.api.http import ApiError, Request, Response, error_response
+from shared.api.http import ApiError, Request, Response, error_response, json_response
+from shared.api.openapi import document, security_for
 from shared.api.ratelimit import retry_after
-from shared.api.schema import Body
+from shared.api.spec import Param, Route
 from shared.defender.values import FILTER_STATUSES, SEVERITIES
 from shared.errors import BridgeError
 
@@ -30,88 +30,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: ``function``: the caller must prove who they are (``shared.api.access``); ``capability``: a
-#: token if the caller sends one (it is validated and decides), else the request's own signed
-#: capability, checked by the handler (a poll link: ``shared.api.poll``)
-AuthLevel = Literal["function", "anonymous", "capability"]
 #: query parameters every route accepts: the function key
 ALWAYS_ALLOWED = ("code",)
+
 Authenticate = Callable[[Request], Principal]
 #: bodies above this are refused before parsing when no settings are available
 DEFAULT_MAX_BODY = 65_536
-
-
-@dataclass(frozen=True)
-class Param:
-    """A query, path or header parameter. ``title`` is the name a connector shows
-    (``x-ms-summary``); ``enum`` lists the values of a string, or of an array's items."""
-
-    name: str
-    where: Literal["query", "path", "header"]
-    kind: Literal["string", "integer", "array"]
-    description: str
-    required: bool = False
-    enum: tuple[str, ...] = ()
-    minimum: int | None = None
-    maximum: int | None = None
-    fmt: str | None = None
-    visibility: str | None = None
-    default: Any = None
-    title: str | None = None
-
-
-@dataclass(frozen=True)
-class Route:
-    """One operation of the API."""
-
-    operation_id: str
-    method: str
-    path: str
-    handler: Callable[[h.Context], Response]
-    summary: str
-    description: str
-    role: str | None = None
-    auth: AuthLevel = "function"
-    params: tuple[Param, ...] = ()
-    body: Body | None = None
-    body_types: tuple[str, ...] = ("application/json",)
-    body_optional: bool = False
-    #: a body without ``Content-Type`` is read too (Logic Apps' unsubscribe may drop it)
-    body_untyped: bool = False
-    responses: Mapping[int, tuple[str, str | None]] = field(default_factory=dict)
-    produces: tuple[str, ...] = ("application/json",)
-    visibility: str | None = None
-    extensions: Mapping[str, Any] = field(default_factory=dict)
-    #: extensions of the path item (``x-ms-notification-content`` belongs there, not on the
-    #: operation: Power Platform's swagger schema)
-    path_extensions: Mapping[str, Any] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
-    #: backend needed (False: health works even with broken settings)
-    needs_backend: bool = True
-    #: the per-caller limit family of a route that calls Defender (``shared.api.ratelimit``)
-    limit: str | None = None
-
-    @property
-    def public(self) -> bool:
-        """Reachable without a token or a key: anonymous at the Functions host, excluded from
-        App Service Authentication (``infra/app/auth.bicep``), no run key under ``serve``."""
-        return self.auth in ("anonymous", "capability")
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        """The path as a regular expression (``{id}`` matches one segment)."""
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path)
-        return re.compile(f"^{regex}/?$")
-
-    @property
-    def function_name(self) -> str:
-        """The Functions function name of this route."""
-        return "http_" + re.sub(r"(?<!^)(?=[A-Z])", "_", self.operation_id).lower()
-
-    @property
-    def function_route(self) -> str:
-        """The Functions route template (below the ``api`` prefix)."""
-        return self.path.lstrip("/")
 
 
 TENANT = Param(
@@ -154,6 +78,13 @@ ERRORS: dict[int, tuple[str, str | None]] = {
     502: ("Defender answered with an error", "Error"),
     503: ("temporarily unavailable", "Error"),
 }
+
+
+def _openapi_document(ctx: h.Context) -> Response:
+    """``GET /openapi.json``: its security definitions name this deployment's tenant and
+    audience (only an authenticated caller gets here, so the settings are valid)."""
+    doc = document(ctx.base_url, security_for(ctx.backend.settings), routes=ROUTES)
+    return json_response(200, doc)
 
 
 def _errors(*codes: int) -> dict[int, tuple[str, str | None]]:
@@ -566,7 +497,7 @@ ROUTES: tuple[Route, ...] = (
         "GetOpenApi",
         "GET",
         "/openapi.json",
-        h.openapi_document,
+        _openapi_document,
         "OpenAPI document",
         "This API as OpenAPI 2.0 (import it as a custom connector); its security names this "
         "deployment's tenant and audience.",

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     from shared.api.connector import api_properties
     from shared.api.openapi import document, security_for
+    from shared.api.routes import ROUTES
     from shared.errors import ConfigError
     from shared.settings import WEBSITE_HOSTNAME, load
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     files = {
-        DEFINITION_FILE: document(base, security),
+        DEFINITION_FILE: document(base, security, routes=ROUTES),
         PROPERTIES_FILE: api_properties(security, connector_client_id=client_id),
     }
     for name, data in files.items():

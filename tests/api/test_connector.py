@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from shared.api.openapi import Security, document
+from shared.api.routes import ROUTES
 from tests.api.connector_rules import problems, title_case
 
 DATA = Path(__file__).parent / "data"
@@ -26,7 +27,7 @@ ENTRA = Security(
 
 
 def _new(security: Security = ENTRA, base: str = "https://bridge.example.net") -> dict[str, Any]:
-    return document(base, security)
+    return document(base, security, routes=ROUTES)
 
 
 def test_the_document_before_is_rejected_for_both_placements() -> None:

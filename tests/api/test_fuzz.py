@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from shared.api.app import answer
 from shared.api.openapi import document
+from shared.api.routes import ROUTES
 from shared.api.wsgi import make_app
 from tests.api.conftest import SIGNING_KEY
 from tests.conftest import LocalCloud
@@ -28,7 +29,7 @@ EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "15"))
 APP = make_app(lambda request: answer(request, in_process=True))
 # the served document needs a caller's token, which exists only once the emulator runs: the
 # same document, built directly (test_openapi checks the served one is valid)
-schema = schemathesis.openapi.from_dict(document("http://localhost"))
+schema = schemathesis.openapi.from_dict(document("http://localhost", routes=ROUTES))
 schema.app = APP
 SENT: Counter[str] = Counter()
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.")
@@ -67,7 +68,6 @@ def test_no_server_error_and_no_leak(case: schemathesis.Case, fuzz_env: dict[str
 
 def test_fuzz_covered_every_operation() -> None:
     """Runs after the fuzz test in this module: every operation was exercised."""
-    from shared.api.routes import ROUTES
 
     # schemathesis does not fuzz the path its schema was loaded from; test_openapi covers it
     operations = {f"{r.method} {r.path}" for r in ROUTES if r.path != "/openapi.json"}

@@ -31,7 +31,7 @@ def listing_op(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_document_is_valid_openapi_2_for_any_host() -> None:
     for base in ("https://bridge-prod.azurewebsites.net", "http://127.0.0.1:7071"):
-        doc = document(base)
+        doc = document(base, routes=ROUTES)
         validate(doc)
         assert doc["swagger"] == "2.0" and doc["basePath"] == "/api"
         assert doc["host"] == base.split("://")[1]
@@ -39,7 +39,7 @@ def test_document_is_valid_openapi_2_for_any_host() -> None:
 
 
 def test_connector_extensions() -> None:
-    doc = document("https://x.example.net")
+    doc = document("https://x.example.net", routes=ROUTES)
     ops = _operations(doc)
     ids = [op["operationId"] for op in ops]
     summaries = [op["summary"] for op in ops]
@@ -49,7 +49,7 @@ def test_connector_extensions() -> None:
     assert entra["type"] == "oauth2" and entra["flow"] == "accessCode"
     assert doc["security"] == [{"entraId": ["api://defender-bridge/.default"]}]
     assert set(doc["securityDefinitions"]) == {"entraId"}  # a connector has one
-    keyed = document("https://x.example.net", Security(key_mode=True))
+    keyed = document("https://x.example.net", Security(key_mode=True), routes=ROUTES)
     assert keyed["securityDefinitions"]["functionKey"]["name"] == "x-functions-key"
     assert set(keyed["securityDefinitions"]) == {"functionKey"}
     subscribe = doc["paths"]["/subscriptions"]["post"]
