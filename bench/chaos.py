@@ -72,8 +72,7 @@ from emulator import defender, faults
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
-from tests.e2e.storage_view import archived_lines, duplicates, incident_key, table_rows
-from tests.e2e.test_ingest_guarantees import break_lease
+from testkit.storage_view import archived_lines, break_lease, duplicates, incident_key, table_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "chaos.json"

@@ -25,7 +25,7 @@ from bench.__main__ import _clear_storage
 from emulator.azurite import Azurite
 from emulator.server import Emulator, EmulatorConfig
 from shared.clock import parse_utc
-from tests.e2e.storage_view import archived_lines, duplicates
+from testkit.storage_view import archived_lines, duplicates
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "quota.json"

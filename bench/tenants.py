@@ -101,7 +101,7 @@ def _per_tenant(
 def main() -> int:
     """Run the benchmark and write the results."""
     from shared import bootstrap
-    from tests.fanout.host import QueueHost, host_queue_settings, timer_function
+    from testkit.functions_host import QueueHost, host_queue_settings, timer_function
 
     config = EmulatorConfig(
         seed=21, customer_tenants=TENANTS - 1, customer_incidents=3, home_incidents=3

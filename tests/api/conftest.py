@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
 import json
 import os
 import threading
@@ -25,18 +24,12 @@ import azure.functions as func
 import pytest
 import requests
 
+from testkit.env import indexed_functions, setenv
+from tests.api.pushkit import hook_server, trust
 from tests.conftest import LocalCloud
 
 SIGNING_KEY = "test-signing-key-0123456789abcdef-0123456789"
 PUBLIC = "https://bridge.example.net"
-
-
-@functools.cache
-def indexed_functions() -> dict[str, Any]:
-    """``function_app``'s functions by name, indexed once (indexing twice is refused)."""
-    import function_app
-
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 @dataclass
@@ -227,15 +220,6 @@ def _clear_push_queues(connection_string: str) -> None:
             service.get_queue_client(name).clear_messages()
 
 
-def setenv(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
-    """Change settings mid-test (the composition root is rebuilt)."""
-    from shared import bootstrap
-
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    bootstrap.services.cache_clear()
-
-
 @pytest.fixture(params=["functions", "serve"])
 def face(request: pytest.FixtureRequest, api_env: dict[str, str], cloud: LocalCloud) -> Face:
     """Each test runs through both faces, as the home tenant's analyst (every role)."""
@@ -347,7 +331,6 @@ def push_hook(
 ) -> Iterator[Any]:
     """An https webhook receiver on localhost that the app trusts, with push retries fast
     (``tests.api.pushkit.Hook``)."""
-    from tests.api.pushkit import hook_server, trust
 
     with hook_server() as server:
         trust(monkeypatch, api_env, tmp_path, server.ca_pem)

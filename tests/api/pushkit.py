@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.api.conftest import setenv
+from testkit.env import setenv
 
 #: an answer script entry: a status, (status, headers), or "hang" (read, never answer)
 Step = int | tuple[int, dict[str, str]] | str

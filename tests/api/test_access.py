@@ -115,7 +115,7 @@ def test_ingest_queues_the_board_message_and_the_worker_runs_it(
 ) -> None:
     import azure.functions as func
 
-    from tests.api.conftest import indexed_functions
+    from testkit.env import indexed_functions
 
     _, customer = tenants(cloud)
     connection = api_env["DATA_STORAGE_CONNECTION_STRING"]

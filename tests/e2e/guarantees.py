@@ -19,8 +19,8 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from testkit.storage_view import archived_lines, duplicates, incident_key, table_rows
 from tests.conftest import LocalCloud
-from tests.e2e.storage_view import archived_lines, duplicates, incident_key, table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVELOPE = ("_tenantId", "_api", "_ingestedAt")

@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient
 from bench.chaos import Cloud, Tally, _check, chaos_config, run_many
 from emulator.azurite import Azurite
 from emulator.server import Emulator
-from tests.e2e.storage_view import archived_lines
+from testkit.storage_view import archived_lines
 
 #: runs 0-3 of this seed's schedules hold SIGKILLs, an Azurite restart, Key Vault down,
 #: concurrent runs, faults, late arrivals, updates during paging, arbitrary order and expiring

@@ -18,15 +18,15 @@ from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
-from tests.conftest import LocalCloud
-from tests.e2e.guarantees import assert_store_matches, versions
-from tests.e2e.storage_view import (
+from testkit.storage_view import (
     archived_lines,
     blob_names,
     duplicates,
     incident_key,
     table_rows,
 )
+from tests.conftest import LocalCloud
+from tests.e2e.guarantees import assert_store_matches, versions
 
 
 class CrashingTable(IncidentTable):

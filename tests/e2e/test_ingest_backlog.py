@@ -29,9 +29,9 @@ import pytest
 
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
+from testkit.storage_view import archived_lines, duplicates
 from tests.conftest import LocalCloud, _clear_storage
 from tests.e2e.guarantees import ingest
-from tests.e2e.storage_view import archived_lines, duplicates
 
 BACKLOG = int(os.environ.get("INGEST_BACKLOG", "5000"))
 PAGE = 50

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
+from testkit.storage_view import archived_lines, blob_names, duplicates, incident_key, table_rows
 from tests.conftest import LocalCloud
-from tests.e2e.storage_view import archived_lines, blob_names, duplicates, incident_key, table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,9 +18,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
 from shared.clock import parse_utc
+from testkit.storage_view import break_lease
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import (
     assert_store_matches,
@@ -33,17 +33,6 @@ from tests.e2e.guarantees import (
 )
 
 FULL = os.environ.get("INGEST_STRESS") == "full"
-
-
-def break_lease(conn: str, tenant: str) -> None:
-    """What the passing of a lease's duration does, without the wait: the lease lapses."""
-    blob = BlobServiceClient.from_connection_string(conn).get_blob_client(
-        "defender-state", f"locks/{tenant}"
-    )
-    try:
-        BlobLeaseClient(blob).break_lease(0)
-    except Exception:  # noqa: BLE001 - no lock blob or no lease yet: nothing to lapse
-        return
 
 
 @pytest.mark.e2e

@@ -26,9 +26,9 @@ import pytest
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
 from shared.clock import parse_utc
+from testkit.storage_view import archived_lines, duplicates
 from tests.conftest import LocalCloud, _clear_storage
 from tests.e2e.guarantees import ingest_process
-from tests.e2e.storage_view import archived_lines, duplicates
 
 BACKLOG = int(os.environ.get("QUOTA_BACKLOG", "1000"))
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.functions.timer import TimerRequest
 
+from testkit.functions_host import QueueHost, timer_function
 from tests.conftest import LocalCloud
 from tests.fanout.conftest import register_customers
-from tests.fanout.host import QueueHost, timer_function
 
 pytestmark = pytest.mark.e2e
 

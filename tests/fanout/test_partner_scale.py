@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
+from testkit.functions_host import QueueHost, timer_function
+from testkit.storage_view import table_rows
 from tests.conftest import LocalCloud
-from tests.e2e.storage_view import table_rows
 from tests.fanout.conftest import StorageRequests, register_customers
-from tests.fanout.host import QueueHost, timer_function
 
 pytestmark = pytest.mark.e2e
 

@@ -70,7 +70,7 @@ def test_every_trigger_takes_the_workers_context() -> None:
     other parameter must be a binding (``is_context_required`` / ``validate_function_params``
     in azure_functions_worker/functions.py). Each trigger qualifies, so the app's threads can
     log with the invocation id; called directly (tests) it defaults to no invocation."""
-    from tests.api.conftest import indexed_functions
+    from testkit.env import indexed_functions
 
     for name, function in indexed_functions().items():
         user = function.get_user_function()

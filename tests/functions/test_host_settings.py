@@ -39,7 +39,7 @@ AZURITE = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey
 
 
 def _indexed() -> dict[str, Any]:
-    from tests.api.conftest import indexed_functions
+    from testkit.env import indexed_functions
 
     return indexed_functions()
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _user_function(name: str) -> Any:
-    from tests.api.conftest import indexed_functions
+    from testkit.env import indexed_functions
 
     return indexed_functions()[name].get_user_function()
 

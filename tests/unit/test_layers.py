@@ -215,23 +215,11 @@ def test_every_module_is_on_a_floor() -> None:
         floor_of(module)
 
 
-# The tree as it stands breaks the rule (listed by ``python tests/unit/test_layers.py``); the
-# marks come off as the violations are fixed.
-@pytest.mark.xfail(
-    strict=True,
-    reason="upward imports in the current tree: bootstrap -> api, settings -> api.access, "
-    "fanout/worker -> bootstrap, bench -> tests",
-)
 def test_imports_point_down() -> None:
     problems = upward_imports(import_graph())
     assert not problems, "imports that point up or cross apart:\n" + "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cycles in the current tree: api.handlers/openapi/routes/backend/bootstrap/fanout, "
-    "defender.model/values, tests.api.conftest/pushkit",
-)
 def test_no_import_cycles() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)

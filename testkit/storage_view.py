@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 
 
 def archived_lines(connection_string: str, tenant: str) -> list[dict[str, Any]]:
@@ -50,3 +50,14 @@ def duplicates(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Versions stored more than once."""
     counts = Counter(incident_key(line) for line in lines)
     return [key for key, n in counts.items() if n > 1]
+
+
+def break_lease(conn: str, tenant: str) -> None:
+    """What the passing of a lease's duration does, without the wait: the lease lapses."""
+    blob = BlobServiceClient.from_connection_string(conn).get_blob_client(
+        "defender-state", f"locks/{tenant}"
+    )
+    try:
+        BlobLeaseClient(blob).break_lease(0)
+    except Exception:  # noqa: BLE001 - no lock blob or no lease yet: nothing to lapse
+        return

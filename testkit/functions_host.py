@@ -37,7 +37,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -59,7 +59,7 @@ def host_queue_settings() -> dict[str, Any]:
 
 def _functions() -> dict[str, Any]:
     # the SDK refuses a second indexing of the same app: share the one cached index
-    from tests.api.conftest import indexed_functions
+    from testkit.env import indexed_functions
 
     return indexed_functions()
 
