@@ -24,11 +24,16 @@
     ├── ConflictError                another run holds the tenant or moved its state: skip this run
     └── TenantFailedError            a queued tenant's ingestion failed: the queue retries it
 
+``OUTCOMES`` (at the end) maps each kind to the HTTP status and the exit status the faces
+answer with: one table, read by ``shared.api`` and ``shared.cli``.
+
 Messages never contain a secret, token, assertion or connection string: SDK errors are
 translated at the boundary (``raise ... from``) into these types with messages we write.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class BridgeError(Exception):
@@ -235,3 +240,64 @@ class TenantFailedError(BridgeError):
         super().__init__(f"tenant {tenant}: {message}")
         self.tenant = tenant
         self.error_code = error_code
+
+
+# ---------------------------------------------------------------------------- what faces answer
+
+#: exit statuses of the command line: success, the operation failed, bad arguments or settings
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the faces answer for one kind of error: the HTTP API's status and code, and the
+    command line's exit status.
+
+    Attributes:
+        status: the HTTP status (``user_status`` instead when the call acted as a user).
+        code: the HTTP error code (None: the exception's own ``code``).
+        exit: the CLI's exit status.
+        retry_after: ``Retry-After`` seconds to send (None: none; ``THROTTLE``: the
+            service's own wait, at least 1 second).
+        challenge: send ``WWW-Authenticate: Bearer`` (the caller's token was refused).
+        action: add the exception's ``action`` (what an admin must do) to the message.
+        hidden: the message may name internals: answer a generic one (see the logs).
+    """
+
+    status: int
+    code: str | None = None
+    exit: int = EXIT_FAILED
+    user_status: int | None = None
+    retry_after: int | None = None
+    challenge: bool = False
+    action: bool = False
+    hidden: bool = False
+
+
+#: ``Retry-After`` taken from a ``ThrottledError``'s own wait
+THROTTLE = -1
+
+#: the one mapping of errors to what the faces answer: the first class an error is an instance
+#: of decides, so subclasses come before their bases. Read by ``shared.api`` (status, code,
+#: headers) and ``shared.cli`` (exit status).
+OUTCOMES: tuple[tuple[type[BridgeError], Outcome], ...] = (
+    (ConfigError, Outcome(400, "invalid_request", exit=EXIT_USAGE)),
+    (CallerTokenError, Outcome(401, challenge=True)),
+    (ConsentError, Outcome(403, action=True)),
+    (AuthError, Outcome(502, "upstream_authentication")),
+    (ThrottledError, Outcome(429, retry_after=THROTTLE)),
+    (TransientError, Outcome(503, retry_after=30)),
+    (NotFoundError, Outcome(404)),
+    (BadRequestError, Outcome(400, "upstream_bad_request")),
+    # the caller's own permissions (user context) or the app's (a deployment problem)
+    (ForbiddenError, Outcome(502, user_status=403)),
+    (UpstreamError, Outcome(502)),
+    (StorageError, Outcome(503, retry_after=30)),
+    (ConflictError, Outcome(409)),
+    (BridgeError, Outcome(500, "internal_error", hidden=True)),
+)
+
+
+def outcome_of(exc: BridgeError) -> Outcome:
+    """The faces' answer to ``exc`` (see ``OUTCOMES``)."""
+    return next(outcome for kind, outcome in OUTCOMES if isinstance(exc, kind))

@@ -27,20 +27,14 @@ from shared.api.http import ApiError, Request, Response, json_response
 from shared.api.schema import Body, Field, parse_json
 from shared.clock import RANGE_TEXT, format_utc, parse_input_time
 from shared.errors import (
+    THROTTLE,
     AuthError,
-    BadRequestError,
     BridgeError,
     CallbackRefusedError,
-    CallerTokenError,
     ConfigError,
-    ConflictError,
     ConsentError,
-    ForbiddenError,
-    NotFoundError,
-    StorageError,
     ThrottledError,
-    TransientError,
-    UpstreamError,
+    outcome_of,
 )
 
 if TYPE_CHECKING:
@@ -123,35 +117,26 @@ class Context:
 
 
 def api_error(exc: BridgeError, *, user: bool = False) -> ApiError:
-    """The HTTP answer for a typed error (messages are safe by construction)."""
+    """The HTTP answer for a typed error, from ``shared.errors.OUTCOMES`` (messages are safe by
+    construction)."""
+    outcome = outcome_of(exc)
+    if outcome.hidden:
+        return ApiError(
+            outcome.status, outcome.code or exc.code, "the request failed; see the app's logs"
+        )
     message = str(exc)
-    if isinstance(exc, ConfigError):
-        return ApiError(400, "invalid_request", message)
-    if isinstance(exc, CallerTokenError):
-        return ApiError(401, exc.code, message, {"WWW-Authenticate": "Bearer"})
-    if isinstance(exc, ConsentError):
-        return ApiError(403, exc.code, f"{message}. {exc.action}")
-    if isinstance(exc, AuthError):
-        return ApiError(502, "upstream_authentication", message)
-    if isinstance(exc, ThrottledError):
-        wait = max(1, math.ceil(exc.retry_after or 60))
-        return ApiError(429, exc.code, message, {"Retry-After": str(wait)})
-    if isinstance(exc, TransientError):
-        return ApiError(503, exc.code, message, {"Retry-After": "30"})
-    if isinstance(exc, NotFoundError):
-        return ApiError(404, exc.code, message)
-    if isinstance(exc, BadRequestError):
-        return ApiError(400, "upstream_bad_request", message)
-    if isinstance(exc, ForbiddenError):
-        # the caller's own permissions (user context) or the app's (a deployment problem)
-        return ApiError(403 if user else 502, exc.code, message)
-    if isinstance(exc, UpstreamError):
-        return ApiError(502, exc.code, message)
-    if isinstance(exc, StorageError):
-        return ApiError(503, exc.code, message, {"Retry-After": "30"})
-    if isinstance(exc, ConflictError):
-        return ApiError(409, exc.code, message)
-    return ApiError(500, "internal_error", "the request failed; see the app's logs")
+    if outcome.action and isinstance(exc, ConsentError):
+        message = f"{message}. {exc.action}"
+    headers: dict[str, str] = {}
+    if outcome.challenge:
+        headers["WWW-Authenticate"] = "Bearer"
+    if outcome.retry_after == THROTTLE:
+        wait = exc.retry_after if isinstance(exc, ThrottledError) else None
+        headers["Retry-After"] = str(max(1, math.ceil(wait or 60)))
+    elif outcome.retry_after is not None:
+        headers["Retry-After"] = str(outcome.retry_after)
+    status = outcome.user_status if user and outcome.user_status else outcome.status
+    return ApiError(status, outcome.code or exc.code, message, headers or None)
 
 
 # ---------------------------------------------------------------------- parameters

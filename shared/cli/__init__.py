@@ -2,7 +2,7 @@
 
 Each command lives in its own module of this package with ``register(subparsers)``; ``COMMANDS``
 lists them in the order ``--help`` shows. Exit status: 0 success, 1 the operation failed (for
-``ingest``: any tenant failed), 2 bad arguments or settings.
+``ingest``: any tenant failed), 2 bad arguments or settings (``shared.errors.OUTCOMES``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from shared.cli import (
     subscriptions,
     tenants,
 )
-from shared.errors import BridgeError, ConfigError
+from shared.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BridgeError, ConfigError, outcome_of
 from shared.logs import configure_cli_logging
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 #: command modules, each with ``register(subparsers)`` setting ``handler`` on its parser
 COMMANDS = (
@@ -74,10 +74,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     configure_cli_logging(args.verbose)
     try:
         status: int = args.handler(args, out)
-    except ConfigError as exc:
-        print(f"error: settings: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except BridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        # the exit status comes from the one table of outcomes (shared.errors.OUTCOMES)
+        prefix = "settings: " if isinstance(exc, ConfigError) else ""
+        print(f"error: {prefix}{exc}", file=sys.stderr)
+        return outcome_of(exc).exit
     return status

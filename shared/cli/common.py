@@ -6,9 +6,9 @@ import argparse
 from datetime import datetime
 
 from shared.clock import RANGE_TEXT, parse_input_time
-from shared.errors import ConfigError
+from shared.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "iso_time", "tenant_ids"]
 
 
 def iso_time(text: str) -> datetime:
