@@ -48,7 +48,7 @@ which Application Insights stores as a trace with the tenant in it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -431,164 +431,26 @@ class Fanout:
         final: bool,
         msg: IngestMessage | None = None,
     ) -> Outcome:
-        """Save what a run did, re-queue the tenant when needed; returns what happened."""
-        now = self._clock()
-        complete = result.complete
-        base: dict[str, Any] = {
-            "last_run_at": now,
-            "last_incidents": result.incidents,
-            "last_api_calls": result.api_calls,
-        }
-        if result.watermark:
-            base["watermark"] = result.watermark
-        self._metric("ingest.api_calls", result.api_calls, tenant=tid)
-        self._metric("ingest.incidents", result.incidents, tenant=tid)
-        if result.ok:
-            ok = {
-                **base,
-                "consent": "ok",
-                "last_error": None,
-                "last_error_code": None,
-                "attempts": 0,
-                "hold_until": None,
-                "hold_reason": None,
-            }
-            if result.skipped:
-                self._states.update(tid, **ok, last_result="skipped", queued_until=None)
-                return Outcome(tid, "skipped", result=result)
-            if result.stopped == "quota" and not complete:
-                return self._park_for_quota(tid, result, ok, now, msg)
-            if not complete and msg is not None:
-                delay = self._continue_delay
-                self._states.update(
-                    tid,
-                    **ok,
-                    last_result="partial",
-                    queued_until=now + timedelta(seconds=delay) + self._settings.queued_marker,
-                    queue_reason="continue",
-                )
-                # a backfill resumes where this run got to, not at its own start again (the
-                # checkpoint only moves forward, so it does not record a backfill's progress)
-                since = msg.since
-                if since is not None and result.reached:
-                    since = max(since, parse_utc(result.reached))
-                self._queue.send(IngestMessage(tid, "continue", since), delay=delay)
-                log.info("tenant %s: backlog left; continues in %.0fs", tid, delay)
-                return Outcome(tid, "continue", delay, result)
-            self._states.update(tid, **ok, last_result="ok", last_success_at=now, queued_until=None)
-            log.info(
-                "tenant %s: ok, %d stored, %d API calls, watermark %s",
-                tid,
-                result.incidents,
-                result.api_calls,
-                result.watermark,
-            )
-            return Outcome(tid, "done", result=result)
-        code = result.error_code or "error"
-        failure = {**base, "last_error": result.error, "last_error_code": code}
-        failure["last_error_at"] = now
-        if code in CONSENT_CODES:
-            hold = now + self._settings.consent_retry
-            self._states.update(
-                tid,
-                **failure,
-                last_result="consent_required",
-                consent="missing",
-                hold_until=hold,
-                hold_reason="consent",
-                queued_until=None,
-            )
-            log.warning(
-                "tenant %s: the app has no consent there; skipped until %s (then probed once "
-                "again; 'python -m shared tenants resume %s' after granting consent): %s",
-                tid,
-                format_utc(hold),
-                tid,
-                result.error,
-            )
-            self._metric("ingest.consent_required", 1, tenant=tid)
-            return Outcome(tid, "consent", result=result)
-        if code == "throttled" and msg is not None:
-            delay = max(MIN_PARK, self._park_for(tid))
-            self._states.update(
-                tid,
-                **failure,
-                last_result="throttled",
-                queued_until=now + timedelta(seconds=delay) + self._settings.queued_marker,
-                queue_reason=msg.reason,
-            )
-            # the original reason and start: a parked backfill stays a backfill
-            self._queue.send(IngestMessage(tid, msg.reason, msg.since), delay=delay)
-            log.warning("tenant %s: throttled; parked for %.0fs", tid, delay)
-            self._metric("ingest.throttled", 1, tenant=tid)
-            return Outcome(tid, "parked", delay, result)
-        if code == "throttled":  # inline: nothing to park on; the next tick tries again
-            self._states.update(tid, **failure, last_result="throttled")
-            self._metric("ingest.throttled", 1, tenant=tid)
-            return Outcome(tid, "throttled", result=result)
-        changes: dict[str, Any] = {**failure, "last_result": "failed", "attempts": dequeue_count}
-        if final:
-            changes.update(
-                hold_until=now + self._settings.failure_hold,
-                hold_reason="poison",
-                queued_until=None,
-            )
-            log.error(
-                "tenant %s: attempt %d of %d failed; the message goes to defender-ingest-poison "
-                "and the tenant is held until %s: %s",
-                tid,
-                dequeue_count,
-                self._settings.max_dequeue_count,
-                format_utc(now + self._settings.failure_hold),
-                result.error,
-            )
-            self._metric("ingest.poisoned", 1, tenant=tid)
-        else:
-            log.warning(
-                "tenant %s: attempt %d failed (%s); the queue retries it: %s",
-                tid,
-                dequeue_count,
-                code,
-                result.error,
-            )
-            self._metric("ingest.failed", 1, tenant=tid)
-        self._states.update(tid, **changes)
-        return Outcome(tid, "failed", result=result)
-
-    def _park_for_quota(
-        self,
-        tid: str,
-        result: TenantResult,
-        ok: dict[str, Any],
-        now: datetime,
-        msg: IngestMessage | None,
-    ) -> Outcome:
-        """A run that stopped cleanly because the API quota was spent (``stopped="quota"``):
-        what it read is committed; the tenant resumes when the quota frees. Queue mode re-queues
-        it with a visibility delay up to ``resume_at`` (parked: no thread waits); inline mode
-        records it and the next tick goes on. Neither is a failure."""
-        delay = max(MIN_PARK, self._park_for(tid))
-        if result.resume_at:
-            delay = max(delay, (parse_utc(result.resume_at) - now).total_seconds())
-        self._metric("ingest.throttled", 1, tenant=tid)
-        if msg is None:
-            self._states.update(tid, **ok, last_result="throttled")
-            log.info("tenant %s: API quota spent; the next tick resumes it", tid)
-            return Outcome(tid, "throttled", delay, result)
-        self._states.update(
-            tid,
-            **ok,
-            last_result="throttled",
-            queued_until=now + timedelta(seconds=delay) + self._settings.queued_marker,
-            queue_reason=msg.reason,
+        """Save what a run did, re-queue the tenant when needed; returns what happened. What
+        to do is ``decide()``'s (pure); this applies it."""
+        decision = decide(
+            result,
+            now=self._clock(),
+            msg=msg,
+            dequeue_count=dequeue_count,
+            final=final,
+            settings=self._settings,
+            park_seconds=self._park_for(tid),
+            continue_delay=self._continue_delay,
         )
-        # like a backlog continuation, a backfill resumes where this run got to
-        since = msg.since
-        if since is not None and result.reached:
-            since = max(since, parse_utc(result.reached))
-        self._queue.send(IngestMessage(tid, msg.reason, since), delay=delay)
-        log.info("tenant %s: API quota spent; parked for %.0fs", tid, delay)
-        return Outcome(tid, "parked", delay, result)
+        for name, value in decision.metrics:
+            self._metric(name, value, tenant=tid)
+        self._states.update(tid, **decision.changes)
+        if decision.requeue is not None:
+            self._queue.send(decision.requeue, delay=decision.delay)
+        if decision.log:
+            log.log(decision.log_level, "tenant %s: %s", tid, decision.log)
+        return Outcome(tid, decision.action, decision.delay, result)
 
     # ------------------------------------------------------------------ poison, registry
 
@@ -713,3 +575,220 @@ class Fanout:
             lookback_days=entry.lookback_days,
             enabled=entry.enabled,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the queue handler does after one tenant's run (``decide``).
+
+    Attributes:
+        action: ``Outcome.action``: done | continue | parked | consent | skipped | throttled |
+            failed (the handler raises on ``failed``, so the host retries the message).
+        delay: seconds before a re-queued message shows (0 when none is sent).
+        changes: the update of the tenant's run row (``RunStateStore.update``).
+        requeue: the message to send again, or None.
+        metrics: ``(name, value)`` pairs for the tenant.
+        log: one line about the tenant (after ``tenant <id>: ``), at ``log_level``.
+    """
+
+    action: str
+    changes: Mapping[str, Any]
+    delay: float = 0.0
+    requeue: IngestMessage | None = None
+    metrics: tuple[tuple[str, float], ...] = ()
+    log: str = ""
+    log_level: int = logging.INFO
+
+
+def decide(
+    result: TenantResult,
+    *,
+    now: datetime,
+    msg: IngestMessage | None,
+    dequeue_count: int,
+    final: bool,
+    settings: Settings,
+    park_seconds: float,
+    continue_delay: float = CONTINUE_DELAY,
+) -> Decision:
+    """The outcome table of the module docstring as a pure function of one run's result.
+
+    Args:
+        result: what the tenant's run did.
+        now: the time of the decision.
+        msg: the queue message that started the run (None: inline mode, nothing to re-queue).
+        dequeue_count: how many times the host has handed this message out.
+        final: this is the message's last attempt before the poison queue.
+        settings: marker, hold and retry durations.
+        park_seconds: the tenant's wait on its rate-limit buckets (read by the caller).
+        continue_delay: the visibility delay of a backlog continuation.
+    """
+    counts = (
+        ("ingest.api_calls", result.api_calls),
+        ("ingest.incidents", result.incidents),
+    )
+    base: dict[str, Any] = {
+        "last_run_at": now,
+        "last_incidents": result.incidents,
+        "last_api_calls": result.api_calls,
+    }
+    if result.watermark:
+        base["watermark"] = result.watermark
+    if result.ok:
+        return _decide_ok(result, base, counts, now, msg, settings, park_seconds, continue_delay)
+    code = result.error_code or "error"
+    failure = {**base, "last_error": result.error, "last_error_code": code, "last_error_at": now}
+    if code in CONSENT_CODES:
+        hold = now + settings.consent_retry
+        return Decision(
+            "consent",
+            {
+                **failure,
+                "last_result": "consent_required",
+                "consent": "missing",
+                "hold_until": hold,
+                "hold_reason": "consent",
+                "queued_until": None,
+            },
+            metrics=(*counts, ("ingest.consent_required", 1)),
+            log=(
+                f"the app has no consent there; skipped until {format_utc(hold)} (then probed "
+                f"once again; 'python -m shared tenants resume {result.tenant}' after granting "
+                f"consent): {result.error}"
+            ),
+            log_level=logging.WARNING,
+        )
+    if code == "throttled" and msg is not None:
+        delay = max(MIN_PARK, park_seconds)
+        return Decision(
+            "parked",
+            {
+                **failure,
+                "last_result": "throttled",
+                "queued_until": now + timedelta(seconds=delay) + settings.queued_marker,
+                "queue_reason": msg.reason,
+            },
+            delay=delay,
+            # the original reason and start: a parked backfill stays a backfill
+            requeue=IngestMessage(result.tenant, msg.reason, msg.since),
+            metrics=(*counts, ("ingest.throttled", 1)),
+            log=f"throttled; parked for {delay:.0f}s",
+            log_level=logging.WARNING,
+        )
+    if code == "throttled":  # inline: nothing to park on; the next tick tries again
+        return Decision(
+            "throttled",
+            {**failure, "last_result": "throttled"},
+            metrics=(*counts, ("ingest.throttled", 1)),
+        )
+    changes: dict[str, Any] = {**failure, "last_result": "failed", "attempts": dequeue_count}
+    if final:
+        changes.update(
+            hold_until=now + settings.failure_hold, hold_reason="poison", queued_until=None
+        )
+        return Decision(
+            "failed",
+            changes,
+            metrics=(*counts, ("ingest.poisoned", 1)),
+            log=(
+                f"attempt {dequeue_count} of {settings.max_dequeue_count} failed; the message "
+                "goes to defender-ingest-poison and the tenant is held until "
+                f"{format_utc(now + settings.failure_hold)}: {result.error}"
+            ),
+            log_level=logging.ERROR,
+        )
+    return Decision(
+        "failed",
+        changes,
+        metrics=(*counts, ("ingest.failed", 1)),
+        log=f"attempt {dequeue_count} failed ({code}); the queue retries it: {result.error}",
+        log_level=logging.WARNING,
+    )
+
+
+def _decide_ok(
+    result: TenantResult,
+    base: dict[str, Any],
+    counts: tuple[tuple[str, float], ...],
+    now: datetime,
+    msg: IngestMessage | None,
+    settings: Settings,
+    park_seconds: float,
+    continue_delay: float,
+) -> Decision:
+    """``decide`` for a run that did not fail."""
+    ok = {
+        **base,
+        "consent": "ok",
+        "last_error": None,
+        "last_error_code": None,
+        "attempts": 0,
+        "hold_until": None,
+        "hold_reason": None,
+    }
+    if result.skipped:
+        return Decision(
+            "skipped", {**ok, "last_result": "skipped", "queued_until": None}, metrics=counts
+        )
+    if result.stopped == "quota" and not result.complete:
+        # stopped cleanly because the API quota was spent: what it read is committed; the
+        # tenant resumes when the quota frees (parked on the queue: no thread waits)
+        delay = max(MIN_PARK, park_seconds)
+        if result.resume_at:
+            delay = max(delay, (parse_utc(result.resume_at) - now).total_seconds())
+        metrics = (*counts, ("ingest.throttled", 1))
+        if msg is None:
+            return Decision(
+                "throttled",
+                {**ok, "last_result": "throttled"},
+                delay=delay,
+                metrics=metrics,
+                log="API quota spent; the next tick resumes it",
+            )
+        return Decision(
+            "parked",
+            {
+                **ok,
+                "last_result": "throttled",
+                "queued_until": now + timedelta(seconds=delay) + settings.queued_marker,
+                "queue_reason": msg.reason,
+            },
+            delay=delay,
+            # like a backlog continuation, a backfill resumes where this run got to
+            requeue=IngestMessage(result.tenant, msg.reason, _resumed(msg, result)),
+            metrics=metrics,
+            log=f"API quota spent; parked for {delay:.0f}s",
+        )
+    if not result.complete and msg is not None:
+        delay = continue_delay
+        return Decision(
+            "continue",
+            {
+                **ok,
+                "last_result": "partial",
+                "queued_until": now + timedelta(seconds=delay) + settings.queued_marker,
+                "queue_reason": "continue",
+            },
+            delay=delay,
+            requeue=IngestMessage(result.tenant, "continue", _resumed(msg, result)),
+            metrics=counts,
+            log=f"backlog left; continues in {delay:.0f}s",
+        )
+    return Decision(
+        "done",
+        {**ok, "last_result": "ok", "last_success_at": now, "queued_until": None},
+        metrics=counts,
+        log=(
+            f"ok, {result.incidents} stored, {result.api_calls} API calls, "
+            f"watermark {result.watermark}"
+        ),
+    )
+
+
+def _resumed(msg: IngestMessage, result: TenantResult) -> datetime | None:
+    """A backfill resumes where this run got to, not at its own start again (the checkpoint
+    only moves forward, so it does not record a backfill's progress)."""
+    since = msg.since
+    if since is not None and result.reached:
+        since = max(since, parse_utc(result.reached))
+    return since
