@@ -35,6 +35,8 @@ import azure.functions as func
 
 from shared import worker
 from shared.api.access import host_auth_level
+from shared.api.functions import to_request, to_response
+from shared.api.handlers import run_queued_job
 from shared.api.routes import ROUTES
 from shared.api.spec import Route
 from shared.errors import ConfigError
@@ -143,7 +145,6 @@ def _http_function(route: Route) -> Callable[..., func.HttpResponse]:
     ) -> func.HttpResponse:
         # on first use, for import cost (see ``_services``): the HTTP face wires the root
         from shared.api.app import answer
-        from shared.api.functions import to_request, to_response
 
         with worker.invocation(context):
             return to_response(answer(to_request(req)))
@@ -176,7 +177,6 @@ def hunting_worker(
     """Run one asynchronous hunting job (``{"job": id}``); its outcome is saved on the job."""
     # on first use, for import cost (see ``_services``)
     from shared.api.app import backend
-    from shared.api.handlers import run_queued_job
 
     with worker.invocation(context):
         try:

@@ -65,7 +65,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from shared.clock import Clock, format_utc
+from shared.clock import Clock, format_utc, parse_utc
 from shared.defender.client import MAX_SKIP, DefenderClient, SlicePage
 from shared.defender.model import Incident, normalize
 from shared.defender.slices import Listing, PagedRead, SliceRequest
@@ -1112,7 +1112,6 @@ def _text(value: Any) -> str | None:
 
 def _times(items: Sequence[dict[str, Any]], api: str, which: str) -> list[datetime]:
     """The items' last-update (or creation) times that parse; the planner's sample."""
-    from shared.clock import parse_utc
 
     if which == "updated":
         key = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"

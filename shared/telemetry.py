@@ -22,6 +22,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shared.logs import install_redaction
 from shared.settings import APPLICATIONINSIGHTS_SETTING as CONNECTION_STRING_SETTING
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,6 @@ def recorder(
                 enable_live_metrics=False,
             )
             # the handler it adds to ``shared`` gets the redaction filter like every other
-            from shared.logs import install_redaction
 
             install_redaction(logging.getLogger("shared"))
             _recorder = Recorder(metrics.get_meter("defender_bridge.ingest"))

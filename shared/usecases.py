@@ -14,14 +14,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import format_utc
+from shared.defender.model import Alert, HuntingResult, Incident, normalize_alert
+from shared.defender.operations import IncidentUpdate, hunting_request
+from shared.defender.operations import incident_id as check_id
+from shared.defender.queries import ALERT_STATUSES, AlertQuery, IncidentQuery
+from shared.defender.values import canonical_severity, canonical_status
 from shared.errors import ConfigError
 
 if TYPE_CHECKING:
     from shared.defender.client import DefenderClient
-    from shared.defender.model import Alert, HuntingResult, Incident
-    from shared.defender.operations import IncidentUpdate
     from shared.defender.pages import PageResult
-    from shared.defender.queries import IncidentQuery
 
 #: the documented advanced hunting row cap (defender-api.md, "at most 100k rows"): an answer of
 #: exactly this many rows was most likely cut by the service
@@ -61,9 +63,6 @@ def incident_query(
     Raises:
         ConfigError: a status or severity outside the documented sets, or a bad time range.
     """
-    from shared.defender.queries import IncidentQuery
-    from shared.defender.values import canonical_severity, canonical_status
-
     return IncidentQuery(
         statuses=_canonical(statuses, lambda v: canonical_status(v, for_filter=True)),
         severities=_canonical(severities, canonical_severity),
@@ -100,24 +99,98 @@ def incident_page(
     )
 
 
+def incident_id(raw: str) -> str:
+    """An incident id as a caller typed it, checked (ConfigError when it cannot be one)."""
+    return check_id(raw)
+
+
+def incident_update(
+    *,
+    status: str | None = None,
+    assigned_to: str | None = None,
+    classification: str | None = None,
+    determination: str | None = None,
+    tags: Sequence[str] | None = None,
+    comment: str | None = None,
+) -> IncidentUpdate:
+    """The changes of ``incidents update`` and ``PATCH /incidents/{id}``, canonicalized for
+    either surface (``assigned_to=""`` unassigns; None leaves a field as it is).
+
+    Raises:
+        ConfigError: a value outside the documented sets, or nothing to change.
+    """
+    return IncidentUpdate.parse(
+        status=status,
+        assigned_to=assigned_to,
+        classification=classification,
+        determination=determination,
+        tags=tags,
+        comment=comment,
+    )
+
+
+def alert_query(
+    *,
+    statuses: Iterable[str] | None = None,
+    severities: Iterable[str] | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_from: datetime | None = None,
+    updated_before: datetime | None = None,
+) -> AlertQuery:
+    """The filters of ``incidents alerts``, canonicalized (statuses in any case, with or
+    without dashes).
+
+    Raises:
+        ConfigError: a status or severity outside the documented sets, or a bad time range.
+    """
+
+    def status(value: str) -> str:
+        key = value.replace("-", "").replace("_", "").lower()
+        for option in ALERT_STATUSES:
+            if option.lower() == key:
+                return option
+        raise ConfigError(f"alert status '{value}' is not one of: {', '.join(ALERT_STATUSES)}")
+
+    return AlertQuery(
+        statuses=_canonical(statuses, status),
+        severities=_canonical(severities, canonical_severity),
+        created_from=created_from,
+        created_before=created_before,
+        updated_from=updated_from,
+        updated_before=updated_before,
+    )
+
+
+def list_alerts(
+    client: DefenderClient, query: AlertQuery, *, limit: int | None = None
+) -> list[Alert]:
+    """Alerts matching ``query`` (at most ``limit``)."""
+    return client.list_alerts(query, limit=limit)
+
+
+def alert_rows(incident: Incident) -> list[dict[str, Any]]:
+    """The alerts an incident carries (embedded or expanded), as flat JSON objects."""
+    alerts = incident.raw.get("alerts")
+    return [
+        alert_row(normalize_alert(a, incident.api))
+        for a in (alerts if isinstance(alerts, list) else [])
+        if isinstance(a, dict)
+    ]
+
+
 def get_incident(client: DefenderClient, incident_id: str) -> Incident:
     """One incident with its alerts (the id is checked before any call)."""
-    from shared.defender.operations import incident_id as check_id
-
     return client.get_incident(check_id(incident_id))
 
 
 def update_incident(client: DefenderClient, incident_id: str, update: IncidentUpdate) -> Incident:
     """Apply a validated update; the incident as the API shows it afterwards."""
-    from shared.defender.operations import incident_id as check_id
-
     return client.update_incident(check_id(incident_id), update)
 
 
 def check_hunt(client: DefenderClient, query: str, timespan: str | None) -> None:
     """Check a query and time span before spending a call (ConfigError if invalid)."""
-    from shared.defender.operations import hunting_request
-
     hunting_request(client.api, client.base_url, query, timespan=timespan)
 
 

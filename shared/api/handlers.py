@@ -22,10 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from shared import usecases
-from shared.api.access import Principal, check_tenant, requested_tenant
+from shared.api.access import Principal, _guid, check_tenant, requested_tenant
+from shared.api.consent import StateError, consent_tenant, verify_state
 from shared.api.http import ApiError, Request, Response, json_response
+from shared.api.poll import LinkError, issue, verify
 from shared.api.schema import Body, Field, parse_json
-from shared.clock import RANGE_TEXT, format_utc, parse_input_time
+from shared.clock import RANGE_TEXT, format_utc, parse_input_time, parse_utc
+from shared.credentials.claims import check_roles
+from shared.defender.slices import from_us, to_us
+from shared.defender.values import canonical_severity, canonical_status
 from shared.errors import (
     THROTTLE,
     AuthError,
@@ -36,6 +41,11 @@ from shared.errors import (
     ThrottledError,
     outcome_of,
 )
+from shared.hunting import ParameterError, templates
+from shared.push.keys import SIGNATURE_HEADER
+from shared.push.messages import Filter, is_subscription_id
+from shared.storage.jobs import Job, valid_job_id
+from shared.storage.queue import IngestRequest
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend
@@ -265,7 +275,6 @@ def list_incidents(ctx: Context) -> Response:
     (the next listing from the top shows it, in its new version) and none is shown twice or
     skipped otherwise.
     """
-    from shared.defender.slices import from_us, to_us
 
     r = ctx.request
     top = int_param(r, "top", 1, MAX_PAGE, DEFAULT_PAGE)
@@ -316,25 +325,15 @@ def _page(ctx: Context, tenant: str, page: list[Incident], cursor: str | None) -
 
 def get_incident(ctx: Context) -> Response:
     """``GET /incidents/{id}``: one incident with its alerts."""
-    from shared.defender.model import normalize_alert
-
     tenant = ctx.tenant()
-    incident_id = _incident_id(ctx)
-    incident = usecases.get_incident(ctx.client(tenant), incident_id)
-    alerts = incident.raw.get("alerts")
-    rows = [
-        usecases.alert_row(normalize_alert(a, incident.api))
-        for a in (alerts if isinstance(alerts, list) else [])
-        if isinstance(a, dict)
-    ]
+    incident = usecases.get_incident(ctx.client(tenant), _incident_id(ctx))
+    rows = usecases.alert_rows(incident)
     return json_response(200, {**usecases.incident_row(incident), "alertList": rows})
 
 
 def _incident_id(ctx: Context) -> str:
-    from shared.defender.operations import incident_id
-
     try:
-        return incident_id(ctx.request.route_params.get("id", ""))
+        return usecases.incident_id(ctx.request.route_params.get("id", ""))
     except ConfigError as exc:
         raise ApiError(400, "invalid_id", str(exc)) from None
 
@@ -363,14 +362,12 @@ UPDATE_BODY = Body(
 
 def update_incident(ctx: Context) -> Response:
     """``PATCH /incidents/{id}``."""
-    from shared.defender.operations import IncidentUpdate
-
     tenant = ctx.tenant()
     incident_id = _incident_id(ctx)
     body = UPDATE_BODY.parse(ctx.request.body)
     assigned = body.get("assignedTo", ...)
     try:
-        update = IncidentUpdate.parse(
+        update = usecases.incident_update(
             status=body.get("status"),
             assigned_to=None if assigned is ... else (assigned or ""),
             classification=body.get("classification"),
@@ -431,7 +428,6 @@ HUNT_BODY = Body(
 
 def list_templates(ctx: Context) -> Response:
     """``GET /hunting/templates``."""
-    from shared.hunting import templates
 
     return json_response(
         200,
@@ -451,7 +447,6 @@ def list_templates(ctx: Context) -> Response:
 
 def hunting_query(ctx: Context, body: dict[str, Any]) -> str:
     """The KQL to run: a rendered template, or the free-form query when allowed."""
-    from shared.hunting import ParameterError, templates
 
     name, query = body.get("template"), body.get("query")
     if (name is None) == (query is None):
@@ -482,7 +477,6 @@ def hunting_query(ctx: Context, body: dict[str, Any]) -> str:
 
 def run_hunting(ctx: Context) -> Response:
     """``POST /hunting``: synchronous within the budget, else 202 and a job to poll."""
-    from shared.storage.jobs import Job
 
     body = HUNT_BODY.parse(ctx.request.body)
     tenant = ctx.tenant()
@@ -537,8 +531,6 @@ def accepted(ctx: Context, job: Job) -> Response:
     caller re-sends. It is the same on every 202 of the job. Without ``API_SIGNING_KEY`` no
     capability can be signed, and the Location is ``/hunting/jobs/{id}``, for token holders.
     """
-    from shared.api.poll import issue
-    from shared.clock import parse_utc
 
     settings = ctx.backend.settings
     if settings.api_signing_key is None:
@@ -631,7 +623,6 @@ def poll_job(ctx: Context) -> Response:
     ``/hunting/jobs/{id}``; the link's capability is then not needed. Without one, the link
     must be ours, intact and unexpired (checked before storage is read), and opens its one job.
     """
-    from shared.api.poll import LinkError, verify
 
     r = ctx.request
     job_id = r.param("job") or ""
@@ -665,7 +656,6 @@ def poll_job(ctx: Context) -> Response:
 
 
 def _load_job(ctx: Context, job_id: str) -> Job:
-    from shared.storage.jobs import valid_job_id
 
     if not valid_job_id(job_id):
         raise ApiError(400, "invalid_id", "a job id is 32 lowercase hexadecimal digits")
@@ -708,7 +698,6 @@ INGEST_BODY = Body(
 
 def queue_ingest(ctx: Context) -> Response:
     """``POST /ingest``: queue one tenant for ingestion now (202)."""
-    from shared.storage.queue import IngestRequest
 
     raw = ctx.request.body
     body = INGEST_BODY.parse(raw) if raw.strip() else {}
@@ -802,9 +791,6 @@ def subscribe(ctx: Context) -> Response:
     with the same ``Location`` when this callback URL is already subscribed: Logic Apps
     subscribes again on every save and retries on 408/429/5xx, so one URL is one subscription,
     its filter replaced by the last subscribe."""
-    from shared.defender.values import canonical_severity, canonical_status
-    from shared.push.keys import SIGNATURE_HEADER
-    from shared.push.messages import Filter
 
     data = _callback_body(ctx.request)
     body = SUBSCRIBE_BODY.check(data)
@@ -819,8 +805,6 @@ def subscribe(ctx: Context) -> Response:
         raise ApiError(400, "invalid_body", str(exc)) from None
     tenants: tuple[str, ...] | None
     if body.get("tenants"):
-        from shared.api.access import _guid
-
         named = []
         for value in body["tenants"]:
             tid = _guid(value)
@@ -906,8 +890,6 @@ def list_subscriptions(ctx: Context) -> Response:
 def unsubscribe(ctx: Context) -> Response:
     """``DELETE /subscriptions/{id}`` (the Location of the subscription); 204, also when it is
     already gone (Logic Apps repeats an unsubscribe it is not sure of)."""
-    from shared.push.store import is_subscription_id
-
     sub_id = ctx.request.route_params.get("id", "")
     if not is_subscription_id(sub_id):
         raise ApiError(400, "invalid_id", "a subscription id is 32 lowercase hexadecimal digits")
@@ -962,7 +944,6 @@ def consent_callback(ctx: Context) -> Response:
     and the consent recorded, never re-enabling a paused tenant. A failed proof spends
     nothing: the admin can open the same link again once Entra has the consent.
     """
-    from shared.api.consent import StateError, consent_tenant, verify_state
 
     r = ctx.request
     settings = ctx.backend.settings
@@ -1039,7 +1020,6 @@ def _prove_consent(backend: Backend, tenant: str, expires: datetime) -> tuple[st
 def _consent_answer(
     settings: Any, tenant: str, served: bool, roles: tuple[str, ...]
 ) -> dict[str, Any]:
-    from shared.credentials.claims import check_roles
 
     missing = [c for c in check_roles(settings.api, settings.features, roles) if not c.ok]
     body: dict[str, Any] = {"tenant": tenant, "consented": True, "enabled": served}

@@ -8,7 +8,22 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
+from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, tenant_ids
+from shared.cli.tenants import poison_report
+from shared.credentials.check import (
+    CheckReport,
+    Step,
+    check_credential,
+    check_tenants,
+    render_table,
+)
+from shared.errors import ConfigError, StorageError
+from shared.host import check_host
+from shared.ingest import ingestion_health
+from shared.retirement import api_notice
+from shared.settings import RETIRED_SETTINGS
+from shared.tenants import TenantEntry
 
 if TYPE_CHECKING:
     from shared.host import Finding
@@ -36,21 +51,9 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the checks and print the table (or JSON)."""
-    from shared.bootstrap import services
-    from shared.credentials.check import (
-        CheckReport,
-        Step,
-        check_credential,
-        check_tenants,
-        render_table,
-    )
-    from shared.errors import ConfigError
-    from shared.host import check_host
-    from shared.retirement import api_notice
-    from shared.tenants import TenantEntry
 
     try:
-        svc = services()
+        svc = bootstrap.services()
     except ConfigError:
         # the host-side settings are read by the host, not by Settings: report them anyway,
         # then the settings' own problems (the CLI prints them and exits 2)
@@ -86,7 +89,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         **_http_auth(s),
     )
     # ingestion health (issue 9): last success and lag of each tenant, from its checkpoint
-    from shared.ingest import ingestion_health
 
     health = ingestion_health(
         svc.checkpoints(),
@@ -128,8 +130,6 @@ def _host_lines(host: list[Finding]) -> str:
 def _http_auth(settings: Any) -> dict[str, Any]:
     """Who the HTTP API admits: a warning in key mode (a key grants every tenant) and for a
     retired setting that is still set (it is not obeyed)."""
-    from shared.credentials.check import Step
-    from shared.settings import RETIRED_SETTINGS
 
     notes, fixes = [], []
     if settings.api_auth_mode == "key":
@@ -151,8 +151,6 @@ def _http_auth(settings: Any) -> dict[str, Any]:
 
 def _poison(svc: Any) -> dict[str, Any]:
     """The poison queue report (``tenants poison``); a read failure is reported, not fatal."""
-    from shared.cli.tenants import poison_report
-    from shared.errors import StorageError
 
     if svc.settings.fanout != "queue":
         return {"count": 0, "poison": []}

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from shared.clock import RANGE_TEXT, parse_input_time
 from shared.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from shared.settings import parse_tenant_list
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "iso_time", "tenant_ids"]
 
@@ -30,7 +31,6 @@ def tenant_ids(chosen: list[str] | None, configured: tuple[str, ...]) -> tuple[s
     """
     if not chosen:
         return configured
-    from shared.settings import parse_tenant_list
 
     try:
         return parse_tenant_list(",".join(chosen))

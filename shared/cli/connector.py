@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from shared.api.connector import api_properties
+from shared.api.openapi import document, security_for
+from shared.api.routes import ROUTES
 from shared.cli.common import EXIT_OK
+from shared.errors import ConfigError
+from shared.settings import WEBSITE_HOSTNAME, load
 
 DEFINITION_FILE = "apiDefinition.swagger.json"
 PROPERTIES_FILE = "apiProperties.json"
@@ -43,12 +48,6 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Write both files (no network I/O: only the settings are read)."""
     import os
-
-    from shared.api.connector import api_properties
-    from shared.api.openapi import document, security_for
-    from shared.api.routes import ROUTES
-    from shared.errors import ConfigError
-    from shared.settings import WEBSITE_HOSTNAME, load
 
     settings = load()
     url = args.url or settings.api_public_url

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
+from shared.api.consent import consent_tenant, issue_state
 from shared.cli.common import EXIT_OK
+from shared.clock import utc_now
+from shared.credentials.tokens import admin_consent_url
+from shared.errors import ConfigError
+from shared.settings import load, parse_redirect_uri
 
 
 def register(commands: Any) -> None:
@@ -35,10 +40,6 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the URL (no network I/O: it only needs the settings)."""
-    from shared.api.consent import consent_tenant
-    from shared.credentials.tokens import admin_consent_url
-    from shared.errors import ConfigError
-    from shared.settings import load, parse_redirect_uri
 
     settings = load()
     try:
@@ -57,8 +58,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if state is None and settings.api_signing_key:
         # the onboarding callback (GET /api/consent/callback) records the tenant only with a
         # state it can verify: signed, for this tenant, expiring
-        from shared.api.consent import issue_state
-        from shared.clock import utc_now
 
         state = issue_state(
             settings.api_signing_key, tenant, utc_now(), settings.api_consent_state_lifetime

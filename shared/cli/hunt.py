@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared import usecases
 from shared.cli.common import EXIT_OK
 from shared.cli.incidents import add_common, bad_input, client_for, write_rows
 from shared.errors import ConfigError
@@ -58,7 +59,6 @@ def read_query(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the query and print its result."""
-    from shared import usecases
 
     try:
         query = read_query(args)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from shared import bootstrap, usecases
 from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.cli.login import add_as_user
 from shared.defender.model import Incident
@@ -38,9 +39,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def client_for(args: argparse.Namespace) -> Any:
     """The API client of the tenant named by ``--tenant`` (or the home tenant)."""
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     chosen = tenant_ids([args.tenant] if args.tenant else None, (svc.settings.tenant_id,))
     if getattr(args, "as_user", False):
         return svc.user_client_for(chosen[0])
@@ -155,7 +155,6 @@ def _canonical(values: Sequence[str] | None, parse: Callable[[str], str]) -> tup
 
 def run_list(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents list``."""
-    from shared import usecases
 
     try:
         query = usecases.incident_query(
@@ -176,7 +175,6 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_get(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents get ID``."""
-    from shared import usecases
 
     try:
         incident = usecases.get_incident(client_for(args), args.incident_id)
@@ -188,13 +186,11 @@ def run_get(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_update(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents update ID ...``."""
-    from shared.defender.operations import IncidentUpdate
-
     tags: list[str] | None = [] if args.clear_tags else (_split(args.tag) if args.tag else None)
     try:
         if args.clear_tags and args.tag:
             raise ConfigError("give either --tag or --clear-tags, not both")
-        update = IncidentUpdate.parse(
+        update = usecases.incident_update(
             status=args.status,
             assigned_to=args.assigned_to,
             classification=args.classification,
@@ -204,37 +200,25 @@ def run_update(args: argparse.Namespace, out: TextIO) -> int:
         )
     except ConfigError as exc:
         return bad_input("incidents update", exc)
-    from shared import usecases
-    from shared.bootstrap import services
 
     client = client_for(args)
-    started = services().clock()
+    started = bootstrap.services().clock()
     try:
         incident = usecases.update_incident(client, args.incident_id, update)
     except ConfigError as exc:
         return bad_input("incidents update", exc)
     # push does not deliver this update back to subscribed workflows (loop protection)
-    services().mark_own_update(client.tenant, incident.id, started)
+    bootstrap.services().mark_own_update(client.tenant, incident.id, started)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
 
 
 def run_alerts(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents alerts``."""
-    from shared.defender.queries import ALERT_STATUSES, AlertQuery
-    from shared.defender.values import canonical_severity
-
-    def status(value: str) -> str:
-        key = value.replace("-", "").replace("_", "").lower()
-        for option in ALERT_STATUSES:
-            if option.lower() == key:
-                return option
-        raise ConfigError(f"alert status '{value}' is not one of: {', '.join(ALERT_STATUSES)}")
-
     try:
-        query = AlertQuery(
-            statuses=_canonical(args.status, status),
-            severities=_canonical(args.severity, canonical_severity),
+        query = usecases.alert_query(
+            statuses=args.status,
+            severities=args.severity,
             created_from=args.created_from,
             created_before=args.created_before,
             updated_from=args.updated_from,
@@ -242,7 +226,7 @@ def run_alerts(args: argparse.Namespace, out: TextIO) -> int:
         )
     except ConfigError as exc:
         return bad_input("incidents alerts", exc)
-    alerts = client_for(args).list_alerts(query, limit=args.limit or None)
+    alerts = usecases.list_alerts(client_for(args), query, limit=args.limit or None)
     rows = [alert_row(a) for a in alerts]
     if args.format == "json":
         data = [dict(a.raw) for a in alerts] if args.raw else rows

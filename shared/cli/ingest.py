@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.cli.login import add_as_user
 
@@ -67,9 +68,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.as_user:
         print(AS_USER_REFUSED, file=sys.stderr)
         return EXIT_USAGE
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     # default: the enabled tenants of the registry (INGEST_TENANTS + the registry table), read
     # only when no --tenant was named
     tenants = tenant_ids(args.tenant, ()) or svc.enabled_tenants()

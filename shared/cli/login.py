@@ -10,6 +10,8 @@ import sys
 from typing import Any, TextIO
 
 from shared.cli.common import EXIT_OK
+from shared.credentials.user import device_code_login, require_tenant
+from shared.settings import load
 
 
 def add_as_user(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +44,6 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Start the device code flow, print Entra's instruction, wait for the sign-in."""
-    from shared.credentials.user import device_code_login, require_tenant
-    from shared.settings import load
 
     settings = load()
     tenant = require_tenant(args.tenant, settings)

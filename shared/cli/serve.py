@@ -30,7 +30,10 @@ from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from shared.api.access import KEY_HEADER, KEY_PARAMETER
+from shared.api.app import answer
 from shared.api.http import ApiError, Request, Response
+from shared.api.routes import match
+from shared.api.wsgi import make_app
 from shared.cli.common import EXIT_OK, EXIT_USAGE
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -75,8 +78,6 @@ def register(commands: Any) -> None:
 def build_server(host: str, port: int, *, key: str | None = None) -> ThreadingWSGIServer:
     """The server (not yet serving); port 0 picks a free one. ``key``: the run's key (default:
     a new random one, ``server.key``)."""
-    from shared.api.app import answer
-    from shared.api.wsgi import make_app
 
     run_key = key or secrets.token_urlsafe(32)
     bound: dict[str, int] = {}
@@ -97,7 +98,6 @@ def build_server(host: str, port: int, *, key: str | None = None) -> ThreadingWS
 def guard(request: Request, *, key: str, port: int) -> Response | None:
     """The refusal of a request ``serve`` must not answer, or None (see the module docstring).
     Pure."""
-    from shared.api.routes import match
 
     try:
         _check(request, key=key, port=port, anonymous=_anonymous(match, request))

@@ -6,7 +6,9 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK
+from shared.fanout import UNHEALTHY
 
 
 def register(commands: Any) -> None:
@@ -36,10 +38,8 @@ def _age(seconds: float | None) -> str:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the status view."""
-    from shared.bootstrap import services
-    from shared.fanout import UNHEALTHY
 
-    rows, queues = services().fanout().status()
+    rows, queues = bootstrap.services().fanout().status()
     bad = any(r.health in UNHEALTHY for r in rows)
     if args.json:
         json.dump({"tenants": [r.to_json() for r in rows], "queues": queues}, out, indent=2)

@@ -19,8 +19,12 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from shared.cli.common import EXIT_FAILED, EXIT_OK
-from shared.errors import ConfigError
+from shared import bootstrap
+from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
+from shared.defender.values import canonical_severity, canonical_status
+from shared.errors import ConfigError, StorageError
+from shared.push.messages import Filter
+from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 
 def register(commands: Any) -> None:
@@ -56,20 +60,14 @@ def register(commands: Any) -> None:
 
 
 def _require_key() -> None:
-    from shared.bootstrap import services
 
-    if services().settings.api_signing_key is None:
+    if bootstrap.services().settings.api_signing_key is None:
         raise ConfigError("push needs the API_SIGNING_KEY setting")
 
 
 def run_add(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions add``."""
     import sys
-
-    from shared.bootstrap import services
-    from shared.cli.common import EXIT_USAGE, tenant_ids
-    from shared.defender.values import canonical_severity, canonical_status
-    from shared.push.messages import Filter
 
     _require_key()
     url = sys.stdin.readline().strip() if args.url == "-" else args.url
@@ -80,7 +78,7 @@ def run_add(args: argparse.Namespace, out: TextIO) -> int:
             tuple(args.tag or ()),
             tenant_ids(args.tenant, ()) if args.tenant else None,
         )
-        svc = services()
+        svc = bootstrap.services()
         target = svc.push_callbacks().check(url)
     except ConfigError as exc:  # a refused callback is the argument's problem, not a setting's
         print(f"error: python -m shared subscriptions add: {exc}", file=sys.stderr)
@@ -95,9 +93,8 @@ def run_add(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_list(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions list``."""
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     now = svc.clock()
     subs = sorted(svc.subscriptions().all(), key=lambda s: s.created)
     rows = [{**s.describe(), **s.health(now)} for s in subs]
@@ -125,10 +122,7 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 def _push_queue() -> Any:
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    from shared.bootstrap import services
-    from shared.push.outbox import PUSH_QUEUE
-
-    service = services().queue_service
+    service = bootstrap.services().queue_service
     if service is None:
         raise ConfigError("no queue service configured")
     return service.get_queue_client(
@@ -142,12 +136,9 @@ def run_deliver(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions deliver``."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-    from shared.bootstrap import services
-    from shared.errors import StorageError
-
     _require_key()
     queue = _push_queue()
-    worker = services().push_worker()
+    worker = bootstrap.services().push_worker()
     try:
         report = worker.drain(
             lambda: list(queue.receive_messages(max_messages=32, visibility_timeout=300)),
@@ -172,12 +163,8 @@ def run_redrive(args: argparse.Namespace, out: TextIO) -> int:
     from azure.core.exceptions import AzureError, ResourceNotFoundError
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    from shared.bootstrap import services
-    from shared.errors import StorageError
-    from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
-
     _require_key()
-    svc = services()
+    svc = bootstrap.services()
     requeued, left = svc.push_worker().redrive(args.subscription)
     poison = 0
     if not args.subscription and svc.queue_service is not None:
@@ -211,9 +198,8 @@ def run_redrive(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_rekey(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions rekey``."""
-    from shared.bootstrap import services
 
     _require_key()
-    changed = services().subscriptions().rekey()
+    changed = bootstrap.services().subscriptions().rekey()
     out.write(f"{changed} subscription(s) sealed under the current key\n")
     return EXIT_OK

@@ -7,7 +7,9 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
+from shared.clock import format_utc
 from shared.errors import ConfigError
 
 
@@ -65,9 +67,8 @@ def _one(text: str) -> str:
 
 
 def _add(args: argparse.Namespace, out: TextIO) -> int:
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     svc.run_states()  # makes sure the table exists
     try:
         tid = svc.tenant_registry().set(
@@ -84,9 +85,8 @@ def _add(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _set_enabled(args: argparse.Namespace, out: TextIO, enabled: bool) -> int:
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     tid = _one(args.tenant)
     registry = svc.tenant_registry()
     if registry.get(tid) is None:
@@ -109,9 +109,8 @@ def _resume(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _remove(args: argparse.Namespace, out: TextIO) -> int:
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     tid = _one(args.tenant)
     svc.run_states()
     existed = svc.tenant_registry().remove(tid)
@@ -123,9 +122,8 @@ def _remove(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     entries = svc.tenant_registry().entries(include_disabled=True)
     states = svc.run_states().all()
     rows: list[dict[str, Any]] = []
@@ -161,9 +159,8 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _poison(args: argparse.Namespace, out: TextIO) -> int:
-    from shared.bootstrap import services
 
-    svc = services()
+    svc = bootstrap.services()
     report = poison_report(svc)
     if args.json:
         json.dump(report, out, indent=2)
@@ -180,7 +177,6 @@ def _poison(args: argparse.Namespace, out: TextIO) -> int:
 
 def poison_report(svc: Any) -> dict[str, Any]:
     """The poison queue with each tenant's last error (also used by ``check``)."""
-    from shared.clock import format_utc
 
     queue = svc.ingest_queue()
     states = svc.run_states().all()
@@ -202,10 +198,9 @@ def poison_report(svc: Any) -> dict[str, Any]:
 
 
 def _requeue(args: argparse.Namespace, out: TextIO) -> int:
-    from shared.bootstrap import services
 
     wanted = tenant_ids(args.tenant, ()) or None
-    result = services().fanout().requeue_poison(wanted)
+    result = bootstrap.services().fanout().requeue_poison(wanted)
     if args.json:
         json.dump(result, out, indent=2)
         out.write("\n")

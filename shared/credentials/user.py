@@ -31,6 +31,8 @@ import requests
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
 from shared.errors import AuthError, CallerTokenError, ConfigError, ConsentError
+from shared.http import build_session
+from shared.settings import parse_tenant_list
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -195,7 +197,6 @@ def public_app(
     Raises:
         AuthError: Entra ID does not know the tenant or cannot be reached.
     """
-    from shared.http import build_session
 
     kwargs: dict[str, Any] = {
         "authority": f"{settings.authority_url}/{tenant}",
@@ -330,7 +331,6 @@ def require_tenant(tenant: str | None, settings: Settings) -> str:
     """
     if not tenant:
         return settings.tenant_id
-    from shared.settings import parse_tenant_list
 
     try:
         return parse_tenant_list(tenant)[0]

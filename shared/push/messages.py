@@ -287,3 +287,8 @@ class Breaker:
     def is_open(self, now: datetime) -> bool:
         """Whether deliveries wait."""
         return self.open_until is not None and now < self.open_until
+
+
+def is_subscription_id(text: str) -> bool:
+    """32 lowercase hexadecimal digits."""
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)

@@ -37,7 +37,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.clock import Clock, format_utc, parse_utc
 from shared.errors import ConfigError, StorageError
 from shared.push.keys import PushKeys
-from shared.push.messages import Breaker, Filter
+from shared.push.messages import Breaker, Filter, is_subscription_id
 from shared.settings import API_SIGNING_KEY_SETTING
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,6 @@ def _when(value: Any) -> datetime | None:
 
 def _text(value: datetime | None) -> str:
     return format_utc(value) if value is not None else ""
-
-
-def is_subscription_id(text: str) -> bool:
-    """32 lowercase hexadecimal digits."""
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 def legacy_key(url: str) -> str:

@@ -92,8 +92,6 @@ class QueueSender:
         from azure.core.exceptions import AzureError, ResourceExistsError
         from azure.storage.queue import TextBase64EncodePolicy
 
-        from shared.errors import StorageError
-
         client: Any = self._service.get_queue_client(
             self.name, message_encode_policy=TextBase64EncodePolicy()
         )
