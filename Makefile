@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench bench-emulator bench-push chaos clean checkov
+.PHONY: help setup demo test test-fast lint typecheck unit bench bench-emulator bench-push chaos clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
-	@echo "make test   - set up and run everything: ruff, mypy, pytest"
+	@echo "make test   - set up and run everything: ruff, mypy, checkov, pytest"
+	@echo "make test-fast - the inner loop: every test that needs no Azurite, server or child process"
 	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; lookup.json: dedup check by table size; quota.json: a backlog under default quotas)"
 	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N JOBS=2); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
@@ -56,6 +57,11 @@ checkov: $(STAMP) $(CHECKOV_STAMP)
 
 test: setup lint typecheck checkov
 	$(PY) -m pytest
+
+# the inner loop (under a minute): tests/conftest.py marks every test that uses the local cloud
+# e2e; tests that start a child process are marked subprocess
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not e2e and not subprocess"
 
 demo: setup
 	$(PY) -m emulator.demo

@@ -145,3 +145,19 @@ def _isolated_logging() -> Iterator[None]:
     root.handlers[:], root.level = saved
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+#: fixtures that start a real server or store: a test using any of them (directly or through
+#: another fixture) is an ``e2e`` test, whether or not it says so
+LOCAL_CLOUD_FIXTURES = frozenset(
+    {"azurite", "_cloud_processes", "cloud", "emu", "served", "scale_cloud"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need the local cloud ``e2e``, so ``-m "not e2e and not subprocess"``
+    (``make test-fast``) runs exactly those that need neither a server, Azurite nor a child
+    process."""
+    for item in items:
+        if LOCAL_CLOUD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

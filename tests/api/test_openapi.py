@@ -117,6 +117,7 @@ def test_functions_bindings_follow_the_route_table() -> None:
     assert bindings["hunting_worker"]["connection"] == "DATA_STORAGE"
 
 
+@pytest.mark.subprocess
 def test_import_with_no_settings_lists_the_http_functions() -> None:
     code = (
         "import json, function_app; "

@@ -20,6 +20,7 @@ def test_serve_refuses_a_non_loopback_address() -> None:
     assert main(["serve", "--host", "0.0.0.0"]) == 2  # noqa: S104 - the address being refused
 
 
+@pytest.mark.subprocess
 def test_serve_command_answers_health_with_no_settings(tmp_path: Path) -> None:
     """A real ``python -m shared serve`` process: health answers even without settings, and a
     route that needs them is a JSON 503, not a crash."""

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.subprocess
 def test_cli_prints_settings_and_stops_cleanly(tmp_path: Path) -> None:
     """The export lines point at a live emulator; SIGTERM ends it with status 0."""
     process = subprocess.Popen(
@@ -56,6 +58,7 @@ def test_cli_prints_settings_and_stops_cleanly(tmp_path: Path) -> None:
                 stream.close()
 
 
+@pytest.mark.subprocess
 def test_cli_sets_behaviours(tmp_path: Path) -> None:
     """`--order`, `--order-seed`, `--late-arrival-seconds`, `--expand-failure-tenant` become
     the behaviours in force; a bad value stops the start with status 1."""

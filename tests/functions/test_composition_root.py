@@ -121,6 +121,7 @@ print(json.dumps({"builds": len(builds), "services": len(set(seen)), "errors": e
 """
 
 
+@pytest.mark.subprocess
 def test_cold_process_builds_once_and_gets_one_token_per_tenant(
     cloud: LocalCloud, app_env: dict[str, str]
 ) -> None:

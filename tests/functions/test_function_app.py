@@ -11,10 +11,12 @@ import typing
 from pathlib import Path
 
 import azure.functions as func
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.subprocess
 def test_imports_and_indexes_with_no_settings_at_all() -> None:
     """With an empty environment, importing function_app succeeds and lists every function."""
     code = (
@@ -39,6 +41,7 @@ def test_imports_and_indexes_with_no_settings_at_all() -> None:
     assert timer["useMonitor"] is True
 
 
+@pytest.mark.subprocess
 def test_import_does_not_build_clients() -> None:
     """A fresh import builds nothing and loads no heavy SDK: the composition root stays empty
     and msal / azure-identity / storage / Key Vault (and the composition root, which imports
@@ -102,6 +105,7 @@ def _http_auth_levels(env: dict[str, str]) -> dict[str, str]:
     return {name: str(level).upper() for name, level in levels.items() if level}
 
 
+@pytest.mark.subprocess
 def test_the_host_checks_keys_only_in_key_mode() -> None:
     """Default (and ``entra``): every HTTP function is anonymous at the host, so a Logic App's
     managed-identity token reaches the app without a key, and the app checks the token.

@@ -79,6 +79,7 @@ def load_gate() -> ModuleType:
     return module
 
 
+@pytest.mark.subprocess
 def test_infra_passes_with_no_failed_check_and_no_parse_error() -> None:
     done = gate(ROOT / "infra")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -113,6 +114,7 @@ def test_every_skip_is_justified_beside_its_resource() -> None:
     assert len({(f, c) for f, c, _ in skips}) == len(skips), "a check is skipped twice"
 
 
+@pytest.mark.subprocess
 def test_a_broken_bicep_file_fails_the_gate(tmp_path: Path) -> None:
     (tmp_path / "broken.bicep").write_text(BROKEN)
     done = gate(tmp_path)
@@ -120,6 +122,7 @@ def test_a_broken_bicep_file_fails_the_gate(tmp_path: Path) -> None:
     assert "1 parsing errors" in done.stdout
 
 
+@pytest.mark.subprocess
 def test_a_secret_in_an_app_setting_fails_the_gate(tmp_path: Path) -> None:
     (tmp_path / "secret.bicep").write_text(SECRET_SETTING)
     done = gate(tmp_path)
@@ -152,6 +155,7 @@ def test_checkov_is_pinned_in_its_own_requirements() -> None:
     assert "checkov" not in (ROOT / "requirements-dev.txt").read_text()
 
 
+@pytest.mark.subprocess
 def test_a_key_vault_reference_is_not_taken_for_a_secret(tmp_path: Path) -> None:
     (tmp_path / "reference.bicep").write_text(
         SECRET_SETTING.replace(

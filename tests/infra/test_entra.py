@@ -82,6 +82,7 @@ EVERYTHING = (
 )
 
 
+@pytest.mark.subprocess
 def test_dry_run_prints_every_call_of_a_first_run_in_order() -> None:
     done = dry_run(*EVERYTHING)
     assert done.returncode == 0, done.stderr
@@ -144,6 +145,7 @@ def test_dry_run_prints_every_call_of_a_first_run_in_order() -> None:
     }
 
 
+@pytest.mark.subprocess
 def test_dry_run_of_an_existing_app_patches_it() -> None:
     done = dry_run("--client-id", CLIENT, "--function-host", "func-abc.azurewebsites.net")
     assert done.returncode == 0, done.stderr
@@ -157,6 +159,7 @@ def test_dry_run_of_an_existing_app_patches_it() -> None:
     assert "AzureADMyOrg" in done.stdout  # single-tenant unless --multi-tenant
 
 
+@pytest.mark.subprocess
 def test_dry_run_for_us_government_uses_its_hosts_and_audience() -> None:
     done = dry_run("--cloud", "gcchigh", "--federated-principal-id", IDENTITY)
     assert done.returncode == 0, done.stderr
@@ -166,6 +169,7 @@ def test_dry_run_for_us_government_uses_its_hosts_and_audience() -> None:
     assert "api://AzureADTokenExchangeUSGov" in done.stdout
 
 
+@pytest.mark.subprocess
 def test_dry_run_with_a_certificate_makes_it_in_the_vault() -> None:
     done = dry_run("--vault-url", "https://kv-abc.vault.azure.net", "--store-certificate")
     assert done.returncode == 0, done.stderr
@@ -177,12 +181,14 @@ def test_dry_run_with_a_certificate_makes_it_in_the_vault() -> None:
     ]
 
 
+@pytest.mark.subprocess
 def test_the_secret_is_never_printed() -> None:
     done = dry_run("--vault-url", "https://kv-abc.vault.azure.net", "--store-secret")
     assert "<secret>" not in done.stdout + done.stderr  # the dry run's stand-in secret text
     assert '"value": "<redacted>"' in done.stdout
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "args",
     [
@@ -425,6 +431,7 @@ def test_roles_are_assigned_once_and_an_administrators_roles_are_kept(
     assert (group, ids["Team.Blue"]) in ours and (logic_app, ids["Tenants.All"]) in ours
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "assign",
     ["not-a-guid=Incidents.Read", f"{IDENTITY}", f"{IDENTITY}=", f"{IDENTITY}=has space"],
@@ -439,6 +446,7 @@ def test_the_api_roles_are_the_ones_the_app_reads(setup_app: ModuleType) -> None
     assert setup_app.role_id("Incidents.Read") == setup_app.role_id("Incidents.Read")
 
 
+@pytest.mark.subprocess
 def test_a_defined_role_is_added_and_assigned_to_nobody(setup_app: ModuleType) -> None:
     """--define-role adds a role (the Logic App sample's Tenant.<tid>, assigned by its Bicep)
     next to the API's, once, with no assignment."""

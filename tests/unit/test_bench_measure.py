@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import _MEASURED, measured_peak_kib
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.subprocess
 def test_a_child_of_a_big_parent_reports_its_own_peak() -> None:
     # the benchmark holds the emulator's data (250 MiB at 100,000 incidents) when it starts an
     # ingest run; getrusage's ru_maxrss would report that as the child's peak
@@ -25,6 +28,7 @@ def test_a_child_of_a_big_parent_reports_its_own_peak() -> None:
     assert 5 < peak_mib < 200, peak_mib
 
 
+@pytest.mark.subprocess
 def test_the_cpu_figure_is_the_measured_process_own() -> None:
     """CPU seconds of the child alone (the benchmark's own process serves the emulator, whose
     work must not count for a reader): a child that does nothing reports well under the

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 WITHOUT = """
@@ -53,10 +55,12 @@ def run(code: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.subprocess
 def test_without_the_setting_nothing_is_imported() -> None:
     assert run(WITHOUT) == "False"
 
 
+@pytest.mark.subprocess
 def test_with_the_setting_each_tenant_run_is_recorded() -> None:
     seen = json.loads(run(WITH))
     assert seen["ingest.incidents:{'tenant': 't1'}"] == 7
@@ -91,6 +95,7 @@ print(json.dumps({"records": len(exporter.get_finished_logs()), "text": text}))
 """
 
 
+@pytest.mark.subprocess
 def test_records_sent_to_application_insights_are_redacted() -> None:
     """The ``shared`` logger's Application Insights handler gets the redaction filter too, and
     an exception's message (sent as its own attribute) is redacted."""
