@@ -57,16 +57,16 @@ from shared.clock import Clock, format_utc, parse_utc
 from shared.errors import BridgeError, StorageError, TenantFailedError
 from shared.ingest import IngestSummary, TenantResult
 from shared.invocation import InvocationExecutor
+from shared.ports import IngestQueue, RunStates, TenantDirectory
 from shared.settings import Settings
 from shared.storage.queue import (
     REASONS,
     BadMessageError,
     IngestMessage,
-    IngestQueue,
     PoisonMessage,
     parse_message,
 )
-from shared.tenants import RunState, RunStateStore, TenantEntry, TenantRegistry
+from shared.tenants import RunState, TenantEntry
 
 if TYPE_CHECKING:
     from shared.ingest import Ingestor
@@ -228,8 +228,8 @@ class Fanout:
         self,
         *,
         settings: Settings,
-        registry: TenantRegistry,
-        states: RunStateStore,
+        registry: TenantDirectory,
+        states: RunStates,
         queue: IngestQueue,
         ingestor_for: Callable[[TenantEntry], Ingestor],
         park_for: Callable[[str], float],

@@ -40,7 +40,6 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "shared.surfaces",
         ),
     ),
-    ("ports", ("shared.ports",)),
     (
         "wings",
         (
@@ -55,6 +54,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "shared.push.transport",
         ),
     ),
+    # the Protocols the use cases take, in the wings' value types (docs/architecture.md)
+    ("ports", ("shared.ports",)),
     (
         "usecases",
         (

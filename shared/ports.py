@@ -1,0 +1,183 @@
+"""The ports: what the use cases need from the outside world, as Protocols.
+
+A use case names its collaborators by these types; the composition root (``shared.bootstrap``)
+passes the real adapters of the wings, which satisfy them structurally (they never import this
+module), and tests pass the in-memory fakes of ``testkit.fakes``. The value types that cross a
+port (an ``Incident``, a ``RowVersion``, a ``Watermark``...) are the wings' own frozen
+dataclasses, so this floor sits above the wings and below the use cases (docs/architecture.md).
+
+Each Protocol lists only what its use case calls; the adapter named in its docstring documents
+the contract (what is atomic, what raises).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.clock import Clock
+from shared.defender.client import SlicePage
+from shared.defender.model import Incident
+from shared.defender.slices import SliceRequest
+from shared.storage.archive import PlannedBlob, StoredVersion
+from shared.storage.queue import IngestMessage, PoisonMessage
+from shared.storage.state import JournalNote, Watermark
+from shared.storage.table import RowVersion
+from shared.surfaces import ApiKind
+from shared.tenants import RunState, TenantEntry
+
+__all__ = [
+    "Archive",
+    "CheckpointStore",
+    "Clock",
+    "IncidentSource",
+    "IncidentTable",
+    "IngestQueue",
+    "Journal",
+    "Lease",
+    "QuarantineStore",
+    "RunStates",
+    "TenantDirectory",
+]
+
+
+class IncidentSource(Protocol):
+    """One tenant's incidents on one API surface (``shared.defender.client.DefenderClient``)."""
+
+    api: ApiKind
+    tenant: str
+
+    @property
+    def api_calls(self) -> int: ...
+    @property
+    def throttled_waits(self) -> int: ...
+    def quota_wait(self) -> float: ...
+    def incident_slice(
+        self,
+        request: SliceRequest,
+        *,
+        top: int,
+        count: bool = False,
+        expand: bool = True,
+        deadline: float | None = None,
+    ) -> SlicePage: ...
+    def slice_pages(
+        self, request: SliceRequest, *, top: int, expand: bool = True, deadline: float | None = None
+    ) -> Iterator[SlicePage]: ...
+    def exhaust_slice(
+        self, request: SliceRequest, *, top: int, expand: bool = True, deadline: float | None = None
+    ) -> Iterator[SlicePage]: ...
+    def alerts_of_incidents(
+        self, incident_ids: list[str], *, deadline: float | None = None
+    ) -> tuple[dict[str, list[dict[str, Any]]], int]: ...
+
+
+class Archive(Protocol):
+    """Incident versions in blobs named by their content (``shared.storage.archive``)."""
+
+    def upload(
+        self, tenant: str, planned: Sequence[PlannedBlob], ingested_at: datetime
+    ) -> list[StoredVersion]: ...
+    def exists(self, name: str) -> bool: ...
+    def read(self, name: str) -> list[StoredVersion] | None: ...
+
+
+class QuarantineStore(Protocol):
+    """Records ingestion cannot store, with why (``shared.storage.archive.Quarantine``)."""
+
+    def put(self, tenant: str, api: str, record: Any, reason: str, at: datetime) -> str: ...
+
+
+class IncidentTable(Protocol):
+    """The latest version of each incident, written conditionally
+    (``shared.storage.table.IncidentTable``)."""
+
+    def lookup(self, tenant: str, incident_ids: Iterable[str]) -> dict[str, RowVersion]: ...
+    def create_new(
+        self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+    ) -> dict[str, RowVersion] | None: ...
+    def forget(self, tenant: str, blob_name: str, incident_ids: Iterable[str]) -> int: ...
+    def upsert_newer(
+        self,
+        tenant: str,
+        stored: Iterable[StoredVersion],
+        ingested_at: datetime,
+        known: dict[str, RowVersion] | None = None,
+    ) -> int: ...
+
+
+class CheckpointStore(Protocol):
+    """Per-tenant checkpoints with optimistic concurrency (``shared.storage.state``)."""
+
+    def load(self, tenant: str) -> Watermark: ...
+    def save(
+        self,
+        tenant: str,
+        value: datetime,
+        *,
+        etag: str | None,
+        saved_at: datetime,
+        info: Mapping[str, Any] | None = None,
+    ) -> str: ...
+
+
+class Journal(Protocol):
+    """The write-ahead note of an answer's blobs (``shared.storage.state.PageJournal``)."""
+
+    def record(
+        self,
+        tenant: str,
+        blob_names: list[str],
+        created: Mapping[str, Sequence[str]] | None = None,
+    ) -> None: ...
+    def note(self, tenant: str) -> JournalNote: ...
+    def clear(self, tenant: str) -> None: ...
+
+
+class Lease(Protocol):
+    """One tenant's lease for a whole run (``shared.storage.state.TenantLock``): entering
+    raises ``ConflictError`` when another run holds it; ``ensure`` raises ``LeaseLostError``
+    once it is lost."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def ensure(self) -> None: ...
+
+
+class TenantDirectory(Protocol):
+    """The tenants to serve (``shared.tenants.TenantRegistry``)."""
+
+    def entries(self, *, include_disabled: bool = False) -> list[TenantEntry]: ...
+    def enabled(self) -> list[TenantEntry]: ...
+    def get(self, tenant_id: str) -> TenantEntry | None: ...
+
+
+class RunStates(Protocol):
+    """Each tenant's run row, with its "queued" marker (``shared.tenants.RunStateStore``)."""
+
+    def all(self) -> dict[str, RunState]: ...
+    def get(self, tenant_id: str) -> RunState: ...
+    def claim(self, state: RunState, *, until: datetime, reason: str) -> bool: ...
+    def update(self, tenant_id: str, **changes: Any) -> None: ...
+
+
+class IngestQueue(Protocol):
+    """The ``defender-ingest`` queue and its poison queue (``shared.storage.queue``)."""
+
+    def send(self, message: IngestMessage, *, delay: float = 0.0) -> None: ...
+    def send_poison(self, text: str) -> None: ...
+    def poison(self, *, limit: int = 32) -> list[PoisonMessage]: ...
+    def poison_count(self) -> int: ...
+    def pending_count(self) -> int: ...
+    def drain_poison(self, *, hold_seconds: int = 300) -> Iterator[tuple[PoisonMessage, Any]]: ...
+    def delete_poison(self, receipt: Any) -> None: ...
+    def release_poison(self, receipt: Any) -> None: ...
+
+
+#: builds (or returns) the incident source of a tenant
+SourceFor = Callable[[str], IncidentSource]
+#: the lease of a tenant
+LeaseFor = Callable[[str], Lease]
+#: ``(tenant, versions about to be stored, ids the table has no row of)``
+Notify = Callable[[str, Sequence[Incident], frozenset[str]], None]

@@ -1,0 +1,232 @@
+"""The ingestion run loop in milliseconds: in-memory ports (``testkit.fakes``) instead of
+Azurite and the emulator. The guarantees of ``shared.ingest`` (every version once, resume at
+the checkpoint, recovery through the journal) are checked here for each way a run can end;
+``tests/e2e`` keeps checking them against the real SDKs, storage and processes."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared.ingest import Ingestor, TenantResult
+from shared.storage.table import version_text
+from testkit.fakes import (
+    FakeIncidentSource,
+    MemoryArchive,
+    MemoryCheckpoints,
+    MemoryJournal,
+    MemoryLeases,
+    MemoryQuarantine,
+    MemoryTable,
+    MovableClock,
+    graph_incident,
+)
+
+T = "11111111-1111-1111-1111-111111111111"
+
+
+def shuffled(seed: int) -> Any:
+    """An answer order of its own: no test may pass because the fake sorts."""
+    rng = random.Random(seed)  # noqa: S311 - a seeded order, not a secret
+
+    def order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rng.shuffle(items)
+        return items
+
+    return order
+
+
+class World:
+    """One tenant's Defender and the bridge's storage, all in memory."""
+
+    def __init__(self, count: int = 300, *, seed: int = 1, **ingestor: Any) -> None:
+        self.clock = MovableClock()
+        now = self.clock()
+        rng = random.Random(seed)  # noqa: S311 - seeded test data
+        self.source = FakeIncidentSource(
+            T,
+            [
+                graph_incident(f"i{n}", now - timedelta(seconds=rng.randint(60, 20 * 86400)))
+                for n in range(count)
+            ],
+            order=shuffled(seed),
+        )
+        self.archive, self.table = MemoryArchive(), MemoryTable()
+        self.checkpoints, self.journal = MemoryCheckpoints(), MemoryJournal()
+        self.leases, self.quarantine = MemoryLeases(), MemoryQuarantine()
+        options: dict[str, Any] = {
+            "lookback": timedelta(days=30),
+            "overlap": timedelta(minutes=10),
+            "page_size": 50,
+            "safety_lag": timedelta(seconds=30),
+        }
+        options.update(ingestor)
+        self.ingestor = Ingestor(
+            client_for=lambda tenant: self.source,
+            archive=self.archive,
+            table=self.table,
+            watermarks=self.checkpoints,
+            journal=self.journal,
+            quarantine=self.quarantine,
+            lock_for=self.leases.for_tenant,
+            clock=self.clock,
+            monotonic=self.clock.monotonic,
+            **options,
+        )
+
+    def run(self) -> TenantResult:
+        return self.ingestor.run_tenant(T)
+
+    def truth(self) -> dict[str, str]:
+        """Incident id -> its current version, of what the run could see."""
+        upper = self.clock() - timedelta(seconds=30)
+        out = {}
+        for raw in self.source._items.values():
+            if "lastUpdateDateTime" in raw and raw["lastUpdateDateTime"] < _text(upper):
+                out[str(raw["id"])] = str(raw["lastUpdateDateTime"])
+        return out
+
+    def assert_stored_once(self) -> None:
+        """Table = truth; every archived (id, version) once."""
+        assert self.table.versions(T) == self.truth()
+        lines = Counter((i.id, version_text(i)) for i in self.archive.versions(T))
+        assert lines and max(lines.values()) == 1
+
+
+def _text(moment: Any) -> str:
+    from shared.clock import format_utc
+
+    return format_utc(moment)
+
+
+def test_every_incident_once_and_an_idle_run_costs_one_call() -> None:
+    world = World()
+    first = world.run()
+    assert first.ok and first.complete and first.incidents == 300
+    world.assert_stored_once()
+    world.clock.advance(timedelta(minutes=5))
+    second = world.run()
+    assert second.ok and second.incidents == 0 and second.api_calls == 1
+    world.assert_stored_once()
+
+
+def test_updates_are_stored_as_new_versions_and_old_ones_never_win() -> None:
+    world = World(50)
+    world.run()
+    world.clock.advance(timedelta(minutes=5))
+    later = world.clock() - timedelta(minutes=2)
+    for n in range(0, 50, 5):
+        world.source.update(graph_incident(f"i{n}", later, status="resolved"))
+    result = world.run()
+    assert result.ok and result.incidents == 10
+    world.assert_stored_once()
+
+
+def test_a_dense_recent_instant_is_split_until_each_slice_is_complete() -> None:
+    """Within the late-arrival bound a slice counts only when one answer held all of it."""
+    world = World(0)
+    moment = world.clock() - timedelta(minutes=3)
+    for n in range(180):
+        world.source.update(graph_incident(f"d{n}", moment + timedelta(microseconds=n)))
+    result = world.run()
+    assert result.ok and result.complete and result.splits > 0
+    world.assert_stored_once()
+
+
+def test_a_dense_settled_instant_is_read_across_pages_and_verified_by_count() -> None:
+    world = World(0)
+    moment = world.clock() - timedelta(hours=3)
+    for n in range(180):
+        world.source.update(graph_incident(f"d{n}", moment + timedelta(microseconds=n)))
+    result = world.run()
+    assert result.ok and result.complete and result.pages >= 4
+    world.assert_stored_once()
+
+
+def test_the_time_budget_stops_a_run_which_the_next_run_resumes() -> None:
+    world = World(2000, time_budget=timedelta(seconds=60))
+    world.source.on_call = lambda: world.clock.advance(timedelta(seconds=4))
+    results = [world.run()]
+    assert not results[0].complete and results[0].stopped == "time budget"
+    assert world.checkpoints.load(T).value is not None
+    while not results[-1].complete:
+        assert len(results) < 50, "the backlog never finished"
+        world.clock.advance(timedelta(seconds=1))
+        results.append(world.run())
+    assert all(r.ok for r in results) and len(results) > 2
+    world.assert_stored_once()
+
+
+def test_a_quota_stop_commits_what_was_read_and_the_next_run_goes_on() -> None:
+    world = World(600)
+    world.source.throttle_at = 4
+    stopped = world.run()
+    assert stopped.ok and stopped.stopped == "quota" and not stopped.complete
+    assert stopped.resume_at is not None
+    world.source.throttle_at = None
+    world.clock.advance(timedelta(minutes=2))
+    resumed = world.run()
+    assert resumed.ok and resumed.complete
+    world.assert_stored_once()
+
+
+def test_a_crash_between_blobs_and_table_is_recorded_from_the_journal() -> None:
+    """The first answer's blobs are written and its table write fails: the next run records
+    those blobs first (``recovered``), so nothing is stored twice."""
+    world = World(300)
+    world.table.faults.arm("upsert_newer")
+    crashed = world.run()
+    assert not crashed.ok and crashed.error_code == "storage"
+    assert world.journal.note(T).blobs
+    recovered = world.run()
+    assert recovered.ok and recovered.complete and recovered.recovered > 0
+    assert not world.journal.note(T).blobs
+    world.assert_stored_once()
+
+
+def test_rows_created_before_their_missing_blob_are_taken_back_and_read_again() -> None:
+    """A create-first answer: rows, then blobs; the blob write fails. The next run deletes
+    the rows whose blob is missing and stores those versions again."""
+    world = World(300)
+    world.archive.faults.arm("upload", after=2)
+    crashed = world.run()
+    assert not crashed.ok
+    again = world.run()
+    assert again.ok and again.complete
+    world.assert_stored_once()
+
+
+def test_a_lost_lease_stops_the_run_before_its_next_write() -> None:
+    world = World(300)
+    world.source.on_call = lambda: world.leases.lose(T) if world.source.api_calls == 2 else None
+    lost = world.run()
+    assert not lost.ok and lost.error_code == "lease_lost"
+    world.source.on_call = None
+    assert world.run().ok
+    world.assert_stored_once()
+
+
+def test_a_run_finding_the_tenant_held_is_skipped() -> None:
+    world = World(10)
+    with world.leases.for_tenant(T):
+        result = world.run()
+    assert result.ok and result.skipped and result.incidents == 0
+
+
+@pytest.mark.parametrize("broken", [{"lastUpdateDateTime": None}, {"id": None}])
+def test_a_record_that_cannot_be_stored_is_quarantined_and_blocks_nothing(
+    broken: dict[str, Any],
+) -> None:
+    world = World(20)
+    bad = graph_incident("bad", world.clock() - timedelta(hours=1))
+    bad.update({k: v for k, v in broken.items() if v is not None})
+    for key in [k for k, v in broken.items() if v is None]:
+        bad.pop(key)
+    world.source.update(bad)
+    result = world.run()
+    assert result.ok and result.incidents == 20
+    assert result.quarantined == 1 and len(world.quarantine.records) == 1
