@@ -155,7 +155,8 @@ class SlicePage:
         return self.next_link is not None or len(self.items) >= self.top
 
 
-#: the deepest ``$skip`` any request of ours carries (Graph refuses more: defender-api.md 0.1.2)
+#: the deepest ``$skip`` any request of ours carries (Graph refuses more:
+#: docs/defender-service.md#listing-limits)
 MAX_SKIP = 500
 #: incident ids per ``alerts_v2`` request when alerts are fetched apart from their incidents
 ALERT_BATCH = 10

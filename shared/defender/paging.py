@@ -2,8 +2,8 @@
 
 General listings (``DefenderClient.list_incidents``, Graph alerts) are read in **time slices**,
 so that no correctness argument rests on result order, on offsets staying put while data
-changes, or on a page boundary (defender-api.md §0.1 item 3: the order is not a contract; Graph
-documents none, and an emulator mode shuffles every answer):
+changes, or on a page boundary (docs/defender-service.md#result-order: the order is not a
+contract; Graph documents none, and an emulator mode shuffles every answer):
 
 - a slice is a half-open range ``[lo, hi)`` of the last-update time (``lastUpdateTime`` legacy,
   ``lastUpdateDateTime`` Graph), sent as ``ge``/``lt`` terms next to the caller's filter
@@ -28,8 +28,8 @@ else. The next request is built from the *configured* origin plus the link's pat
 ``evil.example`` to urllib3/requests), so a link whose authority could be read two ways
 (userinfo, backslashes, control characters, spaces, percent-escapes or non-ASCII in the
 authority) is refused outright, on any page. A link already followed means the service is
-looping: an error rather than a spin (user-pains.md §8.5). Without a link, the legacy API pages
-by ``$skip`` in steps of ``$top`` (its nextLink is undocumented: §1.2, §7.3).
+looping: an error rather than a spin (docs/defender-service.md#paging-links). Without a link,
+the legacy API pages by ``$skip`` in steps of ``$top`` (its nextLink is undocumented).
 
 Deep ``$skip``: Graph's security API refuses ``$skip`` above 500 (microsoft-graph-docs
 ``resources/security-error-codes.md``; the older "``$top`` + ``$skip`` <= 6000" figure is from

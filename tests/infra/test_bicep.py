@@ -340,7 +340,8 @@ def test_site_is_hardened(api: dict[str, Any]) -> None:
     }
     assert policies == {"ftp": False, "scm": False}
     assert props["functionAppConfig"]["runtime"]["name"] == "python"
-    # federated credentials need a user-assigned identity (defender-api.md 0.1 item 8)
+    # federated credentials need a user-assigned identity
+    # (docs/defender-service.md#federated-credentials)
     assert site["identity"]["type"] == "UserAssigned"
     # the newest Sites API the Azure Government regions register (Azure/azure-cli#31943)
     assert api["resources"]["functionApp"]["api_version"] == "2024-04-01"
