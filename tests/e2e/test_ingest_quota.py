@@ -1,4 +1,4 @@
-"""A spent API quota stops a run cleanly; it does not fail it (issue 21, point 4).
+"""A spent API quota stops a run cleanly; it does not fail it.
 
 Under Microsoft's default quota (50 incident calls a minute), a backlog needs more calls than
 one minute allows, and the next call slot is up to a minute away: longer than a call may wait
