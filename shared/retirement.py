@@ -18,7 +18,7 @@ from typing import Literal
 #: full retirement of the legacy APIs (MC1220762)
 LEGACY_RETIREMENT = datetime(2027, 2, 1, tzinfo=UTC)
 NOTICE = "MC1220762"
-#: what to do, in this app's terms (the Graph permissions are those README's deploy step lists)
+#: what to do, in this app's terms (the Graph permissions are those docs/deploy.md lists)
 MIGRATION_STEP = (
     "switch to Microsoft Graph: set DEFENDER_API=graph, give the app the Graph application "
     "permissions SecurityIncident.Read.All (SecurityIncident.ReadWrite.All to update), "
