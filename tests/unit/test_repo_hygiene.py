@@ -132,6 +132,25 @@ def test_links_between_docs_pages_resolve() -> None:
     assert not broken, f"broken links between docs pages: {broken}"
 
 
+def test_links_of_the_readme_resolve() -> None:
+    """The README's relative links (to docs/ pages, their sections and its own sections) point
+    at files and headings that exist: the README is mostly a map into docs/."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    broken: list[str] = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if "://" in target:
+            continue
+        path, _, section = target.partition("#")
+        page = ROOT / path if path else ROOT / "README.md"
+        if not page.exists():
+            broken.append(target)
+        elif section and page.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), flags=re.M)
+            if section not in {_anchor(h) for h in headings}:
+                broken.append(target)
+    assert not broken, f"broken links in README.md: {broken}"
+
+
 def test_pending_cleanup_lists_only_files_that_still_need_it(tracked: list[str]) -> None:
     """An entry leaves PENDING_CLEANUP as soon as its file is clean, so the list cannot hide a
     new citation in a file that was fixed."""
