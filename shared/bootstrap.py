@@ -74,7 +74,7 @@ class Services:
     _obo: OnBehalfOfProvider | None = None
     _limiter: RateLimiterRegistry | None = None
     _limiter_lock: threading.Lock = field(default_factory=threading.Lock)
-    # HTTP API (issue 11)
+    # HTTP API
     queue_service: QueueServiceClient | None = None
     _validator: CallerTokenValidator | None = None
     _authenticator: Authenticator | None = None
@@ -96,7 +96,7 @@ class Services:
             level = logging.ERROR if notice.status == "fail" else logging.WARNING
             log.log(level, "%s; %s", notice.detail, notice.fix)
 
-    # partner scale (issue 10)
+    # partner scale: queue fan-out
     _ingest_queue: IngestQueue | None = None
     _registry_ready: bool = False
 
@@ -252,7 +252,7 @@ class Services:
         """The ingestion use case wired to real storage, as the app (never as a user: see
         ``shared.ingest``). ``notify`` hears of each answer's new versions before they are
         stored (default: the push outbox, ``shared.push.outbox``, when ``API_SIGNING_KEY`` is
-        set); ``api``, ``lookback``: a tenant's overrides (issue 10).
+        set); ``api``, ``lookback``: a tenant's overrides (tenant registry).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()
         from shared.ingest import Ingestor
@@ -290,7 +290,7 @@ class Services:
             observe=None if health is None else health.record,
         )
 
-    # ------------------------------------------------------------------ partner scale (issue 10)
+    # ------------------------------------------------------------------ partner scale
 
     def ingest_queue(self) -> IngestQueue:
         """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
@@ -313,7 +313,7 @@ class Services:
         return RunStateStore(table, clock=self.clock)
 
     def fanout(self) -> Fanout:
-        """The partner-scale use case: timer fan-out, queue handler, status (issue 10)."""
+        """The partner-scale use case: timer fan-out, queue handler, status."""
         from shared.fanout import Fanout
 
         return Fanout.from_services(self)
@@ -341,7 +341,7 @@ class Services:
         if outcome != "queued":
             log.info("tenant %s not queued again: %s", request.tenant, outcome)
 
-    # ------------------------------------------------------------------ HTTP API (issue 11)
+    # ------------------------------------------------------------------ HTTP API
 
     def registered_tenants(self) -> tuple[str, ...]:
         """The enabled tenants, re-read from the registry at most every 60 seconds."""
@@ -360,7 +360,7 @@ class Services:
         self._ensure_registry()
         entry = self.tenant_registry().record_consent(tenant, when)
         self._registered = None
-        self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
+        self.fanout().release_hold(tenant)  # a consent hold ends with the consent
         return entry.enabled
 
     def prove_consent(self, tenant: str) -> tuple[str, ...]:
@@ -576,7 +576,7 @@ class Services:
             registered=self.registered_tenants,
             client_for=self.client_for,
             user_client_for=self.user_client,
-            # issue 10: through the fan-out, so a tenant already queued is not queued twice
+            # through the fan-out, so a tenant already queued is not queued twice
             enqueue_ingest=lambda request: self._enqueue(request),
             jobs=JobStore(self.blob_service.get_container_client(JOB_CONTAINER)),
             submit_job=submit,
