@@ -4,7 +4,7 @@ For each N (default 10,000 and 100,000): a fresh emulator seeded with N incident
 tenant (seven days), incident quotas scaled down 30 times (50 per 2 s, 1,500 per 2 minutes, the
 client's limiter the same), runs of ``INGEST_TIME_BUDGET_SECONDS`` (default 60) until the backlog
 is done. Reports runs, API calls against the pages a perfect reader needs, wall time and the peak
-RSS of the largest run (issue 9: peak memory at 100,000 within 1.3x of 10,000, since memory is
+RSS of the largest run (goal: peak memory at 100,000 within 1.3x of 10,000, since memory is
 bounded by the slice). Results go to ``bench/results/backlog.json``. Needs the emulator's indexed
 store (emu-listing) for 100,000 to be quick; do not run it in parallel with the test suite.
 """

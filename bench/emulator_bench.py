@@ -3,7 +3,7 @@
 Measures the emulator, not our code: seeding time and memory for 10,000 and 100,000
 incidents (and 1,000 tenants with a few each), pages per second of incident listings on both
 surfaces (plain, time-filtered, arbitrary order, with activity between pages), and the raw
-fetch of every page (following nextLink, gzipping each body as a sink would). Issue 15's
+fetch of every page (following nextLink, gzipping each body as a sink would). The emulator's
 goals: pages per second at 100,000 within 1.2x of 10,000; raw fetch of 100,000 at most 12x
 the time of 10,000. Results go to ``bench/results/emulator.json`` and are printed. The machine
 is shared and noisy: CPU seconds are reported beside wall time; read figures as orders of

@@ -6,7 +6,7 @@ not), median of ``REPEATS`` answers: the lookup (``IncidentTable.lookup``: point
 parallel), the query it replaced (one ``PartitionKey eq t and (RowKey eq .. or ..)`` filter,
 which Azure serves as a partition scan), and the create-first write of an answer of new rows
 (``IncidentTable.create_new``: one transaction, no read), in wall and CPU milliseconds of this
-process. Goal (issue 21): the lookup costs the same per answer at 10,000 and 100,000 rows.
+process. Goal: the lookup costs the same per answer at 10,000 and 100,000 rows.
 Writes ``bench/results/lookup.json``.
 """
 

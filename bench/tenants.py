@@ -7,7 +7,7 @@ the queue function, ``batchSize`` (host.json) at a time in this one process, as 
 instance would: the first tick (cold: a token and the initial read per tenant), then an idle
 one. Figures: wall time, API calls per tenant against the documented quota (incidents:
 50/min), 429s received (goal: none), token requests. Results go to
-``bench/results/tenants.json``; the README quotes them. The machine is shared and noisy.
+``bench/results/tenants.json``; docs/partner-scale.md quotes them. The machine is shared and noisy.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ param vnetEnabled bool = false
 // environment would collide. vaultNameSuffix (or a new environment name) gives a fresh name; a
 // throwaway development environment can set KEY_VAULT_PURGE_PROTECTION=false instead.
 // Once on, Azure never lets it be turned off again for that vault.
-@description('Key Vault purge protection (KEY_VAULT_PURGE_PROTECTION); default true. See the README before turning it off.')
+@description('Key Vault purge protection (KEY_VAULT_PURGE_PROTECTION); default true. See docs/deploy.md before turning it off.')
 param enablePurgeProtection bool = true
 
 @minValue(7)

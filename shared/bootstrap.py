@@ -267,7 +267,7 @@ class Services:
         """The ingestion use case wired to real storage, as the app (never as a user: see
         ``shared.ingest``). ``notify`` hears of each answer's new versions before they are
         stored (default: the push outbox, ``shared.push.outbox``, when ``API_SIGNING_KEY`` is
-        set); ``api``, ``lookback``: a tenant's overrides (issue 10).
+        set); ``api``, ``lookback``: a tenant's overrides (tenant registry).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()
 
@@ -299,7 +299,7 @@ class Services:
             observe=None if health is None else health.record,
         )
 
-    # ------------------------------------------------------------------ partner scale (issue 10)
+    # ------------------------------------------------------------------ partner scale
 
     def ingest_queue(self) -> IngestQueue:
         """The ``defender-ingest`` queue and its poison queue (see ``shared.storage.queue``)."""
@@ -354,7 +354,7 @@ class Services:
                 ) from exc
             self._registry_ready = True
 
-    # ------------------------------------------------------------------ HTTP API (issue 11)
+    # ------------------------------------------------------------------ HTTP API
 
     def registered_tenants(self) -> tuple[str, ...]:
         """The enabled tenants, re-read from the registry at most every 60 seconds."""

@@ -1,6 +1,6 @@
 """Partner scale: fan tenants out on the ingest queue, ingest one per message, report health.
 
-Three entry points (issue 10):
+Three entry points:
 
 - ``tick()``: what the timer does. With ``INGEST_FANOUT=queue`` (the default) it only queues one
   message per enabled tenant on ``defender-ingest`` and returns; with ``inline`` it ingests the
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: error codes meaning "the app is not consented in the tenant" (``ConsentError.code``, and the
-#: spelling of board item 5)
+#: short spelling older queue messages and results carry)
 CONSENT_CODES = frozenset({"consent_required", "consent"})
 #: seconds a tenant with backlog left waits before its next slice (lets other tenants in)
 CONTINUE_DELAY = 2.0

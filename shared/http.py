@@ -17,7 +17,7 @@ def build_session(*, ca_cert: Path | None = None, pool_size: int = 32) -> reques
     Status-based retries are not done here: ``DefenderClient.call`` owns them, so retries never
     stack. With ``ca_cert`` (emulator mode only) the session trusts exactly that CA and ignores
     ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, which would otherwise override ``verify``
-    (local-cloud-notes.md §0).
+    (docs/local-cloud.md#ca-bundle-variables).
     """
     session = requests.Session()
     adapter = HTTPAdapter(

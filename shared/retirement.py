@@ -4,8 +4,9 @@ Microsoft retires the legacy MDE and XDR APIs (``api.security.microsoft.com``) f
 2027-02-01; after that they "will no longer function", there is no automatic migration, and the
 advanced hunting endpoints "will stop returning data on February 1, 2027" (message center
 MC1220762, added 2026-01-22; https://learn.microsoft.com/graph/api/resources/security-api-overview;
-defender-api.md §1.8). So every legacy run warns, naming the date, and ``check`` warns before it
-and fails after it with the migration step. Pure: the caller passes the time (injected clock).
+docs/defender-service.md#legacy-retirement). So every legacy run warns, naming the date, and
+``check`` warns before it and fails after it with the migration step. Pure: the caller passes
+the time (injected clock).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 #: full retirement of the legacy APIs (MC1220762)
 LEGACY_RETIREMENT = datetime(2027, 2, 1, tzinfo=UTC)
 NOTICE = "MC1220762"
-#: what to do, in this app's terms (the Graph permissions are those README's deploy step lists)
+#: what to do, in this app's terms (the Graph permissions are those docs/deploy.md lists)
 MIGRATION_STEP = (
     "switch to Microsoft Graph: set DEFENDER_API=graph, give the app the Graph application "
     "permissions SecurityIncident.Read.All (SecurityIncident.ReadWrite.All to update), "

@@ -44,18 +44,18 @@ HTTP_TIMEOUT_SETTING = "HTTP_TIMEOUT_SECONDS"
 API_MAX_ATTEMPTS_SETTING = "API_MAX_ATTEMPTS"
 API_TIME_BUDGET_SETTING = "API_TIME_BUDGET_SECONDS"
 EMULATOR_CA_CERT_SETTING = "EMULATOR_CA_CERT"
-# credentials (issue 4)
+# credentials: how the app proves itself to Entra ID
 CREDENTIAL_KIND_SETTING = "DEFENDER_CREDENTIAL_KIND"
 CERTIFICATE_NAME_SETTING = "DEFENDER_CERTIFICATE_NAME"
 CREDENTIAL_CACHE_MINUTES_SETTING = "CREDENTIAL_CACHE_MINUTES"
 CREDENTIAL_EXPIRY_WARNING_DAYS_SETTING = "CREDENTIAL_EXPIRY_WARNING_DAYS"
 TENANT_TABLE_SETTING = "TENANT_REGISTRY_TABLE"
 FEATURES_SETTING = "DEFENDER_FEATURES"
-# API client limits (issue 5); documented quotas as defaults, "calls/seconds" pairs
+# API client limits; documented quotas as defaults, "calls/seconds" pairs
 RATE_LIMIT_INCIDENTS_SETTING = "API_RATE_LIMIT_INCIDENTS"
 RATE_LIMIT_ALERTS_SETTING = "API_RATE_LIMIT_ALERTS"
 RATE_LIMIT_HUNTING_SETTING = "API_RATE_LIMIT_HUNTING"
-# partner scale (issue 10): queue fan-out, poison handling, consent holds, concurrency
+# partner scale: queue fan-out, poison handling, consent holds, concurrency
 INGEST_FANOUT_SETTING = "INGEST_FANOUT"
 INGEST_CONCURRENCY_SETTING = "INGEST_CONCURRENCY"
 INGEST_MAX_DEQUEUE_COUNT_SETTING = "INGEST_MAX_DEQUEUE_COUNT"
@@ -69,7 +69,7 @@ API_MAX_RETRY_WAIT_SETTING = "API_MAX_RETRY_WAIT_SECONDS"
 #: (https://learn.microsoft.com/azure/azure-functions/functions-reference#configure-an-identity-based-connection)
 QUEUE_CONNECTION_SETTING = "DATA_STORAGE"
 QUEUE_SERVICE_URI_SETTING = "DATA_STORAGE__queueServiceUri"
-# HTTP API (issue 11)
+# HTTP API
 API_MAX_BODY_BYTES_SETTING = "API_MAX_BODY_BYTES"
 #: how HTTP callers prove who they are: ``entra`` (an Entra ID access token the app validates,
 #: the default) or ``key`` (the Functions host's function key alone, every role and tenant)
@@ -107,7 +107,7 @@ API_CONSENT_STATE_MINUTES_SETTING = "API_CONSENT_STATE_MINUTES"
 API_PAGE_MAX_CALLS_SETTING = "API_INCIDENTS_PAGE_MAX_CALLS"
 API_CALLER_RATE_LIMIT_SETTING = "API_CALLER_RATE_LIMIT"
 API_CALLER_HUNTING_RATE_LIMIT_SETTING = "API_CALLER_HUNTING_RATE_LIMIT"
-# issue 8 (client contract): where Entra sends an admin after admin consent
+# admin consent: where Entra sends an admin after admin consent
 CONSENT_REDIRECT_URI_SETTING = "DEFENDER_CONSENT_REDIRECT_URI"
 #: set by App Service / Functions to the app's default host name (not one of our settings)
 #: https://learn.microsoft.com/azure/app-service/reference-app-settings#app-environment
@@ -118,7 +118,7 @@ CONSENT_CALLBACK_PATH = "/api/consent/callback"
 #: http redirect URIs only for localhost
 #: (https://learn.microsoft.com/entra/identity-platform/reply-url#localhost-exceptions)
 LOCAL_CONSENT_REDIRECT_URI = f"http://localhost:7071{CONSENT_CALLBACK_PATH}"
-# ingestion by time slices (issue 9)
+# ingestion by time slices
 INGEST_SAFETY_LAG_SETTING = "INGEST_SAFETY_LAG_SECONDS"
 INGEST_TIME_BUDGET_SETTING = "INGEST_TIME_BUDGET_SECONDS"
 INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
@@ -195,7 +195,7 @@ class Settings:
     tenant_table: str = "DefenderTenants"
     features: tuple[Feature, ...] = ("ingest",)
     rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
-    # partner scale (issue 10)
+    # partner scale
     fanout: FanoutMode = "queue"
     concurrency: int = 4
     max_dequeue_count: int = 5
@@ -203,7 +203,7 @@ class Settings:
     consent_retry: timedelta = timedelta(hours=6)
     failure_hold: timedelta = timedelta(minutes=60)
     api_max_retry_wait: float = 30.0
-    # HTTP API (issue 11)
+    # HTTP API
     api_max_body_bytes: int = 65_536
     api_auth_mode: ApiAuthMode = "entra"
     #: None: ``api://<client_id>``, the default the portal proposes
@@ -234,7 +234,7 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_CALLER_LIMITS)
     )
     consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
-    # issue 9
+    # ingestion by time slices
     safety_lag: timedelta = timedelta(seconds=60)
     time_budget: timedelta = timedelta(seconds=480)
     lease_seconds: int = 60
@@ -715,7 +715,7 @@ def _rate_limit(raw: str) -> RateLimit:
     return tuple(limits)
 
 
-# --- HTTP API (issue 11) ------------------------------------------------------------------------
+# --- HTTP API ---------------------------------------------------------------------------------
 
 
 def _bool(raw: str) -> bool:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from shared.defender.client import DefenderClient
     from shared.defender.pages import PageResult
 
-#: the documented advanced hunting row cap (defender-api.md, "at most 100k rows"): an answer of
+#: the documented advanced hunting row cap (docs/defender-service.md#hunting-limits): an answer of
 #: exactly this many rows was most likely cut by the service
 SERVICE_ROW_LIMIT = 100_000
 

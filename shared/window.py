@@ -1,21 +1,22 @@
 """Pure planning of where an ingestion run's listing starts.
 
 A run lists incidents whose last update is in ``[start, now - safety lag)``, cut into slices by
-``shared.defender.slices``. ``start`` is the watermark minus an overlap, because Defender can make
-an update visible a little after the time it records (user-pains.md §8.2): the version check
-drops what the re-read finds already stored. The overlap is re-read only where it can find
+``shared.defender.slices``. ``start`` is the watermark minus an overlap, because Defender can
+make an update visible a little after the time it records
+(docs/defender-service.md#late-updates): the version check drops what the re-read finds
+already stored. The overlap is re-read only where it can find
 something: before the instant the checkpoint's run had already waited lag + overlap past (a
 backlog's checkpoint, far behind the run that committed it), every version visible within lag +
 overlap of its time had been read, so a run resuming a backlog starts at the checkpoint itself.
 The first run starts ``lookback`` ago; a backfill (``since``) starts where it is told.
 
-The new watermark is the newest last-update time the run saw, never older than the previous one.
-It is taken from the service's own timestamps, so a skewed local clock cannot open a gap.
+The checkpoint a run leaves behind is not planned here: it is the end of the prefix of slices
+the run read completely (``shared.defender.slices``), moved forward only, after what was read is
+stored. See docs/ingestion.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 
@@ -55,13 +56,3 @@ def plan_start(
     if settled is not None:
         start = max(start, min(watermark, _aware(settled, "settled")))
     return min(start, now)
-
-
-def advance(watermark: datetime | None, seen: Iterable[datetime]) -> datetime | None:
-    """The watermark after a run that saw versions updated at ``seen``."""
-    newest = max(seen, default=None)
-    if newest is None:
-        return watermark
-    if watermark is None:
-        return newest
-    return max(watermark, newest)

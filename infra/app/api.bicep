@@ -225,7 +225,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'INGEST_SCHEDULE'
           value: ingestSchedule
         }
-        // partner scale (issue 10): the queue trigger's identity-based connection to the data
+        // partner scale: the queue trigger's identity-based connection to the data
         // account (function_app.py: connection="DATA_STORAGE"); the same account and identity
         // as the host's, so the ingest queue is the one the app writes
         {

@@ -19,7 +19,7 @@ param sku string = 'Standard_GRS'
 @description('Container of the Flex Consumption deployment package.')
 param deploymentContainerName string = 'app-package'
 
-// The design's storage layout (shared/storage/__init__.py, design.md "Storage layout") and the
+// The design's storage layout (shared/storage/__init__.py, docs/ingestion.md#storage-layout) and the
 // HTTP API's needs: hunting jobs are queued, webhook subscriptions are a table.
 var containers = [
   deploymentContainerName

@@ -39,8 +39,9 @@ setup scripts use (checked December 2026):
 - Microsoft Threat Protection (8ee8fdad-f234-4243-8f3b-15c294843740, the legacy
   api.security.microsoft.com): Incident.Read.All a9790345-4595-42e4-971a-ccdc79f19b7c
   (o365soa), Incident.ReadWrite.All 8d90f441-09cf-4fdc-ab45-e874fa3a28e8,
-  AdvancedHunting.Read.All 7734e8e5-8dde-42fc-b5ae-6eafea078693 (defender-api.md 1.1 and the
-  service principal's published appRoles as listed by public permission catalogues).
+  AdvancedHunting.Read.All 7734e8e5-8dde-42fc-b5ae-6eafea078693
+  (docs/defender-service.md#permissions: the service principal's published appRoles as listed
+  by public permission catalogues).
 """
 
 from __future__ import annotations
@@ -368,7 +369,8 @@ class Setup:
         return str(answer.body["id"])
 
     def upsert_federated_credential(self, app_object_id: str, principal_id: str) -> None:
-        """The user-assigned identity as the app's credential (defender-api.md 0.1 item 8)."""
+        """The user-assigned identity as the app's credential
+        (docs/defender-service.md#federated-credentials)."""
         # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
         body = {
             "name": f"defender-bridge-{principal_id[:8]}",

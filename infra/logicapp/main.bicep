@@ -1,8 +1,8 @@
 // A sample Logic App (Consumption) that calls Defender Bridge with its managed identity, no key:
 // it triggers on high-severity incidents of one tenant (HTTP Webhook on POST /api/subscriptions),
 // runs a hunting template through the asynchronous pattern and tags and comments the incident.
-// The workflow definition is workflow.json; README "Logic Apps and custom connectors" walks
-// through deploying it:
+// The workflow definition is workflow.json; docs/logic-apps.md "The sample Logic App" walks through
+// deploying it:
 //
 //   az deployment group create -g <resource group> -f infra/logicapp/main.bicep \
 //     -p bridgeUrl=https://<FUNCTION_APP_HOST> apiClientId=<DEFENDER_CLIENT_ID> \

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         api_fix=notice.fix,
         **_http_auth(s),
     )
-    # ingestion health (issue 9): last success and lag of each tenant, from its checkpoint
+    # ingestion health: last success and lag of each tenant, from its checkpoint
 
     health = ingestion_health(
         svc.checkpoints(),
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         now=svc.clock(),
         warn_after=s.lag_warning,
     )
-    poison = _poison(svc)  # partner scale (issue 10): tenants stuck in the poison queue
+    poison = _poison(svc)  # partner scale: tenants stuck in the poison queue
     if args.json:
         document = {
             **report.to_json(),

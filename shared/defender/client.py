@@ -7,9 +7,9 @@ Decisions live in the pure modules (``operations``, ``paging``, ``queries``, ``r
 Every operation has one deadline (``RetryPolicy.budget`` seconds unless told otherwise) that
 covers all its pages, retries and rate-limit waits; no request's timeout reaches past it. When
 the deadline passes the operation raises the last typed error (``TransientError`` or
-``ThrottledError``), never hangs. ``iter_incident_pages`` is the exception on purpose: it is
-consumed by ingestion, which does storage work between pages, so by default each page gets the
-whole budget (pass ``budget`` to bound the whole listing).
+``ThrottledError``), never hangs. The page iterators (``iter_pages``,
+``iter_sliced_incident_pages``) are consumed by callers that do work between pages, so without
+``budget`` each request gets the policy's whole budget; pass ``budget`` to bound the listing.
 
 Retries: ``GET``, ``PATCH`` without a comment and hunting (read-only) are safe to repeat; an
 operation that appends a comment is retried only after a 429 (the service refused it before
@@ -154,7 +154,8 @@ class SlicePage:
         return self.next_link is not None or len(self.items) >= self.top
 
 
-#: the deepest ``$skip`` any request of ours carries (Graph refuses more: defender-api.md 0.1.2)
+#: the deepest ``$skip`` any request of ours carries (Graph refuses more:
+#: docs/defender-service.md#listing-limits)
 MAX_SKIP = 500
 #: incident ids per ``alerts_v2`` request when alerts are fetched apart from their incidents
 ALERT_BATCH = 10
@@ -420,39 +421,6 @@ class DefenderClient:
                 page = parse_page(self.call(nxt, deadline=deadline, family=family, role=role))
                 yield page
                 nxt = next_request(nxt, page, base_url=self.base_url)
-
-    def iter_incident_pages(
-        self,
-        *,
-        updated_since: datetime | None = None,
-        page_size: int | None = None,
-        query: IncidentQuery | None = None,
-        budget: float | None = None,
-    ) -> Iterator[IncidentPage]:
-        """Yield every page of incidents matching ``query`` (and ``updated_since``) as the API
-        pages them (nextLink / ``$skip``, narrowing instead of ``$skip`` beyond 500): today's
-        ingestion path, which relies on the newest-first order (``shared.defender.paging``).
-        General listings use ``iter_sliced_incident_pages``, which relies on no order.
-
-        Without ``budget`` each page has the policy's whole budget (see the module docstring).
-        """
-        query = query or IncidentQuery()
-        if updated_since is not None:
-            query = replace(query, updated_from=updated_since)
-        residual = query.client_side(self.api)
-        deadline = None if budget is None else self._deadline(budget)
-        spec: RequestSpec | None = list_incidents_request(
-            self.api,
-            self.base_url,
-            page_size=min(page_size or self._page_size, MAX_PAGE_SIZE[self.api]),
-            query=query,
-        )
-        role = self._role("read")
-        while spec is not None:
-            page = parse_page(self.call(spec, deadline=deadline, role=role))
-            incidents = [normalize(item, self.api) for item in page.items]
-            yield IncidentPage(incidents=[i for i in incidents if residual.matches(i)], page=page)
-            spec = next_request(spec, page, base_url=self.base_url)
 
     def iter_sliced_incident_pages(
         self,

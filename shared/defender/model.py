@@ -1,8 +1,9 @@
 """One model for callers, whichever API surface served the data.
 
-The legacy API and Graph name and spell the same incident differently (defender-api.md §1.8):
-``incidentId``/``id``, ``lastUpdateTime``/``lastUpdateDateTime``, PascalCase/camelCase enums.
-``Incident`` is the normalized view; ``raw`` keeps the API's own JSON for storage.
+The legacy API and Graph name and spell the same incident differently
+(docs/defender-service.md#legacy-and-graph-names): ``incidentId``/``id``,
+``lastUpdateTime``/``lastUpdateDateTime``, PascalCase/camelCase enums. ``Incident`` is the
+normalized view; ``raw`` keeps the API's own JSON for storage.
 """
 
 from __future__ import annotations

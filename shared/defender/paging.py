@@ -2,8 +2,8 @@
 
 General listings (``DefenderClient.list_incidents``, Graph alerts) are read in **time slices**,
 so that no correctness argument rests on result order, on offsets staying put while data
-changes, or on a page boundary (defender-api.md §0.1 item 3: the order is not a contract; Graph
-documents none, and an emulator mode shuffles every answer):
+changes, or on a page boundary (docs/defender-service.md#result-order: the order is not a
+contract; Graph documents none, and an emulator mode shuffles every answer):
 
 - a slice is a half-open range ``[lo, hi)`` of the last-update time (``lastUpdateTime`` legacy,
   ``lastUpdateDateTime`` Graph), sent as ``ge``/``lt`` terms next to the caller's filter
@@ -20,15 +20,6 @@ documents none, and an emulator mode shuffles every answer):
   update or in the open-ended slice after it: never missed, at worst read twice
   (deduplicated by version).
 
-``DefenderClient.iter_incident_pages`` (what today's ingestion consumes; the ingestion work
-replaces it with ``shared.defender.slices``) still pages the older way: by nextLink or ``$skip``
-over an unbounded-above filter, and, instead of a ``$skip`` beyond ``SKIP_LIMIT``, *narrows the
-time filter* to incidents updated at or before the oldest one read so far (the raw timestamp,
-all 7 fractional digits), skipping only the ones already read at that instant. That argument
-takes the oldest item of the last page as the listing's oldest, which holds only for the
-newest-first order the legacy docs describe ("the most recent incidents are displayed at the
-top").
-
 Links (``next_request``, and checked on every page): a ``@odata.nextLink`` is followed only on
 the scheme, host and port of the configured API base, so the bearer token never goes anywhere
 else. The next request is built from the *configured* origin plus the link's path and query
@@ -37,8 +28,8 @@ else. The next request is built from the *configured* origin plus the link's pat
 ``evil.example`` to urllib3/requests), so a link whose authority could be read two ways
 (userinfo, backslashes, control characters, spaces, percent-escapes or non-ASCII in the
 authority) is refused outright, on any page. A link already followed means the service is
-looping: an error rather than a spin (user-pains.md §8.5). Without a link, the legacy API pages
-by ``$skip`` in steps of ``$top`` (its nextLink is undocumented: §1.2, §7.3).
+looping: an error rather than a spin (docs/defender-service.md#paging-links). Without a link,
+the legacy API pages by ``$skip`` in steps of ``$top`` (its nextLink is undocumented).
 
 Deep ``$skip``: Graph's security API refuses ``$skip`` above 500 (microsoft-graph-docs
 ``resources/security-error-codes.md``; the older "``$top`` + ``$skip`` <= 6000" figure is from
@@ -62,22 +53,6 @@ from shared.surfaces import SKIP_LIMIT, ApiKind, surface
 
 
 @dataclass(frozen=True, slots=True)
-class Narrowing:
-    """What an incident listing needs to re-ask with a tighter last-update bound.
-
-    ``url``/``params`` are the listing's first request (``$filter`` without the bound), ``field``
-    the last-update property, ``bound`` the raw timestamp of the current upper bound (None
-    before the first narrowing) and ``ties`` how many incidents at exactly ``bound`` are skipped.
-    """
-
-    url: str
-    params: Mapping[str, str]
-    field: str
-    bound: str | None = None
-    ties: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class RequestSpec:
     """One HTTP request to the API, as data. ``url`` is absolute; ``params`` are added to it."""
 
@@ -86,7 +61,6 @@ class RequestSpec:
     params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     followed: tuple[str, ...] = ()  # nextLinks already followed in this listing
-    narrowing: Narrowing | None = None  # set on incident listings (deep-$skip avoidance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +86,7 @@ def list_incidents_request(
 ) -> RequestSpec:
     """The first request of a listing of incidents.
 
-    ``updated_since`` is a shorthand for ``query.updated_from`` (ingestion uses it). Only the
+    ``updated_since`` is a shorthand for ``query.updated_from``. Only the
     part of ``query`` the surface filters server-side is sent (``IncidentQuery.server_filter``).
     """
     query = query or IncidentQuery()
@@ -128,8 +102,7 @@ def list_incidents_request(
     else:
         params["$skip"] = "0"
     url = base_url.rstrip("/") + incidents_path(api)
-    field_name = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
-    return RequestSpec("GET", url, params, narrowing=Narrowing(url, params, field_name))
+    return RequestSpec("GET", url, params)
 
 
 def last_update_field(api: ApiKind) -> str:
@@ -234,29 +207,24 @@ def next_request(previous: RequestSpec, page: Page, *, base_url: str) -> Request
             raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
         params = link_params(link)
         if _too_deep(params.get("$skip")):
-            if previous.narrowing is None:
-                raise UnexpectedResponseError(
-                    f"@odata.nextLink asks for $skip beyond {SKIP_LIMIT}, which the API refuses; "
-                    "narrow the query (e.g. a shorter time range)"
-                )
-            return narrowed(previous.narrowing, page)
+            raise UnexpectedResponseError(
+                f"@odata.nextLink asks for $skip beyond {SKIP_LIMIT}, which the API refuses; "
+                "narrow the query (e.g. a shorter time range)"
+            )
         return RequestSpec(
             "GET",
             link,
             {},
             followed=(*previous.followed, link),
-            narrowing=previous.narrowing,
         )
     top = int(previous.params.get("$top", "0") or 0)
     if "$skip" in previous.params and top and len(page.items) >= top:
         skip = int(previous.params["$skip"]) + top
         if _too_deep(str(skip)):
-            if previous.narrowing is None:
-                raise UnexpectedResponseError(
-                    f"the listing would need $skip beyond {SKIP_LIMIT}, which the API refuses; "
-                    "narrow the query (e.g. a shorter time range)"
-                )
-            return narrowed(previous.narrowing, page)
+            raise UnexpectedResponseError(
+                f"the listing would need $skip beyond {SKIP_LIMIT}, which the API refuses; "
+                "narrow the query (e.g. a shorter time range)"
+            )
         return replace(previous, params={**previous.params, "$skip": str(skip)})
     return None
 
@@ -286,48 +254,6 @@ def ticks(text: str) -> int:
         seventh = int((digits + "0000000")[6])
     seconds = int(value.timestamp())
     return (seconds * 1_000_000 + value.microsecond) * 10 + seventh
-
-
-def narrowed(narrowing: Narrowing, page: Page) -> RequestSpec:
-    """Re-ask the listing for incidents updated at or before the oldest one of ``page``.
-
-    ``page`` is the last page read; newest first, its last-update minimum is the listing's.
-
-    Raises:
-        UnexpectedResponseError: the items lack the last-update field, or the bound would not
-            move (more than ``SKIP_LIMIT`` incidents at one instant).
-    """
-    stamps: list[tuple[int, str]] = []
-    for item in page.items:
-        raw = item.get(narrowing.field)
-        try:
-            stamps.append((ticks(str(raw)), str(raw)))
-        except ValueError:
-            raise UnexpectedResponseError(
-                f"incident without a valid '{narrowing.field}'; cannot narrow the listing"
-            ) from None
-    if not stamps:
-        raise UnexpectedResponseError("cannot narrow a listing after an empty page")
-    oldest, raw_oldest = min(stamps)
-    ties = sum(1 for t, _ in stamps if t == oldest)
-    if ties > SKIP_LIMIT or (narrowing.bound is not None and ticks(narrowing.bound) == oldest):
-        raise UnexpectedResponseError(
-            f"more than {SKIP_LIMIT} incidents share the last-update time {raw_oldest}; "
-            "the listing cannot page past them"
-        )
-    bound = f"{narrowing.field} le {raw_oldest}"
-    base_filter = narrowing.params.get("$filter")
-    params = {
-        **narrowing.params,
-        "$filter": f"{base_filter} and {bound}" if base_filter else bound,
-        "$skip": str(ties),
-    }
-    return RequestSpec(
-        "GET",
-        narrowing.url,
-        params,
-        narrowing=replace(narrowing, bound=raw_oldest, ties=ties),
-    )
 
 
 def format_ticks(value: int) -> str:

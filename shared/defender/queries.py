@@ -8,10 +8,10 @@ and the rest, applied client-side to the normalized items (``client_side(api).ma
   severity after retrieving": https://learn.microsoft.com/defender-xdr/api-list-incidents), and
   documents no ``or``: several statuses are filtered client-side.
 - Graph filters all of them (https://learn.microsoft.com/graph/api/security-list-incidents).
-- An upper bound on the *last update* is always applied client-side, on both surfaces: the list
-  is newest first, and with such a bound an incident updated while we page would leave the set
-  and shift the rest up one place under ``$skip`` paging, so one would be missed (see
-  ``shared.defender.paging``). Without it an updated incident only moves up and is read twice.
+- An upper bound on the *last update* is applied client-side, on both surfaces: the listings
+  put their own last-update bounds on every request (time slices: ``shared.defender.paging``,
+  ``shared.defender.pages``), and an incident updated while we list has moved past the bound,
+  so its new version is dropped here, whichever slice it was read in.
 - Time ranges are half-open: ``from`` inclusive, ``before`` exclusive.
 """
 

@@ -1,6 +1,6 @@
 """Pure classification of API answers into data or one of our typed errors.
 
-Error bodies (defender-api.md §1.7, §2.6): legacy ``{"error": {"code", "message", "target"}}``
+Error bodies (docs/defender-service.md#errors): legacy ``{"error": {"code", "message", "target"}}``
 where ``target`` is a tracking id; Graph ``{"error": {"code", "message", "innerError":
 {"request-id", "client-request-id", "date"}}}``. A 429 carries ``Retry-After`` seconds, and the
 legacy body says which quota was hit ("maximum allowed 45 per 00:01:00").

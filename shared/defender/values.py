@@ -7,9 +7,9 @@ expects on the wire.
 
 Determinations: the canonical names are those of today's Graph schema (``compromisedAccount``,
 ``notMalicious``, ``notEnoughDataToValidate``, ``confirmedActivity``: msgraph-sdk-python
-``models/security/alert_determination.py``; defender-api.md §0.1 item 4). The older names
-(``compromisedUser``, ``clean``, ``insufficientData``, ``confirmedUserActivity``) are gone from
-the schema; they are still accepted from users and from stored data and mapped
+``models/security/alert_determination.py``; docs/defender-service.md#determination-values). The
+older names (``compromisedUser``, ``clean``, ``insufficientData``, ``confirmedUserActivity``)
+are gone from the schema; they are still accepted from users and from stored data and mapped
 (``current_determination``), never sent to Graph.
 
 Sources:
@@ -65,8 +65,9 @@ DETERMINATIONS_BY_CLASSIFICATION: Mapping[str, tuple[str, ...]] = {
 DETERMINATIONS = tuple(
     dict.fromkeys(d for ds in DETERMINATIONS_BY_CLASSIFICATION.values() for d in ds)
 )
-#: every member of Graph's ``alertDetermination`` today (defender-api.md §0.1 item 4); reads
-#: may show the ones a caller cannot set (``unknown``, ``apt``, ...)
+#: every member of Graph's ``alertDetermination`` today
+#: (docs/defender-service.md#determination-values); reads may show the ones a caller cannot set
+#: (``unknown``, ``apt``, ...)
 _ALL_DETERMINATIONS = (
     "unknown",
     "apt",

@@ -1,4 +1,8 @@
-"""The storage wing: incident archive (blobs), latest-state table, watermarks and tenant locks."""
+"""The storage wing: the incident archive (blobs), the latest-state table and its transactions,
+checkpoints, the write-ahead journal and tenant leases (``state``), and queues (``queue``).
+
+Layout and why: docs/ingestion.md#storage-layout.
+"""
 
 from __future__ import annotations
 

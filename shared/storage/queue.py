@@ -1,5 +1,5 @@
-"""Storage queues: the ``defender-ingest`` message (board item 3), a thin sender, and the ingest
-queue with its poison queue (partner scale, issue 10).
+"""Storage queues: the ``defender-ingest`` message, a thin sender, and the ingest queue with its
+poison queue (partner scale: one message per tenant run).
 
 Messages are JSON, base64-encoded as the Functions queue trigger expects by default
 (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json,
@@ -113,7 +113,7 @@ class BadMessageError(ValueError):
     """A queue message is not a valid ingest message (the reason says why)."""
 
 
-#: the ingest message (board item 3); one class, whoever sends it
+#: the ingest message; one class, whoever sends it (timer fan-out, HTTP API, CLI)
 IngestMessage = IngestRequest
 
 

@@ -122,7 +122,8 @@ def _json_list(value: Any) -> str:
 
 
 def _soc_columns(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Columns of the newer Graph fields a SOC filters on (defender-api.md 0.1.6)."""
+    """Columns of the newer Graph fields a SOC filters on
+    (docs/defender-service.md#newer-incident-fields)."""
     score = raw.get("priorityScore")
     modified = raw.get("lastModifiedBy")
     return {

@@ -31,7 +31,7 @@ def _new(security: Security = ENTRA, base: str = "https://bridge.example.net") -
 
 
 def test_the_document_before_is_rejected_for_both_placements() -> None:
-    """The two schema violations the issue names: ``x-ms-notification-content`` on the
+    """The two schema violations of the earlier document: ``x-ms-notification-content`` on the
     operation (the schema allows it on the path item only) and ``x-ms-pageable`` with
     ``itemName`` (the schema allows ``nextLinkName`` alone)."""
     found = problems(json.loads(BEFORE.read_text()))

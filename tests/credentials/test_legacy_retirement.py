@@ -1,6 +1,6 @@
 """The legacy API retires on 2027-02-01 (MC1220762): every legacy run warns naming the date,
 ``check`` shows it, and after the date (injected clock) ``check`` fails with the migration step
-(issue 8.11)."""
+(docs/defender-service.md#legacy-retirement)."""
 
 from __future__ import annotations
 

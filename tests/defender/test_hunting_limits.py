@@ -1,4 +1,4 @@
-"""Advanced hunting limits, emulator and client together (issue 8.9), on both surfaces.
+"""Advanced hunting limits, emulator and client together, on both surfaces.
 
 A dedicated emulator shortens the limits (a 1-second server timeout, a 50-row cap, a 20 kB
 result cap, half a CPU second per cycle) so each is hit quickly; the client turns each into a

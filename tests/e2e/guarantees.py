@@ -1,4 +1,4 @@
-"""What issue 9's done-when tests check after runs: the store equals the emulator's truth.
+"""What the ingestion guarantee tests check after runs: the store equals the emulator's truth.
 
 - every line in the blob archive is one version, stored exactly once;
 - every current version, and every version that stood still through a completed run

@@ -1,7 +1,7 @@
-"""Issue 9, done when: a backlog far larger than one run finishes over repeated time-bounded runs
+"""A backlog far larger than one run finishes over repeated time-bounded runs
 under quotas scaled down for the test, spending API calls close to the pages it needs.
 
-A dedicated emulator seeds ``INGEST_BACKLOG`` incidents (default 5,000; the issue's 100,000 with
+A dedicated emulator seeds ``INGEST_BACKLOG`` incidents (default 5,000; 100,000 with
 ``INGEST_BACKLOG=100000``, which takes several minutes) over seven days, with the incident
 quotas scaled down 30 times (50 per 2 s, 1,500 per 2 minutes; the client's limiter is set the
 same). Runs have a 30 s budget. Peak memory at 10k vs 100k is measured in ``bench/``, not here.
@@ -12,11 +12,11 @@ left near its end), so at this size and budget Graph needs about 1.12-1.15x the 
 
 The call bound: on Graph, slices older than the late-arrival bound hold up to 500 incidents and
 are read across their pages, verified by ``@odata.count`` (``shared.defender.slices``), so a
-backfill needs about the pages a perfect reader would: issue 9's 1.2x is asserted. Legacy has no
+backfill needs about the pages a perfect reader would: at most 1.2x is asserted. Legacy has no
 ``$count``: each slice is proved by one short answer, so slices stay below a page, and with
 timestamps spread at random (Poisson-like counts) no planner can promise 1.2x there (even
 42-item slices without a single overflow cost 50/42 = 1.19x); its bound is loose but still
-catches a planner that re-reads pages. See the README.
+catches a planner that re-reads pages. See docs/ingestion.md.
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
     assert served - before <= calls  # every call we count reached the service at most once
     pages = math.ceil(BACKLOG / PAGE)
     figures = f"{api}: {BACKLOG} incidents, {len(runs)} runs, {calls} calls, {calls / pages:.2f}x"
-    # Graph reads slices of up to 500 across their pages (verified by @odata.count): issue 9's
-    # 1.2x holds. Legacy has no $count, so each slice is proved by one short answer and slices
+    # Graph reads slices of up to 500 across their pages (verified by @odata.count): the
+    # 1.2x bound holds. Legacy has no $count, so each slice is proved by one short answer and slices
     # stay below a page (Poisson-like counts: no planner can promise 1.2x there, see the
     # module docstring); its bound still catches a planner that re-reads pages.
     assert calls <= (1.2 if api == "graph" else 2.6) * pages, figures

@@ -1,8 +1,8 @@
-"""Issue 9 (and 8.5), done when: ingestion is right under the service behaviours the emulator
+"""Ingestion is right under the service behaviours the emulator
 can switch on (``/_emulator/behaviour``, board interface 1): results in arbitrary order, SOC
 activity between the pages of a listing, ``$expand=alerts`` failing, updates visible late.
 
-``INGEST_STRESS=full`` runs the issue's 50 runs; the default runs fewer with the same checks.
+``INGEST_STRESS=full`` runs 50 runs; the default runs fewer with the same checks.
 """
 
 # ruff: noqa: S311 - seeded pseudo-random activity is the point of these tests

@@ -1,4 +1,4 @@
-"""The dedup check of a backfill reads (almost) nothing from the table (issue 21, point 5):
+"""The dedup check of a backfill reads (almost) nothing from the table:
 new answers are created first without a read, and slices read again after an overflow find
 their rows among those the run just wrote. A re-run over stored ground reads by point reads
 only, never with a query (an ``or`` over RowKeys is a partition scan), and writes nothing."""

@@ -1,8 +1,8 @@
-"""Issue 9, done when: crashes, lapsed leases, faults and backlogs neither lose nor duplicate.
+"""Crashes, lapsed leases, faults and backlogs neither lose nor duplicate.
 
 Everything real: the CLI in its own processes, the emulator, Azurite. After the runs, the store
 is compared with ``/_emulator/truth`` (``tests.e2e.guarantees``). Sizes: ``INGEST_STRESS=full``
-runs the issue's full sizes (20 kills, 50 runs); the default is smaller to keep ``make test``
+runs the full sizes (20 kills, 50 runs); the default is smaller to keep ``make test``
 reasonable, with the same checks.
 """
 

@@ -1,4 +1,4 @@
-"""Fetching and writing overlap (issue 13): the next answer is fetched while one is written,
+"""Fetching and writing overlap: the next answer is fetched while one is written,
 and what is stored is the same as one page at a time: each version exactly once."""
 
 from __future__ import annotations

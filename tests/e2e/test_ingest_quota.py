@@ -1,4 +1,4 @@
-"""A spent API quota stops a run cleanly; it does not fail it (issue 21, point 4).
+"""A spent API quota stops a run cleanly; it does not fail it.
 
 Under Microsoft's default quota (50 incident calls a minute), a backlog needs more calls than
 one minute allows, and the next call slot is up to a minute away: longer than a call may wait
@@ -8,7 +8,7 @@ frees), exit 0, and the next run must resume where it stopped, until the backlog
 
 Scaled down so it runs in seconds: 10 calls per 3 s (the client's limiter and the emulator's
 own quota alike) and a 0.5 s longest wait, against ``QUOTA_BACKLOG`` incidents (default 1,000;
-``python -m shared ingest`` at 6,000 under the real defaults is reported in the README).
+``python -m shared ingest`` at 6,000 under the real defaults is reported in docs/benchmarks.md).
 A second case leaves the client unlimited, so the emulator's own 429 with a ``Retry-After``
 longer than the wait is what stops the run.
 """

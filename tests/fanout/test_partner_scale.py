@@ -1,4 +1,4 @@
-"""Done-when tests of issue 10, through ``app.get_functions()``, the 50-tenant emulator and
+"""Partner scale, through ``app.get_functions()``, the 50-tenant emulator and
 Azurite queues: fan-out, poison, consent holds, throttling parks, idle ticks."""
 
 from __future__ import annotations

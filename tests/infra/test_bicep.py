@@ -1,8 +1,8 @@
 """infra/: the Bicep parses and deploys what the app needs, identity-based, in every cloud.
 
 No Bicep compiler can be installed on these machines, so the files are parsed with pycep (the
-parser checkov uses) and their structure is asserted. Each test names the point of issue 12 it
-holds in place.
+parser checkov uses) and their structure is asserted. Each test names the property of the
+deployment it holds in place.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ HOST_SETTINGS = {
     # APPLICATIONINSIGHTS_CONNECTION_STRING is read by the code too (shared.telemetry)
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
-    # the queue trigger's identity-based connection (issue 10), beside DATA_STORAGE__queueServiceUri
+    # the queue trigger's identity-based connection (partner scale), beside
+    # DATA_STORAGE__queueServiceUri
     "DATA_STORAGE__credential",
     "DATA_STORAGE__clientId",
 }
@@ -58,7 +59,7 @@ LEFT_OUT = {
     settings.RATE_LIMIT_INCIDENTS_SETTING: "Microsoft's documented quota is the default",
     settings.RATE_LIMIT_ALERTS_SETTING: "Microsoft's documented quota is the default",
     settings.RATE_LIMIT_HUNTING_SETTING: "Microsoft's documented quota is the default",
-    # partner scale (issue 10)
+    # partner scale
     settings.INGEST_FANOUT_SETTING: "the default (queue) is what the template deploys for",
     settings.INGEST_CONCURRENCY_SETTING: "inline mode only; queue mode uses host.json",
     settings.INGEST_MAX_DEQUEUE_COUNT_SETTING: "the default mirrors host.json maxDequeueCount",
@@ -67,7 +68,7 @@ LEFT_OUT = {
     settings.INGEST_FAILURE_HOLD_MINUTES_SETTING: "the default fits",
     settings.API_MAX_RETRY_WAIT_SETTING: "the default fits",
     settings.QUEUE_CONNECTION_SETTING: "a connection string (local); Azure uses the service URI",
-    # HTTP API (issue 11)
+    # HTTP API
     settings.API_MAX_BODY_BYTES_SETTING: "the default fits",
     settings.API_TENANT_ROLES_SETTING: "per customer: an MSSP's own mapping of roles to tenants",
     settings.API_ALLOW_FREE_KQL_SETTING: "off by default on purpose (templates only)",
@@ -91,7 +92,7 @@ LEFT_OUT = {
     settings.API_CALLER_HUNTING_RATE_LIMIT_SETTING: "the default fits; an operator tunes it",
     settings.CONSENT_REDIRECT_URI_SETTING: "defaults to https://$WEBSITE_HOSTNAME/api/consent/"
     "callback, the CONSENT_REDIRECT_URI output the Entra script registers",
-    # issue 9 (ingestion)
+    # ingestion
     settings.INGEST_SAFETY_LAG_SETTING: "the default fits; tune as an app setting",
     settings.INGEST_TIME_BUDGET_SETTING: "the default fits host.json's 10-minute timeout",
     settings.INGEST_LEASE_SETTING: "the default fits",
@@ -154,7 +155,7 @@ def test_every_bicep_file_parses_and_every_module_exists(main: dict[str, Any]) -
 
 
 def test_no_registry_module_so_checkov_sees_every_resource(main: dict[str, Any]) -> None:
-    """Point 8: every module is a local file (no br/public:avm/...), see infra/README.md."""
+    """Every module is a local file (no br/public:avm/...), see infra/README.md."""
     for file in INFRA.rglob("*.bicep"):
         assert "'br/public:" not in file.read_text(), file
     assert {m["type"] for m in main["modules"].values()} == {"local"}
@@ -205,7 +206,7 @@ def test_choices_are_parameters_with_the_values_the_code_accepts(main: dict[str,
     assert set(decorator(params["defenderCloud"], "allowed")) == set(CLOUDS)
     assert params["ingestSchedule"]["default"] == DEFAULTS["ingest_schedule"]
     assert params["vnetEnabled"]["default"] is False
-    assert params["enablePurgeProtection"]["default"] is True  # documented in the README
+    assert params["enablePurgeProtection"]["default"] is True  # documented in docs/deploy.md
     for name in ("ingestTenants", "principalId", "defenderTenantId", "certificateName"):
         assert params[name]["default"] == "", name
 
@@ -280,7 +281,7 @@ def test_required_and_chosen_settings_are_wired_from_parameters(
 def test_app_service_authentication_gates_the_api_in_entra_mode(
     main: dict[str, Any], api: dict[str, Any]
 ) -> None:
-    """Issue 20, point 2: with API_AUTH_MODE=entra (the default), App Service Authentication
+    """With API_AUTH_MODE=entra (the default), App Service Authentication
     answers 401 to requests without a valid token for the API, except the two anonymous
     routes; allowed audiences are the API's; no token store. Key mode has no gate."""
     params = main["parameters"]
@@ -340,7 +341,8 @@ def test_site_is_hardened(api: dict[str, Any]) -> None:
     }
     assert policies == {"ftp": False, "scm": False}
     assert props["functionAppConfig"]["runtime"]["name"] == "python"
-    # federated credentials need a user-assigned identity (defender-api.md 0.1 item 8)
+    # federated credentials need a user-assigned identity
+    # (docs/defender-service.md#federated-credentials)
     assert site["identity"]["type"] == "UserAssigned"
     # the newest Sites API the Azure Government regions register (Azure/azure-cli#31943)
     assert api["resources"]["functionApp"]["api_version"] == "2024-04-01"
@@ -512,9 +514,8 @@ def test_azure_yaml_deploys_the_function_from_infra() -> None:
 def test_readme_deploy_section_names_every_parameter_and_azd_value(
     parameters_file: dict[str, str],
 ) -> None:
-    """Point 9: a newcomer finds each parameter, its azd value and the manual steps."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Deploy\n") : readme.index("## Settings\n")]
+    """A newcomer finds each parameter, its azd value and the manual steps (docs/deploy.md)."""
+    section = (ROOT / "docs" / "deploy.md").read_text()
     for name, value in parameters_file.items():
         variable = re.match(r"\$\{([A-Z0-9_]+)", value)
         assert variable

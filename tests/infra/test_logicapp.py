@@ -191,8 +191,8 @@ def test_the_tag_comes_before_the_comment(workflow: dict[str, Any]) -> None:
 
 
 def test_the_readme_walks_through_deploying_it() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### The sample Logic App") :]
+    readme = (ROOT / "docs" / "logic-apps.md").read_text()
+    section = readme[readme.index("## The sample Logic App\n") :]
     section = section[: section.index("\n## ")]
     for step in (
         "infra/logicapp/main.bicep",

@@ -1,10 +1,11 @@
 """Microsoft's Graph SDK for Python (`msgraph-sdk`, requirements-sdk.txt) against the emulator.
 
-A user points `GraphServiceClient` at the local cloud the way the README shows: a token from the
-emulator's Entra through MSAL, given to the SDK by a custom access-token provider, and an httpx
-client that trusts the emulator's CA (an `ssl.SSLContext`, so the machine's CA variables do not
-matter: local-cloud-notes.md §0). Every raw response the SDK parsed is captured by an httpx
-event hook, so each test can compare the SDK's objects with the JSON on the wire.
+A user points `GraphServiceClient` at the local cloud the way docs/local-cloud.md shows: a token
+from the emulator's Entra through MSAL, given to the SDK by a custom access-token provider, and
+an httpx client that trusts the emulator's CA (an `ssl.SSLContext`, so the machine's CA
+variables do not matter: docs/local-cloud.md#ca-bundle-variables). Every raw response the SDK
+parsed is captured by an httpx event hook, so each test can compare the SDK's objects with the
+JSON on the wire.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def fresh(emu: Emulator, http: requests.Session) -> Iterator[Emulator]:
 @pytest.fixture(scope="session")
 def msal_app(emu: Emulator, http: requests.Session) -> msal.ConfidentialClientApplication:
     """The app's MSAL client against the emulator's Entra (instance discovery off: a local
-    authority, local-cloud-notes.md §1)."""
+    authority, docs/local-cloud.md#msal)."""
     return msal.ConfidentialClientApplication(
         emu.client_id,
         client_credential=emu.client_secret,

@@ -1,4 +1,5 @@
-"""`msgraph-sdk` (GraphServiceClient) against the emulator's Graph security API (issue 14).
+"""`msgraph-sdk` (GraphServiceClient) against the emulator's Graph security API: what users of
+Microsoft's SDK see.
 
 Every object the SDK parses is compared with the raw JSON it came from (`tests.sdk.mapping`):
 a value the SDK could not map fails the test.

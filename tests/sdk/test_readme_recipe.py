@@ -1,4 +1,5 @@
-"""The README's recipe for using the Graph SDK against the local cloud runs as written."""
+"""The recipe in docs/local-cloud.md for using the Graph SDK against the local cloud runs as
+written."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ import requests
 
 from emulator.server import Emulator
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "local-cloud.md"
 
 
 def _recipe() -> str:
     text = README.read_text(encoding="utf-8")
     match = re.search(r"<!-- sdk-recipe:[^>]*-->\n```python\n(.*?)\n```", text, re.DOTALL)
-    assert match, "README.md has no sdk-recipe block"
+    assert match, "docs/local-cloud.md has no sdk-recipe block"
     return match.group(1)
 
 

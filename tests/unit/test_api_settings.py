@@ -1,4 +1,4 @@
-"""HTTP API settings (issue 11): typed values, defaults, and problems named without values."""
+"""HTTP API settings: typed values, defaults, and problems named without values."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_both_documented_determination_spellings_are_accepted(
     spelling: str, canonical: str
 ) -> None:
     """Today's schema names, the older names and the legacy update page's names all map to
-    the schema's name (issue 8.2)."""
+    the schema's name (docs/defender-service.md#determination-values)."""
     assert canonical_determination(spelling) == canonical
 
 

@@ -1,9 +1,11 @@
-"""Listings by time slices (order-independent, $skip <= 500), the ingestion listing's
-narrowing, and the sliding-window rate limiter (pure, fake clock)."""
+"""Listings by time slices (order-independent, $skip <= 500), the refusal of deeper offsets,
+and the sliding-window rate limiter (pure, fake clock)."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,71 +43,33 @@ def test_ticks_keep_the_seventh_digit() -> None:
     assert ticks("2026-11-01T01:00:00+01:00") == ticks("2026-11-01T00:00:00Z")
 
 
-def test_legacy_skip_past_the_limit_narrows_the_time_filter() -> None:
-    """Instead of $skip beyond SKIP_LIMIT (500), ask for 'le oldest', skipping only its ties."""
+def test_legacy_skip_past_the_limit_is_refused() -> None:
+    """No request asks for $skip beyond SKIP_LIMIT (500): the listing stops with an error that
+    says how to narrow it, rather than sending a request the API refuses."""
     assert SKIP_LIMIT == 500  # Graph's documented cap (security-error-codes.md)
     first = list_incidents_request("legacy", BASE, page_size=100)
-    deep = first.__class__(
-        first.method,
-        first.url,
-        {**first.params, "$skip": str(SKIP_LIMIT)},
-        narrowing=first.narrowing,
-    )
-    page = Page(
-        _items(
-            *(["2026-11-02T00:00:00Z"] * 97),
-            "2026-11-01T00:00:00.1234567Z",
-            "2026-11-01T00:00:00.1234567Z",
-            "2026-11-01T00:00:00.1234568Z",
-        )
-    )
-    nxt = next_request(deep, page, base_url=BASE)
-    assert nxt is not None
-    assert nxt.params["$filter"] == "lastUpdateTime le 2026-11-01T00:00:00.1234567Z"
-    assert nxt.params["$skip"] == "2" and nxt.params["$top"] == "100"
+    deep = replace(first, params={**first.params, "$skip": str(SKIP_LIMIT)})
+    full = Page(_items(*(["2026-11-02T00:00:00Z"] * 100)))
+    with pytest.raises(UnexpectedResponseError, match=r"\$skip beyond 500.*narrow the query"):
+        next_request(deep, full, base_url=BASE)
+    shallow = replace(first, params={**first.params, "$skip": str(SKIP_LIMIT - 100)})
+    nxt = next_request(shallow, full, base_url=BASE)
+    assert nxt is not None and nxt.params["$skip"] == str(SKIP_LIMIT)
 
 
-def test_graph_next_link_past_the_limit_is_replaced_by_a_narrowed_request() -> None:
-    """A nextLink that would skip too deep is not followed; the filter keeps the original."""
-    from datetime import UTC, datetime
-
+def test_graph_next_link_past_the_limit_is_refused_and_one_at_the_limit_followed() -> None:
+    """A nextLink that would skip too deep is not followed; one at the limit is."""
     first = list_incidents_request(
         "graph", BASE, updated_since=datetime(2026, 1, 1, tzinfo=UTC), page_size=50
     )
     link = f"{BASE}/v1.0/security/incidents?$top=50&$skip={SKIP_LIMIT + 50}"
     page = Page(_items("2026-02-01T00:00:00Z", field="lastUpdateDateTime"), link)
-    nxt = next_request(first, page, base_url=BASE)
-    assert nxt is not None and nxt.url == f"{BASE}/v1.0/security/incidents"
-    assert nxt.params["$filter"] == (
-        "lastUpdateDateTime ge 2026-01-01T00:00:00Z and lastUpdateDateTime le 2026-02-01T00:00:00Z"
-    )
-    assert nxt.params["$expand"] == "alerts"
+    with pytest.raises(UnexpectedResponseError, match=r"nextLink asks for \$skip beyond 500"):
+        next_request(first, page, base_url=BASE)
     shallow = f"{BASE}/v1.0/security/incidents?$top=50&$skip={SKIP_LIMIT}"
     followed = next_request(first, Page(page.items, shallow), base_url=BASE)
     assert followed is not None and followed.url == shallow
     assert link_params(followed.url)["$skip"] == str(SKIP_LIMIT)
-
-
-def test_narrowing_that_cannot_move_is_an_error() -> None:
-    """More than SKIP_LIMIT incidents at one instant cannot be paged past: say so."""
-    first = list_incidents_request("legacy", BASE, page_size=100)
-    stamp = "2026-11-01T00:00:00Z"
-    spec = first.__class__(
-        first.method,
-        first.url,
-        {**first.params, "$skip": str(SKIP_LIMIT)},
-        narrowing=first.narrowing,
-    )
-    narrowed = next_request(spec, Page(_items(*[stamp] * 100)), base_url=BASE)
-    assert narrowed is not None and narrowed.narrowing is not None
-    deep = narrowed.__class__(
-        narrowed.method,
-        narrowed.url,
-        {**narrowed.params, "$skip": str(SKIP_LIMIT)},
-        narrowing=narrowed.narrowing,
-    )
-    with pytest.raises(UnexpectedResponseError, match="share the last-update time"):
-        next_request(deep, Page(_items(*[stamp] * 100)), base_url=BASE)
 
 
 def test_split_halves_exclude_one_seen_item_each() -> None:

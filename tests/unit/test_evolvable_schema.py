@@ -1,6 +1,6 @@
 """Graph's schema evolves: the client asks for every enum member, never fails on a value or a
 field it does not know, keeps them in the raw JSON, and reads determinations in today's names
-(issues 8.2 and 8.3)."""
+(docs/defender-service.md#evolvable-enums)."""
 
 from __future__ import annotations
 

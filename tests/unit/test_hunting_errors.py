@@ -1,4 +1,4 @@
-"""Advanced hunting answers typed by what the caller does (issue 8.9): pure classification."""
+"""Advanced hunting answers typed by what the caller does: pure classification."""
 
 from __future__ import annotations
 

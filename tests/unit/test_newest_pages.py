@@ -119,7 +119,7 @@ def test_every_item_once_newest_first_in_any_order(
 @pytest.mark.parametrize("page", [50, 100])
 @pytest.mark.parametrize("top", [1, 10, 25, 49])
 def test_newest_first_answers_cost_at_most_two_calls_for_a_first_page(page: int, top: int) -> None:
-    """The bound the README states: newest-first answers (the legacy API's documented order,
+    """The bound docs/http-api.md states: newest-first answers (the legacy API's documented order,
     Graph's observed one), ``top`` < page size: one overflowing answer, then the exact cut."""
     service = Service(_tenant(10_000), page=page, order="newest", counts=False)
     result = _page(service, None, top)

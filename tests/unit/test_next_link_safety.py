@@ -1,4 +1,4 @@
-"""The bearer token only goes to the configured API origin, whatever a nextLink says (issue 8.10).
+"""The bearer token only goes to the configured API origin, whatever a nextLink says.
 
 ``urllib.parse`` and urllib3 (what requests connects with) read some authorities differently:
 ``https://evil.example\\@api.host/`` is host ``api.host`` to the first and ``evil.example`` to the

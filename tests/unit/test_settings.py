@@ -88,7 +88,7 @@ def test_connection_string_is_hidden_from_repr() -> None:
 
 def test_page_size_default_and_cap_follow_the_surface() -> None:
     """Legacy pages hold up to 100 (the default); Graph refuses $top over 50, so its default is
-    50 and a larger INGEST_PAGE_SIZE is a settings error that says why (issue 8.1)."""
+    50 and a larger INGEST_PAGE_SIZE is a settings error that says why."""
     assert Settings.from_env(BASE).page_size == 50
     assert Settings.from_env({**BASE, "DEFENDER_API": "legacy"}).page_size == 100
     assert (
@@ -141,7 +141,7 @@ def test_schedule_must_be_six_field_ncrontab() -> None:
 
 
 def test_federated_credential_needs_a_user_assigned_identity() -> None:
-    """federated without AZURE_CLIENT_ID is a settings error naming the rule (issue 8.7)."""
+    """federated without AZURE_CLIENT_ID is a settings error naming the rule."""
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE, "DEFENDER_CREDENTIAL_KIND": "federated"})
     (problem,) = info.value.problems
@@ -183,7 +183,7 @@ def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) ->
 
 def test_consent_redirect_uri_default_and_validation() -> None:
     """DEFENDER_CONSENT_REDIRECT_URI: the HTTP API's callback on WEBSITE_HOSTNAME in App Service,
-    the local Core Tools callback otherwise; https (http only for localhost) (issue 8.8)."""
+    the local Core Tools callback otherwise; https (http only for localhost)."""
     from shared.credentials.tokens import admin_consent_url
 
     assert Settings.from_env(BASE).consent_redirect_uri == (

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.clock import format_utc, parse_utc
-from shared.window import advance, plan_start
+from shared.window import plan_start
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 KW = {"lookback": timedelta(days=30), "overlap": timedelta(minutes=10)}
@@ -61,15 +61,6 @@ def test_naive_datetimes_are_refused() -> None:
     """Naive times are bugs, not inputs."""
     with pytest.raises(ValueError, match="timezone-aware"):
         plan_start(None, NOW.replace(tzinfo=None), **KW)
-
-
-def test_advance_never_moves_back() -> None:
-    """The watermark is the newest time seen, and never older than before."""
-    t1, t2 = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
-    assert advance(None, []) is None
-    assert advance(t1, []) == t1
-    assert advance(None, [t1, t2]) == t2
-    assert advance(NOW, [t1, t2]) == NOW
 
 
 def test_parse_utc_handles_seven_digit_fractions_and_offsets() -> None:

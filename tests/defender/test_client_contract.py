@@ -1,8 +1,8 @@
-"""Issue 8 contract fixes on the client side, against the emulator.
+"""The client keeps the services' listing contract, against the emulator.
 
-- 8.1: default page sizes are the surface's (legacy 100, Graph 50) and no request asks for
-  ``$skip`` beyond 500;
-- 8.10: a nextLink whose authority parsers read two ways (``https://localhost:P\\@127.0.0.1:P``,
+- default page sizes are the surface's (legacy 100, Graph 50) and no request asks for
+  ``$skip`` beyond 500 (docs/defender-service.md#listing-limits);
+- a nextLink whose authority parsers read two ways (``https://localhost:P\\@127.0.0.1:P``,
   which urllib3 sends to ``localhost``) is refused before the token goes anywhere.
 """
 
