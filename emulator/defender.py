@@ -586,7 +586,7 @@ class DefenderService:
             total,
             skip,
             top,
-            count=count,
+            count=count and self.behaviour.settings.counts(first_page=skip == 0),
         )
         return json_response(200, payload, tenant=tid)
 
@@ -768,7 +768,7 @@ class DefenderService:
             lambda a: render.graph_alert(a, tid, include_unknown=_unknown_members(request)),
             skip,
             top,
-            count=count,
+            count=count and self.behaviour.settings.counts(first_page=skip == 0),
         )
         return json_response(200, payload, tenant=tid)
 

@@ -118,6 +118,8 @@ class EmulatorConfig:
     # The defaults are the strict observed behaviour.
     order: behaviour.Order = "newest"  # or "arbitrary": a seeded order that ignores time
     order_seed: int = 0
+    # which Graph list pages carry @odata.count when $count=true: "every", "first" or "none"
+    count_pages: behaviour.CountPages = "every"
     expand_failure_tenants: tuple[str, ...] = ()  # tenant ids, or "*" for all
     late_arrival_seconds: float = 0.0
     # {"tenant", "every", "create", "update", "merge"} (or a behaviour.PagingActivity)
@@ -500,6 +502,7 @@ class Emulator:
         values = {
             "order": config.order,
             "order_seed": config.order_seed,
+            "count_pages": config.count_pages,
             "expand_failure_tenants": list(config.expand_failure_tenants),
             "late_arrival_seconds": config.late_arrival_seconds,
             "paging_activity": config.paging_activity,
