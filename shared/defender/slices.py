@@ -354,7 +354,8 @@ class _Axis:
     recent: list[tuple[int, int]] = field(default_factory=list)
     #: the end of the last failed request at this cursor: the next one ends before it
     ceiling: int | None = None
-    failures: int = 0  # requests in a row at this cursor that failed without a count
+    failures: int = 0  # requests in a row at this cursor that failed
+    guesses: int = 0  # of them, those whose answer carried no count
     #: relative margin on unknown incidents beyond Poisson chance, steered so that about one
     #: planned slice in ten overflows (each overflow costs a request; margin costs fill)
     margin: float = 0.0
@@ -546,16 +547,18 @@ class _Axis:
         (> cursor, <= end, <= ``limit``, before the ceiling left by a failed request)."""
         hi = self.end if limit is None else min(self.end, limit)
         if self.ceiling is not None:
-            # narrower than the failed request: by an eighth at least of where its incidents
-            # are planned to lie, so failures at one cursor end in a bounded number of steps
-            a = (
-                self.cursor
-                if self.floor is None
-                else min(self.ceiling - 1, max(self.cursor, self.floor))
-            )
-            # guesses without a count keep failing here: halve rather than creep
-            shrink = _SHRINK if self.failures < 2 else 0.5
-            hi = min(hi, self.ceiling - 1, a + math.floor((self.ceiling - a) * shrink))
+            # narrower than the failed request; after two failures at this cursor by an eighth
+            # at least of where its incidents are planned to lie (by half after two guesses
+            # without a count), so failures at one cursor end in a bounded number of steps
+            hi = min(hi, self.ceiling - 1)
+            if self.failures >= 2:
+                a = (
+                    self.cursor
+                    if self.floor is None
+                    else min(self.ceiling - 1, max(self.cursor, self.floor))
+                )
+                shrink = _SHRINK if self.guesses < 2 else 0.5
+                hi = min(hi, a + math.floor((self.ceiling - a) * shrink))
         hi = max(hi, self.cursor + 1)
         if not self.bounds and (self.rate is None or self.probe):
             # nothing known, or the density just proved wrong: one answer for all of it tells
@@ -618,7 +621,7 @@ class _Axis:
                 self.underrun = end - self.cursor
         else:
             self._short = 0
-        self.ceiling, self.failures = None, 0
+        self.ceiling, self.failures, self.guesses = None, 0, 0
         inside = self.floor is None or (
             end > self.floor and (self.top is None or self.cursor < self.top)
         )
@@ -681,13 +684,14 @@ class _Axis:
             self.top = max(shown_at) + 1
         width = self.span(self.cursor, end)
         self.ceiling = end if self.ceiling is None else min(self.ceiling, end)
+        self.failures += 1
         self.learn(items)
         self.probe = False
         shown = len(items)
         count = read.count if read.count is not None else read.first_count
         if count is None:
             # no count: the answer only says "more than it showed" (what it trains with)
-            self.failures += 1
+            self.guesses += 1
             self._train(True)
             if _shape(read.first_order) == "desc":
                 # newest first: what it did not show lies below its lowest item; guess a
@@ -711,9 +715,12 @@ class _Axis:
         known = float(self.known_below(end))
         self._train(True)
         density = max(n, 1.0) / width
-        if self.rate is None or density > 2 * self.rate or density < self.rate / 2:
-            self.rate, self.recent = density, []
         order = _shape(read.first_order)
+        bunched = order == "flat" or (len(set(shown_at)) * 4 <= len(shown_at))
+        if bunched:
+            pass  # a page at one or a few instants: a burst, not the density around it
+        elif self.rate is None or density > 2 * self.rate or density < self.rate / 2:
+            self.rate, self.recent = density, []
         if read.pages > 1 and shown >= n * 0.5:
             order = "spread"  # the pages showed most of it: interpolate what was seen
         self._add(self._bound(end, max(n, known), True, read, order, sorted(shown_at)))
