@@ -12,7 +12,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
-	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out)"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; listing.json: backfill by count behaviour, bursts, steady ticks)"
 	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N JOBS=2); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
@@ -64,6 +64,7 @@ SIZES ?= 10000,100000
 bench: setup $(BENCH_STAMP)
 	$(PY) -m bench --sizes $(SIZES)
 	$(PY) -m bench.tenants
+	$(PY) -m bench.listing
 
 # RUNS=N randomized chaos runs (bench/chaos.py) over JOBS workers, each with its own local
 # cloud; results (counts by kind, seconds per run and per phase) in bench/results/chaos.json

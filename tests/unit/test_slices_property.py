@@ -10,8 +10,9 @@ activity between requests and between the pages of a slice:
 - without activity, calls stay within point 1's bounds against a reader that knew every
   timestamp in advance (``perfect``): 1.25x where slices are read across pages, every page
   carries the count and the order holds between requests, else 2x; plus a few requests to find
-  the first density and each burst over a page. More than a page sharing both instants (a pair
-  tie: paged through links, the documented last resort) is checked for correctness only.
+  the first density (more without any count) and each burst over a page. More than a page
+  sharing both instants (a pair tie: paged through links, the documented last resort) is
+  checked for correctness only.
 """
 
 # ruff: noqa: S311 - seeded pseudo-random data is the point of this test
@@ -173,9 +174,15 @@ def test_the_planner_reads_everything_progresses_and_stays_within_bounds(case: C
         # page only, or not at all: 2x. A reader that does not know where the density starts
         # or where a burst over a page lies pays a few requests to find them.
         paged = case.paged and case.counts == "every" and case.order != "random"
-        bursts = sum(1 for b in case.bursts if b.size >= PAGE)
-        bound = (1.25 if paged else 2.0) * best + 4 + 6 * bursts
-        assert service.calls <= bound, (service.calls, best, case)
+        # bursts at one place add up (a burst within a second around one at an instant)
+        at: dict[float, int] = {}
+        for b in case.bursts:
+            at[b.where] = at.get(b.where, 0) + b.size
+        bursts = sum(1 for size in at.values() if size >= PAGE)
+        # without any count the density is found by pages that overflow or come back empty
+        finding = 4 if case.counts != "none" else 6
+        bound = (1.25 if paged else 2.0) * best + finding + 6 * bursts
+        assert service.calls <= bound, repr((service.calls, bound, best, case))[-900:]
 
 
 def pair_tied(data: Data, page: int) -> set[int]:
