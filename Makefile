@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench bench-emulator chaos clean checkov
+.PHONY: help setup demo test lint typecheck unit bench bench-emulator bench-push chaos clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, pytest"
-	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; listing.json: backfill by count behaviour, bursts, steady ticks)"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; lookup.json: dedup check by table size; quota.json: a backlog under default quotas; listing.json: backfill by count behaviour, bursts, steady ticks)"
 	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N JOBS=2); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
+	@echo "make bench-push - ingestion with a push receiver that never answers (bench/results/push.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
 # requirements-sdk.txt (msgraph-sdk, for tests/sdk/) is installed here too, but is no part of
@@ -64,6 +65,8 @@ SIZES ?= 10000,100000
 bench: setup $(BENCH_STAMP)
 	$(PY) -m bench --sizes $(SIZES)
 	$(PY) -m bench.tenants
+	$(PY) -m bench.lookup
+	$(PY) -m bench.quota
 	$(PY) -m bench.listing
 
 # RUNS=N randomized chaos runs (bench/chaos.py) over JOBS workers, each with its own local
@@ -75,6 +78,11 @@ chaos: setup
 
 bench-emulator: $(STAMP)
 	$(PY) -m bench.emulator_bench
+
+# REPS=N runs per regime (no subscription / a dead receiver / a dead receiver and the worker)
+REPS ?= 5
+bench-push: $(STAMP) node_modules/.installed
+	$(PY) -m bench.push $(REPS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

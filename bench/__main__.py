@@ -29,7 +29,6 @@ from typing import Any
 
 import requests
 
-from bench.naive import naive_connector, raw_limit, token
 from bench.proxy import LatencyProxy
 from emulator.azurite import Azurite
 from emulator.server import Emulator, EmulatorConfig
@@ -61,16 +60,27 @@ def _peak_kib():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no procfs: an upper bound
 
+def _cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
 try:
-    runpy.run_module("shared", run_name="__main__")
+    runpy.run_module(sys.argv.pop(1) if sys.argv[1:2] == ["bench.naive"] else "shared",
+                     run_name="__main__")
 finally:
-    sys.stderr.write(f"MAXRSS_KIB {_peak_kib()}\\n")
+    sys.stderr.write(f"MAXRSS_KIB {_peak_kib()}\\nCPU_SECONDS {_cpu():.3f}\\n")
 """
 
 
 def measured_peak_kib(stderr: str) -> int:
     """The peak RSS (KiB) that ``_MEASURED`` wrote last on a process's standard error."""
     return int(stderr.rsplit("MAXRSS_KIB ", 1)[1].split()[0])
+
+
+def measured_cpu(stderr: str) -> float:
+    """The CPU seconds (user + system) of the measured process alone, from its own
+    ``getrusage(RUSAGE_SELF)`` at exit (``_MEASURED``): no emulator, no Azurite, no parent."""
+    return float(stderr.rsplit("CPU_SECONDS ", 1)[1].split()[0])
 
 
 def machine() -> dict[str, Any]:
@@ -91,7 +101,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _cli(settings: dict[str, str], *args: str) -> tuple[float, dict[str, Any], int]:
+def _cli(settings: dict[str, str], *args: str) -> tuple[float, dict[str, Any], int, float]:
+    """Run ``python -m shared *args`` (or ``bench.naive``) measured in its own process:
+    (wall seconds, its JSON output, its peak RSS in KiB, its own CPU seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEFENDER_", "INGEST_"))}
     env.update(settings)
     start = time.perf_counter()
@@ -101,9 +113,9 @@ def _cli(settings: dict[str, str], *args: str) -> tuple[float, dict[str, Any], i
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"ingest failed: {result.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(args)} failed: {result.stderr[-2000:]}")
     peak_kib = measured_peak_kib(result.stderr)
-    return elapsed, json.loads(result.stdout), peak_kib
+    return elapsed, json.loads(result.stdout), peak_kib, measured_cpu(result.stderr)
 
 
 def _admin(emu: Emulator, method: str, path: str, body: Any = None) -> Any:
@@ -157,7 +169,6 @@ def _one(
     ):
         base = f"https://127.0.0.1:{api_proxy.port}"
         conn = _proxied(azurite.connection_string, azurite, blob_proxy, table_proxy)
-        ca = str(emu.ca_path)
 
         def storage_calls() -> int:
             return blob_proxy.counts()[0] + table_proxy.counts()[0]
@@ -166,7 +177,6 @@ def _one(
             _clear_storage(azurite.connection_string)
             api0, tok0 = _api_and_tokens(emu)
             st0 = storage_calls()
-            started = time.perf_counter()
             figures: dict[str, Any] = {}
             if kind == "ours":
                 settings = dict(emu.app_settings())
@@ -183,12 +193,13 @@ def _one(
                     API_RATE_LIMIT_INCIDENTS="100000/1",
                     API_RATE_LIMIT_ALERTS="100000/1",
                 )
-                wall, summary, kib = _cli(settings, "ingest", "--json")
+                wall, summary, kib, cpu = _cli(settings, "ingest", "--json")
                 tenant = summary["tenants"][0]
                 if not tenant["ok"] or not tenant["complete"]:
                     raise SystemExit(f"our ingest did not finish: {tenant}")
                 figures.update(
                     process_seconds=round(wall, 2),
+                    cpu_seconds=cpu,
                     seconds=round(float(tenant["duration"]), 2),
                     incidents=tenant["incidents"],
                     peak_rss_mib=round(kib / 1024, 1),
@@ -197,7 +208,10 @@ def _one(
                 )
                 storage_before_rerun = storage_calls()
                 api1, _ = _api_and_tokens(emu)
-                _, again, _ = _cli(settings, "ingest", "--json")
+                _, again, _, idle_cpu = _cli(settings, "ingest", "--json")
+                # an idle run's CPU is the process's fixed cost (interpreter, imports, token,
+                # Key Vault, one call, state): shown apart from the per-incident cost
+                figures["idle_rerun_cpu_seconds"] = idle_cpu
                 api2, _ = _api_and_tokens(emu)
                 figures["idle_rerun_api_calls"] = api2 - api1
                 figures["idle_rerun_stored"] = again["tenants"][0]["incidents"]
@@ -205,17 +219,25 @@ def _one(
                 rerun_storage = storage_calls() - storage_before_rerun
                 api_calls, tokens = api1 - api0, None
             else:
-                with requests.Session() as http:
-                    http.trust_env = False
-                    http.verify = ca
-                    bearer = token(
-                        emu.url, emu.home_tenant_id, emu.client_id, emu.client_secret, api, ca
-                    )
-                    if kind == "raw":
-                        n = raw_limit(http, base, api, bearer, expected)
-                    else:
-                        n = naive_connector(http, base, api, bearer, expected, conn)
-                figures.update(seconds=round(time.perf_counter() - started, 2), incidents=n)
+                # in a process of its own, like ours: this process also serves the emulator,
+                # whose CPU is no part of a reader's (an earlier measure counted it for raw
+                # and naive, inflating both)
+                settings = dict(emu.app_settings())
+                settings.update(
+                    DATA_STORAGE_CONNECTION_STRING=conn,
+                    DEFENDER_API=api,
+                    DEFENDER_LEGACY_API_URL=base,
+                    DEFENDER_GRAPH_API_URL=base,
+                    BENCH_EXPECTED=str(expected),
+                    BENCH_CLIENT_SECRET=emu.client_secret,
+                )
+                _, done, kib, cpu = _cli(settings, "bench.naive", kind)
+                figures.update(
+                    seconds=float(done["seconds"]),
+                    incidents=int(done["incidents"]),
+                    cpu_seconds=cpu,
+                    peak_rss_mib=round(kib / 1024, 1),
+                )
                 rerun_storage = 0
                 api_calls, tokens = None, None
             api_n, tok_n = _api_and_tokens(emu)
@@ -225,6 +247,7 @@ def _one(
             calls = storage_calls() - st0 - rerun_storage
             per_k = 1000 / max(figures["incidents"], 1)
             figures.update(
+                cpu_seconds_per_1000=round(figures["cpu_seconds"] * per_k, 3),
                 api_calls=api_calls,
                 api_calls_per_1000=round(api_calls * per_k, 1),
                 token_requests=tokens,
@@ -249,6 +272,13 @@ def _one(
     out["ratios"] = {
         "ours_speedup_vs_naive": round(naive / ours, 2),
         "ours_share_of_raw_limit": round(raw / ours, 3),
+        # CPU of each reader's own process per 1,000 incidents, ours against raw (issue 21)
+        "ours_cpu_vs_raw": round(
+            out["ours"]["cpu_seconds_per_1000"] / out["raw"]["cpu_seconds_per_1000"], 2
+        ),
+        "naive_cpu_vs_raw": round(
+            out["naive"]["cpu_seconds_per_1000"] / out["raw"]["cpu_seconds_per_1000"], 2
+        ),
     }
     if regime == "latency":
         out["ratios"]["ours_share_of_api_bound_limit"] = round(
@@ -372,6 +402,9 @@ def targets(fig: dict[str, Any]) -> list[dict[str, Any]]:
             if "loopback" in regimes:
                 r = regimes["loopback"]["ratios"]["ours_speedup_vs_naive"]
                 add(f"loopback speed-up vs naive ({api}, {size})", r, ">= 3x", r >= 3)
+                c = regimes["loopback"]["ratios"]["ours_cpu_vs_raw"]
+                add(f"CPU per 1,000 incidents, ours / raw fetch + gzip ({api}, {size})", c,
+                    "<= 2x", c <= 2)  # fmt: skip
             if "latency" in regimes:
                 ratios = regimes["latency"]["ratios"]
                 r = ratios["ours_speedup_vs_naive"]
@@ -439,12 +472,16 @@ def readme_table(fig: dict[str, Any]) -> str:
         f"{m['python']}, load average at start {m['load_average_at_start']} (a machine shared "
         "with other agents: wall times are noisy; the call counts are not). Chart: "
         "`bench/results/bench.png`. Seconds; ours is the tenant's ingest inside `shared ingest` "
-        "(process start and token excluded, shown apart in the JSON).",
+        "(process start and token excluded, shown apart in the JSON). CPU: user + system "
+        "seconds of each reader's own process (raw and naive run in processes of their own, "
+        "like ours; the emulator's serving is in none of them), per 1,000 incidents, process "
+        "start and token included for all three.",
         "",
         "| size | API | regime | raw limit | ours | naive | ours vs naive | ours / raw "
-        "| ours / API-bound limit | API calls per 1k (min) | tokens | storage calls per 1k "
-        "ours / naive (min) | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ours / API-bound limit | CPU s per 1k raw / ours / naive | ours CPU / raw "
+        "| API calls per 1k (min) | tokens | storage calls per 1k ours / naive (min) "
+        "| peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size, by_api in fig["sizes"].items():
         for api, regimes in by_api.items():
@@ -457,7 +494,10 @@ def readme_table(fig: dict[str, Any]) -> str:
                     f"| {int(size):,} | {api} | {regime} | {r['raw']['seconds']} | "
                     f"{r['ours']['seconds']} | {r['naive']['seconds']} | "
                     f"{ratios['ours_speedup_vs_naive']}x | {ratios['ours_share_of_raw_limit']} | "
-                    f"{'-' if bound is None else bound} | {r['ours']['api_calls_per_1000']} "
+                    f"{'-' if bound is None else bound} | "
+                    f"{r['raw']['cpu_seconds_per_1000']} / {r['ours']['cpu_seconds_per_1000']} / "
+                    f"{r['naive']['cpu_seconds_per_1000']} | {ratios['ours_cpu_vs_raw']}x | "
+                    f"{r['ours']['api_calls_per_1000']} "
                     f"({mn['api_calls_per_1000']}) | {r['ours']['token_requests']} | "
                     f"{r['ours']['storage_calls_per_1000']} / "
                     f"{r['naive']['storage_calls_per_1000']} ({min_storage}) | "

@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +61,11 @@ def measure(root: Path, n: int) -> dict[str, Any]:
         )
         serve = subprocess.Popen(
             [sys.executable, "-m", "shared", "serve", "--port", str(port)],
-            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        printed: list[str] = []
+        assert serve.stdout is not None
+        threading.Thread(target=lambda: printed.extend(serve.stdout or ()), daemon=True).start()
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(100):
@@ -70,6 +74,11 @@ def measure(root: Path, n: int) -> dict[str, Any]:
                     break
                 except requests.ConnectionError:
                     time.sleep(0.2)
+            time.sleep(0.2)
+            # serve's run key and a caller's token (a checkout from before they existed
+            # ignores both)
+            key = next((x.split(":", 1)[1].strip() for x in printed if x.startswith("key ")), "")
+            caller = {"x-functions-key": key, "Authorization": f"Bearer {emu.api_token('analyst')}"}
             ca = str(emu.ca_path)
             truth = requests.get(
                 f"{emu.url}/_emulator/truth/{emu.home_tenant_id}/incidents?api=legacy",
@@ -81,6 +90,7 @@ def measure(root: Path, n: int) -> dict[str, Any]:
             ours: list[float] = []
             with requests.Session() as http:
                 http.trust_env = False
+                http.headers.update(caller)
                 first = http.get(f"{base}/api/incidents/{ids[0]}", timeout=60)
                 if first.status_code != 200:
                     return {"status": f"serve answered {first.status_code}: {first.text[:300]}"}

@@ -132,3 +132,46 @@ def naive_connector(
             )
             count += 1
     return count
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.naive raw|naive``: one yardstick in a process of its own, so its CPU
+    is its own (the benchmark's process also serves the emulator). Settings from the
+    environment (the emulator's ``app_settings`` plus ``BENCH_*``); prints
+    ``{"incidents", "seconds"}``."""
+    import os
+    import sys
+    import time
+
+    kind = argv[0]
+    env = os.environ
+    api = env["DEFENDER_API"]
+    ca = env["EMULATOR_CA_CERT"]
+    base = env["DEFENDER_GRAPH_API_URL"] if api == "graph" else env["DEFENDER_LEGACY_API_URL"]
+    expected = int(env["BENCH_EXPECTED"])
+    started = time.perf_counter()
+    with requests.Session() as http:
+        http.trust_env = False
+        http.verify = ca
+        bearer = token(
+            env["DEFENDER_AUTHORITY_URL"],
+            env["DEFENDER_TENANT_ID"],
+            env["DEFENDER_CLIENT_ID"],
+            env["BENCH_CLIENT_SECRET"],
+            api,
+            ca,
+        )
+        if kind == "raw":
+            n = raw_limit(http, base, api, bearer, expected)
+        else:
+            n = naive_connector(
+                http, base, api, bearer, expected, env["DATA_STORAGE_CONNECTION_STRING"]
+            )
+    json.dump({"incidents": n, "seconds": round(time.perf_counter() - started, 2)}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

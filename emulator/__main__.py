@@ -117,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+        print(
+            "a token for the Defender Bridge API (its app roles): curl --cacert "
+            f"{emulator.ca_path} -X POST {emulator.url}/_emulator/api/token "
+            """-d '{"principal": "analyst"}'   (GET /_emulator/api lists the principals)""",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     finally:

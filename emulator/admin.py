@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from emulator import behaviour, defender, delegated, entra, faults, ratelimit
+from emulator import approles, behaviour, defender, delegated, entra, faults, ratelimit
 from emulator.http import Request, Response, json_response
 
 if TYPE_CHECKING:
@@ -183,15 +183,10 @@ class AdminApi:
         audience = payload.get("audience")
         if audience is not None and (not isinstance(audience, str) or not audience.strip()):
             return admin_error(400, "'audience' must be a non-empty string")
-        expired = payload.get("expired", False)
-        if not isinstance(expired, bool):
-            return admin_error(400, "'expired' must be true or false")
-        lifetime = payload.get("lifetime")
-        try:
-            if lifetime is not None:
-                lifetime = delegated.parse_lifetime(lifetime, "lifetime")
-        except ValueError as exc:
-            return admin_error(400, str(exc))
+        span = _token_span(payload)
+        if isinstance(span, Response):
+            return span
+        lifetime, expired = span
         token, expires_on = self._emu.delegated_service().caller_token(
             user, audience=audience, lifetime=lifetime, expired=expired
         )
@@ -236,6 +231,61 @@ class AdminApi:
         if tenant is not None and user.tenant_id != tenant:
             return admin_error(400, f"user '{selector}' is not in tenant {tenant}")
         return user
+
+    # ------------------------------------------------------------------ the Defender Bridge API
+
+    def api(self, request: Request, match: re.Match[str]) -> Response:
+        """The API's identifiers, app roles, client apps and role assignments."""
+        world = self._emu.world
+        return json_response(200, approles.assignments(world.directory, world.users))
+
+    def api_roles(self, request: Request, match: re.Match[str]) -> Response:
+        """Replace one principal's app roles on the API."""
+        payload = json_object(request, {"principal", "roles"}, empty_ok=False)
+        if isinstance(payload, Response):
+            return payload
+        selector = payload.get("principal")
+        if not isinstance(selector, str) or not selector.strip():
+            return admin_error(400, "'principal' must be a UPN, object id, client id or name")
+        try:
+            assigned = self._emu.set_api_roles(selector, payload.get("roles"))
+        except KeyError:
+            return _no_principal(selector)
+        except ValueError as exc:
+            return admin_error(400, str(exc))
+        return json_response(200, assigned)
+
+    def api_token(self, request: Request, match: re.Match[str]) -> Response:
+        """Mint the token a principal would get for the API (to try the API by hand)."""
+        payload = json_object(request, {"principal", "lifetime", "expired"}, empty_ok=False)
+        if isinstance(payload, Response):
+            return payload
+        selector = payload.get("principal")
+        if not isinstance(selector, str) or not selector.strip():
+            return admin_error(400, "'principal' must be a UPN, object id, client id or name")
+        span = _token_span(payload)
+        if isinstance(span, Response):
+            return span
+        lifetime, expired = span
+        try:
+            principal = self._emu.api_principal(selector)
+        except KeyError:
+            return _no_principal(selector)
+        token, expires_on = approles.token(
+            self._emu.delegated_service(), principal, lifetime=lifetime, expired=expired
+        )
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_on": expires_on,
+                "audience": self._emu.app_id_uri,
+                "principal": principal.to_json(
+                    self._emu.world.directory.api_roles.get(principal.object_id, ())
+                ),
+            },
+        )
 
     def devicecodes(self, request: Request, match: re.Match[str]) -> Response:
         state = self._emu.world.users
@@ -305,6 +355,24 @@ class AdminApi:
 def admin_error(status: int, message: str) -> Response:
     code = "BadRequest" if status == 400 else "NotFound"
     return json_response(status, {"error": {"code": code, "message": message}})
+
+
+def _token_span(payload: Mapping[str, Any]) -> tuple[int | None, bool] | Response:
+    """``lifetime`` (seconds, optional) and ``expired`` of a token-minting request, or a 400."""
+    expired = payload.get("expired", False)
+    if not isinstance(expired, bool):
+        return admin_error(400, "'expired' must be true or false")
+    lifetime = payload.get("lifetime")
+    if lifetime is None:
+        return None, expired
+    try:
+        return delegated.parse_lifetime(lifetime, "lifetime"), expired
+    except ValueError as exc:
+        return admin_error(400, str(exc))
+
+
+def _no_principal(selector: str) -> Response:
+    return admin_error(400, f"no principal '{selector[:80]}'; GET /_emulator/api lists them")
 
 
 def json_object(

@@ -339,8 +339,10 @@ def delegated_claims(
     issued: int,
     lifetime: int,
     v2: bool = False,
+    roles: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The claims of an access token issued to `user` for `audience`."""
+    """The claims of an access token issued to `user` for `audience` (`roles`: the app roles
+    assigned to the user on that resource, when it defines any)."""
     tid = user.tenant_id
     claims: dict[str, Any] = {
         "aud": audience,
@@ -359,6 +361,8 @@ def delegated_claims(
         "tid": tid,
         "uti": uuid.uuid4().hex[:22],
     }
+    if roles:
+        claims["roles"] = list(roles)
     if v2:
         claims.update(
             {"azp": appid, "azpacr": appidacr, "preferred_username": user.upn, "ver": "2.0"}
@@ -835,7 +839,8 @@ class DelegatedService:
 
         The audience decides the shape: the bare client id gives a v2 token, `api://…` and the
         Defender/Graph/Vault resources a v1 token. For a known resource `scp` holds the user's
-        consented permissions there; for this app (or any other) `access_as_user`.
+        consented permissions there; for this app (or any other) `access_as_user`, and for this
+        app `roles` holds the app roles assigned to the user on its API (none: no claim).
         """
         entra = self.entra
         client_id = entra.directory.client_id
@@ -846,6 +851,8 @@ class DelegatedService:
         issued = int(entra.clock().timestamp())
         if expired:
             issued -= span + 600  # expired ten minutes ago (beyond any clock-skew allowance)
+        with entra.directory.lock:
+            roles = entra.directory.api_roles.get(user.oid, ())
         claims = delegated_claims(
             user,
             audience=target,
@@ -855,6 +862,7 @@ class DelegatedService:
             issued=issued,
             lifetime=span,
             v2=target == client_id,
+            roles=roles if entra.directory.is_api(target) else (),
         )
         return entra.issuer.issue(claims), issued + span
 

@@ -81,6 +81,21 @@ RESOURCE_APP_IDS = {
 
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
+# The app roles the Defender Bridge app registration exposes for its own HTTP API ("Expose an
+# API" > app roles, allowed member types users/groups and applications). Entra puts the values
+# assigned to the caller in the `roles` claim of tokens for the API, whether the caller is a
+# user, an app (client credentials) or a managed identity
+# (https://learn.microsoft.com/entra/identity-platform/howto-add-app-roles-in-apps). An MSSP may
+# add more (one per customer or team), so any well-formed value can be assigned here.
+API_APP_ROLES = (
+    "Incidents.Read",
+    "Incidents.Write",
+    "Hunting.Run",
+    "Ingest.Run",
+    "Subscriptions.Manage",
+    "Tenants.All",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
@@ -110,6 +125,17 @@ class ManagedIdentity:
     principal_id: str
     resource_id: str
     system_assigned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ApiClient:
+    """Another app registration of the home tenant (a daemon, an automation) that calls the
+    Defender Bridge API with client credentials and a client secret."""
+
+    client_id: str
+    secret: str
+    object_id: str  # its service principal in the home tenant (the `oid` of its tokens)
+    display_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +206,23 @@ class Directory:
     identities: dict[str, ManagedIdentity]
     certificates: list[AppCertificate] = field(default_factory=list)
     federated: list[FederatedCredential] = field(default_factory=list)
+    # Apps of the home tenant that call the Defender Bridge API (client credentials), by id.
+    api_clients: dict[str, ApiClient] = field(default_factory=dict)
+    # App-role assignments on the Defender Bridge API: principal object id (a user's oid, an
+    # app's or a managed identity's service principal id) -> role values.
+    api_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def app_id_uri(self) -> str:
+        """The app's Application ID URI (the default one the portal proposes)."""
+        return f"api://{self.client_id}"
+
+    def is_api(self, resource: str) -> bool:
+        """Whether `resource` names the Defender Bridge API: its Application ID URI or its
+        client id (a v1 `resource` or the part of a v2 scope before `/.default`)."""
+        wanted = resource.rstrip("/").lower()
+        return wanted in (self.app_id_uri.lower(), self.client_id.lower())
 
     def resolve_tenant(self, segment: str) -> Tenant | None:
         """A tenant by id or verified domain (case-insensitive), as the authority path allows."""
@@ -484,6 +526,7 @@ class EntraService:
         now: datetime,
         *,
         public_ok: bool = False,
+        api_client_ok: bool = False,
     ) -> ClientAuth | Response:
         """Check the client id and credential of a token request (secret, certificate or
         federated assertion); with `public_ok`, a request with no credential at all is a public
@@ -497,6 +540,9 @@ class EntraService:
         if not client_id:
             return missing_parameter(request, now, "client_id", tid)
         directory = self.directory
+        caller = directory.api_clients.get(client_id.lower())
+        if api_client_ok and caller is not None and tid == directory.home_tenant_id:
+            return self._authenticate_api_client(request, caller, secret, now, tid)
         if client_id.lower() == directory.client_id and tid not in directory.consents:
             # The app exists (multi-tenant) but has no service principal here: never consented.
             return aad_error(
@@ -526,16 +572,7 @@ class EntraService:
         if secret is None and assertion is None and public_ok:
             return ClientAuth(directory.client_id, "0")
         if secret is None and assertion is None:
-            return aad_error(
-                401,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' "
-                "or 'client_secret'.",
-                now=now,
-                request=request,
-                tenant=tid,
-            )
+            return _no_credential(request, now, tid)
         if secret is None:
             failure = self._check_assertion(request, form, tenant, now)
         else:
@@ -543,6 +580,16 @@ class EntraService:
         if failure is not None:
             return failure
         return ClientAuth(directory.client_id, "1" if secret is not None else "2")
+
+    def _authenticate_api_client(
+        self, request: Request, caller: ApiClient, secret: str | None, now: datetime, tid: str
+    ) -> ClientAuth | Response:
+        """A home-tenant app calling the Defender Bridge API: its own client secret."""
+        if secret is None:
+            return _no_credential(request, now, tid)
+        if secret != caller.secret:
+            return _wrong_secret(request, now, tid, caller.client_id)
+        return ClientAuth(caller.client_id, "1")
 
     def _client_credentials(
         self,
@@ -561,7 +608,7 @@ class EntraService:
         requested = form.get(resource_param, "")
         if not requested:
             return missing_parameter(request, now, resource_param, tid)
-        auth = self.authenticate_client(request, form, tenant, now)
+        auth = self.authenticate_client(request, form, tenant, now, api_client_ok=True)
         if isinstance(auth, Response):
             return auth
         directory = self.directory
@@ -578,7 +625,10 @@ class EntraService:
                 request=request,
                 tenant=tid,
             )
-        family = FAMILY_OF_RESOURCE.get(resource)
+        family = "api" if directory.is_api(resource) else FAMILY_OF_RESOURCE.get(resource)
+        if auth.client_id != directory.client_id and family != "api":
+            # the other apps of the emulator exist only to call the Defender Bridge API
+            family = None
         if family is None or family == "exchange":
             return aad_error(
                 400,
@@ -592,12 +642,18 @@ class EntraService:
                 request=request,
                 tenant=tid,
             )
-        roles = directory.consents[tid].get(family, ())
+        caller = directory.api_clients.get(auth.client_id)
+        oid = caller.object_id if caller is not None else directory.service_principals[tid]
+        if family == "api":
+            # app roles of the calling app's service principal on the Defender Bridge API
+            roles = directory.api_roles.get(oid, ()) if tid == directory.home_tenant_id else ()
+        else:
+            roles = directory.consents[tid].get(family, ())
         lifetime = self.settings.token_lifetime
         token = self.issuer.issue(
-            self._app_claims(tid, resource, roles, lifetime, directory.service_principals[tid])
+            self._app_claims(tid, resource, roles, lifetime, oid, appid=auth.client_id)
         )
-        self.record_token("client_credentials", tid, directory.client_id, resource)
+        self.record_token("client_credentials", tid, auth.client_id, resource)
         if v1:
             issued = int(now.timestamp())
             return json_response(
@@ -646,17 +702,7 @@ class EntraService:
                     tenant=tid,
                 )
             return None
-        return aad_error(
-            401,
-            "invalid_client",
-            7000215,
-            "Invalid client secret provided. Ensure the secret being sent in the request is the "
-            "client secret value, not the client secret ID, for a secret added to app "
-            f"'{self.directory.client_id}'.",
-            now=now,
-            request=request,
-            tenant=tid,
-        )
+        return _wrong_secret(request, now, tid, self.directory.client_id)
 
     def _check_assertion(
         self, request: Request, form: Mapping[str, str], tenant: Tenant, now: datetime
@@ -884,7 +930,8 @@ class EntraService:
                 },
                 tenant=home,
             )
-        if resource not in FAMILY_OF_RESOURCE:
+        api = self.directory.is_api(resource)
+        if resource not in FAMILY_OF_RESOURCE and not api:
             return json_response(
                 400,
                 {
@@ -896,8 +943,10 @@ class EntraService:
             )
         now = int(self.clock().timestamp())
         lifetime = self.settings.mi_token_lifetime
+        with self.directory.lock:
+            roles = self.directory.api_roles.get(identity.principal_id, ()) if api else ()
         claims = self._app_claims(
-            home, resource, (), lifetime, identity.principal_id, appid=identity.client_id
+            home, resource, roles, lifetime, identity.principal_id, appid=identity.client_id
         )
         claims["xms_mirid"] = identity.resource_id
         if resource in TOKEN_EXCHANGE_RESOURCES:
@@ -920,6 +969,35 @@ class EntraService:
             },
             tenant=home,
         )
+
+
+def _no_credential(request: Request, now: datetime, tid: str) -> Response:
+    """AADSTS7000218: a confidential client sent neither a secret nor an assertion."""
+    return aad_error(
+        401,
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' "
+        "or 'client_secret'.",
+        now=now,
+        request=request,
+        tenant=tid,
+    )
+
+
+def _wrong_secret(request: Request, now: datetime, tid: str, client_id: str) -> Response:
+    """AADSTS7000215: the secret is not one of the app's."""
+    return aad_error(
+        401,
+        "invalid_client",
+        7000215,
+        "Invalid client secret provided. Ensure the secret being sent in the request is the "
+        "client secret value, not the client secret ID, for a secret added to app "
+        f"'{client_id}'.",
+        now=now,
+        request=request,
+        tenant=tid,
+    )
 
 
 def _thumb(value: Any) -> bytes | None:

@@ -50,6 +50,7 @@ from cryptography.x509.oid import NameOID
 
 from emulator import (
     admin,
+    approles,
     behaviour,
     data,
     defender,
@@ -144,6 +145,10 @@ class _Ids:
     service_principals: tuple[str, ...]
     system_identity: entra.ManagedIdentity
     user_identity: entra.ManagedIdentity
+    # a Logic App's user-assigned identity that calls the Defender Bridge API (emulator.approles)
+    logic_identity: entra.ManagedIdentity
+    automation_client_id: str
+    automation_object_id: str
 
 
 def _derive_ids(config: EmulatorConfig) -> _Ids:
@@ -165,7 +170,15 @@ def _derive_ids(config: EmulatorConfig) -> _Ids:
         f"{rg}/Microsoft.ManagedIdentity/userAssignedIdentities/id-no-vault-access",
         system_assigned=False,
     )
-    return _Ids(tenants, client_id, principals, system, user)
+    # drawn after the others, so the identifiers above stay what they were for a seed
+    logic = entra.ManagedIdentity(
+        data.make_guid(rng),
+        data.make_guid(rng),
+        f"{rg}/Microsoft.ManagedIdentity/userAssignedIdentities/id-logic-app",
+        system_assigned=False,
+    )
+    automation = (data.make_guid(rng), data.make_guid(rng))
+    return _Ids(tenants, client_id, principals, system, user, logic, *automation)
 
 
 def _secret_value() -> str:
@@ -243,6 +256,7 @@ class Emulator:
         self._ids = _derive_ids(self.config)
         self.identity_header = secrets.token_hex(16)
         self._initial_secret = _secret_value()
+        self._automation_secret = _secret_value()
         self._cert = _AppCert.generate(self._ids.client_id)
         self._issuer = entra.TokenIssuer(clock)
         self.stats = stats.Stats(self.config.request_log_size)
@@ -407,6 +421,57 @@ class Emulator:
             target, audience=audience, lifetime=lifetime, expired=expired
         )
         return token
+
+    # ------------------------------------------------------------------ the Defender Bridge API
+
+    @property
+    def api_client_id(self) -> str:
+        """Client id of the seeded "SOC automation" app, which calls the Defender Bridge API
+        with client credentials (`api_client_secret`); see `emulator.approles`."""
+        return self._ids.automation_client_id
+
+    @property
+    def api_client_secret(self) -> str:
+        """Client secret of the "SOC automation" app (random per run)."""
+        return self._automation_secret
+
+    @property
+    def logic_app_identity_client_id(self) -> str:
+        """Client id of the Logic App's user-assigned identity (`id-logic-app`), which holds app
+        roles on the Defender Bridge API; the managed-identity endpoint serves it."""
+        return self._ids.logic_identity.client_id
+
+    def api_principal(self, selector: str) -> approles.Principal:
+        """A principal (user, API client app, managed identity) by object id, client id, UPN,
+        identity name or home-tenant nickname. Raises KeyError if there is none."""
+        world = self._require_world()
+        with world.directory.lock, world.users.lock:
+            found = approles.find(world.directory, world.users, selector)
+        if found is None:
+            raise KeyError(selector)
+        return found
+
+    def api_token(
+        self, principal: str, *, lifetime: int | None = None, expired: bool = False
+    ) -> str:
+        """The token `principal` would get from Entra for the Defender Bridge API (audience
+        `app_id_uri`), with its app roles. See `POST /_emulator/api/token`."""
+        token, _ = approles.token(
+            self._delegated(), self.api_principal(principal), lifetime=lifetime, expired=expired
+        )
+        return token
+
+    def set_api_roles(self, principal: str, roles: Any) -> dict[str, Any]:
+        """Replace a principal's app roles on the Defender Bridge API (ValueError for a bad
+        value, KeyError for an unknown principal). `reset()` restores the seeded ones."""
+        found = self.api_principal(principal)
+        return dict(approles.set_roles(self.world.directory, found, approles.parse_roles(roles)))
+
+    def sign_claims(self, claims: Mapping[str, Any]) -> str:
+        """Sign arbitrary claims with the emulator's Entra key (the one its JWKS publishes).
+        For tests that need a token Entra itself would never issue (another issuer, a
+        not-yet-valid one); no endpoint exposes this."""
+        return self._issuer.issue(claims)
 
     def decide_device_code(self, user_code: str, user: str | None, *, approve: bool = True) -> None:
         """Approve (as `user`, UPN or object id) or decline a pending device code, as the user
@@ -611,6 +676,7 @@ class Emulator:
             identities={
                 ids.system_identity.client_id: ids.system_identity,
                 ids.user_identity.client_id: ids.user_identity,
+                ids.logic_identity.client_id: ids.logic_identity,
             },
             certificates=[self._cert.registration()],
             # Managed identity as a federated credential of the app (no secret at all): only a
@@ -651,6 +717,13 @@ class Emulator:
             if user is None:
                 raise ValueError(f"device_code_auto_user: no user '{config.device_code_auto_user}'")
             users.auto[user.tenant_id] = (user.oid, True)
+        automation = entra.ApiClient(
+            ids.automation_client_id,
+            self._automation_secret,
+            ids.automation_object_id,
+            "SOC automation",
+        )
+        approles.seed(directory, users, automation, ids.logic_identity)
         return World(directory, vault, store, now, users)
 
     def _require_world(self) -> World:
@@ -862,6 +935,9 @@ class Emulator:
             *admin("POST GET", "devicecode/auto", a.auto),
             *admin("GET POST", "tokens", a.tokens),
             *admin("GET POST", "behaviour", a.behaviour),
+            *admin("GET", "api", a.api),
+            *admin("POST", "api/roles", a.api_roles, name="api"),
+            *admin("POST", "api/token", a.api_token, name="api"),
         )
 
     def _mi_token(self, request: Request, match: re.Match[str]) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 CUSTOM_CHECKS = ROOT / "infra" / "checkov"
+#: files (relative to the scanned directory) that checkov's own Bicep parser cannot read, each
+#: with why and why nothing is lost; they are left out of the scan by name, never by a parse
+#: error passing. tests/infra/test_checkov.py holds every entry to these terms and the
+#: structure tests read the files with the newer parser.
+NOT_PARSED_BY_CHECKOV: dict[str, str] = {
+    "logicapp/roles.bicep": "the `extension microsoftGraphV1` statement of the Microsoft Graph "
+    "Bicep extension is newer than the pycep-parser 0.5.1 that checkov 3.3.30 pins; the file "
+    "holds only Microsoft.Graph resources (app role assignments), which no checkov check reads",
+}
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,10 @@ def run(directory: Path, checkov: Path = DEFAULT_CHECKOV) -> Report:
         "json",
         "--quiet",
     ]
+    for name in NOT_PARSED_BY_CHECKOV:
+        if (directory / name).is_file():
+            # a regular expression searched in each scanned file's path
+            command += ["--skip-path", re.escape(name) + "$"]
     # offline: --skip-download skips the policy and guideline downloads; these skip the rest
     # (checkov asks PyPI for a newer version at start-up unless told not to)
     env = {

@@ -125,6 +125,16 @@ param ingestTenants string = ''
 @description('NCRONTAB schedule (six fields) of the ingestion timer (INGEST_SCHEDULE).')
 param ingestSchedule string = '0 */5 * * * *'
 
+@allowed([
+  'entra'
+  'key'
+])
+@description('How HTTP callers prove who they are (API_AUTH_MODE): entra, an Entra ID token for the API validated by the app, with App Service Authentication in front (the default); key, the function key alone with every role in every tenant (one team only).')
+param apiAuthMode string = 'entra'
+
+@description('Application ID URI of the app registration (API_APP_ID_URI), the audience of callers\' tokens; empty: api://<DEFENDER_CLIENT_ID>, what infra/entra/setup_app.py sets.')
+param apiAppIdUri string = ''
+
 @description('Put the app, storage and vault behind a virtual network with private endpoints (VNET_ENABLED).')
 param vnetEnabled bool = false
 
@@ -268,6 +278,20 @@ module api 'app/api.bicep' = {
     certificateName: appCertificateName
     ingestTenants: ingestTenants
     ingestSchedule: ingestSchedule
+    apiAuthMode: apiAuthMode
+    apiAppIdUri: apiAppIdUri
+  }
+}
+
+// App Service Authentication in front of the HTTP API, with API_AUTH_MODE=entra only
+module auth 'app/auth.bicep' = if (apiAuthMode == 'entra') {
+  name: 'auth'
+  scope: rg
+  params: {
+    siteName: api.outputs.name
+    clientId: defenderClientId
+    tenantId: homeTenantId
+    appIdUri: api.outputs.appIdUri
   }
 }
 
@@ -301,3 +325,5 @@ output DATA_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output DEFENDER_TENANT_ID string = homeTenantId
 output DEFENDER_CLOUD string = defenderCloud
 output DEFENDER_API string = defenderApi
+output API_AUTH_MODE string = apiAuthMode
+output API_APP_ID_URI string = api.outputs.appIdUri

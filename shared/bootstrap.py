@@ -1,8 +1,9 @@
 """Composition root: the one place that builds real clients, once per process, on first use.
 
-Nothing here runs at import time. ``services()`` parses the settings and wires the object graph;
-it is cached, so the Functions worker and the CLI reuse one HTTP pool, one Key Vault client, one
-MSAL app per tenant (with its token cache) and one API client per tenant.
+Nothing here runs at import time. ``services()`` parses the settings and wires the object graph
+once per process, however many threads call it first at the same time (single-flight), so the
+Functions worker and the CLI reuse one HTTP pool, one Key Vault client, one MSAL app per tenant
+(with its token cache), one API client per tenant and one set of rate limiters.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import functools
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
+from shared.invocation import InvocationExecutor
 from shared.settings import ApiKind, Settings, load
 
 if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run time
@@ -25,6 +28,7 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueServiceClient
 
+    from shared.api.access import Authenticator, Principal
     from shared.api.backend import Backend
     from shared.credentials.caller import CallerTokenValidator
     from shared.credentials.sources import ClientCredentialSource
@@ -34,10 +38,15 @@ if TYPE_CHECKING:  # real types for readers and mypy; imported lazily at run tim
     from shared.defender.limiter import RateLimiterRegistry
     from shared.fanout import Fanout
     from shared.ingest import Ingestor, Notify
-    from shared.push import PushNotifier, SubscriptionStore
+    from shared.push.delivery import Callbacks, PushOptions, PushWorker
+    from shared.push.keys import PushKeys
+    from shared.push.outbox import Outbox
+    from shared.push.store import EchoMarks, SubscriptionStore
+    from shared.push.target import Resolver
+    from shared.push.transport import Connect
     from shared.storage.queue import IngestQueue, QueueSender
     from shared.storage.state import WatermarkStore
-    from shared.tenants import RunStateStore, TenantRegistry
+    from shared.tenants import ConsentStateStore, RunStateStore, TenantRegistry
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,7 @@ class Services:
     # HTTP API (issue 11)
     queue_service: QueueServiceClient | None = None
     _validator: CallerTokenValidator | None = None
+    _authenticator: Authenticator | None = None
     _backend: Backend | None = None
     _registered: tuple[float, tuple[str, ...]] | None = None
     _api_notice_pending: bool = True  # build() logged it; the first run need not repeat it
@@ -92,6 +102,10 @@ class Services:
 
     #: the Function's identity (Application Insights with local auth off needs it)
     credential: TokenCredential | None = None
+
+    # push: test seams for the resolver and the TCP connect of deliveries (None: the system's)
+    push_resolver: Resolver | None = None
+    push_connect: Connect | None = None
 
     def rate_limiter(self) -> RateLimiterRegistry:
         """The process's client-side rate limiter (one bucket per tenant and API family),
@@ -167,27 +181,66 @@ class Services:
         """Ids of the enabled tenants of the registry."""
         return tuple(e.tenant_id for e in self.tenant_registry().enabled())
 
-    def on_behalf_of(self) -> OnBehalfOfProvider:
-        """The user-context provider for HTTP callers (one per process, built on first use)."""
+    def caller_validator(self) -> CallerTokenValidator:
+        """The validator of HTTP callers' tokens (one per process: it caches the home tenant's
+        signing keys): home tenant only, this cloud's issuers, this API's audiences."""
         from shared.credentials.caller import CallerTokenValidator
-        from shared.credentials.user import OnBehalfOfProvider
 
         with self._lock:
-            if self._obo is None:
+            if self._validator is None:
                 s = self.settings
-                validator = CallerTokenValidator(
+                v1_issuer, _ = s.cloud.token_issuers(s.tenant_id)
+                self._validator = CallerTokenValidator(
                     authority_url=s.authority_url,
                     issuer_hosts=(s.cloud.authority_url, s.authority_url),
-                    audiences=(s.client_id, f"api://{s.client_id}"),
+                    audiences=s.api_audiences,
                     session=self.session,
                     clock=self.clock,
-                    # keys are fetched only for tenants we serve: a forged token naming a random
-                    # tenant costs no outbound call
-                    tenant_allowed=lambda tid: tid in self.registered_tenants(),
+                    # callers come from the home tenant only; a token naming any other tenant
+                    # is refused before a key is fetched, so it costs no outbound call
+                    tenant_allowed=lambda tid: tid == s.tenant_id,
+                    v1_issuer_host=v1_issuer.removesuffix(f"/{s.tenant_id}/"),
                 )
-                self._validator = validator
+            return self._validator
+
+    def authenticator(self) -> Authenticator:
+        """The HTTP API's authentication (``shared.api.access``), built on first use."""
+        from shared.api.access import Authenticator
+
+        with self._lock:
+            if self._authenticator is None:
+                s = self.settings
+                self._authenticator = Authenticator(
+                    mode=s.api_auth_mode,
+                    validator=self.caller_validator,
+                    tenant_roles=s.api_tenant_roles,
+                    audience=s.api_audiences[0],
+                )
+            return self._authenticator
+
+    def on_behalf_of(self) -> OnBehalfOfProvider:
+        """The user-context provider for HTTP callers (one per process, built on first use)."""
+        from shared.credentials.user import OnBehalfOfProvider
+
+        validator = self.caller_validator()
+        with self._lock:
+            if self._obo is None:
                 self._obo = OnBehalfOfProvider(self.tokens, validator=validator)
             return self._obo
+
+    def log_http_auth_notice(self) -> None:
+        """Warn at start-up when the HTTP API admits key holders to every tenant, and when a
+        retired setting is still set (it is not obeyed)."""
+        from shared.settings import RETIRED_SETTINGS
+
+        if self.settings.api_auth_mode == "key":
+            log.warning(
+                "API_AUTH_MODE=key: the HTTP API admits any holder of a function key with "
+                "every role in every registered tenant; use Entra ID tokens (API_AUTH_MODE=entra) "
+                "unless one team owns every tenant"
+            )
+        for name in self.settings.retired_settings:
+            log.warning("%s is set but no longer read: %s", name, RETIRED_SETTINGS[name])
 
     def ingestor(
         self,
@@ -197,9 +250,9 @@ class Services:
         lookback: timedelta | None = None,
     ) -> Ingestor:
         """The ingestion use case wired to real storage, as the app (never as a user: see
-        ``shared.ingest``). ``notify`` hears of the versions stored after each slice (default:
-        push delivery to the subscribers, ``shared.push``, which does nothing without
-        ``API_SIGNING_KEY``); ``api``, ``lookback``: a tenant's overrides (issue 10).
+        ``shared.ingest``). ``notify`` hears of each answer's new versions before they are
+        stored (default: the push outbox, ``shared.push.outbox``, when ``API_SIGNING_KEY`` is
+        set); ``api``, ``lookback``: a tenant's overrides (issue 10).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()
         from shared.ingest import Ingestor
@@ -216,8 +269,8 @@ class Services:
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
-        if notify is None:
-            notify = self.push_notifier().notify  # never raises; off without API_SIGNING_KEY
+        if notify is None and s.api_signing_key is not None:
+            notify = self.push_outbox()  # a queue write per answer while anyone subscribes
         return Ingestor(
             client_for=functools.partial(self.client_for, api=api),
             archive=IncidentArchive(data),
@@ -301,22 +354,69 @@ class Services:
             self._registered = cached
         return cached[1]
 
-    def record_consent(self, tenant: str, when: datetime) -> None:
-        """Record an admin consent: the tenant joins the registry, enabled."""
+    def record_consent(self, tenant: str, when: datetime) -> bool:
+        """Record an admin consent in the registry; True when the tenant is served (a new
+        tenant is enabled; a paused one stays paused)."""
         self._ensure_registry()
-        self.tenant_registry().set(tenant, enabled=True, consented_at=when)
+        entry = self.tenant_registry().record_consent(tenant, when)
         self._registered = None
         self.fanout().release_hold(tenant)  # issue 10: a consent hold ends with the consent
+        return entry.enabled
 
-    def user_client(self, caller_token: str, tenant: str) -> DefenderClient:
-        """An API client acting on behalf of an HTTP caller (their own Entra token) in
-        ``tenant``, which must be the tenant of the caller's token."""
+    def prove_consent(self, tenant: str) -> tuple[str, ...]:
+        """Prove the app is consented in ``tenant``: a token asked of Entra now with the app's
+        credential against that tenant's authority, issued by that tenant. Returns the
+        token's application roles (the token itself is dropped).
+
+        Raises:
+            ConsentError: the app is not consented there.
+            AuthError: another refusal, or Entra ID could not be reached.
+        """
+        from shared.credentials.claims import ClaimsError, decode_claims
+        from shared.errors import AuthError
+
+        token = self.tokens.fresh_token(tenant, self.settings.api_scope)
+        try:
+            claims = decode_claims(token)
+        except ClaimsError as exc:
+            raise AuthError(f"tenant {tenant}: the token is not readable ({exc})") from None
+        if claims.tenant != tenant:
+            raise AuthError(
+                f"tenant {tenant}: Entra issued the token in another tenant", error="wrong_tenant"
+            )
+        return claims.roles
+
+    def consent_states(self) -> ConsentStateStore:
+        """The nonces of consent links already used (in the registry table)."""
+        from shared.tenants import ConsentStateStore
+
+        self._ensure_registry()
+        return ConsentStateStore(self.table_service.get_table_client(self.settings.tenant_table))
+
+    def user_client(self, caller: Principal, tenant: str) -> DefenderClient:
+        """An API client acting on behalf of an HTTP caller (their own Entra token, validated
+        on arrival: it is not validated again) in ``tenant``, which must be the tenant of the
+        caller's token."""
         from shared.api.http import ApiError
         from shared.defender.client import DefenderClient, RetryPolicy
 
         obo = self.on_behalf_of()
-        assert self._validator is not None
-        claims = self._validator.validate(caller_token)
+        claims, caller_token = caller.claims, caller.token
+        if claims is None or caller_token is None:
+            raise ApiError(
+                401,
+                "caller_token_required",
+                "context=user needs the caller's Entra access token for this app in "
+                "'Authorization: Bearer ...'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        if not claims.is_user:
+            raise ApiError(
+                403,
+                "not_a_user",
+                "context=user acts as the signed-in user: this token is an app's or a managed "
+                "identity's (use context=app)",
+            )
         if claims.tenant != tenant:
             raise ApiError(
                 403,
@@ -326,7 +426,7 @@ class Services:
         s = self.settings
         return DefenderClient(
             session=self.session,
-            token=lambda: obo.token(caller_token, s.api_scope),
+            token=lambda: obo.token(caller_token, s.api_scope, claims=claims),
             api=s.api,
             base_url=s.api_url,
             timeout=s.http_timeout,
@@ -344,42 +444,120 @@ class Services:
             raise RuntimeError("no queue service configured")
         return QueueSender(self.queue_service, name)
 
-    def push_notifier(self) -> PushNotifier:
-        """Delivery of incidents to push subscribers (the ingestion ``notify`` hook)."""
-        from shared.push import DEADLETTER_CONTAINER, PushNotifier
+    def push_keys(self) -> PushKeys | None:
+        """The push keys (None without ``API_SIGNING_KEY``: push is off)."""
+        from shared.push.keys import PushKeys
 
         s = self.settings
-        return PushNotifier(
-            store=self.subscriptions(),
-            session=self.session,
-            signing_key=s.api_signing_key,
-            suffixes=s.api_push_host_suffixes,
-            dead_letter=self.blob_service.get_container_client(DEADLETTER_CONTAINER),
-            clock=self.clock,
-            max_attempts=s.api_push_max_attempts,
-        )
+        if s.api_signing_key is None:
+            return None
+        return PushKeys(s.api_signing_key, s.api_signing_key_previous)
 
     def subscriptions(self) -> SubscriptionStore:
         """The push subscription store."""
-        from shared.push import SUBSCRIPTION_TABLE, SubscriptionStore
+        from shared.push.store import SUBSCRIPTION_TABLE, SubscriptionStore
 
         return SubscriptionStore(
-            self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock
+            self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.push_keys(), self.clock
         )
+
+    def echo_marks(self) -> EchoMarks:
+        """Where the bridge's own incident updates are marked (push loop protection)."""
+        from shared.push.store import SUBSCRIPTION_TABLE, EchoMarks
+
+        return EchoMarks(self.table_service.get_table_client(SUBSCRIPTION_TABLE), self.clock)
+
+    def push_outbox(self) -> Outbox:
+        """The ingestion hook that records changes on ``defender-push``."""
+        from shared.push.outbox import PUSH_QUEUE, Outbox
+
+        queue = self.queue(PUSH_QUEUE)
+        return Outbox(send=queue.send, store=self.subscriptions())
+
+    def push_options(self) -> PushOptions:
+        """The delivery settings."""
+        from shared.push.delivery import PushOptions
+
+        s = self.settings
+        return PushOptions(
+            allowed=s.api_push_host_suffixes,
+            allow_local=s.api_push_allow_local_receiver,
+            timeout=s.api_push_timeout,
+            max_attempts=s.api_push_max_attempts,
+            retry_base=s.api_push_retry,
+            max_retry_after=s.api_push_max_retry_after,
+            gone_grace=s.api_push_gone_grace,
+            deliver_own=s.api_push_deliver_own_updates,
+        )
+
+    def push_callbacks(self) -> Callbacks:
+        """The callback check shared by subscribing and sending."""
+        from shared.push.delivery import Callbacks
+        from shared.push.target import system_resolver
+
+        return Callbacks(self.push_options(), self.push_resolver or system_resolver)
+
+    def push_worker(self) -> PushWorker:
+        """The ``defender-push`` queue handler (fan-out and delivery)."""
+        from shared.push.delivery import (
+            DEADLETTER_CONTAINER,
+            DeadLetter,
+            PushWorker,
+            table_rows,
+        )
+        from shared.push.outbox import PUSH_QUEUE
+        from shared.push.transport import Sender, tls_context
+        from shared.storage import INCIDENT_TABLE
+
+        queue = self.queue(PUSH_QUEUE)
+        context = tls_context(self.settings.emulator_ca_cert)
+        sender = (
+            Sender(context=context, clock=self.clock)
+            if self.push_connect is None
+            else Sender(context=context, clock=self.clock, connect=self.push_connect)
+        )
+        return PushWorker(
+            store=self.subscriptions(),
+            marks=self.echo_marks(),
+            requeue=lambda text, delay: queue.send(text, delay_seconds=delay),
+            dead_letter=DeadLetter(self.blob_service.get_container_client(DEADLETTER_CONTAINER)),
+            rows=table_rows(self.table_service.get_table_client(INCIDENT_TABLE)),
+            callbacks=self.push_callbacks(),
+            sender=sender,
+            options=self.push_options(),
+            clock=self.clock,
+        )
+
+    def mark_own_update(self, tenant: str, incident_id: str, started: datetime) -> None:
+        """Mark an incident update the bridge just made (``PATCH /incidents/{id}``, ``incidents
+        update``) so push does not deliver its versions back (loop protection). Never raises:
+        the update is done, and a caller retrying it would repeat a comment."""
+        from shared.errors import BridgeError
+
+        if self.settings.api_signing_key is None or self.settings.api_push_deliver_own_updates:
+            return
+        try:
+            self.echo_marks().mark(tenant, incident_id, started, self.clock())
+        except BridgeError as exc:
+            log.warning(
+                "incident %s: could not mark the bridge's own update (%s); push may deliver it",
+                incident_id,
+                exc,
+            )
 
     def api_backend(self, *, in_process: bool = False) -> Backend:
         """The HTTP API's collaborators (built once). ``in_process``: hunting jobs run on this
         process's threads (``serve``) instead of the ``defender-hunting`` queue (Functions)."""
-        from concurrent.futures import ThreadPoolExecutor
-
         from shared.api.backend import Backend
         from shared.api.jobs import JOB_CONTAINER, JobStore
+        from shared.api.ratelimit import CallerLimiter
         from shared.storage.queue import HUNTING_QUEUE
 
         with self._lock:
             if self._backend is not None:
                 return self._backend
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="api")
+        # background work of an HTTP call logs with that call's invocation id
+        pool = InvocationExecutor(max_workers=8, thread_name_prefix="api")
         hunting_queue = self.queue(HUNTING_QUEUE)
 
         def submit(job_id: str, delay: int) -> None:
@@ -404,7 +582,13 @@ class Services:
             submit_job=submit,
             background=pool.submit,
             subscriptions=self.subscriptions(),
+            callbacks=self.push_callbacks(),
+            mark_own_update=self.mark_own_update,
             record_consent=self.record_consent,
+            prove_consent=self.prove_consent,
+            consent_states=self.consent_states,
+            caller_limits=CallerLimiter(self.settings.api_caller_limits),
+            ingest_status=lambda tenant: self.fanout().tenant_status(tenant),
         )
         with self._lock:
             if self._backend is None:
@@ -459,6 +643,11 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
             "EMULATOR_CA_CERT is set: trusting a local test CA, with Entra instance discovery "
             "and Key Vault challenge-resource verification off. Never set it in Azure."
         )
+    if settings.api_push_allow_local_receiver:
+        log.warning(
+            "API_PUSH_ALLOW_LOCAL_RECEIVER is on: push may deliver to https://localhost on any "
+            "port. For the emulator and tests only; never set it in Azure."
+        )
     credential = azure_credential(settings)
     session = build_session(ca_cert=settings.emulator_ca_cert)
     tokens = AppTokenProvider(
@@ -499,6 +688,7 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
         credential=credential,
     )
     built.log_api_notice(run=False)  # every CLI run and every worker start
+    built.log_http_auth_notice()
     return built
 
 
@@ -566,7 +756,49 @@ def azure_credential(settings: Settings) -> TokenCredential:
     return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
 
 
-@functools.cache
-def services() -> Services:
-    """The process-wide services, built from the environment on first call."""
-    return build(load())
+class _CompositionRoot:
+    """The process's ``Services``, built once however many threads ask for it at once.
+
+    The Functions worker runs synchronous functions on a thread pool, so a queue batch or a
+    burst of HTTP calls makes several first calls at the same moment; ``functools.cache`` would
+    let each of them build (a credential, MSAL apps with their own token caches, rate limiters
+    each believing it owns the quota). Here the first caller builds under a lock while the
+    others wait for its result (checked again under the lock). A build that raises is not kept:
+    the next call builds again, so a setting fixed later (or a passing fault) is picked up.
+    """
+
+    def __init__(self, factory: Callable[[], Services]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._built: Services | None = None
+        self._generation = 0
+
+    def __call__(self) -> Services:
+        built = self._built
+        if built is not None:  # the common path: no lock once built
+            return built
+        with self._lock:
+            if self._built is None:
+                self._built = self._factory()
+            return self._built
+
+    @property
+    def built(self) -> bool:
+        """Whether the services have been built in this process."""
+        return self._built is not None
+
+    @property
+    def generation(self) -> int:
+        """How many times the services were forgotten (``cache_clear``): a new generation is,
+        to the app, a fresh process (``shared.worker`` reports the host settings again)."""
+        return self._generation
+
+    def cache_clear(self) -> None:
+        """Forget the built services (tests: the next call builds from the environment)."""
+        with self._lock:
+            self._built = None
+            self._generation += 1
+
+
+#: the process-wide services, built from the environment on first call (``services()``)
+services = _CompositionRoot(lambda: build(load()))

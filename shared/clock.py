@@ -47,3 +47,27 @@ def parse_utc(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"timestamp has no time zone: {text!r}")
     return value.astimezone(UTC)
+
+
+#: the times accepted from callers (HTTP parameters, cursors, CLI arguments): no incident is
+#: older than the Unix epoch (the listing arithmetic counts microseconds from it), and a bound
+#: far in the future is kept far from ``datetime.max``, so adding an offset never overflows
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+RANGE_TEXT = "between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z"
+
+
+def parse_input_time(text: str) -> datetime:
+    """A time given by a caller: ISO-8601 with a zone, in ``[EARLIEST, LATEST)``.
+
+    Raises:
+        ValueError: not such a timestamp, or out of that range (also where converting the zone
+            would overflow, e.g. ``0001-01-01T00:00:00+01:00``).
+    """
+    try:
+        value = parse_utc(text)
+    except OverflowError:
+        raise ValueError(f"must be {RANGE_TEXT}") from None
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"must be {RANGE_TEXT}")
+    return value

@@ -4,6 +4,7 @@
 
     BridgeError                      base: catch this to handle every failure raised by shared/
     ├── ConfigError                  a setting or argument is missing or malformed: fix, don't retry
+    │   └── CallbackRefusedError     a push callback URL (or where it resolves) is not allowed
     ├── AuthError                    no token: fix the identity, app registration, secret or consent
     │   ├── SecretAccessError        Key Vault refused or lacks the credential (403/404)
     │   ├── ConsentError             the app is not consented/known in a tenant: an admin must act
@@ -45,6 +46,20 @@ class ConfigError(BridgeError):
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class CallbackRefusedError(ConfigError):
+    """A push callback URL, or an address its host resolves to, is not allowed: nothing is sent.
+
+    ``retryable`` is True when the refusal may pass (the host did not resolve just now); the
+    message names the host at most, never the URL (its query holds a credential).
+    """
+
+    code = "callback_refused"
+
+    def __init__(self, problem: str, *, retryable: bool = False) -> None:
+        super().__init__(problem)
+        self.retryable = retryable
 
 
 class AuthError(BridgeError):

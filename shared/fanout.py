@@ -27,8 +27,11 @@ result                next
 complete              marker cleared, last success recorded
 backlog left          re-queued (``continue``) with a short visibility delay
 (``complete=False``)
-throttled (429)       parked: re-queued with visibility delay = the ``Retry-After`` left on
-                      the tenant's rate-limit bucket; the invocation succeeds, no thread waits
+quota stop            the run stopped cleanly (``stopped="quota"``: the next call slot or a
+(or throttled)        ``Retry-After`` was further than ``API_MAX_RETRY_WAIT_SECONDS``) and
+                      committed what it read: parked, re-queued with visibility delay = until
+                      ``resume_at`` (or what is left on the tenant's rate-limit buckets); the
+                      invocation succeeds, no thread waits. A throttled failure is parked too
 no consent            marked ``Consent=missing`` and held for ``INGEST_CONSENT_RETRY_HOURS``
                       (the timer skips it, then re-probes once); the message is consumed, so
                       the poison queue does not fill up every tick
@@ -46,7 +49,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.clock import Clock, format_utc, parse_utc
 from shared.errors import BridgeError, StorageError, TenantFailedError
 from shared.ingest import IngestSummary, TenantResult
+from shared.invocation import InvocationExecutor
 from shared.settings import Settings
 from shared.storage.queue import (
     REASONS,
@@ -215,6 +218,8 @@ class Fanout:
         ingestor_for: the ingestion use case for one tenant (with its overrides).
         park_for: seconds until a tenant may call the API again (its rate-limit buckets).
         running: ids of tenants whose ingestion lock is held right now (for ``status``).
+        running_one: whether one tenant's lock is held right now (``tenant_status``; default:
+            looked up in ``running()``).
         clock: now, tz-aware UTC.
         metric: the metric sink.
     """
@@ -229,6 +234,7 @@ class Fanout:
         ingestor_for: Callable[[TenantEntry], Ingestor],
         park_for: Callable[[str], float],
         running: Callable[[], set[str]] = set,
+        running_one: Callable[[str], bool] | None = None,
         clock: Clock,
         metric: Metric = log_metric,
         continue_delay: float = CONTINUE_DELAY,
@@ -240,6 +246,7 @@ class Fanout:
         self._ingestor_for = ingestor_for
         self._park_for = park_for
         self._running = running
+        self._running_one = running_one or (lambda tenant: tenant in running())
         self._clock = clock
         self._metric = metric
         self._continue_delay = continue_delay
@@ -258,6 +265,9 @@ class Fanout:
         def running() -> set[str]:
             return _leased_tenants(svc, STATE_CONTAINER)
 
+        def running_one(tenant: str) -> bool:
+            return tenant in _leased_tenants(svc, STATE_CONTAINER, tenant)
+
         return cls(
             settings=s,
             registry=svc.tenant_registry(),
@@ -266,6 +276,7 @@ class Fanout:
             ingestor_for=ingestor_for,
             park_for=svc.rate_limiter().wait_estimate,
             running=running,
+            running_one=running_one,
             clock=svc.clock,
             metric=metric,
         )
@@ -290,7 +301,8 @@ class Fanout:
             except BridgeError as exc:
                 return tid, "failed", str(exc)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(ENQUEUE_THREADS, len(entries)))) as pool:
+        # InvocationExecutor: the threads log with the timer invocation's id
+        with InvocationExecutor(max_workers=max(1, min(ENQUEUE_THREADS, len(entries)))) as pool:
             for tid, what, error in pool.map(offer, entries):
                 if what == "queued":
                     queued.append(tid)
@@ -394,7 +406,7 @@ class Fanout:
             else:
                 todo.append(entry)
         workers = max(1, min(self._settings.concurrency, len(todo)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with InvocationExecutor(max_workers=workers) as pool:
             results = list(pool.map(self._ingest_inline, todo))
         return TickReport("inline", skipped=skipped, summary=IngestSummary(tuple(results)))
 
@@ -474,6 +486,8 @@ class Fanout:
             if result.skipped:
                 self._states.update(tid, **ok, last_result="skipped", queued_until=None)
                 return Outcome(tid, "skipped", result=result)
+            if result.stopped == "quota" and not complete:
+                return self._park_for_quota(tid, result, ok, now, msg)
             if not complete and msg is not None:
                 delay = self._continue_delay
                 self._states.update(
@@ -571,6 +585,41 @@ class Fanout:
         self._states.update(tid, **changes)
         return Outcome(tid, "failed", result=result)
 
+    def _park_for_quota(
+        self,
+        tid: str,
+        result: TenantResult,
+        ok: dict[str, Any],
+        now: datetime,
+        msg: IngestMessage | None,
+    ) -> Outcome:
+        """A run that stopped cleanly because the API quota was spent (``stopped="quota"``):
+        what it read is committed; the tenant resumes when the quota frees. Queue mode re-queues
+        it with a visibility delay up to ``resume_at`` (parked: no thread waits); inline mode
+        records it and the next tick goes on. Neither is a failure."""
+        delay = max(MIN_PARK, self._park_for(tid))
+        if result.resume_at:
+            delay = max(delay, (parse_utc(result.resume_at) - now).total_seconds())
+        self._metric("ingest.throttled", 1, tenant=tid)
+        if msg is None:
+            self._states.update(tid, **ok, last_result="throttled")
+            log.info("tenant %s: API quota spent; the next tick resumes it", tid)
+            return Outcome(tid, "throttled", delay, result)
+        self._states.update(
+            tid,
+            **ok,
+            last_result="throttled",
+            queued_until=now + timedelta(seconds=delay) + self._settings.queued_marker,
+            queue_reason=msg.reason,
+        )
+        # like a backlog continuation, a backfill resumes where this run got to
+        since = msg.since
+        if since is not None and result.reached:
+            since = max(since, parse_utc(result.reached))
+        self._queue.send(IngestMessage(tid, msg.reason, since), delay=delay)
+        log.info("tenant %s: API quota spent; parked for %.0fs", tid, delay)
+        return Outcome(tid, "parked", delay, result)
+
     # ------------------------------------------------------------------ poison, registry
 
     def requeue_poison(self, tenants: Iterable[str] | None = None) -> dict[str, Any]:
@@ -647,6 +696,16 @@ class Fanout:
         ]
         return sort_worst_first(rows), queues
 
+    def tenant_status(self, tenant: str) -> TenantStatus:
+        """One tenant's line of ``status`` (a point read of its rows and its lock; the poison
+        queue is not peeked: a poisoned run shows as held)."""
+        entry = self._registry.get(tenant) or TenantEntry(tenant)
+        try:
+            running = {tenant} if self._running_one(tenant) else set()
+        except BridgeError:
+            running = set()
+        return self._line(entry, self._states.get(tenant), self._clock(), set(), running)
+
     @staticmethod
     def _line(
         entry: TenantEntry, state: RunState, now: datetime, poisoned: set[str], running: set[str]
@@ -686,16 +745,18 @@ class Fanout:
         )
 
 
-def _leased_tenants(svc: Services, container_name: str) -> set[str]:
-    """Tenants whose ingestion lock blob (``locks/<tenant>``) is leased: running now."""
+def _leased_tenants(svc: Services, container_name: str, tenant: str = "") -> set[str]:
+    """Tenants whose ingestion lock blob (``locks/<tenant>``) is leased: running now (only
+    ``tenant``'s lock is listed when one is named)."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     container = svc.blob_service.get_container_client(container_name)
     try:
         return {
             b.name.removeprefix("locks/")
-            for b in container.list_blobs(name_starts_with="locks/")
+            for b in container.list_blobs(name_starts_with=f"locks/{tenant}")
             if getattr(b.lease, "state", None) == "leased"
+            and (not tenant or b.name == f"locks/{tenant}")
         }
     except ResourceNotFoundError:
         return set()

@@ -10,15 +10,22 @@ Per tenant, under its lease, oldest first:
    after its time (a backlog: ``shared.window.plan_start``).
 3. For each answer: records without an id or last-update time go to quarantine (counted,
    never blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one
-   bad clock cannot make a row unbeatable; the ids are looked up in the table (one batched
-   query per answer: memory bounded by the slice); versions not stored yet are noted in the
-   journal, written to blobs, then recorded in the table in batched conditional transactions.
+   bad clock cannot make a row unbeatable; once an answer of the run met no stored row, the
+   next answers are stored create-first (their rows in one atomic create-only transaction, then
+   their blobs, the rows noted in the journal: ``_create_first``); otherwise the ids are looked
+   up by point reads (rows the run read or wrote lately are known without a read); versions not
+   stored yet are noted in the journal, written to blobs, then recorded in the table in
+   batched conditional transactions. The cost per answer does not grow with the table
+   (``shared.storage.table``).
 4. When the answer completed a slice, the checkpoint moves to the slice's end (ETag-guarded,
-   never backwards), the density seen is kept for the next run, and ``notify`` hears of the
-   versions newly stored.
-5. The run stops starting slices before its time budget and says how far it got; the next run
-   resumes at the checkpoint, so a backlog of any size finishes over successive runs and no
-   slice is read twice except the overlap of runs that keep up.
+   never backwards) and the density seen is kept for the next run. ``notify`` (push) hears of
+   an answer's new versions before they are stored (step 3; create-first: right after their
+   rows are created, before their blobs, see ``_create_first``): once a version is in the
+   table it is never new again, so recording it first is what makes a crash unable to lose it.
+5. The run stops starting slices before its time budget, or when the API quota is spent for
+   longer than a call may wait (``stopped="quota"``, a success), and says how far it got; the
+   next run resumes at the checkpoint, so a backlog of any size finishes over successive runs
+   and no slice is read twice except the overlap of runs that keep up.
 
 Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices`` and
 ``docs/listing.md``): a slice is complete only when one answer for exactly it had no nextLink
@@ -52,8 +59,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -66,13 +74,16 @@ from shared.errors import (
     BridgeError,
     ConflictError,
     LeaseLostError,
+    ThrottledError,
     TransientError,
     UnexpectedResponseError,
     UpstreamError,
 )
-from shared.storage.archive import IncidentArchive, Quarantine, plan, quarantine_name
-from shared.storage.state import Watermark
-from shared.storage.table import IncidentTable, is_stored
+from shared.invocation import InvocationExecutor
+from shared.storage.archive import IncidentArchive, Quarantine, placed, plan, quarantine_name
+from shared.storage.batch import TRANSACTION_SIZE
+from shared.storage.state import JournalNote, Watermark
+from shared.storage.table import IncidentTable, RowVersion, is_stored, version_text
 from shared.window import plan_start
 
 log = logging.getLogger(__name__)
@@ -88,6 +99,9 @@ EXPAND_RETRY_AFTER = timedelta(hours=24)
 #: checkpoint info: when the run that committed the checkpoint planned its listing (see
 #: ``shared.window.plan_start``)
 CHECKPOINT_READ_AT = "checkpointReadAt"
+#: table rows a run keeps of those it read or wrote last, so an overflowing slice read again
+#: by its sub-slices needs no read (memory: a few hundred KiB)
+RECENT_ROWS = 1000
 
 
 class Lock(Protocol):
@@ -101,8 +115,13 @@ class Lock(Protocol):
 class JournalLike(Protocol):
     """Write-ahead note of a page's blobs (see ``shared.storage.state.PageJournal``)."""
 
-    def record(self, tenant: str, blob_names: list[str]) -> None: ...
-    def pending(self, tenant: str) -> list[str]: ...
+    def record(
+        self,
+        tenant: str,
+        blob_names: list[str],
+        created: Mapping[str, Sequence[str]] | None = None,
+    ) -> None: ...
+    def note(self, tenant: str) -> JournalNote: ...
     def clear(self, tenant: str) -> None: ...
 
 
@@ -121,7 +140,10 @@ class WatermarkStoreLike(Protocol):
     ) -> str: ...
 
 
-Notify = Callable[[str, Sequence[Incident]], None]
+#: ``(tenant, versions about to be stored, ids of those the table has no row of)``: records the
+#: change durably and quickly (``shared.push.outbox``); raising fails the answer before anything
+#: of it is stored, so no change is stored without being recorded
+Notify = Callable[[str, Sequence[Incident], frozenset[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +184,12 @@ class TenantResult:
 
     Stable keys (design.md): tenant, ok, incidents, pages, api_calls, watermark, error.
     ``watermark`` is the checkpoint after the run; ``complete`` says whether the run reached
-    the listing's end (False: stopped at its time budget, resumed by the next run); ``reached``:
-    every incident updated in ``[start, reached)`` was read (where a backfill resumes).
+    the listing's end (False: it stopped, and the next run resumes at the checkpoint);
+    ``stopped`` says why: ``"time budget"``, or ``"quota"`` when the next API call slot (the
+    client's limiter, or the service's ``Retry-After``) was further away than a call may wait
+    (``API_MAX_RETRY_WAIT_SECONDS``): a quota stop is a success (``ok``), with ``resume_at``
+    the time the quota frees (None when unknown); ``reached``: every incident updated in
+    ``[start, reached)`` was read (where a backfill resumes).
     """
 
     tenant: str
@@ -193,6 +219,7 @@ class TenantResult:
     stopped: str | None = None
     alerts: str | None = None  # "embedded" (legacy), "expanded", or "separate" (8.5 fallback)
     tie_warnings: int = 0
+    resume_at: str | None = None  # stopped == "quota": when the next call may start
 
     def to_json(self) -> dict[str, Any]:
         """The summary entry (stable keys of design.md, plus extra detail)."""
@@ -240,12 +267,25 @@ class _Run:
     throttled_at_start: int = 0
     complete: bool = False
     stopped: str | None = None
+    resume_at: datetime | None = None  # a quota stop: when the next call may start
     alerts: str | None = None
-    unnotified: list[Incident] = field(default_factory=list)
     lag: float | None = None
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
     set_aside: set[str] = field(default_factory=set)  # quarantine blobs of this run
+    # write an answer's rows without reading first (``_create_first``): only once an answer of
+    # this run met no stored row, so a run that re-reads stored ground (the overlap, an idle
+    # tenant) reads before it writes and writes nothing
+    create_first: bool = False
+    recent: OrderedDict[str, RowVersion] = field(default_factory=OrderedDict)
+
+    def remember(self, rows: Mapping[str, RowVersion]) -> None:
+        """Keep the rows last read or written (at most ``RECENT_ROWS``, the oldest go)."""
+        for rid, row in rows.items():
+            self.recent[rid] = row
+            self.recent.move_to_end(rid)
+        while len(self.recent) > RECENT_ROWS:
+            self.recent.popitem(last=False)
 
 
 class _Writer:
@@ -258,7 +298,8 @@ class _Writer:
     """
 
     def __init__(self, name: str) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        # the writer logs with the invocation that started the run (shared.invocation)
+        self._pool = InvocationExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: list[Future[None]] = []
         self._failed = False  # set on the writer thread; tasks after a failure do not run
 
@@ -307,8 +348,8 @@ class Ingestor:
         lock_for: the lease of a tenant.
         clock: now, tz-aware UTC; ``monotonic``: seconds, for the time budget.
         lookback, overlap, page_size, safety_lag, time_budget, lag_warning: see the settings.
-        notify: told ``(tenant, versions newly stored)`` after each committed slice; a failure
-            there is logged and never fails ingestion (board interface 2).
+        notify: told ``(tenant, versions, created ids)`` of each answer before its versions
+            are stored (see ``Notify``); it must be quick and must not talk to subscribers.
         observe: told each tenant's result (health telemetry, ``shared.telemetry``).
     """
 
@@ -506,6 +547,12 @@ class Ingestor:
                             linked=page.next_link is not None,
                         )
                         completed = listing.record(request, read)
+                except ThrottledError as exc:
+                    # the quota is spent for longer than a call may wait: commit what was read
+                    # and stop cleanly; the next run resumes at the checkpoint (the queue
+                    # worker parks the tenant until ``resume_at``)
+                    self._quota_stop(client, exc, run)
+                    break
                 except TransientError:
                     if self._monotonic() >= deadline - 1:
                         run.stopped = "time budget"  # the last call ran out of the run's time
@@ -557,6 +604,7 @@ class Ingestor:
             info["lastRun"] = {
                 "at": format_utc(finished),
                 "complete": run.complete,
+                "stopped": run.stopped,
                 "incidents": run.stored,
                 "apiCalls": client.api_calls - run.calls_at_start,
                 "quarantined": run.quarantined,
@@ -574,6 +622,21 @@ class Ingestor:
             client.api_calls - run.calls_at_start,
             format_utc(run.checkpoint) if run.checkpoint else "-",
             "" if run.complete else f" (stopped: {run.stopped}; the next run goes on)",
+        )
+
+    def _quota_stop(self, client: DefenderClient, exc: ThrottledError, run: _Run) -> None:
+        """Record a stop for quota: when the next call may start, from the error's wait and
+        the client's rate-limit buckets (a ``Retry-After`` pauses them), whichever is later."""
+        wait = max(exc.retry_after or 0.0, client.quota_wait())
+        run.stopped = "quota"
+        run.resume_at = self._clock() + timedelta(seconds=wait) if wait > 0 else None
+        log.info(
+            "tenant %s: API quota spent (%s); stopping the run cleanly, resuming %s",
+            run.tenant,
+            exc,
+            "when the next run starts"
+            if run.resume_at is None
+            else f"at {format_utc(run.resume_at)} or later",
         )
 
     def _fetch(
@@ -730,7 +793,7 @@ class Ingestor:
         progress: Progress | None,
     ) -> None:
         """After a completed slice's pages are stored: move the checkpoint to its end (ETag-
-        guarded, never backwards), tell ``notify``, show progress (writer thread)."""
+        guarded, never backwards), show progress (writer thread)."""
         if run.checkpoint is None or cursor > run.checkpoint:
             lock.ensure()
             info["ratePerHour"] = rate_per_hour
@@ -740,7 +803,6 @@ class Ingestor:
                 tenant, cursor, etag=run.etag, saved_at=self._clock(), info=dict(info)
             )
             run.checkpoint = cursor
-        self._tell(tenant, run)
         if progress is not None and run.start is not None and run.end is not None:
             progress(
                 IngestProgress(
@@ -841,19 +903,37 @@ class Ingestor:
             incidents.append(incident)
         if not incidents:
             return
-        known = self._table.lookup(tenant, (i.id for i in incidents))
-        newest: dict[str, Incident] = {}
+        newest: dict[str, Incident] = {}  # one version per id and write: the newest
         for incident in incidents:
-            if is_stored(known.get(incident.id), incident):
-                continue
             held = newest.get(incident.id)
             if held is None or held.last_update < incident.last_update:
                 newest[incident.id] = incident
-        fresh = list(newest.values())
+        alerts_apart = client.api == "graph" and not page.expanded
+        # rows this run read or wrote lately need no read: a slice that overflowed is read
+        # again at once by its sub-slices (every table write is conditional, so a row changed
+        # since by another writer only makes its write refused and read again)
+        known = {rid: run.recent[rid] for rid in newest if rid in run.recent}
+        unknown = [i for i in newest.values() if i.id not in known]
+        if unknown and run.create_first and not alerts_apart and len(unknown) <= TRANSACTION_SIZE:
+            created, rows = self._create_first(tenant, lock, unknown, run)
+            known.update(rows)
+            # rows exist around here (an overlap, updates): read before writing from now on
+            run.create_first = created
+        elif unknown:
+            rows = self._table.lookup(tenant, (i.id for i in unknown))
+            known.update(rows)
+            # back to writing first once an answer meets no stored row (new ground again)
+            run.create_first = not rows
+        run.remember(known)
+        fresh = [i for i in newest.values() if not is_stored(known.get(i.id), i)]
         if not fresh:
             return
-        if client.api == "graph" and not page.expanded:
-            fresh = self._with_alerts(client, fresh)
+        if alerts_apart:
+            fresh = self._with_alerts(client, fresh)  # only for versions to store: API calls
+        if self._notify is not None:
+            # before anything is stored: a version in the table is never "fresh" again, so a
+            # crash after storing it must not be able to lose its change (at least once)
+            self._notify(tenant, fresh, frozenset(i.id for i in fresh if i.id not in known))
         lock.ensure()
         ingested_at = self._clock()
         planned = plan(tenant, fresh)
@@ -863,8 +943,8 @@ class Ingestor:
         run.blobs.update(s.blob_name for s in stored)
         lock.ensure()
         written = self._table.upsert_newer(tenant, stored, ingested_at, known)
+        run.remember(known)  # with the ETags of what was just written
         run.stored += len(fresh)
-        run.unnotified.extend(fresh)
         if written != len(fresh):
             log.info(
                 "tenant %s: %d of %d versions were already in the table (another writer)",
@@ -872,6 +952,51 @@ class Ingestor:
                 len(fresh) - written,
                 len(fresh),
             )
+
+    def _create_first(
+        self, tenant: str, lock: Lock, versions: list[Incident], run: _Run
+    ) -> tuple[bool, dict[str, RowVersion]]:
+        """Store an answer's versions without reading the table first, when none of them has a
+        row yet (a backfill, new ground): their rows in one create-only transaction, which is
+        atomic and refused if any row exists, then their blobs. Returns (True, the rows
+        written) when stored; otherwise (False, the table's rows of these ids, by point
+        reads), for the usual path.
+
+        Rows come before their blobs here, so the journal notes the rows too: should the run
+        stop in between, the next run deletes the rows whose blob is missing (``_recover``) and
+        lists those versions again (the checkpoint has not passed them).
+        """
+        planned = plan(tenant, versions)
+        rows = placed(planned)
+        lock.ensure()
+        ingested_at = self._clock()
+        self._journal.record(
+            tenant,
+            [b.name for b in planned],
+            created={b.name: [i.id for i in b.versions] for b in planned},
+        )
+        lock.ensure()
+        known = self._table.create_new(tenant, rows, ingested_at)
+        if known is None:
+            known = self._table.lookup(tenant, (v.incident.id for v in rows))
+            if not all(_ours(known.get(v.incident.id), v.blob_name, v.incident) for v in rows):
+                return False, known  # the table holds some of these ids: nothing was written
+            if all(self._archive.exists(b.name) for b in planned):
+                return False, known  # the same versions, read again, were stored whole before
+            # every row is this write's own and a blob is missing: an earlier attempt of the
+            # transaction went through and its answer was lost; the blobs are still to write
+        if self._notify is not None:
+            # after the rows (only now is it known that every version is new to the store) and
+            # before the blobs: a crash in between leaves rows without blobs, which the next
+            # run's recovery deletes and lists again, so the change is heard at least once
+            self._notify(tenant, versions, frozenset(v.id for v in versions))
+        # no lease check between the rows and their blobs: rows once created are completed by
+        # their blobs whatever happens to the lease (a run that took the tenant over skips
+        # them as stored), while stopping here would leave rows without their versions
+        self._archive.upload(tenant, planned, ingested_at)
+        run.blobs.update(b.name for b in planned)
+        run.stored += len(versions)
+        return True, known
 
     def _with_alerts(self, client: DefenderClient, incidents: list[Incident]) -> list[Incident]:
         """Graph without ``$expand``: attach each incident's alerts, read apart (8.5)."""
@@ -902,38 +1027,34 @@ class Ingestor:
             lock.ensure()
             self._quarantine.put(tenant, client.api, raw, reason, now)
 
-    def _tell(self, tenant: str, run: _Run) -> None:
-        if not run.unnotified:
-            return
-        versions, run.unnotified = run.unnotified, []
-        if self._notify is None:
-            return
-        try:
-            self._notify(tenant, versions)
-        except Exception:  # a subscriber's failure never fails ingestion (board interface 2)
-            log.exception("tenant %s: notifying %d new versions failed", tenant, len(versions))
-
     def _recover(self, tenant: str, lock: Lock) -> int:
         """Record in the table the blobs of a page whose run stopped before recording them.
 
         Returns:
             how many versions were recovered into the table.
         """
-        names = self._journal.pending(tenant)
-        if not names:
+        note = self._journal.note(tenant)
+        if not note.blobs:
             return 0
-        recovered = 0
-        for name in names:
+        recovered = forgotten = 0
+        for name in note.blobs:
             stored = self._archive.read(name)
-            if stored:  # None: the crash came before this blob was written
+            if stored:
                 lock.ensure()
                 recovered += self._table.upsert_newer(tenant, stored, self._clock())
+            elif name in note.created:
+                # rows created before a blob that never got written: take them back, so the
+                # listing (whose checkpoint has not passed them) stores those versions again
+                lock.ensure()
+                forgotten += self._table.forget(tenant, name, note.created[name])
         lock.ensure()
         self._journal.clear(tenant)
         log.warning(
-            "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now",
+            "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now, %d rows "
+            "without their blob deleted (their versions are read again)",
             tenant,
             recovered,
+            forgotten,
         )
         return recovered
 
@@ -974,7 +1095,13 @@ class Ingestor:
             stopped=run.stopped,
             alerts=run.alerts,
             tie_warnings=run.tie_warnings,
+            resume_at=format_utc(run.resume_at) if run.resume_at else None,
         )
+
+
+def _ours(row: RowVersion | None, blob_name: str, incident: Incident) -> bool:
+    """Whether a row is exactly the one a create-first write of ``incident`` would make."""
+    return row is not None and row.blob == blob_name and row.version == version_text(incident)
 
 
 def _positive(value: Any) -> float:

@@ -7,6 +7,7 @@ import time; ``load()`` does it on first use.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -69,16 +70,42 @@ QUEUE_CONNECTION_SETTING = "DATA_STORAGE"
 QUEUE_SERVICE_URI_SETTING = "DATA_STORAGE__queueServiceUri"
 # HTTP API (issue 11)
 API_MAX_BODY_BYTES_SETTING = "API_MAX_BODY_BYTES"
-API_REQUIRE_PRINCIPAL_SETTING = "API_REQUIRE_CLIENT_PRINCIPAL"
+#: how HTTP callers prove who they are: ``entra`` (an Entra ID access token the app validates,
+#: the default) or ``key`` (the Functions host's function key alone, every role and tenant)
+API_AUTH_MODE_SETTING = "API_AUTH_MODE"
+#: the audience of callers' tokens (the app registration's Application ID URI)
+API_APP_ID_URI_SETTING = "API_APP_ID_URI"
+#: settings an older version read and this one does not, with what replaced them: a deployment
+#: that still sets one is told at start-up and by ``check`` (never silently obeyed)
+RETIRED_SETTINGS: dict[str, str] = {
+    "API_REQUIRE_CLIENT_PRINCIPAL": (
+        "X-MS-CLIENT-PRINCIPAL is no longer read: every caller needs an Entra ID access token "
+        "for this API (API_AUTH_MODE=entra, the default), whatever this setting says; remove it "
+        "(API_AUTH_MODE=key keeps key-only access for a single-team deployment)"
+    ),
+}
 API_TENANT_ROLES_SETTING = "API_TENANT_ROLES"
 API_ALLOW_FREE_KQL_SETTING = "API_ALLOW_FREE_KQL"
 API_SYNC_BUDGET_SETTING = "API_SYNC_BUDGET_SECONDS"
 API_RETRY_AFTER_SETTING = "API_RETRY_AFTER_SECONDS"
+#: how long a 202's poll link (a signed capability for one hunting job) stays valid
+API_POLL_LINK_MINUTES_SETTING = "API_POLL_LINK_MINUTES"
 API_PUBLIC_URL_SETTING = "API_PUBLIC_URL"
 API_SIGNING_KEY_SETTING = "API_SIGNING_KEY"
 API_PUSH_HOST_SUFFIXES_SETTING = "API_PUSH_HOST_SUFFIXES"
 API_PUSH_MAX_ATTEMPTS_SETTING = "API_PUSH_MAX_ATTEMPTS"
+# push rebuilt: deliveries off the ingestion path, checked targets, sealed callbacks
+API_SIGNING_KEY_PREVIOUS_SETTING = "API_SIGNING_KEY_PREVIOUS"
+API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING = "API_PUSH_ALLOW_LOCAL_RECEIVER"
+API_PUSH_TIMEOUT_SETTING = "API_PUSH_TIMEOUT_SECONDS"
+API_PUSH_RETRY_SETTING = "API_PUSH_RETRY_SECONDS"
+API_PUSH_MAX_RETRY_AFTER_SETTING = "API_PUSH_MAX_RETRY_AFTER_SECONDS"
+API_PUSH_GONE_GRACE_SETTING = "API_PUSH_GONE_GRACE_MINUTES"
+API_PUSH_DELIVER_OWN_UPDATES_SETTING = "API_PUSH_DELIVER_OWN_UPDATES"
 API_CONSENT_STATE_MINUTES_SETTING = "API_CONSENT_STATE_MINUTES"
+API_PAGE_MAX_CALLS_SETTING = "API_INCIDENTS_PAGE_MAX_CALLS"
+API_CALLER_RATE_LIMIT_SETTING = "API_CALLER_RATE_LIMIT"
+API_CALLER_HUNTING_RATE_LIMIT_SETTING = "API_CALLER_HUNTING_RATE_LIMIT"
 # issue 8 (client contract): where Entra sends an admin after admin consent
 CONSENT_REDIRECT_URI_SETTING = "DEFENDER_CONSENT_REDIRECT_URI"
 #: set by App Service / Functions to the app's default host name (not one of our settings)
@@ -97,12 +124,19 @@ INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
 INGEST_LAG_WARNING_SETTING = "INGEST_LAG_WARNING_MINUTES"
 #: read by shared.telemetry (set by the platform when the app has Application Insights)
 APPLICATIONINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+#: the level of the Azure SDK, MSAL and urllib3 loggers (shared.logs): WARNING unless raised
+#: for a diagnosis; the app's own loggers are not affected
+LOG_LEVEL_AZURE_SDK_SETTING = "LOG_LEVEL_AZURE_SDK"
+#: read by the Python worker, not by Settings: the size of the thread pool that runs the
+#: synchronous functions (infra/ sets it; shared.host checks it against host.json's batches)
+PYTHON_THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
 ApiKind = Literal["graph", "legacy"]
 CredentialKind = Literal["managed-identity", "developer"]
 AppCredentialKind = Literal["secret", "certificate", "federated"]
 Feature = Literal["ingest", "update", "hunting"]
 FanoutMode = Literal["queue", "inline"]
+ApiAuthMode = Literal["entra", "key"]
 #: a rate limit: at most ``calls`` in any ``seconds``-long window
 RateLimit = tuple[tuple[int, float], ...]
 
@@ -114,6 +148,14 @@ DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
     "incidents": ((50, 60.0), (1500, 3600.0)),
     "hunting": ((45, 60.0), (1500, 3600.0)),
     "alerts": ((150, 60.0),),
+}
+
+#: what one HTTP caller may ask of the routes that call Defender (``shared.api.ratelimit``):
+#: a page costs one or two Defender calls (at most ``API_INCIDENTS_PAGE_MAX_CALLS``), so a
+#: caller at these rates leaves most of a tenant's quota to ingestion and other callers
+DEFAULT_CALLER_LIMITS: dict[str, RateLimit] = {
+    "incidents": ((20, 60.0), (300, 3600.0)),
+    "hunting": ((5, 60.0), (60, 3600.0)),
 }
 
 _T = TypeVar("_T")
@@ -170,22 +212,42 @@ class Settings:
     api_max_retry_wait: float = 30.0
     # HTTP API (issue 11)
     api_max_body_bytes: int = 65_536
-    api_require_principal: bool = False
+    api_auth_mode: ApiAuthMode = "entra"
+    #: None: ``api://<client_id>``, the default the portal proposes
+    api_app_id_uri: str | None = None
+    #: names of retired settings that are still set (see ``RETIRED_SETTINGS``)
+    retired_settings: tuple[str, ...] = ()
     api_tenant_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     api_allow_free_kql: bool = False
     api_sync_budget: float = 20.0
     api_retry_after: int = 5
+    api_poll_link_lifetime: timedelta = timedelta(minutes=60)
     api_public_url: str | None = None
     api_signing_key: str | None = field(default=None, repr=False)
-    api_push_host_suffixes: tuple[str, ...] = (".logic.azure.com",)
-    api_push_max_attempts: int = 4
+    api_push_host_suffixes: tuple[str, ...] = CLOUDS["public"].push_host_suffixes
+    api_push_max_attempts: int = 8
+    api_signing_key_previous: str | None = field(default=None, repr=False)
+    api_push_allow_local_receiver: bool = False
+    api_push_timeout: float = 10.0
+    api_push_retry: float = 30.0
+    api_push_max_retry_after: float = 3600.0
+    api_push_gone_grace: timedelta = timedelta(minutes=60)
+    api_push_deliver_own_updates: bool = False
     api_consent_state_lifetime: timedelta = timedelta(minutes=60)
+    #: the most Defender requests one page of ``GET /incidents`` may make
+    api_page_max_calls: int = 8
+    #: per-caller limits of the routes that call Defender, by family
+    api_caller_limits: dict[str, RateLimit] = field(
+        default_factory=lambda: dict(DEFAULT_CALLER_LIMITS)
+    )
     consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
     # issue 9
     safety_lag: timedelta = timedelta(seconds=60)
     time_budget: timedelta = timedelta(seconds=480)
     lease_seconds: int = 60
     lag_warning: timedelta = timedelta(minutes=60)
+    # the Functions worker's logging
+    log_level_azure_sdk: int = logging.WARNING
 
     @property
     def emulator(self) -> bool:
@@ -201,6 +263,12 @@ class Settings:
     def api_scope(self) -> str:
         """The scope to request for the configured API (the cloud's resource, whatever the URL)."""
         return self.cloud.graph_scope if self.api == "graph" else self.cloud.legacy_scope
+
+    @property
+    def api_audiences(self) -> tuple[str, str]:
+        """The ``aud`` values a caller's token may carry: the Application ID URI (v1 tokens
+        carry the resource as requested) and the client id (v2 tokens)."""
+        return (self.api_app_id_uri or f"api://{self.client_id}", self.client_id)
 
     @property
     def tenants(self) -> tuple[str, ...]:
@@ -281,7 +349,7 @@ class Settings:
             legacy_api_url=p.optional(LEGACY_API_URL_SETTING, _https_url, cloud.legacy_api_url),
             graph_api_url=p.optional(GRAPH_API_URL_SETTING, _https_url, cloud.graph_api_url),
             ingest_tenants=p.optional(INGEST_TENANTS_SETTING, parse_tenant_list, ()),
-            ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, _ncrontab, "0 */5 * * * *"),
+            ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, parse_ncrontab, "0 */5 * * * *"),
             lookback=timedelta(days=p.optional(INGEST_LOOKBACK_DAYS_SETTING, _int(1, 180), 30)),
             overlap=timedelta(
                 minutes=p.optional(INGEST_OVERLAP_MINUTES_SETTING, _int(0, 1440), 10)
@@ -319,20 +387,38 @@ class Settings:
             api_max_body_bytes=p.optional(
                 API_MAX_BODY_BYTES_SETTING, _int(1024, 1_048_576), 65_536
             ),
-            api_require_principal=p.optional(API_REQUIRE_PRINCIPAL_SETTING, _bool, False),
+            api_auth_mode=p.optional(
+                API_AUTH_MODE_SETTING, _choice({"entra": "entra", "key": "key"}), "entra"
+            ),
+            api_app_id_uri=p.optional(API_APP_ID_URI_SETTING, _app_id_uri, None),
+            retired_settings=tuple(n for n in RETIRED_SETTINGS if (env.get(n) or "").strip()),
             api_tenant_roles=p.optional(API_TENANT_ROLES_SETTING, _tenant_roles, {}),
             api_allow_free_kql=p.optional(API_ALLOW_FREE_KQL_SETTING, _bool, False),
-            api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _float(0.0, 200.0), 20.0),
+            api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _sync_budget, 20.0),
             api_retry_after=p.optional(API_RETRY_AFTER_SETTING, _int(1, 600), 5),
+            api_poll_link_lifetime=timedelta(
+                minutes=p.optional(API_POLL_LINK_MINUTES_SETTING, _int(5, 1440), 60)
+            ),
             api_public_url=p.optional(API_PUBLIC_URL_SETTING, _public_url, None),
             api_signing_key=p.optional(API_SIGNING_KEY_SETTING, _signing_key, None),
             api_push_host_suffixes=p.optional(
-                API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, (".logic.azure.com",)
+                API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, cloud.push_host_suffixes
             ),
-            api_push_max_attempts=p.optional(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 10), 4),
+            api_push_max_attempts=p.optional(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 50), 8),
             api_consent_state_lifetime=timedelta(
                 minutes=p.optional(API_CONSENT_STATE_MINUTES_SETTING, _int(1, 10080), 60)
             ),
+            api_page_max_calls=p.optional(API_PAGE_MAX_CALLS_SETTING, _int(2, 50), 8),
+            api_caller_limits={
+                "incidents": p.optional(
+                    API_CALLER_RATE_LIMIT_SETTING, _rate_limit, DEFAULT_CALLER_LIMITS["incidents"]
+                ),
+                "hunting": p.optional(
+                    API_CALLER_HUNTING_RATE_LIMIT_SETTING,
+                    _rate_limit,
+                    DEFAULT_CALLER_LIMITS["hunting"],
+                ),
+            },
             consent_redirect_uri=p.optional(
                 CONSENT_REDIRECT_URI_SETTING, parse_redirect_uri, default_redirect
             ),
@@ -377,7 +463,41 @@ class Settings:
             lag_warning=timedelta(
                 minutes=p.optional(INGEST_LAG_WARNING_SETTING, _int(1, 43200), 60)
             ),
+            log_level_azure_sdk=p.optional(
+                LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level, logging.WARNING
+            ),
         )
+        settings = replace(
+            settings,
+            api_signing_key_previous=p.optional(
+                API_SIGNING_KEY_PREVIOUS_SETTING, _signing_key, None
+            ),
+            api_push_allow_local_receiver=p.optional(
+                API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING, _bool, False
+            ),
+            api_push_timeout=p.optional(API_PUSH_TIMEOUT_SETTING, _float(1.0, 60.0), 10.0),
+            api_push_retry=p.optional(API_PUSH_RETRY_SETTING, _float(1.0, 3600.0), 30.0),
+            api_push_max_retry_after=p.optional(
+                API_PUSH_MAX_RETRY_AFTER_SETTING, _float(0.0, 86400.0), 3600.0
+            ),
+            api_push_gone_grace=timedelta(
+                minutes=p.optional(API_PUSH_GONE_GRACE_SETTING, _int(0, 10080), 60)
+            ),
+            api_push_deliver_own_updates=p.optional(
+                API_PUSH_DELIVER_OWN_UPDATES_SETTING, _bool, False
+            ),
+        )
+        if settings.api_push_allow_local_receiver and not settings.emulator:
+            # a local receiver is for the emulator only: never loosen push in Azure by default
+            p.problems.append(
+                f"{API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING}: only with {EMULATOR_CA_CERT_SETTING} "
+                "(the emulator): it lets push deliver to https://localhost on any port"
+            )
+        if settings.api_signing_key_previous and not settings.api_signing_key:
+            p.problems.append(
+                f"{API_SIGNING_KEY_PREVIOUS_SETTING}: set only while rotating "
+                f"{API_SIGNING_KEY_SETTING} (which is missing)"
+            )
         if settings.credential_kind == "certificate" and not settings.certificate_name:
             p.problems.append(
                 f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "
@@ -537,10 +657,29 @@ def _connection_string(raw: str) -> str:
     return raw
 
 
-def _ncrontab(raw: str) -> str:
+def parse_ncrontab(raw: str) -> str:
+    """A six-field NCRONTAB expression (the timer trigger's schedule), as given."""
     if not _NCRONTAB.match(raw):
         raise ValueError("must be an NCRONTAB expression with six fields, e.g. '0 */5 * * * *'")
     return raw
+
+
+#: the levels a log-level setting accepts, by name
+LOG_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+
+def parse_log_level(raw: str) -> int:
+    """A level name (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``; any case)."""
+    level = LOG_LEVELS.get(raw.strip().upper())
+    if level is None:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def _existing_file(raw: str) -> Path:
@@ -601,6 +740,24 @@ def _tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
     return parse_tenant_roles(raw)
 
 
+def _app_id_uri(raw: str) -> str:
+    # https://learn.microsoft.com/entra/identity-platform/reference-app-manifest#identifieruris-attribute
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("api", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in raw)
+        or len(raw) > 255
+    ):
+        raise ValueError(
+            "must be the app registration's Application ID URI, e.g. api://<client id> or "
+            "https://<verified domain>/<name>"
+        )
+    return raw.rstrip("/")
+
+
 def _public_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -610,6 +767,26 @@ def _public_url(raw: str) -> str:
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise ValueError("must be an origin only (no path, query or fragment)")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+#: the longest a synchronous POST /hunting may wait for its hunt: multitenant Logic Apps gives
+#: up on an outbound request after 120 s and its retry policy sends it again (a second hunt),
+#: so the answer (the budget, plus authentication and storage before it) must come well before
+#: https://learn.microsoft.com/azure/logic-apps/logic-apps-limits-and-config#timeout-duration
+MAX_SYNC_BUDGET = 90.0
+
+
+def _sync_budget(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= MAX_SYNC_BUDGET:
+        raise ValueError(
+            f"must be a number from 0 to {MAX_SYNC_BUDGET:g}: multitenant Logic Apps gives up on "
+            "a call after 120 s and sends it again, which would start a second hunt"
+        )
+    return value
 
 
 def _signing_key(raw: str) -> str:
@@ -625,4 +802,7 @@ def _host_suffixes(raw: str) -> tuple[str, ...]:
     items = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
     if not items or any(not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", i) for i in items):
         raise ValueError("must be comma-separated host names or suffixes, e.g. .logic.azure.com")
+    # a suffix of one label (".net") would admit half the internet
+    if any(i.startswith(".") and "." not in i[1:] for i in items):
+        raise ValueError("a suffix must have at least two labels, e.g. .logic.azure.com")
     return items

@@ -96,6 +96,10 @@ def recorder(
                 metric_readers=list(metric_readers),
                 enable_live_metrics=False,
             )
+            # the handler it adds to ``shared`` gets the redaction filter like every other
+            from shared.logs import install_redaction
+
+            install_redaction(logging.getLogger("shared"))
             _recorder = Recorder(metrics.get_meter("defender_bridge.ingest"))
         except Exception as exc:  # noqa: BLE001 - telemetry never fails ingestion
             log.warning("Application Insights telemetry is off: %s", type(exc).__name__)

@@ -15,6 +15,8 @@ The same table holds each tenant's run state under PartitionKey ``run`` (``RunSt
 the fan-out's "queued" marker, the last result and error, the consent state of the last run
 and holds (a tenant without consent, or whose message went to the poison queue, is not queued
 again until its hold ends). Registry rows are written by people (the CLI); run rows by the app.
+PartitionKey ``consent-state`` holds the nonces of consent links already used
+(``ConsentStateStore``), so each onboarding link works once.
 """
 
 from __future__ import annotations
@@ -181,6 +183,37 @@ class TenantRegistry:
             entity["ConsentedAt"] = consented_at
         self._write(entity)
         return tid
+
+    def record_consent(self, tenant_id: str, when: datetime) -> TenantEntry:
+        """Record an admin consent (the onboarding callback) and return the tenant's entry.
+
+        A tenant without a row gets one, enabled (a create-only write). A tenant with a row
+        keeps its ``Enabled`` as it is: only ``ConsentedAt`` is merged in, so a callback never
+        re-enables a tenant an operator paused, even one paused while the callback runs.
+
+        Raises:
+            ValueError: ``tenant_id`` is not a GUID.
+            StorageError: the table could not be written.
+        """
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        tid = _normal_guid(tenant_id)
+        if tid is None:
+            raise ValueError("tenant_id must be a GUID")
+        table = self._require_table()
+        entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": tid, "ConsentedAt": when}
+        try:
+            table.create_entity({**entity, "Enabled": True})
+        except ResourceExistsError:
+            self._write(entity)
+        except AzureError as exc:
+            raise StorageError(
+                f"could not write the tenant registry table ({type(exc).__name__})"
+            ) from exc
+        entry = self.get(tid)
+        if entry is None:  # the row was removed in between: nothing is served, say so
+            return TenantEntry(tid, enabled=False, source="table")
+        return entry
 
     def remove(self, tenant_id: str) -> bool:
         """Delete a tenant's row (and its run state). Returns whether a row existed.
@@ -481,7 +514,74 @@ class RunStateStore:
             ) from exc
 
 
+# --- consent states spent (PartitionKey "consent-state") -----------------------------------------
+
+CONSENT_STATE_PARTITION = "consent-state"
+
+
+class ConsentStateStore:
+    """The nonces of consent links already used, one row each (RowKey = the nonce).
+
+    Spending is a create-only write, so of two callbacks carrying the same state exactly one
+    wins, in one process or many; the other (and every later replay) is refused. A row is kept
+    past its link's expiry; after that the state's signature check refuses the link anyway.
+    """
+
+    def __init__(self, table: TenantTableLike) -> None:
+        self._table = table
+
+    def used(self, nonce: str) -> bool:
+        """Whether a link with this nonce was already used (one point read).
+
+        Raises:
+            StorageError: the table could not be read.
+        """
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        try:
+            self._table.get_entity(CONSENT_STATE_PARTITION, nonce)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise StorageError(f"could not read consent states ({type(exc).__name__})") from exc
+        return True
+
+    def spend(self, nonce: str, *, tenant: str, when: datetime, expires: datetime) -> bool:
+        """Mark the nonce used; False when it already was (the caller must refuse).
+
+        Raises:
+            StorageError: the table could not be written.
+        """
+        from azure.core.exceptions import AzureError, ResourceExistsError
+
+        entity = {
+            "PartitionKey": CONSENT_STATE_PARTITION,
+            "RowKey": nonce,
+            "Tenant": tenant,
+            "SpentAt": when,
+            "Expires": expires,
+        }
+        try:
+            self._table.create_entity(entity)
+        except ResourceExistsError:
+            return False
+        except AzureError as exc:
+            raise StorageError(f"could not spend a consent state ({type(exc).__name__})") from exc
+        return True
+
+    def release(self, nonce: str) -> None:
+        """Undo ``spend`` when recording the consent failed, so the admin can retry the link
+        (best effort: a failure here leaves the link used)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            self._table.delete_entity(CONSENT_STATE_PARTITION, nonce)
+        except AzureError:
+            log.warning("could not release a consent state after a failed write")
+
+
 __all__ = [
+    "ConsentStateStore",
     "RunState",
     "RunStateStore",
     "TenantEntry",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from shared.defender.client import DefenderClient
     from shared.defender.model import Alert, HuntingResult, Incident
     from shared.defender.operations import IncidentUpdate
+    from shared.defender.pages import PageResult
     from shared.defender.queries import IncidentQuery
 
 #: the documented advanced hunting row cap (defender-api.md, "at most 100k rows"): an answer of
@@ -77,6 +80,24 @@ def list_incidents(
 ) -> list[Incident]:
     """Incidents matching ``query`` (at most ``limit``)."""
     return client.list_incidents(query, limit=limit)
+
+
+def incident_page(
+    client: DefenderClient,
+    query: IncidentQuery,
+    *,
+    before: tuple[int, str] | None,
+    top: int,
+    max_calls: int,
+    rate: float | None = None,
+    now: datetime | None = None,
+) -> PageResult[Incident]:
+    """One newest-first page of ``GET /incidents``: the ``top`` newest incidents matching
+    ``query`` below the position ``before``, in at most ``max_calls`` Defender requests
+    (``shared.defender.pages``)."""
+    return client.newest_page(
+        query, before=before, top=top, max_calls=max_calls, rate=rate, now=now
+    )
 
 
 def get_incident(client: DefenderClient, incident_id: str) -> Incident:
@@ -182,22 +203,53 @@ def hunting_json(result: HuntingResult, *, max_rows: int | None = None) -> dict[
     }
 
 
-def hunting_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    """Rows as CSV with a header line (lists joined by ``;``, objects as JSON)."""
-    import json
+#: first characters that make a spreadsheet read a cell as a formula (OWASP "CSV Injection",
+#: https://owasp.org/www-community/attacks/CSV_Injection; ASVS 5.0 1.2.10 adds NUL)
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r", "\x00")
+#: a plain decimal number: a spreadsheet reads it as a number, never as a formula
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell, safe to open in a spreadsheet.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, tab, carriage return or NUL gets a leading
+    ``'``, which Excel, LibreOffice and Google Sheets read as "this is text", so it is shown,
+    not run. Real numbers are kept as they are (``-5``, ``+1.5e3``, and numbers in JSON rows),
+    since a number is never a formula. Lists are joined by ``;`` and objects written as JSON
+    before the check.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        text = json.dumps(value, default=str)
+    elif isinstance(value, list | tuple):
+        text = ";".join(str(v) for v in value)
+    else:
+        text = str(value)
+    if text.startswith(FORMULA_LEADS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def hunting_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as CSV with a header line (lists and objects as JSON), every cell through
+    ``csv_cell`` (formula-looking text neutralised)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
+    # CRLF, as RFC 4180 has it: the writer quotes only fields holding a character of the line
+    # terminator, so with a bare LF a cell holding a CR would break the row in two
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([csv_cell(c) for c in columns])
     for row in rows:
         cells = []
         for column in columns:
             value = row.get(column)
-            if value is None:
-                cells.append("")
-            elif isinstance(value, dict | list):
-                cells.append(json.dumps(value, default=str))
-            else:
-                cells.append(str(value))
+            if isinstance(value, dict | list):
+                value = json.dumps(value, default=str)
+            cells.append(csv_cell(value))
         writer.writerow(cells)
     return out.getvalue()

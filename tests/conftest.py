@@ -136,11 +136,11 @@ def _isolated_logging() -> Iterator[None]:
     """In-process CLI runs reconfigure logging; give every test the state it started with."""
     import logging
 
+    from shared.logs import SDK_LOGGERS
+
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    levels = {
-        name: logging.getLogger(name).level for name in ("azure", "msal", "urllib3", "shared")
-    }
+    levels = {name: logging.getLogger(name).level for name in (*SDK_LOGGERS, "shared")}
     yield
     root.handlers[:], root.level = saved
     for name, level in levels.items():

@@ -28,6 +28,13 @@ param clientSecretName string
 param certificateName string
 param ingestTenants string
 param ingestSchedule string
+@allowed([
+  'entra'
+  'key'
+])
+param apiAuthMode string
+@description('Application ID URI of the app registration; empty: api://<defenderClientId>.')
+param apiAppIdUri string
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
   name: identityName
@@ -44,6 +51,7 @@ var blobEndpoint = 'https://${storageAccountName}.blob.${storageSuffix}'
 var queueEndpoint = 'https://${storageAccountName}.queue.${storageSuffix}'
 var tableEndpoint = 'https://${storageAccountName}.table.${storageSuffix}'
 var vaultUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}'
+var appIdUri = empty(apiAppIdUri) ? 'api://${defenderClientId}' : apiAppIdUri
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   //checkov:skip=CKV_AZURE_225:a Flex Consumption plan scales from zero per function; zone redundancy there needs always-ready instances and a region that offers it, a cost this timer/webhook app does not need
@@ -61,7 +69,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  //checkov:skip=CKV_AZURE_222:the HTTP API is called by webhooks and Logic Apps from outside; callers are authenticated by Entra tokens the app validates (and function keys), and vnetEnabled isolates storage and Key Vault
+  //checkov:skip=CKV_AZURE_222:the HTTP API is called by webhooks and Logic Apps from outside; callers are authenticated by Entra tokens the app validates, behind App Service Authentication (app/auth.bicep), and vnetEnabled isolates storage and Key Vault
   //checkov:skip=CKV_AZURE_17:incoming client certificates (mTLS) cannot be presented by Logic Apps connectors or webhook senders; callers authenticate with Entra tokens instead
   //checkov:skip=CKV_AZURE_213:App Service health check pings need an instance that is always on; a Flex Consumption app scales to zero. GET /api/health exists for an external probe
   //checkov:skip=CKV_AZURE_212:Flex Consumption creates instances on demand; a minimum would be billed always-ready capacity
@@ -148,6 +156,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
           value: 'true'
         }
+        // Threads of the Python worker for synchronous invocations (unset: min(32, CPUs + 4)):
+        // both queue functions' batchSize + newBatchThreshold (8 + 4), the timer and an HTTP
+        // call make 26, and 32 is the documented maximum (tests/functions checks the sum;
+        // sources in docs/functions-host.md).
+        {
+          name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+          value: '32'
+        }
         // Defender Bridge settings (README "Settings")
         {
           name: 'AZURE_CLIENT_ID'
@@ -224,6 +240,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'DATA_STORAGE__clientId'
           value: identity.properties.clientId
         }
+        // who may call the HTTP API (README "Trust model", docs/http-auth.md)
+        {
+          name: 'API_AUTH_MODE'
+          value: apiAuthMode
+        }
+        {
+          name: 'API_APP_ID_URI'
+          value: appIdUri
+        }
       ]
     }
   }
@@ -248,4 +273,5 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 }
 
 output name string = functionApp.name
+output appIdUri string = appIdUri
 output defaultHostName string = functionApp.properties.defaultHostName

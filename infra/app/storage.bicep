@@ -25,12 +25,15 @@ var containers = [
   deploymentContainerName
   'defender-incidents' // incident versions, gzip NDJSON, and quarantine/
   'defender-state' // watermarks, per-tenant locks (leases), write-ahead journal
+  'defender-push-deadletter' // push deliveries that kept failing (python -m shared subscriptions redrive)
 ]
 var queues = [
   'defender-ingest' // fans tenants out to the queue-triggered ingestion
   'defender-ingest-poison' // where the host moves a message after maxDequeueCount (host.json: 5)
   'defender-hunting' // advanced hunting jobs of POST /hunting
   'defender-hunting-poison'
+  'defender-push' // push: changes recorded by ingestion, and deliveries waiting for a retry
+  'defender-push-poison'
 ]
 var tables = [
   'DefenderIncidents' // latest state of each incident

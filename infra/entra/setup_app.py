@@ -4,13 +4,21 @@ It makes the app registration (multi-tenant with --multi-tenant, for partner use
 application permissions each feature needs on the chosen API surface, the consent redirect URI
 of the deployed Function, a service principal in the home tenant, optionally the user-assigned
 identity as a federated credential (the secretless mode), admin consent in the home tenant, and
-a client secret or a self-signed certificate stored in Key Vault. Running it again updates the
-same app and adds nothing twice (except a new secret or certificate when asked for one).
+a client secret or a self-signed certificate stored in Key Vault. It also exposes the app's own
+HTTP API: the Application ID URI (``api://<client id>`` unless --app-id-uri), the app roles
+callers are granted (``API_ROLES``, for users, groups and applications), a delegated scope for
+users' tokens, and v2 access tokens; --assign gives a principal (a user, a group, or a service
+principal such as a Logic App's managed identity, by object id) app roles on that API, and
+--define-role defines a role without assigning it (for infra/logicapp/main.bicep). Running
+it again updates the same app and adds nothing twice (except a new secret or certificate when
+asked for one).
 
     python infra/entra/setup_app.py --tenant <id> --function-host <host> --dry-run
     python infra/entra/setup_app.py --tenant <id> --function-host <host> \\
         --features ingest,update,hunting --api graph --multi-tenant \\
         --federated-principal-id <identity principal id> --grant-admin-consent
+    python infra/entra/setup_app.py --tenant <id> --client-id <app> \\
+        --assign <logic app principal id>=Incidents.Read,Subscriptions.Manage,Tenants.All --dry-run
 
 --dry-run prints every call it would make, in order, and makes none (no sign-in needed). A real
 run signs in with azure-identity's DefaultAzureCredential (`az login` / `azd auth login`; in US
@@ -39,8 +47,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -123,6 +133,31 @@ KNOWN_ROLE_IDS: dict[str, dict[str, str]] = {
 }
 
 
+#: The app roles of the Defender Bridge HTTP API (value -> description). The app reads them from
+#: the ``roles`` claim of callers' tokens (shared/api/access.py; a test checks they agree);
+#: ``Tenant.<tenant id>`` roles and an MSSP's own (API_TENANT_ROLES) are defined by --assign.
+#: https://learn.microsoft.com/entra/identity-platform/howto-add-app-roles-in-apps
+API_ROLES: dict[str, str] = {
+    "Incidents.Read": "Read incidents and their alerts",
+    "Incidents.Write": "Update incidents (status, assignee, classification, tags, comments)",
+    "Hunting.Run": "Run advanced hunting templates",
+    "Ingest.Run": "Queue a tenant for ingestion now",
+    "Subscriptions.Manage": "Subscribe and unsubscribe webhooks to incidents",
+    "Tenants.All": "Act in every registered tenant",
+}
+#: the delegated scope a user's client asks for (``api://<client id>/access_as_user``)
+USER_SCOPE = "access_as_user"
+#: an app role value: no spaces (Entra's rule), printable, at most 120 characters
+ROLE_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,119}$")
+GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def role_id(value: str) -> str:
+    """A stable id for an app role (or scope) this script defines: the same on every run and
+    every tenant, so a second run recognises it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://defender-bridge/app-role/{value}"))
+
+
 class SetupError(Exception):
     """A call failed or an answer was not what the Graph or Key Vault documentation says."""
 
@@ -155,6 +190,13 @@ class Options:
     secret_days: int = 180
     store_certificate: bool = False
     certificate_name: str = "defender-certificate"
+    #: the API's Application ID URI; None: api://<client id>
+    app_id_uri: str | None = None
+    #: (principal object id, app role values) to assign on the API
+    assign: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: app role values to define on the API without assigning them (for an assignment made
+    #: elsewhere, e.g. the Logic App sample's Bicep: infra/logicapp/roles.bicep)
+    define_roles: tuple[str, ...] = ()
     wait: Callable[[float], None] = field(default=time.sleep, repr=False)
 
 
@@ -215,17 +257,21 @@ class Setup:
     def run(self) -> str:
         """Do every step; returns the app's client id."""
         roles = self.resolve_roles()
-        app = self.upsert_application(roles)
+        app, api_roles, app_id_uri = self.upsert_application(roles)
         app_sp = self.ensure_service_principal(app["appId"])
         if self.o.federated_principal_id:
             self.upsert_federated_credential(app["id"], self.o.federated_principal_id)
         if self.o.grant_admin_consent:
             self.grant_admin_consent(app_sp, roles)
+        if self.o.assign:
+            self.assign_roles(app_sp, api_roles)
         if self.o.store_secret:
             self.store_secret(app["id"])
         if self.o.store_certificate:
             self.store_certificate(app)
-        self.log(f"app registration ready: DEFENDER_CLIENT_ID={app['appId']}")
+        self.log(
+            f"app registration ready: DEFENDER_CLIENT_ID={app['appId']} API_APP_ID_URI={app_id_uri}"
+        )
         return str(app["appId"])
 
     # -- permissions ---------------------------------------------------------------------
@@ -258,7 +304,11 @@ class Setup:
             raise SetupError(f"no application with appId {self.o.client_id} in this tenant")
         return found[0] if found else None
 
-    def upsert_application(self, roles: Mapping[str, tuple[str, Mapping[str, str]]]) -> Any:
+    def upsert_application(
+        self, roles: Mapping[str, tuple[str, Mapping[str, str]]]
+    ) -> tuple[Any, dict[str, str], str]:
+        """Create or update the app; returns it, its API's app roles (value -> id) and its
+        Application ID URI."""
         existing = self.find_application()
         wanted = [
             {
@@ -272,18 +322,40 @@ class Setup:
             "signInAudience": "AzureADMultipleOrgs" if self.o.multi_tenant else "AzureADMyOrg",
         }
         redirects = [consent_redirect_uri(self.o.function_host)] if self.o.function_host else []
+        app_roles = _merge_app_roles(
+            (existing or {}).get("appRoles") or [],
+            [
+                *API_ROLES,
+                *(r for _, wanted_roles in self.o.assign for r in wanted_roles),
+                *self.o.define_roles,
+            ],
+        )
+        body["appRoles"] = app_roles
+        body["api"] = _expose_api((existing or {}).get("api") or {})
         if existing is None:
             body["requiredResourceAccess"] = wanted
             body["web"] = {"redirectUris": redirects}
-            return self._ok("POST", f"{self.graph}/applications", body)
-        # keep what an administrator added: other resources, other redirect URIs
+            created = self._ok("POST", f"{self.graph}/applications", body)
+            # the default Application ID URI names the client id, known once the app exists
+            uri = self.o.app_id_uri or f"api://{created['appId']}"
+            self._ok(
+                "PATCH",
+                f"{self.graph}/applications/{created['id']}",
+                {"identifierUris": [uri]},
+                settling=True,
+            )
+            return created, _role_ids(app_roles), uri
+        # keep what an administrator added: other resources, other redirect URIs, other roles
         body["requiredResourceAccess"] = _merge_access(
             existing.get("requiredResourceAccess") or [], wanted
         )
         old = (existing.get("web") or {}).get("redirectUris") or []
         body["web"] = {"redirectUris": old + [u for u in redirects if u not in old]}
+        uri = self.o.app_id_uri or f"api://{existing['appId']}"
+        uris = list(existing.get("identifierUris") or [])
+        body["identifierUris"] = uris + ([uri] if uri not in uris else [])
         self._ok("PATCH", f"{self.graph}/applications/{existing['id']}", body)
-        return existing
+        return existing, _role_ids(app_roles), uri
 
     def ensure_service_principal(self, app_id: str) -> str:
         url = f"{self.graph}/servicePrincipals(appId='{app_id}')?$select=id,appId"
@@ -333,6 +405,27 @@ class Setup:
                     {"principalId": app_sp, "resourceId": resource_sp, "appRoleId": role_id},
                     settling=True,
                 )
+
+    def assign_roles(self, app_sp: str, api_roles: Mapping[str, str]) -> None:
+        """App roles on the API for users, groups and service principals (a Logic App's managed
+        identity): each an app-role assignment on the app's own service principal
+        (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto)."""
+        url = f"{self.graph}/servicePrincipals/{app_sp}/appRoleAssignedTo"
+        held = {
+            (a.get("principalId"), a.get("appRoleId"))
+            for a in self._ok("GET", url).get("value", [])
+        }
+        for principal, wanted in self.o.assign:
+            for value in wanted:
+                if (principal, api_roles[value]) in held:
+                    continue
+                self._ok(
+                    "POST",
+                    url,
+                    {"principalId": principal, "resourceId": app_sp, "appRoleId": api_roles[value]},
+                    settling=True,  # a role just defined takes a while to replicate
+                )
+                self.log(f"assigned {value} to {principal}")
 
     # -- credentials in Key Vault ----------------------------------------------------------
     def _vault(self) -> str:
@@ -423,16 +516,72 @@ def _merge_access(
     return [{"resourceAppId": k, "resourceAccess": v} for k, v in merged.items()]
 
 
+def _merge_app_roles(existing: list[dict[str, Any]], values: Iterable[str]) -> list[dict[str, Any]]:
+    """The app's roles: the existing ones kept as they are, the missing ones of ``values`` added
+    (for users, groups and applications)."""
+    merged = [dict(r) for r in existing]
+    have = {r.get("value") for r in merged}
+    for value in dict.fromkeys(values):
+        if value in have:
+            continue
+        description = API_ROLES.get(value) or (
+            f"Act in tenant {value.removeprefix('Tenant.')}"
+            if value.startswith("Tenant.")
+            else f"Defender Bridge role {value} (API_TENANT_ROLES)"
+        )
+        merged.append(
+            {
+                "id": role_id(value),
+                "value": value,
+                "displayName": value,
+                "description": description,
+                "allowedMemberTypes": ["User", "Application"],
+                "isEnabled": True,
+            }
+        )
+    return merged
+
+
+def _role_ids(app_roles: list[dict[str, Any]]) -> dict[str, str]:
+    return {str(r["value"]): str(r["id"]) for r in app_roles if r.get("value") and r.get("id")}
+
+
+def _expose_api(existing: Mapping[str, Any]) -> dict[str, Any]:
+    """The app's ``api``: v2 access tokens for it (issuer ``{authority}/{tid}/v2.0``, what the
+    deployment's App Service Authentication is configured for) and the ``access_as_user`` scope
+    users' clients ask for; whatever else is there is kept."""
+    scopes = [dict(s) for s in existing.get("oauth2PermissionScopes") or []]
+    if not any(s.get("value") == USER_SCOPE for s in scopes):
+        scopes.append(
+            {
+                "id": role_id(f"scope/{USER_SCOPE}"),
+                "value": USER_SCOPE,
+                "type": "User",
+                "isEnabled": True,
+                "adminConsentDisplayName": "Use Defender Bridge as the signed-in user",
+                "adminConsentDescription": "Call the Defender Bridge API as the signed-in user, "
+                "within the app roles the user is assigned",
+                "userConsentDisplayName": "Use Defender Bridge as you",
+                "userConsentDescription": "Call the Defender Bridge API as you",
+            }
+        )
+    return {**existing, "requestedAccessTokenVersion": 2, "oauth2PermissionScopes": scopes}
+
+
 # -- the dry run -----------------------------------------------------------------------------
 
-_REDACT = {"value", "secretText", "key"}
+#: secrets in request bodies: a certificate's ``key``, ``secretText`` anywhere; ``value`` only at
+#: the top (a Key Vault secret), since app roles and scopes have a ``value`` that is a name
+_REDACT = {"secretText", "key"}
+_REDACT_TOP = {*_REDACT, "value"}
 
 
-def _redacted(body: Any) -> Any:
+def _redacted(body: Any, top: bool = True) -> Any:
     if isinstance(body, dict):
-        return {k: "<redacted>" if k in _REDACT else _redacted(v) for k, v in body.items()}
+        hidden = _REDACT_TOP if top else _REDACT
+        return {k: "<redacted>" if k in hidden else _redacted(v, False) for k, v in body.items()}
     if isinstance(body, list):
-        return [_redacted(v) for v in body]
+        return [_redacted(v, False) for v in body]
     return body
 
 
@@ -546,8 +695,47 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         "--store-certificate", action="store_true", help="self-signed, made in the vault"
     )
     p.add_argument("--certificate-name", default="defender-certificate")
+    p.add_argument(
+        "--app-id-uri", help="API_APP_ID_URI: the API's Application ID URI (api://<client id>)"
+    )
+    p.add_argument(
+        "--assign",
+        action="append",
+        default=[],
+        metavar="PRINCIPAL_ID=ROLE[,ROLE...]",
+        help="give a user, group or service principal (a Logic App's managed identity: its "
+        "principal id) app roles on the API, e.g. Incidents.Read,Tenants.All or "
+        "Tenant.<tenant id>; repeatable",
+    )
+    p.add_argument(
+        "--define-role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="define an app role on the API without assigning it (Tenant.<tenant id>, an "
+        "API_TENANT_ROLES name), for an assignment made elsewhere such as "
+        "infra/logicapp/main.bicep; repeatable",
+    )
     p.add_argument("--dry-run", action="store_true", help="print every call, make none")
     a = p.parse_args(argv)
+    defined = tuple(dict.fromkeys(r.strip() for r in a.define_role))
+    bad_roles = [r for r in defined if not ROLE_VALUE.fullmatch(r)]
+    if bad_roles:
+        p.error(
+            f"--define-role: {bad_roles[0]!r} is not an app role value (letters, digits, . _ : -)"
+        )
+    assign: list[tuple[str, tuple[str, ...]]] = []
+    for item in a.assign:
+        principal, sep, listed = item.partition("=")
+        wanted = tuple(dict.fromkeys(r.strip() for r in listed.split(",") if r.strip()))
+        if not sep or not GUID.fullmatch(principal.strip()) or not wanted:
+            p.error(f"--assign {item!r}: give PRINCIPAL_ID=ROLE[,ROLE...] (an object id)")
+        bad = [r for r in wanted if not ROLE_VALUE.fullmatch(r)]
+        if bad:
+            p.error(f"--assign: {bad[0]!r} is not an app role value (letters, digits, . _ : -)")
+        assign.append((principal.strip().lower(), wanted))
+    if a.app_id_uri and not re.fullmatch(r"(api|https)://[^\s?#]+", a.app_id_uri):
+        p.error("--app-id-uri: api://... or https://<verified domain>/...")
     features = tuple(f.strip() for f in a.features.split(",") if f.strip())
     unknown = [f for f in features if f not in PERMISSIONS["graph"]]
     if unknown or not features:
@@ -573,6 +761,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         secret_days=a.secret_days,
         store_certificate=a.store_certificate,
         certificate_name=a.certificate_name,
+        app_id_uri=a.app_id_uri.rstrip("/") if a.app_id_uri else None,
+        assign=tuple(assign),
+        define_roles=defined,
     )
     return options, a.dry_run
 

@@ -1,10 +1,16 @@
-"""Who is calling and what they may do: App Service Authentication app roles and tenant access.
+"""Who is calling and what they may do: Entra ID access tokens, app roles and tenant access.
 
-Function keys admit a caller to the app; when App Service Authentication (Easy Auth) is on, it
-adds ``X-MS-CLIENT-PRINCIPAL`` (base64 JSON of the caller's claims) and its app roles decide
-(https://learn.microsoft.com/azure/app-service/configure-authentication-user-identities).
+Every route but ``GET /health`` and ``GET /consent/callback`` admits a caller only on an Entra ID
+access token for this API that the app validates itself (``shared.credentials.caller``): RS256
+signed by the home tenant's published keys, issued by the home tenant (v1 or v2 issuer of the
+configured cloud), for this API's Application ID URI or client id, within its lifetime. Nothing
+else the caller writes grants anything: ``X-MS-CLIENT-PRINCIPAL`` (App Service Authentication's
+header, which the platform neither strips nor sets when the feature is off) is never read, and
+``X-Defender-Tenant`` only names the tenant a caller asks for
+(https://learn.microsoft.com/entra/identity-platform/access-tokens#validate-tokens).
 
-Roles (app role *values* on the app registration):
+What a caller may do comes only from the validated token's ``roles`` claim (app roles assigned
+to users, groups, apps and managed identities) and the ``API_TENANT_ROLES`` mapping:
 
 - ``Incidents.Read``, ``Incidents.Write``, ``Hunting.Run``, ``Ingest.Run``,
   ``Subscriptions.Manage``: what the caller may do;
@@ -12,21 +18,26 @@ Roles (app role *values* on the app registration):
   (that tenant), or any role named in the ``API_TENANT_ROLES`` setting
   (``Role=tid,tid;Other=tid``), for an MSSP that groups customers under one role per team.
 
-Without the header (function key only) the caller holds every role and every registered tenant,
-unless ``API_REQUIRE_CLIENT_PRINCIPAL`` is true (then it is a 401). A header can only ever narrow
-what a key holder may do, so a caller forging it gains nothing. Pure.
+``API_AUTH_MODE=key`` (a single-team deployment) admits a caller on the Functions host's function
+key alone (under ``serve``, its run key), with every role in every registered tenant; a token
+sent anyway is still validated and then decides. The key itself is checked in front of the app:
+by the host (those routes are indexed at the ``function`` level in that mode, see
+``host_auth_level``) or by ``serve``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 import uuid
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 from shared.api.http import ApiError, Request
+from shared.errors import AuthError, CallerTokenError
+
+if TYPE_CHECKING:
+    from shared.credentials.caller import CallerClaims, CallerTokenValidator
 
 READ, WRITE, HUNT, INGEST, SUBSCRIBE = (
     "Incidents.Read",
@@ -38,20 +49,28 @@ READ, WRITE, HUNT, INGEST, SUBSCRIBE = (
 ROLES = (READ, WRITE, HUNT, INGEST, SUBSCRIBE)
 ALL_TENANTS = "Tenants.All"
 TENANT_ROLE_PREFIX = "Tenant."
-PRINCIPAL_HEADER = "X-MS-CLIENT-PRINCIPAL"
 TENANT_HEADER = "X-Defender-Tenant"
-#: the claim types Easy Auth uses for app roles (its ``role_typ`` names the one in use)
-_ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
-MAX_PRINCIPAL = 16_384
+#: where the Functions host (and ``serve``) take a function key from
+KEY_HEADER, KEY_PARAMETER = "x-functions-key", "code"
+#: the ``subject`` of callers admitted on a key (``API_AUTH_MODE=key``)
+KEY_SUBJECT = "function-key"
+AuthMode = Literal["entra", "key"]
+_NOT_IN_CHALLENGE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller's roles and tenants (``tenants`` None: every registered tenant)."""
+    """The caller: roles, tenants (None: every registered tenant) and a stable ``subject``
+    (``<tenant>/<object id>`` from the token; ``function-key`` for a key-only caller).
+
+    ``claims`` and ``token`` are the validated token (None for a key-only caller): the token is
+    the assertion of an on-behalf-of exchange (``?context=user``) and is never shown."""
 
     roles: frozenset[str]
     tenants: frozenset[str] | None
-    from_header: bool
+    subject: str
+    claims: CallerClaims | None = None
+    token: str | None = field(default=None, repr=False)
 
     def require(self, role: str | None) -> None:
         """Raises ApiError 403 naming ``role`` when the caller lacks it."""
@@ -65,45 +84,137 @@ class Principal:
         return self.tenants is None or tenant in self.tenants
 
 
-def key_holder() -> Principal:
-    """A function-key caller without App Service Authentication: every role and tenant."""
-    return Principal(frozenset(ROLES), None, from_header=False)
+def key_holder(subject: str = KEY_SUBJECT) -> Principal:
+    """A caller admitted on a key alone (``API_AUTH_MODE=key``): every role and tenant."""
+    return Principal(frozenset(ROLES), None, subject)
 
 
-def principal(
-    request: Request, *, tenant_roles: Mapping[str, tuple[str, ...]], required: bool
+def anonymous() -> Principal:
+    """The caller of an anonymous route (health, consent callback): no role, no tenant."""
+    return Principal(frozenset(), frozenset(), "anonymous")
+
+
+def from_claims(
+    claims: CallerClaims, token: str, tenant_roles: Mapping[str, tuple[str, ...]]
 ) -> Principal:
-    """The caller's principal from ``X-MS-CLIENT-PRINCIPAL``.
+    """The principal of a validated token: its roles, the tenants they grant."""
+    roles = frozenset(claims.roles)
+    return Principal(roles, _tenants_of(roles, tenant_roles), claims.subject, claims, token)
 
-    Raises:
-        ApiError: 401 the header is required but absent; 400 it is not base64 JSON of claims.
-    """
-    raw = request.headers.get(PRINCIPAL_HEADER)
-    if raw is None or not raw.strip():
-        if required:
-            raise ApiError(
-                401, "unauthenticated", "sign in: App Service Authentication is required"
-            )
-        return key_holder()
-    if len(raw) > MAX_PRINCIPAL:
-        raise ApiError(400, "invalid_principal", f"{PRINCIPAL_HEADER} is too large")
-    try:
-        data = json.loads(base64.b64decode(raw.strip(), validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(
-            400, "invalid_principal", f"{PRINCIPAL_HEADER} is not base64-encoded JSON"
-        ) from None
-    claims = data.get("claims") if isinstance(data, dict) else None
-    if not isinstance(claims, list):
-        raise ApiError(400, "invalid_principal", f"{PRINCIPAL_HEADER} has no claims list")
-    role_type = data.get("role_typ")
-    role_types = {*_ROLE_CLAIMS, role_type} if isinstance(role_type, str) else set(_ROLE_CLAIMS)
-    roles = frozenset(
-        str(c.get("val"))
-        for c in claims
-        if isinstance(c, dict) and c.get("typ") in role_types and isinstance(c.get("val"), str)
+
+def bearer_token(request: Request, realm: str | None = None) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (RFC 6750), or None when there is no
+    such header. Another scheme or an empty token is a 401."""
+    raw = request.headers.get("Authorization")
+    if raw is None:
+        return None
+    scheme, _, token = raw.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated(
+            "send an Entra ID access token as 'Authorization: Bearer <token>'",
+            invalid=True,
+            realm=realm,
+        )
+    return token.strip()
+
+
+def has_key(request: Request) -> bool:
+    """Whether the request carries a function key (header or ``code``), whatever its value."""
+    return bool(request.headers.get(KEY_HEADER) or request.query.get(KEY_PARAMETER))
+
+
+def unauthenticated(message: str, *, invalid: bool = False, realm: str | None = None) -> ApiError:
+    """A 401 with the RFC 6750 challenge (``error="invalid_token"`` when a token was sent)."""
+    parts = [f'realm="{realm}"'] if realm else []
+    if invalid:
+        # RFC 6750 section 3: error_description holds %x20-21 / %x23-5B / %x5D-7E only
+        description = _NOT_IN_CHALLENGE.sub("?", message.replace('"', "'"))
+        parts += ['error="invalid_token"', f'error_description="{description}"']
+    challenge = "Bearer" + (" " + ", ".join(parts) if parts else "")
+    return ApiError(
+        401,
+        "invalid_token" if invalid else "unauthenticated",
+        message,
+        {"WWW-Authenticate": challenge},
     )
-    return Principal(frozenset(roles), _tenants_of(roles, tenant_roles), from_header=True)
+
+
+class Authenticator:
+    """Turns a request into a ``Principal`` or a 401 (one per process: its validator caches
+    the home tenant's signing keys).
+
+    Args:
+        mode: ``entra`` (a valid token is required) or ``key`` (see the module docstring).
+        validator: checks tokens (issuer, audience, keys of the home tenant).
+        tenant_roles: the ``API_TENANT_ROLES`` mapping.
+        audience: the Application ID URI, named in challenges and messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: AuthMode,
+        validator: Callable[[], CallerTokenValidator],
+        tenant_roles: Mapping[str, tuple[str, ...]],
+        audience: str,
+    ) -> None:
+        self._mode = mode
+        self._validator = validator
+        self._tenant_roles = dict(tenant_roles)
+        self._audience = audience
+
+    @property
+    def mode(self) -> AuthMode:
+        """The configured mode."""
+        return self._mode
+
+    def authenticate(self, request: Request) -> Principal:
+        """The caller of ``request``.
+
+        Raises:
+            ApiError: 401 no token (and, in key mode, no key) or an invalid token; 503 the
+                signing keys cannot be fetched now.
+        """
+        token = bearer_token(request, realm=self._audience)
+        if token is None:
+            if self._mode == "key" and has_key(request):
+                return key_holder()
+            hint = (
+                " (a function key alone is not accepted)"
+                if has_key(request) and self._mode == "entra"
+                else ""
+            )
+            raise unauthenticated(
+                f"this API needs an Entra ID access token for {self._audience} in "
+                f"'Authorization: Bearer <token>'{hint}",
+                realm=self._audience,
+            )
+        try:
+            claims = self._validator().validate(token)
+        except CallerTokenError as exc:
+            raise unauthenticated(str(exc), invalid=True, realm=self._audience) from None
+        except AuthError:
+            raise ApiError(
+                503,
+                "token_keys_unavailable",
+                "the signing keys of this app's tenant cannot be fetched now; retry later",
+                {"Retry-After": "30"},
+            ) from None
+        return from_claims(claims, token, self._tenant_roles)
+
+
+def host_auth_level(environ: Mapping[str, str]) -> Literal["anonymous", "function"]:
+    """The Functions host's authorization level for the authenticated routes.
+
+    ``entra`` (the default): anonymous at the host, because the host grants its ``function``
+    level only to a function key, never to an App Service Authentication identity, so a Logic
+    App calling with its managed identity and no key would be refused; the app checks the
+    token itself. ``key``: ``function``, so the host checks the key. Any other value fails
+    closed (``function``; the settings error then answers 503). Pure, cheap and never raises:
+    ``function_app.py`` calls it at import time (docs/http-auth.md).
+    """
+    mode = (environ.get("API_AUTH_MODE") or "").strip().lower()
+    return "anonymous" if mode in ("", "entra") else "function"
 
 
 def _tenants_of(

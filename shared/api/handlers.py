@@ -13,10 +13,11 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
@@ -24,11 +25,12 @@ from shared import usecases
 from shared.api.access import Principal, check_tenant, requested_tenant
 from shared.api.http import ApiError, Request, Response, json_response
 from shared.api.schema import Body, Field, parse_json
-from shared.clock import format_utc, parse_utc
+from shared.clock import RANGE_TEXT, format_utc, parse_input_time
 from shared.errors import (
     AuthError,
     BadRequestError,
     BridgeError,
+    CallbackRefusedError,
     CallerTokenError,
     ConfigError,
     ConflictError,
@@ -111,17 +113,8 @@ class Context:
         """The API client for ``tenant``: the app's, or on behalf of the caller."""
         if not self.user_context:
             return self.backend.client_for(tenant)
-        auth = self.request.headers.get("Authorization") or ""
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401,
-                "caller_token_required",
-                "context=user needs the caller's Entra access token for this app in "
-                "'Authorization: Bearer ...'",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        return self.backend.user_client_for(token.strip(), tenant)
+        # the token the caller was authenticated by is the assertion (validated once)
+        return self.backend.user_client_for(self.caller, tenant)
 
     def url(self, path: str, query: dict[str, str] | None = None) -> str:
         """An absolute URL of this deployment."""
@@ -179,15 +172,17 @@ def int_param(request: Request, name: str, low: int, high: int, default: int) ->
 
 
 def time_param(request: Request, name: str) -> datetime | None:
-    """An ISO-8601 time query parameter (with a zone)."""
+    """An ISO-8601 time query parameter (with a zone), within ``shared.clock.RANGE_TEXT``."""
     raw = request.param(name)
     if raw is None:
         return None
     try:
-        return parse_utc(raw)
-    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset
+        return parse_input_time(raw)
+    except ValueError:
         raise ApiError(
-            400, "invalid_parameter", f"'{name}' must be an ISO-8601 time with a zone"
+            400,
+            "invalid_parameter",
+            f"'{name}' must be an ISO-8601 time with a zone, {RANGE_TEXT}",
         ) from None
 
 
@@ -200,10 +195,11 @@ def health(ctx: Context) -> Response:
 
 
 def openapi_document(ctx: Context) -> Response:
-    """``GET /openapi.json``."""
-    from shared.api.openapi import document
+    """``GET /openapi.json``: its security definitions name this deployment's tenant and
+    audience (only an authenticated caller gets here, so the settings are valid)."""
+    from shared.api.openapi import document, security_for
 
-    return json_response(200, document(ctx.base_url))
+    return json_response(200, document(ctx.base_url, security_for(ctx.backend.settings)))
 
 
 # ---------------------------------------------------------------------- incidents
@@ -211,33 +207,63 @@ def openapi_document(ctx: Context) -> Response:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page of ``GET /incidents`` ended: the last (lastUpdate, id) it showed."""
+    """Where a page of ``GET /incidents`` ended: the next page shows what lies below the
+    position (``last_update``, ``incident_id``); an empty id means below that whole
+    microsecond. ``rate``: incidents per hour the page saw, to size the next page's first
+    request (``shared.defender.pages``)."""
 
     last_update: datetime
     incident_id: str
     fingerprint: str
+    rate: float | None = None
 
     def encode(self) -> str:
         """Opaque text."""
-        raw = json.dumps([format_utc(self.last_update), self.incident_id, self.fingerprint])
+        rate = None if self.rate is None else float(f"{self.rate:.6g}")
+        raw = json.dumps([format_utc(self.last_update), self.incident_id, self.fingerprint, rate])
         return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
 
     @classmethod
     def decode(cls, text: str, fingerprint: str) -> Cursor:
-        """Parse a cursor made for the same filters (400 otherwise)."""
+        """Parse a cursor made for the same filters (400 otherwise, never echoing it)."""
+        invalid = ApiError(400, "invalid_cursor", "'cursor' is not a cursor this API issued")
+        if len(text) > MAX_CURSOR:
+            raise invalid
         try:
             data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            when, ident, print_ = data
-            cursor = cls(parse_utc(str(when)), str(ident), str(print_))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
-            raise ApiError(
-                400, "invalid_cursor", "'cursor' is not a cursor this API issued"
-            ) from None
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            raise invalid from None
+        if not (
+            isinstance(data, list)
+            and len(data) == 4
+            and all(isinstance(v, str) for v in data[:3])
+            and (data[3] is None or (isinstance(data[3], float | int) and data[3] is not True))
+        ):
+            raise invalid
+        when, ident, print_, rate = data
+        if not _CURSOR_ID.fullmatch(ident) or not _FINGERPRINT.fullmatch(print_):
+            raise invalid
+        if rate is not None and not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
+            raise invalid
+        try:
+            cursor = cls(parse_input_time(when), ident, print_, rate)
+        except ValueError:
+            raise invalid from None
         if cursor.fingerprint != fingerprint:
             raise ApiError(
                 400, "invalid_cursor", "'cursor' belongs to a listing with other filters"
             )
         return cursor
+
+
+#: the longest cursor text accepted (ours are under 200 characters)
+MAX_CURSOR = 512
+#: an incident id (``shared.defender.operations``), or empty: "below this microsecond"
+_CURSOR_ID = re.compile(r"[A-Za-z0-9-]{0,64}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+#: the densest listing a cursor may describe (incidents per hour): far beyond any tenant
+MAX_RATE = 1e9
+_US_PER_HOUR = 3.6e9
 
 
 LIST_FILTERS = (
@@ -254,11 +280,16 @@ LIST_FILTERS = (
 def list_incidents(ctx: Context) -> Response:
     """``GET /incidents``: the CLI's filters, newest first, paged by an opaque cursor.
 
-    Pages never rest on result order or offsets: every page lists the matching incidents
-    updated no later than the cursor, sorts them by (lastUpdate, id) itself and shows those
-    after the cursor, so an incident updated while a client pages moves to the front (it is
-    then newer than the cursor) and no other incident is skipped.
+    Each page asks Defender only for the time slices its ``top`` incidents need (at most
+    ``API_INCIDENTS_PAGE_MAX_CALLS`` requests; ``shared.defender.pages``), never for the whole
+    tenant, and rests on no result order or offset: a slice counts only when one answer held
+    all of it. Pages go newest first, by (lastUpdate, id), each below the position the last
+    one ended at, so an incident updated while a client pages moves in front of the cursor
+    (the next listing from the top shows it, in its new version) and none is shown twice or
+    skipped otherwise.
     """
+    from shared.defender.slices import from_us, to_us
+
     r = ctx.request
     top = int_param(r, "top", 1, MAX_PAGE, DEFAULT_PAGE)
     tenant = ctx.tenant()
@@ -279,25 +310,22 @@ def list_incidents(ctx: Context) -> Response:
     fingerprint = fingerprint[:16]
     raw_cursor = r.param("cursor")
     cursor = Cursor.decode(raw_cursor, fingerprint) if raw_cursor else None
-    incidents: list[Incident] = []
-    if cursor is not None:
-        bound = cursor.last_update + timedelta(microseconds=1)
-        if query.updated_before is None or bound < query.updated_before:
-            if query.updated_from is not None and bound <= query.updated_from:
-                return _page(ctx, tenant, [], None)
-            query = replace(query, updated_before=bound)
-    incidents = usecases.list_incidents(ctx.client(tenant), query)
-    incidents.sort(key=lambda i: (i.last_update, i.id), reverse=True)
-    if cursor is not None:
-        incidents = [
-            i for i in incidents if (i.last_update, i.id) < (cursor.last_update, cursor.incident_id)
-        ]
-    page = incidents[:top]
+    backend = ctx.backend
+    result = usecases.incident_page(
+        ctx.client(tenant),
+        query,
+        before=None if cursor is None else (to_us(cursor.last_update), cursor.incident_id),
+        top=top,
+        max_calls=backend.settings.api_page_max_calls,
+        rate=None if cursor is None or cursor.rate is None else cursor.rate / _US_PER_HOUR,
+        now=backend.clock(),
+    )
     following = None
-    if len(incidents) > top:
-        last = page[-1]
-        following = Cursor(last.last_update, last.id, fingerprint).encode()
-    return _page(ctx, tenant, page, following)
+    if result.following is not None:
+        at, ident = result.following
+        rate = None if result.rate is None else min(MAX_RATE, result.rate * _US_PER_HOUR)
+        following = Cursor(from_us(at), ident, fingerprint, rate).encode()
+    return _page(ctx, tenant, result.items, following)
 
 
 def _page(ctx: Context, tenant: str, page: list[Incident], cursor: str | None) -> Response:
@@ -375,7 +403,10 @@ def update_incident(ctx: Context) -> Response:
         )
     except ConfigError as exc:
         raise ApiError(400, "invalid_body", str(exc)) from None
+    started = ctx.backend.clock()
     incident = usecases.update_incident(ctx.client(tenant), incident_id, update)
+    # push does not deliver this update back to the workflow that made it (loop protection)
+    ctx.backend.mark_own_update(tenant, incident.id, started)
     return json_response(200, usecases.incident_row(incident))
 
 
@@ -522,13 +553,32 @@ def run_hunting(ctx: Context) -> Response:
 
 
 def accepted(ctx: Context, job: Job) -> Response:
-    """202 with the absolute ``Location`` to poll and ``Retry-After`` (seconds)."""
-    location = ctx.url(f"/hunting/jobs/{job.id}")
-    retry = str(ctx.backend.settings.api_retry_after)
+    """202 with the absolute ``Location`` to poll and ``Retry-After`` (seconds).
+
+    The Location is the job's poll link (``shared.api.poll``): it opens with a token when the
+    poller sends one, else with its own signed capability, so it works however little the
+    caller re-sends. It is the same on every 202 of the job. Without ``API_SIGNING_KEY`` no
+    capability can be signed, and the Location is ``/hunting/jobs/{id}``, for token holders.
+    """
+    from shared.api.poll import issue
+    from shared.clock import parse_utc
+
+    settings = ctx.backend.settings
+    if settings.api_signing_key is None:
+        location = ctx.url(f"/hunting/jobs/{job.id}")
+    else:
+        link = issue(
+            settings.api_signing_key,
+            job.id,
+            job.tenant,
+            parse_utc(job.created),
+            settings.api_poll_link_lifetime,
+        )
+        location = ctx.url("/hunting/status", link.query())
     return json_response(
         202,
         {"id": job.id, "state": job.state, "tenant": job.tenant},
-        {"Location": location, "Retry-After": retry},
+        {"Location": location, "Retry-After": str(settings.api_retry_after)},
     )
 
 
@@ -567,7 +617,10 @@ def run_queued_job(backend: Backend, job_id: str) -> None:
         return
     if job.state in ("done", "failed") or job.context == "user":
         return
-    execute_job(backend, job.moved("running", backend.clock()))
+    # saved before the hunt starts, so a poll meanwhile says "running", not "queued"
+    running = job.moved("running", backend.clock())
+    backend.jobs.save(running)
+    execute_job(backend, running)
 
 
 def job_answer(job: Job) -> Response:
@@ -588,15 +641,64 @@ def job_answer(job: Job) -> Response:
 
 def get_job(ctx: Context) -> Response:
     """``GET /hunting/jobs/{id}``: 202 (same headers) until done, then the answer."""
+    job_id = ctx.request.route_params.get("id", "")
+    job = _load_job(ctx, job_id)
+    ctx.check_tenant(job.tenant)  # another tenant's job: the same 403 as every route
+    return _job_state(ctx, job)
+
+
+def poll_job(ctx: Context) -> Response:
+    """``GET /hunting/status?job=&tenant=&exp=&sig=``: a hunting 202's ``Location``.
+
+    With a token (validated by the dispatcher, role checked) the caller's tenants decide, as on
+    ``/hunting/jobs/{id}``; the link's capability is then not needed. Without one, the link
+    must be ours, intact and unexpired (checked before storage is read), and opens its one job.
+    """
+    from shared.api.poll import LinkError, verify
+
+    r = ctx.request
+    job_id = r.param("job") or ""
+    if ctx.anonymous:
+        key = ctx.backend.settings.api_signing_key
+        if key is None:
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "poll links need the API_SIGNING_KEY setting: send an Entra ID access token",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            verify(
+                key,
+                job=job_id,
+                tenant=r.param("tenant") or "",
+                expires=r.param("exp") or "",
+                sig=r.param("sig") or "",
+                now=ctx.backend.clock(),
+            )
+        except LinkError as exc:
+            raise ApiError(401, exc.code, str(exc), {"WWW-Authenticate": "Bearer"}) from None
+        job = _load_job(ctx, job_id)
+        if job.tenant != r.param("tenant"):  # a valid link names its job's tenant
+            raise ApiError(404, "job_not_found", "no such hunting job")
+    else:
+        job = _load_job(ctx, job_id)
+        ctx.check_tenant(job.tenant)
+    return _job_state(ctx, job)
+
+
+def _load_job(ctx: Context, job_id: str) -> Job:
     from shared.api.jobs import valid_job_id
 
-    job_id = ctx.request.route_params.get("id", "")
     if not valid_job_id(job_id):
         raise ApiError(400, "invalid_id", "a job id is 32 lowercase hexadecimal digits")
     job = ctx.backend.jobs.load(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", "no such hunting job")
-    ctx.check_tenant(job.tenant)  # another tenant's job: the same 403 as every route
+    return job
+
+
+def _job_state(ctx: Context, job: Job) -> Response:
     if job.state in ("done", "failed"):
         return job_answer(job)
     lost_after = ctx.backend.settings.api_time_budget + 120
@@ -637,10 +739,10 @@ def queue_ingest(ctx: Context) -> Response:
     since = None
     if body.get("since"):
         try:
-            since = parse_utc(body["since"])
-        except (ValueError, OverflowError):
+            since = parse_input_time(body["since"])
+        except ValueError:
             raise ApiError(
-                400, "invalid_body", "'since' must be an ISO-8601 time with a zone"
+                400, "invalid_body", f"'since' must be an ISO-8601 time with a zone, {RANGE_TEXT}"
             ) from None
         if since > ctx.backend.clock():
             raise ApiError(400, "invalid_body", "'since' is in the future")
@@ -648,7 +750,42 @@ def queue_ingest(ctx: Context) -> Response:
     return json_response(
         202,
         {"queued": True, "tenant": tenant, "since": format_utc(since) if since else None},
+        _ingest_follow(ctx, tenant),
     )
+
+
+def _ingest_follow(ctx: Context, tenant: str) -> dict[str, str]:
+    """The ``Location`` (the tenant's ingestion status) and ``Retry-After`` of an ingest 202."""
+    return {
+        "Location": ctx.url("/ingest/status", {"tenant": tenant}),
+        "Retry-After": str(ctx.backend.settings.api_retry_after),
+    }
+
+
+#: queue states in which the tenant's run has not ended yet (``shared.fanout.TenantStatus``)
+_INGEST_PENDING = ("queued", "running")
+
+
+def ingest_status(ctx: Context) -> Response:
+    """``GET /ingest/status``: ``POST /ingest``'s ``Location``. 202 (same headers) while the
+    tenant is queued or running; then 200 with its last run."""
+    tenant = ctx.tenant()
+    line = ctx.backend.ingest_status(tenant)
+    body = {
+        "tenant": tenant,
+        "state": line.queue,
+        "health": line.health,
+        "lastResult": line.last_result,
+        "lastSuccess": line.last_success,
+        "lagSeconds": line.lag_seconds,
+        "watermark": line.watermark,
+        "lastError": line.last_error,
+        "lastErrorCode": line.last_error_code,
+        "holdUntil": line.hold_until,
+    }
+    if line.queue in _INGEST_PENDING:
+        return json_response(202, body, _ingest_follow(ctx, tenant))
+    return json_response(200, body)
 
 
 # ---------------------------------------------------------------------- subscriptions
@@ -684,17 +821,20 @@ SUBSCRIBE_BODY = Body(
 
 
 def subscribe(ctx: Context) -> Response:
-    """``POST /subscriptions``: 201 with ``Location``, the URL to DELETE to unsubscribe."""
+    """``POST /subscriptions``: 201 with ``Location`` (the URL to DELETE to unsubscribe), or 200
+    with the same ``Location`` when this callback URL is already subscribed: Logic Apps
+    subscribes again on every save and retries on 408/429/5xx, so one URL is one subscription,
+    its filter replaced by the last subscribe."""
     from shared.defender.values import canonical_severity, canonical_status
-    from shared.push import check_callback_url, parse_subscription_body, subscription_secret
+    from shared.push.keys import SIGNATURE_HEADER
+    from shared.push.messages import Filter
 
-    data = parse_subscription_body(_json_or_text(ctx.request))
+    data = _callback_body(ctx.request)
     body = SUBSCRIBE_BODY.check(data)
-    settings = ctx.backend.settings
-    if settings.api_signing_key is None:
+    backend = ctx.backend
+    if backend.settings.api_signing_key is None:
         raise ApiError(503, "push_not_configured", "push needs the API_SIGNING_KEY setting")
     try:
-        url = check_callback_url(body["callbackUrl"], settings.api_push_host_suffixes)
         statuses = tuple(canonical_status(s, for_filter=True) for s in body.get("statuses", []))
         severity = body.get("minSeverity")
         severity = canonical_severity(severity) if severity else None
@@ -715,29 +855,53 @@ def subscribe(ctx: Context) -> Response:
         tenants = tuple(sorted(ctx.caller.tenants))
     else:
         tenants = None
-    sub = ctx.backend.subscriptions.add(
-        url, min_severity=severity, statuses=statuses, tags=body.get("tags", []), tenants=tenants
-    )
+    url = body["callbackUrl"]
+    try:
+        # the parser that sends checks it here too, with its host's addresses
+        target = backend.callbacks.check(url)
+    except CallbackRefusedError as exc:
+        raise ApiError(400, "callback_refused", str(exc)) from None
+    store = backend.subscriptions
+    existing = store.find(url)
+    if existing is not None and not _may_manage(ctx.caller, existing.tenants):
+        raise ApiError(
+            403,
+            "tenant_forbidden",
+            "this callback is subscribed for tenants the caller may not use",
+        )
+    flt = Filter(severity, statuses, tuple(body.get("tags", [])), tenants)
+    sub, created = store.save(url, target.host, flt)
     location = ctx.url(f"/subscriptions/{sub.id}")
     return json_response(
-        201,
+        201 if created else 200,
         {
             **sub.describe(),
-            "secret": subscription_secret(settings.api_signing_key, sub.id),
-            "signatureHeader": "X-Defender-Signature",
+            "status": sub.status,
+            "secret": store.secret(sub),
+            "signatureHeader": SIGNATURE_HEADER,
         },
         {"Location": location},
     )
 
 
-def _json_or_text(request: Request) -> Any:
+def _callback_body(request: Request) -> Any:
+    """The callback URL's body as Logic Apps may send it: a JSON object, a bare JSON string, or
+    the URL as text, with or without a ``Content-Type`` (a body that parses as JSON is JSON)."""
+    raw = request.body
+    if not raw.strip():
+        raise ApiError(400, "invalid_body", 'the body is empty; send {"callbackUrl": ...}')
+    stripped = raw.strip()
     kind = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if kind == "text/plain":
+    if kind == "application/json" or stripped[:1] in (b"{", b'"'):
+        data = parse_json(raw)
+    else:
         try:
-            return request.body.decode("utf-8").strip()
+            data = stripped.decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_body", "the body is not UTF-8 text") from None
-    return parse_json(request.body)
+    if isinstance(data, str):
+        return {"callbackUrl": data.strip()}
+    return data
 
 
 def _may_manage(caller: Principal, tenants: tuple[str, ...] | None) -> bool:
@@ -746,15 +910,34 @@ def _may_manage(caller: Principal, tenants: tuple[str, ...] | None) -> bool:
     return tenants is not None and set(tenants) <= caller.tenants
 
 
+def list_subscriptions(ctx: Context) -> Response:
+    """``GET /subscriptions``: the subscriptions the caller may manage, with their health."""
+    now = ctx.backend.clock()
+    subs = [s for s in ctx.backend.subscriptions.all() if _may_manage(ctx.caller, s.tenants)]
+    subs.sort(key=lambda s: s.created)
+    return json_response(
+        200,
+        {
+            "value": [
+                {**s.describe(), **s.health(now), "location": ctx.url(f"/subscriptions/{s.id}")}
+                for s in subs
+            ]
+        },
+    )
+
+
 def unsubscribe(ctx: Context) -> Response:
-    """``DELETE /subscriptions/{id}`` (the Location of the subscription)."""
+    """``DELETE /subscriptions/{id}`` (the Location of the subscription); 204, also when it is
+    already gone (Logic Apps repeats an unsubscribe it is not sure of)."""
+    from shared.push.store import is_subscription_id
+
     sub_id = ctx.request.route_params.get("id", "")
-    if not (len(sub_id) == 32 and all(c in "0123456789abcdef" for c in sub_id)):
+    if not is_subscription_id(sub_id):
         raise ApiError(400, "invalid_id", "a subscription id is 32 lowercase hexadecimal digits")
     store = ctx.backend.subscriptions
     sub = store.get(sub_id)
     if sub is None:
-        raise ApiError(404, "subscription_not_found", "no such subscription")
+        return Response(204)
     if not _may_manage(ctx.caller, sub.tenants):
         raise ApiError(
             403, "tenant_forbidden", "the subscription covers tenants the caller may not use"
@@ -764,34 +947,45 @@ def unsubscribe(ctx: Context) -> Response:
 
 
 def unsubscribe_by_callback(ctx: Context) -> Response:
-    """``DELETE /subscriptions`` with the callback URL (body or ``callbackUrl`` parameter), as a
-    Logic Apps HTTP Webhook trigger's unsubscribe call sends it."""
-    from shared.push import parse_subscription_body
-
-    url = ctx.request.param("callbackUrl")
-    if url is None:
-        data = parse_subscription_body(_json_or_text(ctx.request))
-        url = Body("Unsubscribe", (SUBSCRIBE_BODY.fields[0],)).check(data)["callbackUrl"]
+    """``DELETE /subscriptions`` with the callback URL in the body (JSON object, bare JSON string
+    or text, with or without ``Content-Type``), as an HTTP Webhook trigger's unsubscribe call may
+    send it; never from the query string (the URL's ``sig`` is a credential). 200 with how many
+    were removed: 0 when none (already gone is success)."""
+    data = _callback_body(ctx.request)
+    # an unsubscribe that repeats the subscribe body (filter included) is common: accept it
+    url = SUBSCRIBE_BODY.check(data)["callbackUrl"]
     store = ctx.backend.subscriptions
-    found = store.by_callback(url)
-    if not found:
-        raise ApiError(404, "subscription_not_found", "no subscription has this callback URL")
-    if not all(_may_manage(ctx.caller, s.tenants) for s in found):
+    found = store.find(url)
+    if found is None:
+        return json_response(200, {"deleted": 0})
+    if not _may_manage(ctx.caller, found.tenants):
         raise ApiError(
             403, "tenant_forbidden", "the subscription covers tenants the caller may not use"
         )
-    for sub in found:
-        store.remove(sub.id)
-    return json_response(200, {"deleted": len(found)})
+    store.remove(found.id)
+    return json_response(200, {"deleted": 1})
+
+
+UNSUBSCRIBE_BODY = Body("Unsubscribe", (SUBSCRIBE_BODY.fields[0],))
 
 
 # ---------------------------------------------------------------------- consent
 
 
+_ENTRA_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
 def consent_callback(ctx: Context) -> Response:
-    """``GET /consent/callback``: Entra's admin-consent redirect (anonymous)."""
-    from shared.api.access import _guid
-    from shared.api.consent import StateError, verify_state
+    """``GET /consent/callback``: Entra's admin-consent redirect (anonymous).
+
+    In order, and nothing is written until the last two steps: the redirect's parts (a
+    tenant GUID of one organisation, ``admin_consent=True``, a state); the state (signed by
+    us, for this tenant, not expired, its nonce not used yet); the proof (an app token asked
+    of Entra now in that tenant); then the nonce is spent (create-only, so one callback wins)
+    and the consent recorded, never re-enabling a paused tenant. A failed proof spends
+    nothing: the admin can open the same link again once Entra has the consent.
+    """
+    from shared.api.consent import StateError, consent_tenant, verify_state
 
     r = ctx.request
     settings = ctx.backend.settings
@@ -801,31 +995,89 @@ def consent_callback(ctx: Context) -> Response:
         )
     error = r.param("error")
     if error:
-        detail = (r.param("error_description") or "").splitlines()[0:1]
-        text = detail[0][:300] if detail else ""
+        # Entra's own words, shown to the admin: only a plain error code and one printable line
+        code = error if _ENTRA_ERROR.fullmatch(error) else "error"
+        detail = (r.param("error_description") or "").splitlines()[:1]
+        text = "".join(c for c in (detail[0][:300] if detail else "") if c.isprintable())
+        text = text.replace("<", "").replace(">", "")
         raise ApiError(
             400,
             "consent_declined",
-            f"the admin consent was not granted ({error[:80]}) {text}".strip(),
+            f"the admin consent was not granted ({code}) {text}".strip(),
         )
-    tenant = _guid(r.param("tenant") or "")
-    if tenant is None:
-        raise ApiError(400, "invalid_parameter", "'tenant' is missing or not a tenant GUID")
+    try:
+        tenant = consent_tenant(r.param("tenant") or "")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"'tenant': {exc}") from None
     if (r.param("admin_consent") or "").lower() != "true":
         raise ApiError(400, "consent_declined", "the redirect does not say admin_consent=True")
     state = r.param("state")
     if not state:
         raise ApiError(400, "invalid_state", "the consent redirect carries no state")
+    backend = ctx.backend
+    now = backend.clock()
     try:
-        verify_state(settings.api_signing_key, state, tenant, ctx.backend.clock())
+        claims = verify_state(settings.api_signing_key, state, tenant, now)
     except StateError as exc:
         raise ApiError(400, "invalid_state", str(exc)) from None
-    ctx.backend.record_consent(tenant, ctx.backend.clock())
-    return json_response(
-        200,
-        {
-            "tenant": tenant,
-            "consented": True,
-            "message": "consent recorded: the tenant is ingested from the next run",
-        },
+    used = ApiError(
+        400, "invalid_state", "this consent link was already used: ask for a new one if needed"
     )
+    states = backend.consent_states()
+    if states.used(claims.nonce):
+        raise used  # before the proof: a replay costs no call to Entra
+    roles = _prove_consent(backend, tenant, claims.expires)
+    if not states.spend(claims.nonce, tenant=tenant, when=now, expires=claims.expires):
+        raise used
+    try:
+        served = backend.record_consent(tenant, now)
+    except BaseException:
+        states.release(claims.nonce)  # nothing recorded: the link may be used again
+        raise
+    return json_response(200, _consent_answer(settings, tenant, served, roles))
+
+
+def _prove_consent(backend: Backend, tenant: str, expires: datetime) -> tuple[str, ...]:
+    try:
+        return backend.prove_consent(tenant)
+    except AuthError as exc:
+        if exc.error is None and not isinstance(exc, ConsentError):
+            # Entra could not be reached (or Key Vault, for the credential): not the admin's
+            raise ApiError(
+                503,
+                "consent_unverifiable",
+                f"the consent in tenant {tenant} could not be checked now; open the same link "
+                "again in a minute",
+                {"Retry-After": "60"},
+            ) from None
+        raise ApiError(
+            400,
+            "consent_not_proven",
+            f"no app token could be had in tenant {tenant}, so no consent is recorded ({exc}). "
+            "Entra may need a minute after the admin consents: open the same link again "
+            f"(it is valid until {format_utc(expires)})",
+        ) from None
+
+
+def _consent_answer(
+    settings: Any, tenant: str, served: bool, roles: tuple[str, ...]
+) -> dict[str, Any]:
+    from shared.credentials.claims import check_roles
+
+    missing = [c for c in check_roles(settings.api, settings.features, roles) if not c.ok]
+    body: dict[str, Any] = {"tenant": tenant, "consented": True, "enabled": served}
+    if served:
+        body["message"] = "consent recorded: the tenant is ingested from the next run"
+    else:
+        body["message"] = (
+            "consent recorded; the tenant is paused in the registry and stays paused (an "
+            f"operator resumes it with: python -m shared tenants resume {tenant})"
+        )
+    if missing:
+        body["missingRoles"] = sorted({c.needs[0] for c in missing})
+        body["message"] += (
+            "; the app's token there lacks "
+            + ", ".join(f"{c.feature}: {' or '.join(c.needs)}" for c in missing)
+            + " (add the permissions to the app registration and consent again)"
+        )
+    return body

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.api import handlers as h
-from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, key_holder, principal
+from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, Principal, anonymous
 from shared.api.http import ApiError, Request, Response, error_response
+from shared.api.ratelimit import retry_after
 from shared.api.schema import Body
+from shared.defender.values import FILTER_STATUSES, SEVERITIES
 from shared.errors import BridgeError
 
 if TYPE_CHECKING:
@@ -28,16 +30,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AuthLevel = Literal["function", "anonymous"]
+#: ``function``: the caller must prove who they are (``shared.api.access``); ``capability``: a
+#: token if the caller sends one (it is validated and decides), else the request's own signed
+#: capability, checked by the handler (a poll link: ``shared.api.poll``)
+AuthLevel = Literal["function", "anonymous", "capability"]
 #: query parameters every route accepts: the function key
 ALWAYS_ALLOWED = ("code",)
+Authenticate = Callable[[Request], Principal]
 #: bodies above this are refused before parsing when no settings are available
 DEFAULT_MAX_BODY = 65_536
 
 
 @dataclass(frozen=True)
 class Param:
-    """A query, path or header parameter."""
+    """A query, path or header parameter. ``title`` is the name a connector shows
+    (``x-ms-summary``); ``enum`` lists the values of a string, or of an array's items."""
 
     name: str
     where: Literal["query", "path", "header"]
@@ -50,6 +57,7 @@ class Param:
     fmt: str | None = None
     visibility: str | None = None
     default: Any = None
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,26 @@ class Route:
     body: Body | None = None
     body_types: tuple[str, ...] = ("application/json",)
     body_optional: bool = False
+    #: a body without ``Content-Type`` is read too (Logic Apps' unsubscribe may drop it)
+    body_untyped: bool = False
     responses: Mapping[int, tuple[str, str | None]] = field(default_factory=dict)
     produces: tuple[str, ...] = ("application/json",)
     visibility: str | None = None
     extensions: Mapping[str, Any] = field(default_factory=dict)
+    #: extensions of the path item (``x-ms-notification-content`` belongs there, not on the
+    #: operation: Power Platform's swagger schema)
+    path_extensions: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
-    #: backend needed (False: health and the document work even with broken settings)
+    #: backend needed (False: health works even with broken settings)
     needs_backend: bool = True
+    #: the per-caller limit family of a route that calls Defender (``shared.api.ratelimit``)
+    limit: str | None = None
+
+    @property
+    def public(self) -> bool:
+        """Reachable without a token or a key: anonymous at the Functions host, excluded from
+        App Service Authentication (``infra/app/auth.bicep``), no run key under ``serve``."""
+        return self.auth in ("anonymous", "capability")
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -97,32 +118,39 @@ TENANT = Param(
     "tenant",
     "query",
     "string",
-    "the tenant to act in (default: the home tenant); or the X-Defender-Tenant header",
+    "The tenant to act in (default: the caller's only tenant, else the home tenant); or the "
+    "X-Defender-Tenant header.",
     fmt="uuid",
     visibility="advanced",
+    title="Tenant ID",
 )
 TENANT_HEADER = Param(
     "X-Defender-Tenant",
     "header",
     "string",
-    "the tenant to act in (instead of ?tenant=)",
+    "The tenant to act in (instead of the tenant parameter).",
     fmt="uuid",
     visibility="internal",
+    title="Tenant ID Header",
 )
 CONTEXT = Param(
     "context",
     "query",
     "string",
-    "app (the app's permissions, default) or user (on behalf of the caller's Entra token)",
+    "app (the app's permissions, default) or user (on behalf of the caller's Entra token).",
     enum=("app", "user"),
     visibility="advanced",
+    title="Run As",
 )
-ID = Param("id", "path", "string", "the incident id", required=True)
+ID = Param("id", "path", "string", "The incident's ID.", required=True, title="Incident ID")
 ERRORS: dict[int, tuple[str, str | None]] = {
     400: ("invalid request", "Error"),
     403: ("missing app role or tenant not allowed", "Error"),
     404: ("not found", "Error"),
-    429: ("throttled by Defender: retry after Retry-After seconds", "Error"),
+    429: (
+        "too many requests (this caller's limit, or Defender's): retry after Retry-After seconds",
+        "Error",
+    ),
     502: ("Defender answered with an error", "Error"),
     503: ("temporarily unavailable", "Error"),
 }
@@ -162,56 +190,84 @@ ROUTES: tuple[Route, ...] = (
                 "status",
                 "query",
                 "array",
-                "only these statuses (active, inProgress, resolved, redirected, awaitingAction)",
+                "Only incidents in these statuses.",
+                enum=FILTER_STATUSES,
+                title="Statuses",
             ),
             Param(
                 "severity",
                 "query",
                 "array",
-                "only these severities (informational, low, medium, high, unknown)",
+                "Only incidents of these severities.",
+                enum=SEVERITIES,
+                title="Severities",
             ),
-            Param("assignedTo", "query", "string", "only incidents assigned to this user"),
             Param(
-                "createdFrom", "query", "string", "created at or after (ISO-8601)", fmt="date-time"
+                "assignedTo",
+                "query",
+                "string",
+                "Only incidents assigned to this user (UPN).",
+                title="Assigned To",
             ),
-            Param("createdBefore", "query", "string", "created before (ISO-8601)", fmt="date-time"),
+            Param(
+                "createdFrom",
+                "query",
+                "string",
+                "Only incidents created at or after this time (ISO-8601).",
+                fmt="date-time",
+                title="Created From",
+            ),
+            Param(
+                "createdBefore",
+                "query",
+                "string",
+                "Only incidents created before this time (ISO-8601).",
+                fmt="date-time",
+                title="Created Before",
+            ),
             Param(
                 "updatedFrom",
                 "query",
                 "string",
-                "last updated at or after (ISO-8601)",
+                "Only incidents last updated at or after this time (ISO-8601).",
                 fmt="date-time",
+                title="Updated From",
             ),
             Param(
                 "updatedBefore",
                 "query",
                 "string",
-                "last updated before (ISO-8601)",
+                "Only incidents last updated before this time (ISO-8601).",
                 fmt="date-time",
+                title="Updated Before",
             ),
             Param(
                 "top",
                 "query",
                 "integer",
-                "page size",
+                "How many incidents a page holds.",
                 minimum=1,
                 maximum=h.MAX_PAGE,
                 default=h.DEFAULT_PAGE,
+                title="Page Size",
             ),
             Param(
                 "cursor",
                 "query",
                 "string",
-                "from a previous page's nextLink",
+                "Where the previous page ended (from its nextLink).",
                 visibility="internal",
+                title="Page Cursor",
             ),
         ),
         responses={
             200: ("a page of incidents", "IncidentPage"),
             **_errors(400, 403, 404, 429, 502, 503),
         },
-        extensions={"x-ms-pageable": {"nextLinkName": "nextLink", "itemName": "value"}},
+        # the schema allows nextLinkName alone; the items are the answer's "value"
+        extensions={"x-ms-pageable": {"nextLinkName": "nextLink"}},
         tags=("incidents",),
+        limit="incidents",
     ),
     Route(
         "GetIncident",
@@ -227,6 +283,7 @@ ROUTES: tuple[Route, ...] = (
             **_errors(400, 403, 404, 429, 502, 503),
         },
         tags=("incidents",),
+        limit="incidents",
     ),
     Route(
         "UpdateIncident",
@@ -243,6 +300,7 @@ ROUTES: tuple[Route, ...] = (
             **_errors(400, 403, 404, 429, 502, 503),
         },
         tags=("incidents",),
+        limit="incidents",
     ),
     Route(
         "ListHuntingTemplates",
@@ -273,8 +331,10 @@ ROUTES: tuple[Route, ...] = (
                 "Prefer",
                 "header",
                 "string",
-                "respond-async: answer 202 at once",
+                "respond-async: answer 202 at once and run the hunt in the background.",
+                enum=("respond-async",),
                 visibility="advanced",
+                title="Answer Asynchronously",
             ),
         ),
         body=h.HUNT_BODY,
@@ -285,6 +345,7 @@ ROUTES: tuple[Route, ...] = (
         },
         produces=("application/json", "text/csv"),
         tags=("hunting",),
+        limit="hunting",
     ),
     Route(
         "GetHuntingJob",
@@ -294,7 +355,54 @@ ROUTES: tuple[Route, ...] = (
         "Get a hunting job",
         "202 with Location and Retry-After until the job is done, then its result or error.",
         role=HUNT,
-        params=(Param("id", "path", "string", "the job id", required=True),),
+        params=(Param("id", "path", "string", "The job's ID.", required=True, title="Job ID"),),
+        responses={
+            200: ("the result", "HuntingResult"),
+            202: ("still running", "Job"),
+            **_errors(400, 403, 404),
+        },
+        produces=("application/json", "text/csv"),
+        visibility="internal",
+        tags=("hunting",),
+    ),
+    Route(
+        "PollHuntingJob",
+        "GET",
+        "/hunting/status",
+        h.poll_job,
+        "Poll a hunting job",
+        "The Location of a hunting 202: the job's state (202 with the same Location and "
+        "Retry-After) until it is done, then its result or error. Opens with the link's own "
+        "signed capability (job, tenant, expiry) when no token is sent; a token, when sent, is "
+        "validated and decides.",
+        role=HUNT,
+        auth="capability",
+        params=(
+            Param("job", "query", "string", "The job's ID.", required=True, title="Job ID"),
+            Param(
+                "tenant",
+                "query",
+                "string",
+                "The tenant the job runs in.",
+                fmt="uuid",
+                title="Tenant ID",
+            ),
+            Param(
+                "exp",
+                "query",
+                "integer",
+                "When the link expires (Unix seconds).",
+                title="Link Expiry",
+            ),
+            Param(
+                "sig",
+                "query",
+                "string",
+                "The link's signature.",
+                visibility="internal",
+                title="Link Signature",
+            ),
+        ),
         responses={
             200: ("the result", "HuntingResult"),
             202: ("still running", "Job"),
@@ -310,12 +418,35 @@ ROUTES: tuple[Route, ...] = (
         "/ingest",
         h.queue_ingest,
         "Ingest a tenant now",
-        "Queues the tenant for ingestion (optionally from a date, for a backfill); 202.",
+        "Queues the tenant for ingestion (optionally from a date, for a backfill); 202 with "
+        "Location, the tenant's ingestion status, to follow until the run ends.",
         role=INGEST,
         params=(TENANT, TENANT_HEADER),
         body=h.INGEST_BODY,
         body_optional=True,
-        responses={202: ("queued", "IngestQueued"), **_errors(400, 403, 404, 503)},
+        responses={
+            202: ("queued: follow the Location to the end of the run", "IngestQueued"),
+            **_errors(400, 403, 404, 429, 503),
+        },
+        tags=("ingestion",),
+        limit="incidents",
+    ),
+    Route(
+        "GetIngestionStatus",
+        "GET",
+        "/ingest/status",
+        h.ingest_status,
+        "Get a tenant's ingestion status",
+        "The Location of POST /ingest: 202 (with the same Location and Retry-After) while the "
+        "tenant is queued or running, then 200 with its last run: outcome, last success, "
+        "watermark, last error.",
+        role=INGEST,
+        params=(TENANT, TENANT_HEADER),
+        responses={
+            200: ("the tenant's last run", "IngestStatus"),
+            202: ("queued or running", "IngestStatus"),
+            **_errors(400, 403, 404, 503),
+        },
         tags=("ingestion",),
     ),
     Route(
@@ -324,14 +455,16 @@ ROUTES: tuple[Route, ...] = (
         "/subscriptions",
         h.subscribe,
         "When an incident is created or updated",
-        "Subscribes a webhook to new and updated incidents matching a filter; 201 with "
-        "Location, the URL to DELETE to unsubscribe.",
+        "This operation triggers when an incident matching the filter is created or updated: "
+        "it subscribes a webhook (201 with Location, the URL to DELETE to unsubscribe) that "
+        "receives each new version.",
         role=SUBSCRIBE,
         body=h.SUBSCRIBE_BODY,
         body_types=("application/json", "text/plain"),
         responses={201: ("subscribed", "SubscriptionCreated"), **_errors(400, 403, 404, 503)},
-        extensions={
-            "x-ms-trigger": "single",
+        extensions={"x-ms-trigger": "single"},
+        # what each delivery POSTs: the trigger's outputs (on the path item, per the schema)
+        path_extensions={
             "x-ms-notification-content": {
                 "description": "A new or updated incident",
                 "schema": {"$ref": "#/definitions/IncidentNotification"},
@@ -340,20 +473,31 @@ ROUTES: tuple[Route, ...] = (
         tags=("subscriptions",),
     ),
     Route(
+        "ListSubscriptions",
+        "GET",
+        "/subscriptions",
+        h.list_subscriptions,
+        "List subscriptions",
+        "The push subscriptions the caller may manage, with their delivery health (status, "
+        "circuit breaker, last success and failure, why one was dropped).",
+        role=SUBSCRIBE,
+        responses={200: ("the subscriptions", "SubscriptionList"), **_errors(403)},
+        visibility="internal",
+        tags=("subscriptions",),
+    ),
+    Route(
         "UnsubscribeByCallback",
         "DELETE",
         "/subscriptions",
         h.unsubscribe_by_callback,
         "Unsubscribe a callback URL",
-        "Removes every subscription of a callback URL (body or callbackUrl parameter).",
+        "Removes the subscription of a callback URL given in the body (never in the query: its "
+        "sig is a credential); 200 with deleted 0 when there is none.",
         role=SUBSCRIBE,
-        params=(
-            Param("callbackUrl", "query", "string", "the callback URL", visibility="internal"),
-        ),
-        body=Body("Unsubscribe", (h.SUBSCRIBE_BODY.fields[0],)),
+        body=h.UNSUBSCRIBE_BODY,
         body_types=("application/json", "text/plain"),
-        body_optional=True,
-        responses={200: ("removed", "Deleted"), **_errors(400, 403, 404)},
+        body_untyped=True,
+        responses={200: ("removed", "Deleted"), **_errors(400, 403)},
         visibility="internal",
         tags=("subscriptions",),
     ),
@@ -363,10 +507,19 @@ ROUTES: tuple[Route, ...] = (
         "/subscriptions/{id}",
         h.unsubscribe,
         "Unsubscribe",
-        "Removes a subscription (the platform calls its Location).",
+        "Removes a subscription (the platform calls its Location); 204, also when it is gone.",
         role=SUBSCRIBE,
-        params=(Param("id", "path", "string", "the subscription id", required=True),),
-        responses={204: ("removed", None), **_errors(400, 403, 404)},
+        params=(
+            Param(
+                "id",
+                "path",
+                "string",
+                "The subscription's ID.",
+                required=True,
+                title="Subscription ID",
+            ),
+        ),
+        responses={204: ("removed", None), **_errors(400, 403)},
         visibility="internal",
         tags=("subscriptions",),
     ),
@@ -379,13 +532,31 @@ ROUTES: tuple[Route, ...] = (
         "Where Entra sends a customer's admin after consenting: records the tenant.",
         auth="anonymous",
         params=(
-            Param("tenant", "query", "string", "the consenting tenant"),
-            Param("admin_consent", "query", "string", "True when consent was granted"),
-            Param("state", "query", "string", "the state the consent link carried"),
-            Param("error", "query", "string", "Entra's error code"),
-            Param("error_description", "query", "string", "Entra's error text"),
-            Param("error_uri", "query", "string", "Entra's error link"),
-            Param("scope", "query", "string", "the consented scope"),
+            Param("tenant", "query", "string", "The consenting tenant.", title="Tenant ID"),
+            Param(
+                "admin_consent",
+                "query",
+                "string",
+                "True when consent was granted.",
+                title="Admin Consent",
+            ),
+            Param(
+                "state",
+                "query",
+                "string",
+                "The state the consent link carried.",
+                title="State Token",
+            ),
+            Param("error", "query", "string", "Entra's error code.", title="Error Code"),
+            Param(
+                "error_description",
+                "query",
+                "string",
+                "Entra's error text.",
+                title="Error Description",
+            ),
+            Param("error_uri", "query", "string", "Entra's error link.", title="Error Link"),
+            Param("scope", "query", "string", "The consented scope.", title="Consented Scope"),
         ),
         responses={200: ("recorded", "ConsentRecorded"), **_errors(400, 503)},
         visibility="internal",
@@ -397,10 +568,10 @@ ROUTES: tuple[Route, ...] = (
         "/openapi.json",
         h.openapi_document,
         "OpenAPI document",
-        "This API as OpenAPI 2.0 (import it as a custom connector).",
+        "This API as OpenAPI 2.0 (import it as a custom connector); its security names this "
+        "deployment's tenant and audience.",
         responses={200: ("the document", None)},
         visibility="internal",
-        needs_backend=False,
         tags=("meta",),
     ),
 )
@@ -431,14 +602,15 @@ def handle(
     backend: Callable[[], Backend],
     *,
     max_body: int | None = None,
-    require_principal: bool | None = None,
-    tenant_roles: Mapping[str, tuple[str, ...]] | None = None,
+    authenticate: Authenticate | None = None,
     public_url: str | None = None,
 ) -> Response:
     """Answer one request. Never raises.
 
-    The options come from settings (the faces read them through ``options_from``); a route
-    that needs no backend (health, the document) answers even when settings are broken.
+    The options come from settings (the faces read them through ``options_from``): without
+    ``authenticate`` (broken settings) only the anonymous routes answer, the others are a 503
+    that says nothing more to a caller nobody could identify. The caller is authenticated and
+    their role checked before the request's parameters are looked at.
     """
     path = request.path
     if path.startswith("/api/") or path == "/api":
@@ -449,22 +621,29 @@ def handle(
         limit = max_body or DEFAULT_MAX_BODY
         if len(request.body) > limit:
             raise ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
+        tokenless = route.auth == "capability" and "Authorization" not in request.headers
+        if route.auth == "anonymous" or tokenless:
+            # a capability route without a token: its handler checks the request's capability
+            # (never a function key: the host does not check keys on a public route)
+            caller = anonymous()
+        elif authenticate is None:
+            raise ApiError(
+                503, "configuration", "the app's settings are invalid; see the app's log"
+            )
+        else:
+            caller = authenticate(request)
+            caller.require(route.role)
         _check_query(route, request)
         _check_content_type(route, request)
-        if route.auth == "anonymous":
-            caller = key_holder()
-        else:
-            caller = principal(
-                request, tenant_roles=tenant_roles or {}, required=bool(require_principal)
-            )
-            caller.require(route.role)
         ctx = h.Context(
             request=replace(request, path=path, route_params=params),
             caller=caller,
             backend_factory=backend,
             base_url=public_url or request.base_url,
-            anonymous=route.auth == "anonymous",
+            anonymous=caller.subject == "anonymous",
         )
+        if route.limit is not None:
+            _check_limit(ctx, route.limit)
         return route.handler(ctx)
     except ApiError as exc:
         return exc.response()
@@ -475,6 +654,20 @@ def handle(
         log.exception("HTTP API: unhandled error (reference %s)", incident)
         return error_response(
             500, "internal_error", f"the request failed (reference {incident}); see the app's logs"
+        )
+
+
+def _check_limit(ctx: h.Context, family: str) -> None:
+    """Count the request against the caller's allowance; 429 (before any Defender call)
+    when it is spent."""
+    wait = ctx.backend.caller_limits.take(ctx.caller.subject, family)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"this caller sent more requests to routes that call Defender than its limit "
+            f"allows; retry after {retry_after(wait)} seconds",
+            {"Retry-After": retry_after(wait)},
         )
 
 
@@ -502,6 +695,8 @@ def _check_content_type(route: Route, request: Request) -> None:
     if route.body is None or (route.body_optional and not request.body.strip()):
         return
     given = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if given == "" and route.body_untyped:
+        return
     if given not in route.body_types:
         raise ApiError(
             415,
@@ -511,10 +706,9 @@ def _check_content_type(route: Route, request: Request) -> None:
 
 
 def options_from(settings: Any) -> dict[str, Any]:
-    """The ``handle`` options of a ``Settings``."""
+    """The ``handle`` options of a ``Settings`` (the authenticator comes from the composition
+    root: it keeps the signing keys between requests)."""
     return {
         "max_body": settings.api_max_body_bytes,
-        "require_principal": settings.api_require_principal,
-        "tenant_roles": settings.api_tenant_roles,
         "public_url": settings.api_public_url,
     }

@@ -9,6 +9,7 @@ the code accepts. Pure.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +17,16 @@ from typing import Any, Literal
 from shared.api.http import ApiError
 
 Kind = Literal["string", "integer", "boolean", "array", "object"]
+#: words a title spells in capitals
+_ACRONYMS = {"id": "ID", "ids": "IDs", "url": "URL", "uri": "URI", "kql": "KQL", "api": "API"}
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def title_of(name: str) -> str:
+    """A human title for a field's name, as a connector shows it (``x-ms-summary``):
+    ``assignedTo`` -> ``Assigned To``, ``callbackUrl`` -> ``Callback URL``. Pure."""
+    words = _WORD.findall(name) or [name]
+    return " ".join(_ACRONYMS.get(w.lower(), w[:1].upper() + w[1:]) for w in words)
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class Field:
 
     ``kind`` ``array`` holds strings; ``object`` holds any JSON values (e.g. template
     parameters), checked by the handler. ``nullable`` allows JSON null (e.g. unassign).
+    ``title``: the name a connector shows (default: ``title_of(name)``).
     """
 
     name: str
@@ -39,6 +51,7 @@ class Field:
     fmt: str | None = None
     visibility: str | None = None
     extensions: Mapping[str, Any] = field(default_factory=dict)
+    title: str | None = None
 
     def check(self, value: Any) -> str | None:
         """A problem with ``value``, or None."""
@@ -75,8 +88,12 @@ class Field:
         return None
 
     def openapi(self) -> dict[str, Any]:
-        """The property's OpenAPI 2.0 schema."""
-        out: dict[str, Any] = {"type": self.kind, "description": self.description}
+        """The property's OpenAPI 2.0 schema (with the connector's title)."""
+        out: dict[str, Any] = {
+            "type": self.kind,
+            "x-ms-summary": self.title or title_of(self.name),
+            "description": self.description,
+        }
         if self.kind == "string":
             out["maxLength"] = self.max_length
             if self.fmt:
@@ -107,12 +124,14 @@ class Field:
 
 @dataclass(frozen=True)
 class Body:
-    """A JSON object body of declared fields (``at_least_one``: an empty object is a 400)."""
+    """A JSON object body of declared fields (``at_least_one``: an empty object is a 400);
+    ``title`` and ``description`` describe the body parameter to a connector."""
 
     name: str
     fields: Sequence[Field]
     at_least_one: bool = False
     description: str = ""
+    title: str | None = None
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         """The validated body.

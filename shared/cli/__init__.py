@@ -12,14 +12,38 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from shared.cli import check, consent, hunt, incidents, ingest, login, serve, status, tenants
+from shared.cli import (
+    check,
+    connector,
+    consent,
+    hunt,
+    incidents,
+    ingest,
+    login,
+    serve,
+    status,
+    subscriptions,
+    tenants,
+)
 from shared.errors import BridgeError, ConfigError
 from shared.logs import configure_cli_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 #: command modules, each with ``register(subparsers)`` setting ``handler`` on its parser
-COMMANDS = (ingest, check, consent, login, incidents, hunt, serve, tenants, status)
+COMMANDS = (
+    ingest,
+    check,
+    consent,
+    login,
+    incidents,
+    hunt,
+    serve,
+    tenants,
+    status,
+    subscriptions,
+    connector,
+)
 
 
 class _Parser(argparse.ArgumentParser):

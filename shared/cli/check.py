@@ -1,21 +1,28 @@
-"""``python -m shared check``: per tenant, Key Vault access, token acquisition and token roles."""
+"""``python -m shared check``: per tenant Key Vault access, token acquisition and token roles,
+ingestion health, the poison queue, then the settings the Functions host reads itself."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, TextIO
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, TextIO
 
 from shared.cli.common import EXIT_FAILED, EXIT_OK, tenant_ids
+
+if TYPE_CHECKING:
+    from shared.host import Finding
 
 
 def register(commands: Any) -> None:
     """Add the ``check`` command."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "check",
-        help="check credential, tokens and permissions for every tenant",
+        help="check host settings, credential, tokens and permissions for every tenant",
         description="For each tenant: the app's credential in Key Vault (and its expiry), a "
-        "token, and the token's roles against DEFENDER_FEATURES. Exits 1 on any failure.",
+        "token, and the token's roles against DEFENDER_FEATURES; then the settings the "
+        "Functions host reads itself (INGEST_SCHEDULE, DATA_STORAGE, AzureWebJobsStorage) and "
+        "host.json against the app's settings. Exits 1 on any failure.",
     )
     parser.add_argument(
         "--tenant",
@@ -37,11 +44,21 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         check_tenants,
         render_table,
     )
+    from shared.errors import ConfigError
+    from shared.host import check_host
     from shared.retirement import api_notice
     from shared.tenants import TenantEntry
 
-    svc = services()
+    try:
+        svc = services()
+    except ConfigError:
+        # the host-side settings are read by the host, not by Settings: report them anyway,
+        # then the settings' own problems (the CLI prints them and exits 2)
+        if not args.json:
+            out.write(_host_lines(check_host()))
+        raise
     s = svc.settings
+    host = check_host(settings=s)
     notice = api_notice(s.api, svc.clock())
     if args.tenant:
         entries = [TenantEntry(t) for t in tenant_ids(args.tenant, s.tenants)]
@@ -66,6 +83,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         credential_fix=fix,
         api=Step(notice.status, notice.detail),
         api_fix=notice.fix,
+        **_http_auth(s),
     )
     # ingestion health (issue 9): last success and lag of each tenant, from its checkpoint
     from shared.ingest import ingestion_health
@@ -82,15 +100,53 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             **report.to_json(),
             "ingestion": [h.to_json() for h in health],
             "poison": poison,
+            "host": [asdict(f) for f in host],
         }
+        document["ok"] = document["ok"] and _host_ok(host)
         json.dump(document, out, indent=2)
         out.write("\n")
     else:
         out.write(render_table(report))
         out.write("ingestion:\n" + "".join(f"  {h.line()}\n" for h in health))
         out.write(_poison_lines(poison))
+        out.write(_host_lines(host))
     stuck = bool(poison.get("count"))
-    return EXIT_OK if report.ok and not stuck else EXIT_FAILED
+    return EXIT_OK if report.ok and not stuck and _host_ok(host) else EXIT_FAILED
+
+
+def _host_ok(host: list[Finding]) -> bool:
+    return all(f.status != "fail" for f in host)
+
+
+def _host_lines(host: list[Finding]) -> str:
+    """The host-side findings: what each setting is for and who needs it, and any fix."""
+    lines = ["host settings (read by the Functions host before any of our code runs):\n"]
+    lines += [f"  {f.line()}\n" for f in host]
+    return "".join(lines)
+
+
+def _http_auth(settings: Any) -> dict[str, Any]:
+    """Who the HTTP API admits: a warning in key mode (a key grants every tenant) and for a
+    retired setting that is still set (it is not obeyed)."""
+    from shared.credentials.check import Step
+    from shared.settings import RETIRED_SETTINGS
+
+    notes, fixes = [], []
+    if settings.api_auth_mode == "key":
+        notes.append(
+            "API_AUTH_MODE=key: any holder of a function key may call every route in every "
+            "registered tenant, with every role"
+        )
+        fixes.append(
+            "unless one team owns every tenant, set API_AUTH_MODE=entra and grant callers app "
+            "roles (README 'Trust model')"
+        )
+    for name in settings.retired_settings:
+        notes.append(f"{name} is set but no longer read")
+        fixes.append(RETIRED_SETTINGS[name])
+    if not notes:
+        return {"http_auth": Step("ok", f"Entra ID tokens for {settings.api_audiences[0]}")}
+    return {"http_auth": Step("warn", "; ".join(notes)), "http_auth_fix": "; ".join(fixes)}
 
 
 def _poison(svc: Any) -> dict[str, Any]:

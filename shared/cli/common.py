@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
-from shared.clock import parse_utc
+from shared.clock import RANGE_TEXT, parse_input_time
 from shared.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def iso_time(text: str) -> datetime:
-    """argparse type: an ISO-8601 time with a zone."""
+    """argparse type: an ISO-8601 time with a zone, within ``shared.clock.RANGE_TEXT``."""
     try:
-        return parse_utc(text)
+        return parse_input_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not an ISO-8601 time with a zone: {text!r} (e.g. 2026-11-01T00:00:00Z)"
+            f"not an ISO-8601 time with a zone {RANGE_TEXT}: {text[:40]!r} "
+            "(e.g. 2026-11-01T00:00:00Z)"
         ) from None
 
 

@@ -35,13 +35,18 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the URL (no network I/O: it only needs the settings)."""
+    from shared.api.consent import consent_tenant
     from shared.credentials.tokens import admin_consent_url
-    from shared.credentials.user import require_tenant
     from shared.errors import ConfigError
     from shared.settings import load, parse_redirect_uri
 
     settings = load()
-    tenant = require_tenant(args.tenant, settings)
+    try:
+        # one organisation's tenant: a link for common/organizations/consumers would let any
+        # tenant's admin answer it
+        tenant = consent_tenant(settings.tenant_id if args.tenant is None else args.tenant)
+    except ValueError as exc:
+        raise ConfigError(f"--tenant: {exc}") from None
     redirect = settings.consent_redirect_uri
     if args.redirect_uri is not None:
         try:

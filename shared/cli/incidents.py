@@ -17,7 +17,7 @@ from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.cli.login import add_as_user
 from shared.defender.model import Incident
 from shared.errors import ConfigError
-from shared.usecases import INCIDENT_COLUMNS, alert_row, incident_row, split_values
+from shared.usecases import INCIDENT_COLUMNS, alert_row, csv_cell, incident_row, split_values
 
 __all__ = ["alert_row", "incident_row"]
 
@@ -205,11 +205,16 @@ def run_update(args: argparse.Namespace, out: TextIO) -> int:
     except ConfigError as exc:
         return bad_input("incidents update", exc)
     from shared import usecases
+    from shared.bootstrap import services
 
+    client = client_for(args)
+    started = services().clock()
     try:
-        incident = usecases.update_incident(client_for(args), args.incident_id, update)
+        incident = usecases.update_incident(client, args.incident_id, update)
     except ConfigError as exc:
         return bad_input("incidents update", exc)
+    # push does not deliver this update back to subscribed workflows (loop protection)
+    services().mark_own_update(client.tenant, incident.id, started)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
 
@@ -299,10 +304,11 @@ def write_rows(
 ) -> None:
     """Print rows as an aligned text table or as CSV (with a header line)."""
     if fmt == "csv":
+        # formula-looking cells are neutralised for spreadsheets (``usecases.csv_cell``)
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow([csv_cell(c) for c in columns])
         for row in rows:
-            writer.writerow([_cell(row.get(c), wide=True) for c in columns])
+            writer.writerow([csv_cell(_cell(row.get(c), wide=True)) for c in columns])
         return
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]

@@ -25,8 +25,10 @@ def register(commands: Any) -> None:
         "ingest",
         help="run ingestion now",
         description="Pull incidents updated since each tenant's checkpoint into storage, "
-        "by time slices, oldest first; a run that reaches its time budget stops cleanly and "
-        "the next one goes on from its checkpoint.",
+        "by time slices, oldest first; a run that reaches its time budget, or finds the API "
+        "quota spent for longer than API_MAX_RETRY_WAIT_SECONDS, stops cleanly (exit 0, "
+        "complete: false, stopped: time budget or quota) and the next one goes on from its "
+        "checkpoint.",
     )
     parser.add_argument(
         "--tenant",
@@ -92,7 +94,15 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     )
     for t in summary.tenants:
         result = (
-            "skipped" if t.skipped else "FAILED" if not t.ok else "ok" if t.complete else "partial"
+            "skipped"
+            if t.skipped
+            else "FAILED"
+            if not t.ok
+            else "ok"
+            if t.complete
+            else "quota"
+            if t.stopped == "quota"
+            else "partial"
         )
         lag = "-" if t.lag_seconds is None else f"{t.lag_seconds / 60:.0f}m"
         out.write(
@@ -101,7 +111,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         if t.error:
             out.write(f"  {t.error}\n")
-        if t.ok and not t.complete and not t.skipped:
+        if t.ok and not t.complete and not t.skipped and t.stopped == "quota":
+            when = f"until {t.resume_at}" if t.resume_at else "for now"
+            out.write(
+                f"  stopped cleanly: the API quota is spent {when}; what was read is stored, and "
+                "the next run continues from the checkpoint\n"
+            )
+        elif t.ok and not t.complete and not t.skipped:
             out.write(f"  stopped ({t.stopped}); the next run continues from the checkpoint\n")
         if t.quarantined:
             out.write(

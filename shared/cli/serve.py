@@ -2,30 +2,59 @@
 
 The same routes as the Functions HTTP triggers (``shared.api.routes``), served by the standard
 library's WSGI server with one thread per request. Hunting jobs run on this process's threads
-instead of the ``defender-hunting`` queue. Only loopback addresses are accepted: this is for
-trying the API, not for exposing it (there are no function keys here).
+instead of the ``defender-hunting`` queue. This is for trying the API, not for exposing it, and a
+local port is reachable by every web page the developer opens, so before a request reaches the
+routes (``guard``):
+
+- its ``Host`` must be a loopback name with this port (a page on a name that resolves to
+  127.0.0.1, DNS rebinding, sends its own);
+- it must carry no ``Origin`` and no cross-site ``Sec-Fetch-Site`` (browsers add them to a
+  page's requests), and a body only as ``application/json`` (``text/plain``, form and
+  multipart bodies are what a page can send without a CORS preflight);
+- it must carry this run's key, printed at start, as ``x-functions-key`` or ``?code=``: the
+  role the function key plays under the Functions host (not needed by the public routes: the
+  health check, the consent callback and the poll link, which carries its own capability).
+
+The routes then authenticate the caller as under Functions: an Entra ID token in the default
+``API_AUTH_MODE=entra``; the key alone with ``API_AUTH_MODE=key``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
+import secrets
 import socketserver
 import sys
 from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from shared.api.access import KEY_HEADER, KEY_PARAMETER
+from shared.api.http import ApiError, Request, Response
 from shared.cli.common import EXIT_OK, EXIT_USAGE
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Host header names of a loopback address
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     """One thread per request (a slow hunt does not block a poll)."""
 
     daemon_threads = True
+    #: this run's key (``guard``)
+    key: str = ""
 
 
 class _QuietHandler(WSGIRequestHandler):
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        # wsgiref fills in "text/plain" for a request that sent no Content-Type; the guard must
+        # see what the client sent (a Logic App's unsubscribe DELETE carries none)
+        if self.headers.get("Content-Type") is None:
+            environ.pop("CONTENT_TYPE", None)
+        return environ
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # the path only: a query string may carry a function key or a callback's sig
         sys.stderr.write(f"{self.command} {self.path.split('?')[0]} {code}\n")
@@ -43,17 +72,88 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def build_server(host: str, port: int) -> ThreadingWSGIServer:
-    """The server (not yet serving); port 0 picks a free one."""
+def build_server(host: str, port: int, *, key: str | None = None) -> ThreadingWSGIServer:
+    """The server (not yet serving); port 0 picks a free one. ``key``: the run's key (default:
+    a new random one, ``server.key``)."""
     from shared.api.app import answer
     from shared.api.wsgi import make_app
 
-    app = make_app(lambda request: answer(request, in_process=True))
+    run_key = key or secrets.token_urlsafe(32)
+    bound: dict[str, int] = {}
+
+    def guarded(request: Request) -> Response:
+        refused = guard(request, key=run_key, port=bound["port"])
+        return refused if refused is not None else answer(request, in_process=True)
+
     server = make_server(
-        host, port, app, server_class=ThreadingWSGIServer, handler_class=_QuietHandler
+        host, port, make_app(guarded), server_class=ThreadingWSGIServer, handler_class=_QuietHandler
     )
     assert isinstance(server, ThreadingWSGIServer)
+    bound["port"] = server.server_port
+    server.key = run_key
     return server
+
+
+def guard(request: Request, *, key: str, port: int) -> Response | None:
+    """The refusal of a request ``serve`` must not answer, or None (see the module docstring).
+    Pure."""
+    from shared.api.routes import match
+
+    try:
+        _check(request, key=key, port=port, anonymous=_anonymous(match, request))
+    except ApiError as exc:
+        return exc.response()
+    return None
+
+
+def _anonymous(match: Any, request: Request) -> bool:
+    path = request.path.removeprefix("/api") or "/"
+    try:
+        route, _ = match(request.method, path)
+    except ApiError:
+        return False  # not a route: the key is still asked for first
+    return bool(route.public)
+
+
+def _check(request: Request, *, key: str, port: int, anonymous: bool) -> None:
+    if not _loopback(request.headers.get("Host"), port):
+        raise ApiError(
+            403,
+            "host_not_allowed",
+            f"serve answers requests for 127.0.0.1:{port} or localhost:{port} only",
+        )
+    site = (request.headers.get("Sec-Fetch-Site") or "").lower()
+    if request.headers.get("Origin") is not None or site in ("cross-site", "same-site"):
+        raise ApiError(403, "cross_origin", "serve refuses requests made by web pages")
+    sent = request.headers.get("Content-Type")
+    kind = (sent or "").split(";")[0].strip().lower()
+    # a web page can POST text, forms and untyped bytes without a CORS preflight; a DELETE is
+    # always preflighted (which serve never grants), so an untyped DELETE body is a client's
+    # own (a Logic App's unsubscribe call sends its body without Content-Type)
+    untyped_delete = sent is None and request.method.upper() == "DELETE"
+    if request.body and kind != "application/json" and not untyped_delete:
+        raise ApiError(415, "unsupported_media_type", "serve accepts JSON bodies only")
+    if anonymous:
+        return
+    given = [request.headers.get(KEY_HEADER) or "", *request.query.get(KEY_PARAMETER, [])]
+    if not any(hmac.compare_digest(g.encode(), key.encode()) for g in given if g):
+        raise ApiError(
+            401,
+            "serve_key_required",
+            "send the key 'python -m shared serve' printed at start, as the x-functions-key "
+            "header or the code query parameter",
+            {"WWW-Authenticate": 'Key realm="python -m shared serve"'},
+        )
+
+
+def _loopback(value: str | None, port: int) -> bool:
+    """Whether a ``Host`` header names a loopback address (and this port, if any)."""
+    if not value:
+        return False
+    name, port_text = value.strip().lower(), ""
+    if not name.endswith("]") and ":" in name:
+        name, _, port_text = name.rpartition(":")
+    return name in _LOOPBACK_HOSTS and port_text in ("", str(port))
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -63,6 +163,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     server = build_server(args.host, args.port)
     out.write(f"serving the HTTP API on http://{args.host}:{server.server_port}/api/\n")
+    out.write(
+        f"key of this run: {server.key}\n"
+        "  send it as the x-functions-key header (or ?code=) on every route but the public\n"
+        "  ones (/api/health, /api/consent/callback, a hunting job's poll link),\n"
+        "  with an Entra ID token for the API as 'Authorization: Bearer <token>' (the emulator\n"
+        "  mints one: POST /_emulator/api/token), unless API_AUTH_MODE=key\n"
+    )
     out.flush()
     try:
         server.serve_forever()

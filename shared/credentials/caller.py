@@ -1,18 +1,25 @@
 """Validation of an HTTP caller's Entra access token before it is used for anything.
 
 A web API must validate the signature, issuer, audience and lifetime of every token it receives
-(https://learn.microsoft.com/entra/identity-platform/access-tokens#validate-tokens). This
-matters here even though Entra also checks the token during the on-behalf-of exchange: the
-exchange result is cached per user, and a cache hit never reaches Entra, so without local
-validation a forged token naming another user's ``oid``/``tid`` would be served that user's
-Defender token.
+(https://learn.microsoft.com/entra/identity-platform/access-tokens#validate-tokens). The HTTP API
+admits a caller only on such a token (``shared.api.access``), and the same validated token is the
+assertion of an on-behalf-of exchange. Local validation matters there even though Entra checks
+the assertion too: the exchange result is cached per user, and a cache hit never reaches Entra,
+so a forged token naming another user's ``oid``/``tid`` would be served that user's token.
+
+What is checked: the header names RS256 and a key id (``none``, HS256 and every other algorithm
+are refused before any key is looked at, so a public key can never serve as an HMAC secret);
+the signature, by a key the issuing tenant publishes; ``iss`` is that tenant's v1 or v2 issuer;
+``aud`` is one of the API's audiences; ``exp`` and ``nbf`` against the injected clock with
+``LEEWAY_SECONDS``; ``tid`` and ``oid`` are GUIDs.
 
 Signing keys come from the tenant's JWKS document (``{authority}/{tenant}/discovery/v2.0/keys``;
 the same keys sign v1 and v2 tokens), fetched with the process's HTTP session, cached for a day
-and fetched again once when a token names an unknown key (Entra rolls keys).
+and fetched again at most once per ``JWKS_REFRESH_GAP`` when a token names an unknown key
+(Entra rolls keys).
 
 The issuing tenant is read from the token before its signature can be checked, so anyone can
-name any tenant: keys are fetched only for tenants ``tenant_allowed`` accepts (the registry's),
+name any tenant: keys are fetched only for tenants ``tenant_allowed`` accepts (the home tenant),
 a failed fetch is remembered for ``JWKS_FAILURE_TTL`` so it is not retried on every call, and at
 most ``MAX_TENANTS`` key sets are kept (least recently used dropped first).
 """
@@ -40,23 +47,48 @@ JWKS_TTL = timedelta(hours=24)
 JWKS_REFRESH_GAP = timedelta(minutes=5)
 #: a tenant whose keys could not be fetched is not asked again for this long
 JWKS_FAILURE_TTL = timedelta(minutes=5)
-#: key sets kept at most (an MSSP's customers; least recently used dropped first)
+#: key sets kept at most (least recently used dropped first)
 MAX_TENANTS = 1000
+#: keys kept per tenant at most (Entra publishes a handful)
+MAX_KEYS = 64
+#: a longer Authorization value is refused unparsed (Entra's tokens are a few KB)
+MAX_TOKEN_LENGTH = 16_384
+#: the v1 issuer's host in the global and US Government clouds
+V1_ISSUER_HOST = "https://sts.windows.net"
 
 
 @dataclass(frozen=True, slots=True)
 class CallerClaims:
-    """The validated identity of a caller."""
+    """The validated identity of a caller.
+
+    Attributes:
+        roles: the app roles assigned to the caller on this API (``roles`` claim).
+        scopes: the delegated permissions (``scp``): present only in a user's token.
+        app_id: the client app the token was issued to (``appid`` v1, ``azp`` v2).
+    """
 
     tenant: str
     object_id: str
     audience: str
     expires: datetime
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    app_id: str | None = None
 
     @property
     def account_id(self) -> str:
         """MSAL's ``home_account_id`` of this user."""
         return f"{self.object_id}.{self.tenant}"
+
+    @property
+    def is_user(self) -> bool:
+        """A user's delegated token (``scp``), not an app's or a managed identity's."""
+        return bool(self.scopes)
+
+    @property
+    def subject(self) -> str:
+        """A stable name of the caller: ``<tenant>/<object id>``."""
+        return f"{self.tenant}/{self.object_id}"
 
 
 @dataclass
@@ -73,6 +105,7 @@ class CallerTokenValidator:
         issuer_hosts: hosts whose ``https://<host>/<tid>/v2.0`` is an accepted v2 issuer (the
             cloud's canonical authority and, for the emulator, the override).
         audiences: accepted ``aud`` values (the app's client id and Application ID URI).
+        v1_issuer_host: the host of v1 issuers, ``<host>/<tid>/`` (``shared.clouds``).
         session: the process's HTTP session (trusts the emulator CA in emulator mode).
         clock: now, tz-aware UTC.
     """
@@ -88,8 +121,10 @@ class CallerTokenValidator:
         timeout: float = 10.0,
         tenant_allowed: Callable[[str], bool] | None = None,
         max_tenants: int = MAX_TENANTS,
+        v1_issuer_host: str = V1_ISSUER_HOST,
     ) -> None:
         self._authority = authority_url.rstrip("/")
+        self._v1_host = v1_issuer_host.rstrip("/")
         self._issuer_hosts = tuple(dict.fromkeys(h.rstrip("/") for h in issuer_hosts))
         self._audiences = tuple(dict.fromkeys(a.rstrip("/") for a in audiences))
         self._session = session
@@ -109,23 +144,31 @@ class CallerTokenValidator:
 
         Raises:
             CallerTokenError: the token is malformed, not signed by Entra for this tenant, for
-                another audience, or expired (an HTTP front end answers 401).
+                another audience, or expired (an HTTP front end answers 401). The message says
+                what is wrong and never quotes the token.
             AuthError: the signing keys could not be fetched.
         """
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise CallerTokenError("the caller's token is too long to be an Entra access token")
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError):
             raise CallerTokenError("the caller's token is not a JWT") from None
         if header.get("alg") != "RS256" or not isinstance(header.get("kid"), str):
-            raise CallerTokenError("the caller's token is not signed the way Entra signs tokens")
+            raise CallerTokenError(
+                "the caller's token is not signed the way Entra signs tokens (RS256 with a key id)"
+            )
         tenant = _guid(unverified.get("tid"))
         if tenant is None:
             raise CallerTokenError("the caller's token has no tenant (tid): not an Entra token")
         if self._tenant_allowed is not None and not self._tenant_allowed(tenant):
-            raise CallerTokenError("the caller's token is from a tenant this app does not serve")
+            raise CallerTokenError(
+                f"the caller's token was issued by tenant {tenant}, whose callers this app "
+                "does not admit"
+            )
         key = self._key(tenant, header["kid"])
-        issuers = [f"https://sts.windows.net/{tenant}/"] + [
+        issuers = [f"{self._v1_host}/{tenant}/"] + [
             f"{host}/{tenant}/v2.0" for host in self._issuer_hosts
         ]
         try:
@@ -144,12 +187,22 @@ class CallerTokenValidator:
                 },
             )
         except jwt.InvalidAudienceError:
+            # the audience is the caller's text: printable ASCII only, and short
+            audience = "".join(
+                c if " " <= c <= "~" else "?" for c in str(unverified.get("aud", "?"))[:120]
+            )
             raise CallerTokenError(
-                f"the caller's token is for audience '{unverified.get('aud', '?')}', not this "
-                "app: request a token for this app's Application ID URI"
+                f"the caller's token is for audience '{audience}', not this app: request a "
+                f"token for {self._audiences[0]}"
             ) from None
         except jwt.InvalidIssuerError:
-            raise CallerTokenError("the caller's token was not issued by its tenant") from None
+            raise CallerTokenError(
+                "the caller's token was not issued by its tenant in this app's cloud"
+            ) from None
+        except jwt.InvalidSignatureError:
+            raise CallerTokenError(
+                "the caller's token has an invalid signature (not signed by its tenant's key)"
+            ) from None
         except jwt.PyJWTError as exc:
             raise CallerTokenError(
                 f"the caller's token is not valid ({type(exc).__name__})"
@@ -165,15 +218,22 @@ class CallerTokenValidator:
             raise CallerTokenError("the caller's token is not valid yet (check the clock)")
         oid = _guid(claims.get("oid"))
         if oid is None:
-            raise CallerTokenError("the caller's token has no user (oid): not a user token")
-        if "scp" not in claims:
-            # app-only tokens carry roles, not scp: there is no user to act for
-            raise CallerTokenError("the caller's token is an app token, not a user's")
+            raise CallerTokenError(
+                "the caller's token names no object (oid): not an Entra access token"
+            )
+        if _guid(claims.get("tid")) != tenant:  # what was signed is what was read above
+            raise CallerTokenError("the caller's token has no tenant (tid): not an Entra token")
+        roles = claims.get("roles")
+        scopes = claims.get("scp")
+        app_id = claims.get("appid") or claims.get("azp")
         return CallerClaims(
             tenant=tenant,
             object_id=oid,
             audience=str(claims["aud"]),
             expires=datetime.fromtimestamp(expires, tz=UTC),
+            roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
+            scopes=tuple(scopes.split()) if isinstance(scopes, str) else (),
+            app_id=str(app_id) if app_id else None,
         )
 
     def _key(self, tenant: str, kid: str) -> Any:
@@ -227,7 +287,7 @@ class CallerTokenValidator:
             document = response.json()
             keys = {
                 str(jwk["kid"]): jwt.PyJWK(jwk, algorithm="RS256").key
-                for jwk in document["keys"]
+                for jwk in document["keys"][:MAX_KEYS]
                 if jwk.get("kty") == "RSA" and "kid" in jwk
             }
         except (ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:

@@ -59,6 +59,9 @@ class CheckReport:
     #: the configured API surface (``shared.retirement``): warns, then fails, on legacy
     api: Step = field(default_factory=lambda: Step("ok"))
     api_fix: str | None = None
+    #: who the HTTP API admits (``shared.api.access``): warns in key mode or on a retired setting
+    http_auth: Step = field(default_factory=lambda: Step("ok"))
+    http_auth_fix: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,6 +77,7 @@ class CheckReport:
         return {
             "ok": self.ok,
             "api": {**asdict(self.api), "fix": self.api_fix},
+            "http_auth": {**asdict(self.http_auth), "fix": self.http_auth_fix},
             "credential": {**asdict(self.credential), "fix": self.credential_fix},
             "tenants": [{**asdict(t), "ok": t.ok} for t in self.tenants],
         }
@@ -217,6 +221,10 @@ def render_table(report: CheckReport) -> str:
         lines.append(f"api: {report.api.status.upper()} {report.api.detail}")
         if report.api_fix:
             lines.append(f"  fix: {report.api_fix}")
+    if report.http_auth.status != "ok":
+        lines.append(f"http api: {report.http_auth.status.upper()} {report.http_auth.detail}")
+        if report.http_auth_fix:
+            lines.append(f"  fix: {report.http_auth_fix}")
     lines.append(f"{'tenant':<38} {'name':<20} {'keyvault':<8} {'token':<6} {'roles':<6} result")
     for t in report.tenants:
         result = (

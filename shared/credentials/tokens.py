@@ -248,26 +248,7 @@ class AppTokenProvider:
         # A new credential version (or a refusal): a new app, but the same token cache, so
         # tokens already issued stay in use until they expire.
         cache = state.cache if state is not None else msal.TokenCache()
-        kwargs: dict[str, Any] = {
-            "client_credential": client_credential,
-            "authority": f"{self.authority_url}/{tenant}",
-            "http_client": self._http,
-            "token_cache": cache,
-        }
-        if not self._instance_discovery:
-            kwargs["instance_discovery"] = False
-        try:
-            app = self._factory(self.client_id, **kwargs)
-        except ValueError as exc:
-            # MSAL raises ValueError when tenant discovery answers 4xx (AADSTS90002)
-            raise AuthError(
-                f"Entra ID does not know tenant {tenant}: check the tenant id", tenant=tenant
-            ) from exc
-        except requests.RequestException as exc:
-            raise AuthError(
-                f"Entra ID could not be reached for tenant {tenant} ({type(exc).__name__})",
-                tenant=tenant,
-            ) from exc
+        app = self._build(tenant, client_credential, cache)
         if state is not None:
             log.info(
                 "tenant %s: the app's %s changed; MSAL app rebuilt", tenant, self.credential.kind
@@ -277,6 +258,60 @@ class AppTokenProvider:
             self._apps[tenant] = state
             self.apps_built += 1
         return state
+
+    def _build(
+        self, tenant: str, client_credential: Any, cache: msal.TokenCache
+    ) -> msal.ConfidentialClientApplication:
+        kwargs: dict[str, Any] = {
+            "client_credential": client_credential,
+            "authority": f"{self.authority_url}/{tenant}",
+            "http_client": self._http,
+            "token_cache": cache,
+        }
+        if not self._instance_discovery:
+            kwargs["instance_discovery"] = False
+        try:
+            return self._factory(self.client_id, **kwargs)
+        except ValueError as exc:
+            # MSAL raises ValueError when tenant discovery answers 4xx (AADSTS90002)
+            raise AuthError(
+                f"Entra ID does not know tenant {tenant}: check the tenant id",
+                tenant=tenant,
+                error="invalid_tenant",
+            ) from exc
+        except requests.RequestException as exc:
+            raise AuthError(
+                f"Entra ID could not be reached for tenant {tenant} ({type(exc).__name__})",
+                tenant=tenant,
+            ) from exc
+
+    def fresh_token(self, tenant: str, scope: str) -> str:
+        """A token for ``scope`` in ``tenant`` asked of Entra now, never taken from a cache:
+        proof that the app holds a service principal (an admin consented) in that tenant
+        today. The token is not kept. A refused credential is re-read once, as in ``acquire``.
+
+        Raises:
+            ConsentError: the app is not consented in the tenant.
+            AuthError: any other refusal, or Entra ID could not be reached (no ``error``).
+        """
+        for attempt in (1, 2):
+            key, client_credential = self.credential.current()
+            app = self._build(tenant, client_credential, msal.TokenCache())
+            try:
+                result = app.acquire_token_for_client(scopes=[scope])
+            except requests.RequestException as exc:
+                raise AuthError(
+                    f"Entra ID could not be reached for tenant {tenant} ({type(exc).__name__})",
+                    tenant=tenant,
+                ) from exc
+            if "access_token" in result:
+                return str(result["access_token"])
+            if attempt == 1 and _credential_refused(result):
+                if self.credential.current()[0] == key:
+                    self.credential.invalidate()
+                continue
+            raise self.error(tenant, scope, result)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _credential_refused(result: Mapping[str, Any]) -> bool:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msal
 import requests
 
-from shared.credentials.caller import CallerTokenValidator
+from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
 from shared.errors import AuthError, CallerTokenError, ConfigError, ConsentError
 
@@ -57,8 +57,11 @@ class OnBehalfOfProvider:
         self._validator = validator
         self.exchanges = 0
 
-    def token(self, caller_token: str, scope: str) -> str:
+    def token(self, caller_token: str, scope: str, *, claims: CallerClaims | None = None) -> str:
         """A token for ``scope`` acting as the caller (cached per user until it expires).
+
+        ``claims``: what ``validator`` already made of ``caller_token`` (the HTTP API
+        validates every caller's token once, on arrival); without them it is validated here.
 
         Raises:
             CallerTokenError: the caller token is malformed, expired or for another audience,
@@ -69,7 +72,11 @@ class OnBehalfOfProvider:
         # Validated before anything else: the cache below is keyed by the caller's oid/tid and
         # a hit never reaches Entra, so unverified claims would hand one user's token to anyone
         # who forges a token naming them (see shared.credentials.caller).
-        claims = self._validator.validate(caller_token)
+        if claims is None:
+            claims = self._validator.validate(caller_token)
+        if not claims.is_user:
+            # app-only tokens carry roles, not scp: there is no user to act for
+            raise CallerTokenError("the caller's token is an app token, not a user's")
         tenant, account_id = claims.tenant, claims.account_id
 
         def exchange(app: msal.ConfidentialClientApplication) -> Mapping[str, Any]:

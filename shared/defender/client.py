@@ -49,6 +49,7 @@ from shared.defender.operations import (
     list_alerts_request,
     update_incident_request,
 )
+from shared.defender.pages import Answer, Ask, NoProgressError, PageResult, read_page
 from shared.defender.paging import (
     Page,
     RequestSpec,
@@ -67,7 +68,7 @@ from shared.defender.paging import (
 )
 from shared.defender.queries import AlertQuery, IncidentQuery, quote
 from shared.defender.responses import classify
-from shared.defender.slices import SliceRequest
+from shared.defender.slices import SliceRequest, to_us
 from shared.errors import (
     BadRequestError,
     ThrottledError,
@@ -231,6 +232,11 @@ class DefenderClient:
     def throttled_waits(self) -> int:
         """Waits so far after a 429 from the service."""
         return self._throttled_waits
+
+    def quota_wait(self) -> float:
+        """Seconds until this tenant may call again on every API family it has used (its
+        rate-limit buckets, paused by a ``Retry-After``); 0 without a limiter."""
+        return 0.0 if self._limiter is None else self._limiter.wait_estimate(self.tenant)
 
     # ------------------------------------------------------------------ sending
 
@@ -494,6 +500,85 @@ class DefenderClient:
                 break
         incidents = sorted(found.values(), key=_newest_first)
         return incidents[:limit] if limit is not None else incidents
+
+    def newest_page(
+        self,
+        query: IncidentQuery,
+        *,
+        before: tuple[int, str] | None,
+        top: int,
+        max_calls: int,
+        rate: float | None = None,
+        now: datetime | None = None,
+        budget: float | None = None,
+    ) -> PageResult[Incident]:
+        """One newest-first page of incidents matching ``query`` below the position ``before``
+        (``(microsecond, id)``), read in time slices at most ``max_calls`` requests long
+        (``shared.defender.pages``): the HTTP API's ``GET /incidents``.
+
+        Raises:
+            UnexpectedResponseError: an answer held an item outside the slice asked for, or
+                the answers never narrowed to a page within ``max_calls`` requests.
+            UpstreamError: typed, from the requests.
+        """
+        deadline = self._deadline(budget)
+        field_name = last_update_field(self.api)
+        # the last-update bounds go into each slice; everything else the surface filters is
+        # sent as the caller's filter, the rest is applied to the answers
+        server = replace(query, updated_from=None, updated_before=None)
+        base = list_incidents_request(
+            self.api, self.base_url, page_size=self._page_size, query=server
+        )
+        params = dict(base.params)  # legacy keeps $skip=0: an exhausted instant pages by it
+        if self.api == "graph":
+            params["$count"] = "true"  # sizes the next cut when an answer overflows
+        base = RequestSpec("GET", base.url, params)
+        residual = query.client_side(self.api)
+        role = self._role("read")
+
+        def fetch(ask: Ask) -> Answer[Incident]:
+            part = Slice(
+                None if ask.start is None else ask.start * 10,
+                None if ask.end is None else ask.end * 10,
+            )
+            spec = slice_request(base, field_name, part)
+            body = self.call(spec, deadline=deadline, role=role)
+            page = parse_page(body)
+            count = body.get("@odata.count") if isinstance(body, dict) else None
+            if isinstance(count, bool) or not isinstance(count, int):
+                count = None
+            items = list(page.items)
+            calls = 1
+            if ask.exhaust:
+                # more than a page in one microsecond: read it across its links (to $skip 500)
+                nxt = next_request(spec, page, base_url=self.base_url)
+                while nxt is not None:
+                    page = parse_page(self.call(nxt, deadline=deadline, role=role))
+                    items += page.items
+                    calls += 1
+                    nxt = next_request(nxt, page, base_url=self.base_url)
+            if page.next_link:
+                follow_link(page.next_link, self.base_url)  # refuse a poisoned link anywhere
+            check_in_slice(part, Page(items), field_name)
+            full = not ask.exhaust and not slice_complete(page, spec)
+            return Answer([normalize(i, self.api) for i in items], full, count, calls)
+
+        try:
+            return read_page(
+                fetch,
+                key=lambda i: (to_us(i.last_update), i.id),
+                keep=residual.matches,
+                before=before,
+                floor=None if query.updated_from is None else to_us(query.updated_from),
+                ceiling=None if query.updated_before is None else to_us(query.updated_before),
+                top=top,
+                page_size=self._page_size,
+                max_calls=max_calls,
+                rate=rate,
+                now=None if now is None else to_us(now),
+            )
+        except NoProgressError as exc:
+            raise UnexpectedResponseError(str(exc)) from None
 
     def _budget_or_default(self, budget: float | None) -> float:
         return self._retry.budget if budget is None else budget

@@ -63,7 +63,10 @@ def incident_id(value: str) -> str:
     """
     text = str(value).strip()
     if not _INCIDENT_ID.fullmatch(text):
-        raise ConfigError(f"incident id '{value}' is not valid (expected e.g. 924565)")
+        # the value is not repeated: it may be long, or written to be reflected
+        raise ConfigError(
+            "the incident id is not valid (expected 1-64 letters, digits or '-', e.g. 924565)"
+        )
     return text
 
 

@@ -31,7 +31,7 @@ from datetime import timedelta
 from importlib import resources
 from typing import Any, Literal
 
-from shared.clock import format_utc, parse_utc
+from shared.clock import RANGE_TEXT, format_utc, parse_input_time
 
 ParamKind = Literal["string", "int", "datetime", "duration", "enum", "list"]
 KINDS: tuple[ParamKind, ...] = ("string", "int", "datetime", "duration", "enum", "list")
@@ -99,9 +99,9 @@ class Parameter:
         if self.kind == "datetime":
             text = _text(value)
             try:
-                instant = parse_utc(text)
-            except (ValueError, OverflowError):
-                raise ValueError("must be an ISO-8601 time with a zone") from None
+                instant = parse_input_time(text)
+            except ValueError:
+                raise ValueError(f"must be an ISO-8601 time with a zone, {RANGE_TEXT}") from None
             return f"datetime({format_utc(instant)})"
         return duration_literal(parse_duration(_text(value)))
 
@@ -178,7 +178,20 @@ def string_literal(text: str) -> str:
 
 def parse_duration(text: str) -> timedelta:
     """``7d``, ``12h``, ``30m``, ``45s`` or ISO-8601 ``P7D``/``PT6H30M`` (ValueError if not)."""
-    raw = text.strip()
+    try:
+        span = _duration(text.strip())
+    except OverflowError:  # more days than a timedelta holds
+        span = timedelta.max
+    except ValueError:  # more digits than int() reads
+        span = None
+    if span is None:
+        raise ValueError("must be a duration such as 7d, 12h, 30m, 45s or P7D")
+    if span <= timedelta(0) or span > MAX_DURATION:
+        raise ValueError("must be more than 0 and at most 3650 days")
+    return span
+
+
+def _duration(raw: str) -> timedelta | None:
     span: timedelta | None = None
     kql = _KQL_SPAN.fullmatch(raw)
     if kql:
@@ -189,10 +202,6 @@ def parse_duration(text: str) -> timedelta:
         if iso and any(iso.groups()) and not raw.upper().endswith("T"):
             d, h, m, s = (int(g or 0) for g in iso.groups())
             span = timedelta(days=d, hours=h, minutes=m, seconds=s)
-    if span is None:
-        raise ValueError("must be a duration such as 7d, 12h, 30m, 45s or P7D")
-    if span <= timedelta(0) or span > MAX_DURATION:
-        raise ValueError("must be more than 0 and at most 3650 days")
     return span
 
 

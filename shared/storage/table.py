@@ -7,11 +7,22 @@ row, the row's ETag for a known one), so concurrent or out-of-order writers neve
 incident back in time. A merged incident (status redirected, ``redirectIncidentId``) keeps the id
 of the incident it was merged into in ``RedirectIncidentId``.
 
-Volume: ``lookup`` reads only the rows of the ids at hand (one query per 50 ids), so memory is
-bounded by the slice, not the window; writes go in entity-group transactions of up to 100 rows
-(https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions),
-mixing creates and conditional updates. A transaction refused on a condition (another writer
-touched a row) is decided again as a whole from a fresh lookup of its rows: never row by row.
+Lookups cost the same at 1,000 and at 100,000 stored rows. Azure Table storage serves a query
+naming both PartitionKey and RowKey as a point query, "the most efficient lookup"; a filter
+``PartitionKey eq 'p' and (RowKey eq 'a' or RowKey eq 'b')`` is served as a partition scan, whose
+cost grows with the partition ("Design for querying":
+https://learn.microsoft.com/azure/storage/tables/table-storage-design-for-query). All of a
+tenant's rows share its partition, so ``lookup`` makes one point read per id, ``LOOKUP_THREADS``
+at a time on a process-wide pool (bounded however many runs share the process).
+
+Most answers need no lookup at all: ``create_new`` writes an answer's rows in one create-only
+entity-group transaction, which is atomic (all rows or none;
+https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions) and
+fails when any of its rows exists. A backfill thus costs one transaction per answer and no read;
+only an answer that meets a stored row (an update, the overlap re-read) is looked up, by point
+reads, and written by ``upsert_newer``. Writes go in transactions of up to 100 rows, mixing
+creates and conditional updates; a transaction refused on a condition (another writer touched a
+row) is decided again as a whole from a fresh lookup of its rows: never row by row.
 
 Versions: ``Version`` keeps the API's own last-update text (all 7 digits), which identifies a
 version exactly; ``LastUpdateTime`` is the (possibly clamped, see ``shared.ingest``) time used to
@@ -21,31 +32,53 @@ order versions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 
 from shared.clock import parse_utc
 from shared.defender.model import Incident
 from shared.errors import ConflictError, StorageError
+from shared.invocation import InvocationExecutor
 from shared.storage.archive import StoredVersion
+from shared.storage.batch import TRANSACTION_SIZE, Refused, submit
 
 _MAX_CONFLICT_RETRIES = 5
-#: the service's limit on operations in one entity-group transaction
-TRANSACTION_SIZE = 100
-#: ids per lookup query (a filter of ``RowKey eq`` terms; well under the URL limits)
-LOOKUP_BATCH = 50
+#: point reads in flight at once, process-wide (a lookup of an answer's ids runs them in parallel)
+LOOKUP_THREADS = 8
+#: the columns a lookup reads
+_LOOKUP_COLUMNS = ["RowKey", "LastUpdateTime", "Version", "BlobName"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_pool: InvocationExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _parallel(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``fn`` over ``items`` on the process-wide lookup pool, results in order; the first
+    failure is raised. One item runs here (no thread hop)."""
+    global _pool
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with _pool_lock:
+        if _pool is None:
+            # its threads log with the invocation that asked (shared.invocation)
+            _pool = InvocationExecutor(LOOKUP_THREADS, thread_name_prefix="table-lookup")
+        pool = _pool
+    return list(pool.map(fn, items))
 
 
 class TableLike(Protocol):
     """The part of ``azure.data.tables.TableClient`` used here."""
 
     def get_entity(self, partition_key: str, row_key: str, **kwargs: Any) -> Any: ...
+    def delete_entity(self, partition_key: str, row_key: str, **kwargs: Any) -> None: ...
     def create_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any: ...
     def update_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any: ...
     def query_entities(self, query_filter: str, **kwargs: Any) -> Iterable[Any]: ...
@@ -55,11 +88,13 @@ class TableLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class RowVersion:
     """What the table holds for one incident: its last update time, the API's text of it
-    (``version``, "" on rows written before it was kept) and the row's ETag."""
+    (``version``, "" on rows written before it was kept), the row's ETag and the blob its
+    version is archived in (``blob``)."""
 
     last_update: datetime
     etag: str
     version: str = ""
+    blob: str = ""
 
 
 def version_text(incident: Incident) -> str:
@@ -123,6 +158,12 @@ def _entity(tenant: str, version: StoredVersion, ingested_at: datetime) -> dict[
     }
 
 
+def _written(version: StoredVersion, etag: str) -> RowVersion:
+    """The row a transaction wrote for ``version`` (its ETag from the transaction's answer)."""
+    incident = version.incident
+    return RowVersion(incident.last_update, etag, version_text(incident), version.blob_name)
+
+
 class IncidentTable:
     """Reads and conditionally writes the latest state of incidents."""
 
@@ -135,44 +176,85 @@ class IncidentTable:
         return None if entity is None else parse_utc(str(entity["LastUpdateTime"]))
 
     def lookup(self, tenant: str, incident_ids: Iterable[str]) -> dict[str, RowVersion]:
-        """The rows of these incidents that exist (one query per ``LOOKUP_BATCH`` ids).
+        """The rows of these incidents that exist: one point read per id, in parallel (its cost
+        does not grow with the table; see the module docstring).
 
         Raises:
-            StorageError: the query failed.
+            StorageError: a read failed, or a row is corrupt.
         """
         ids = sorted(set(incident_ids))
-        found: dict[str, RowVersion] = {}
-        for start in range(0, len(ids), LOOKUP_BATCH):
-            batch = ids[start : start + LOOKUP_BATCH]
-            terms = " or ".join(f"RowKey eq @r{n}" for n in range(len(batch)))
-            parameters: dict[str, Any] = {f"r{n}": rid for n, rid in enumerate(batch)}
-            parameters["tenant"] = tenant
+        rows = _parallel(lambda rid: self._point(tenant, rid), ids)
+        return {rid: row for rid, row in zip(ids, rows, strict=True) if row is not None}
+
+    def _point(self, tenant: str, incident_id: str) -> RowVersion | None:
+        try:
+            entity = self._table.get_entity(tenant, incident_id, select=_LOOKUP_COLUMNS)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StorageError(f"could not read the incident table: {type(exc).__name__}") from exc
+        try:
+            return RowVersion(
+                parse_utc(str(entity["LastUpdateTime"])),
+                str(entity.metadata["etag"]),
+                str(entity.get("Version") or ""),
+                str(entity.get("BlobName") or ""),
+            )
+        except (KeyError, ValueError) as exc:
+            raise StorageError(
+                f"row {incident_id} of tenant {tenant} in the incident table is corrupt (no valid "
+                "LastUpdateTime); delete it to have it stored again"
+            ) from exc
+
+    def create_new(
+        self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+    ) -> dict[str, RowVersion] | None:
+        """Create a row for each version (distinct ids, at most ``TRANSACTION_SIZE``) in one
+        create-only transaction, without reading first.
+
+        Returns:
+            the rows written; None when the transaction was refused (a row exists, or an earlier
+            attempt of this very request went through): then nothing was written by this call,
+            since a transaction is atomic, and the caller decides from a ``lookup``.
+
+        Raises:
+            StorageError: the table could not be written.
+        """
+        if len(stored) > TRANSACTION_SIZE or len({v.incident.id for v in stored}) != len(stored):
+            raise ValueError(f"create_new takes up to {TRANSACTION_SIZE} versions of distinct ids")
+        if not stored:
+            return {}
+        operations = [("create", _entity(tenant, v, ingested_at), None) for v in stored]
+        try:
+            etags = submit(self._table, operations)
+        except Refused:
+            return None
+        return {v.incident.id: _written(v, etag) for v, etag in zip(stored, etags, strict=True)}
+
+    def forget(self, tenant: str, blob_name: str, incident_ids: Iterable[str]) -> int:
+        """Delete the rows among ``incident_ids`` that still point at ``blob_name`` (recovery of
+        rows created for a blob that was never written); a row changed since is left alone.
+
+        Returns:
+            how many rows were deleted.
+
+        Raises:
+            StorageError: the table could not be read or written.
+        """
+        deleted = 0
+        for rid, row in self.lookup(tenant, incident_ids).items():
+            if row.blob != blob_name:
+                continue
             try:
-                # the SDK substitutes @names split on spaces: keep the parentheses apart
-                rows = list(
-                    self._table.query_entities(
-                        f"PartitionKey eq @tenant and ( {terms} )",
-                        parameters=parameters,
-                        select=["RowKey", "LastUpdateTime", "Version"],
-                    )
+                self._table.delete_entity(
+                    tenant, rid, etag=row.etag, match_condition=MatchConditions.IfNotModified
                 )
+            except (ResourceNotFoundError, ResourceModifiedError):
+                continue  # deleted or rewritten by another writer since: no longer ours
             except AzureError as exc:
-                raise StorageError(
-                    f"could not query the incident table: {type(exc).__name__}"
-                ) from exc
-            for row in rows:
-                try:
-                    found[str(row["RowKey"])] = RowVersion(
-                        parse_utc(str(row["LastUpdateTime"])),
-                        str(row.metadata["etag"]),
-                        str(row.get("Version") or ""),
-                    )
-                except (KeyError, ValueError) as exc:
-                    raise StorageError(
-                        f"row {row.get('RowKey')} of tenant {tenant} in the incident table is "
-                        "corrupt (no valid LastUpdateTime); delete it to have it stored again"
-                    ) from exc
-        return found
+                raise StorageError(f"could not delete row {rid}: {type(exc).__name__}") from exc
+            deleted += 1
+        return deleted
 
     def upsert_newer(
         self,
@@ -216,7 +298,7 @@ class IncidentTable:
         known: dict[str, RowVersion],
     ) -> int:
         for _ in range(_MAX_CONFLICT_RETRIES):
-            operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+            operations: list[tuple[str, dict[str, Any], str | None]] = []
             planned: list[StoredVersion] = []
             for version in chunk:
                 row = known.get(version.incident.id)
@@ -224,27 +306,20 @@ class IncidentTable:
                     continue
                 entity = _entity(tenant, version, ingested_at)
                 if row is None:
-                    operations.append(("create", entity, {}))
+                    operations.append(("create", entity, None))  # create-only
                 else:
-                    options = {"etag": row.etag, "match_condition": MatchConditions.IfNotModified}
-                    operations.append(("update", entity, {"mode": UpdateMode.REPLACE, **options}))
+                    operations.append(("update", entity, row.etag))  # if the row is unchanged
                 planned.append(version)
             if not operations:
                 return 0
             try:
-                results = self._table.submit_transaction(operations)
-            except TableTransactionError:
+                etags = submit(self._table, operations)
+            except Refused:
                 # another writer touched one of these rows: decide the whole chunk again
                 known.update(self.lookup(tenant, (v.incident.id for v in chunk)))
                 continue
-            except AzureError as exc:
-                raise StorageError(f"could not write incident rows: {type(exc).__name__}") from exc
-            for version, result in zip(planned, results, strict=True):
-                etag = result.get("etag") if isinstance(result, dict) else None
-                incident = version.incident
-                known[incident.id] = RowVersion(
-                    incident.last_update, str(etag or ""), version_text(incident)
-                )
+            for version, etag in zip(planned, etags, strict=True):
+                known[version.incident.id] = _written(version, etag)
             return len(planned)
         raise ConflictError(f"rows of tenant {tenant} kept changing while being written")
 

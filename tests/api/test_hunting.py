@@ -128,7 +128,10 @@ def _follow(face: Face, answer: Answer, work: Any = None, limit: float = 60.0) -
     deadline = time.monotonic() + limit
     location = answer.header("Location")
     while answer.status == 202:
-        assert location and location.startswith(face.base + "/api/hunting/jobs/")
+        # the job's poll link (tests/api/test_poll_links.py), or its token-only status route
+        assert location and location.startswith(
+            (face.base + "/api/hunting/status?", face.base + "/api/hunting/jobs/")
+        )
         assert answer.header("Location") == location  # the same headers on every poll
         retry = answer.header("Retry-After")
         assert retry is not None and int(retry) >= 1

@@ -13,15 +13,20 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from shared.api.openapi import document
+from shared.api.openapi import Security, document
 from shared.api.routes import ROUTES
-from tests.api.conftest import Face, indexed_functions
+from tests.api.conftest import Face, indexed_functions, setenv
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _operations(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [op for methods in doc["paths"].values() for op in methods.values()]
+    methods = ("get", "put", "post", "delete", "patch")
+    return [op for item in doc["paths"].values() for m, op in item.items() if m in methods]
+
+
+def listing_op(doc: dict[str, Any]) -> dict[str, Any]:
+    return dict(doc["paths"]["/incidents"]["get"]["responses"])
 
 
 def test_document_is_valid_openapi_2_for_any_host() -> None:
@@ -40,46 +45,60 @@ def test_connector_extensions() -> None:
     summaries = [op["summary"] for op in ops]
     assert len(ids) == len(set(ids)) == len(ROUTES)
     assert len(summaries) == len(set(summaries)) and all(summaries)
-    assert doc["securityDefinitions"] == {
-        "functionKey": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "x-functions-key",
-            "description": "a function key of the app (or pass it as ?code=)",
-        }
-    }
+    entra = doc["securityDefinitions"]["entraId"]
+    assert entra["type"] == "oauth2" and entra["flow"] == "accessCode"
+    assert doc["security"] == [{"entraId": ["api://defender-bridge/.default"]}]
+    assert set(doc["securityDefinitions"]) == {"entraId"}  # a connector has one
+    keyed = document("https://x.example.net", Security(key_mode=True))
+    assert keyed["securityDefinitions"]["functionKey"]["name"] == "x-functions-key"
+    assert set(keyed["securityDefinitions"]) == {"functionKey"}
     subscribe = doc["paths"]["/subscriptions"]["post"]
     assert subscribe["x-ms-trigger"] == "single"
     body = next(p for p in subscribe["parameters"] if p["in"] == "body")
     callback = body["schema"]["properties"]["callbackUrl"]
     assert callback["x-ms-notification-url"] is True and callback["x-ms-visibility"] == "internal"
     assert body["schema"]["required"] == ["callbackUrl"]
-    content = subscribe["x-ms-notification-content"]["schema"]["$ref"]
+    # the trigger's outputs sit on the path item (Power Platform's schema), not the operation
+    assert "x-ms-notification-content" not in subscribe
+    content = doc["paths"]["/subscriptions"]["x-ms-notification-content"]["schema"]["$ref"]
     notification = doc["definitions"][content.split("/")[-1]]
     assert notification["properties"]["incident"] == {"$ref": "#/definitions/Incident"}
     assert (
         "201" in subscribe["responses"] and "Location" in subscribe["responses"]["201"]["headers"]
     )
     assert doc["paths"]["/subscriptions/{id}"]["delete"]["x-ms-visibility"] == "internal"
+    assert "401" in listing_op(doc) and "401" not in doc["paths"]["/health"]["get"]["responses"]
     assert doc["paths"]["/health"]["get"]["security"] == []
     assert doc["paths"]["/consent/callback"]["get"]["security"] == []
     listing = doc["paths"]["/incidents"]["get"]
-    assert listing["x-ms-pageable"] == {"nextLinkName": "nextLink", "itemName": "value"}
+    assert listing["x-ms-pageable"] == {"nextLinkName": "nextLink"}
     assert any("x-ms-visibility" in op for op in ops)
 
 
 @pytest.mark.e2e
-def test_served_document_names_the_host_it_was_fetched_from(face: Face) -> None:
+def test_served_document_names_the_host_it_was_fetched_from(
+    face: Face, api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host it was fetched from, and the deployment's Entra ID: its tenant's endpoints and
+    the API's audience (with ``API_AUTH_MODE=key``, the function key)."""
     answer = face.get("/openapi.json")
     assert answer.status == 200
     doc = answer.json()
     validate(doc)
     assert doc["host"] == face.base.split("://")[1]
+    entra = doc["securityDefinitions"]["entraId"]
+    tenant, client = api_env["DEFENDER_TENANT_ID"], api_env["DEFENDER_CLIENT_ID"]
+    assert entra["tokenUrl"] == f"{api_env['DEFENDER_AUTHORITY_URL']}/{tenant}/oauth2/v2.0/token"
+    assert doc["security"] == [{"entraId": [f"api://{client}/.default"]}]
+    setenv(monkeypatch, API_AUTH_MODE="key")
+    keyed = face.get("/openapi.json", token=None).json()
+    assert keyed["security"] == [{"functionKey": []}]
 
 
 def test_functions_bindings_follow_the_route_table() -> None:
-    """One HTTP function per route with its method and route; function keys everywhere but the
-    health check and the consent callback; the queue workers' bindings."""
+    """One HTTP function per route with its method and route, anonymous at the host (the app
+    authenticates every caller but on the health check and the consent callback; in key mode
+    the host checks keys: tests/functions); the queue workers' bindings."""
     bindings = {}
     for name, function in indexed_functions().items():
         raw = [json.loads(b) for b in function.get_raw_bindings()]
@@ -89,12 +108,13 @@ def test_functions_bindings_follow_the_route_table() -> None:
         assert trigger["type"] == "httpTrigger"
         assert trigger["route"] == route.path.lstrip("/")
         assert [m.upper() for m in trigger["methods"]] == [route.method]
-        anonymous = route.path in ("/health", "/consent/callback")
-        assert trigger["authLevel"].upper() == ("ANONYMOUS" if anonymous else "FUNCTION")
+        assert trigger["authLevel"].upper() == "ANONYMOUS"
     assert bindings["hunting_worker"]["queueName"] == "defender-hunting"
     assert bindings["ingest_worker"]["queueName"] == "defender-ingest"
-    # the deployment's data account is the host's account (infra/app/api.bicep)
-    assert bindings["hunting_worker"]["connection"] == "AzureWebJobsStorage"
+    assert bindings["push_worker"]["queueName"] == "defender-push"
+    # the app writes its queues in the data account: the triggers read them there too
+    assert bindings["push_worker"]["connection"] == "DATA_STORAGE"
+    assert bindings["hunting_worker"]["connection"] == "DATA_STORAGE"
 
 
 def test_import_with_no_settings_lists_the_http_functions() -> None:
@@ -114,28 +134,3 @@ def test_import_with_no_settings_lists_the_http_functions() -> None:
     assert result.returncode == 0, result.stderr
     names = json.loads(result.stdout.strip().splitlines()[-1])
     assert {r.function_name for r in ROUTES} <= set(names)
-
-
-def test_sample_logic_app_workflow_uses_the_api_as_defined() -> None:
-    """The sample workflow's calls match real routes: subscribe/unsubscribe with the callback,
-    a hunting template through the async pattern, and an update with known fields."""
-    from shared.api.handlers import UPDATE_BODY
-    from shared.hunting import templates
-
-    workflow = json.loads((ROOT / "infra" / "logicapp" / "workflow.json").read_text())
-    trigger = (
-        workflow["definition"]["triggers"] if "definition" in workflow else workflow["triggers"]
-    )
-    hook = next(iter(trigger.values()))
-    assert hook["type"] == "HttpWebhook"
-    subscribe, unsubscribe = hook["inputs"]["subscribe"], hook["inputs"]["unsubscribe"]
-    assert subscribe["method"] == "POST" and subscribe["uri"].endswith("/api/subscriptions")
-    assert subscribe["body"]["callbackUrl"] == "@{listCallbackUrl()}"
-    assert subscribe["body"]["minSeverity"] == "high"
-    assert unsubscribe["method"] == "DELETE" and unsubscribe["uri"].endswith("/api/subscriptions")
-    hunt = workflow["actions"]["Hunt_recent_high_severity_alerts"]["inputs"]
-    assert hunt["headers"]["Prefer"] == "respond-async"
-    template = templates()[hunt["body"]["template"]]
-    template.render(hunt["body"]["parameters"])  # valid parameters for that template
-    patch = workflow["actions"]["Tag_the_incident"]["inputs"]
-    UPDATE_BODY.check(patch["body"])

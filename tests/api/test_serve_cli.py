@@ -46,7 +46,15 @@ def test_serve_command_answers_health_with_no_settings(tmp_path: Path) -> None:
                     pytest.fail("serve did not start")
                 time.sleep(0.2)
         assert health.status_code == 200 and health.json() == {"status": "ok"}
-        broken = requests.get(f"http://127.0.0.1:{port}/api/incidents", timeout=5)
+        url = f"http://127.0.0.1:{port}/api/incidents"
+        keyless = requests.get(url, timeout=5)
+        assert keyless.status_code == 401
+        assert keyless.json()["error"]["code"] == "serve_key_required"
+        assert process.stdout is not None
+        printed = [process.stdout.readline().decode() for _ in range(2)]
+        key = printed[1].removeprefix("key of this run: ").strip()
+        assert printed[0].startswith("serving the HTTP API on") and len(key) >= 32
+        broken = requests.get(url, headers={"x-functions-key": key}, timeout=5)
         assert broken.status_code == 503
         assert broken.json()["error"]["code"] == "configuration"
     finally:

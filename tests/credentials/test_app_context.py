@@ -159,3 +159,23 @@ def test_new_secret_version_is_picked_up_when_the_cache_lifetime_ends(
     svc.tokens.token(home, scope)
     assert _refusals(caplog) == 0
     assert "MSAL app rebuilt" in caplog.text
+
+
+def test_fresh_token_never_comes_from_the_cache(cloud: LocalCloud, app_env: dict[str, str]) -> None:
+    """What the consent callback uses as proof: a cached token proves nothing once consent is
+    revoked, so ``fresh_token`` asks Entra every time and keeps nothing."""
+    from shared.errors import ConsentError
+
+    svc = wire(app_env)
+    customer = cloud.emulator.tenant_ids[1]
+    scope = svc.settings.api_scope
+    cached = svc.tokens.token(customer, scope)
+    before = cloud.token_count("client_credentials", customer)
+    assert svc.tokens.fresh_token(customer, scope)
+    assert cloud.token_count("client_credentials", customer) == before + 1
+    cloud.admin("POST", "consent", {"tenant": customer, "consent": False})
+    assert svc.tokens.token(customer, scope) == cached  # the cache still answers
+    with pytest.raises(ConsentError) as refused:
+        svc.tokens.fresh_token(customer, scope)
+    assert customer in str(refused.value)
+    assert svc.tokens.token(customer, scope) == cached  # and proof left the cache alone

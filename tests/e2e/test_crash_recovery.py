@@ -4,7 +4,7 @@ nothing: the next run recovers the journaled blobs into the table first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,15 +15,28 @@ from shared.errors import StorageError
 from shared.ingest import Ingestor
 from shared.settings import Settings
 from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-from shared.storage.archive import IncidentArchive, StoredVersion
+from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
 from tests.conftest import LocalCloud
-from tests.e2e.storage_view import archived_lines, duplicates, incident_key, table_rows
+from tests.e2e.guarantees import assert_store_matches, versions
+from tests.e2e.storage_view import (
+    archived_lines,
+    blob_names,
+    duplicates,
+    incident_key,
+    table_rows,
+)
 
 
 class CrashingTable(IncidentTable):
-    """The real table, except that recording the first page's versions "crashes"."""
+    """The real table, except that recording the first page's versions "crashes" (and the
+    create-first write is refused, as when a row exists, so the blobs come first)."""
+
+    def create_new(
+        self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+    ) -> dict[str, RowVersion] | None:
+        return None
 
     def upsert_newer(
         self,
@@ -35,14 +48,44 @@ class CrashingTable(IncidentTable):
         raise StorageError("simulated crash after the page's blobs were written")
 
 
-def ingestor(settings: Settings, table_type: type[IncidentTable], journal: Any = None) -> Ingestor:
+class CreatingTable(IncidentTable):
+    """The real table, noting when an answer's rows were just created without a read."""
+
+    created = False
+
+    def create_new(
+        self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+    ) -> dict[str, RowVersion] | None:
+        rows = super().create_new(tenant, stored, ingested_at)
+        CreatingTable.created = rows is not None
+        return rows
+
+
+class CrashingArchive(IncidentArchive):
+    """The real archive, except that writing blobs "crashes" right after their rows were
+    created (create-first: a run writes so once an answer of it met no stored row)."""
+
+    def upload(
+        self, tenant: str, planned: Sequence[PlannedBlob], ingested_at: datetime
+    ) -> list[StoredVersion]:
+        if CreatingTable.created:
+            raise StorageError("simulated crash after the page's rows were created")
+        return super().upload(tenant, planned, ingested_at)
+
+
+def ingestor(
+    settings: Settings,
+    table_type: type[IncidentTable],
+    journal: Any = None,
+    archive_type: type[IncidentArchive] = IncidentArchive,
+) -> Ingestor:
     svc = build(settings)
     svc.ingestor()  # creates the containers and table
     blobs = svc.blob_service
     state = blobs.get_container_client(STATE_CONTAINER)
     return Ingestor(
         client_for=svc.client_for,
-        archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
+        archive=archive_type(blobs.get_container_client(INCIDENT_CONTAINER)),
         table=table_type(svc.table_service.get_table_client(INCIDENT_TABLE)),
         watermarks=WatermarkStore(state),
         journal=journal or PageJournal(state),
@@ -87,3 +130,35 @@ def test_crash_between_blobs_and_table_neither_loses_nor_duplicates(
     latest = {incident_key(i) for i in truth}
     assert latest <= {incident_key(line) for line in lines}
     assert set(table_rows(conn, home)) == {key[0] for key in latest}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("api", ["legacy", "graph"])
+def test_crash_between_created_rows_and_their_blobs_neither_loses_nor_duplicates(
+    cloud: LocalCloud, app_env: dict[str, str], api: str
+) -> None:
+    """Create-first: a new answer's rows are created before its blobs. A crash in between
+    leaves rows whose blob is missing; the next run deletes them (noted in the journal) and
+    reads those versions again, storing each exactly once."""
+    home = app_env["DEFENDER_TENANT_ID"]
+    settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
+    conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
+
+    CreatingTable.created = False
+    crashed = ingestor(settings, CreatingTable, archive_type=CrashingArchive).run_tenant(home)
+    assert not crashed.ok and crashed.error_code == "storage"
+    blobs = set(blob_names(conn, home))
+    dangling = {k for k, row in table_rows(conn, home).items() if row["BlobName"] not in blobs}
+    assert dangling  # rows created, their blob never written
+
+    rerun = ingestor(settings, IncidentTable).run_tenant(home)
+    assert rerun.ok and rerun.complete, rerun.error
+    truth = cloud.admin("GET", f"truth/{home}/incidents?api={api}")["value"]
+    lines = archived_lines(conn, home)
+    assert duplicates(lines) == []
+    latest = {incident_key(i) for i in truth}
+    assert latest <= {incident_key(line) for line in lines}
+    assert set(table_rows(conn, home)) == {key[0] for key in latest}
+    assert set(dangling) <= {key[0] for key in latest}
+    # every row points at a blob that holds its version
+    assert_store_matches(cloud, conn, home, api, versions(truth))

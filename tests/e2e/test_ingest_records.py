@@ -1,6 +1,7 @@
 """Ingestion's handling of what the API hands it, on real storage (Azurite) with a scripted
 service: bad records are quarantined, future times clamped, unknown fields kept, any exception
-stays in its tenant, and the push hook hears of each committed slice without ever failing a run.
+stays in its tenant, and the push hook hears of every new version before it is stored (a hook
+that fails stops the answer before anything of it is stored, so no change is ever lost).
 
 The service here is a small scripted stand-in for ``DefenderClient`` (the emulator renders only
 valid records); the storage adapters, lease and checkpoints are the real ones.
@@ -183,26 +184,43 @@ def test_bad_records_are_quarantined_future_times_clamped_unknown_fields_kept(
 
 
 @pytest.mark.e2e
-def test_any_exception_stays_in_its_tenant_and_notify_never_fails_a_run(
+def test_any_exception_stays_in_its_tenant_and_the_push_hook_loses_no_change(
     storage: dict[str, Any],
 ) -> None:
-    heard: list[tuple[str, Sequence[Incident]]] = []
+    heard: list[tuple[str, list[str], frozenset[str]]] = []
+    down = [True]
 
-    def notify(tenant: str, versions: Sequence[Incident]) -> None:
-        heard.append((tenant, versions))
-        raise RuntimeError("a subscriber is down")
+    def notify(tenant: str, versions: Sequence[Incident], created: frozenset[str]) -> None:
+        if down[0]:
+            raise RuntimeError("the push queue is down")
+        heard.append((tenant, [v.id for v in versions], created))
 
-    clients = {
-        BAD: ScriptedClient([], explode=True),
-        GOOD: ScriptedClient([graph_incident(n, NOW - timedelta(minutes=n)) for n in range(1, 8)]),
-    }
+    records = [graph_incident(n, NOW - timedelta(minutes=n)) for n in range(1, 8)]
+    clients = {BAD: ScriptedClient([], explode=True), GOOD: ScriptedClient(records)}
     summary = ingestor(storage, clients, notify).run([BAD, GOOD])
 
     bad, good = summary.tenants
     assert not bad.ok and bad.error_code == "internal" and "KeyError" in (bad.error or "")
-    assert good.ok and good.incidents == 7
-    assert not summary.ok
-    # notify hears each committed slice's new versions (one call per slice): only the good
-    # tenant's, each version once, though every call failed
-    assert {t for t, _ in heard} == {GOOD}
-    assert sorted(i.id for _, versions in heard for i in versions) == [str(n) for n in range(1, 8)]
+    # the hook failed before anything was stored: the run fails and stores nothing, so the
+    # versions stay new for the next run instead of being stored unheard of
+    assert not good.ok and good.incidents == 0 and "RuntimeError" in (good.error or "")
+    assert not list(storage["table"].query_entities(f"PartitionKey eq '{GOOD}'"))
+
+    down[0] = False
+    again = ingestor(storage, {GOOD: ScriptedClient(records)}, notify).run_tenant(GOOD)
+    assert again.ok and again.incidents == 7
+    # each version heard exactly once, before it was stored, and all new to the store
+    assert sorted(i for _, ids, _ in heard for i in ids) == sorted(str(n) for n in range(1, 8))
+    assert {t for t, _, _ in heard} == {GOOD}
+    assert set().union(*(c for _, _, c in heard)) == {str(n) for n in range(1, 8)}
+
+    # updated just now: within the next run's overlap however long after collection (when
+    # NOW was taken) this test runs
+    now = datetime.now(UTC).replace(microsecond=0)
+    updated = [
+        dict(r, lastUpdateDateTime=format_utc(now)) if r["id"] == "3" else r for r in records
+    ]
+    heard.clear()
+    third = ingestor(storage, {GOOD: ScriptedClient(updated)}, notify).run_tenant(GOOD)
+    assert third.ok and third.incidents == 1
+    assert [(ids, created) for _, ids, created in heard] == [(["3"], frozenset())]  # an update

@@ -99,3 +99,35 @@ def test_inline_mode_ingests_every_tenant_without_the_queue(
     status, text = cli("status", "--json")
     assert status == 0
     assert {t["health"] for t in json.loads(text)["tenants"]} == {"ok"}
+
+
+def test_inline_timer_does_not_fail_when_a_tenant_stops_for_quota(
+    scale_cloud: LocalCloud, scale_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """INGEST_FANOUT=inline, one tenant answering 429 with a Retry-After longer than a call may
+    wait: its run stops cleanly (ok, stopped quota, resume_at), the invocation succeeds, the
+    others are ingested, and ``status`` shows it throttled, not failing."""
+    from shared.bootstrap import services
+
+    ids = list(scale_cloud.emulator.tenant_ids[:4])
+    throttled = ids[2]
+    scale_cloud.admin(
+        "POST",
+        "faults",
+        {"rate": 1.0, "kinds": ["429"], "retry_after": 300, "tenants": [throttled]},
+    )
+    monkeypatch.setenv("INGEST_FANOUT", "inline")
+    monkeypatch.setenv("INGEST_TENANTS", ",".join(ids))
+    services.cache_clear()
+    timer_function()(TimerRequest(past_due=False))  # raises if the invocation failed
+    conn = scale_env["DATA_STORAGE_CONNECTION_STRING"]
+    for tenant in ids:
+        if tenant != throttled:
+            truth = scale_cloud.admin("GET", f"truth/{tenant}/incidents?api=graph")["value"]
+            assert set(table_rows(conn, tenant)) == {str(i["id"]) for i in truth}
+    state = services().run_states().get(throttled)
+    assert state.last_result == "throttled" and state.last_error is None
+    status, text = cli("status", "--json")
+    health = {t["tenant"]: t["health"] for t in json.loads(text)["tenants"]}
+    assert health[throttled] == "throttled"
+    assert {h for t, h in health.items() if t != throttled} == {"ok"}

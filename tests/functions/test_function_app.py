@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
+
+import azure.functions as func
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +46,7 @@ def test_import_does_not_build_clients() -> None:
         "import sys, function_app; from shared import bootstrap; "
         "heavy = [m for m in ('msal', 'azure.identity', 'azure.storage.blob', "
         "'azure.data.tables', 'azure.keyvault.secrets', 'requests') if m in sys.modules]; "
-        "print(bootstrap.services.cache_info().currsize, ','.join(heavy) or '-')"
+        "print(int(bootstrap.services.built), ','.join(heavy) or '-')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -55,3 +59,61 @@ def test_import_does_not_build_clients() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "-"]
+
+
+def test_every_trigger_takes_the_workers_context() -> None:
+    """The worker passes ``context`` to a function whose signature has a parameter of that
+    name annotated ``azure.functions.Context`` (it refuses any other annotation), and every
+    other parameter must be a binding (``is_context_required`` / ``validate_function_params``
+    in azure_functions_worker/functions.py). Each trigger qualifies, so the app's threads can
+    log with the invocation id; called directly (tests) it defaults to no invocation."""
+    from tests.api.conftest import indexed_functions
+
+    for name, function in indexed_functions().items():
+        user = function.get_user_function()
+        hints = typing.get_type_hints(user)
+        assert hints["context"] is func.Context, name
+        parameters = set(inspect.signature(user).parameters) - {"context"}
+        bound = {json.loads(b)["name"] for b in function.get_raw_bindings()}
+        assert parameters <= bound, name
+
+
+def _http_auth_levels(env: dict[str, str]) -> dict[str, str]:
+    """The host's authLevel of every HTTP function, as indexed in a fresh process."""
+    code = (
+        "import json, function_app; "
+        "print(json.dumps({f.get_function_name(): json.loads(f.get_raw_bindings()[0]) "
+        ".get('authLevel') for f in function_app.app.get_functions()}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    levels = json.loads(result.stdout.strip().splitlines()[-1])
+    return {name: str(level).upper() for name, level in levels.items() if level}
+
+
+def test_the_host_checks_keys_only_in_key_mode() -> None:
+    """Default (and ``entra``): every HTTP function is anonymous at the host, so a Logic App's
+    managed-identity token reaches the app without a key, and the app checks the token.
+    ``API_AUTH_MODE=key`` (or a value the app refuses): the host requires a function key on
+    every route but the health check, the consent callback and the poll link (which carries its
+    own capability: a poller that re-sends nothing has no key either)."""
+    from shared.api.routes import ROUTES
+
+    anonymous = {r.function_name for r in ROUTES if r.public}
+    assert anonymous == {"http_health", "http_consent_callback", "http_poll_hunting_job"}
+    for env in ({}, {"API_AUTH_MODE": "entra"}):
+        assert set(_http_auth_levels(env).values()) == {"ANONYMOUS"}, env
+    for env in ({"API_AUTH_MODE": "key"}, {"API_AUTH_MODE": "nonsense"}):
+        levels = _http_auth_levels(env)
+        assert {n for n, level in levels.items() if level == "ANONYMOUS"} == anonymous, env
+        assert {r.function_name for r in ROUTES} - anonymous <= {
+            n for n, level in levels.items() if level == "FUNCTION"
+        }

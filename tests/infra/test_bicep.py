@@ -19,6 +19,8 @@ from pycep import BicepParser
 
 from shared import settings, storage
 from shared.clouds import CLOUDS
+from shared.push.delivery import DEADLETTER_CONTAINER
+from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -67,16 +69,26 @@ LEFT_OUT = {
     settings.QUEUE_CONNECTION_SETTING: "a connection string (local); Azure uses the service URI",
     # HTTP API (issue 11)
     settings.API_MAX_BODY_BYTES_SETTING: "the default fits",
-    settings.API_REQUIRE_PRINCIPAL_SETTING: "set to true when App Service Authentication is on",
     settings.API_TENANT_ROLES_SETTING: "per customer: an MSSP's own mapping of roles to tenants",
     settings.API_ALLOW_FREE_KQL_SETTING: "off by default on purpose (templates only)",
     settings.API_SYNC_BUDGET_SETTING: "the default fits",
     settings.API_RETRY_AFTER_SETTING: "the default fits",
+    settings.API_POLL_LINK_MINUTES_SETTING: "the default fits the longest hunting job",
     settings.API_PUBLIC_URL_SETTING: "only behind a proxy or API Management",
     settings.API_SIGNING_KEY_SETTING: "a secret: a Key Vault reference the operator adds",
-    settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default (.logic.azure.com) fits",
+    settings.API_PUSH_HOST_SUFFIXES_SETTING: "the default follows DEFENDER_CLOUD (docs/push.md)",
     settings.API_PUSH_MAX_ATTEMPTS_SETTING: "the default fits",
+    settings.API_SIGNING_KEY_PREVIOUS_SETTING: "only while rotating API_SIGNING_KEY",
+    settings.API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING: "emulator only; never in Azure",
+    settings.API_PUSH_TIMEOUT_SETTING: "the default fits",
+    settings.API_PUSH_RETRY_SETTING: "the default fits",
+    settings.API_PUSH_MAX_RETRY_AFTER_SETTING: "the default fits",
+    settings.API_PUSH_GONE_GRACE_SETTING: "the default fits",
+    settings.API_PUSH_DELIVER_OWN_UPDATES_SETTING: "off by default on purpose (no workflow loops)",
     settings.API_CONSENT_STATE_MINUTES_SETTING: "the default fits",
+    settings.API_PAGE_MAX_CALLS_SETTING: "the default fits",
+    settings.API_CALLER_RATE_LIMIT_SETTING: "the default fits; an operator tunes it",
+    settings.API_CALLER_HUNTING_RATE_LIMIT_SETTING: "the default fits; an operator tunes it",
     settings.CONSENT_REDIRECT_URI_SETTING: "defaults to https://$WEBSITE_HOSTNAME/api/consent/"
     "callback, the CONSENT_REDIRECT_URI output the Entra script registers",
     # issue 9 (ingestion)
@@ -84,6 +96,8 @@ LEFT_OUT = {
     settings.INGEST_TIME_BUDGET_SETTING: "the default fits host.json's 10-minute timeout",
     settings.INGEST_LEASE_SETTING: "the default fits",
     settings.INGEST_LAG_WARNING_SETTING: "the default fits; tune as an app setting",
+    # the worker's logging: quiet by default on purpose; raised as an app setting to diagnose
+    settings.LOG_LEVEL_AZURE_SDK_SETTING: "WARNING by default; raise it only for a diagnosis",
 }
 #: the defaults of shared.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}
@@ -131,6 +145,7 @@ def test_every_bicep_file_parses_and_every_module_exists(main: dict[str, Any]) -
         "app/rbac.bicep",
         "app/storage.bicep",
         "app/vault.bicep",
+        "app/auth.bicep",
     }
     for file in files:
         BicepParser().parse(file_path=file)
@@ -258,6 +273,54 @@ def test_required_and_chosen_settings_are_wired_from_parameters(
     assert app_settings[settings.KEY_VAULT_URL_SETTING] == "vaultUrl"
     assert app_settings[settings.AZURE_CREDENTIAL_SETTING] == "managed-identity"
     assert app_settings[settings.TENANT_TABLE_SETTING] == DEFAULTS["tenant_table"]
+    assert app_settings[settings.API_AUTH_MODE_SETTING] == "apiAuthMode"
+    assert app_settings[settings.API_APP_ID_URI_SETTING] == "appIdUri"
+
+
+def test_app_service_authentication_gates_the_api_in_entra_mode(
+    main: dict[str, Any], api: dict[str, Any]
+) -> None:
+    """Issue 20, point 2: with API_AUTH_MODE=entra (the default), App Service Authentication
+    answers 401 to requests without a valid token for the API, except the two anonymous
+    routes; allowed audiences are the API's; no token store. Key mode has no gate."""
+    params = main["parameters"]
+    assert set(decorator(params["apiAuthMode"], "allowed")) == set(
+        typing.get_args(settings.ApiAuthMode)
+    )
+    assert params["apiAuthMode"]["default"] == DEFAULTS["api_auth_mode"] == "entra"
+    assert params["apiAppIdUri"]["default"] == ""
+    passed = main["modules"]["api"]["config"]["params"]
+    assert passed["apiAuthMode"] == "apiAuthMode" and passed["apiAppIdUri"] == "apiAppIdUri"
+    module = main["modules"]["auth"]
+    assert module["detail"]["path"] == "app/auth.bicep"
+    condition = module["config"]["condition"]["operator"]
+    assert condition["operands"] == {"operand_1": "apiAuthMode", "operand_2": "entra"}
+    wired = module["config"]["config"]["params"]
+    assert wired["clientId"] == "defenderClientId" and wired["tenantId"] == "homeTenantId"
+    assert "appIdUri" in json.dumps(wired["appIdUri"])
+    auth = parse("app/auth.bicep")["resources"]["authSettings"]
+    assert auth["type"] == "Microsoft.Web/sites/config"
+    assert auth["config"]["name"] == "authsettingsV2"
+    props = auth["config"]["properties"]
+    assert props["platform"]["enabled"] is True
+    validation = props["globalValidation"]
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] == "Return401"
+    from shared.api.routes import ROUTES
+
+    public = {f"/api{r.path}" for r in ROUTES if r.public}
+    assert set(validation["excludedPaths"]) == public
+    assert public == {"/api/health", "/api/consent/callback", "/api/hunting/status"}
+    # exact paths only: what an excluded path with a wildcard matches is not documented
+    assert not any("*" in p or "{" in p for p in validation["excludedPaths"])
+    aad = props["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True and aad["registration"]["clientId"] == "clientId"
+    issuer = json.dumps(aad["registration"]["openIdIssuer"])
+    assert "loginEndpoint" in issuer and "v2.0" in issuer  # from the cloud deployed to
+    assert aad["validation"]["allowedAudiences"] == ["appIdUri", "clientId"]
+    assert props["login"]["tokenStore"]["enabled"] is False
+    uri = api["variables"]["appIdUri"]["value"]["operator"]["operands"]
+    assert "api://${defenderClientId}" in json.dumps(uri)
 
 
 def test_site_is_hardened(api: dict[str, Any]) -> None:
@@ -302,12 +365,18 @@ def test_storage_refuses_keys_and_holds_the_designs_containers_queues_tables() -
     assert props["minimumTlsVersion"] == "TLS1_2"
     variables = {k: v["value"] for k, v in parsed["variables"].items()}
     containers = set(variables["containers"]) - {"deploymentContainerName"}
-    assert containers == {storage.INCIDENT_CONTAINER, storage.STATE_CONTAINER}
+    assert containers == {
+        storage.INCIDENT_CONTAINER,
+        storage.STATE_CONTAINER,
+        DEADLETTER_CONTAINER,
+    }
     assert set(variables["queues"]) == {
         "defender-ingest",
         "defender-ingest-poison",
         "defender-hunting",
         "defender-hunting-poison",
+        PUSH_QUEUE,
+        POISON_QUEUE,
     }
     assert set(variables["tables"]) == {
         storage.INCIDENT_TABLE,
@@ -429,6 +498,8 @@ def test_outputs_give_a_local_run_its_settings(main: dict[str, Any]) -> None:
         "DEFENDER_CLOUD",
         "AZURE_USER_ASSIGNED_IDENTITY_PRINCIPAL_ID",
         "CONSENT_REDIRECT_URI",
+        "API_AUTH_MODE",
+        "API_APP_ID_URI",
     } <= set(main["outputs"])
 
 

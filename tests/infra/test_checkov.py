@@ -162,3 +162,21 @@ def test_a_key_vault_reference_is_not_taken_for_a_secret(tmp_path: Path) -> None
     done = gate(tmp_path)
     assert "CKV_DB_1" not in done.stdout
     assert "1 resources" in done.stdout  # it was scanned
+
+
+def test_files_left_out_of_the_scan_hide_nothing_checkov_checks() -> None:
+    """A file checkov's pinned Bicep parser cannot read is left out by name, with its reason,
+    only when it exists, parses with the newer parser of the structure tests, and declares
+    nothing but Microsoft Graph resources (which no checkov check reads)."""
+    from pycep import BicepParser
+
+    module = load_gate()
+    assert module.NOT_PARSED_BY_CHECKOV
+    for name, reason in module.NOT_PARSED_BY_CHECKOV.items():
+        file = ROOT / "infra" / name
+        assert file.is_file(), name
+        assert len(reason) >= 80, name
+        parsed = BicepParser().parse(file_path=file)
+        kinds = {r["type"].split("/")[0] for r in parsed["resources"].values()}
+        assert kinds == {"Microsoft.Graph"}, (name, kinds)
+        assert not parsed.get("modules"), name

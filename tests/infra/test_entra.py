@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 
+from shared.api.access import ALL_TENANTS, ROLES
 from shared.clouds import CLOUDS
 from shared.credentials.claims import FEATURE_ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
+API_ROLES = {*ROLES, ALL_TENANTS}
 SCRIPT = ROOT / "infra" / "entra" / "setup_app.py"
 TENANT = "11111111-1111-1111-1111-111111111111"
 IDENTITY = "22222222-2222-2222-2222-222222222222"
@@ -75,6 +77,8 @@ EVERYTHING = (
     "--vault-url",
     "https://kv-abc.vault.azure.net",
     "--store-secret",
+    "--assign",
+    f"{IDENTITY}=Incidents.Read,Tenant.{TENANT}",
 )
 
 
@@ -86,6 +90,7 @@ def test_dry_run_prints_every_call_of_a_first_run_in_order() -> None:
         f"GET /v1.0/servicePrincipals(appId='{LEGACY}')",
         "GET /v1.0/applications",
         "POST /v1.0/applications",
+        "PATCH /v1.0/applications/<app-object-id>",
         "GET /v1.0/servicePrincipals(appId='<app-client-id>')",
         "POST /v1.0/servicePrincipals",
         "GET /v1.0/applications/<app-object-id>/federatedIdentityCredentials",
@@ -93,12 +98,32 @@ def test_dry_run_prints_every_call_of_a_first_run_in_order() -> None:
         "GET /v1.0/servicePrincipals/<app-sp-id>/appRoleAssignments",
         *["POST /v1.0/servicePrincipals/<00000003-sp-id>/appRoleAssignedTo"] * 3,
         *["POST /v1.0/servicePrincipals/<8ee8fdad-sp-id>/appRoleAssignedTo"] * 2,
+        "GET /v1.0/servicePrincipals/<app-sp-id>/appRoleAssignedTo",
+        *["POST /v1.0/servicePrincipals/<app-sp-id>/appRoleAssignedTo"] * 2,
         "POST /v1.0/applications/<app-object-id>/addPassword",
         "PUT /secrets/defender-client-secret",
     ]
     assert done.stdout.rstrip().endswith("dry run: no call was made")
-    body = json.loads(done.stdout.splitlines()[4])  # the POST /applications body
+    lines = done.stdout.splitlines()
+    body = json.loads(lines[4])  # the POST /applications body
     assert body["signInAudience"] == "AzureADMultipleOrgs"
+    # the app's own API: its roles for users and apps, a user scope, v2 tokens, its URI
+    roles = {r["value"]: r for r in body["appRoles"]}
+    assert set(roles) == set(API_ROLES) | {f"Tenant.{TENANT}"}
+    assert all(r["allowedMemberTypes"] == ["User", "Application"] for r in roles.values())
+    assert body["api"]["requestedAccessTokenVersion"] == 2
+    assert [s["value"] for s in body["api"]["oauth2PermissionScopes"]] == ["access_as_user"]
+    assert json.loads(lines[6]) == {"identifierUris": ["api://<app-client-id>"]}
+    assert "API_APP_ID_URI=api://<app-client-id>" in done.stdout
+    grants = [
+        json.loads(lines[i + 1])
+        for i, x in enumerate(lines)
+        if "/<app-sp-id>/appRoleAssignedTo" in x and x.startswith("POST")
+    ]
+    assert {(g["principalId"], g["appRoleId"]) for g in grants} == {
+        (IDENTITY, roles["Incidents.Read"]["id"]),
+        (IDENTITY, roles[f"Tenant.{TENANT}"]["id"]),
+    }
     assert body["web"]["redirectUris"] == [
         "https://func-abc.azurewebsites.net/api/consent/callback"
     ]
@@ -255,7 +280,11 @@ class FakeTenant:
             return answer(204, {})
         if path.endswith("/appRoleAssignments"):
             return answer(200, {"value": self.assignments})
-        if path.endswith("/appRoleAssignedTo"):
+        assigned_to = re.search(r"/servicePrincipals/([^/]+)/appRoleAssignedTo$", path)
+        if assigned_to and method == "GET":
+            held = [a for a in self.assignments if a["resourceId"] == assigned_to.group(1)]
+            return answer(200, {"value": held})
+        if assigned_to:
             self.assignments.append(dict(body or {}))
             return answer(201, {})
         if path.endswith("/addPassword"):
@@ -293,6 +322,9 @@ def test_a_second_run_updates_the_same_app_and_adds_nothing_twice(
     assert app["signInAudience"] == "AzureADMultipleOrgs"
     assert [len(v) for v in tenant.fics.values()] == [1]
     assert len(tenant.assignments) == 3  # Read.All incidents, alerts, hunting: once each
+    assert app["identifierUris"] == [f"api://{app['appId']}"]
+    assert len(app["appRoles"]) == len(API_ROLES)  # defined once, kept on the second run
+    assert len(app["api"]["oauth2PermissionScopes"]) == 1
     assert any(line.startswith("PATCH ") for line in tenant.log)
     assert "DEFENDER_CLIENT_ID=" in capsys.readouterr().out
 
@@ -360,3 +392,67 @@ def test_features_are_the_ones_the_settings_accept(setup_app: ModuleType) -> Non
 
     for api in ("graph", "legacy"):
         assert set(setup_app.PERMISSIONS[api]) == set(get_args(Feature))
+
+
+def test_roles_are_assigned_once_and_an_administrators_roles_are_kept(
+    setup_app: ModuleType,
+) -> None:
+    """--assign defines the roles it names (Tenant.<tid>, an MSSP's team role) next to the
+    API's, assigns each once (a second run assigns nothing), and keeps roles, URIs and scopes an
+    administrator added."""
+    tenant = FakeTenant()
+    logic_app, group = IDENTITY, "44444444-4444-4444-4444-444444444444"
+    options = setup_app.Options(
+        tenant=TENANT,
+        assign=(
+            (logic_app, ("Incidents.Read", "Subscriptions.Manage", "Tenants.All")),
+            (group, (f"Tenant.{TENANT}", "Team.Blue")),
+        ),
+    )
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    app = next(iter(tenant.apps.values()))
+    app["appRoles"].append({"id": "admin-role", "value": "Admin.Own", "isEnabled": True})
+    app["identifierUris"].append("https://contoso.example/bridge")
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    values = [r["value"] for r in app["appRoles"]]
+    assert len(values) == len(set(values))
+    assert set(values) == API_ROLES | {f"Tenant.{TENANT}", "Team.Blue", "Admin.Own"}
+    assert app["identifierUris"] == [f"api://{app['appId']}", "https://contoso.example/bridge"]
+    sp = tenant.sps[app["appId"]]["id"]
+    ids = {r["value"]: r["id"] for r in app["appRoles"]}
+    ours = {(a["principalId"], a["appRoleId"]) for a in tenant.assignments if a["resourceId"] == sp}
+    assert len(ours) == len([a for a in tenant.assignments if a["resourceId"] == sp]) == 5
+    assert (group, ids["Team.Blue"]) in ours and (logic_app, ids["Tenants.All"]) in ours
+
+
+@pytest.mark.parametrize(
+    "assign",
+    ["not-a-guid=Incidents.Read", f"{IDENTITY}", f"{IDENTITY}=", f"{IDENTITY}=has space"],
+)
+def test_bad_assignments_are_usage_errors(assign: str) -> None:
+    done = dry_run("--assign", assign)
+    assert done.returncode == 2 and "--assign" in done.stderr
+
+
+def test_the_api_roles_are_the_ones_the_app_reads(setup_app: ModuleType) -> None:
+    assert set(setup_app.API_ROLES) == API_ROLES
+    assert setup_app.role_id("Incidents.Read") == setup_app.role_id("Incidents.Read")
+
+
+def test_a_defined_role_is_added_and_assigned_to_nobody(setup_app: ModuleType) -> None:
+    """--define-role adds a role (the Logic App sample's Tenant.<tid>, assigned by its Bicep)
+    next to the API's, once, with no assignment."""
+    tenant = FakeTenant()
+    options = setup_app.Options(tenant=TENANT, define_roles=(f"Tenant.{TENANT}",))
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    setup_app.Setup(options, tenant, lambda _: None).run()
+    app = next(iter(tenant.apps.values()))
+    values = [r["value"] for r in app["appRoles"]]
+    assert sorted(values) == sorted([*API_ROLES, f"Tenant.{TENANT}"])
+    role = next(r for r in app["appRoles"] if r["value"] == f"Tenant.{TENANT}")
+    assert role["id"] == setup_app.role_id(f"Tenant.{TENANT}") and role["isEnabled"]
+    assert tenant.assignments == []
+    done = dry_run("--define-role", "has space")
+    assert done.returncode == 2 and "--define-role" in done.stderr
+    shown = dry_run("--client-id", CLIENT, "--define-role", f"Tenant.{TENANT}")
+    assert shown.returncode == 0 and f"Tenant.{TENANT}" in shown.stdout

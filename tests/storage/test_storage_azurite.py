@@ -165,7 +165,9 @@ def test_batched_upsert_survives_a_concurrent_writer_without_row_by_row_writes(
     written = table.upsert_newer(TENANT, later, T0, known)
 
     assert written == 31  # 8 and the 30 new ones: 7 already has a newer version
-    assert spy.calls == {"submit_transaction": 2, "query_entities": 1}
+    # the refused batch is decided again from point reads of its 32 rows, never by a query
+    # (an ``or`` over RowKeys is a partition scan)
+    assert spy.calls == {"submit_transaction": 2, "get_entity": 32}
     assert table.stored_version(TENANT, "7") == T0 + timedelta(hours=2)
     assert table.stored_version(TENANT, "8") == T0 + timedelta(hours=1)
     service.delete_table(name)
@@ -220,3 +222,88 @@ def test_quarantine_names_a_record_by_its_digest(container: ContainerClient) -> 
     assert first.startswith(f"quarantine/tenant={TENANT}/date=2026-11-20/q-")
     doc = json.loads(container.download_blob(first).readall())
     assert doc["reason"] == "incident without 'id'" and doc["record"] == bad
+
+
+def test_create_first_writes_new_rows_in_one_transaction_and_refuses_as_a_whole(
+    container: ContainerClient, azurite: Azurite
+) -> None:
+    """create_new: one create-only transaction, no read; if any row exists nothing is written
+    (atomic), and the rows of an answer are then read by point reads."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    name = f"t{uuid.uuid4().hex}"
+    spy = CountingTable(service.create_table(name))
+    table = IncidentTable(spy)  # type: ignore[arg-type]
+    archive = IncidentArchive(container)
+    first = archive.write(TENANT, [incident(n, T0) for n in range(1, 51)], T0)
+    created = table.create_new(TENANT, first, T0)
+    assert created is not None and sorted(created, key=int) == [str(n) for n in range(1, 51)]
+    assert spy.calls == {"submit_transaction": 1}  # no read at all
+    assert table.lookup(TENANT, created) == created  # ETags and blob names as written
+
+    spy.calls.clear()
+    mixed = archive.write(TENANT, [incident(n, T0 + timedelta(hours=1)) for n in range(45, 61)], T0)
+    assert table.create_new(TENANT, mixed, T0) is None  # 45-50 exist: refused whole
+    assert table.lookup(TENANT, [str(n) for n in range(51, 61)]) == {}  # none of 51-60 written
+    assert table.stored_version(TENANT, "45") == T0
+    service.delete_table(name)
+
+
+def test_forget_deletes_only_rows_still_pointing_at_the_missing_blob(
+    container: ContainerClient, table: IncidentTable
+) -> None:
+    """Recovery of rows created for a blob never written: a row rewritten since is kept."""
+    from shared.storage.archive import placed, plan
+
+    versions = [incident(n, T0) for n in range(1, 4)]
+    rows = placed(plan(TENANT, versions))
+    assert table.create_new(TENANT, rows, T0) is not None
+    blob = rows[0].blob_name
+    # another writer moved incident 3 to a newer version in another blob
+    newer = IncidentArchive(container).write(TENANT, [incident(3, T0 + timedelta(hours=1))], T0)
+    assert table.upsert_newer(TENANT, newer, T0) == 1
+
+    assert table.forget(TENANT, blob, ["1", "2", "3", "4"]) == 2
+    assert table.stored_version(TENANT, "1") is None
+    assert table.stored_version(TENANT, "2") is None
+    assert table.stored_version(TENANT, "3") == T0 + timedelta(hours=1)
+
+
+def test_journal_notes_created_rows_and_refuses_a_corrupt_note(container: ContainerClient) -> None:
+    from shared.storage.state import JournalNote, PageJournal
+
+    journal = PageJournal(container)
+    assert journal.note(TENANT) == JournalNote()
+    journal.record(TENANT, ["a", "b"], created={"a": ["1", "2"]})
+    assert journal.note(TENANT) == JournalNote(("a", "b"), {"a": ("1", "2")})
+    assert journal.pending(TENANT) == ["a", "b"]
+    journal.record(TENANT, ["c"])  # the next answer's note replaces it
+    assert journal.note(TENANT) == JournalNote(("c",), {})
+    container.upload_blob(
+        f"journal/{TENANT}.json", b'{"blobs": ["a"], "created": {"a": [1]}}', overwrite=True
+    )
+    with pytest.raises(StorageError, match="corrupt"):
+        journal.note(TENANT)
+    journal.clear(TENANT)
+    assert journal.note(TENANT) == JournalNote()
+
+
+def test_ensure_shares_one_renewal_between_the_writes_of_a_second(
+    container: ContainerClient,
+) -> None:
+    """ensure() renews unless a renewal began less than ENSURE_FRESH ago: the few writes of
+    one answer share one renewal, and a lease lost since is found by the next one after."""
+    from azure.storage.blob import BlobLeaseClient
+
+    from shared.errors import LeaseLostError
+    from shared.storage.state import ENSURE_FRESH
+
+    now = [1000.0]
+    with TenantLock(container, TENANT, lease_seconds=60, monotonic=lambda: now[0]) as held:
+        BlobLeaseClient(container.get_blob_client(f"locks/{TENANT}")).break_lease(0)
+        now[0] += ENSURE_FRESH / 2
+        held.ensure()  # renewed (acquired) half a second ago: no storage call
+        assert not held.lost
+        now[0] += ENSURE_FRESH
+        with pytest.raises(LeaseLostError):
+            held.ensure()
+        assert held.lost

@@ -16,11 +16,12 @@ TID = "33333333-3333-3333-3333-333333333333"
 
 def test_api_defaults() -> None:
     s = Settings.from_env(BASE)
-    assert s.api_max_body_bytes == 65_536 and not s.api_require_principal
+    assert s.api_max_body_bytes == 65_536 and s.api_auth_mode == "entra"
+    assert s.api_audiences == (f"api://{s.client_id}", s.client_id) and not s.retired_settings
     assert s.api_tenant_roles == {} and not s.api_allow_free_kql
     assert s.api_sync_budget == 20.0 and s.api_retry_after == 5
     assert s.api_public_url is None and s.api_signing_key is None
-    assert s.api_push_host_suffixes == (".logic.azure.com",)
+    assert s.api_push_host_suffixes == (".logic.azure.com", ".environment.api.powerplatform.com")
     assert s.api_consent_state_lifetime == timedelta(minutes=60)
 
 
@@ -29,13 +30,18 @@ def test_api_values_parse() -> None:
         {
             **BASE,
             "API_REQUIRE_CLIENT_PRINCIPAL": "true",
+            "API_AUTH_MODE": "Key",
+            "API_APP_ID_URI": "https://contoso.example.com/defender-bridge/",
             "API_TENANT_ROLES": f"Team.Blue={TID}; Team.Red={TID},{TID.replace('3', '4')}",
             "API_PUBLIC_URL": "https://bridge.example.com/",
             "API_SIGNING_KEY": "k" * 40,
             "API_PUSH_HOST_SUFFIXES": ".logic.azure.com, hooks.example.com",
         }
     )
-    assert s.api_require_principal
+    # a retired setting is remembered (start-up and check tell about it), never obeyed
+    assert s.retired_settings == ("API_REQUIRE_CLIENT_PRINCIPAL",)
+    assert s.api_auth_mode == "key"
+    assert s.api_audiences[0] == "https://contoso.example.com/defender-bridge"
     assert s.api_tenant_roles["Team.Blue"] == (TID,) and len(s.api_tenant_roles["Team.Red"]) == 2
     assert s.api_public_url == "https://bridge.example.com"
     assert s.api_push_host_suffixes == (".logic.azure.com", "hooks.example.com")
@@ -54,6 +60,8 @@ def test_api_problems_are_named_and_never_echo_values() -> None:
                 "API_PUBLIC_URL": "https://bridge.example.com/api",
                 "API_SIGNING_KEY": short_key,
                 "API_PUSH_HOST_SUFFIXES": "https://x",
+                "API_AUTH_MODE": "easyauth",
+                "API_APP_ID_URI": "http://not-an-app-id-uri/x?y",
             }
         )
     text = str(info.value)
@@ -64,6 +72,8 @@ def test_api_problems_are_named_and_never_echo_values() -> None:
         "API_PUBLIC_URL",
         "API_SIGNING_KEY",
         "API_PUSH_HOST_SUFFIXES",
+        "API_AUTH_MODE",
+        "API_APP_ID_URI",
     ):
         assert name in text
     assert short_key not in text
@@ -73,3 +83,36 @@ def test_tenant_roles_parser() -> None:
     assert parse_tenant_roles("") == {}
     with pytest.raises(ValueError, match="entry 2"):
         parse_tenant_roles(f"A={TID};B")
+
+
+def test_push_settings_defaults_per_cloud_and_problems() -> None:
+    s = Settings.from_env(BASE)
+    assert s.api_push_max_attempts == 8 and s.api_push_timeout == 10.0
+    assert s.api_push_retry == 30.0 and s.api_push_max_retry_after == 3600.0
+    assert s.api_push_gone_grace == timedelta(minutes=60)
+    assert not s.api_push_allow_local_receiver and not s.api_push_deliver_own_updates
+    gov = Settings.from_env({**BASE, "DEFENDER_CLOUD": "gcchigh"})
+    assert ".logic.azure.us" in gov.api_push_host_suffixes
+    assert ".logic.azure.com" not in gov.api_push_host_suffixes
+    previous = "p" * 40
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                **BASE,
+                "API_PUSH_ALLOW_LOCAL_RECEIVER": "true",  # without EMULATOR_CA_CERT
+                "API_SIGNING_KEY_PREVIOUS": previous,  # without API_SIGNING_KEY
+                "API_PUSH_TIMEOUT_SECONDS": "0",
+                "API_PUSH_HOST_SUFFIXES": ".net",
+                "API_PUSH_GONE_GRACE_MINUTES": "-1",
+            }
+        )
+    text = str(info.value)
+    for name in (
+        "API_PUSH_ALLOW_LOCAL_RECEIVER",
+        "API_SIGNING_KEY_PREVIOUS",
+        "API_PUSH_TIMEOUT_SECONDS",
+        "API_PUSH_HOST_SUFFIXES",
+        "API_PUSH_GONE_GRACE_MINUTES",
+    ):
+        assert name in text, name
+    assert previous not in text and "previous" not in repr(Settings.from_env(BASE))

@@ -108,15 +108,16 @@ def _unsigned(claims: dict[str, Any]) -> str:
         (_unsigned(CLAIMS), "not signed the way Entra"),
         (jwt.encode(CLAIMS, "shared-secret-" * 3, algorithm="HS256", headers={"kid": "k1"}),
          "not signed the way Entra"),
-        (sign(key=OTHER), "not valid"),
+        (sign(key=OTHER), "invalid signature"),
         (sign(kid="unknown"), "does not publish"),
         (sign({**CLAIMS, "aud": "https://graph.microsoft.com"}), "not this app"),
         (sign({**CLAIMS, "exp": int(NOW.timestamp()) - 120}), "expired"),
         (sign({**CLAIMS, "nbf": int(NOW.timestamp()) + 3600}), "not valid yet"),
         (sign({**CLAIMS, "iss": "https://evil.example/"}), "not issued by its tenant"),
         (sign({**CLAIMS, "tid": "not-a-guid"}), "no tenant"),
-        (sign({k: v for k, v in CLAIMS.items() if k != "scp"}), "app token"),
-        (sign({k: v for k, v in CLAIMS.items() if k != "oid"}), "no user"),
+        (sign({k: v for k, v in CLAIMS.items() if k != "oid"}), "names no object"),
+        (sign({**CLAIMS, "aud": "api://x\r\nInjected: 1"}), "not this app"),
+        ("e" * 20_000, "too long"),
     ],
 )  # fmt: skip
 def test_forged_foreign_and_expired_tokens_are_refused(token: str, message: str) -> None:
@@ -124,7 +125,20 @@ def test_forged_foreign_and_expired_tokens_are_refused(token: str, message: str)
     with pytest.raises(CallerTokenError, match=message) as info:
         validator(Jwks([("k1", SIGNING)])).validate(token)
     assert token not in str(info.value)
+    assert "\r" not in str(info.value) and "\n" not in str(info.value)
     assert info.value.code == "invalid_caller_token"
+
+
+def test_claims_carry_roles_scopes_and_the_subject() -> None:
+    """App tokens (roles, no scp) are valid callers of the API; only user tokens can be the
+    assertion of an on-behalf-of exchange (``is_user``)."""
+    check = validator(Jwks([("k1", SIGNING)]))
+    app = {k: v for k, v in CLAIMS.items() if k != "scp"}
+    claims = check.validate(sign({**app, "roles": ["Incidents.Read", 7], "appid": CLIENT}))
+    assert claims.roles == ("Incidents.Read",) and not claims.is_user
+    assert claims.subject == f"{TENANT}/{OID}" and claims.app_id == CLIENT
+    user = check.validate(sign({**CLAIMS, "scp": "access_as_user other"}))
+    assert user.is_user and user.scopes == ("access_as_user", "other") and user.roles == ()
 
 
 def test_unknown_key_refetches_once_then_waits() -> None:
@@ -170,4 +184,7 @@ def test_obo_provider_refuses_a_forged_token_before_any_exchange() -> None:
     provider = OnBehalfOfProvider(apps, validator=validator(Jwks([("k1", SIGNING)])))
     with pytest.raises(CallerTokenError):
         provider.token(_unsigned(CLAIMS), "https://graph.microsoft.com/.default")
+    app_only = sign({k: v for k, v in CLAIMS.items() if k != "scp"})
+    with pytest.raises(CallerTokenError, match="app token"):
+        provider.token(app_only, "https://graph.microsoft.com/.default")
     assert provider.exchanges == 0

@@ -63,3 +63,38 @@ def test_with_the_setting_each_tenant_run_is_recorded() -> None:
     assert seen["ingest.api_calls:{'tenant': 't1'}"] == 3
     assert seen["ingest.failures:{'tenant': 't2', 'code': 'lease_lost'}"] == 1
     assert seen["ingest.lag:{'tenant': 't1'}"] == 60.0
+
+
+REDACTED = """
+import json, logging
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from shared import telemetry
+
+env = {"APPLICATIONINSIGHTS_CONNECTION_STRING":
+       "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+       "IngestionEndpoint=https://127.0.0.1:9/"}
+assert telemetry.recorder(env) is not None
+exporter = InMemoryLogRecordExporter()
+get_logger_provider().add_log_record_processor(SimpleLogRecordProcessor(exporter))
+log = logging.getLogger("shared.api.handlers")
+log.warning("callback %s", "https://x.logic.azure.com/w?sig=SIGNATURE-SECRET")
+try:
+    raise ValueError("API_SIGNING_KEY=EXCEPTION-SECRET in a message")
+except ValueError:
+    log.exception("failed")
+text = json.dumps([
+    {"body": str(r.log_record.body), "attributes": dict(r.log_record.attributes or {})}
+    for r in exporter.get_finished_logs()
+], default=str)
+print(json.dumps({"records": len(exporter.get_finished_logs()), "text": text}))
+"""
+
+
+def test_records_sent_to_application_insights_are_redacted() -> None:
+    """The ``shared`` logger's Application Insights handler gets the redaction filter too, and
+    an exception's message (sent as its own attribute) is redacted."""
+    out = json.loads(run(REDACTED))
+    assert out["records"] == 2
+    assert "SIGNATURE-SECRET" not in out["text"] and "EXCEPTION-SECRET" not in out["text"]
+    assert "ValueError" in out["text"] and "***" in out["text"]
