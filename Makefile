@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test lint typecheck unit bench bench-emulator bench-push chaos clean checkov
+.PHONY: help setup demo test lint typecheck unit bench bench-emulator bench-push bench-listing chaos clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
@@ -16,6 +16,7 @@ help:
 	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N JOBS=2); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make bench-push - ingestion with a push receiver that never answers (bench/results/push.json)"
+	@echo "make bench-listing - API calls of listing: backfill by count behaviour, bursts, steady ticks (bench/results/listing.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
 # requirements-sdk.txt (msgraph-sdk, for tests/sdk/) is installed here too, but is no part of
@@ -83,6 +84,11 @@ bench-emulator: $(STAMP)
 REPS ?= 5
 bench-push: $(STAMP) node_modules/.installed
 	$(PY) -m bench.push $(REPS)
+
+# API calls against the pages they fill, both surfaces: a backfill under each @odata.count
+# behaviour, bursts of 100 and 1,000 updates, 10/100/1,000 updates between ticks (a few minutes)
+bench-listing: $(STAMP) node_modules/.installed
+	$(PY) -m bench.listing
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo
