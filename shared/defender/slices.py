@@ -767,18 +767,6 @@ class _Axis:
         total = sum(n for n, _ in self.recent)
         span = sum(w for _, w in self.recent)
         self.rate = max(total, 0.5) / max(1, span)  # an empty slice still says "sparse"
-        if len(self.recent) >= 3:
-            # a density rising along the listing (incidents denser toward now, the usual
-            # shape of a backfill) leaves the pool behind, and every slice planned from it
-            # overflows: when the newer half of the pool is denser than the older by a fifth,
-            # the next slice is planned at the newer density raised by that step once more
-            newer = self.recent[len(self.recent) // 2 :]
-            new_n, new_w = sum(n for n, _ in newer), sum(w for _, w in newer)
-            old_n, old_w = total - new_n, span - new_w
-            if old_n > 0 and old_w > 0 and new_w > 0:
-                step = (new_n / new_w) / (old_n / old_w)
-                if step > 1.2:
-                    self.rate = max(self.rate, new_n / new_w * step)
 
     def fail(self, end: int, read: PagedRead, *, created: bool = False) -> None:
         """``[cursor, end)`` was asked for and not proved complete: remember what it showed

@@ -177,28 +177,6 @@ def test_without_any_count_a_backfill_stays_under_twice_the_pages(page: int, bou
         assert service.calls <= bound * math.ceil(len(items) / page), (order, service.calls)
 
 
-@pytest.mark.parametrize("order", ["newest", "hashed"])
-def test_without_any_count_a_density_rising_toward_now_stays_under_twice_perfect(
-    order: str,
-) -> None:
-    """A backfill's incidents are usually denser toward now. Without any count each slice is
-    planned from those completed before it; planned from their pooled density alone, every
-    slice overflowed and such a backfill cost 2.0-2.8x what a reader knowing every timestamp
-    needs (2,000 incidents, ``$top`` 100): the rise is planned for."""
-    for seed in range(5):
-        rng = random.Random(seed)
-        a, b = to_us(START), to_us(END)
-        rising = [b - 1 - int((b - a) * rng.random() ** 3) for _ in range(2000)]
-        items = {i: (t, t - rng.randrange(0, 10**9)) for i, t in enumerate(rising)}
-        service = Service(dict(items), order=order, counts="none", page_size=100, seed=seed)
-
-        drain(service, Listing(START, END, page_size=100))
-
-        assert set(service.read) == set(items)
-        best = perfect(items, a, b, 100, None)
-        assert service.calls <= 2 * best, (seed, service.calls, best)
-
-
 def test_a_known_density_makes_an_incremental_run_one_request() -> None:
     """Few updates since the checkpoint and a density carried over: one request."""
     items = {i: (to_us(END) - 10**6 * (i + 1), 0) for i in range(12)}
