@@ -7,16 +7,17 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint typecheck unit bench bench-emulator bench-push chaos clean checkov
+.PHONY: help setup demo test test-fast lint typecheck unit bench bench-emulator bench-push bench-listing chaos clean checkov
 
 help:
 	@echo "make demo   - start the local cloud (emulator + Azurite), ingest its tenants, print what landed"
 	@echo "make test   - set up and run everything: ruff, mypy, checkov, pytest"
 	@echo "make test-fast - the inner loop: every test that needs no Azurite, server or child process"
-	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; lookup.json: dedup check by table size; quota.json: a backlog under default quotas)"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/results/ (SIZES=1000 for a quick run; tenants.json: 1,000-tenant fan-out; lookup.json: dedup check by table size; quota.json: a backlog under default quotas; listing.json: backfill by count behaviour, bursts, steady ticks)"
 	@echo "make chaos  - randomized faults, kills, concurrent runs (RUNS=N JOBS=2); bench/results/chaos.json"
 	@echo "make bench-emulator - benchmark the local cloud alone (bench/results/emulator.json)"
 	@echo "make bench-push - ingestion with a push receiver that never answers (bench/results/push.json)"
+	@echo "make bench-listing - API calls of listing: backfill by count behaviour, bursts, steady ticks (bench/results/listing.json)"
 	@echo "make checkov - scan infra/ with checkov (offline): 0 failed checks and 0 parse errors, or it fails"
 
 # requirements-sdk.txt (msgraph-sdk, for tests/sdk/) is installed here too, but is no part of
@@ -73,6 +74,7 @@ bench: setup $(BENCH_STAMP)
 	$(PY) -m bench.tenants
 	$(PY) -m bench.lookup
 	$(PY) -m bench.quota
+	$(PY) -m bench.listing
 
 # RUNS=N randomized chaos runs (bench/chaos.py) over JOBS workers, each with its own local
 # cloud; results (counts by kind, seconds per run and per phase) in bench/results/chaos.json
@@ -88,6 +90,11 @@ bench-emulator: $(STAMP)
 REPS ?= 5
 bench-push: $(STAMP) node_modules/.installed
 	$(PY) -m bench.push $(REPS)
+
+# API calls against the pages they fill, both surfaces: a backfill under each @odata.count
+# behaviour, bursts of 100 and 1,000 updates, 10/100/1,000 updates between ticks (a few minutes)
+bench-listing: $(STAMP) node_modules/.installed
+	$(PY) -m bench.listing
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .demo

@@ -10,7 +10,8 @@ mostly broken at once, as its duration passing would do, now and then by waiting
 lease that lapses under a live run while another run starts, Key Vault unavailable for a
 process (its vault URL points at a closed port), an Azurite restart while a process writes.
 Throughout: API faults (429, 500, 503, connection resets, truncated bodies, slow answers) at a
-random rate, arbitrary listing order, updates during paging, late-arriving updates (the safety
+random rate, arbitrary listing order, ``@odata.count`` on every Graph page, the first only or
+none, updates during paging, late-arriving updates (the safety
 lag covers them) and access tokens that expire at once (MSAL then asks Entra again mid-run). At
 the end faults stop, leases lapse, late updates arrive and a clean run (no safety lag) finishes;
 then the store is compared with the emulator's truth (``tests.e2e``'s storage view helpers):
@@ -78,6 +79,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "chaos.json"
 LEASE_SECONDS = 15  # the shortest blob lease: a killed run's lease lapses this soon
 FAULT_KINDS = ("429", "500", "503", "reset", "slow", "truncated")
+#: which pages of a Graph list carry @odata.count (``emulator.behaviour.COUNT_PAGES``)
+COUNT_PAGES = ("every", "first", "none")
 SLOW_SECONDS = 0.2  # a slow answer's delay (the client waits it out; its timeout is longer)
 FRESH_PROCESS_RATE = 0.1  # the share of ingest processes started cold (``python -m shared``)
 NATURAL_LAPSE_RATE = 0.05  # the share of SIGKILLs whose lease is waited out, not broken
@@ -125,6 +128,7 @@ class Tally:
 
     runs: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    count_pages: Counter[str] = field(default_factory=Counter)
     kills: int = 0
     kills_too_late: int = 0  # the victim had finished when its SIGKILL was due
     lapsed_leases: int = 0
@@ -172,8 +176,10 @@ class Tally:
                 setattr(self, name, mine + value)
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("faults", "phase_seconds")}
+        skip = ("faults", "count_pages", "phase_seconds")
+        out = {k: v for k, v in self.__dict__.items() if k not in skip}
         out["faults"] = dict(self.faults)
+        out["count_pages"] = dict(self.count_pages)
         out["phase_seconds"] = {
             k: round(v, 1) for k, v in sorted(self.phase_seconds.items(), key=lambda kv: -kv[1])
         }
@@ -638,6 +644,11 @@ def _configure(
     """The run's surface, behaviours, token lifetime and faults: (api, behaviour, late, kinds)."""
     api = rng.choice(("legacy", "graph"))
     behaviour: dict[str, Any] = {}
+    # which Graph pages carry @odata.count, drawn from a generator of its own (seeded from
+    # this one's state without consuming it) so each seed's schedule of events stays the same
+    count_pages = random.Random(f"count_pages {rng.getstate()[1][:16]}").choice(COUNT_PAGES)
+    behaviour["count_pages"] = count_pages
+    tally.count_pages[count_pages] += 1
     if rng.random() < 0.5:
         behaviour.update(order="arbitrary", order_seed=rng.randrange(1 << 30))
         tally.arbitrary_order_runs += 1
@@ -783,6 +794,10 @@ def table(tally: Tally, seconds: float | None = None) -> str:
         ("runs with late-arriving updates", tally.late_arrival_runs),
         ("runs with updates during paging", tally.paging_activity_runs),
         ("runs in arbitrary order", tally.arbitrary_order_runs),
+        (
+            "runs by the pages carrying @odata.count (Graph)",
+            ", ".join(f"{k}: {v}" for k, v in sorted(tally.count_pages.items())),
+        ),
         ("incidents (final, summed over runs)", tally.incidents),
         ("versions stored", tally.versions),
         ("superseded versions required (settled when a run began)", tally.settled_required),

@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--order-seed", type=int, default=0, help="seed of the arbitrary order")
     parser.add_argument(
+        "--count-pages",
+        choices=("every", "first", "none"),
+        default="every",
+        help="which Graph list pages carry @odata.count when $count=true",
+    )
+    parser.add_argument(
         "--late-arrival-seconds",
         type=float,
         default=0.0,
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         device_code_interval=args.device_code_interval,
         order=args.order,
         order_seed=args.order_seed,
+        count_pages=args.count_pages,
         late_arrival_seconds=args.late_arrival_seconds,
         expand_failure_tenants=tuple(args.expand_failure_tenant),
     )

@@ -1,8 +1,10 @@
-"""Looser or harsher service behaviours a test switches on: result order, `$expand` failures,
-late arrival of changes, and SOC activity while a client pages.
+"""Looser or harsher service behaviours a test switches on: result order, which pages carry
+`@odata.count`, `$expand` failures, late arrival of changes, and SOC activity while a client
+pages.
 
-The defaults are the strict observed behaviour (newest first, no failures, changes visible at
-once, no activity); everything else is an explicit setting, in `EmulatorConfig` or through
+The defaults are the strict observed behaviour (newest first, `@odata.count` on every page asked
+for it, no failures, changes visible at once, no activity); everything else is an explicit
+setting, in `EmulatorConfig` or through
 `GET|POST /_emulator/behaviour` (a POST merges the keys it gives; `reset` restores the config's
 values). The sources of each behaviour are in emulator/README.md ("Behaviours").
 """
@@ -17,6 +19,11 @@ from typing import Any, Literal
 
 Order = Literal["newest", "arbitrary"]
 ORDERS: tuple[Order, ...] = ("newest", "arbitrary")
+#: which pages of a Graph list asked for `$count=true` carry `@odata.count`: every page, the
+#: first only (the answer to the request itself, not to a nextLink), or none. Microsoft
+#: documents `$count` on these lists but not which pages carry the count.
+CountPages = Literal["every", "first", "none"]
+COUNT_PAGES: tuple[CountPages, ...] = ("every", "first", "none")
 ALL_TENANTS = "*"
 _MAX_LATE = 86_400.0
 _MAX_ACTIVITY = 10_000
@@ -56,6 +63,7 @@ class Settings:
 
     order: Order = "newest"
     order_seed: int = 0
+    count_pages: CountPages = "every"
     expand_failure_tenants: frozenset[str] = frozenset()
     late_arrival_seconds: float = 0.0
     paging_activity: PagingActivity | None = None
@@ -64,12 +72,17 @@ class Settings:
         return {
             "order": self.order,
             "order_seed": self.order_seed,
+            "count_pages": self.count_pages,
             "expand_failure_tenants": sorted(self.expand_failure_tenants),
             "late_arrival_seconds": self.late_arrival_seconds,
             "paging_activity": None
             if self.paging_activity is None
             else self.paging_activity.to_json(),
         }
+
+    def counts(self, first_page: bool) -> bool:
+        """Whether a page of a list asked for `$count=true` carries `@odata.count`."""
+        return self.count_pages == "every" or (self.count_pages == "first" and first_page)
 
     def expand_fails(self, tenant_id: str) -> bool:
         """Whether `$expand=alerts` with `$filter` answers 500 for the tenant."""
@@ -100,6 +113,13 @@ def merge(current: Settings, changes: Mapping[str, Any], tenants: Collection[str
         values["order"] = order
     if "order_seed" in changes:
         values["order_seed"] = _integer(changes["order_seed"], "order_seed", None)
+    if "count_pages" in changes:
+        count_pages = changes["count_pages"]
+        if count_pages not in COUNT_PAGES:
+            raise BehaviourError(
+                f"'count_pages' must be one of {list(COUNT_PAGES)}, not {count_pages!r}"
+            )
+        values["count_pages"] = count_pages
     if "expand_failure_tenants" in changes:
         values["expand_failure_tenants"] = _tenants(changes["expand_failure_tenants"], tenants)
     if "late_arrival_seconds" in changes:

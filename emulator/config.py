@@ -54,6 +54,8 @@ class EmulatorConfig:
     # Each field is named as its behaviour key. The defaults are the strict observed behaviour.
     order: behaviour.Order = "newest"  # or "arbitrary": a seeded order that ignores time
     order_seed: int = 0
+    # which Graph list pages carry @odata.count when $count=true: "every", "first" or "none"
+    count_pages: behaviour.CountPages = "every"
     expand_failure_tenants: tuple[str, ...] = ()  # tenant ids, or "*" for all
     late_arrival_seconds: float = 0.0
     # {"tenant", "every", "create", "update", "merge"} (or a behaviour.PagingActivity)

@@ -635,7 +635,7 @@ class DefenderService:
             total,
             skip,
             top,
-            count=count,
+            count=count and self.behaviour.settings.counts(first_page=skip == 0),
         )
         return json_response(200, payload, tenant=tid)
 
@@ -817,7 +817,7 @@ class DefenderService:
             lambda a: render.graph_alert(a, tid, include_unknown=_unknown_members(request)),
             skip,
             top,
-            count=count,
+            count=count and self.behaviour.settings.counts(first_page=skip == 0),
         )
         return json_response(200, payload, tenant=tid)
 

@@ -27,16 +27,17 @@ Per tenant, under its lease, oldest first:
    next run resumes at the checkpoint, so a backlog of any size finishes over successive runs
    and no slice is read twice except the overlap of runs that keep up.
 
-Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices``):
-a slice is complete only when one answer for exactly it had no nextLink and fewer than
-``$top`` items, so it held every incident then updated in it (on Graph, a slice older than the
-late-arrival bound may instead be read across its pages and is complete when their
-``@odata.count`` held still and that many distinct incidents were read: ``PagedRead``); slices
-complete oldest first and
-the checkpoint never passes the end of the last complete one, which is at most now minus the
-safety lag. An update made visible late (Defender can show an update after the time it records)
-is read if it became visible within the safety lag of its time; in steady state (runs keeping
-up) also if within lag + overlap, because every run re-reads the overlap before its checkpoint.
+Why nothing is lost (resting only on documented behaviour, see ``shared.defender.slices`` and
+``docs/listing.md``): a slice is complete only when one answer for exactly it had no nextLink
+and fewer than ``$top`` items (or as many as its ``@odata.count``), so it held every incident
+then updated in it; on Graph, a slice older than the late-arrival bound may instead be read
+across its pages and is complete when its first page's ``@odata.count`` is matched by as many
+distinct incidents read (``PagedRead``: nothing can enter such a slice, so those are all of
+them), whichever pages carry the count; slices complete oldest first and the checkpoint never
+passes the end of the last complete one, which is at most now minus the safety lag. An update
+made visible late (Defender can show an update after the time it records) is read if it became
+visible within the safety lag of its time; in steady state (runs keeping up) also if within
+lag + overlap, because every run re-reads the overlap before its checkpoint.
 
 Why nothing is stored twice: a version (id, exact last-update text) is written only when the
 table holds neither it nor a newer one; blobs are named by the digest of their versions, so a
@@ -68,7 +69,7 @@ from typing import Any, Protocol
 from shared.clock import Clock, format_utc, parse_utc
 from shared.defender.client import MAX_SKIP, DefenderClient, SlicePage
 from shared.defender.model import Incident, normalize
-from shared.defender.slices import Listing, PagedRead, SliceRequest
+from shared.defender.slices import Item, Listing, PairPasses, SliceRequest
 from shared.errors import (
     BridgeError,
     ConflictError,
@@ -90,7 +91,7 @@ log = logging.getLogger(__name__)
 #: a last-update time later than now plus this is clamped to it (and logged): Defender's clocks
 #: and ours agree far better than this, so a later time is a bad record, not skew
 CLOCK_SKEW = timedelta(minutes=5)
-#: Graph refuses ``$top`` over 50 on /security/incidents (defender-api.md 0.1 item 1)
+#: Graph refuses ``$top`` over 50 on /security/incidents (docs/defender-service.md#listing-limits)
 GRAPH_INCIDENT_TOP = 50
 #: after a filtered ``$expand=alerts`` listing failed with 500 for a tenant, alerts are read
 #: apart from incidents for this long before expanding is tried again (elastic/integrations#18144)
@@ -98,8 +99,6 @@ EXPAND_RETRY_AFTER = timedelta(hours=24)
 #: checkpoint info: when the run that committed the checkpoint planned its listing (see
 #: ``shared.window.plan_start``)
 CHECKPOINT_READ_AT = "checkpointReadAt"
-#: passes over one (last update, created) instant before giving up (see ``_exhaust``)
-MAX_TIE_PASSES = 5
 #: table rows a run keeps of those it read or wrote last, so an overflowing slice read again
 #: by its sub-slices needs no read (memory: a few hundred KiB)
 RECENT_ROWS = 1000
@@ -183,7 +182,8 @@ Progress = Callable[[IngestProgress], None]
 class TenantResult:
     """What one tenant's run did. ``incidents`` counts versions newly stored.
 
-    Stable keys (design.md): tenant, ok, incidents, pages, api_calls, watermark, error.
+    Stable keys (docs/ingestion.md#run-summary): tenant, ok, incidents, pages, api_calls,
+    watermark, error.
     ``watermark`` is the checkpoint after the run; ``complete`` says whether the run reached
     the listing's end (False: it stopped, and the next run resumes at the checkpoint);
     ``stopped`` says why: ``"time budget"``, or ``"quota"`` when the next API call slot (the
@@ -223,7 +223,8 @@ class TenantResult:
     resume_at: str | None = None  # stopped == "quota": when the next call may start
 
     def to_json(self) -> dict[str, Any]:
-        """The summary entry (stable keys of design.md, plus extra detail)."""
+        """The summary entry (the stable keys of docs/ingestion.md#run-summary, plus extra
+        detail)."""
         return asdict(self)
 
 
@@ -527,12 +528,9 @@ class Ingestor:
                         page = self._exhaust(
                             tenant, client, lock, request, top, expand, deadline, run
                         )
-                        completed = listing.record(
-                            request,
-                            updated=_times(page.items, client.api, "updated"),
-                            created=_times(page.items, client.api, "created"),
-                            full=False,
-                        )
+                        read = listing.reader(request)
+                        read.add(_items(page.items, client.api), count=None, linked=False)
+                        completed = listing.record(request, read)
                     elif request.paged:
                         completed, expand, slowest = self._read_paged(
                             tenant, client, lock, listing, request, top, expand, deadline, run,
@@ -544,13 +542,13 @@ class Ingestor:
                         )
                         run.pages += 1
                         self._store(writer, tenant, client, lock, page, run)
-                        completed = listing.record(
-                            request,
-                            updated=_times(page.items, client.api, "updated"),
-                            created=_times(page.items, client.api, "created"),
-                            full=page.full,
+                        read = listing.reader(request)
+                        read.add(
+                            _items(page.items, client.api),
                             count=page.count,
+                            linked=page.next_link is not None,
                         )
+                        completed = listing.record(request, read)
                 except ThrottledError as exc:
                     # the quota is spent for longer than a call may wait: commit what was read
                     # and stop cleanly; the next run resumes at the checkpoint (the queue
@@ -653,7 +651,8 @@ class Ingestor:
         run: _Run,
         info: dict[str, Any],
     ) -> tuple[SlicePage, bool]:
-        """One answer for a slice, falling back from ``$expand=alerts`` when it fails (8.5)."""
+        """One answer for a slice, falling back from ``$expand=alerts`` when it fails
+        (docs/defender-service.md#large-expansions)."""
         graph = client.api == "graph"
         try:
             return client.incident_slice(
@@ -692,14 +691,14 @@ class Ingestor:
         writer: _Writer,
         slowest: float,
     ) -> tuple[bool | None, bool, float]:
-        """Read a slice across its pages (Graph) and record whether the count verified it.
+        """Read a slice across its pages (Graph) and record whether they proved it complete.
 
         Every page is stored as it comes (its versions are real, whatever the verdict). The
-        slice is complete only when each page carried the same ``@odata.count``, the last page
-        had no link and the distinct incidents read equal the count (the argument is in
-        ``shared.defender.slices``); otherwise the planner splits it. Returns (completed, or None
-        when the time budget ran out between pages; whether ``$expand`` is still used; the
-        slowest request seen).
+        slice is complete when its first page carried ``@odata.count`` and as many distinct
+        incidents of the slice were read (the argument is in ``shared.defender.slices``), or one
+        short answer held it; otherwise the planner narrows it. Returns (completed, or None when
+        the time budget ran out between pages; whether ``$expand`` is still used; the slowest
+        request seen).
         """
         while True:
             try:
@@ -728,8 +727,7 @@ class Ingestor:
         writer: _Writer,
         slowest: float,
     ) -> tuple[bool | None, float]:
-        key = "incidentId" if client.api == "legacy" else "id"
-        read = PagedRead(listing.paged_limit)
+        read = listing.reader(request)
         began = self._monotonic()
         for page in client.slice_pages(request, top=top, expand=expand, deadline=deadline):
             now = self._monotonic()
@@ -737,11 +735,7 @@ class Ingestor:
             run.pages += 1
             self._store(writer, tenant, client, lock, page, run)
             more = read.add(
-                [_text(raw.get(key)) if isinstance(raw, dict) else None for raw in page.items],
-                _times(page.items, client.api, "updated"),
-                _times(page.items, client.api, "created"),
-                count=page.count,
-                linked=page.next_link is not None,
+                _items(page.items, client.api), count=page.count, linked=page.next_link is not None
             )
             if not more:
                 break
@@ -749,13 +743,13 @@ class Ingestor:
             if left < max(5.0, 2 * slowest):  # this slice's pages were measured
                 # out of time between pages: what was read is stored, and the planner learns
                 # the slice's count (the next run plans smaller slices from the density)
-                listing.record_paged(request, read)
+                listing.record(request, read)
                 return None, slowest
             pages_left = math.ceil(((read.count or 0) - len(read.seen)) / top)
             if pages_left * slowest > (left - 5.0) / 2:
                 # the rest of this slice would not fit in the time left: split it into slices
                 # that do (``_fits``), so this run still completes some
-                return listing.record_paged(request, read), slowest
+                return listing.record(request, read), slowest
         if read.unstable:
             log.info(
                 "tenant %s: pages of one slice repeated incidents (%d distinct of %d counted); "
@@ -765,7 +759,7 @@ class Ingestor:
                 len(read.seen),
                 read.count,
             )
-        return listing.record_paged(request, read), slowest
+        return listing.record(request, read), slowest
 
     def _fits(self, deadline: float, slowest: float, top: int) -> int | None:
         """The most incidents a paged slice may hold to be read in half the time left."""
@@ -838,36 +832,51 @@ class Ingestor:
         run: _Run,
     ) -> SlicePage:
         """Last resort for more than a page at one (last update, created) pair: read it through
-        its links, again and again until a whole pass finds nothing new. Links and offsets may
-        shift while we page, so this is weaker than a slice; it is logged as such."""
+        its links, pass after pass, until a pass reads as many distinct incidents as its first
+        page counted, or all passes together as many as the very first count, or (with no
+        count at all) two passes in a row find nothing new (``PairPasses``). Without a count
+        links and offsets may shift while we page, so that is weaker than a slice; it is
+        logged as such.
+
+        Raises:
+            UnexpectedResponseError: the passes never added up (the run fails, losing nothing;
+                the next one tries again).
+        """
         log.warning(
             "tenant %s: more than %d incidents share the last-update time %s and one creation "
-            "time; paging them through links and re-reading until nothing new appears",
+            "time; paging them through links until the pages add up",
             tenant,
             top - 1,
             format_utc(request.start),
         )
         run.tie_warnings += 1
-        seen: set[str] = set()
-        last: list[dict[str, Any]] = []
-        for _ in range(MAX_TIE_PASSES):
-            fresh = False
-            items: list[dict[str, Any]] = []
+        passes = PairPasses()
+        latest: dict[str, dict[str, Any]] = {}
+        while True:
             for page in client.exhaust_slice(request, top=top, expand=expand, deadline=deadline):
                 run.pages += 1
                 self._take(tenant, client, lock, page, run)
-                items.extend(page.items)
-                for raw in page.items:
-                    key = str(raw.get("incidentId", raw.get("id")))
-                    if key not in seen:
-                        seen.add(key)
-                        fresh = True
-            last = items
-            if not fresh:
-                return SlicePage(last, None, len(last), top, expanded=expand)
-        raise UnexpectedResponseError(
-            f"incidents at {format_utc(request.start)} kept changing over {MAX_TIE_PASSES} passes"
-        )
+                items = _items(page.items, client.api)
+                passes.add(items, count=page.count)
+                for (key, _, _), raw in zip(items, page.items, strict=True):
+                    if key is not None:
+                        latest[key] = raw
+            if passes.end_pass():
+                break
+        if passes.given_up:
+            raise UnexpectedResponseError(
+                f"incidents at {format_utc(request.start)} kept changing over "
+                f"{passes.passes} passes"
+            )
+        if passes.first is None:
+            log.warning(
+                "tenant %s: no page carried @odata.count; the incidents at %s were taken as "
+                "read when two passes found nothing new",
+                tenant,
+                format_utc(request.start),
+            )
+        read = list(latest.values())
+        return SlicePage(read, None, len(read), top, expanded=expand)
 
     def _take(
         self, tenant: str, client: DefenderClient, lock: Lock, page: SlicePage, run: _Run
@@ -993,7 +1002,8 @@ class Ingestor:
         return True, known
 
     def _with_alerts(self, client: DefenderClient, incidents: list[Incident]) -> list[Incident]:
-        """Graph without ``$expand``: attach each incident's alerts, read apart (8.5)."""
+        """Graph without ``$expand``: attach each incident's alerts, read apart
+        (docs/defender-service.md#large-expansions)."""
         alerts, _ = client.alerts_of_incidents([i.id for i in incidents])
         out: list[Incident] = []
         for incident in incidents:
@@ -1110,22 +1120,28 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def _times(items: Sequence[dict[str, Any]], api: str, which: str) -> list[datetime]:
-    """The items' last-update (or creation) times that parse; the planner's sample."""
+def _items(items: Sequence[Any], api: str) -> list[Item]:
+    """What the planner reads of an answer's items: id, last-update and creation times (None
+    where missing or unreadable), in the order served."""
+    key = "incidentId" if api == "legacy" else "id"
+    updated = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
+    created = "createdTime" if api == "legacy" else "createdDateTime"
+    return [
+        (_text(raw.get(key)), _when(raw.get(updated)), _when(raw.get(created)))
+        if isinstance(raw, dict)
+        else (None, None, None)
+        for raw in items
+    ]
 
-    if which == "updated":
-        key = "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
-    else:
-        key = "createdTime" if api == "legacy" else "createdDateTime"
-    out: list[datetime] = []
-    for raw in items:
-        value = raw.get(key)
-        if isinstance(value, str):
-            try:
-                out.append(parse_utc(value))
-            except ValueError:
-                continue
-    return out
+
+def _when(value: Any) -> datetime | None:
+    """A timestamp the planner can place, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_utc(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -657,8 +657,9 @@ class DefenderClient:
         expand: bool = True,
         deadline: float | None = None,
     ) -> Iterator[SlicePage]:
-        """Graph: the pages of one slice read across its links, each with ``@odata.count``
-        (``$count=true``), for a slice the planner verifies by count (``request.paged``).
+        """Graph: the pages of one slice read across its links, with ``$count=true`` asked for
+        (which pages carry ``@odata.count`` is undocumented: the planner decides from each
+        answer), for a slice the planner proves by count (``request.paged``).
 
         Stops early, with the last page's ``next_link`` kept (so the slice does not verify),
         when a link would go deeper than ``$skip`` 500, which the service refuses; links to
@@ -705,7 +706,8 @@ class DefenderClient:
         expand: bool = True,
         deadline: float | None = None,
     ) -> Iterator[SlicePage]:
-        """Every page of one slice through its links (the planner's last resort for a tie).
+        """Every page of one slice through its links (the planner's last resort for a tie),
+        with ``@odata.count`` asked for on Graph (pages may or may not carry it).
 
         Pages are read through ``@odata.nextLink`` (or ``$skip`` steps on the legacy API)
         but never deeper than ``$skip`` 500.
@@ -713,18 +715,18 @@ class DefenderClient:
         Raises:
             UnexpectedResponseError: the slice needs a ``$skip`` beyond 500.
         """
-        spec: RequestSpec | None = self.slice_request(request, top=top, expand=expand)
+        graph = self.api == "graph"
+        spec: RequestSpec | None = self.slice_request(request, top=top, count=graph, expand=expand)
         followed: set[str] = set()
         skip = 0
         while spec is not None:
-            body = self.call(spec, deadline=deadline, role=self._role("read"))
-            page = parse_page(body)
-            yield SlicePage(page.items, page.next_link, None, top, expanded=expand)
+            page = self._slice_page(spec, top=top, expand=expand, deadline=deadline)
+            yield page
             if page.next_link:
                 spec = self._link_spec(page.next_link, followed)
                 if spec is None:
                     raise self._too_deep(request)
-            elif self.api == "legacy" and len(page.items) >= top:
+            elif not graph and len(page.items) >= top:
                 skip += top
                 if skip > MAX_SKIP:
                     raise self._too_deep(request)

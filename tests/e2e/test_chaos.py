@@ -18,8 +18,9 @@ from emulator.server import Emulator
 from testkit.storage_view import archived_lines
 
 #: runs 0-3 of this seed's schedules hold SIGKILLs, an Azurite restart, Key Vault down,
-#: concurrent runs, faults, late arrivals, updates during paging, arbitrary order and expiring
-#: tokens (the schedule is the seed's; where a kill lands and which request a fault meets vary)
+#: concurrent runs, faults, late arrivals, updates during paging, arbitrary order, Graph pages
+#: with @odata.count on the first page only or on none, and expiring tokens (the schedule is the
+#: seed's; where a kill lands and which request a fault meets vary)
 SEED, RUNS = 1961, 4
 #: runs 0-3 of this seed meet injected faults (429, 5xx, resets, truncated or slow answers):
 #: how many requests a fault meets depends on how few requests a run needs (2-3 here)
@@ -51,6 +52,7 @@ def test_short_chaos_loses_and_duplicates_nothing(small_cloud: Emulator, azurite
     assert tally.lapsed_leases >= 1
     assert min(tally.late_arrival_runs, tally.paging_activity_runs) >= 1
     assert min(tally.arbitrary_order_runs, tally.token_expiry_runs) >= 1
+    assert min(tally.count_pages[kind] for kind in ("every", "first", "none")) >= 1
     assert sum(tally.faults.values()) + sum(faulty.faults.values()) >= 1
     assert 0 < tally.cold_processes < tally.processes
 

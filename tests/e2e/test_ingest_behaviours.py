@@ -38,6 +38,7 @@ def behaviour(cloud: LocalCloud) -> Iterator[LocalCloud]:
         "behaviour",
         {
             "order": "newest",
+            "count_pages": "every",
             "expand_failure_tenants": [],
             "late_arrival_seconds": 0,
             "paging_activity": None,
@@ -54,9 +55,10 @@ def test_arbitrary_order_with_activity_during_paging(
     behaviour: LocalCloud, app_env: dict[str, str], api: str, faults: bool
 ) -> None:
     """Runs over results in arbitrary order, with creates, updates and merges between runs and
-    between the pages of each listing (and 20% faults: 429, 500, resets, truncated bodies): every
-    version that stood still through a completed run is stored; at the end the table equals the
-    truth field for field and every version is in the archive exactly once."""
+    between the pages of each listing, ``@odata.count`` on every page, the first only or none
+    (drawn for each run) and 20% faults (429, 500, resets, truncated bodies): every version that
+    stood still through a completed run is stored; at the end the table equals the truth field
+    for field and every version is in the archive exactly once."""
     cloud = behaviour
     rng = random.Random(11 if faults else 3)
     home = app_env["DEFENDER_TENANT_ID"]
@@ -85,6 +87,7 @@ def test_arbitrary_order_with_activity_during_paging(
                 "merge": rng.randint(0, 1),
             },
         )
+        cloud.admin("POST", "behaviour", {"count_pages": rng.choice(["every", "first", "none"])})
         before = versions(truth(cloud, home, api))
         if faults:
             cloud.admin(

@@ -105,17 +105,23 @@ def test_two_processes_and_a_lapsed_lease_store_each_version_once(
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("api", ["graph", "legacy"])
+@pytest.mark.parametrize(
+    ("api", "count_pages"),
+    [("graph", "every"), ("graph", "first"), ("graph", "none"), ("legacy", "none")],
+)
 def test_runs_with_activity_and_faults_match_the_truth(
-    cloud: LocalCloud, app_env: dict[str, str], api: str
+    cloud: LocalCloud, app_env: dict[str, str], api: str, count_pages: str
 ) -> None:
-    """Runs with random creates, updates and merges between them and 20% injected faults
-    (429, 500, resets, truncated bodies): after each run that completed, every version that
-    stood still through it is stored; at the end the table equals the truth."""
+    """Runs with random creates, updates and merges between them, results in an arbitrary
+    order, ``@odata.count`` on every page, the first only or none (legacy has none) and 20%
+    injected faults (429, 500, resets, truncated bodies): after each run that completed, every
+    version that stood still through it is stored; at the end the table equals the truth."""
     rng = random.Random(7)
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
     env = repeated_runs_env(cloud, app_env, api)
+    order = {"order": "arbitrary", "order_seed": rng.randint(1, 1000)}
+    cloud.admin("POST", "behaviour", {**order, "count_pages": count_pages})
     runs = 50 if FULL else 6
     observed: set[tuple[str, str]] = set()
     must_have: set[tuple[str, str]] = set()

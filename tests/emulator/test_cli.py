@@ -60,10 +60,12 @@ def test_cli_prints_settings_and_stops_cleanly(tmp_path: Path) -> None:
 
 @pytest.mark.subprocess
 def test_cli_sets_behaviours(tmp_path: Path) -> None:
-    """`--order`, `--order-seed`, `--late-arrival-seconds`, `--expand-failure-tenant` become
-    the behaviours in force; a bad value stops the start with status 1."""
+    """`--order`, `--order-seed`, `--count-pages`, `--late-arrival-seconds`,
+    `--expand-failure-tenant` become the behaviours in force; a bad value stops the start with
+    status 1."""
     args = ["--seed", "3", "--state-dir", str(tmp_path), "--customer-tenants", "0"]
     flags = ["--order", "arbitrary", "--order-seed", "9", "--late-arrival-seconds", "2.5"]
+    flags += ["--count-pages", "none"]
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator", *args, *flags, "--expand-failure-tenant", "*"],
         cwd=ROOT,
@@ -86,6 +88,7 @@ def test_cli_sets_behaviours(tmp_path: Path) -> None:
         session.verify = str(tmp_path / "emulator-ca.pem")
         shown = session.get(f"{url}/_emulator/behaviour", timeout=10).json()
         assert shown["order"] == "arbitrary" and shown["order_seed"] == 9
+        assert shown["count_pages"] == "none"
         assert shown["late_arrival_seconds"] == 2.5
         assert shown["expand_failure_tenants"] == ["*"]
         process.send_signal(signal.SIGTERM)

@@ -16,18 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: files another branch is rewriting (with shared/defender/slices.py and shared/ingest.py:
-#: tests/unit/test_slices_property.py, tests/unit/slice_service.py, bench/chaos.py, clean today);
-#: their citations are cleaned after that branch merges, and the coordinator empties this list
-#: then (an entry whose file is clean fails ``test_pending_cleanup_lists_only_files_...``).
-PENDING_CLEANUP = frozenset(
-    {
-        "shared/defender/slices.py",
-        "shared/ingest.py",
-        "tests/unit/test_slices.py",
-    }
-)
-
 #: names of reference documents kept outside the repository
 OUTSIDE_DOCUMENT = re.compile(
     r"defender-api\.md|user-pains(\.md)?|local-cloud-notes(\.md)?|(?<![\w/-])design\.md|"
@@ -77,7 +65,7 @@ def tracked() -> list[str]:
 
 
 def _checked(files: list[str]) -> list[str]:
-    return [f for f in files if f != SELF and f not in PENDING_CLEANUP]
+    return [f for f in files if f != SELF]
 
 
 def test_no_file_cites_a_document_outside_the_repository(tracked: list[str]) -> None:
@@ -149,16 +137,6 @@ def test_links_of_the_readme_resolve() -> None:
             if section not in {_anchor(h) for h in headings}:
                 broken.append(target)
     assert not broken, f"broken links in README.md: {broken}"
-
-
-def test_pending_cleanup_lists_only_files_that_still_need_it(tracked: list[str]) -> None:
-    """An entry leaves PENDING_CLEANUP as soon as its file is clean, so the list cannot hide a
-    new citation in a file that was fixed."""
-    pending = [f for f in tracked if f in PENDING_CLEANUP]
-    outside = _hits(OUTSIDE_DOCUMENT, pending)
-    tracker = _hits(TRACKER_ITEM, pending)
-    clean = sorted(f for f in pending if f not in outside and f not in tracker)
-    assert not clean, f"clean now: remove from PENDING_CLEANUP: {clean}"
 
 
 def _anchor(heading: str) -> str:
