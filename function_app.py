@@ -39,11 +39,11 @@ from shared.api.functions import to_request, to_response
 from shared.api.handlers import run_queued_job
 from shared.api.routes import ROUTES
 from shared.api.spec import Route
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from shared.bootstrap import Services
-    from shared.ingest import IngestSummary
+    from shared.usecases.ingest import IngestSummary
 
 app = func.FunctionApp()
 log = logging.getLogger("defender_bridge")
@@ -93,7 +93,7 @@ def ingest_worker(message: func.QueueMessage, context: func.Context = worker.NO_
 
     A failure raises, so the host retries the message after host.json's ``visibilityTimeout``
     and moves it to ``defender-ingest-poison`` after ``maxDequeueCount`` attempts; backlog,
-    throttling and missing consent are handled without failing (see ``shared.fanout``).
+    throttling and missing consent are handled without failing (see ``shared.usecases.fanout``).
     """
     with worker.invocation(context):
         try:
@@ -102,7 +102,7 @@ def ingest_worker(message: func.QueueMessage, context: func.Context = worker.NO_
             log.error("ingestion not started: settings: %s", exc)
             raise
         # new versions are recorded on defender-push as they are stored (Services.ingestor
-        # wires shared.push.outbox); push_worker delivers them, never this function
+        # wires shared.usecases.push.outbox); push_worker delivers them, never this function
         svc.fanout().handle(message.get_body(), dequeue_count=message.dequeue_count or 1)
 
 

@@ -96,7 +96,7 @@ class Tenant:
         that knew every timestamp would need for them under the same proof rules (slices
         before ``settled`` read across pages; the rest single pages, an instant over a page
         split by creation time: ``testkit.slice_service.perfect``)."""
-        from shared.clock import parse_utc
+        from shared.core.clock import parse_utc
         from shared.defender.slices import to_us
         from testkit.slice_service import perfect
 
@@ -114,7 +114,7 @@ class Tenant:
     def ingest(self, api: str, overlap: int = 10) -> dict[str, Any]:
         """One run of the product's ingestion (wired like the CLI); its summary."""
         from shared.bootstrap import build
-        from shared.settings import load
+        from shared.core.settings import load
 
         env = dict(self.emu.app_settings())
         env.update(
@@ -139,7 +139,7 @@ class Tenant:
 
 
 def _figures(tenant: Tenant, api: str, result: dict[str, Any], overlap: int = 10) -> dict[str, Any]:
-    from shared.clock import parse_utc
+    from shared.core.clock import parse_utc
 
     # Graph reads slices older than the late-arrival bound across pages (legacy never does)
     end = parse_utc(result["end"])

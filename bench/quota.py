@@ -24,7 +24,7 @@ from typing import Any
 from bench.__main__ import _clear_storage
 from emulator.azurite import Azurite
 from emulator.server import Emulator, EmulatorConfig
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
 from testkit.storage_view import archived_lines, duplicates
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,11 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 from requests.adapters import HTTPAdapter
 
-from shared.clock import Clock, utc_now
+from shared.core.clock import Clock, utc_now
+from shared.core.errors import BridgeError, StorageError
+from shared.core.retirement import api_notice
+from shared.core.settings import RETIRED_SETTINGS, Settings, load
+from shared.core.surfaces import ApiKind
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.keyvault import KeyVaultSecret
 from shared.credentials.sources import (
@@ -45,25 +49,10 @@ from shared.credentials.tokens import AppTokenProvider
 from shared.credentials.user import OnBehalfOfProvider, cli_token_source
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
-from shared.errors import BridgeError, StorageError
-from shared.fanout import Fanout
-from shared.http import build_session
-from shared.ingest import Ingestor, Notify
-from shared.push.delivery import (
-    DEADLETTER_CONTAINER,
-    Callbacks,
-    DeadLetter,
-    PushOptions,
-    PushWorker,
-    table_rows,
-)
+from shared.defender.session import build_session
 from shared.push.keys import PushKeys
-from shared.push.outbox import PUSH_QUEUE, Outbox
-from shared.push.store import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
 from shared.push.target import Resolver, system_resolver
 from shared.push.transport import Connect, Sender, tls_context
-from shared.retirement import api_notice
-from shared.settings import RETIRED_SETTINGS, Settings, load
 from shared.storage import (
     INCIDENT_CONTAINER,
     INCIDENT_TABLE,
@@ -73,10 +62,21 @@ from shared.storage import (
 from shared.storage.archive import IncidentArchive, Quarantine
 from shared.storage.queue import IngestQueue, QueueSender
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore, leased_tenants
+from shared.storage.subscriptions import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
 from shared.storage.table import IncidentTable
-from shared.surfaces import ApiKind
+from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
 from shared.telemetry import recorder
-from shared.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
+from shared.usecases.fanout import Fanout
+from shared.usecases.ingest import Ingestor, Notify
+from shared.usecases.push.delivery import (
+    DEADLETTER_CONTAINER,
+    Callbacks,
+    DeadLetter,
+    PushOptions,
+    PushWorker,
+    table_rows,
+)
+from shared.usecases.push.outbox import PUSH_QUEUE, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Services:
 
     def log_api_notice(self, *, run: bool = True) -> None:
         """Warn (error after the date) when the configured API is retiring: the legacy API
-        stops working on 2027-02-01 (``shared.retirement``). Called by ``build`` and at the
+        stops working on 2027-02-01 (``shared.core.retirement``). Called by ``build`` and at the
         start of every ingestion run; ``run=False`` is build's call."""
         if run and self._api_notice_pending:
             self._api_notice_pending = False
@@ -265,8 +265,9 @@ class Services:
         lookback: timedelta | None = None,
     ) -> Ingestor:
         """The ingestion use case wired to real storage, as the app (never as a user: see
-        ``shared.ingest``). ``notify`` hears of each answer's new versions before they are
-        stored (default: the push outbox, ``shared.push.outbox``, when ``API_SIGNING_KEY`` is
+        ``shared.usecases.ingest``). ``notify`` hears of each answer's new versions before they are
+        stored (default: the push outbox, ``shared.usecases.push.outbox``, when ``API_SIGNING_KEY``
+        is
         set); ``api``, ``lookback``: a tenant's overrides (tenant registry).
         Each call is one run: it logs the API notice."""
         self.log_api_notice()

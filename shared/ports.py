@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.clock import Clock
+from shared.core.clock import Clock
+from shared.core.surfaces import ApiKind
 from shared.defender.client import SlicePage
 from shared.defender.model import Incident
 from shared.defender.slices import SliceRequest
@@ -24,8 +25,7 @@ from shared.storage.archive import PlannedBlob, StoredVersion
 from shared.storage.queue import IngestMessage, PoisonMessage
 from shared.storage.state import JournalNote, Watermark
 from shared.storage.table import RowVersion
-from shared.surfaces import ApiKind
-from shared.tenants import RunState, TenantEntry
+from shared.storage.tenants import RunState, TenantEntry
 
 __all__ = [
     "Archive",
@@ -146,7 +146,7 @@ class Lease(Protocol):
 
 
 class TenantDirectory(Protocol):
-    """The tenants to serve (``shared.tenants.TenantRegistry``)."""
+    """The tenants to serve (``shared.storage.tenants.TenantRegistry``)."""
 
     def entries(self, *, include_disabled: bool = False) -> list[TenantEntry]: ...
     def enabled(self) -> list[TenantEntry]: ...
@@ -154,7 +154,8 @@ class TenantDirectory(Protocol):
 
 
 class RunStates(Protocol):
-    """Each tenant's run row, with its "queued" marker (``shared.tenants.RunStateStore``)."""
+    """Each tenant's run row, with its "queued" marker
+    (``shared.storage.tenants.RunStateStore``)."""
 
     def all(self) -> dict[str, RunState]: ...
     def get(self, tenant_id: str) -> RunState: ...

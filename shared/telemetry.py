@@ -22,8 +22,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.logs import install_redaction
-from shared.settings import APPLICATIONINSIGHTS_SETTING as CONNECTION_STRING_SETTING
+from shared.core.logs import install_redaction
+from shared.core.settings import APPLICATIONINSIGHTS_SETTING as CONNECTION_STRING_SETTING
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Recorder:
         self._lag = meter.create_histogram("ingest.lag", unit="s")
 
     def record(self, result: Any) -> None:
-        """Record one tenant's ``shared.ingest.TenantResult``."""
+        """Record one tenant's ``shared.usecases.ingest.TenantResult``."""
         attrs = {"tenant": result.tenant}
         for name in ("incidents", "api_calls", "slices", "throttled", "quarantined"):
             self._counters[name].add(int(getattr(result, name)), attrs)

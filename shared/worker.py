@@ -3,13 +3,14 @@
 ``function_app.py``'s triggers run their work inside ``invocation(context)``, which
 
 - keeps the Azure SDK, MSAL and urllib3 loggers at WARNING (``LOG_LEVEL_AZURE_SDK`` raises
-  them) and puts redaction on the worker's handlers (``shared.logs``): the worker sets the root
+  them) and puts redaction on the worker's handlers (``shared.core.logs``): the worker sets the root
   logger to INFO and forwards every record to the host as a billed trace;
-- on the first invocation of a process, logs the host-side settings (``shared.host``): the
+- on the first invocation of a process, logs the host-side settings (``shared.usecases.doctor``):
+the
   host refuses the functions that lack them before any Python runs, so this is the only place
   the app can say so from inside;
 - binds the invocation's ``func.Context`` so the threads the app starts log with its id
-  (``shared.invocation``).
+  (``shared.core.invocation``).
 
 Nothing here runs at import time.
 """
@@ -24,11 +25,11 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.errors import ConfigError
-from shared.host import check_host
-from shared.invocation import bound
-from shared.logs import configure_worker_logging
-from shared.settings import load
+from shared.core.errors import ConfigError
+from shared.core.invocation import bound
+from shared.core.logs import configure_worker_logging
+from shared.core.settings import load
+from shared.usecases.doctor import check_host
 
 log = logging.getLogger(__name__)
 

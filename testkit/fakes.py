@@ -16,17 +16,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.clock import format_utc, parse_utc
+from shared.core.clock import format_utc, parse_utc
+from shared.core.errors import ConflictError, LeaseLostError, StorageError, ThrottledError
+from shared.core.surfaces import SKIP_LIMIT, ApiKind, surface
 from shared.defender.client import SlicePage
 from shared.defender.model import Incident
 from shared.defender.slices import SliceRequest
-from shared.errors import ConflictError, LeaseLostError, StorageError, ThrottledError
 from shared.storage.archive import PlannedBlob, StoredVersion, placed, quarantine_name
 from shared.storage.queue import IngestMessage, PoisonMessage
 from shared.storage.state import JournalNote, Watermark
 from shared.storage.table import RowVersion, is_stored, version_text
-from shared.surfaces import SKIP_LIMIT, ApiKind, surface
-from shared.tenants import RunState, TenantEntry
+from shared.storage.tenants import RunState, TenantEntry
 
 _etags = itertools.count(1)
 
@@ -327,7 +327,7 @@ class MemoryQueue:
 
 @dataclass
 class MemoryDirectory:
-    """``shared.tenants.TenantRegistry`` in memory."""
+    """``shared.storage.tenants.TenantRegistry`` in memory."""
 
     tenants: dict[str, TenantEntry] = field(default_factory=dict)
 
@@ -347,7 +347,7 @@ class MemoryDirectory:
 
 @dataclass
 class MemoryRunStates:
-    """``shared.tenants.RunStateStore`` in memory, with the conditional "queued" claim."""
+    """``shared.storage.tenants.RunStateStore`` in memory, with the conditional "queued" claim."""
 
     rows: dict[str, RunState] = field(default_factory=dict)
 

@@ -136,7 +136,7 @@ def _isolated_logging() -> Iterator[None]:
     """In-process CLI runs reconfigure logging; give every test the state it started with."""
     import logging
 
-    from shared.logs import SDK_LOGGERS
+    from shared.core.logs import SDK_LOGGERS
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from shared.api.http import ApiError, Request
-from shared.errors import AuthError, CallerTokenError
+from shared.core.errors import AuthError, CallerTokenError
 
 if TYPE_CHECKING:
     from shared.credentials.caller import CallerClaims, CallerTokenValidator

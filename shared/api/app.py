@@ -21,9 +21,9 @@ from shared.api.handlers import run_queued_job
 from shared.api.http import ApiError, Request, Response
 from shared.api.ratelimit import CallerLimiter
 from shared.api.routes import handle, options_from
+from shared.core.errors import ConfigError
+from shared.core.invocation import InvocationExecutor
 from shared.defender.client import DefenderClient
-from shared.errors import ConfigError
-from shared.invocation import InvocationExecutor
 from shared.storage.jobs import JOB_CONTAINER, JobStore
 from shared.storage.queue import HUNTING_QUEUE
 

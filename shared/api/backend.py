@@ -12,19 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.clock import Clock
+from shared.core.clock import Clock
 
 if TYPE_CHECKING:
     from shared.api.access import Principal
     from shared.api.ratelimit import CallerLimiter
+    from shared.core.settings import Settings
     from shared.defender.client import DefenderClient
-    from shared.fanout import TenantStatus
-    from shared.push.delivery import Callbacks
-    from shared.push.store import SubscriptionStore
-    from shared.settings import Settings
     from shared.storage.jobs import Job, JobStore
     from shared.storage.queue import IngestRequest
-    from shared.tenants import ConsentStateStore
+    from shared.storage.subscriptions import SubscriptionStore
+    from shared.storage.tenants import ConsentStateStore
+    from shared.usecases.fanout import TenantStatus
+    from shared.usecases.push.delivery import Callbacks
 
 
 @dataclass

@@ -7,7 +7,7 @@ Anyone can call the callback, so the state proves the link was ours: an HMAC-SHA
 one tenant it was issued for, an expiry and a random 128-bit nonce, under a key derived from
 ``API_SIGNING_KEY`` (a Key Vault reference in Azure; no default exists, so without it no link
 carries a state and the callback refuses everything). The callback spends the nonce once
-(``shared.tenants.ConsentStateStore``), so a link works at most once.
+(``shared.storage.tenants.ConsentStateStore``), so a link works at most once.
 
 Only an organisation's tenant GUID can be consented: the multi-tenant names ``common``,
 ``organizations`` and ``consumers`` (and the Microsoft-account tenant's GUID behind

@@ -21,17 +21,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
-from shared import usecases
 from shared.api.access import Principal, _guid, check_tenant, requested_tenant
 from shared.api.consent import StateError, consent_tenant, verify_state
 from shared.api.http import ApiError, Request, Response, json_response
 from shared.api.poll import LinkError, issue, verify
 from shared.api.schema import Body, Field, parse_json
-from shared.clock import RANGE_TEXT, format_utc, parse_input_time, parse_utc
-from shared.credentials.claims import check_roles
-from shared.defender.slices import from_us, to_us
-from shared.defender.values import canonical_severity, canonical_status
-from shared.errors import (
+from shared.core.clock import RANGE_TEXT, format_utc, parse_input_time, parse_utc
+from shared.core.errors import (
     THROTTLE,
     AuthError,
     BridgeError,
@@ -41,11 +37,15 @@ from shared.errors import (
     ThrottledError,
     outcome_of,
 )
-from shared.hunting import ParameterError, templates
+from shared.credentials.claims import check_roles
+from shared.defender.slices import from_us, to_us
+from shared.defender.values import canonical_severity, canonical_status
 from shared.push.keys import SIGNATURE_HEADER
 from shared.push.messages import Filter, is_subscription_id
 from shared.storage.jobs import Job, valid_job_id
 from shared.storage.queue import IngestRequest
+from shared.usecases import incidents as usecases
+from shared.usecases.hunting import ParameterError, templates
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend
@@ -127,7 +127,7 @@ class Context:
 
 
 def api_error(exc: BridgeError, *, user: bool = False) -> ApiError:
-    """The HTTP answer for a typed error, from ``shared.errors.OUTCOMES`` (messages are safe by
+    """The HTTP answer for a typed error, from ``shared.core.errors.OUTCOMES`` (messages are safe by
     construction)."""
     outcome = outcome_of(exc)
     if outcome.hidden:
@@ -167,7 +167,7 @@ def int_param(request: Request, name: str, low: int, high: int, default: int) ->
 
 
 def time_param(request: Request, name: str) -> datetime | None:
-    """An ISO-8601 time query parameter (with a zone), within ``shared.clock.RANGE_TEXT``."""
+    """An ISO-8601 time query parameter (with a zone), within ``shared.core.clock.RANGE_TEXT``."""
     raw = request.param(name)
     if raw is None:
         return None
@@ -728,7 +728,8 @@ def _ingest_follow(ctx: Context, tenant: str) -> dict[str, str]:
     }
 
 
-#: queue states in which the tenant's run has not ended yet (``shared.fanout.TenantStatus``)
+#: queue states in which the tenant's run has not ended yet
+#: (``shared.usecases.fanout.TenantStatus``)
 _INGEST_PENDING = ("queued", "running")
 
 

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from shared.api.schema import title_of
 from shared.api.spec import Param, Route
-from shared.usecases import INCIDENT_COLUMNS
+from shared.usecases.incidents import INCIDENT_COLUMNS
 
 VERSION = "1.0.0"
 TITLE = "Defender Bridge"

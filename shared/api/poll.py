@@ -13,7 +13,7 @@ Authentication (an exact path: docs/logic-apps.md); the job id travels in the qu
 
 The expiry is the job's creation plus ``API_POLL_LINK_MINUTES``, so every 202 of a job names
 the same link. The ``sig`` is compared in constant time, verified before anything is read from
-storage, never logged (``shared.logs`` masks ``sig=`` values) and never repeated in an error.
+storage, never logged (``shared.core.logs`` masks ``sig=`` values) and never repeated in an error.
 """
 
 from __future__ import annotations

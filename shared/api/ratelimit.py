@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-from shared.settings import RateLimit
+from shared.core.settings import RateLimit
 
 #: callers remembered per process (a few hundred bytes each)
 MAX_CALLERS = 10_000

@@ -22,8 +22,8 @@ from shared.api.http import ApiError, Request, Response, error_response, json_re
 from shared.api.openapi import document, security_for
 from shared.api.ratelimit import retry_after
 from shared.api.spec import Param, Route
+from shared.core.errors import BridgeError
 from shared.defender.values import FILTER_STATUSES, SEVERITIES
-from shared.errors import BridgeError
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend

@@ -2,7 +2,7 @@
 
 Each command lives in its own module of this package with ``register(subparsers)``; ``COMMANDS``
 lists them in the order ``--help`` shows. Exit status: 0 success, 1 the operation failed (for
-``ingest``: any tenant failed), 2 bad arguments or settings (``shared.errors.OUTCOMES``).
+``ingest``: any tenant failed), 2 bad arguments or settings (``shared.core.errors.OUTCOMES``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from shared.cli import (
     subscriptions,
     tenants,
 )
-from shared.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BridgeError, ConfigError, outcome_of
-from shared.logs import configure_cli_logging
+from shared.core.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    BridgeError,
+    ConfigError,
+    outcome_of,
+)
+from shared.core.logs import configure_cli_logging
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -75,7 +82,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     try:
         status: int = args.handler(args, out)
     except BridgeError as exc:
-        # the exit status comes from the one table of outcomes (shared.errors.OUTCOMES)
+        # the exit status comes from the one table of outcomes (shared.core.errors.OUTCOMES)
         prefix = "settings: " if isinstance(exc, ConfigError) else ""
         print(f"error: {prefix}{exc}", file=sys.stderr)
         return outcome_of(exc).exit

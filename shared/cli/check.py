@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, tenant_ids
 from shared.cli.tenants import poison_report
+from shared.core.errors import ConfigError, StorageError
+from shared.core.retirement import api_notice
+from shared.core.settings import RETIRED_SETTINGS
 from shared.credentials.check import (
     CheckReport,
     Step,
@@ -18,15 +21,12 @@ from shared.credentials.check import (
     check_tenants,
     render_table,
 )
-from shared.errors import ConfigError, StorageError
-from shared.host import check_host
-from shared.ingest import ingestion_health
-from shared.retirement import api_notice
-from shared.settings import RETIRED_SETTINGS
-from shared.tenants import TenantEntry
+from shared.storage.tenants import TenantEntry
+from shared.usecases.doctor import check_host
+from shared.usecases.ingest import ingestion_health
 
 if TYPE_CHECKING:
-    from shared.host import Finding
+    from shared.usecases.doctor import Finding
 
 
 def register(commands: Any) -> None:

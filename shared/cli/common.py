@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
-from shared.clock import RANGE_TEXT, parse_input_time
-from shared.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
-from shared.settings import parse_tenant_list
+from shared.core.clock import RANGE_TEXT, parse_input_time
+from shared.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
+from shared.core.settings import parse_tenant_list
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "iso_time", "tenant_ids"]
 
 
 def iso_time(text: str) -> datetime:
-    """argparse type: an ISO-8601 time with a zone, within ``shared.clock.RANGE_TEXT``."""
+    """argparse type: an ISO-8601 time with a zone, within ``shared.core.clock.RANGE_TEXT``."""
     try:
         return parse_input_time(text)
     except ValueError:

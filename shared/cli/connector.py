@@ -13,8 +13,8 @@ from shared.api.connector import api_properties
 from shared.api.openapi import document, security_for
 from shared.api.routes import ROUTES
 from shared.cli.common import EXIT_OK
-from shared.errors import ConfigError
-from shared.settings import WEBSITE_HOSTNAME, load
+from shared.core.errors import ConfigError
+from shared.core.settings import WEBSITE_HOSTNAME, load
 
 DEFINITION_FILE = "apiDefinition.swagger.json"
 PROPERTIES_FILE = "apiProperties.json"

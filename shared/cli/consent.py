@@ -7,10 +7,10 @@ from typing import Any, TextIO
 
 from shared.api.consent import consent_tenant, issue_state
 from shared.cli.common import EXIT_OK
-from shared.clock import utc_now
+from shared.core.clock import utc_now
+from shared.core.errors import ConfigError
+from shared.core.settings import load, parse_redirect_uri
 from shared.credentials.tokens import admin_consent_url
-from shared.errors import ConfigError
-from shared.settings import load, parse_redirect_uri
 
 
 def register(commands: Any) -> None:

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from shared import usecases
 from shared.cli.common import EXIT_OK
 from shared.cli.incidents import add_common, bad_input, client_for, write_rows
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
+from shared.usecases import incidents as usecases
 
 
 def register(commands: Any) -> None:

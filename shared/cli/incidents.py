@@ -13,12 +13,19 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from shared import bootstrap, usecases
+from shared import bootstrap
 from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.cli.login import add_as_user
+from shared.core.errors import ConfigError
 from shared.defender.model import Incident
-from shared.errors import ConfigError
-from shared.usecases import INCIDENT_COLUMNS, alert_row, csv_cell, incident_row, split_values
+from shared.usecases import incidents as usecases
+from shared.usecases.incidents import (
+    INCIDENT_COLUMNS,
+    alert_row,
+    csv_cell,
+    incident_row,
+    split_values,
+)
 
 __all__ = ["alert_row", "incident_row"]
 

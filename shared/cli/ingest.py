@@ -12,7 +12,7 @@ from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
 from shared.cli.login import add_as_user
 
-#: why ``--as-user`` is refused for ingestion (see ``shared.ingest``)
+#: why ``--as-user`` is refused for ingestion (see ``shared.usecases.ingest``)
 AS_USER_REFUSED = (
     "error: ingest --as-user is refused: ingestion runs as the app, because a user's view is "
     "trimmed by Defender RBAC and must not move the app's checkpoint or leave a partial lake; "

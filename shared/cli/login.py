@@ -10,8 +10,8 @@ import sys
 from typing import Any, TextIO
 
 from shared.cli.common import EXIT_OK
+from shared.core.settings import load
 from shared.credentials.user import device_code_login, require_tenant
-from shared.settings import load
 
 
 def add_as_user(parser: argparse.ArgumentParser) -> None:

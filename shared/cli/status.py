@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK
-from shared.fanout import UNHEALTHY
+from shared.usecases.fanout import UNHEALTHY
 
 
 def register(commands: Any) -> None:

@@ -21,10 +21,10 @@ from typing import Any, TextIO
 
 from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
+from shared.core.errors import ConfigError, StorageError
 from shared.defender.values import canonical_severity, canonical_status
-from shared.errors import ConfigError, StorageError
 from shared.push.messages import Filter
-from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
+from shared.usecases.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 
 def register(commands: Any) -> None:

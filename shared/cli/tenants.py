@@ -9,8 +9,8 @@ from typing import Any, TextIO
 
 from shared import bootstrap
 from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
-from shared.clock import format_utc
-from shared.errors import ConfigError
+from shared.core.clock import format_utc
+from shared.core.errors import ConfigError
 
 
 def register(commands: Any) -> None:

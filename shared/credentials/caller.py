@@ -37,8 +37,8 @@ from typing import Any
 import jwt
 import requests
 
-from shared.clock import Clock
-from shared.errors import AuthError, CallerTokenError
+from shared.core.clock import Clock
+from shared.core.errors import AuthError, CallerTokenError
 
 #: clock skew tolerated on ``exp``/``nbf``
 LEEWAY_SECONDS = 60
@@ -105,7 +105,7 @@ class CallerTokenValidator:
         issuer_hosts: hosts whose ``https://<host>/<tid>/v2.0`` is an accepted v2 issuer (the
             cloud's canonical authority and, for the emulator, the override).
         audiences: accepted ``aud`` values (the app's client id and Application ID URI).
-        v1_issuer_host: the host of v1 issuers, ``<host>/<tid>/`` (``shared.clouds``).
+        v1_issuer_host: the host of v1 issuers, ``<host>/<tid>/`` (``shared.core.clouds``).
         session: the process's HTTP session (trusts the emulator CA in emulator mode).
         clock: now, tz-aware UTC.
     """

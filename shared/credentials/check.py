@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from shared.clock import Clock, format_utc
+from shared.core.clock import Clock, format_utc
+from shared.core.errors import AuthError, BridgeError, ConsentError
 from shared.credentials.claims import ClaimsError, check_roles, decode_claims
 from shared.credentials.sources import ClientCredentialSource
 from shared.credentials.tokens import AppTokenProvider
-from shared.errors import AuthError, BridgeError, ConsentError
-from shared.tenants import TenantEntry
+from shared.storage.tenants import TenantEntry
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -56,7 +56,7 @@ class CheckReport:
     credential: Step
     tenants: tuple[TenantReport, ...] = field(default_factory=tuple)
     credential_fix: str | None = None
-    #: the configured API surface (``shared.retirement``): warns, then fails, on legacy
+    #: the configured API surface (``shared.core.retirement``): warns, then fails, on legacy
     api: Step = field(default_factory=lambda: Step("ok"))
     api_fix: str | None = None
     #: who the HTTP API admits (``shared.api.access``): warns in key mode or on a retired setting

@@ -21,8 +21,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from shared.clock import Clock
-from shared.errors import AuthError, SecretAccessError
+from shared.core.clock import Clock
+from shared.core.errors import AuthError, SecretAccessError
 
 
 class _SecretProperties(Protocol):

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from shared.core.errors import AuthError
 from shared.credentials.certificate import CertificateCredential, load_certificate
 from shared.credentials.keyvault import KeyVaultSecret, VaultItem
-from shared.errors import AuthError
 
 CredentialKind = Literal["secret", "certificate", "federated"]
 
@@ -157,7 +157,7 @@ class FederatedSource:
     Args:
         credential: the managed identity (``ManagedIdentityCredential``).
         audience: ``api://AzureADTokenExchange`` in the public cloud; national clouds have
-            their own (``shared.clouds``).
+            their own (``shared.core.clouds``).
     """
 
     kind: CredentialKind = "federated"

@@ -22,11 +22,11 @@ from urllib.parse import urlencode
 import msal
 import requests
 
+from shared.core.errors import AuthError, ConsentError
+from shared.core.settings import LOCAL_CONSENT_REDIRECT_URI
 from shared.credentials.claims import ClaimsError, decode_claims
 from shared.credentials.keyvault import KeyVaultSecret
 from shared.credentials.sources import ClientCredentialSource, SecretSource
-from shared.errors import AuthError, ConsentError
-from shared.settings import LOCAL_CONSENT_REDIRECT_URI
 
 log = logging.getLogger(__name__)
 

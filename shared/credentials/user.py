@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msal
 import requests
 
+from shared.core.errors import AuthError, CallerTokenError, ConfigError, ConsentError
+from shared.core.settings import parse_tenant_list
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
-from shared.errors import AuthError, CallerTokenError, ConfigError, ConsentError
-from shared.http import build_session
-from shared.settings import parse_tenant_list
+from shared.defender.session import build_session
 
 if TYPE_CHECKING:
-    from shared.settings import Settings
+    from shared.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,14 @@ from typing import Any
 
 import requests
 
-from shared.clock import format_utc
+from shared.core.clock import format_utc
+from shared.core.errors import (
+    BadRequestError,
+    ThrottledError,
+    TransientError,
+    UnexpectedResponseError,
+)
+from shared.core.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind, surface
 from shared.defender.limiter import Family, RateLimiterRegistry
 from shared.defender.model import (
     Alert,
@@ -68,13 +75,6 @@ from shared.defender.paging import (
 from shared.defender.queries import AlertQuery, IncidentQuery, quote
 from shared.defender.responses import classify
 from shared.defender.slices import SliceRequest, to_us
-from shared.errors import (
-    BadRequestError,
-    ThrottledError,
-    TransientError,
-    UnexpectedResponseError,
-)
-from shared.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind, surface
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class DefenderClient:
         limiter: the process's rate limiter registry (None: no client-side limiting).
         tenant: the tenant id, the key of this client's rate-limit buckets.
         page_size: ``$top`` of listings; default and cap per surface (legacy 100, Graph 50:
-            ``shared.surfaces.MAX_PAGE_SIZE``).
+            ``shared.core.surfaces.MAX_PAGE_SIZE``).
         sleep, monotonic, rng: injected for tests.
         hunting_row_limit: the service's row cap; a result this long is flagged ``truncated``.
     """

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from shared.errors import ThrottledError
-from shared.settings import RateLimit
+from shared.core.errors import ThrottledError
+from shared.core.settings import RateLimit
 
 Family = str  # "incidents", "alerts", "hunting"
 

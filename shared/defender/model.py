@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
+from shared.core.errors import UnexpectedResponseError
+from shared.core.surfaces import GRAPH, LEGACY, ApiKind, surface
 from shared.defender.values import current_determination
-from shared.errors import UnexpectedResponseError
-from shared.surfaces import GRAPH, LEGACY, ApiKind, surface
 
 
 @dataclass(frozen=True, slots=True)

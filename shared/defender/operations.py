@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from shared.core.errors import ConfigError
+from shared.core.surfaces import ApiKind
 from shared.defender.paging import RequestSpec, incidents_path
 from shared.defender.queries import AlertQuery
 from shared.defender.values import (
@@ -38,8 +40,6 @@ from shared.defender.values import (
     canonical_status,
     for_api,
 )
-from shared.errors import ConfigError
-from shared.surfaces import ApiKind
 
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 #: a comment or a tag longer than this is refused before sending (the portal's own limits are

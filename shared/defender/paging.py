@@ -46,10 +46,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
+from shared.core.errors import UnexpectedResponseError
+from shared.core.surfaces import SKIP_LIMIT, ApiKind, surface
 from shared.defender.queries import IncidentQuery
-from shared.errors import UnexpectedResponseError
-from shared.surfaces import SKIP_LIMIT, ApiKind, surface
 
 
 @dataclass(frozen=True, slots=True)

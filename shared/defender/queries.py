@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.clock import format_utc
+from shared.core.clock import format_utc
+from shared.core.errors import ConfigError
+from shared.core.surfaces import GRAPH, ApiKind, surface
 from shared.defender.model import Alert, Incident
 from shared.defender.values import for_api
-from shared.errors import ConfigError
-from shared.surfaces import GRAPH, ApiKind, surface
 
 ALERT_STATUSES = ("new", "inProgress", "resolved")
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shared.errors import (
+from shared.core.errors import (
     BadRequestError,
     ForbiddenError,
     HuntingLimitError,
@@ -125,7 +125,7 @@ def classify(
     one that only has to wait.
 
     Raises:
-        UpstreamError: a subclass chosen by status (see ``shared.errors``).
+        UpstreamError: a subclass chosen by status (see ``shared.core.errors``).
     """
     data = decode_json(status, body)
     if 200 <= status < 300:

@@ -39,7 +39,7 @@ the request asked for.
 - Slices complete oldest first, so ``[start, cursor)`` is always fully read: the caller's
   checkpoint may move to ``cursor`` (never past it) after storing what was read.
 - **Ties**: more incidents at one instant (``b - a`` = 1 µs, the resolution kept: the 7th
-  fractional digit is dropped on both sides consistently, see ``shared.clock.parse_utc``) than
+  fractional digit is dropped on both sides consistently, see ``shared.core.clock.parse_utc``) than
   a page holds are split by a second documented filterable field, the creation time
   (``createdTime``/``createdDateTime``), on the same rules. Only if more than a page share both
   instants does the caller page that pair through nextLinks (never past ``$skip`` 500) and

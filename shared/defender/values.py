@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 if TYPE_CHECKING:  # the model imports this module to map determinations it reads
-    from shared.surfaces import ApiKind
+    from shared.core.surfaces import ApiKind
 
 #: incident statuses a caller may filter on or set (``awaitingAction`` is read-only on Graph)
 STATUSES = ("active", "inProgress", "resolved", "redirected")

@@ -3,7 +3,8 @@ custom-connector triggers, Power Automate), off the ingestion path.
 
 How a change travels (docs/push.md says why each step is the way it is):
 
-1. Ingestion (``shared.ingest``) hands each answer's versions that are not stored yet to the
+1. Ingestion (``shared.usecases.ingest``) hands each answer's versions that are not stored yet to
+the
    ``notify`` hook *before* it stores them. The hook is ``outbox.Outbox``: it writes them, in
    messages under 64 KB, to the ``defender-push`` queue and returns. A version reaches the
    incident table only after its message exists, so a crash anywhere loses nothing (the table

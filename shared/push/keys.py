@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 
 SIGNATURE_HEADER = "X-Defender-Signature"
 DELIVERY_HEADER = "X-Defender-Delivery"

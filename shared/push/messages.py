@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-from shared.clock import format_utc
+from shared.core.clock import format_utc
 
 MAX_MESSAGE_BYTES = 45_000
 SEVERITY_ORDER = ("unknown", "informational", "low", "medium", "high")

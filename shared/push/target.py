@@ -32,7 +32,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from shared.errors import CallbackRefusedError
+from shared.core.errors import CallbackRefusedError
 
 MAX_URL = 2048
 HTTPS_PORT = 443

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
-from shared.clock import Clock
+from shared.core.clock import Clock
 from shared.push.messages import Answer, retry_after
 from shared.push.target import Address, CallbackTarget
 

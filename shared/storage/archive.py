@@ -25,10 +25,10 @@ from typing import Any, Protocol
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
-from shared import jsonio
-from shared.clock import format_utc
+from shared.core import jsonio
+from shared.core.clock import format_utc
+from shared.core.errors import StorageError, UpstreamError
 from shared.defender.model import Incident, normalize
-from shared.errors import StorageError, UpstreamError
 
 
 class BlobUploader(Protocol):

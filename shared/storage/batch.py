@@ -31,7 +31,7 @@ from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 from azure.data.tables import TableTransactionError
 
-from shared.errors import StorageError
+from shared.core.errors import StorageError
 
 #: the service's limit on operations in one entity-group transaction
 TRANSACTION_SIZE = 100

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared.clock import format_utc, parse_utc
-from shared.errors import StorageError
+from shared.core.clock import format_utc, parse_utc
+from shared.core.errors import StorageError
 from shared.storage import create_container_if_not_exists
 
 if TYPE_CHECKING:

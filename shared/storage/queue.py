@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared.clock import format_utc, parse_utc
-from shared.errors import StorageError
+from shared.core.clock import format_utc, parse_utc
+from shared.core.errors import StorageError
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient

@@ -30,9 +30,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-from shared.clock import format_utc, parse_utc
-from shared.errors import ConflictError, LeaseLostError, StorageError
-from shared.invocation import start_thread
+from shared.core.clock import format_utc, parse_utc
+from shared.core.errors import ConflictError, LeaseLostError, StorageError
+from shared.core.invocation import start_thread
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ creates and conditional updates; a transaction refused on a condition (another w
 row) is decided again as a whole from a fresh lookup of its rows: never row by row.
 
 Versions: ``Version`` keeps the API's own last-update text (all 7 digits), which identifies a
-version exactly; ``LastUpdateTime`` is the (possibly clamped, see ``shared.ingest``) time used to
+version exactly; ``LastUpdateTime`` is the (possibly clamped, see ``shared.usecases.ingest``) time
+used to
 order versions.
 """
 
@@ -41,13 +42,13 @@ from typing import Any, Protocol, TypeVar
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
+from shared.core.errors import ConflictError, StorageError
+from shared.core.invocation import InvocationExecutor
+from shared.core.surfaces import surface
 from shared.defender.model import Incident
-from shared.errors import ConflictError, StorageError
-from shared.invocation import InvocationExecutor
 from shared.storage.archive import StoredVersion
 from shared.storage.batch import TRANSACTION_SIZE, Refused, submit
-from shared.surfaces import surface
 
 _MAX_CONFLICT_RETRIES = 5
 #: point reads in flight at once, process-wide (a lookup of an answer's ids runs them in parallel)
@@ -69,7 +70,7 @@ def _parallel(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         return [fn(item) for item in items]
     with _pool_lock:
         if _pool is None:
-            # its threads log with the invocation that asked (shared.invocation)
+            # its threads log with the invocation that asked (shared.core.invocation)
             _pool = InvocationExecutor(LOOKUP_THREADS, thread_name_prefix="table-lookup")
         pool = _pool
     return list(pool.map(fn, items))

@@ -82,8 +82,8 @@ def push_body(tenant: str, incident: Any) -> dict[str, Any]:
     """What push POSTs to a subscription's callback for ``incident`` (an ``Incident``): the
     body a workflow's HTTP Webhook trigger receives. The one seam to the push subsystem in
     these tests (the connector's trigger outputs and the sample's loop test read it)."""
-    from shared.push.delivery import body_of
-    from shared.usecases import incident_row
+    from shared.usecases.incidents import incident_row
+    from shared.usecases.push.delivery import body_of
 
     # the outbox records ``incident_row`` of each version; the worker POSTs ``body_of`` it
     body = body_of("updated", tenant, incident_row(incident), "0" * 32)

@@ -171,7 +171,7 @@ def deliver(connection_string: str) -> Any:
     from azure.core.exceptions import ResourceNotFoundError
 
     from shared import bootstrap
-    from shared.push.delivery import WorkReport
+    from shared.usecases.push.delivery import WorkReport
 
     queue = push_queue(connection_string)
     worker = bootstrap.services().push_worker()
@@ -199,7 +199,7 @@ def deliver_until_idle(
     connection_string: str, *, timeout: float = 90.0, between: Callable[[], None] | None = None
 ) -> Any:
     """Run the worker until the push queue is empty (waiting out retry delays)."""
-    from shared.push.delivery import WorkReport
+    from shared.usecases.push.delivery import WorkReport
 
     total = WorkReport()
     deadline = time.monotonic() + timeout

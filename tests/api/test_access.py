@@ -210,9 +210,9 @@ def test_validator_caches_failures_and_bounds_its_cache(cloud: LocalCloud) -> No
     most ``max_tenants`` key sets."""
     from datetime import UTC, datetime
 
+    from shared.core.errors import CallerTokenError
     from shared.credentials.caller import CallerTokenValidator
-    from shared.errors import CallerTokenError
-    from shared.http import build_session
+    from shared.defender.session import build_session
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     known = {str(uuid.uuid4()) for _ in range(5)}

@@ -12,7 +12,7 @@ import pytest
 
 from emulator.kql import _tokenize
 from shared.api.app import backend
-from shared.hunting import templates
+from shared.usecases.hunting import templates
 from tests.api.conftest import Answer, Face, drain_queue, indexed_functions, setenv
 from tests.conftest import LocalCloud
 

@@ -128,7 +128,7 @@ def test_hunting_durations_that_overflow_are_400(face: Face, lookback: str) -> N
 
 @pytest.mark.parametrize("when", EDGE_TIMES[:2])
 def test_hunting_datetimes_at_the_edges_are_400(face: Face, when: str) -> None:
-    from shared.hunting import templates
+    from shared.usecases.hunting import templates
 
     with_time = [t for t in templates().values() if any(p.kind == "datetime" for p in t.parameters)]
     if not with_time:

@@ -170,8 +170,8 @@ def test_post_ingest_gives_a_location_to_follow_to_the_end_of_the_run(
 
 
 def test_the_sync_budget_is_capped_below_the_logic_apps_timeout() -> None:
-    from shared.errors import ConfigError
-    from shared.settings import Settings
+    from shared.core.errors import ConfigError
+    from shared.core.settings import Settings
 
     base = {
         "DEFENDER_TENANT_ID": "11111111-2222-3333-4444-555555555555",

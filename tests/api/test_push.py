@@ -311,7 +311,7 @@ def test_key_rotation_and_rows_stored_before_sealing(
     from azure.data.tables import TableServiceClient
 
     from shared.cli import main
-    from shared.push.store import legacy_key
+    from shared.storage.subscriptions import legacy_key
 
     table = TableServiceClient.from_connection_string(_conn(api_env)).get_table_client(
         "DefenderSubscriptions"

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from shared.bootstrap import Services, build
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -164,7 +164,7 @@ def test_new_secret_version_is_picked_up_when_the_cache_lifetime_ends(
 def test_fresh_token_never_comes_from_the_cache(cloud: LocalCloud, app_env: dict[str, str]) -> None:
     """What the consent callback uses as proof: a cached token proves nothing once consent is
     revoked, so ``fresh_token`` asks Entra every time and keeps nothing."""
-    from shared.errors import ConsentError
+    from shared.core.errors import ConsentError
 
     svc = wire(app_env)
     customer = cloud.emulator.tenant_ids[1]

@@ -12,7 +12,7 @@ import pytest
 
 from shared import bootstrap
 from shared.cli import main
-from shared.settings import Settings
+from shared.core.settings import Settings
 from tests.credentials.conftest import MovableClock
 
 

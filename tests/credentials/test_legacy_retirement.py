@@ -13,8 +13,8 @@ import pytest
 
 from shared import bootstrap
 from shared.cli import main
-from shared.retirement import LEGACY_RETIREMENT, api_notice
-from shared.settings import Settings
+from shared.core.retirement import LEGACY_RETIREMENT, api_notice
+from shared.core.settings import Settings
 from tests.credentials.conftest import MovableClock
 
 BEFORE = datetime(2026, 12, 1, tzinfo=UTC)

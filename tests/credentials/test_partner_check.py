@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.credentials.check import check_credential, check_tenants
-from shared.tenants import TenantEntry
+from shared.storage.tenants import TenantEntry
 from tests.conftest import LocalCloud
 from tests.credentials.conftest import (
     revoke_consent,

@@ -14,7 +14,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from shared.errors import CallerTokenError, ConsentError
+from shared.core.errors import CallerTokenError, ConsentError
 from tests.conftest import LocalCloud
 from tests.credentials.conftest import admin, run_cli, wire
 

@@ -26,7 +26,7 @@ def make_client(
 ) -> ClientFactory:
     """Build a client for the home tenant on ``api`` with extra app settings."""
     from shared import bootstrap
-    from shared.settings import Settings
+    from shared.core.settings import Settings
 
     for family in ("incidents", "alerts", "hunting"):
         cloud.admin("POST", "quotas", {"family": family, "limits": [{"calls": 1000, "seconds": 1}]})

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
+from shared.core.errors import UnexpectedResponseError
 from shared.defender.client import DefenderClient
-from shared.errors import UnexpectedResponseError
 from tests.conftest import LocalCloud
 from tests.defender.conftest import ClientFactory, truth
 

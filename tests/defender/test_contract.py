@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
+from shared.core.errors import BadRequestError, ConfigError, NotFoundError
 from shared.defender.operations import IncidentUpdate
 from shared.defender.queries import AlertQuery, IncidentQuery
-from shared.errors import BadRequestError, ConfigError, NotFoundError
 from tests.conftest import LocalCloud
 from tests.defender.conftest import ClientFactory, truth
 

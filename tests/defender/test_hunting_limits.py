@@ -17,9 +17,9 @@ import pytest
 
 from emulator.server import Emulator, EmulatorConfig
 from shared import bootstrap
+from shared.core.errors import BadRequestError, HuntingLimitError, HuntingQuotaError, ThrottledError
+from shared.core.settings import Settings
 from shared.defender.client import DefenderClient, RetryPolicy
-from shared.errors import BadRequestError, HuntingLimitError, HuntingQuotaError, ThrottledError
-from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

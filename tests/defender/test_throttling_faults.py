@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import requests
 
+from shared.core.errors import BridgeError, ThrottledError, UnexpectedResponseError
 from shared.defender.client import DefenderClient
 from shared.defender.operations import IncidentUpdate
-from shared.errors import BridgeError, ThrottledError, UnexpectedResponseError
 from tests.conftest import LocalCloud
 from tests.defender.conftest import ClientFactory, truth
 

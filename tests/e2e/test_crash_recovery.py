@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from shared.bootstrap import build
-from shared.errors import StorageError
-from shared.ingest import Ingestor
-from shared.settings import Settings
+from shared.core.errors import StorageError
+from shared.core.settings import Settings
 from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
+from shared.usecases.ingest import Ingestor
 from testkit.storage_view import (
     archived_lines,
     blob_names,

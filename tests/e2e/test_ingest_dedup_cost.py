@@ -11,12 +11,12 @@ from datetime import datetime
 import pytest
 
 from shared.bootstrap import build
-from shared.ingest import Ingestor
-from shared.settings import Settings
+from shared.core.settings import Settings
 from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, StoredVersion
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
+from shared.usecases.ingest import Ingestor
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
 from testkit.storage_view import break_lease
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import (

@@ -25,7 +25,7 @@ import pytest
 
 from emulator.azurite import Azurite
 from emulator.ratelimit import Limit
-from shared.clock import parse_utc
+from shared.core.clock import parse_utc
 from testkit.storage_view import archived_lines, duplicates
 from tests.conftest import LocalCloud, _clear_storage
 from tests.e2e.guarantees import ingest_process

@@ -21,14 +21,14 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 from emulator.azurite import Azurite
-from shared.clock import format_utc
+from shared.core.clock import format_utc
 from shared.defender.client import SlicePage
 from shared.defender.model import Incident
 from shared.defender.slices import SliceRequest
-from shared.ingest import Ingestor
 from shared.storage.archive import IncidentArchive, Quarantine
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable
+from shared.usecases.ingest import Ingestor
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 GOOD, BAD = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
@@ -65,7 +65,7 @@ class ScriptedClient:
         self.api_calls += 1
         if self.explode:
             raise KeyError("an SDK failure outside our hierarchy")
-        from shared.clock import parse_utc
+        from shared.core.clock import parse_utc
 
         def inside(raw: dict[str, Any]) -> bool:
             try:

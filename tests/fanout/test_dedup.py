@@ -43,7 +43,7 @@ def test_ticks_of_two_processes_queue_each_tenant_once(
     """Two composition roots (as two instances would have) tick at the same time, then one
     ticks again: 50 messages, not 150; after the drain the next tick queues all 50 again."""
     from shared import bootstrap
-    from shared.settings import load
+    from shared.core.settings import load
 
     register_customers(scale_cloud)
     other = bootstrap.build(load())

@@ -19,7 +19,7 @@ import pytest
 
 from shared import bootstrap
 from shared.bootstrap import _CompositionRoot
-from shared.errors import ConfigError
+from shared.core.errors import ConfigError
 from tests.conftest import LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from shared import host, settings
 from shared.bootstrap import STORAGE_POOL_SIZE
-from shared.host import (
+from shared.core import settings
+from shared.core.logs import SDK_LOGGERS
+from shared.usecases import doctor as host
+from shared.usecases.doctor import (
     HOST_SETTINGS,
     QUEUE_FUNCTIONS,
     TIMEOUT_MARGIN_SECONDS,
@@ -30,7 +32,6 @@ from shared.host import (
     function_timeout_seconds,
     queue_concurrency,
 )
-from shared.logs import SDK_LOGGERS
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_JSON = json.loads((ROOT / "host.json").read_text())
@@ -76,7 +77,7 @@ def _by_name(findings: list[host.Finding]) -> dict[str, host.Finding]:
 
 def test_every_setting_a_binding_names_is_a_host_setting_of_that_function() -> None:
     """The connections and ``%NAME%`` expressions of function_app's bindings are exactly the
-    host settings ``shared.host`` reports, each listing the functions that use it."""
+    host settings ``shared.usecases.doctor`` reports, each listing the functions that use it."""
     used: dict[str, set[str]] = {}
     for name, function in _indexed().items():
         for binding in _bindings(function):

@@ -1,4 +1,4 @@
-"""Threads the app starts log with the invocation that started them (shared.invocation).
+"""Threads the app starts log with the invocation that started them (shared.core.invocation).
 
 The worker stand-in (``tests.functions.worker``) reads the invocation id from the worker's
 thread-local when a line is logged, on the logging thread, as the real worker does.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.invocation import InvocationExecutor, bound, carry, current_id, start_thread
+from shared.core.invocation import InvocationExecutor, bound, carry, current_id, start_thread
 from tests.functions.worker import THREAD_LOCAL, HostChannel, Worker, worker_logging
 
 log = logging.getLogger("shared.test_invocation")

@@ -20,8 +20,8 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared.errors import ConfigError
-from shared.logs import SDK_LOGGERS
+from shared.core.errors import ConfigError
+from shared.core.logs import SDK_LOGGERS
 from tests.conftest import LocalCloud
 from tests.functions.worker import Sent, Worker, worker_logging
 
@@ -162,7 +162,7 @@ def test_a_lost_lease_is_logged_with_the_invocation_id(
     of the invocation that took the lease."""
     from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-    from shared.invocation import bound
+    from shared.core.invocation import bound
     from shared.storage.state import TenantLock
 
     container = ContainerClient.from_connection_string(

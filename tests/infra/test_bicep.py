@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from shared import settings, storage
-from shared.clouds import CLOUDS
-from shared.push.delivery import DEADLETTER_CONTAINER
-from shared.push.outbox import POISON_QUEUE, PUSH_QUEUE
+from shared import storage
+from shared.core import settings
+from shared.core.clouds import CLOUDS
+from shared.usecases.push.delivery import DEADLETTER_CONTAINER
+from shared.usecases.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -100,7 +101,7 @@ LEFT_OUT = {
     # the worker's logging: quiet by default on purpose; raised as an app setting to diagnose
     settings.LOG_LEVEL_AZURE_SDK_SETTING: "WARNING by default; raise it only for a diagnosis",
 }
-#: the defaults of shared.settings.Settings, by field name
+#: the defaults of shared.core.settings.Settings, by field name
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.api.access import ALL_TENANTS, ROLES
-from shared.clouds import CLOUDS
+from shared.core.clouds import CLOUDS
 from shared.credentials.claims import FEATURE_ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -394,7 +394,7 @@ def test_a_grant_refused_for_good_is_an_error(setup_app: ModuleType) -> None:
 def test_features_are_the_ones_the_settings_accept(setup_app: ModuleType) -> None:
     from typing import get_args
 
-    from shared.settings import Feature
+    from shared.core.settings import Feature
 
     for api in ("graph", "legacy"):
         assert set(setup_app.PERMISSIONS[api]) == set(get_args(Feature))

@@ -153,7 +153,7 @@ def test_the_calls_are_valid_requests_of_their_routes(workflow: dict[str, Any]) 
     """Each call's body, with its expressions evaluated as Logic Apps would, is one its route
     accepts; the hunt is a template with valid parameters, run asynchronously."""
     from shared.api.handlers import HUNT_BODY, SUBSCRIBE_BODY, UPDATE_BODY
-    from shared.hunting import templates
+    from shared.usecases.hunting import templates
 
     run = Run(
         parameters={"tenantId": "11111111-2222-3333-4444-555555555555", "triageTag": "t"},

@@ -13,7 +13,7 @@ import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
 from emulator.azurite import Azurite
-from shared.errors import StorageError
+from shared.core.errors import StorageError
 from shared.storage import batch
 
 T0 = datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)

@@ -14,8 +14,8 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
+from shared.core.errors import ConflictError
 from shared.defender.model import normalize
-from shared.errors import ConflictError
 from shared.storage.archive import IncidentArchive, placed, plan
 from shared.storage.state import PageJournal, WatermarkStore
 from shared.storage.table import IncidentTable

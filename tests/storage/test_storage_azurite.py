@@ -14,8 +14,8 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from emulator.azurite import Azurite
+from shared.core.errors import ConflictError, StorageError
 from shared.defender.model import normalize
-from shared.errors import ConflictError, StorageError
 from shared.storage.archive import IncidentArchive
 from shared.storage.state import TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable
@@ -196,7 +196,7 @@ def test_lost_lease_stops_writes_and_a_timer_keeps_a_held_one_alive(
 
     from azure.storage.blob import BlobLeaseClient
 
-    from shared.errors import LeaseLostError
+    from shared.core.errors import LeaseLostError
 
     with TenantLock(container, TENANT, lease_seconds=15) as held:
         time.sleep(17)  # longer than the lease: only the timer keeps it
@@ -294,7 +294,7 @@ def test_ensure_shares_one_renewal_between_the_writes_of_a_second(
     one answer share one renewal, and a lease lost since is found by the next one after."""
     from azure.storage.blob import BlobLeaseClient
 
-    from shared.errors import LeaseLostError
+    from shared.core.errors import LeaseLostError
     from shared.storage.state import ENSURE_FRESH
 
     now = [1000.0]

@@ -10,9 +10,9 @@ import pytest
 from shared.api.access import ALL_TENANTS, Authenticator, from_claims, host_auth_level
 from shared.api.http import ApiError, Headers, Request
 from shared.api.routes import ROUTES, match
+from shared.core.errors import AuthError, CallerTokenError
 from shared.credentials.caller import CallerClaims
-from shared.errors import AuthError, CallerTokenError
-from shared.hunting import (
+from shared.usecases.hunting import (
     TemplateError,
     duration_literal,
     parse_duration,

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared.errors import ConfigError
-from shared.settings import Settings, parse_tenant_roles
+from shared.core.errors import ConfigError
+from shared.core.settings import Settings, parse_tenant_roles
 from tests.unit.test_settings import BASE
 
 TID = "33333333-3333-3333-3333-333333333333"

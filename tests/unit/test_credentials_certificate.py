@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from shared.core.errors import SecretAccessError
 from shared.credentials.certificate import load_certificate
-from shared.errors import SecretAccessError
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -17,10 +17,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from requests.adapters import BaseAdapter
 
+from shared.core.errors import CallerTokenError
 from shared.credentials.caller import CallerTokenValidator
 from shared.credentials.tokens import AppTokenProvider
 from shared.credentials.user import OnBehalfOfProvider
-from shared.errors import CallerTokenError
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 CLIENT = "00000000-0000-0000-0000-0000000000aa"

@@ -12,7 +12,7 @@ import pytest
 
 from shared.cli.incidents import write_incidents, write_rows
 from shared.defender.model import Incident
-from shared.usecases import csv_cell, hunting_csv
+from shared.usecases.incidents import csv_cell, hunting_csv
 
 ATTACKS = [
     "=cmd|' /C calc'!A0",

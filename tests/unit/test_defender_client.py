@@ -13,17 +13,17 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from shared.defender.client import DefenderClient, RetryPolicy
-from shared.defender.limiter import RateLimiterRegistry
-from shared.defender.operations import IncidentUpdate
-from shared.defender.paging import ticks
-from shared.defender.queries import AlertQuery, IncidentQuery
-from shared.errors import (
+from shared.core.errors import (
     ForbiddenError,
     ThrottledError,
     TransientError,
     UnexpectedResponseError,
 )
+from shared.defender.client import DefenderClient, RetryPolicy
+from shared.defender.limiter import RateLimiterRegistry
+from shared.defender.operations import IncidentUpdate
+from shared.defender.paging import ticks
+from shared.defender.queries import AlertQuery, IncidentQuery
 
 BASE = "https://api.example.test"
 Reply = tuple[int, Any, dict[str, str]]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.core.errors import ConfigError, UnexpectedResponseError
 from shared.defender.model import normalize, normalize_alert, normalize_hunting
 from shared.defender.operations import (
     IncidentUpdate,
@@ -22,7 +23,6 @@ from shared.defender.values import (
     canonical_status,
     for_api,
 )
-from shared.errors import ConfigError, UnexpectedResponseError
 
 BASE = "https://api.example.test"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from shared.core.errors import ThrottledError, UnexpectedResponseError
 from shared.defender.limiter import Bucket, RateLimiterRegistry
 from shared.defender.paging import (
     SKIP_LIMIT,
@@ -26,7 +27,6 @@ from shared.defender.paging import (
     split,
     ticks,
 )
-from shared.errors import ThrottledError, UnexpectedResponseError
 from tests.unit.test_defender_client import serve
 
 BASE = "https://api.example.test"

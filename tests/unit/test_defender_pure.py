@@ -7,6 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.core.errors import (
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+    UnauthorizedError,
+    UnexpectedResponseError,
+)
 from shared.defender.model import normalize
 from shared.defender.paging import (
     Page,
@@ -16,15 +25,6 @@ from shared.defender.paging import (
     same_origin,
 )
 from shared.defender.responses import classify, retry_after_seconds
-from shared.errors import (
-    BadRequestError,
-    ForbiddenError,
-    NotFoundError,
-    ThrottledError,
-    TransientError,
-    UnauthorizedError,
-    UnexpectedResponseError,
-)
 
 BASE = "https://api.security.microsoft.com"
 SINCE = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)

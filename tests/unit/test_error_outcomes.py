@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.api.handlers import api_error
-from shared.errors import (
+from shared.core.errors import (
     EXIT_FAILED,
     EXIT_USAGE,
     OUTCOMES,

@@ -1,4 +1,5 @@
-"""Fan-out's outcome table (``shared.fanout.decide``), one row at a time, in milliseconds."""
+"""Fan-out's outcome table (``shared.usecases.fanout.decide``), one row at a time, in
+milliseconds."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.clock import format_utc
-from shared.fanout import MIN_PARK, Decision, decide
-from shared.ingest import TenantResult
-from shared.settings import Settings
+from shared.core.clock import format_utc
+from shared.core.settings import Settings
 from shared.storage.queue import IngestMessage
+from shared.usecases.fanout import MIN_PARK, Decision, decide
+from shared.usecases.ingest import TenantResult
 
 T = "11111111-1111-1111-1111-111111111111"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.core.errors import ConfigError, ThrottledError
+from shared.core.settings import Settings
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
-from shared.errors import ConfigError, ThrottledError
-from shared.fanout import TenantStatus, health_of, sort_worst_first
-from shared.settings import Settings
 from shared.storage.queue import BadMessageError, IngestMessage, parse_message
-from shared.tenants import RunState, TenantEntry
+from shared.storage.tenants import RunState, TenantEntry
+from shared.usecases.fanout import TenantStatus, health_of, sort_worst_first
 from tests.unit.test_defender_client import FakeAdapter, FakeTime, Reply
 
 ROOT = Path(__file__).resolve().parents[2]

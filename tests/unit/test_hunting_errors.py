@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from shared.defender.model import normalize_hunting
-from shared.defender.responses import classify
-from shared.errors import (
+from shared.core.errors import (
     BadRequestError,
     HuntingLimitError,
     HuntingQuotaError,
     ThrottledError,
     TransientError,
 )
+from shared.defender.model import normalize_hunting
+from shared.defender.responses import classify
 
 
 def _body(code: str, message: str) -> bytes:

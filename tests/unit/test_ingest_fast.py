@@ -1,5 +1,6 @@
 """The ingestion run loop in milliseconds: in-memory ports (``testkit.fakes``) instead of
-Azurite and the emulator. The guarantees of ``shared.ingest`` (every version once, resume at
+Azurite and the emulator. The guarantees of ``shared.usecases.ingest`` (every version once, resume
+at
 the checkpoint, recovery through the journal) are checked here for each way a run can end;
 ``tests/e2e`` keeps checking them against the real SDKs, storage and processes."""
 
@@ -12,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from shared.ingest import Ingestor, TenantResult
 from shared.storage.table import version_text
+from shared.usecases.ingest import Ingestor, TenantResult
 from testkit.fakes import (
     FakeIncidentSource,
     MemoryArchive,
@@ -98,7 +99,7 @@ class World:
 
 
 def _text(moment: Any) -> str:
-    from shared.clock import format_utc
+    from shared.core.clock import format_utc
 
     return format_utc(moment)
 

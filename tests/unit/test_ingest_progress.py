@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from shared.cli.ingest import progress_line
-from shared.ingest import IngestProgress
+from shared.usecases.ingest import IngestProgress
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from shared.errors import LeaseLostError
-from shared.ingest import _Writer
+from shared.core.errors import LeaseLostError
+from shared.usecases.ingest import _Writer
 
 
 def test_tasks_run_in_order_on_one_thread_and_then_does_not_wait() -> None:

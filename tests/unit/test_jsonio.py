@@ -1,4 +1,4 @@
-"""shared.jsonio: orjson where it can, the standard library for what orjson refuses."""
+"""shared.core.jsonio: orjson where it can, the standard library for what orjson refuses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared import jsonio
+from shared.core import jsonio
 
 
 def test_lines_are_sorted_compact_utf8_and_newline_ended() -> None:

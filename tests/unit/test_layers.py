@@ -21,52 +21,20 @@ TOP_LEVEL = ("shared", "emulator", "bench", "tests", "testkit", "function_app", 
 # Floors, lowest first. A module belongs to the floor of its longest matching prefix. A module
 # may import from its own floor and from any floor below; never from one above.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    (
-        "ground",
-        (
-            "shared",
-            "shared.__init__",
-            "shared.errors",
-            "shared.settings",
-            "shared.clock",
-            "shared.clouds",
-            "shared.logs",
-            "shared.invocation",
-            "shared.jsonio",
-            "shared.http",
-            "shared.window",
-            "shared.retirement",
-            "shared.telemetry",
-            "shared.surfaces",
-        ),
-    ),
+    ("ground", ("shared", "shared.core")),
     (
         "wings",
         (
             "shared.defender",
             "shared.credentials",
             "shared.storage",
-            "shared.tenants",
-            "shared.push.target",
-            "shared.push.keys",
-            "shared.push.messages",
-            "shared.push.store",
-            "shared.push.transport",
+            "shared.push",
+            "shared.telemetry",
         ),
     ),
     # the Protocols the use cases take, in the wings' value types (docs/architecture.md)
     ("ports", ("shared.ports",)),
-    (
-        "usecases",
-        (
-            "shared.usecases",
-            "shared.ingest",
-            "shared.fanout",
-            "shared.push",
-            "shared.hunting",
-            "shared.host",
-        ),
-    ),
+    ("usecases", ("shared.usecases",)),
     ("root", ("shared.bootstrap",)),
     # shared.worker is the Functions face's per-invocation set-up (azure.functions, logging)
     ("faces", ("shared.api", "shared.cli", "shared.__main__", "shared.worker", "function_app")),
@@ -229,13 +197,13 @@ def test_no_import_cycles() -> None:
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     """The rule can fail: a ground-floor module importing a face is reported, and so is a cycle."""
     graph = {
-        "shared.errors": {"shared.api.handlers"},
-        "shared.api.handlers": {"shared.errors"},
+        "shared.core.errors": {"shared.api.handlers"},
+        "shared.api.handlers": {"shared.core.errors"},
     }
     assert upward_imports(graph) == [
-        "shared.errors (ground) -> shared.api.handlers (faces): upward",
+        "shared.core.errors (ground) -> shared.api.handlers (faces): upward",
     ]
-    assert cycles(graph) == [["shared.api.handlers", "shared.errors"]]
+    assert cycles(graph) == [["shared.api.handlers", "shared.core.errors"]]
 
 
 @pytest.mark.parametrize(
@@ -245,14 +213,14 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
         ("from shared.api.handlers import route", "shared.cli.x", {"shared.api.handlers"}),
         ("from . import handlers", "shared.api.routes", {"shared.api.handlers"}),
         ("from .handlers import route", "shared.api.routes", {"shared.api.handlers"}),
-        ("def f():\n    import shared.errors", "shared.cli.x", {"shared.errors"}),
+        ("def f():\n    import shared.core.errors", "shared.cli.x", {"shared.core.errors"}),
         ("import requests", "shared.cli.x", set()),
     ],
 )
 def test_imports_are_resolved(tmp_path: Path, source: str, module: str, expected: set[str]) -> None:
     path = tmp_path / "m.py"
     path.write_text(source, encoding="utf-8")
-    known = {"shared", "shared.api", "shared.api.handlers", "shared.errors", "shared.cli.x"}
+    known = {"shared", "shared.api", "shared.api.handlers", "shared.core.errors", "shared.cli.x"}
     assert imports_of(path, module, known) == expected
 
 

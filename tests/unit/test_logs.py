@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shared.logs import RedactingFilter, redact
+from shared.core.logs import RedactingFilter, redact
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2FwaSJ9.c2lnbmF0dXJlLXZhbHVl"
 

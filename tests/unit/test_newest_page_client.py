@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from shared.core.errors import UnexpectedResponseError
 from shared.defender.queries import IncidentQuery
 from shared.defender.slices import to_us
-from shared.errors import UnexpectedResponseError
 from tests.unit.test_defender_client import graph_incident, make, serve
 
 
@@ -43,7 +43,7 @@ def _legacy(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _expected(items: list[dict[str, Any]], field: str, ident: str) -> list[str]:
-    from shared.clock import parse_utc
+    from shared.core.clock import parse_utc
 
     return [
         str(i[ident])
@@ -88,7 +88,7 @@ def test_each_slice_carries_the_filter_and_both_bounds() -> None:
 
 
 def _parse(item: dict[str, Any]) -> Any:
-    from shared.clock import parse_utc
+    from shared.core.clock import parse_utc
 
     return parse_utc(item["lastUpdateDateTime"])
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from urllib3.util import parse_url
 
+from shared.core.errors import UnexpectedResponseError
 from shared.defender.paging import Page, follow_link, list_incidents_request, next_request
-from shared.errors import UnexpectedResponseError
 
 BASE = "https://api.host"
 PATH = "/v1.0/security/incidents?$top=50&$skip=50"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import CallbackRefusedError
+from shared.core.errors import CallbackRefusedError
 from shared.push.keys import PushKeys, SealError, sign, verify
 from shared.push.messages import (
     BREAKER_FAILURES,

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from shared import settings
+from shared.core import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: read by the platform or SDKs rather than by Settings, but documented for users

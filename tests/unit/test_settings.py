@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError
-from shared.settings import Settings
+from shared.core.errors import ConfigError
+from shared.core.settings import Settings
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 CLIENT = "22222222-2222-2222-2222-222222222222"
@@ -172,7 +172,7 @@ def test_federated_credential_needs_a_user_assigned_identity() -> None:
 def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) -> None:
     """The federated assertion's audience is the Entra cloud's (an emulator override of the
     authority URL keeps the cloud's audience)."""
-    from shared.clouds import TOKEN_EXCHANGE_AUDIENCES
+    from shared.core.clouds import TOKEN_EXCHANGE_AUDIENCES
 
     s = Settings.from_env(
         {**BASE, "DEFENDER_CLOUD": cloud, "DEFENDER_AUTHORITY_URL": "https://127.0.0.1:8443"}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from shared.core.settings import Settings
+from shared.core.surfaces import DEFAULT_PAGE_SIZE, GRAPH, LEGACY, MAX_PAGE_SIZE, SURFACES, surface
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.model import normalize
 from shared.defender.paging import incidents_path
 from shared.defender.slices import SliceRequest
-from shared.settings import Settings
-from shared.surfaces import DEFAULT_PAGE_SIZE, GRAPH, LEGACY, MAX_PAGE_SIZE, SURFACES, surface
 
 T = "11111111-1111-1111-1111-111111111111"
 

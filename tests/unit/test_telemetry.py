@@ -25,7 +25,7 @@ WITH = """
 import json
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from shared import telemetry
-from shared.ingest import TenantResult
+from shared.usecases.ingest import TenantResult
 
 reader = InMemoryMetricReader()
 env = {"APPLICATIONINSIGHTS_CONNECTION_STRING":

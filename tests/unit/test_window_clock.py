@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.clock import format_utc, parse_utc
-from shared.window import plan_start
+from shared.core.clock import format_utc, parse_utc
+from shared.usecases.ingest.window import plan_start
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 KW = {"lookback": timedelta(days=30), "overlap": timedelta(minutes=10)}

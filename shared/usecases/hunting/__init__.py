@@ -31,7 +31,7 @@ from datetime import timedelta
 from importlib import resources
 from typing import Any, Literal
 
-from shared.clock import RANGE_TEXT, format_utc, parse_input_time
+from shared.core.clock import RANGE_TEXT, format_utc, parse_input_time
 
 ParamKind = Literal["string", "int", "datetime", "duration", "enum", "list"]
 KINDS: tuple[ParamKind, ...] = ("string", "int", "datetime", "duration", "enum", "list")

@@ -1,7 +1,8 @@
 """The ingestion ``notify`` hook: record what changed on the ``defender-push`` queue, and return.
 
 ``Ingestor`` calls it with the versions of an answer that are not stored yet, before it writes
-them (``shared.ingest``): the incident table is what makes a version "already seen", so a version
+them (``shared.usecases.ingest``): the incident table is what makes a version "already seen", so a
+version
 is recorded here before it can become seen, and a run that dies at any point loses no change.
 The worst case is a repeat (a crash after recording but before storing: the next run records the
 version again), which the delivery id makes harmless to receivers.
@@ -21,15 +22,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from shared.errors import BridgeError
+from shared.core.errors import BridgeError
 from shared.push.messages import changes
-from shared.push.store import active
+from shared.storage.subscriptions import active
 from shared.storage.table import version_text
-from shared.usecases import incident_row
+from shared.usecases.incidents import incident_row
 
 if TYPE_CHECKING:
     from shared.defender.model import Incident
-    from shared.push.store import SubscriptionStore
+    from shared.storage.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ Sources (checked 2026-11 against Microsoft Learn):
   https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
   (global ``api://AzureADTokenExchange``; US Government ``api://AzureADTokenExchangeUSGov``;
   China operated by 21Vianet ``api://AzureADTokenExchangeChina``). Only a user-assigned identity
-  can be such a credential (same page), which ``shared.settings`` enforces.
+  can be such a credential (same page), which ``shared.core.settings`` enforces.
 - Issuers of access tokens, by Entra cloud: v2 tokens ``{authority}/{tid}/v2.0``; v1 tokens
   ``https://sts.windows.net/{tid}/`` in the global cloud and in Azure US Government, and
   ``https://sts.chinacloudapi.cn/{tid}/`` in the China cloud

@@ -7,7 +7,7 @@ Per tenant, under its lease, oldest first:
 2. Plan: the listing covers ``[checkpoint - overlap, now - safety lag)`` (first run: the
    lookback; ``--since``: a backfill) and is cut into slices by ``shared.defender.slices``. The
    overlap is not re-read where the run that committed the checkpoint read it lag + overlap
-   after its time (a backlog: ``shared.window.plan_start``).
+   after its time (a backlog: ``shared.usecases.ingest.window.plan_start``).
 3. For each answer: records without an id or last-update time go to quarantine (counted,
    never blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one
    bad clock cannot make a row unbeatable; once an answer of the run met no stored row, the
@@ -66,11 +66,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from shared.clock import Clock, format_utc, parse_utc
-from shared.defender.client import MAX_SKIP, DefenderClient, SlicePage
-from shared.defender.model import Incident, normalize
-from shared.defender.slices import Item, Listing, PairPasses, SliceRequest
-from shared.errors import (
+from shared.core.clock import Clock, format_utc, parse_utc
+from shared.core.errors import (
     BridgeError,
     ConflictError,
     LeaseLostError,
@@ -79,12 +76,15 @@ from shared.errors import (
     UnexpectedResponseError,
     UpstreamError,
 )
-from shared.invocation import InvocationExecutor
+from shared.core.invocation import InvocationExecutor
+from shared.defender.client import MAX_SKIP, DefenderClient, SlicePage
+from shared.defender.model import Incident, normalize
+from shared.defender.slices import Item, Listing, PairPasses, SliceRequest
 from shared.storage.archive import IncidentArchive, Quarantine, placed, plan, quarantine_name
 from shared.storage.batch import TRANSACTION_SIZE
 from shared.storage.state import JournalNote, Watermark
 from shared.storage.table import IncidentTable, RowVersion, is_stored, version_text
-from shared.window import plan_start
+from shared.usecases.ingest.window import plan_start
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ GRAPH_INCIDENT_TOP = 50
 #: apart from incidents for this long before expanding is tried again (elastic/integrations#18144)
 EXPAND_RETRY_AFTER = timedelta(hours=24)
 #: checkpoint info: when the run that committed the checkpoint planned its listing (see
-#: ``shared.window.plan_start``)
+#: ``shared.usecases.ingest.window.plan_start``)
 CHECKPOINT_READ_AT = "checkpointReadAt"
 #: table rows a run keeps of those it read or wrote last, so an overflowing slice read again
 #: by its sub-slices needs no read (memory: a few hundred KiB)
@@ -141,7 +141,8 @@ class WatermarkStoreLike(Protocol):
 
 
 #: ``(tenant, versions about to be stored, ids of those the table has no row of)``: records the
-#: change durably and quickly (``shared.push.outbox``); raising fails the answer before anything
+#: change durably and quickly (``shared.usecases.push.outbox``); raising fails the answer before
+#: anything
 #: of it is stored, so no change is stored without being recorded
 Notify = Callable[[str, Sequence[Incident], frozenset[str]], None]
 
@@ -300,7 +301,7 @@ class _Writer:
     """
 
     def __init__(self, name: str) -> None:
-        # the writer logs with the invocation that started the run (shared.invocation)
+        # the writer logs with the invocation that started the run (shared.core.invocation)
         self._pool = InvocationExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: list[Future[None]] = []
         self._failed = False  # set on the writer thread; tasks after a failure do not run

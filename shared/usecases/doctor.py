@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from shared.settings import (
+from shared.core.settings import (
     API_TIME_BUDGET_SETTING,
     INGEST_MAX_DEQUEUE_COUNT_SETTING,
     INGEST_SCHEDULE_SETTING,
@@ -53,7 +53,7 @@ from shared.settings import (
 Status = Literal["ok", "warn", "fail"]
 
 #: host.json of the deployed app: beside the ``shared`` package (the app's root)
-HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 #: the host's own storage connection
 HOST_STORAGE = "AzureWebJobsStorage"
 #: set for the worker by Core Tools (local.settings.json) and by the platform; App Service also

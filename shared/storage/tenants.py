@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.errors import StorageError
-from shared.surfaces import ApiKind
+from shared.core.errors import StorageError
+from shared.core.surfaces import ApiKind
 
 log = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.clock import Clock, format_utc, parse_utc
-from shared.errors import ConfigError, StorageError
+from shared.core.clock import Clock, format_utc, parse_utc
+from shared.core.errors import ConfigError, StorageError
+from shared.core.settings import API_SIGNING_KEY_SETTING
 from shared.push.keys import PushKeys
 from shared.push.messages import Breaker, Filter, is_subscription_id
-from shared.settings import API_SIGNING_KEY_SETTING
 
 log = logging.getLogger(__name__)
 

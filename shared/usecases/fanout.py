@@ -10,7 +10,8 @@ Three entry points:
 - ``status()``: every tenant with its last success, lag, last error and queue state, worst first.
 
 **Deduplication across processes.** Each tenant has a run row in the registry table
-(``shared.tenants.RunStateStore``) with a "queued" marker (``QueuedUntil``). Queuing a tenant
+(``shared.storage.tenants.RunStateStore``) with a "queued" marker (``QueuedUntil``). Queuing a
+tenant
 first *claims* the marker with a conditional write (insert-if-absent, or merge-if-ETag-matches),
 then sends the message; a timer, another instance or ``POST /ingest`` that read the same row
 loses the write (409/412) and does not queue. The handler clears the marker when the tenant's
@@ -53,12 +54,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.clock import Clock, format_utc, parse_utc
-from shared.errors import BridgeError, StorageError, TenantFailedError
-from shared.ingest import IngestSummary, TenantResult
-from shared.invocation import InvocationExecutor
+from shared.core.clock import Clock, format_utc, parse_utc
+from shared.core.errors import BridgeError, StorageError, TenantFailedError
+from shared.core.invocation import InvocationExecutor
+from shared.core.settings import Settings
 from shared.ports import IngestQueue, RunStates, TenantDirectory
-from shared.settings import Settings
 from shared.storage.queue import (
     REASONS,
     BadMessageError,
@@ -66,10 +66,11 @@ from shared.storage.queue import (
     PoisonMessage,
     parse_message,
 )
-from shared.tenants import RunState, TenantEntry
+from shared.storage.tenants import RunState, TenantEntry
+from shared.usecases.ingest import IngestSummary, TenantResult
 
 if TYPE_CHECKING:
-    from shared.ingest import Ingestor
+    from shared.usecases.ingest import Ingestor
 
 log = logging.getLogger(__name__)
 

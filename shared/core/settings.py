@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from shared.clouds import CLOUDS, Cloud
-from shared.errors import ConfigError
-from shared.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind
+from shared.core.clouds import CLOUDS, Cloud
+from shared.core.errors import ConfigError
+from shared.core.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind
 
 TENANT_ID_SETTING = "DEFENDER_TENANT_ID"
 CLIENT_ID_SETTING = "DEFENDER_CLIENT_ID"
@@ -125,11 +125,12 @@ INGEST_LEASE_SETTING = "INGEST_LEASE_SECONDS"
 INGEST_LAG_WARNING_SETTING = "INGEST_LAG_WARNING_MINUTES"
 #: read by shared.telemetry (set by the platform when the app has Application Insights)
 APPLICATIONINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
-#: the level of the Azure SDK, MSAL and urllib3 loggers (shared.logs): WARNING unless raised
+#: the level of the Azure SDK, MSAL and urllib3 loggers (shared.core.logs): WARNING unless raised
 #: for a diagnosis; the app's own loggers are not affected
 LOG_LEVEL_AZURE_SDK_SETTING = "LOG_LEVEL_AZURE_SDK"
 #: read by the Python worker, not by Settings: the size of the thread pool that runs the
-#: synchronous functions (infra/ sets it; shared.host checks it against host.json's batches)
+#: synchronous functions (infra/ sets it; shared.usecases.doctor checks it against host.json's
+#: batches)
 PYTHON_THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
 
 CredentialKind = Literal["managed-identity", "developer"]

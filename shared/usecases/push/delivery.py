@@ -42,8 +42,8 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from shared.clock import Clock, format_utc, parse_utc
-from shared.errors import BridgeError, CallbackRefusedError, StorageError
+from shared.core.clock import Clock, format_utc, parse_utc
+from shared.core.errors import BridgeError, CallbackRefusedError, StorageError
 from shared.push.keys import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -64,7 +64,10 @@ from shared.push.messages import (
     judge,
     parse,
 )
-from shared.push.store import (
+from shared.push.target import Address, CallbackTarget, Resolver, check_addresses, parse_callback
+from shared.push.transport import Sender
+from shared.storage import create_container_if_not_exists
+from shared.storage.subscriptions import (
     DROPPED,
     EchoMarks,
     Subscription,
@@ -72,9 +75,6 @@ from shared.push.store import (
     active,
     revived,
 )
-from shared.push.target import Address, CallbackTarget, Resolver, check_addresses, parse_callback
-from shared.push.transport import Sender
-from shared.storage import create_container_if_not_exists
 
 log = logging.getLogger(__name__)
 

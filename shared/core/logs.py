@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Mapping
 
-from shared.settings import LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level
+from shared.core.settings import LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level
 
 #: a separator as written, percent-encoded, or encoded twice (a URL inside a URL)
 _EQ = r"(?:=|%3[dD]|%253[dD])"

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.clock import format_utc
+from shared.core.clock import format_utc
+from shared.core.errors import ConfigError
 from shared.defender.model import Alert, HuntingResult, Incident, normalize_alert
 from shared.defender.operations import IncidentUpdate, hunting_request
 from shared.defender.operations import incident_id as check_id
 from shared.defender.queries import ALERT_STATUSES, AlertQuery, IncidentQuery
 from shared.defender.values import canonical_severity, canonical_status
-from shared.errors import ConfigError
 
 if TYPE_CHECKING:
     from shared.defender.client import DefenderClient
