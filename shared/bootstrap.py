@@ -60,6 +60,7 @@ from shared.storage import (
     create_container_if_not_exists,
 )
 from shared.storage.archive import IncidentArchive, Quarantine
+from shared.storage.push import DEADLETTER_CONTAINER, DeadLetter, table_rows
 from shared.storage.queue import IngestQueue, QueueSender
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore, leased_tenants
 from shared.storage.subscriptions import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
@@ -67,15 +68,8 @@ from shared.storage.table import IncidentTable
 from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
 from shared.telemetry import recorder
 from shared.usecases.fanout import Fanout
-from shared.usecases.ingest import Ingestor, Notify
-from shared.usecases.push.delivery import (
-    DEADLETTER_CONTAINER,
-    Callbacks,
-    DeadLetter,
-    PushOptions,
-    PushWorker,
-    table_rows,
-)
+from shared.usecases.ingest import Ingestor, IngestStores, Notify, RunOptions
+from shared.usecases.push.delivery import Callbacks, PushOptions, PushWorker
 from shared.usecases.push.outbox import PUSH_QUEUE, Outbox
 
 log = logging.getLogger(__name__)
@@ -282,20 +276,24 @@ class Services:
         if notify is None and s.api_signing_key is not None:
             notify = self.push_outbox()  # a queue write per answer while anyone subscribes
         return Ingestor(
-            client_for=functools.partial(self.client_for, api=api),
-            archive=IncidentArchive(data),
-            table=IncidentTable(table),
-            watermarks=WatermarkStore(state),
-            journal=PageJournal(state),
-            quarantine=Quarantine(data),
-            lock_for=lambda tenant: TenantLock(state, tenant, lease_seconds=s.lease_seconds),
+            source_for=functools.partial(self.client_for, api=api),
+            stores=IngestStores(
+                archive=IncidentArchive(data),
+                table=IncidentTable(table),
+                checkpoints=WatermarkStore(state),
+                journal=PageJournal(state),
+                quarantine=Quarantine(data),
+                lease_for=lambda tenant: TenantLock(state, tenant, lease_seconds=s.lease_seconds),
+            ),
+            options=RunOptions(
+                lookback=lookback or s.lookback,
+                overlap=s.overlap,
+                page_size=s.page_size,
+                safety_lag=s.safety_lag,
+                time_budget=s.time_budget,
+                lag_warning=s.lag_warning,
+            ),
             clock=self.clock,
-            lookback=lookback or s.lookback,
-            overlap=s.overlap,
-            page_size=s.page_size,
-            safety_lag=s.safety_lag,
-            time_budget=s.time_budget,
-            lag_warning=s.lag_warning,
             notify=notify,
             observe=None if health is None else health.record,
         )

@@ -17,7 +17,7 @@ from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
-from shared.usecases.ingest import Ingestor
+from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
 from testkit.storage_view import (
     archived_lines,
     blob_names,
@@ -84,17 +84,21 @@ def ingestor(
     blobs = svc.blob_service
     state = blobs.get_container_client(STATE_CONTAINER)
     return Ingestor(
-        client_for=svc.client_for,
-        archive=archive_type(blobs.get_container_client(INCIDENT_CONTAINER)),
-        table=table_type(svc.table_service.get_table_client(INCIDENT_TABLE)),
-        watermarks=WatermarkStore(state),
-        journal=journal or PageJournal(state),
-        lock_for=lambda tenant: TenantLock(state, tenant),
+        source_for=svc.client_for,
         clock=svc.clock,
-        lookback=settings.lookback,
-        overlap=settings.overlap,
-        page_size=settings.page_size,
-        safety_lag=settings.safety_lag,
+        stores=IngestStores(
+            archive=archive_type(blobs.get_container_client(INCIDENT_CONTAINER)),
+            table=table_type(svc.table_service.get_table_client(INCIDENT_TABLE)),
+            checkpoints=WatermarkStore(state),
+            journal=journal or PageJournal(state),
+            lease_for=lambda tenant: TenantLock(state, tenant),
+        ),
+        options=RunOptions(
+            lookback=settings.lookback,
+            overlap=settings.overlap,
+            page_size=settings.page_size,
+            safety_lag=settings.safety_lag,
+        ),
     )
 
 

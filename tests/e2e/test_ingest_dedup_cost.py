@@ -16,7 +16,7 @@ from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, StoredVersion
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
-from shared.usecases.ingest import Ingestor
+from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions
 
@@ -66,16 +66,18 @@ def test_a_backfill_reads_almost_nothing_and_a_rerun_writes_nothing(
 
     def ingestor() -> Ingestor:
         return Ingestor(
-            client_for=svc.client_for,
-            archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
-            table=CountingTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
-            watermarks=WatermarkStore(state),
-            journal=PageJournal(state),
-            lock_for=lambda tenant: TenantLock(state, tenant),
+            source_for=svc.client_for,
             clock=svc.clock,
-            lookback=settings.lookback,
-            overlap=settings.overlap,
-            page_size=settings.page_size,
+            stores=IngestStores(
+                archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
+                table=CountingTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
+                checkpoints=WatermarkStore(state),
+                journal=PageJournal(state),
+                lease_for=lambda tenant: TenantLock(state, tenant),
+            ),
+            options=RunOptions(
+                lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size
+            ),
         )
 
     seen = versions(truth(cloud, home, api))

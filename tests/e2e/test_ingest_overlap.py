@@ -16,7 +16,7 @@ from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable
-from shared.usecases.ingest import Ingestor
+from shared.usecases.ingest import Ingestor, IngestStores, RunOptions, VersionStore
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions
 
@@ -24,7 +24,7 @@ from tests.e2e.guarantees import assert_store_matches, truth, versions
 @pytest.mark.e2e
 @pytest.mark.parametrize("api", ["legacy", "graph"])
 def test_next_answer_is_fetched_while_one_is_written(
-    cloud: LocalCloud, app_env: dict[str, str], api: str
+    cloud: LocalCloud, app_env: dict[str, str], api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = app_env["DEFENDER_TENANT_ID"]
     settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
@@ -44,14 +44,16 @@ def test_next_answer_is_fetched_while_one_is_written(
             time.sleep(0.3)
             super().record(tenant, blob_names, created)
 
-    class TimedIngestor(Ingestor):
-        """The real use case, noting when each answer's storing began and ended."""
+    real_take = VersionStore.take
 
-        def _take(self, tenant: str, client: Any, lock: Any, page: Any, run: Any) -> None:
-            start, stored = time.monotonic(), run.stored
-            super()._take(tenant, client, lock, page, run)
-            if run.stored > stored:
-                writes.append((start, time.monotonic()))
+    def timed_take(self: VersionStore, scope: Any, page: Any, run: Any) -> None:
+        """The real version storage, noting when each answer's storing began and ended."""
+        start, stored = time.monotonic(), run.stored
+        real_take(self, scope, page, run)
+        if run.stored > stored:
+            writes.append((start, time.monotonic()))
+
+    monkeypatch.setattr(VersionStore, "take", timed_take)
 
     svc = build(settings)
     svc.ingestor()  # creates the containers and the table
@@ -72,17 +74,19 @@ def test_next_answer_is_fetched_while_one_is_written(
 
     blobs = svc.blob_service
     state = blobs.get_container_client(STATE_CONTAINER)
-    ingestor = TimedIngestor(
-        client_for=client_for,
-        archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
-        table=IncidentTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
-        watermarks=WatermarkStore(state),
-        journal=SlowJournal(state),
-        lock_for=lambda tenant: TenantLock(state, tenant),
+    ingestor = Ingestor(
+        source_for=client_for,
         clock=svc.clock,
-        lookback=settings.lookback,
-        overlap=settings.overlap,
-        page_size=settings.page_size,
+        stores=IngestStores(
+            archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
+            table=IncidentTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
+            checkpoints=WatermarkStore(state),
+            journal=SlowJournal(state),
+            lease_for=lambda tenant: TenantLock(state, tenant),
+        ),
+        options=RunOptions(
+            lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size
+        ),
     )
     seen = versions(truth(cloud, home, api))
 

@@ -28,7 +28,7 @@ from shared.defender.slices import SliceRequest
 from shared.storage.archive import IncidentArchive, Quarantine
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable
-from shared.usecases.ingest import Ingestor
+from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 GOOD, BAD = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
@@ -120,19 +120,23 @@ def ingestor(
     storage: dict[str, Any], clients: dict[str, ScriptedClient], notify: Any = None
 ) -> Ingestor:
     return Ingestor(
-        client_for=lambda tenant: clients[tenant],  # type: ignore[arg-type,return-value]
-        archive=IncidentArchive(storage["data"]),
-        table=IncidentTable(storage["table"]),
-        watermarks=WatermarkStore(storage["state"]),
-        journal=PageJournal(storage["state"]),
-        quarantine=Quarantine(storage["data"]),
-        lock_for=lambda tenant: TenantLock(storage["state"], tenant, lease_seconds=15),
+        source_for=lambda tenant: clients[tenant],
         clock=lambda: datetime.now(UTC),
-        lookback=timedelta(days=2),
-        overlap=timedelta(minutes=10),
-        page_size=50,
-        safety_lag=timedelta(0),
         notify=notify,
+        stores=IngestStores(
+            archive=IncidentArchive(storage["data"]),
+            table=IncidentTable(storage["table"]),
+            checkpoints=WatermarkStore(storage["state"]),
+            journal=PageJournal(storage["state"]),
+            quarantine=Quarantine(storage["data"]),
+            lease_for=lambda tenant: TenantLock(storage["state"], tenant, lease_seconds=15),
+        ),
+        options=RunOptions(
+            lookback=timedelta(days=2),
+            overlap=timedelta(minutes=10),
+            page_size=50,
+            safety_lag=timedelta(0),
+        ),
     )
 
 

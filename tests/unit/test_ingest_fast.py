@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.storage.table import version_text
-from shared.usecases.ingest import Ingestor, TenantResult
+from shared.usecases.ingest import Ingestor, IngestStores, RunOptions, TenantResult
 from testkit.fakes import (
     FakeIncidentSource,
     MemoryArchive,
@@ -67,16 +67,18 @@ class World:
         }
         options.update(ingestor)
         self.ingestor = Ingestor(
-            client_for=lambda tenant: self.source,
-            archive=self.archive,
-            table=self.table,
-            watermarks=self.checkpoints,
-            journal=self.journal,
-            quarantine=self.quarantine,
-            lock_for=self.leases.for_tenant,
+            source_for=lambda tenant: self.source,
+            stores=IngestStores(
+                archive=self.archive,
+                table=self.table,
+                checkpoints=self.checkpoints,
+                journal=self.journal,
+                quarantine=self.quarantine,
+                lease_for=self.leases.for_tenant,
+            ),
+            options=RunOptions(**options),
             clock=self.clock,
             monotonic=self.clock.monotonic,
-            **options,
         )
 
     def run(self) -> TenantResult:

@@ -8,13 +8,13 @@ import threading
 import pytest
 
 from shared.core.errors import LeaseLostError
-from shared.usecases.ingest import _Writer
+from shared.usecases.ingest import Writer
 
 
 def test_tasks_run_in_order_on_one_thread_and_then_does_not_wait() -> None:
     done: list[str] = []
     gate = threading.Event()
-    writer = _Writer("t")
+    writer = Writer("t")
     writer.submit(lambda: (gate.wait(5), done.append("page 1")))
     writer.then(done.append, "checkpoint 1")  # queued: returns before page 1 is written
     assert done == []
@@ -28,7 +28,7 @@ def test_tasks_run_in_order_on_one_thread_and_then_does_not_wait() -> None:
 
 def test_a_checkpoint_behind_a_failed_write_never_runs() -> None:
     done: list[str] = []
-    writer = _Writer("t")
+    writer = Writer("t")
 
     def lose_the_lease() -> None:
         raise LeaseLostError("lost the lease")

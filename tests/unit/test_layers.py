@@ -45,6 +45,9 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("bench", ("bench",)),
     ("tests", ("tests",)),
 ]
+#: outside packages the use cases must not import: they reach storage, Entra and Defender only
+#: through the ports, so they run in milliseconds on the fakes of ``testkit.fakes``
+SDKS = ("azure", "msal", "requests", "urllib3", "werkzeug", "opentelemetry")
 RANK = {name: rank for rank, (name, _) in enumerate(FLOORS)}
 
 # Pairs of floors that must not import each other in either direction, whatever their rank.
@@ -192,6 +195,28 @@ def test_imports_point_down() -> None:
 def test_no_import_cycles() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def sdk_imports(floor: str) -> list[str]:
+    """``module -> package`` for every SDK import of a module on ``floor``."""
+    found = []
+    for path in first_party_files():
+        module = module_name(path)
+        if floor_of(module) != floor:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            found += [f"{module} -> {n}" for n in names if n.split(".")[0] in SDKS]
+    return sorted(found)
+
+
+def test_use_cases_import_no_sdk() -> None:
+    found = sdk_imports("usecases")
+    assert not found, "use cases importing an SDK:\n" + "\n".join(found)
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:

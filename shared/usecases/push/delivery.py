@@ -35,12 +35,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-
-from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared.core.clock import Clock, format_utc, parse_utc
 from shared.core.errors import BridgeError, CallbackRefusedError, StorageError
@@ -66,7 +64,7 @@ from shared.push.messages import (
 )
 from shared.push.target import Address, CallbackTarget, Resolver, check_addresses, parse_callback
 from shared.push.transport import Sender
-from shared.storage import create_container_if_not_exists
+from shared.storage.push import DeadLetter, RowReader
 from shared.storage.subscriptions import (
     DROPPED,
     EchoMarks,
@@ -78,7 +76,6 @@ from shared.storage.subscriptions import (
 
 log = logging.getLogger(__name__)
 
-DEADLETTER_CONTAINER = "defender-push-deadletter"
 #: a success is written to the subscription's health at most this often
 SUCCESS_NOTE = timedelta(minutes=1)
 
@@ -178,57 +175,6 @@ class WorkReport:
             "dropped": self.dropped,
             "malformed": self.malformed,
         }
-
-
-class DeadLetter:
-    """Deliveries that kept failing: ``defender-push-deadletter/<subscription>/<delivery>.json``
-    (the item, the reason, the attempts; never the callback URL)."""
-
-    def __init__(self, container: Any) -> None:
-        self._container = container
-        self._ready = False
-
-    def put(self, record: Mapping[str, Any]) -> None:
-        """Store a record (the same delivery again overwrites it: one record per delivery)."""
-        try:
-            if not self._ready:
-                create_container_if_not_exists(self._container)
-                self._ready = True
-            self._container.upload_blob(
-                f"{record['subscription']}/{record['delivery']}.json",
-                json.dumps(record, default=str).encode("utf-8"),
-                overwrite=True,
-            )
-        except AzureError as exc:
-            raise StorageError(f"could not dead-letter a delivery ({type(exc).__name__})") from exc
-
-    def records(self, subscription: str | None = None) -> Iterable[tuple[str, dict[str, Any]]]:
-        """(blob name, record) of every dead letter (of one subscription)."""
-        prefix = f"{subscription}/" if subscription else None
-        try:
-            names = [b.name for b in self._container.list_blobs(name_starts_with=prefix)]
-            for name in names:
-                data = json.loads(self._container.download_blob(name).readall())
-                if isinstance(data, dict):
-                    yield name, data
-        except ResourceNotFoundError:
-            return
-        except AzureError as exc:
-            raise StorageError(f"could not read the dead letters ({type(exc).__name__})") from exc
-
-    def delete(self, name: str) -> None:
-        """Remove one record."""
-        try:
-            self._container.delete_blob(name)
-        except ResourceNotFoundError:
-            return
-        except AzureError as exc:
-            raise StorageError(f"could not delete a dead letter ({type(exc).__name__})") from exc
-
-
-#: the incident table row of ``(tenant, incident id)`` as an incident row with its version, or
-#: None (``ref`` items: incidents too large for a message)
-RowReader = Callable[[str, str], tuple[dict[str, Any], str] | None]
 
 
 def body_of(event: str, tenant: str, row: Mapping[str, Any], delivery: str) -> bytes:
@@ -662,40 +608,3 @@ def _time(value: Any) -> datetime | None:
         return parse_utc(value) if isinstance(value, str) else None
     except ValueError:
         return None
-
-
-def table_rows(table: Any) -> RowReader:
-    """A ``RowReader`` over the incident table (``DefenderIncidents``)."""
-
-    def read(tenant: str, incident_id: str) -> tuple[dict[str, Any], str] | None:
-        try:
-            entity = table.get_entity(tenant, incident_id)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise StorageError(
-                f"could not read incident {incident_id} ({type(exc).__name__})"
-            ) from exc
-        created = entity.get("CreatedTime")
-        try:
-            tags = json.loads(entity.get("Tags") or "[]")
-        except ValueError:
-            tags = []
-        row = {
-            "id": incident_id,
-            "title": entity.get("Title"),
-            "status": entity.get("Status"),
-            "severity": entity.get("Severity"),
-            "classification": entity.get("Classification") or None,
-            "determination": entity.get("Determination") or None,
-            "assignedTo": entity.get("AssignedTo") or None,
-            "created": format_utc(created) if isinstance(created, datetime) else None,
-            "lastUpdate": format_utc(parse_utc(str(entity.get("LastUpdateTime")))),
-            "redirectId": entity.get("RedirectIncidentId") or None,
-            "tags": tags if isinstance(tags, list) else [],
-            "alerts": entity.get("AlertCount"),
-            "api": entity.get("Api"),
-        }
-        return row, str(entity.get("Version") or "")
-
-    return read

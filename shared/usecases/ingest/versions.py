@@ -1,0 +1,254 @@
+"""Version storage: one answer's versions, stored exactly once, and recovery of a run that
+stopped between its blobs and its table rows.
+
+Per answer: records without an id or last-update time go to quarantine (counted, never
+blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one bad
+clock cannot make a row unbeatable; once an answer of the run met no stored row, the next
+answers are stored create-first (their rows in one atomic create-only transaction, then their
+blobs, the rows noted in the journal); otherwise the ids are looked up by point reads (rows the
+run read or wrote lately are known without a read); versions not stored yet are noted in the
+journal, written to blobs, then recorded in the table in batched conditional transactions.
+``notify`` (push) hears of an answer's new versions before they are stored: once a version is
+in the table it is never new again, so recording it first is what makes a crash unable to lose
+it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from shared.core.clock import Clock, format_utc
+from shared.core.errors import UnexpectedResponseError, UpstreamError
+from shared.defender.client import SlicePage
+from shared.defender.model import Incident, normalize
+from shared.ports import Archive, IncidentSource, IncidentTable, Journal, Notify, QuarantineStore
+from shared.storage.archive import placed, plan, quarantine_name
+from shared.storage.batch import TRANSACTION_SIZE
+from shared.storage.table import RowVersion, is_stored, version_text
+from shared.usecases.ingest.tally import Scope, Tally
+
+log = logging.getLogger("shared.usecases.ingest")  # one logger name for the whole use case
+
+#: a last-update time later than now plus this is clamped to it (and logged): Defender's clocks
+#: and ours agree far better than this, so a later time is a bad record, not skew
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class VersionStore:
+    """Stores answers' versions in the archive and the table (see the module docstring).
+
+    Args:
+        archive, table, journal, quarantine: the storage ports (``quarantine`` None: records
+            set aside are only counted and logged).
+        notify: told ``(tenant, versions, created ids)`` of each answer before its versions
+            are stored; it must be quick and must not talk to subscribers.
+        clock: now, tz-aware UTC.
+    """
+
+    def __init__(
+        self,
+        *,
+        archive: Archive,
+        table: IncidentTable,
+        journal: Journal,
+        quarantine: QuarantineStore | None,
+        notify: Notify | None,
+        clock: Clock,
+    ) -> None:
+        self._archive = archive
+        self._table = table
+        self._journal = journal
+        self._quarantine = quarantine
+        self._notify = notify
+        self._clock = clock
+
+    def take(self, scope: Scope, page: SlicePage, run: Tally) -> None:
+        """Store the versions of one answer that are not stored yet (quarantine the rest)."""
+        tenant, client, lock = scope.tenant, scope.source, scope.lease
+        run.listed += len(page.items)
+        now = self._clock()
+        incidents: list[Incident] = []
+        for raw in page.items:
+            try:
+                incident = normalize(raw, client.api)
+                if not incident.id:
+                    raise UnexpectedResponseError("incident with an empty id")
+            except UpstreamError as exc:
+                self._set_aside(scope, raw, str(exc), run)
+                continue
+            if incident.last_update > now + CLOCK_SKEW:
+                log.warning(
+                    "tenant %s: incident %s has a last-update time %s in the future; using %s",
+                    tenant,
+                    incident.id,
+                    format_utc(incident.last_update),
+                    format_utc(now + CLOCK_SKEW),
+                )
+                run.clamped += 1
+                incident = replace(incident, last_update=now + CLOCK_SKEW)
+            incidents.append(incident)
+        if not incidents:
+            return
+        newest: dict[str, Incident] = {}  # one version per id and write: the newest
+        for incident in incidents:
+            held = newest.get(incident.id)
+            if held is None or held.last_update < incident.last_update:
+                newest[incident.id] = incident
+        alerts_apart = client.api == "graph" and not page.expanded
+        # rows this run read or wrote lately need no read: a slice that overflowed is read
+        # again at once by its sub-slices (every table write is conditional, so a row changed
+        # since by another writer only makes its write refused and read again)
+        known = {rid: run.recent[rid] for rid in newest if rid in run.recent}
+        unknown = [i for i in newest.values() if i.id not in known]
+        if unknown and run.create_first and not alerts_apart and len(unknown) <= TRANSACTION_SIZE:
+            created, rows = self._create_first(scope, unknown, run)
+            known.update(rows)
+            # rows exist around here (an overlap, updates): read before writing from now on
+            run.create_first = created
+        elif unknown:
+            rows = self._table.lookup(tenant, (i.id for i in unknown))
+            known.update(rows)
+            # back to writing first once an answer meets no stored row (new ground again)
+            run.create_first = not rows
+        run.remember(known)
+        fresh = [i for i in newest.values() if not is_stored(known.get(i.id), i)]
+        if not fresh:
+            return
+        if alerts_apart:
+            fresh = self._with_alerts(client, fresh)  # only for versions to store: API calls
+        if self._notify is not None:
+            # before anything is stored: a version in the table is never "fresh" again, so a
+            # crash after storing it must not be able to lose its change (at least once)
+            self._notify(tenant, fresh, frozenset(i.id for i in fresh if i.id not in known))
+        lock.ensure()
+        ingested_at = self._clock()
+        planned = plan(tenant, fresh)
+        self._journal.record(tenant, [b.name for b in planned])
+        lock.ensure()
+        stored = self._archive.upload(tenant, planned, ingested_at)
+        run.blobs.update(s.blob_name for s in stored)
+        lock.ensure()
+        written = self._table.upsert_newer(tenant, stored, ingested_at, known)
+        run.remember(known)  # with the ETags of what was just written
+        run.stored += len(fresh)
+        if written != len(fresh):
+            log.info(
+                "tenant %s: %d of %d versions were already in the table (another writer)",
+                tenant,
+                len(fresh) - written,
+                len(fresh),
+            )
+
+    def _create_first(
+        self, scope: Scope, versions: list[Incident], run: Tally
+    ) -> tuple[bool, dict[str, RowVersion]]:
+        """Store an answer's versions without reading the table first, when none of them has a
+        row yet (a backfill, new ground): their rows in one create-only transaction, which is
+        atomic and refused if any row exists, then their blobs. Returns (True, the rows
+        written) when stored; otherwise (False, the table's rows of these ids, by point
+        reads), for the usual path.
+
+        Rows come before their blobs here, so the journal notes the rows too: should the run
+        stop in between, the next run deletes the rows whose blob is missing (``recover``) and
+        lists those versions again (the checkpoint has not passed them).
+        """
+        tenant, lock = scope.tenant, scope.lease
+        planned = plan(tenant, versions)
+        rows = placed(planned)
+        lock.ensure()
+        ingested_at = self._clock()
+        self._journal.record(
+            tenant,
+            [b.name for b in planned],
+            created={b.name: [i.id for i in b.versions] for b in planned},
+        )
+        lock.ensure()
+        known = self._table.create_new(tenant, rows, ingested_at)
+        if known is None:
+            known = self._table.lookup(tenant, (v.incident.id for v in rows))
+            if not all(_ours(known.get(v.incident.id), v.blob_name, v.incident) for v in rows):
+                return False, known  # the table holds some of these ids: nothing was written
+            if all(self._archive.exists(b.name) for b in planned):
+                return False, known  # the same versions, read again, were stored whole before
+            # every row is this write's own and a blob is missing: an earlier attempt of the
+            # transaction went through and its answer was lost; the blobs are still to write
+        if self._notify is not None:
+            # after the rows (only now is it known that every version is new to the store) and
+            # before the blobs: a crash in between leaves rows without blobs, which the next
+            # run's recovery deletes and lists again, so the change is heard at least once
+            self._notify(tenant, versions, frozenset(v.id for v in versions))
+        # no lease check between the rows and their blobs: rows once created are completed by
+        # their blobs whatever happens to the lease (a run that took the tenant over skips
+        # them as stored), while stopping here would leave rows without their versions
+        self._archive.upload(tenant, planned, ingested_at)
+        run.blobs.update(b.name for b in planned)
+        run.stored += len(versions)
+        return True, known
+
+    def _with_alerts(self, client: IncidentSource, incidents: list[Incident]) -> list[Incident]:
+        """Graph without ``$expand``: attach each incident's alerts, read apart
+        (docs/defender-service.md#large-expansions)."""
+        alerts, _ = client.alerts_of_incidents([i.id for i in incidents])
+        out: list[Incident] = []
+        for incident in incidents:
+            raw = {**incident.raw, "alerts": alerts.get(incident.id, [])}
+            out.append(replace(incident, raw=raw, alert_count=len(raw["alerts"])))
+        return out
+
+    def _set_aside(self, scope: Scope, raw: Any, reason: str, run: Tally) -> None:
+        """Set aside a record that cannot be stored (once per run), with why."""
+        tenant, now = scope.tenant, self._clock()
+        name = quarantine_name(tenant, raw, now.date().isoformat())
+        if name in run.set_aside:
+            return  # read again by a later slice of this run: set aside (and counted) once
+        run.set_aside.add(name)
+        run.quarantined += 1
+        log.warning("tenant %s: a record was quarantined: %s", tenant, reason)
+        if self._quarantine is not None:
+            scope.lease.ensure()
+            self._quarantine.put(tenant, scope.source.api, raw, reason, now)
+
+    def finished(self, scope: Scope) -> None:
+        """Forget the journal's note: every blob it named is in the table now."""
+        scope.lease.ensure()
+        self._journal.clear(scope.tenant)
+
+    def recover(self, scope: Scope) -> int:
+        """Record in the table the blobs of a page whose run stopped before recording them.
+
+        Returns:
+            how many versions were recovered into the table.
+        """
+        tenant, lock = scope.tenant, scope.lease
+        note = self._journal.note(tenant)
+        if not note.blobs:
+            return 0
+        recovered = forgotten = 0
+        for name in note.blobs:
+            stored = self._archive.read(name)
+            if stored:
+                lock.ensure()
+                recovered += self._table.upsert_newer(tenant, stored, self._clock())
+            elif name in note.created:
+                # rows created before a blob that never got written: take them back, so the
+                # listing (whose checkpoint has not passed them) stores those versions again
+                lock.ensure()
+                forgotten += self._table.forget(tenant, name, note.created[name])
+        lock.ensure()
+        self._journal.clear(tenant)
+        log.warning(
+            "tenant %s: an earlier run stopped mid-page; %d stored versions recorded now, %d rows "
+            "without their blob deleted (their versions are read again)",
+            tenant,
+            recovered,
+            forgotten,
+        )
+        return recovered
+
+
+def _ours(row: RowVersion | None, blob_name: str, incident: Incident) -> bool:
+    """Whether a row is exactly the one a create-first write of ``incident`` would make."""
+    return row is not None and row.blob == blob_name and row.version == version_text(incident)
