@@ -371,6 +371,10 @@ class _Axis:
     _short: int = 0  # completed slices in a row that held far fewer than planned
     #: the density just proved wrong with nothing known ahead: ask for the rest next
     probe: bool = False
+    #: stretches ``[lowest, end)`` that pages shown newest first without a count showed whole
+    shown: list[tuple[int, int]] = field(default_factory=list)
+    last_width: int = 0  # the width of the last completed slice
+    last_items: int = 0  # and how many incidents it held
 
     @property
     def done(self) -> bool:
@@ -437,9 +441,36 @@ class _Axis:
                 return math.inf
             # the density stands for every incident there, the known ones too; known ones that
             # a page without a count showed in no order stand for more (``inflate``)
-            k = self.known_below(t) - self.known_below(prev_h)
-            total += max(0.0, self.rate * self.span(prev_h, t) - k) + (self.inflate - 1) * k
+            gaps = self._gaps(prev_h, t)
+            width = sum(self.span(a, b) for a, b in gaps)
+            k = sum(self.known_below(b) - self.known_below(a) for a, b in gaps)
+            total += max(0.0, self.rate * width - k) + (self.inflate - 1) * k
         return total
+
+    def _gaps(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The parts of ``[lo, hi)`` no page shown newest first without a count showed whole
+        (where unknown incidents may be)."""
+        gaps: list[tuple[int, int]] = []
+        pos = lo
+        for a, b in sorted(self.shown):
+            if b <= pos:
+                continue
+            if a >= hi:
+                break
+            if a > pos:
+                gaps.append((pos, a))
+            pos = b
+            if pos >= hi:
+                return gaps
+        if pos < hi:
+            gaps.append((pos, hi))
+        return gaps
+
+    def _open(self, lo: int, hi: int) -> int:
+        """The width of ``[lo, hi)``'s parts where unknown incidents may be."""
+        if not self.shown:
+            return self.span(lo, hi)
+        return sum(self.span(a, b) for a, b in self._gaps(lo, hi))
 
     def _segment(self, b: _Bound, orig: int, lo: int, hi: int, u: float, t: int) -> float:
         """How many of the ``u`` unknown incidents of ``[lo, hi)`` (a region first seen as
@@ -461,20 +492,45 @@ class _Axis:
         top = b.s_min
         if t <= lo or top < lo:
             return 0.0
-        whole = self.span(lo, top + 1)
+        whole = self._open(lo, top + 1)
         if u is None:
-            # no count: the density's background, and as many more near ``s_min`` as the
-            # page's own density there adds to it (a burst), at most a page's worth
-            background = (self.rate or 0.0) * whole
-            local = whole / b.spacing if b.spacing > 0 else b.n
-            shown = self.known_below(top) - self.known_below(max(lo, b.reach))
-            burst = max(0.0, min(b.n, local) - background - shown)
-        elif self.rate is None:
-            background, burst = u, 0.0  # nothing to tell them apart: spread evenly
+            # no count: where the page ends inside an instant (a burst it cut), a page's
+            # worth more there; otherwise a density between the page's own (its items were the
+            # newest, often the densest) and a page's worth over all that lies below it, so
+            # that an empty stretch below is crossed in a few doubling requests and a dense one
+            # read from its bottom, never walked down a page at a time
+            if b.at_min >= 1:
+                background = (self.rate or 0.0) * whole
+                shown = self.known_at(top)
+                burst = max(0.0, b.n - shown)
+            elif b.spacing * b.n < (top - b.lo0) / 1000:
+                # the page is a burst in its region: a page's worth more carries on below it
+                # at its own spacing, the density elsewhere
+                background = (self.rate or 0.0) * whole
+                shown = self.known_below(top) - self.known_below(max(lo, b.reach))
+                burst = max(0.0, b.n - shown)
+            else:
+                local = 1 / b.spacing if b.spacing > 0 else 0.0
+                spread = b.n / max(1, top - b.lo0)
+                guess = math.sqrt(local * spread)
+                # once slices have completed, what they held is the evidence
+                density = self.rate if self.recent and self.rate is not None else guess
+                background, burst = density * whole, 0.0
+        elif self.rate is None or (
+            b.at_min < 1
+            and b.spacing * u > (top - lo) / 10
+            and not (self.recent and self.rate * whole < u / 4)
+        ):
+            # nothing to tell them apart, or carrying on at the page's density they would fill
+            # much of the region anyway (no burst): spread evenly; unless slices completed
+            # since measured a density far below that (empty stretches: the counted incidents
+            # lie further on, toward the page), which must move them on, or every run would
+            # walk an empty stretch at the count's average density
+            background, burst = u, 0.0
         else:
             background = min(u, self.rate * whole)
             burst = u - background
-        below = background * self.span(lo, min(t, top + 1)) / whole if t > lo else 0.0
+        below = background * self._open(lo, min(t, top + 1)) / max(1, whole) if t > lo else 0.0
         if burst > 0:
             base = self._base(lo, top + 1)
             reach = b.reach if u is None else top - math.ceil(b.spacing * burst)
@@ -525,6 +581,15 @@ class _Axis:
         seen = min(1.0, (j - first + frac) / (k + 1))
         return b.weight * seen + (1 - b.weight) * even
 
+    def surely_below(self, t: int) -> float:
+        """Incidents known to lie in ``[cursor, t)``: the counted regions it covers whole,
+        or the known incidents (those a page without a count showed standing for more)."""
+        counted = max((b.n for b in self.bounds if b.exact and b.h <= t), default=0.0)
+        last = max((b.h for b in self.bounds if b.exact and b.h <= t), default=self.cursor)
+        return max(counted, float(self.known_below(last))) + self.inflate * (
+            self.known_below(t) - self.known_below(last)
+        )
+
     def expected(self, t: int) -> tuple[float, float]:
         """(known, unknown) incidents expected in ``[cursor, t)``."""
         return float(self.known_below(t)), self.unknown_below(t)
@@ -551,31 +616,41 @@ class _Axis:
             # at least of where its incidents are planned to lie (by half after two guesses
             # without a count), so failures at one cursor end in a bounded number of steps
             hi = min(hi, self.ceiling - 1)
-            if self.failures >= 2:
+            # without a count below pages shown newest first, a failed request ended at the
+            # edge of what they showed: asking up to the next edge would only show the next
+            # page down, so the unknown stretch is halved at once
+            walked = self.guesses >= 1 and bool(self.shown)
+            if self.failures >= 2 or walked:
                 a = (
                     self.cursor
                     if self.floor is None
                     else min(self.ceiling - 1, max(self.cursor, self.floor))
                 )
-                shrink = _SHRINK if self.guesses < 2 else 0.5
+                shrink = _SHRINK if self.guesses < 2 and not walked else 0.5
                 hi = min(hi, a + math.floor((self.ceiling - a) * shrink))
-        hi = max(hi, self.cursor + 1)
-        if not self.bounds and (self.rate is None or self.probe):
+        # newest first without a count, a page shows every incident above its lowest one:
+        # while what lies below that is unknown, a request stops there (it completes the
+        # unknown stretch, or shows the next page down), never mixing pages already shown
+        # with an unknown number below them (a request that fails showing little new); unless
+        # that stretch is narrow next to the slice just completed, and that slice held enough
+        # to measure a density by
+        gap_end = self._gap_end()
+        if 2 * (gap_end - self.cursor) > self.last_width or self.last_items < 8:
+            hi = max(min(hi, gap_end), self.cursor + 1)
+        counted = any(b.exact for b in self.bounds)
+        if (self.probe and not counted) or (not self.bounds and self.rate is None):
             # nothing known, or the density just proved wrong: one answer for all of it tells
-            # the most, up to the incidents known to be there (never knowingly over the room)
+            # the most, up to what is known to be there (never knowingly over the room)
             self.planned, self.probe = None, False
-            if self.inflate * self.known_below(hi) <= room:
-                return hi
-            lo_t, hi_t = self.cursor + 1, hi
-            while lo_t < hi_t:
-                mid = (lo_t + hi_t + 1) // 2
-                if self.inflate * self.known_below(mid) <= room:
-                    lo_t = mid
-                else:
-                    hi_t = mid - 1
-            return lo_t
+            if self.bounds and self.last_items == 0 and self.last_width > 0:
+                # an empty slice below pages shown newest first without a count: the next
+                # steps up to four times its width (the incidents start somewhere between it
+                # and the pages: asking for all of it would only show the next page down)
+                hi = min(hi, self.cursor + 4 * self.last_width)
+            return self._within(room, hi)
         if self.underrun and self.ceiling is None:
-            floor_end = min(hi, self.cursor + 2 * self.underrun)
+            # never past what is known to hold more than the room
+            floor_end = self._within(room, min(hi, self.cursor + 2 * self.underrun))
         else:
             floor_end = self.cursor + 1
         if self.risk(hi) <= room:
@@ -594,6 +669,33 @@ class _Axis:
         k, u = self.expected(end)
         self.planned = (k, u) if not math.isinf(u) else None
         return end
+
+    def _within(self, room: float, hi: int) -> int:
+        """The largest end up to ``hi`` before which at most ``room`` incidents are known to
+        lie (at least the cursor + 1)."""
+        if self.surely_below(hi) <= room:
+            return hi
+        lo_t, hi_t = self.cursor + 1, hi
+        while lo_t < hi_t:
+            mid = (lo_t + hi_t + 1) // 2
+            if self.surely_below(mid) <= room:
+                lo_t = mid
+            else:
+                hi_t = mid - 1
+        return lo_t
+
+    def _gap_end(self) -> int:
+        """Where the unknown stretch at the cursor meets a stretch that pages shown newest
+        first without a count showed whole (from their lowest incident up to their request's
+        end); the axis end when none lies ahead."""
+        pos = self.cursor
+        for lo, hi in sorted(self.shown):
+            if hi <= pos:
+                continue
+            if lo > pos:
+                return lo
+            pos = hi
+        return self.end
 
     def _train(self, overflowed: bool) -> None:
         """Steer the margin: up after a planned slice overflowed, down a tenth as much after one
@@ -643,7 +745,9 @@ class _Axis:
         self.bounds = [
             b for b in self.bounds if b.h > end and (b.exact or b.shape != "desc" or b.s_min >= end)
         ]
+        self.last_width, self.last_items = end - self.cursor, items
         self.cursor = end
+        self.shown = [(lo, hi) for lo, hi in self.shown if hi > end]
         # known incidents behind the cursor still shape the regions they were seen in
         keep = min((b.lo0 for b in self.bounds), default=end)
         first = bisect_left(self.times, keep)
@@ -651,22 +755,29 @@ class _Axis:
             gone = set(self.times[:first])
             self.known = {k: v for k, v in self.known.items() if v[0] not in gone}
             del self.times[:first]
+        if planned is not None and planned[0] >= 5:
+            # how many incidents each known one stood for here
+            self.inflate = min(10.0, max(1.0, items / planned[0]))
         if self.known_below(self.end) == 0:
             self.inflate = 1.0
 
     def _observe(self, items: int, width: int) -> None:
         """The density after a completed slice: the pooled ratio of the last few slices; a
-        slice far sparser than the pool starts it afresh (a quiet stretch), a denser one is
-        pooled (a burst says little about the stretch after it). A slice counts as at least a
-        thousandth of the axis wide, so a narrow one cut around a burst does not make the
-        density around it look like the burst's."""
+        slice far sparser than the pool starts it afresh (a quiet stretch), and so does a far
+        denser one as wide as a thousandth of the axis at least (the density rose); a narrower
+        dense one is pooled (cut around a burst, it says little about the stretch after it),
+        counted as a thousandth of the axis wide, so that the density around a burst does not
+        look like the burst's."""
         expected = (self.rate or 0.0) * width
-        width = max(width, self.span(self.origin, self.end) // 1000)
+        least = self.span(self.origin, self.end) // 1000
         if self.rate is None or (expected >= 4 and items < expected / 4):
             # far sparser than planned: the density seen so far says nothing of what is left,
             # so the next request asks for all of it (its answer tells the most)
             self.probe = self.rate is not None
             self.recent = []
+        elif items >= 8 and items > 4 * expected and width >= least:
+            self.recent = []
+        width = max(width, least)
         self.recent.append((items, width))
         del self.recent[:-_POOL]
         total = sum(n for n, _ in self.recent)
@@ -699,6 +810,8 @@ class _Axis:
                 bound = self._bound(end, float(shown), False, read, "desc", sorted(shown_at))
                 bound.reach = max(self.cursor, bound.s_min - math.ceil(bound.spacing * shown))
                 self._add(bound)
+                # (at its lowest instant itself the page may have cut a tie)
+                self.shown.append((bound.s_min + 1, end))
                 if self.rate is None:
                     # no density yet: between twice the page over the region and the page's
                     # own density (a burst or not, the first answer cannot tell)
@@ -707,9 +820,11 @@ class _Axis:
                 return
             # in no order seen: its guess is a density for the next slice alone (the completed
             # slices' pool takes over again after it), never a fixed number to fit in; the
-            # incidents it showed stand for more where they bunch (a burst it cut)
+            # incidents it showed are a sample of more (as many again at least; more where
+            # they bunch: a burst it cut), until completed slices say how many more
             self.rate = max(self.rate or 0.0, self._guess(end, read) / width)
-            self.inflate = 1 + _uneven(sorted(shown_at), self._base(self.cursor, end), end)
+            uneven = _uneven(sorted(shown_at), self._base(self.cursor, end), end)
+            self.inflate = max(self.inflate, 2.0 + uneven)
             return
         n = float(max(count, shown))
         known = float(self.known_below(end))

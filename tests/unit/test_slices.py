@@ -177,6 +177,75 @@ def test_without_any_count_a_backfill_stays_under_twice_the_pages(page: int, bou
         assert service.calls <= bound * math.ceil(len(items) / page), (order, service.calls)
 
 
+def recent_backlog(n: int, seed: int) -> Data:
+    """Incidents as a tenant's backlog holds them: created over the last 7 of the 30 days,
+    updated up to 6 hours later, some triaged later still (denser toward now, the first 23
+    days empty)."""
+    rng = random.Random(seed)
+    b = to_us(END)
+    items: Data = {}
+    for i in range(n):
+        created = b - rng.randrange(300, 7 * 86_400) * 10**6
+        room = b - 60 * 10**6 - created
+        updated = created + int(rng.random() * min(room, 6 * 3600 * 10**6))
+        if rng.random() < 0.45:
+            updated += int(rng.random() * max(room - 6 * 3600 * 10**6, 0) / 2)
+        items[i] = (updated, created)
+    return items
+
+
+def budgeted_run(service: Service, listing: Listing, seconds: float, prior: float) -> int:
+    """One run as the ingestion drives it under a time budget, each page taking ``seconds``:
+    a request starts only with max(5 s, twice the slowest) left, a paged slice holds the pages
+    that fit in half the time left, and stops between pages when the rest would not fit.
+    Returns the slices completed."""
+    budget, t, slowest, completed = 14.0, 0.0, prior, 0
+    while True:
+        fits = None if slowest <= 0 else max(0, math.floor((budget - t - 5) / (2 * slowest)))
+        req = listing.next(None if fits is None else fits * listing.page_size)
+        if req is None or budget - t < max(5.0, 2 * slowest):
+            return completed
+        read, skip = listing.reader(req), 0
+        while True:
+            items, count, linked = service.page(req, skip)
+            t, slowest = t + seconds, max(slowest, seconds)
+            if not read.add(items, count=count, linked=linked):
+                break
+            left = budget - t
+            if left < max(5.0, 2 * slowest):
+                listing.record(req, read)
+                return completed  # out of time between pages
+            if math.ceil(((read.count or 0) - len(read.seen)) / 10) * slowest > (left - 5) / 2:
+                break  # the rest would not fit: split
+            skip += listing.page_size
+        completed += listing.record(req, read)
+
+
+@pytest.mark.parametrize("seconds", [1.0, 1.6])
+def test_short_runs_each_complete_slices_and_finish_a_backlog(seconds: float) -> None:
+    """Runs of a 14 s budget at 1-1.6 s a page (6-9 calls), each a new listing from the last
+    one's cursor and density (all a checkpoint keeps): every run completes slices and the
+    backlog is done in a few runs. A region counted newest first, after slices that came back
+    empty, is not spread evenly over the empty stretch: each run then walked that stretch at
+    the count's average density and a 260-incident backlog never finished."""
+    for seed in range(4):
+        items = recent_backlog(260, seed)
+        service = Service(dict(items), order="newest", counts="every", page_size=10, seed=seed)
+        start, rate, runs = START, None, 0
+        while True:
+            runs += 1
+            listing = Listing(
+                start, END, page_size=10, rate_per_hour=rate, paged_items=500, settled=SETTLED
+            )
+            assert budgeted_run(service, listing, seconds, 0.0 if runs == 1 else seconds)
+            start, rate = listing.cursor, listing.rate_per_hour
+            if listing.next() is None:
+                break
+            assert runs < 11, (seed, service.calls)
+        assert set(service.read) == set(items)
+        assert service.calls <= 60, (seed, service.calls)
+
+
 def test_a_known_density_makes_an_incremental_run_one_request() -> None:
     """Few updates since the checkpoint and a density carried over: one request."""
     items = {i: (to_us(END) - 10**6 * (i + 1), 0) for i in range(12)}
