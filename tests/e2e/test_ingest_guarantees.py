@@ -173,7 +173,15 @@ def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(
         INGEST_TIME_BUDGET_SECONDS="14",
         INGEST_OVERLAP_MINUTES="10",
         INGEST_PAGE_SIZE="10",
+        # the budget is what this test is about: the quota (50 calls a minute, here met in
+        # about a minute of slow pages) would end runs as "quota" stops instead, within
+        # seconds, and use up the runs this test allows (tests/e2e/test_ingest_quota.py
+        # covers quota stops)
+        API_RATE_LIMIT_INCIDENTS="100000/1",
+        API_RATE_LIMIT_ALERTS="100000/1",
     )
+    for family in ("incidents", "alerts"):
+        cloud.admin("POST", "quotas", {"family": family, "limits": []})
     cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 1.0})
     results: list[dict[str, Any]] = []
     for _ in range(12):
