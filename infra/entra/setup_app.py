@@ -255,6 +255,19 @@ class Setup:
         message = error.get("message") if isinstance(error, dict) else None
         raise SetupError(f"{method} {url}: HTTP {answer.status}: {message or 'no message'}")
 
+    def _list(self, url: str) -> list[dict[str, Any]]:
+        """Every item of a Graph collection, following ``@odata.nextLink`` page by page: a
+        collection answers one page at a time, and a rerun that saw only the first page would
+        add again what it missed (https://learn.microsoft.com/graph/paging)."""
+        items: list[dict[str, Any]] = []
+        next_url: str | None = url
+        while next_url:
+            page = self._ok("GET", next_url)
+            items += page.get("value", [])
+            link = page.get("@odata.nextLink")
+            next_url = link if isinstance(link, str) and link else None
+        return items
+
     def run(self) -> str:
         """Do every step; returns the app's client id."""
         roles = self.resolve_roles()
@@ -298,7 +311,7 @@ class Setup:
         else:
             query = f"displayName eq '{self.o.name.replace(chr(39), chr(39) * 2)}'"
         url = f"{self.graph}/applications?$filter={quote(query)}"
-        found = self._ok("GET", url).get("value", [])
+        found = self._list(url)
         if len(found) > 1:
             raise SetupError(f"{len(found)} applications match {query}: pass --client-id")
         if not found and self.o.client_id:
@@ -380,7 +393,7 @@ class Setup:
             "description": "Defender Bridge Function app (user-assigned managed identity)",
         }
         base = f"{self.graph}/applications/{app_object_id}/federatedIdentityCredentials"
-        existing = self._ok("GET", base).get("value", [])
+        existing = self._list(base)
         same = [c for c in existing if c.get("name") == body["name"]]
         if same:
             # the name identifies the credential and cannot change; the rest is brought up to date
@@ -394,9 +407,7 @@ class Setup:
     ) -> None:
         """Admin consent in the home tenant: app-role assignments to the app's principal."""
         url = f"{self.graph}/servicePrincipals/{app_sp}/appRoleAssignments"
-        granted = {
-            (a.get("resourceId"), a.get("appRoleId")) for a in self._ok("GET", url).get("value", [])
-        }
+        granted = {(a.get("resourceId"), a.get("appRoleId")) for a in self._list(url)}
         for _, (resource_sp, ids) in roles.items():
             for role_id in ids.values():
                 if (resource_sp, role_id) in granted:
@@ -413,10 +424,7 @@ class Setup:
         identity): each an app-role assignment on the app's own service principal
         (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignedto)."""
         url = f"{self.graph}/servicePrincipals/{app_sp}/appRoleAssignedTo"
-        held = {
-            (a.get("principalId"), a.get("appRoleId"))
-            for a in self._ok("GET", url).get("value", [])
-        }
+        held = {(a.get("principalId"), a.get("appRoleId")) for a in self._list(url)}
         for principal, wanted in self.o.assign:
             for value in wanted:
                 if (principal, api_roles[value]) in held:

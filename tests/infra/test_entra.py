@@ -230,7 +230,9 @@ def test_requested_permissions_satisfy_what_check_verifies(
 class FakeTenant:
     """A stateful stand-in for the Graph and Key Vault calls the script makes."""
 
-    def __init__(self) -> None:
+    def __init__(self, page_size: int | None = None) -> None:
+        #: collections answer this many items a page, with an ``@odata.nextLink`` to the rest
+        self.page_size = page_size
         self.ids = (f"id-{n}" for n in itertools.count(1))
         self.apps: dict[str, dict[str, Any]] = {}
         self.sps: dict[str, dict[str, Any]] = {
@@ -247,6 +249,19 @@ class FakeTenant:
         known = sys.modules["setup_app"].KNOWN_ROLE_IDS[app_id]
         return [{"value": n, "id": i} for n, i in known.items()]
 
+    def collection(self, url: str, items: list[dict[str, Any]]) -> Any:
+        """One page of a Graph collection: its ``$skiptoken`` is the offset of the page."""
+        answer = sys.modules["setup_app"].Answer
+        if self.page_size is None:
+            return answer(200, {"value": list(items)})
+        skip = int(re.search(r"skiptoken=(\d+)", url).group(1)) if "skiptoken=" in url else 0
+        body: dict[str, Any] = {"value": items[skip : skip + self.page_size]}
+        if skip + self.page_size < len(items):
+            base = re.sub(r"[?&]\$skiptoken=\d+$", "", url)
+            joiner = "&" if "?" in base else "?"
+            body["@odata.nextLink"] = f"{base}{joiner}$skiptoken={skip + self.page_size}"
+        return answer(200, body)
+
     def __call__(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
         answer = sys.modules["setup_app"].Answer
         self.log.append(f"{method} {url}")
@@ -256,7 +271,7 @@ class FakeTenant:
             found = self.sps.get(sp.group(1))
             return answer(200, found) if found else answer(404, {"error": {"message": "none"}})
         if path.endswith("/v1.0/applications") and method == "GET":
-            return answer(200, {"value": list(self.apps.values())})
+            return self.collection(url, list(self.apps.values()))
         if path.endswith("/v1.0/applications") and method == "POST":
             app = {
                 "id": next(self.ids),
@@ -278,18 +293,18 @@ class FakeTenant:
         if fic:
             items = self.fics.setdefault(fic.group(1), [])
             if method == "GET":
-                return answer(200, {"value": items})
+                return self.collection(url, items)
             if method == "POST":
                 items.append({"id": next(self.ids), **(body or {})})
                 return answer(201, items[-1])
             next(i for i in items if i["id"] == fic.group(2)).update(body or {})
             return answer(204, {})
         if path.endswith("/appRoleAssignments"):
-            return answer(200, {"value": self.assignments})
+            return self.collection(url, self.assignments)
         assigned_to = re.search(r"/servicePrincipals/([^/]+)/appRoleAssignedTo$", path)
         if assigned_to and method == "GET":
             held = [a for a in self.assignments if a["resourceId"] == assigned_to.group(1)]
-            return answer(200, {"value": held})
+            return self.collection(url, held)
         if assigned_to:
             self.assignments.append(dict(body or {}))
             return answer(201, {})
@@ -400,13 +415,14 @@ def test_features_are_the_ones_the_settings_accept(setup_app: ModuleType) -> Non
         assert set(setup_app.PERMISSIONS[api]) == set(get_args(Feature))
 
 
+@pytest.mark.parametrize("page_size", [None, 2])
 def test_roles_are_assigned_once_and_an_administrators_roles_are_kept(
-    setup_app: ModuleType,
+    setup_app: ModuleType, page_size: int | None
 ) -> None:
     """--assign defines the roles it names (Tenant.<tid>, an MSSP's team role) next to the
-    API's, assigns each once (a second run assigns nothing), and keeps roles, URIs and scopes an
-    administrator added."""
-    tenant = FakeTenant()
+    API's, assigns each once (a second run assigns nothing, also when the assignments it reads
+    come back over several pages), and keeps roles, URIs and scopes an administrator added."""
+    tenant = FakeTenant(page_size)
     logic_app, group = IDENTITY, "44444444-4444-4444-4444-444444444444"
     options = setup_app.Options(
         tenant=TENANT,
