@@ -71,6 +71,7 @@ from typing import IO, Any, Protocol
 from bench.__main__ import _clear_storage
 from emulator import defender, faults
 from emulator.azurite import Azurite
+from emulator.behaviour import COUNT_PAGES
 from emulator.ratelimit import Limit
 from emulator.server import Emulator, EmulatorConfig
 from testkit.storage_view import archived_lines, break_lease, duplicates, incident_key, table_rows
@@ -79,8 +80,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "chaos.json"
 LEASE_SECONDS = 15  # the shortest blob lease: a killed run's lease lapses this soon
 FAULT_KINDS = ("429", "500", "503", "reset", "slow", "truncated")
-#: which pages of a Graph list carry @odata.count (``emulator.behaviour.COUNT_PAGES``)
-COUNT_PAGES = ("every", "first", "none")
 SLOW_SECONDS = 0.2  # a slow answer's delay (the client waits it out; its timeout is longer)
 FRESH_PROCESS_RATE = 0.1  # the share of ingest processes started cold (``python -m shared``)
 NATURAL_LAPSE_RATE = 0.05  # the share of SIGKILLs whose lease is waited out, not broken

@@ -169,7 +169,6 @@ def backfills(tenant: Tenant, api: str) -> list[dict[str, Any]]:
             fig = _figures(tenant, api, tenant.ingest(api))
             rows.append({"count_pages": count_pages, "order": order, **fig})
             print(f"{api} backfill {count_pages} {order}: {json.dumps(fig)}", file=sys.stderr)
-    tenant.emu.set_behaviour(count_pages="every", order="newest")
     return rows
 
 

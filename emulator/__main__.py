@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from emulator import behaviour
 from emulator.config import EmulatorConfig
 from emulator.server import Emulator, dumps_settings
 
@@ -46,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--order",
-        choices=("newest", "arbitrary"),
+        choices=behaviour.ORDERS,
         default="newest",
-        help="listing order: newest first (observed) or a seeded arbitrary order",
+        help="listing order: newest first (legacy documents it; Graph documents no order) or a "
+        "seeded arbitrary order",
     )
     parser.add_argument("--order-seed", type=int, default=0, help="seed of the arbitrary order")
     parser.add_argument(
         "--count-pages",
-        choices=("every", "first", "none"),
+        choices=behaviour.COUNT_PAGES,
         default="every",
         help="which Graph list pages carry @odata.count when $count=true",
     )

@@ -2,9 +2,12 @@
 `@odata.count`, `$expand` failures, late arrival of changes, and SOC activity while a client
 pages.
 
-The defaults are the strict observed behaviour (newest first, `@odata.count` on every page asked
-for it, no failures, changes visible at once, no activity); everything else is an explicit
-setting, in `EmulatorConfig` or through
+The defaults are the plainest reading of Microsoft's pages (newest first, `@odata.count` on every
+page asked for it, no failures, changes visible at once, no activity). Two of them are not
+documented: Graph promises no result order (the legacy API lists the most recent first), and no
+page says which pages of a paged answer carry `@odata.count`; a client must not rest on either,
+which is why the guarantee tests and `make chaos` draw the other values. Everything else is an
+explicit setting, in `EmulatorConfig` or through
 `GET|POST /_emulator/behaviour` (a POST merges the keys it gives; `reset` restores the config's
 values). The sources of each behaviour are in emulator/README.md ("Behaviours").
 """

@@ -51,7 +51,9 @@ class EmulatorConfig:
     hunting_cpu_seconds: float | None = None
     hunting_cpu_cycle_seconds: float = 900.0
     # Behaviours (emulator.behaviour; also `GET|POST /_emulator/behaviour`, restored by reset).
-    # Each field is named as its behaviour key. The defaults are the strict observed behaviour.
+    # Each field is named as its behaviour key. The defaults are the plainest reading of
+    # Microsoft's pages; `order` (on Graph) and `count_pages` are not documented at all, see
+    # emulator/behaviour.py.
     order: behaviour.Order = "newest"  # or "arbitrary": a seeded order that ignores time
     order_seed: int = 0
     # which Graph list pages carry @odata.count when $count=true: "every", "first" or "none"
