@@ -223,7 +223,8 @@ class Services:
     def once(self, key: str, build: Callable[[], _T]) -> _T:
         """The object ``build`` makes, built once per process under ``key``: how a face keeps
         what it wires from these services (the HTTP API's backend and authenticator) without
-        the composition root importing the face."""
+        the composition root importing the face, and how a part that is dear to build (the push
+        sender's TLS context) is shared by every invocation."""
         with self._lock:
             if key in self._faces:
                 return self._faces[key]  # type: ignore[no-any-return]
@@ -437,7 +438,9 @@ class Services:
         """The ``defender-push`` queue handler (fan-out and delivery)."""
 
         queue = self.queue(PUSH_QUEUE)
-        context = tls_context(self.settings.emulator_ca_cert)
+        # one TLS context per process: loading the CA bundle costs milliseconds, and this runs
+        # for every delivery message (an SSLContext is safe to share between threads)
+        context = self.once("push.tls", lambda: tls_context(self.settings.emulator_ca_cert))
         sender = (
             Sender(context=context, clock=self.clock)
             if self.push_connect is None

@@ -108,6 +108,8 @@ def test_a_worker_dying_mid_message_loses_nothing_and_repeats_carry_the_same_id(
     queue = push_queue(conn)
     svc = bootstrap.services()
     worker = svc.push_worker()
+    # the TLS context (a CA bundle loaded from disk) is built once per process, not per message
+    assert svc.push_worker()._sender._context is worker._sender._context
     chosen = None
     while chosen is None:  # fan every change out, then pick a delivery of 3 or more
         for message in queue.receive_messages(max_messages=32, visibility_timeout=60):
