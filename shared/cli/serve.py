@@ -59,8 +59,15 @@ class _QuietHandler(WSGIRequestHandler):
         return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # the path only: a query string may carry a function key or a callback's sig
-        sys.stderr.write(f"{self.command} {self.path.split('?')[0]} {code}\n")
+        # the path only: a query string may carry a function key or a callback's sig; a request
+        # line too malformed to parse leaves no command or path
+        path = (getattr(self, "path", None) or "-").split("?")[0]
+        sys.stderr.write(f"{getattr(self, 'command', None) or '-'} {path} {code}\n")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        # never the base's text: for a malformed request it quotes the whole request line,
+        # query string (a run key, a poll link's sig) included
+        sys.stderr.write("a request could not be read (malformed or timed out)\n")
 
 
 def register(commands: Any) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+
+from shared.cli.serve import ThreadingWSGIServer, _QuietHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +66,29 @@ def test_serve_command_answers_health_with_no_settings(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_a_malformed_request_line_is_answered_400_and_its_secrets_are_not_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The standard library logs a malformed request line whole (query string included); serve
+    logs neither it nor its key, and still answers."""
+
+    def app(environ: object, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b""]
+
+    server = ThreadingWSGIServer(("127.0.0.1", 0), _QuietHandler)
+    server.set_app(app)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=10) as conn:
+            conn.sendall(b"GET /api/incidents?code=RUNKEY123&sig=SIGVALUE456 x HTTP/1.1\r\n\r\n")
+            answer = conn.recv(4096)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer
+    logged = capsys.readouterr().err
+    assert logged  # the refusal is logged ...
+    assert "RUNKEY123" not in logged and "SIGVALUE456" not in logged  # ... without its secrets
