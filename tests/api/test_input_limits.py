@@ -62,20 +62,42 @@ def test_a_cursor_dated_at_the_edges_is_a_400(face: Face, cloud: LocalCloud, whe
 
 
 def test_malformed_cursors_are_400(face: Face, cloud: LocalCloud) -> None:
+    """Each field of a real cursor made wrong in turn (so every check is reached, not only the
+    length check), and texts that are no cursor at all."""
     _, customer = tenants(cloud)
     data, query = _cursor_from(face, customer)
+    assert len(data) == 4  # when, id, filters' fingerprint, rate
+
+    def but(index: int, value: Any) -> list[Any]:
+        return [*data[:index], value, *data[index + 1 :]]
+
     for bad in (
-        [data[0], data[1]],
-        [data[0], data[1], data[2], "extra"],
-        [12345, data[1], data[2]],
-        [data[0], None, data[2]],
-        [data[0], "x" * 5000, data[2]],
+        data[:3],
+        [*data, "extra"],
+        but(0, 12345),
+        but(1, None),
+        but(1, "x" * 5000),
+        but(1, "spaces are no id"),
+        but(2, "0123"),
+        but(2, 42),
+        but(3, 0),
+        but(3, -1),
+        but(3, 1e10),
+        but(3, True),
+        but(3, "1"),
         {"a": 1},
         "[" * 5000,
     ):
         text = _encode(bad) if not isinstance(bad, str) else _encode_raw(bad)
         answer = face.get("/incidents", params={**query, "cursor": text})
         assert _error(answer)["code"] == "invalid_cursor", bad
+    # JSON as Python reads it also allows NaN and Infinity, which no cursor this API wrote has
+    for rate in ("NaN", "Infinity"):
+        text = _encode_raw(json.dumps(data[:3])[:-1] + f", {rate}]")
+        answer = face.get("/incidents", params={**query, "cursor": text})
+        assert _error(answer)["code"] == "invalid_cursor", rate
+    # the control: the cursor as it was issued is accepted
+    assert face.get("/incidents", params={**query, "cursor": _encode(data)}).status == 200
     huge = face.get("/incidents", params={**query, "cursor": "A" * 20_000})
     assert _error(huge)["code"] == "invalid_cursor"
     assert "AAAAAAAA" not in huge.body.decode()
