@@ -90,10 +90,14 @@ def encode(
         if kind == "create":
             line = f"POST {base_url}/{table} HTTP/1.1\r\nPrefer: return-no-content\r\n"
         elif kind == "update":
+            if not etag:
+                # without the row's ETag the replace would be unconditional ("*") and could move
+                # a row back in time over another writer's newer version
+                raise ValueError("an update needs the row's ETag")
             where = (
                 f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
             )
-            line = f"PUT {base_url}/{table}({where}) HTTP/1.1\r\nIf-Match: {etag or '*'}\r\n"
+            line = f"PUT {base_url}/{table}({where}) HTTP/1.1\r\nIf-Match: {etag}\r\n"
         else:
             raise ValueError(f"unknown operation {kind!r}")
         parts.append(
@@ -199,7 +203,16 @@ def submit(table: Any, operations: Sequence[tuple[str, dict[str, Any], str | Non
         raise StorageError(
             f"the table service answered {len(answers)} of {len(operations)} operations"
         )
-    return [headers.get("etag", "") for _, headers, _ in answers]
+    return _etags([headers.get("etag", "") for _, headers, _ in answers])
+
+
+def _etags(etags: list[str]) -> list[str]:
+    """The rows' new ETags; each written row must have one, since its next update is
+    conditional on it (Insert Entity and Update Entity both answer an ``ETag`` header:
+    https://learn.microsoft.com/rest/api/storageservices/insert-entity)."""
+    if not all(etags):
+        raise StorageError("the table service answered a written row without its ETag")
+    return etags
 
 
 def _submit_sdk(
@@ -219,7 +232,13 @@ def _submit_sdk(
     try:
         results = table.submit_transaction(ops)
     except TableTransactionError as exc:
-        raise Refused(exc.status_code or 409, str(exc.message or "")) from exc
+        # the SDK raises this for any failed operation: only a row's condition is a refusal
+        # to decide again from fresh reads, anything else (400, 413) is a failure
+        if exc.status_code in (404, 409, 412):
+            raise Refused(exc.status_code, str(exc.message or "")) from exc
+        raise StorageError(
+            f"could not write incident rows: HTTP {exc.status_code} in the transaction"
+        ) from exc
     except AzureError as exc:
         raise StorageError(f"could not write incident rows: {type(exc).__name__}") from exc
-    return [str((r.get("etag") if isinstance(r, Mapping) else None) or "") for r in results]
+    return _etags([str((r.get("etag") if isinstance(r, Mapping) else None) or "") for r in results])

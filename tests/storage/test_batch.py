@@ -88,6 +88,37 @@ def test_a_malformed_entity_is_a_storage_error_not_a_refusal(
         batch.submit(fast, [("create", {"PartitionKey": "p", "RowKey": "bad/key"}, None)])
 
 
+class SdkOnly:
+    """A table that offers only the SDK's ``submit_transaction`` (no pipeline to send a
+    hand-encoded batch on): ``submit`` falls back to the SDK's own path."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.submit_transaction = table.submit_transaction
+
+
+def test_the_sdk_path_refuses_only_on_a_rows_condition(
+    tables: tuple[TableClient, TableClient],
+) -> None:
+    _, sdk = tables
+    fallback = SdkOnly(sdk)
+    etags = batch.submit(fallback, [("create", entity("1"), None)])
+    assert len(etags) == 1 and all(etags)
+    with pytest.raises(batch.Refused) as exists:
+        batch.submit(fallback, [("create", entity("1"), None)])
+    assert exists.value.status == 409
+    # a request the service cannot take is a failure, not "a row changed": deciding it again
+    # from fresh reads would only repeat it
+    with pytest.raises(StorageError):
+        batch.submit(fallback, [("create", {"PartitionKey": "p", "RowKey": "bad/key"}, None)])
+
+
+def test_an_update_without_the_rows_etag_is_refused_before_it_is_sent() -> None:
+    """A replace without an ETag would be unconditional and could move a row back in time."""
+    for etag in (None, ""):
+        with pytest.raises(ValueError, match="ETag"):
+            batch.encode("https://t", "T", [("update", entity("1"), etag)])
+
+
 def test_decode_reads_each_operation_and_refuses_what_is_not_a_batch_answer() -> None:
     body = (
         b"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=changesetresponse_2\r\n"
