@@ -94,10 +94,14 @@ class World:
         return out
 
     def assert_stored_once(self) -> None:
-        """Table = truth; every archived (id, version) once."""
+        """Table = truth; every archived (id, version) once; every row's version in the blob
+        the row names (a row whose blob is missing would point at nothing)."""
         assert self.table.versions(T) == self.truth()
         lines = Counter((i.id, version_text(i)) for i in self.archive.versions(T))
         assert lines and max(lines.values()) == 1
+        for (tenant, rid), row in self.table.rows.items():
+            held = {(v.incident.id, version_text(v.incident)) for v in self.archive.blobs[row.blob]}
+            assert tenant == T and (rid, row.version) in held, (rid, row.blob)
 
 
 def _text(moment: Any) -> str:
@@ -147,6 +151,8 @@ def test_a_dense_settled_instant_is_read_across_pages_and_verified_by_count() ->
         world.source.update(graph_incident(f"d{n}", moment + timedelta(microseconds=n)))
     result = world.run()
     assert result.ok and result.complete and result.pages >= 4
+    # read across pages, proved by the count, not split into slices of a page each
+    assert result.splits == 0 and any(c.paged for c in world.source.calls)
     world.assert_stored_once()
 
 
@@ -195,12 +201,31 @@ def test_rows_created_before_their_missing_blob_are_taken_back_and_read_again() 
     """A create-first answer: rows, then blobs; the blob write fails. The next run deletes
     the rows whose blob is missing and stores those versions again."""
     world = World(300)
-    world.archive.faults.arm("upload", after=2)
+    create_new, forget = world.table.create_new, world.table.forget
+    armed: list[bool] = []
+    taken_back: list[int] = []
+
+    def create_then_fail_the_blob(*args: Any, **kwargs: Any) -> Any:
+        rows = create_new(*args, **kwargs)
+        if rows is not None and not armed:
+            armed.append(True)
+            world.archive.faults.arm("upload")  # the next blob write, right after these rows
+        return rows
+
+    def counted_forget(tenant: str, blob_name: str, ids: Any) -> int:
+        deleted = forget(tenant, blob_name, ids)
+        taken_back.append(deleted)
+        return deleted
+
+    world.table.create_new = create_then_fail_the_blob  # type: ignore[method-assign]
+    world.table.forget = counted_forget  # type: ignore[method-assign]
     crashed = world.run()
     assert not crashed.ok
+    assert world.journal.note(T).created  # the rows were noted before they were written
     again = world.run()
     assert again.ok and again.complete
-    world.assert_stored_once()
+    assert sum(taken_back) > 0  # the rows without their blob were deleted ...
+    world.assert_stored_once()  # ... and their versions stored again, blob and row
 
 
 def test_a_lost_lease_stops_the_run_before_its_next_write() -> None:
