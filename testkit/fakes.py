@@ -1,7 +1,8 @@
 """In-memory fakes of the ports (``shared.ports``), for millisecond tests and benchmarks.
 
-Each fake keeps the contract of the adapter it stands for (``tests/unit/test_fakes.py`` checks
-the same facts against the fakes and, on Azurite, against the real adapters): conditional
+Each fake keeps the contract of the adapter it stands for
+(``tests/storage/test_fakes_contract.py`` checks the same facts against the fakes and, on
+Azurite, against the real adapters): conditional
 writes refuse a stale ETag, a create-only transaction is atomic, a lease refuses a second
 holder, blob names come from their content. What a fake adds is a way to make a failure
 happen at a chosen moment (``fail``), which is what crash-recovery tests need.

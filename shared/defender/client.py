@@ -37,7 +37,13 @@ from shared.core.errors import (
     TransientError,
     UnexpectedResponseError,
 )
-from shared.core.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind, surface
+from shared.core.surfaces import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    SKIP_LIMIT,
+    ApiKind,
+    surface,
+)
 from shared.defender.limiter import Family, RateLimiterRegistry
 from shared.defender.model import (
     Alert,
@@ -154,9 +160,6 @@ class SlicePage:
         return self.next_link is not None or len(self.items) >= self.top
 
 
-#: the deepest ``$skip`` any request of ours carries (Graph refuses more:
-#: docs/defender-service.md#listing-limits)
-MAX_SKIP = 500
 #: incident ids per ``alerts_v2`` request when alerts are fetched apart from their incidents
 ALERT_BATCH = 10
 
@@ -678,7 +681,7 @@ class DefenderClient:
     @staticmethod
     def _too_deep(request: SliceRequest) -> UnexpectedResponseError:
         return UnexpectedResponseError(
-            f"more incidents share one instant than can be paged (beyond $skip {MAX_SKIP}) at "
+            f"more incidents share one instant than can be paged (beyond $skip {SKIP_LIMIT}) at "
             f"{format_utc(request.start)}"
         )
 
@@ -694,7 +697,7 @@ class DefenderClient:
             raise UnexpectedResponseError("@odata.nextLink repeats a page already read")
         followed.add(link)
         depth = link_params(link).get("$skip", "0")
-        if not depth.isdigit() or int(depth) > MAX_SKIP:
+        if not depth.isdigit() or int(depth) > SKIP_LIMIT:
             return None
         return RequestSpec("GET", url)
 
@@ -728,7 +731,7 @@ class DefenderClient:
                     raise self._too_deep(request)
             elif not graph and len(page.items) >= top:
                 skip += top
-                if skip > MAX_SKIP:
+                if skip > SKIP_LIMIT:
                     raise self._too_deep(request)
                 base = self.slice_request(request, top=top, expand=expand)
                 spec = replace(base, params={**base.params, "$skip": str(skip)})

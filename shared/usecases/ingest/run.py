@@ -17,8 +17,8 @@ from typing import Any
 
 from shared.core.clock import Clock, format_utc, parse_utc
 from shared.core.errors import ThrottledError, TransientError, UnexpectedResponseError
-from shared.core.surfaces import surface
-from shared.defender.client import MAX_SKIP, SlicePage
+from shared.core.surfaces import SKIP_LIMIT, surface
+from shared.defender.client import SlicePage
 from shared.defender.slices import Item, Listing, PairPasses, SliceRequest
 from shared.ports import CheckpointStore
 from shared.usecases.ingest.budget import Budget
@@ -148,7 +148,7 @@ class TenantRun:
             rate_per_hour=loaded.rate_per_hour,
             # Graph gives @odata.count: slices older than the late-arrival bound are read
             # across pages and verified by count (shared.defender.slices); legacy has no count
-            paged_items=MAX_SKIP if graph else 0,
+            paged_items=SKIP_LIMIT if graph else 0,
             settled=upper - options.overlap if graph else None,
         )
         failed = loaded.expand_failed_at
