@@ -84,9 +84,9 @@ class Principal:
         return self.tenants is None or tenant in self.tenants
 
 
-def key_holder(subject: str = KEY_SUBJECT) -> Principal:
+def key_holder() -> Principal:
     """A caller admitted on a key alone (``API_AUTH_MODE=key``): every role and tenant."""
-    return Principal(frozenset(ROLES), None, subject)
+    return Principal(frozenset(ROLES), None, KEY_SUBJECT)
 
 
 def anonymous() -> Principal:
@@ -162,11 +162,6 @@ class Authenticator:
         self._validator = validator
         self._tenant_roles = dict(tenant_roles)
         self._audience = audience
-
-    @property
-    def mode(self) -> AuthMode:
-        """The configured mode."""
-        return self._mode
 
     def authenticate(self, request: Request) -> Principal:
         """The caller of ``request``.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from shared import bootstrap
@@ -148,15 +148,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _split(values: Sequence[str] | None) -> list[str]:
-    """``--status a --status b,c`` → ``[a, b, c]``."""
-    return split_values(values)
-
-
-def _canonical(values: Sequence[str] | None, parse: Callable[[str], str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(parse(v) for v in _split(values)))
-
-
 # ---------------------------------------------------------------------- handlers
 
 
@@ -193,7 +184,9 @@ def run_get(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_update(args: argparse.Namespace, out: TextIO) -> int:
     """``incidents update ID ...``."""
-    tags: list[str] | None = [] if args.clear_tags else (_split(args.tag) if args.tag else None)
+    tags: list[str] | None = None
+    if args.clear_tags or args.tag:
+        tags = [] if args.clear_tags else split_values(args.tag)
     try:
         if args.clear_tags and args.tag:
             raise ConfigError("give either --tag or --clear-tags, not both")

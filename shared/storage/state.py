@@ -332,14 +332,6 @@ class PageJournal:
                 f"could not write the journal of {tenant}: {type(exc).__name__}"
             ) from exc
 
-    def pending(self, tenant: str) -> list[str]:
-        """Blobs noted by a run that did not finish (empty when the last run finished).
-
-        Raises:
-            StorageError: the note could not be read or is corrupt.
-        """
-        return list(self.note(tenant).blobs)
-
     def note(self, tenant: str) -> JournalNote:
         """The note of a run that did not finish (empty when the last run finished).
 

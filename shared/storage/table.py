@@ -172,11 +172,6 @@ class IncidentTable:
     def __init__(self, table: TableLike) -> None:
         self._table = table
 
-    def stored_version(self, tenant: str, incident_id: str) -> datetime | None:
-        """Last update time of the stored row, or None when the incident is not stored."""
-        entity = self._get(tenant, incident_id)
-        return None if entity is None else parse_utc(str(entity["LastUpdateTime"]))
-
     def lookup(self, tenant: str, incident_ids: Iterable[str]) -> dict[str, RowVersion]:
         """The rows of these incidents that exist: one point read per id, in parallel (its cost
         does not grow with the table; see the module docstring).
@@ -324,13 +319,3 @@ class IncidentTable:
                 known[version.incident.id] = _written(version, etag)
             return len(planned)
         raise ConflictError(f"rows of tenant {tenant} kept changing while being written")
-
-    def _get(self, tenant: str, incident_id: str) -> Any:
-        try:
-            return self._table.get_entity(tenant, incident_id)
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise StorageError(
-                f"could not read table row {incident_id}: {type(exc).__name__}"
-            ) from exc

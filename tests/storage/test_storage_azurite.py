@@ -82,8 +82,8 @@ def test_table_never_replaces_newer_with_older(
     assert table.upsert_newer(TENANT, newer, T0) == 1
     assert table.upsert_newer(TENANT, older, T0) == 0
     assert table.upsert_newer(TENANT, newer, T0) == 0
-    assert table.stored_version(TENANT, "1") == T0 + timedelta(hours=1)
-    assert table.stored_version(TENANT, "2") is None
+    assert table.lookup(TENANT, ["1"])["1"].last_update == T0 + timedelta(hours=1)
+    assert table.lookup(TENANT, ["2"]) == {}
 
 
 def test_watermark_saves_are_optimistic(container: ContainerClient) -> None:
@@ -168,8 +168,8 @@ def test_batched_upsert_survives_a_concurrent_writer_without_row_by_row_writes(
     # the refused batch is decided again from point reads of its 32 rows, never by a query
     # (an ``or`` over RowKeys is a partition scan)
     assert spy.calls == {"submit_transaction": 2, "get_entity": 32}
-    assert table.stored_version(TENANT, "7") == T0 + timedelta(hours=2)
-    assert table.stored_version(TENANT, "8") == T0 + timedelta(hours=1)
+    assert table.lookup(TENANT, ["7"])["7"].last_update == T0 + timedelta(hours=2)
+    assert table.lookup(TENANT, ["8"])["8"].last_update == T0 + timedelta(hours=1)
     service.delete_table(name)
 
 
@@ -244,7 +244,7 @@ def test_create_first_writes_new_rows_in_one_transaction_and_refuses_as_a_whole(
     mixed = archive.write(TENANT, [incident(n, T0 + timedelta(hours=1)) for n in range(45, 61)], T0)
     assert table.create_new(TENANT, mixed, T0) is None  # 45-50 exist: refused whole
     assert table.lookup(TENANT, [str(n) for n in range(51, 61)]) == {}  # none of 51-60 written
-    assert table.stored_version(TENANT, "45") == T0
+    assert table.lookup(TENANT, ["45"])["45"].last_update == T0
     service.delete_table(name)
 
 
@@ -263,9 +263,9 @@ def test_forget_deletes_only_rows_still_pointing_at_the_missing_blob(
     assert table.upsert_newer(TENANT, newer, T0) == 1
 
     assert table.forget(TENANT, blob, ["1", "2", "3", "4"]) == 2
-    assert table.stored_version(TENANT, "1") is None
-    assert table.stored_version(TENANT, "2") is None
-    assert table.stored_version(TENANT, "3") == T0 + timedelta(hours=1)
+    assert table.lookup(TENANT, ["1"]) == {}
+    assert table.lookup(TENANT, ["2"]) == {}
+    assert table.lookup(TENANT, ["3"])["3"].last_update == T0 + timedelta(hours=1)
 
 
 def test_journal_notes_created_rows_and_refuses_a_corrupt_note(container: ContainerClient) -> None:
@@ -275,7 +275,7 @@ def test_journal_notes_created_rows_and_refuses_a_corrupt_note(container: Contai
     assert journal.note(TENANT) == JournalNote()
     journal.record(TENANT, ["a", "b"], created={"a": ["1", "2"]})
     assert journal.note(TENANT) == JournalNote(("a", "b"), {"a": ("1", "2")})
-    assert journal.pending(TENANT) == ["a", "b"]
+    assert list(journal.note(TENANT).blobs) == ["a", "b"]
     journal.record(TENANT, ["c"])  # the next answer's note replaces it
     assert journal.note(TENANT) == JournalNote(("c",), {})
     container.upload_blob(
