@@ -35,7 +35,7 @@ from requests.adapters import HTTPAdapter
 from shared.core.clock import Clock, utc_now
 from shared.core.errors import BridgeError, StorageError
 from shared.core.retirement import api_notice
-from shared.core.settings import RETIRED_SETTINGS, Settings, load
+from shared.core.settings import Settings, load
 from shared.core.surfaces import ApiKind
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.keyvault import KeyVaultSecret
@@ -67,6 +67,7 @@ from shared.storage.subscriptions import SUBSCRIPTION_TABLE, EchoMarks, Subscrip
 from shared.storage.table import IncidentTable
 from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
 from shared.telemetry import recorder
+from shared.usecases.doctor import http_auth_notes
 from shared.usecases.fanout import Fanout
 from shared.usecases.ingest import Ingestor, IngestStores, Notify, RunOptions
 from shared.usecases.push.delivery import Callbacks, PushOptions, PushWorker
@@ -243,14 +244,8 @@ class Services:
     def log_http_auth_notice(self) -> None:
         """Warn at start-up when the HTTP API admits key holders to every tenant, and when a
         retired setting is still set (it is not obeyed)."""
-        if self.settings.api_auth_mode == "key":
-            log.warning(
-                "API_AUTH_MODE=key: the HTTP API admits any holder of a function key with "
-                "every role in every registered tenant; use Entra ID tokens (API_AUTH_MODE=entra) "
-                "unless one team owns every tenant"
-            )
-        for name in self.settings.retired_settings:
-            log.warning("%s is set but no longer read: %s", name, RETIRED_SETTINGS[name])
+        for note, fix in http_auth_notes(self.settings):
+            log.warning("%s; %s", note, fix)
 
     def ingestor(
         self,

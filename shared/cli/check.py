@@ -13,7 +13,6 @@ from shared.cli.common import EXIT_FAILED, EXIT_OK, tenant_ids
 from shared.cli.tenants import poison_report
 from shared.core.errors import ConfigError, StorageError
 from shared.core.retirement import api_notice
-from shared.core.settings import RETIRED_SETTINGS
 from shared.credentials.check import (
     CheckReport,
     Step,
@@ -22,7 +21,7 @@ from shared.credentials.check import (
     render_table,
 )
 from shared.storage.tenants import TenantEntry
-from shared.usecases.doctor import check_host
+from shared.usecases.doctor import check_host, http_auth_notes
 from shared.usecases.ingest import ingestion_health
 
 if TYPE_CHECKING:
@@ -131,22 +130,13 @@ def _http_auth(settings: Any) -> dict[str, Any]:
     """Who the HTTP API admits: a warning in key mode (a key grants every tenant) and for a
     retired setting that is still set (it is not obeyed)."""
 
-    notes, fixes = [], []
-    if settings.api_auth_mode == "key":
-        notes.append(
-            "API_AUTH_MODE=key: any holder of a function key may call every route in every "
-            "registered tenant, with every role"
-        )
-        fixes.append(
-            "unless one team owns every tenant, set API_AUTH_MODE=entra and grant callers app "
-            "roles (README 'Trust model')"
-        )
-    for name in settings.retired_settings:
-        notes.append(f"{name} is set but no longer read")
-        fixes.append(RETIRED_SETTINGS[name])
+    notes = http_auth_notes(settings)
     if not notes:
         return {"http_auth": Step("ok", f"Entra ID tokens for {settings.api_audiences[0]}")}
-    return {"http_auth": Step("warn", "; ".join(notes)), "http_auth_fix": "; ".join(fixes)}
+    return {
+        "http_auth": Step("warn", "; ".join(note for note, _ in notes)),
+        "http_auth_fix": "; ".join(fix for _, fix in notes),
+    }
 
 
 def _poison(svc: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from shared.core.settings import (
     PYTHON_THREADPOOL_SETTING,
     QUEUE_CONNECTION_SETTING,
     QUEUE_SERVICE_URI_SETTING,
+    RETIRED_SETTINGS,
     STORAGE_ACCOUNT_SETTING,
     STORAGE_CONNECTION_STRING_SETTING,
     Settings,
@@ -133,6 +134,26 @@ class Finding:
         """``NAME: STATUS detail`` (and the fix when not ok), for logs and the CLI."""
         text = f"{self.name}: {self.status.upper()} {self.detail}"
         return f"{text}; fix: {self.fix}" if self.fix and self.status != "ok" else text
+
+
+def http_auth_notes(settings: Settings) -> list[tuple[str, str]]:
+    """What an operator must know about who the HTTP API admits, as (note, fix) pairs: key mode
+    (a function key grants every route in every tenant) and retired settings still set (not
+    obeyed). Said at start-up (the composition root logs it) and by ``check``."""
+    notes: list[tuple[str, str]] = []
+    if settings.api_auth_mode == "key":
+        notes.append(
+            (
+                "API_AUTH_MODE=key: any holder of a function key may call every route in every "
+                "registered tenant, with every role",
+                "unless one team owns every tenant, set API_AUTH_MODE=entra and grant callers "
+                "app roles (README 'Trust model')",
+            )
+        )
+    notes += [
+        (f"{n} is set but no longer read", RETIRED_SETTINGS[n]) for n in settings.retired_settings
+    ]
+    return notes
 
 
 def check_host(
