@@ -97,7 +97,8 @@ def list_incidents_request(
     if flt:
         params["$filter"] = flt
     if api == "graph":
-        # alerts are embedded in legacy answers but must be asked for on Graph (§1.8)
+        # alerts are embedded in legacy answers but must be asked for on Graph
+        # (docs/defender-service.md#large-expansions)
         params["$expand"] = "alerts"
     else:
         params["$skip"] = "0"
@@ -107,7 +108,7 @@ def list_incidents_request(
 
 def last_update_field(api: ApiKind) -> str:
     """The last-update property that slices a listing on ``api`` (incidents and alerts_v2)."""
-    return "lastUpdateTime" if api == "legacy" else "lastUpdateDateTime"
+    return surface(api).last_update_field
 
 
 def same_origin(url: str, base_url: str) -> bool:

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 #: names of reference documents kept outside the repository
 OUTSIDE_DOCUMENT = re.compile(
     r"defender-api\.md|user-pains(\.md)?|local-cloud-notes(\.md)?|(?<![\w/-])design\.md|"
-    r"(?<![\w/-])style\.md"
+    r"(?<![\w/-])style\.md|"
+    # a bare section number (the outside reference's numbering); an RFC's sections are fine
+    r"(?<!RFC [0-9]{4} )(?<!, )§[0-9]"
 )
 #: a tracker item named instead of a concern: "issue 10", "issue #12", "Issues 8.2"
 TRACKER_ITEM = re.compile(r"\b[Ii]ssues? #?[0-9]+")
