@@ -320,6 +320,8 @@ class Fanout:
         force: bool = False,
     ) -> str:
         tid = state.tenant_id
+        if reason not in REASONS:  # before the marker is claimed: a refusal must leave none
+            raise ValueError(f"reason must be one of {', '.join(REASONS)}")
         if not force:
             if state.held(now):
                 ends = format_utc(state.hold_until) if state.hold_until else "?"
@@ -331,8 +333,6 @@ class Fanout:
             self._states.update(tid, queued_at=now, queued_until=until, queue_reason=reason)
         elif not self._states.claim(state, until=until, reason=reason):
             return "already queued (another run claimed it first)"
-        if reason not in REASONS:
-            raise ValueError(f"reason must be one of {', '.join(REASONS)}")
         try:
             self._queue.send(IngestMessage(tid, reason, since))
         except StorageError:
