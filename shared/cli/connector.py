@@ -7,14 +7,13 @@ import json
 import uuid
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 from shared.api.connector import api_properties
 from shared.api.openapi import document, security_for
 from shared.api.routes import ROUTES
 from shared.cli.common import EXIT_OK
 from shared.core.errors import ConfigError
-from shared.core.settings import WEBSITE_HOSTNAME, load
+from shared.core.settings import WEBSITE_HOSTNAME, load, parse_public_url
 
 DEFINITION_FILE = "apiDefinition.swagger.json"
 PROPERTIES_FILE = "apiProperties.json"
@@ -55,10 +54,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         url = f"https://{os.environ[WEBSITE_HOSTNAME].strip()}"
     if not url:
         raise ConfigError("--url: give the deployment's origin (or set API_PUBLIC_URL)")
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path.strip("/"):
-        raise ConfigError("--url: must be an origin like https://bridge.example.com")
-    base = f"{parts.scheme}://{parts.netloc}"
+    try:
+        base = parse_public_url(url.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--url: {exc}") from None
     client_id = args.connector_client_id
     if client_id is not None:
         try:

@@ -319,7 +319,7 @@ class Settings:
         try:  # the app's public origin (behind a proxy) wins over the default host name
             public = (env.get(API_PUBLIC_URL_SETTING) or "").strip()
             if public:
-                default_redirect = _public_url(public) + CONSENT_CALLBACK_PATH
+                default_redirect = parse_public_url(public) + CONSENT_CALLBACK_PATH
         except ValueError:
             pass  # reported by its own parse below
         settings = cls(
@@ -393,7 +393,7 @@ class Settings:
             api_poll_link_lifetime=timedelta(
                 minutes=p.optional(API_POLL_LINK_MINUTES_SETTING, _int(5, 1440), 60)
             ),
-            api_public_url=p.optional(API_PUBLIC_URL_SETTING, _public_url, None),
+            api_public_url=p.optional(API_PUBLIC_URL_SETTING, parse_public_url, None),
             api_signing_key=p.optional(API_SIGNING_KEY_SETTING, _signing_key, None),
             api_push_host_suffixes=p.optional(
                 API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, cloud.push_host_suffixes
@@ -773,7 +773,12 @@ def _app_id_uri(raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _public_url(raw: str) -> str:
+def parse_public_url(raw: str) -> str:
+    """An origin the app is reached at (``API_PUBLIC_URL``, the connector's ``--url``).
+
+    Raises:
+        ValueError: not an http(s) origin, or with a path, query or fragment.
+    """
     parts = urlsplit(raw)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(

@@ -343,6 +343,9 @@ def test_the_cli_writes_both_files_for_the_deployment(
     assert "paconn create" in out.getvalue()
     for bad in (
         ["--url", "bridge.contoso.com"],
+        ["--url", "https://x.net/api"],  # an origin only: the settings' rule
+        ["--url", "https://x.net?code=secret"],
+        ["--url", "https://x.net#frag"],
         ["--url", "https://x.net", "--connector-client-id", "x"],
     ):
         assert main(["connector", *bad, "--out", str(tmp_path)], out=io.StringIO()) == 2
