@@ -52,6 +52,7 @@ from shared.defender.model import (
     normalize,
     normalize_alert,
     normalize_hunting,
+    planner_items,
 )
 from shared.defender.operations import (
     IncidentUpdate,
@@ -80,7 +81,16 @@ from shared.defender.paging import (
 )
 from shared.defender.queries import AlertQuery, IncidentQuery, quote
 from shared.defender.responses import classify
-from shared.defender.slices import SliceRequest, to_us
+from shared.defender.slices import (
+    CREATED_MAX,
+    CREATED_MIN,
+    Item,
+    Listing,
+    PairPasses,
+    SliceRequest,
+    from_us,
+    to_us,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,10 @@ HUNTING_TIMEOUT = 200.0
 #: "Results can return up to 100,000 rows"; neither API marks a result cut there, so a result of
 #: exactly this many rows is flagged ``truncated`` (https://learn.microsoft.com/defender-xdr/api-advanced-hunting)
 HUNTING_MAX_ROWS = 100_000
+
+#: the most requests one tie of ``GET /incidents`` (more than a page updated in one
+#: microsecond) may take: far more than its planning needs, an end for answers that never add up
+TIE_MAX_CALLS = 64
 
 #: the permission each kind of call needs, named in a 403 whose message does not say
 _ROLES: dict[tuple[ApiKind, str], str] = {
@@ -504,7 +518,9 @@ class DefenderClient:
         base = list_incidents_request(
             self.api, self.base_url, page_size=self._page_size, query=server
         )
-        params = dict(base.params)  # legacy keeps $skip=0: an exhausted instant pages by it
+        server_filter = base.params.get("$filter") or None
+        expand = "$expand" in base.params
+        params = dict(base.params)
         if self.api == "graph":
             params["$count"] = "true"  # sizes the next cut when an answer overflows
         base = RequestSpec("GET", base.url, params)
@@ -522,25 +538,35 @@ class DefenderClient:
             count = body.get("@odata.count") if isinstance(body, dict) else None
             if isinstance(count, bool) or not isinstance(count, int):
                 count = None
-            items = list(page.items)
-            calls = 1
-            if ask.exhaust:
-                # more than a page in one microsecond: read it across its links (to $skip 500)
-                nxt = next_request(spec, page, base_url=self.base_url)
-                while nxt is not None:
-                    page = parse_page(self.call(nxt, deadline=deadline, role=role))
-                    items += page.items
-                    calls += 1
-                    nxt = next_request(nxt, page, base_url=self.base_url)
             if page.next_link:
                 follow_link(page.next_link, self.base_url)  # refuse a poisoned link anywhere
-            check_in_slice(part, Page(items), field_name)
-            full = not ask.exhaust and not slice_complete(page, spec)
-            return Answer([normalize(i, self.api) for i in items], full, count, calls)
+            check_in_slice(part, page, field_name)
+            full = not slice_complete(page, spec)
+            if full and ask.start is not None and ask.end == ask.start + 1:
+                # the tie's first answer: reading the tie starts from it, not from a new request
+                overflowed[ask.start] = SlicePage(
+                    page.items, page.next_link, count, self._page_size, expanded=expand
+                )
+            return Answer([normalize(i, self.api) for i in page.items], full, count)
+
+        overflowed: dict[int, SlicePage] = {}
+
+        def fetch_or_read_tie(ask: Ask) -> Answer[Incident]:
+            if not ask.exhaust or ask.start is None:
+                return fetch(ask)
+            # more than a page in one microsecond: read as the ingestion reads a tie
+            items, calls = self._read_instant(
+                ask.start,
+                where=server_filter,
+                expand=expand,
+                deadline=deadline,
+                first=overflowed.pop(ask.start, None),
+            )
+            return Answer([normalize(i, self.api) for i in items], False, None, calls)
 
         try:
             return read_page(
-                fetch,
+                fetch_or_read_tie,
                 key=lambda i: (to_us(i.last_update), i.id),
                 keep=residual.matches,
                 before=before,
@@ -554,6 +580,107 @@ class DefenderClient:
             )
         except NoProgressError as exc:
             raise UnexpectedResponseError(str(exc)) from None
+
+    def _read_instant(
+        self,
+        at: int,
+        *,
+        where: str | None,
+        expand: bool,
+        deadline: float | None,
+        first: SlicePage | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Every incident matching ``where`` updated in the microsecond ``at``, which more than
+        a page share, read the way the ingestion reads such a tie (``shared.defender.slices``):
+        split by creation time into slices one answer proves, and a (last update, created) pair
+        still over a page paged through its links pass after pass until the passes add up
+        (``PairPasses``). Nothing rests on result order, on offsets staying put between pages
+        or on which pages carry ``@odata.count``. Returns the raw incidents (the latest read of
+        each) and the requests made. ``first``: an answer already read for the whole instant
+        (with ``where``), which stands for the planner's first request.
+
+        Raises:
+            UnexpectedResponseError: an answer held an item outside the instant, or the passes
+                over a pair never added up (incidents kept changing).
+            UpstreamError: typed, from the requests.
+        """
+        top, graph = self._page_size, self.api == "graph"
+        field_name = last_update_field(self.api)
+        instant = Slice(at * 10, (at + 1) * 10)
+        listing = Listing(from_us(at), from_us(at + 1), page_size=top)
+        found: dict[str, dict[str, Any]] = {}
+        calls = 0
+
+        def take(page: SlicePage, request: SliceRequest) -> list[Item]:
+            check_in_slice(instant, Page(page.items), field_name)
+            items = planner_items(page.items, self.api)
+            low, high = request.created_start, request.created_end
+            if low is not None and high is not None:
+                for _, _, created in items:
+                    if created is None or not low <= created < high:
+                        # the creation-time filter was not applied: splitting cannot progress
+                        raise UnexpectedResponseError(
+                            "the API answered an incident created outside the range asked for"
+                        )
+            return items
+
+        while (request := listing.next()) is not None:
+            if calls >= TIE_MAX_CALLS:
+                raise UnexpectedResponseError(
+                    f"{calls} requests did not read the incidents updated at "
+                    f"{format_utc(request.start)}; narrow the query"
+                )
+            read = listing.reader(request)
+            if request.exhaust:
+                passes = PairPasses()
+                latest: dict[str, dict[str, Any]] = {}
+                while True:
+                    for page in self.exhaust_slice(
+                        request, top=top, expand=expand, where=where, deadline=deadline
+                    ):
+                        calls += 1
+                        items = take(page, request)
+                        passes.add(items, count=page.count)
+                        latest.update(
+                            (key, raw)
+                            for (key, _, _), raw in zip(items, page.items, strict=True)
+                            if key is not None
+                        )
+                    if passes.end_pass():
+                        break
+                if passes.given_up:
+                    raise UnexpectedResponseError(
+                        f"incidents at {format_utc(request.start)} kept changing over "
+                        f"{passes.passes} passes"
+                    )
+                if passes.first is None:
+                    log.warning(
+                        "no page carried @odata.count; the incidents at %s were taken as read "
+                        "when two passes found nothing new",
+                        format_utc(request.start),
+                    )
+                read.add(list(passes.seen.values()), count=None, linked=False)
+                found.update(latest)
+            else:
+                low, high = request.created_start, request.created_end
+                whole = low in (None, CREATED_MIN) and high in (None, CREATED_MAX)
+                if first is not None and whole:
+                    page, first = first, None  # the whole instant, already asked for
+                else:
+                    page = self.incident_slice(
+                        request, top=top, count=graph, expand=expand, where=where, deadline=deadline
+                    )
+                    calls += 1
+                items = take(page, request)
+                read.add(items, count=page.count, linked=page.next_link is not None)
+                if read.complete:
+                    found.update(
+                        (key, raw)
+                        for (key, _, _), raw in zip(items, page.items, strict=True)
+                        if key is not None
+                    )
+            listing.record(request, read)
+        return list(found.values()), calls
 
     def _budget_or_default(self, budget: float | None) -> float:
         return self._retry.budget if budget is None else budget
@@ -598,16 +725,24 @@ class DefenderClient:
     # ------------------------------------------------------------------ slices (ingestion)
 
     def slice_request(
-        self, request: SliceRequest, *, top: int, count: bool = False, expand: bool = True
+        self,
+        request: SliceRequest,
+        *,
+        top: int,
+        count: bool = False,
+        expand: bool = True,
+        where: str | None = None,
     ) -> RequestSpec:
         """The one request for a slice: both last-update bounds (and creation bounds when
-        splitting a tie) in ``$filter``, ``$top``; on Graph ``$expand=alerts`` and ``$count``
-        when asked. Nothing else: no ``$skip``, no ``$orderby`` (see ``shared.defender.slices``).
+        splitting a tie) in ``$filter``, after ``where`` (a caller's own filter) if given;
+        ``$top``; on Graph ``$expand=alerts`` and ``$count`` when asked. Nothing else: no
+        ``$skip``, no ``$orderby`` (see ``shared.defender.slices``).
         """
         legacy = self.api == "legacy"
         spelling = surface(self.api)
         updated, created = spelling.last_update_field, spelling.created_field
-        parts = [
+        parts = [] if where is None else [where]
+        parts += [
             f"{updated} ge {format_utc(request.start)}",
             f"{updated} lt {format_utc(request.end)}",
         ]
@@ -630,14 +765,16 @@ class DefenderClient:
         top: int,
         count: bool = False,
         expand: bool = True,
+        where: str | None = None,
         deadline: float | None = None,
     ) -> SlicePage:
-        """One answer for one slice (retried as one operation until ``deadline``).
+        """One answer for one slice (retried as one operation until ``deadline``); ``where``:
+        a caller's filter sent with the slice's bounds.
 
         Raises:
             UpstreamError: typed; ``UnexpectedResponseError`` for a malformed answer.
         """
-        spec = self.slice_request(request, top=top, count=count, expand=expand)
+        spec = self.slice_request(request, top=top, count=count, expand=expand, where=where)
         return self._slice_page(spec, top=top, expand=expand, deadline=deadline)
 
     def _slice_page(
@@ -707,10 +844,12 @@ class DefenderClient:
         *,
         top: int,
         expand: bool = True,
+        where: str | None = None,
         deadline: float | None = None,
     ) -> Iterator[SlicePage]:
         """Every page of one slice through its links (the planner's last resort for a tie),
-        with ``@odata.count`` asked for on Graph (pages may or may not carry it).
+        with ``@odata.count`` asked for on Graph (pages may or may not carry it); ``where``: a
+        caller's filter sent with the slice's bounds.
 
         Pages are read through ``@odata.nextLink`` (or ``$skip`` steps on the legacy API)
         but never deeper than ``$skip`` 500.
@@ -719,7 +858,9 @@ class DefenderClient:
             UnexpectedResponseError: the slice needs a ``$skip`` beyond 500.
         """
         graph = self.api == "graph"
-        spec: RequestSpec | None = self.slice_request(request, top=top, count=graph, expand=expand)
+        spec: RequestSpec | None = self.slice_request(
+            request, top=top, count=graph, expand=expand, where=where
+        )
         followed: set[str] = set()
         skip = 0
         while spec is not None:
@@ -733,7 +874,7 @@ class DefenderClient:
                 skip += top
                 if skip > SKIP_LIMIT:
                     raise self._too_deep(request)
-                base = self.slice_request(request, top=top, expand=expand)
+                base = self.slice_request(request, top=top, expand=expand, where=where)
                 spec = replace(base, params={**base.params, "$skip": str(skip)})
             else:
                 spec = None

@@ -8,7 +8,7 @@ normalized view; ``raw`` keeps the API's own JSON for storage.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from shared.core.clock import parse_utc
 from shared.core.errors import UnexpectedResponseError
 from shared.core.surfaces import GRAPH, LEGACY, ApiKind, surface
+from shared.defender.slices import Item
 from shared.defender.values import current_determination
 
 
@@ -252,3 +253,31 @@ def normalize_hunting(raw: Any, api: ApiKind, *, row_limit: int = 100_000) -> Hu
         raw=raw,
         truncated=len(results) >= row_limit,
     )
+
+
+def planner_items(items: Sequence[Any], api: ApiKind) -> list[Item]:
+    """What the listing planner (``shared.defender.slices``) reads of an answer's raw items: id,
+    last-update and creation times (None where missing or unreadable), in the order served."""
+    spelling = surface(api)
+    key, updated, created = spelling.id_field, spelling.last_update_field, spelling.created_field
+    return [
+        (_id_or_none(raw.get(key)), _when(raw.get(updated)), _when(raw.get(created)))
+        if isinstance(raw, Mapping)
+        else (None, None, None)
+        for raw in items
+    ]
+
+
+def _id_or_none(value: Any) -> str | None:
+    """An id as text (None when missing or empty)."""
+    return None if value is None or value == "" else str(value)
+
+
+def _when(value: Any) -> datetime | None:
+    """A timestamp the planner can place, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_utc(value)
+    except ValueError:
+        return None

@@ -29,9 +29,10 @@ b`` (next to the caller's filters) with ``$top`` = the surface's page size ``P``
   half the unseen newer half, so any order narrows. The density seen is carried to the next
   page in its cursor, so a later page usually needs one request.
 - **Ties**: a one-microsecond slice that overflows (more than ``P - 1`` incidents updated in
-  the same microsecond) is read across its links (``exhaust``), the one place where offsets
-  are used, never beyond ``$skip`` 500 (``paging.next_request``); those requests come on top
-  of ``max_calls``.
+  the same microsecond) is handed to ``fetch`` as one ``exhaust`` ask, which reads it whole the
+  way the ingestion reads a tie (``shared.defender.slices``: split by creation time, a pair
+  over a page paged pass after pass until ``PairPasses`` adds up), so no offset, order or
+  count on every page is relied on there either; those requests come on top of ``max_calls``.
 
 Times are integer microseconds since the epoch (``slices.to_us``).
 """
@@ -53,7 +54,8 @@ _POOL = 6
 class Ask:
     """One request: last update in ``[start, end)`` (None: unbounded on that side).
 
-    ``exhaust``: a one-microsecond slice holding more than a page, to read across its links.
+    ``exhaust``: a one-microsecond slice holding more than a page, to read whole (the caller
+    reads it as the ingestion reads a tie).
     """
 
     start: int | None

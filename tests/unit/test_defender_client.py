@@ -107,7 +107,7 @@ def graph_incident(
     }
 
 
-_TERM = re.compile(r"(lastUpdate(?:Date)?Time) (ge|lt) (\S+)")
+_TERM = re.compile(r"((?:lastUpdate|created)(?:Date)?Time) (ge|lt) (\S+)")
 
 
 def serve(

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.core.clock import Clock, format_utc, parse_utc
+from shared.core.clock import Clock, format_utc
 from shared.core.errors import ThrottledError, TransientError, UnexpectedResponseError
-from shared.core.surfaces import SKIP_LIMIT, surface
+from shared.core.surfaces import SKIP_LIMIT
 from shared.defender.client import SlicePage
-from shared.defender.slices import Item, Listing, PairPasses, SliceRequest
+from shared.defender.model import planner_items
+from shared.defender.slices import Listing, PairPasses, SliceRequest
 from shared.ports import CheckpointStore
 from shared.usecases.ingest.budget import Budget
 from shared.usecases.ingest.checkpoint import Checkpoint
@@ -203,7 +204,7 @@ class TenantRun:
             self._need_writer().drain()
             page = self._exhaust(request)
             read = listing.reader(request)
-            read.add(_items(page.items, self.scope.source.api), count=None, linked=False)
+            read.add(planner_items(page.items, self.scope.source.api), count=None, linked=False)
             return listing.record(request, read)
         if request.paged:
             return self._read_paged(request)
@@ -212,7 +213,7 @@ class TenantRun:
         self._store(page)
         read = listing.reader(request)
         read.add(
-            _items(page.items, self.scope.source.api),
+            planner_items(page.items, self.scope.source.api),
             count=page.count,
             linked=page.next_link is not None,
         )
@@ -275,7 +276,9 @@ class TenantRun:
             self.tally.pages += 1
             self._store(page)
             more = read.add(
-                _items(page.items, source.api), count=page.count, linked=page.next_link is not None
+                planner_items(page.items, source.api),
+                count=page.count,
+                linked=page.next_link is not None,
             )
             if not more:
                 break
@@ -331,7 +334,7 @@ class TenantRun:
             ):
                 run.pages += 1
                 self._context.versions.take(scope, page, run)
-                items = _items(page.items, scope.source.api)
+                items = planner_items(page.items, scope.source.api)
                 passes.add(items, count=page.count)
                 for (key, _, _), raw in zip(items, page.items, strict=True):
                     if key is not None:
@@ -482,31 +485,3 @@ class TenantRun:
     def _need_writer(self) -> Writer:
         assert self._writer is not None, "made in ingest"
         return self._writer
-
-
-def _text(value: Any) -> str | None:
-    """An id as text (None when missing or empty)."""
-    return None if value is None or value == "" else str(value)
-
-
-def _items(items: Sequence[Any], api: str) -> list[Item]:
-    """What the planner reads of an answer's items: id, last-update and creation times (None
-    where missing or unreadable), in the order served."""
-    spelling = surface(api)  # type: ignore[arg-type]
-    key, updated, created = spelling.id_field, spelling.last_update_field, spelling.created_field
-    return [
-        (_text(raw.get(key)), _when(raw.get(updated)), _when(raw.get(created)))
-        if isinstance(raw, dict)
-        else (None, None, None)
-        for raw in items
-    ]
-
-
-def _when(value: Any) -> datetime | None:
-    """A timestamp the planner can place, or None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_utc(value)
-    except ValueError:
-        return None
