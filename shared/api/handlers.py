@@ -37,7 +37,7 @@ from shared.core.errors import (
     ThrottledError,
     outcome_of,
 )
-from shared.credentials.claims import check_roles
+from shared.credentials.claims import RoleCheck, check_roles
 from shared.defender.slices import from_us, to_us
 from shared.defender.values import canonical_severity, canonical_status
 from shared.push.keys import SIGNATURE_HEADER
@@ -941,9 +941,10 @@ def consent_callback(ctx: Context) -> Response:
     In order, and nothing is written until the last two steps: the redirect's parts (a
     tenant GUID of one organisation, ``admin_consent=True``, a state); the state (signed by
     us, for this tenant, not expired, its nonce not used yet); the proof (an app token asked
-    of Entra now in that tenant); then the nonce is spent (create-only, so one callback wins)
-    and the consent recorded, never re-enabling a paused tenant. A failed proof spends
-    nothing: the admin can open the same link again once Entra has the consent.
+    of Entra now in that tenant, carrying at least one of the roles the app needs); then the
+    nonce is spent (create-only, so one callback wins) and the consent recorded, never
+    re-enabling a paused tenant. A failed proof spends nothing: the admin can open the same
+    link again once Entra has the consent (and the roles).
     """
 
     r = ctx.request
@@ -986,6 +987,19 @@ def consent_callback(ctx: Context) -> Response:
     if states.used(claims.nonce):
         raise used  # before the proof: a replay costs no call to Entra
     roles = _prove_consent(backend, tenant, claims.expires)
+    checks = check_roles(settings.api, settings.features, roles)
+    missing = [c for c in checks if not c.ok]
+    if checks and len(missing) == len(checks):
+        # a service principal without one application permission the app needs: nothing could
+        # be read there, so the tenant is not consented yet (and a consent hold stays)
+        raise ApiError(
+            400,
+            "consent_incomplete",
+            f"the app's token in tenant {tenant} carries none of the permissions it needs, so "
+            f"no consent is recorded: it lacks {_lacking(missing)}. Add them to the app "
+            "registration, grant admin consent, then open the same link again (it is valid "
+            f"until {format_utc(claims.expires)})",
+        )
     if not states.spend(claims.nonce, tenant=tenant, when=now, expires=claims.expires):
         raise used
     try:
@@ -993,7 +1007,7 @@ def consent_callback(ctx: Context) -> Response:
     except BaseException:
         states.release(claims.nonce)  # nothing recorded: the link may be used again
         raise
-    return json_response(200, _consent_answer(settings, tenant, served, roles))
+    return json_response(200, _consent_answer(tenant, served, missing))
 
 
 def _prove_consent(backend: Backend, tenant: str, expires: datetime) -> tuple[str, ...]:
@@ -1018,11 +1032,12 @@ def _prove_consent(backend: Backend, tenant: str, expires: datetime) -> tuple[st
         ) from None
 
 
-def _consent_answer(
-    settings: Any, tenant: str, served: bool, roles: tuple[str, ...]
-) -> dict[str, Any]:
+def _lacking(missing: list[RoleCheck]) -> str:
+    """The features whose permissions the token lacks, with the permissions, for a message."""
+    return ", ".join(f"{c.feature}: {' or '.join(c.needs)}" for c in missing)
 
-    missing = [c for c in check_roles(settings.api, settings.features, roles) if not c.ok]
+
+def _consent_answer(tenant: str, served: bool, missing: list[RoleCheck]) -> dict[str, Any]:
     body: dict[str, Any] = {"tenant": tenant, "consented": True, "enabled": served}
     if served:
         body["message"] = "consent recorded: the tenant is ingested from the next run"
@@ -1034,8 +1049,7 @@ def _consent_answer(
     if missing:
         body["missingRoles"] = sorted({c.needs[0] for c in missing})
         body["message"] += (
-            "; the app's token there lacks "
-            + ", ".join(f"{c.feature}: {' or '.join(c.needs)}" for c in missing)
-            + " (add the permissions to the app registration and consent again)"
+            f"; the app's token there lacks {_lacking(missing)} (add the permissions to the "
+            "app registration and consent again)"
         )
     return body

@@ -293,3 +293,81 @@ def test_callback_without_a_signing_key_refuses(
     answer = face.get("/consent/callback", params={"tenant": str(uuid.uuid4())})
     assert answer.status == 503
     assert "state" not in _consent_url(str(uuid.uuid4()))
+
+
+def test_a_consent_granting_none_of_the_roles_records_nothing(
+    face: Face, cloud: LocalCloud, newcomer: str
+) -> None:
+    """The service principal is there (a token is had) but the admin granted no application
+    permission: the token carries no ``roles`` claim. Nothing can be read with it, so the
+    tenant is not recorded as consented; the answer names the roles to grant, and the same
+    link works once they are granted."""
+    state = _state_for(newcomer)
+    cloud.admin(
+        "POST",
+        "consent",
+        {"tenant": newcomer, "consent": True, "roles": {"graph": [], "legacy": []}},
+    )
+    error = _error(_callback(face, newcomer, state), 400)
+    assert error["code"] == "consent_incomplete"
+    assert newcomer in error["message"] and "SecurityIncident.Read.All" in error["message"]
+    assert "the same link" in error["message"]
+    assert _entry(newcomer) is None
+    # the admin grants the permissions: the emulator's default roles (revoked, then granted)
+    cloud.admin("POST", "consent", {"tenant": newcomer, "consent": False})
+    cloud.admin("POST", "consent", {"tenant": newcomer, "consent": True})
+    answer = _callback(face, newcomer, state)
+    assert answer.status == 200, answer.body
+    assert "missingRoles" not in answer.json()
+    assert _entry(newcomer).enabled
+
+
+def test_a_consent_granting_some_of_the_roles_is_recorded_and_says_what_lacks(
+    face: Face, cloud: LocalCloud, newcomer: str
+) -> None:
+    """Reading works, updating or hunting does not: the tenant is served, and the answer
+    names the missing roles (the stricter rule above is only for a consent granting none)."""
+    state = _state_for(newcomer)
+    cloud.admin(
+        "POST",
+        "consent",
+        {"tenant": newcomer, "consent": True, "roles": {"graph": ["SecurityIncident.Read.All"]}},
+    )
+    answer = _callback(face, newcomer, state)
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["consented"] is True and body["enabled"] is True
+    assert "SecurityIncident.ReadWrite.All" in body["missingRoles"]
+    assert _entry(newcomer).enabled
+
+
+def _tick(tenant: str) -> tuple[bool, str | None]:
+    """One inline fan-out tick: whether ``tenant`` was ingested (ok), and why it was skipped."""
+    from shared import bootstrap
+
+    report = bootstrap.services().fanout().tick()
+    assert report.summary is not None
+    ran = [r for r in report.summary.tenants if r.tenant == tenant]
+    return bool(ran) and ran[0].ok, report.skipped.get(tenant)
+
+
+def test_a_consent_callback_releases_a_consent_hold(
+    face: Face, cloud: LocalCloud, newcomer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant held for lack of consent is ingested again after a successful callback, and
+    not before (consent back in Entra alone waits for the hold)."""
+    setenv(monkeypatch, INGEST_FANOUT="inline")
+    _operator("add", newcomer)
+    cloud.admin("POST", "consent", {"tenant": newcomer, "consent": False})
+    ingested, _ = _tick(newcomer)
+    assert not ingested
+    _, skipped = _tick(newcomer)
+    assert skipped == "held (consent)"
+    cloud.admin("POST", "consent", {"tenant": newcomer, "consent": True})
+    _, skipped = _tick(newcomer)
+    assert skipped == "held (consent)"  # not before the callback
+    assert cloud.request_count("graph.incidents.list", newcomer) == 0
+    assert _callback(face, newcomer, _state_for(newcomer)).status == 200
+    ingested, skipped = _tick(newcomer)
+    assert ingested and skipped is None
+    assert cloud.request_count("graph.incidents.list", newcomer) > 0
