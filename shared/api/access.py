@@ -28,13 +28,13 @@ by the host (those routes are indexed at the ``function`` level in that mode, se
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from shared.api.http import ApiError, Request
 from shared.core.errors import AuthError, CallerTokenError
+from shared.core.guids import guid
 
 if TYPE_CHECKING:
     from shared.credentials.caller import CallerClaims, CallerTokenValidator
@@ -123,19 +123,28 @@ def has_key(request: Request) -> bool:
     return bool(request.headers.get(KEY_HEADER) or request.query.get(KEY_PARAMETER))
 
 
-def unauthenticated(message: str, *, invalid: bool = False, realm: str | None = None) -> ApiError:
-    """A 401 with the RFC 6750 challenge (``error="invalid_token"`` when a token was sent)."""
+def challenge(*, realm: str | None = None, invalid: str | None = None) -> str:
+    """The ``WWW-Authenticate`` value of every 401 (RFC 6750 section 3): ``Bearer``, with the
+    realm if given, and ``error="invalid_token"`` with ``invalid`` as its description when the
+    token sent was refused (a request without one gets no error code)."""
     parts = [f'realm="{realm}"'] if realm else []
-    if invalid:
+    if invalid is not None:
         # RFC 6750 section 3: error_description holds %x20-21 / %x23-5B / %x5D-7E only
-        description = _NOT_IN_CHALLENGE.sub("?", message.replace('"', "'"))
+        description = _NOT_IN_CHALLENGE.sub("?", invalid.replace('"', "'"))
         parts += ['error="invalid_token"', f'error_description="{description}"']
-    challenge = "Bearer" + (" " + ", ".join(parts) if parts else "")
+    return "Bearer" + (" " + ", ".join(parts) if parts else "")
+
+
+def unauthenticated(
+    message: str, *, invalid: bool = False, realm: str | None = None, code: str | None = None
+) -> ApiError:
+    """A 401 with the RFC 6750 challenge (``error="invalid_token"`` when a token was sent);
+    ``code``: the error code (default ``invalid_token``, or ``unauthenticated`` without one)."""
     return ApiError(
         401,
-        "invalid_token" if invalid else "unauthenticated",
+        code or ("invalid_token" if invalid else "unauthenticated"),
         message,
-        {"WWW-Authenticate": challenge},
+        {"WWW-Authenticate": challenge(realm=realm, invalid=message if invalid else None)},
     )
 
 
@@ -220,7 +229,7 @@ def _tenants_of(
     out: set[str] = set()
     for role in roles:
         if role.startswith(TENANT_ROLE_PREFIX):
-            tid = _guid(role[len(TENANT_ROLE_PREFIX) :])
+            tid = guid(role[len(TENANT_ROLE_PREFIX) :])
             if tid:
                 out.add(tid)
         out.update(tenant_roles.get(role, ()))
@@ -244,7 +253,7 @@ def requested_tenant(request: Request, body_tenant: str | None = None) -> str | 
     }
     tenants = set()
     for where, value in named.items():
-        tid = _guid(value)
+        tid = guid(value)
         if tid is None:
             raise ApiError(400, "invalid_tenant", f"{where} is not a tenant GUID")
         tenants.add(tid)
@@ -267,10 +276,3 @@ def check_tenant(tenant: str, caller: Principal, registered: Collection[str]) ->
     if tenant not in registered:
         raise ApiError(404, "tenant_not_registered", f"tenant {tenant} is not registered")
     return tenant
-
-
-def _guid(value: str) -> str | None:
-    try:
-        return str(uuid.UUID(value.strip()))
-    except (ValueError, AttributeError):
-        return None

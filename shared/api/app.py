@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from shared import bootstrap
-from shared.api.access import Authenticator, Principal
+from shared.api.access import Authenticator, Principal, unauthenticated
 from shared.api.backend import Backend
 from shared.api.handlers import run_queued_job
 from shared.api.http import ApiError, Request, Response
@@ -72,12 +72,10 @@ def user_client(services: bootstrap.Services, caller: Principal, tenant: str) ->
     """
     claims, caller_token = caller.claims, caller.token
     if claims is None or caller_token is None:
-        raise ApiError(
-            401,
-            "caller_token_required",
+        raise unauthenticated(
             "context=user needs the caller's Entra access token for this app in "
             "'Authorization: Bearer ...'",
-            {"WWW-Authenticate": "Bearer"},
+            code="caller_token_required",
         )
     if not claims.is_user:
         raise ApiError(

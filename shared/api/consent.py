@@ -26,6 +26,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from shared.core.guids import guid
+
 #: the tenant of personal Microsoft accounts, what ``consumers`` stands for
 #: (https://learn.microsoft.com/entra/identity-platform/accounts-overview)
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
@@ -56,12 +58,8 @@ def consent_tenant(value: str) -> str:
             Microsoft-account tenant, the nil GUID or anything else that is not one
             organisation's tenant GUID.
     """
-    text = value.strip()
-    try:
-        tenant = str(uuid.UUID(text)) if len(text) <= 64 else ""
-    except ValueError:
-        tenant = ""
-    if not tenant or tenant in NOT_A_TENANT:
+    tenant = guid(value)
+    if tenant is None or tenant in NOT_A_TENANT:
         raise ValueError(
             "the tenant must be one organisation's tenant GUID (not common, organizations, "
             "consumers or a domain name)"

@@ -21,7 +21,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
-from shared.api.access import Principal, _guid, check_tenant, requested_tenant
+from shared.api.access import (
+    Principal,
+    challenge,
+    check_tenant,
+    requested_tenant,
+    unauthenticated,
+)
 from shared.api.consent import StateError, consent_tenant, verify_state
 from shared.api.http import ApiError, Request, Response, json_response
 from shared.api.poll import LinkError, issue, verify
@@ -37,6 +43,7 @@ from shared.core.errors import (
     ThrottledError,
     outcome_of,
 )
+from shared.core.guids import guid
 from shared.credentials.claims import RoleCheck, check_roles
 from shared.defender.slices import from_us, to_us
 from shared.defender.values import canonical_severity, canonical_status
@@ -139,7 +146,7 @@ def api_error(exc: BridgeError, *, user: bool = False) -> ApiError:
         message = f"{message}. {exc.action}"
     headers: dict[str, str] = {}
     if outcome.challenge:
-        headers["WWW-Authenticate"] = "Bearer"
+        headers["WWW-Authenticate"] = challenge()
     if outcome.retry_after == THROTTLE:
         wait = exc.retry_after if isinstance(exc, ThrottledError) else None
         headers["Retry-After"] = str(max(1, math.ceil(wait or 60)))
@@ -629,11 +636,8 @@ def poll_job(ctx: Context) -> Response:
     if ctx.anonymous:
         key = ctx.backend.settings.api_signing_key
         if key is None:
-            raise ApiError(
-                401,
-                "unauthenticated",
-                "poll links need the API_SIGNING_KEY setting: send an Entra ID access token",
-                {"WWW-Authenticate": "Bearer"},
+            raise unauthenticated(
+                "poll links need the API_SIGNING_KEY setting: send an Entra ID access token"
             )
         try:
             verify(
@@ -645,7 +649,7 @@ def poll_job(ctx: Context) -> Response:
                 now=ctx.backend.clock(),
             )
         except LinkError as exc:
-            raise ApiError(401, exc.code, str(exc), {"WWW-Authenticate": "Bearer"}) from None
+            raise unauthenticated(str(exc), code=exc.code) from None
         job = _load_job(ctx, job_id)
         if job.tenant != r.param("tenant"):  # a valid link names its job's tenant
             raise ApiError(404, "job_not_found", "no such hunting job")
@@ -808,7 +812,7 @@ def subscribe(ctx: Context) -> Response:
     if body.get("tenants"):
         named = []
         for value in body["tenants"]:
-            tid = _guid(value)
+            tid = guid(value)
             if tid is None:
                 raise ApiError(400, "invalid_body", "'tenants' holds a value that is not a GUID")
             named.append(ctx.check_tenant(tid))

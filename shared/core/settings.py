@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from shared.core.clouds import CLOUDS, Cloud
 from shared.core.errors import ConfigError
+from shared.core.guids import guid
 from shared.core.surfaces import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ApiKind
 
 TENANT_ID_SETTING = "DEFENDER_TENANT_ID"
@@ -551,10 +551,10 @@ class _Parser:
 
 
 def _guid(raw: str) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000") from None
+    value = guid(raw)
+    if value is None:
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
+    return value
 
 
 def parse_tenant_list(raw: str) -> tuple[str, ...]:
@@ -749,10 +749,7 @@ def parse_tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
 
 
 def _guid_or_empty(raw: str) -> str:
-    try:
-        return str(uuid.UUID(raw.strip()))
-    except ValueError:
-        return ""
+    return guid(raw) or ""
 
 
 def _app_id_uri(raw: str) -> str:

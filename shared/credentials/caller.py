@@ -27,7 +27,6 @@ most ``MAX_TENANTS`` key sets are kept (least recently used dropped first).
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import requests
 
 from shared.core.clock import Clock
 from shared.core.errors import AuthError, CallerTokenError
+from shared.core.guids import guid
 
 #: clock skew tolerated on ``exp``/``nbf``
 LEEWAY_SECONDS = 60
@@ -159,7 +159,7 @@ class CallerTokenValidator:
             raise CallerTokenError(
                 "the caller's token is not signed the way Entra signs tokens (RS256 with a key id)"
             )
-        tenant = _guid(unverified.get("tid"))
+        tenant = guid(unverified.get("tid"))
         if tenant is None:
             raise CallerTokenError("the caller's token has no tenant (tid): not an Entra token")
         if self._tenant_allowed is not None and not self._tenant_allowed(tenant):
@@ -216,12 +216,12 @@ class CallerTokenValidator:
             raise CallerTokenError("the caller's token has expired: sign in again")
         if not_before - LEEWAY_SECONDS > now:
             raise CallerTokenError("the caller's token is not valid yet (check the clock)")
-        oid = _guid(claims.get("oid"))
+        oid = guid(claims.get("oid"))
         if oid is None:
             raise CallerTokenError(
                 "the caller's token names no object (oid): not an Entra access token"
             )
-        if _guid(claims.get("tid")) != tenant:  # what was signed is what was read above
+        if guid(claims.get("tid")) != tenant:  # what was signed is what was read above
             raise CallerTokenError("the caller's token has no tenant (tid): not an Entra token")
         roles = claims.get("roles")
         scopes = claims.get("scp")
@@ -295,10 +295,3 @@ class CallerTokenValidator:
                 f"the signing keys of tenant {tenant} are malformed", tenant=tenant
             ) from exc
         return keys
-
-
-def _guid(value: object) -> str | None:
-    try:
-        return str(uuid.UUID(str(value))) if value else None
-    except ValueError:
-        return None

@@ -21,7 +21,6 @@ import binascii
 import contextlib
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import StorageError
+from shared.core.guids import guid
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient
@@ -63,10 +63,9 @@ class IngestRequest:
         if not isinstance(data, dict):
             raise ValueError("the message is not a JSON object")
         tenant, reason, since = data.get("tenant"), data.get("reason"), data.get("since")
-        try:
-            tid = str(uuid.UUID(str(tenant)))
-        except ValueError:
-            raise ValueError("'tenant' is not a tenant GUID") from None
+        tid = guid(tenant)
+        if tid is None:
+            raise ValueError("'tenant' is not a tenant GUID")
         if reason not in REASONS:
             raise ValueError(f"'reason' must be one of {', '.join(REASONS)}")
         if since is not None and not isinstance(since, str):
@@ -123,7 +122,6 @@ def parse_message(text: str | bytes) -> IngestMessage:
     Raises:
         BadMessageError: not JSON, or a field is missing or malformed.
     """
-    import uuid
 
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     try:
@@ -139,10 +137,7 @@ def parse_message(text: str | bytes) -> IngestMessage:
     if unknown:
         raise BadMessageError(f"unknown field(s): {', '.join(sorted(unknown))}")
     tenant = body.get("tenant")
-    try:
-        tid = str(uuid.UUID(str(tenant))) if isinstance(tenant, str) else None
-    except ValueError:
-        tid = None
+    tid = guid(tenant)
     if tid is None:
         raise BadMessageError("'tenant' must be a tenant GUID")
     reason = body.get("reason", "timer")

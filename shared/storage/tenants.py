@@ -22,13 +22,13 @@ PartitionKey ``consent-state`` holds the nonces of consent links already used
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.core.errors import StorageError
+from shared.core.guids import guid
 from shared.core.surfaces import ApiKind
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,6 @@ def merge(
     return out
 
 
-def _normal_guid(text: str) -> str | None:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None
-
-
 def _enabled(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -136,7 +129,7 @@ class TenantRegistry:
 
         One point read, so the queue handler can check a tenant without listing the table.
         """
-        tid = _normal_guid(tenant_id)
+        tid = guid(tenant_id)
         if tid is None:
             return None
         row = self._row(tid)
@@ -163,7 +156,7 @@ class TenantRegistry:
             ValueError: ``tenant_id`` is not a GUID, or an override is out of range.
             StorageError: the table could not be written.
         """
-        tid = _normal_guid(tenant_id)
+        tid = guid(tenant_id)
         if tid is None:
             raise ValueError("tenant_id must be a GUID")
         entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": tid}
@@ -197,7 +190,7 @@ class TenantRegistry:
         """
         from azure.core.exceptions import AzureError, ResourceExistsError
 
-        tid = _normal_guid(tenant_id)
+        tid = guid(tenant_id)
         if tid is None:
             raise ValueError("tenant_id must be a GUID")
         table = self._require_table()
@@ -222,7 +215,7 @@ class TenantRegistry:
         """
         from azure.core.exceptions import AzureError
 
-        tid = _normal_guid(tenant_id)
+        tid = guid(tenant_id)
         if tid is None:
             raise ValueError("tenant_id must be a GUID")
         table = self._require_table()
@@ -294,7 +287,7 @@ class TenantRegistry:
 
 
 def _entry(entity: Any) -> TenantEntry | None:
-    tid = _normal_guid(str(entity.get("RowKey", "")))
+    tid = guid(str(entity.get("RowKey", "")))
     if tid is None:
         return None
     name = entity.get("DisplayName")
