@@ -79,6 +79,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             default=str,
         )
         out.write("\n")
+    elif args.format == "csv":
+        # the HTTP API's writer: the same bytes for the same result (RFC 4180, CRLF)
+        out.write(usecases.hunting_csv(result.columns, result.rows))
     else:
         write_rows(result.columns, result.rows, args.format, out)
     if args.format == "table":

@@ -8,7 +8,6 @@ statuses and classifications are accepted in any case and in either documented s
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
@@ -22,7 +21,6 @@ from shared.usecases import incidents as usecases
 from shared.usecases.incidents import (
     INCIDENT_COLUMNS,
     alert_row,
-    csv_cell,
     incident_row,
     split_values,
 )
@@ -288,11 +286,10 @@ def write_rows(
 ) -> None:
     """Print rows as an aligned text table or as CSV (with a header line)."""
     if fmt == "csv":
-        # formula-looking cells are neutralised for spreadsheets (``usecases.csv_cell``)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([csv_cell(c) for c in columns])
-        for row in rows:
-            writer.writerow([csv_cell(_cell(row.get(c), wide=True)) for c in columns])
+        # the one CSV writer (RFC 4180, formula-looking cells neutralised), cells flattened
+        # as the table shows them (lists joined with ';', line breaks as spaces)
+        flat = [{c: _cell(row.get(c), wide=True) for c in columns} for row in rows]
+        out.write(usecases.hunting_csv(columns, flat))
         return
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]

@@ -87,3 +87,20 @@ def test_hunt_formats(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     status, _ = run("hunt", "AlertInfo | join (AlertEvidence) on AlertId")
     err = capsys.readouterr().err
     assert status == 1 and err.startswith("error: the API refused the request")
+
+
+def test_hunt_csv_is_the_http_apis_csv(cli_env: str) -> None:
+    """``hunt --format csv`` writes what ``POST /hunting`` answers with ``format=csv``: the one
+    writer (``hunting_csv``), RFC 4180 lines ending in CRLF, lists and objects as JSON."""
+    from shared.usecases.incidents import hunting_csv
+
+    query = "AlertInfo | summarize count() by Severity, Category"
+    status, text = run("hunt", query, "--format", "json")
+    data = json.loads(text)
+    assert status == 0 and data["rows"]
+    status, written = run("hunt", query, "--format", "csv")
+    assert status == 0
+    assert written == hunting_csv([c["name"] for c in data["columns"]], data["rows"])
+    lines = written.split("\r\n")
+    assert lines[0] == "Severity,Category,count_" and lines[-1] == ""
+    assert all("\n" not in line for line in lines)
