@@ -265,22 +265,12 @@ class Services:
         self._ensure_storage()
         # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
         health = recorder(credential=None if self.settings.emulator else self.credential)
-        data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
-        state = self.blob_service.get_container_client(STATE_CONTAINER)
-        table = self.table_service.get_table_client(INCIDENT_TABLE)
         s = self.settings
         if notify is None and s.api_signing_key is not None:
             notify = self.push_outbox()  # a queue write per answer while anyone subscribes
         return Ingestor(
             source_for=functools.partial(self.client_for, api=api),
-            stores=IngestStores(
-                archive=IncidentArchive(data),
-                table=IncidentTable(table),
-                checkpoints=WatermarkStore(state),
-                journal=PageJournal(state),
-                quarantine=Quarantine(data),
-                lease_for=lambda tenant: TenantLock(state, tenant, lease_seconds=s.lease_seconds),
-            ),
+            stores=self.ingest_stores(),
             options=RunOptions(
                 lookback=lookback or s.lookback,
                 overlap=s.overlap,
@@ -292,6 +282,24 @@ class Services:
             clock=self.clock,
             notify=notify,
             observe=None if health is None else health.record,
+        )
+
+    def ingest_stores(self) -> IngestStores:
+        """Where ingestion keeps what it read, on the data account (the containers and the
+        table are made on first use): the archive, the latest-state table, checkpoints, the
+        page journal, the quarantine and the per-tenant lease."""
+        self._ensure_storage()
+        data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
+        state = self.blob_service.get_container_client(STATE_CONTAINER)
+        table = self.table_service.get_table_client(INCIDENT_TABLE)
+        lease_seconds = self.settings.lease_seconds
+        return IngestStores(
+            archive=IncidentArchive(data),
+            table=IncidentTable(table),
+            checkpoints=WatermarkStore(state),
+            journal=PageJournal(state),
+            quarantine=Quarantine(data),
+            lease_for=lambda tenant: TenantLock(state, tenant, lease_seconds=lease_seconds),
         )
 
     # ------------------------------------------------------------------ partner scale

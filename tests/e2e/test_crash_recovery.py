@@ -5,6 +5,7 @@ nothing: the next run recovers the journaled blobs into the table first.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,11 +14,10 @@ import pytest
 from shared.bootstrap import build
 from shared.core.errors import StorageError
 from shared.core.settings import Settings
-from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
+from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE
 from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
-from shared.storage.state import PageJournal, TenantLock, WatermarkStore
 from shared.storage.table import IncidentTable, RowVersion
-from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
+from shared.usecases.ingest import Ingestor, RunOptions
 from testkit.storage_view import (
     archived_lines,
     blob_names,
@@ -80,18 +80,15 @@ def ingestor(
     archive_type: type[IncidentArchive] = IncidentArchive,
 ) -> Ingestor:
     svc = build(settings)
-    svc.ingestor()  # creates the containers and table
-    blobs = svc.blob_service
-    state = blobs.get_container_client(STATE_CONTAINER)
+    stores = svc.ingest_stores()  # the app's, with the parts a test crashes swapped in
     return Ingestor(
         source_for=svc.client_for,
         clock=svc.clock,
-        stores=IngestStores(
-            archive=archive_type(blobs.get_container_client(INCIDENT_CONTAINER)),
+        stores=replace(
+            stores,
+            archive=archive_type(svc.blob_service.get_container_client(INCIDENT_CONTAINER)),
             table=table_type(svc.table_service.get_table_client(INCIDENT_TABLE)),
-            checkpoints=WatermarkStore(state),
-            journal=journal or PageJournal(state),
-            lease_for=lambda tenant: TenantLock(state, tenant),
+            journal=journal or stores.journal,
         ),
         options=RunOptions(
             lookback=settings.lookback,

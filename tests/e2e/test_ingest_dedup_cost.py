@@ -6,17 +6,17 @@ only, never with a query (an ``or`` over RowKeys is a partition scan), and write
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
 from shared.bootstrap import build
 from shared.core.settings import Settings
-from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-from shared.storage.archive import IncidentArchive, StoredVersion
-from shared.storage.state import PageJournal, TenantLock, WatermarkStore
+from shared.storage import INCIDENT_TABLE
+from shared.storage.archive import StoredVersion
 from shared.storage.table import IncidentTable, RowVersion
-from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
+from shared.usecases.ingest import Ingestor, RunOptions
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions
 
@@ -60,20 +60,14 @@ def test_a_backfill_reads_almost_nothing_and_a_rerun_writes_nothing(
     home = app_env["DEFENDER_TENANT_ID"]
     settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
     svc = build(settings)
-    svc.ingestor()  # creates the containers and the table
-    blobs = svc.blob_service
-    state = blobs.get_container_client(STATE_CONTAINER)
+    stores = svc.ingest_stores()  # the app's, with a table that counts
 
     def ingestor() -> Ingestor:
         return Ingestor(
             source_for=svc.client_for,
             clock=svc.clock,
-            stores=IngestStores(
-                archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
-                table=CountingTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
-                checkpoints=WatermarkStore(state),
-                journal=PageJournal(state),
-                lease_for=lambda tenant: TenantLock(state, tenant),
+            stores=replace(
+                stores, table=CountingTable(svc.table_service.get_table_client(INCIDENT_TABLE))
             ),
             options=RunOptions(
                 lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size

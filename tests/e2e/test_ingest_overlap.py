@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,11 +13,9 @@ import pytest
 from shared.bootstrap import build
 from shared.core.settings import Settings
 from shared.defender.client import DefenderClient
-from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-from shared.storage.archive import IncidentArchive
-from shared.storage.state import PageJournal, TenantLock, WatermarkStore
-from shared.storage.table import IncidentTable
-from shared.usecases.ingest import Ingestor, IngestStores, RunOptions, VersionStore
+from shared.storage import STATE_CONTAINER
+from shared.storage.state import PageJournal
+from shared.usecases.ingest import Ingestor, RunOptions, VersionStore
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions
 
@@ -72,17 +71,12 @@ def test_next_answer_is_fetched_while_one_is_written(
         client.call = call  # type: ignore[method-assign]
         return client
 
-    blobs = svc.blob_service
-    state = blobs.get_container_client(STATE_CONTAINER)
+    stores = svc.ingest_stores()
     ingestor = Ingestor(
         source_for=client_for,
         clock=svc.clock,
-        stores=IngestStores(
-            archive=IncidentArchive(blobs.get_container_client(INCIDENT_CONTAINER)),
-            table=IncidentTable(svc.table_service.get_table_client(INCIDENT_TABLE)),
-            checkpoints=WatermarkStore(state),
-            journal=SlowJournal(state),
-            lease_for=lambda tenant: TenantLock(state, tenant),
+        stores=replace(
+            stores, journal=SlowJournal(svc.blob_service.get_container_client(STATE_CONTAINER))
         ),
         options=RunOptions(
             lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size
