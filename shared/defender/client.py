@@ -18,12 +18,13 @@ doing anything), since after a reset or a 5xx it may already have been applied.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -611,9 +612,8 @@ class DefenderClient:
         found: dict[str, dict[str, Any]] = {}
         calls = 0
 
-        def take(page: SlicePage, request: SliceRequest) -> list[Item]:
+        def check(page: SlicePage, items: list[Item], request: SliceRequest) -> None:
             check_in_slice(instant, Page(page.items), field_name)
-            items = planner_items(page.items, self.api)
             low, high = request.created_start, request.created_end
             if low is not None and high is not None:
                 for _, _, created in items:
@@ -622,7 +622,11 @@ class DefenderClient:
                         raise UnexpectedResponseError(
                             "the API answered an incident created outside the range asked for"
                         )
-            return items
+
+        def passed(page: SlicePage, items: list[Item], request: SliceRequest) -> None:
+            nonlocal calls
+            calls += 1  # a page of a pass over a pair
+            check(page, items, request)
 
         while (request := listing.next()) is not None:
             if calls >= TIE_MAX_CALLS:
@@ -632,35 +636,27 @@ class DefenderClient:
                 )
             read = listing.reader(request)
             if request.exhaust:
-                passes = PairPasses()
-                latest: dict[str, dict[str, Any]] = {}
-                while True:
-                    for page in self.exhaust_slice(
-                        request, top=top, expand=expand, where=where, deadline=deadline
-                    ):
-                        calls += 1
-                        items = take(page, request)
-                        passes.add(items, count=page.count)
-                        latest.update(
-                            (key, raw)
-                            for (key, _, _), raw in zip(items, page.items, strict=True)
-                            if key is not None
-                        )
-                    if passes.end_pass():
-                        break
-                if passes.given_up:
-                    raise UnexpectedResponseError(
-                        f"incidents at {format_utc(request.start)} kept changing over "
-                        f"{passes.passes} passes"
-                    )
-                if passes.first is None:
+                pair = read_pair(
+                    functools.partial(
+                        self.exhaust_slice,
+                        request,
+                        top=top,
+                        expand=expand,
+                        where=where,
+                        deadline=deadline,
+                    ),
+                    self.api,
+                    request.start,
+                    on_page=functools.partial(passed, request=request),
+                )
+                if not pair.counted:
                     log.warning(
                         "no page carried @odata.count; the incidents at %s were taken as read "
                         "when two passes found nothing new",
                         format_utc(request.start),
                     )
-                read.add(list(passes.seen.values()), count=None, linked=False)
-                found.update(latest)
+                read.add(pair.seen, count=None, linked=False)
+                found.update(pair.latest)
             else:
                 low, high = request.created_start, request.created_end
                 whole = low in (None, CREATED_MIN) and high in (None, CREATED_MAX)
@@ -671,7 +667,8 @@ class DefenderClient:
                         request, top=top, count=graph, expand=expand, where=where, deadline=deadline
                     )
                     calls += 1
-                items = take(page, request)
+                items = planner_items(page.items, self.api)
+                check(page, items, request)
                 read.add(items, count=page.count, linked=page.next_link is not None)
                 if read.complete:
                     found.update(
@@ -1005,6 +1002,53 @@ class DefenderClient:
             timeout=max(self._timeout, HUNTING_TIMEOUT),
         )
         return normalize_hunting(body, self.api, row_limit=self._hunting_row_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class PairRead:
+    """What the passes over a pair tie read: the latest raw JSON of each incident by id, what
+    the planner reads of them, and whether a page carried ``@odata.count`` (False: they were
+    taken as read when two passes in a row found nothing new, the weaker rule)."""
+
+    latest: dict[str, dict[str, Any]]
+    seen: list[Item]
+    counted: bool
+
+
+def read_pair(
+    pass_pages: Callable[[], Iterable[SlicePage]],
+    api: ApiKind,
+    at: datetime,
+    on_page: Callable[[SlicePage, list[Item]], None] | None = None,
+) -> PairRead:
+    """Page a pair tie (more than a page sharing both the last-update and the creation time:
+    the listing planner's last resort) pass after pass, each pass ``pass_pages()``, until
+    ``PairPasses`` says the passes add up. ``on_page`` sees each page as it comes (the
+    ingestion stores it; ``GET /incidents`` checks it). ``at``: the tie's instant, for errors.
+
+    Raises:
+        UnexpectedResponseError: the passes never added up (incidents kept changing).
+    """
+    passes = PairPasses()
+    latest: dict[str, dict[str, Any]] = {}
+    while True:
+        for page in pass_pages():
+            items = planner_items(page.items, api)
+            if on_page is not None:
+                on_page(page, items)
+            passes.add(items, count=page.count)
+            latest.update(
+                (key, raw)
+                for (key, _, _), raw in zip(items, page.items, strict=True)
+                if key is not None
+            )
+        if passes.end_pass():
+            break
+    if passes.given_up:
+        raise UnexpectedResponseError(
+            f"incidents at {format_utc(at)} kept changing over {passes.passes} passes"
+        )
+    return PairRead(latest, list(passes.seen.values()), passes.first is not None)
 
 
 def _newest_first(incident: Incident) -> tuple[float, int, str]:

@@ -8,6 +8,7 @@ to three arguments. ``Ingestor`` (``shared.usecases.ingest.ingestor``) makes one
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -16,11 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.core.clock import Clock, format_utc
-from shared.core.errors import ThrottledError, TransientError, UnexpectedResponseError
+from shared.core.errors import ThrottledError, TransientError
 from shared.core.surfaces import SKIP_LIMIT
-from shared.defender.client import SlicePage
+from shared.defender.client import SlicePage, read_pair
 from shared.defender.model import planner_items
-from shared.defender.slices import Listing, PairPasses, SliceRequest
+from shared.defender.slices import Item, Listing, SliceRequest
 from shared.ports import CheckpointStore
 from shared.usecases.ingest.budget import Budget
 from shared.usecases.ingest.checkpoint import Checkpoint
@@ -325,35 +326,28 @@ class TenantRun:
             format_utc(request.start),
         )
         run.tie_warnings += 1
-        passes = PairPasses()
-        latest: dict[str, dict[str, Any]] = {}
         deadline = self._need_budget().deadline
-        while True:
-            for page in scope.source.exhaust_slice(
-                request, top=top, expand=self._expand, deadline=deadline
-            ):
-                run.pages += 1
-                self._context.versions.take(scope, page, run)
-                items = planner_items(page.items, scope.source.api)
-                passes.add(items, count=page.count)
-                for (key, _, _), raw in zip(items, page.items, strict=True):
-                    if key is not None:
-                        latest[key] = raw
-            if passes.end_pass():
-                break
-        if passes.given_up:
-            raise UnexpectedResponseError(
-                f"incidents at {format_utc(request.start)} kept changing over "
-                f"{passes.passes} passes"
-            )
-        if passes.first is None:
+
+        def store(page: SlicePage, _: list[Item]) -> None:
+            run.pages += 1
+            self._context.versions.take(scope, page, run)
+
+        pair = read_pair(
+            functools.partial(
+                scope.source.exhaust_slice, request, top=top, expand=self._expand, deadline=deadline
+            ),
+            scope.source.api,
+            request.start,
+            store,
+        )
+        if not pair.counted:
             log.warning(
                 "tenant %s: no page carried @odata.count; the incidents at %s were taken as "
                 "read when two passes found nothing new",
                 scope.tenant,
                 format_utc(request.start),
             )
-        read = list(latest.values())
+        read = list(pair.latest.values())
         return SlicePage(read, None, len(read), top, expanded=self._expand)
 
     def _store(self, page: SlicePage) -> None:
