@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 # The composition root imports every wing, and so every SDK. ``function_app.py`` (indexed by
 # the Functions host, where import time counts) and ``shared.worker`` therefore import this
@@ -46,26 +46,29 @@ from shared.credentials.sources import (
     SecretSource,
 )
 from shared.credentials.tokens import AppTokenProvider
-from shared.credentials.user import OnBehalfOfProvider, cli_token_source
+from shared.credentials.user import (
+    OnBehalfOfProvider,
+    SignedIn,
+    cli_token_source,
+    device_code_login,
+)
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
 from shared.defender.session import build_session
 from shared.push.keys import PushKeys
 from shared.push.target import Resolver, system_resolver
 from shared.push.transport import Connect, Sender, tls_context
-from shared.storage import (
-    INCIDENT_CONTAINER,
-    INCIDENT_TABLE,
-    STATE_CONTAINER,
-    create_container_if_not_exists,
-)
+from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, Quarantine
-from shared.storage.push import DEADLETTER_CONTAINER, DeadLetter, table_rows
+from shared.storage.containers import create_container_if_not_exists
+from shared.storage.jobs import JobStore
+from shared.storage.push import DeadLetter, table_rows
 from shared.storage.queue import IngestQueue, QueueSender
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore, leased_tenants
 from shared.storage.subscriptions import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
 from shared.storage.table import IncidentTable
-from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
+from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantRegistry
+from shared.storage.values import DEADLETTER_CONTAINER, JOB_CONTAINER, TenantEntry
 from shared.telemetry import recorder
 from shared.usecases.doctor import http_auth_notes
 from shared.usecases.fanout import Fanout
@@ -376,6 +379,11 @@ class Services:
         self._ensure_registry()
         return ConsentStateStore(self.table_service.get_table_client(self.settings.tenant_table))
 
+    def jobs(self) -> JobStore:
+        """The asynchronous hunting jobs (blobs of the data account)."""
+
+        return JobStore(self.blob_service.get_container_client(JOB_CONTAINER))
+
     def queue(self, name: str) -> QueueSender:
         """A sender to one queue of the data account."""
 
@@ -570,6 +578,13 @@ def storage_transport_options() -> dict[str, Any]:
     """Client options giving a storage SDK client the process's shared storage pool."""
 
     return {"transport": RequestsTransport(session=_storage_session(), session_owner=False)}
+
+
+def device_code_sign_in(settings: Settings, tenant: str, *, out: TextIO) -> SignedIn:
+    """Sign a user in to ``tenant`` with the device code flow, for the CLI's ``--as-user``
+    (``shared.credentials.user.device_code_login``; Entra's instruction goes to ``out``). Needs
+    the settings only, not the services: ``login`` works before storage is set up."""
+    return device_code_login(settings, tenant, settings.api_scope, out=out)
 
 
 def client_credential(

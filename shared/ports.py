@@ -18,19 +18,27 @@ from typing import Any, Protocol
 
 from shared.core.clock import Clock
 from shared.core.surfaces import ApiKind
-from shared.defender.client import SlicePage
-from shared.defender.model import Incident
+from shared.defender.model import Incident, SlicePage
 from shared.defender.slices import SliceRequest
-from shared.storage.archive import PlannedBlob, StoredVersion
-from shared.storage.queue import IngestMessage, PoisonMessage
-from shared.storage.state import JournalNote, Watermark
-from shared.storage.table import RowVersion
-from shared.storage.tenants import RunState, TenantEntry
+from shared.storage.values import (
+    IngestMessage,
+    JournalNote,
+    PlannedBlob,
+    PoisonMessage,
+    RowVersion,
+    RunState,
+    StoredVersion,
+    Subscription,
+    TenantEntry,
+    Watermark,
+)
 
 __all__ = [
     "Archive",
     "CheckpointStore",
     "Clock",
+    "DeadLetters",
+    "EchoMarkStore",
     "IncidentSource",
     "IncidentTable",
     "IngestQueue",
@@ -38,6 +46,7 @@ __all__ = [
     "Lease",
     "QuarantineStore",
     "RunStates",
+    "Subscriptions",
     "TenantDirectory",
 ]
 
@@ -174,6 +183,36 @@ class IngestQueue(Protocol):
     def drain_poison(self, *, hold_seconds: int = 300) -> Iterator[tuple[PoisonMessage, Any]]: ...
     def delete_poison(self, receipt: Any) -> None: ...
     def release_poison(self, receipt: Any) -> None: ...
+
+
+class Subscriptions(Protocol):
+    """Push subscriptions, callback URLs sealed
+    (``shared.storage.subscriptions.SubscriptionStore``)."""
+
+    def all(self) -> list[Subscription]: ...
+    def get(self, subscription_id: str) -> Subscription | None: ...
+    def update(
+        self, subscription_id: str, change: Callable[[Subscription], Subscription | None]
+    ) -> Subscription | None: ...
+    def callback_url(self, sub: Subscription) -> str: ...
+    def secret(self, sub: Subscription) -> str: ...
+
+
+class EchoMarkStore(Protocol):
+    """The versions this app wrote itself, so pushing them back is skipped
+    (``shared.storage.subscriptions.EchoMarks``)."""
+
+    def own(
+        self, tenant: str, versions: Iterable[tuple[str, datetime]]
+    ) -> set[tuple[str, datetime]]: ...
+
+
+class DeadLetters(Protocol):
+    """Deliveries that kept failing (``shared.storage.push.DeadLetter``)."""
+
+    def put(self, record: Mapping[str, Any]) -> None: ...
+    def records(self, subscription: str | None = None) -> Iterable[tuple[str, dict[str, Any]]]: ...
+    def delete(self, name: str) -> None: ...
 
 
 #: builds (or returns) the incident source of a tenant

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import bootstrap
 from shared.api.access import Authenticator, Principal
@@ -23,9 +23,10 @@ from shared.api.ratelimit import CallerLimiter
 from shared.api.routes import handle, options_from
 from shared.core.errors import ConfigError
 from shared.core.invocation import InvocationExecutor
-from shared.defender.client import DefenderClient
-from shared.storage.jobs import JOB_CONTAINER, JobStore
-from shared.storage.queue import HUNTING_QUEUE
+from shared.storage.values import HUNTING_QUEUE
+
+if TYPE_CHECKING:
+    from shared.defender.client import DefenderClient
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def _build_backend(services: bootstrap.Services, in_process: bool) -> Backend:
         client_for=services.client_for,
         user_client_for=lambda caller, tenant: user_client(services, caller, tenant),
         enqueue_ingest=enqueue,
-        jobs=JobStore(services.blob_service.get_container_client(JOB_CONTAINER)),
+        jobs=services.jobs(),
         submit_job=submit,
         background=pool.submit,
         subscriptions=services.subscriptions(),

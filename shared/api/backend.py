@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from shared.api.ratelimit import CallerLimiter
     from shared.core.settings import Settings
     from shared.defender.client import DefenderClient
-    from shared.storage.jobs import Job, JobStore
-    from shared.storage.queue import IngestRequest
+    from shared.storage.jobs import JobStore
     from shared.storage.subscriptions import SubscriptionStore
     from shared.storage.tenants import ConsentStateStore
+    from shared.storage.values import IngestRequest, Job
     from shared.usecases.fanout import TenantStatus
     from shared.usecases.push.delivery import Callbacks
 

@@ -42,8 +42,7 @@ from shared.defender.slices import from_us, to_us
 from shared.defender.values import canonical_severity, canonical_status
 from shared.push.keys import SIGNATURE_HEADER
 from shared.push.messages import Filter, is_subscription_id
-from shared.storage.jobs import Job, valid_job_id
-from shared.storage.queue import IngestRequest
+from shared.storage.values import IngestRequest, Job, valid_job_id
 from shared.usecases import incidents as usecases
 from shared.usecases.hunting import ParameterError, templates
 
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     from shared.api.backend import Backend
     from shared.defender.client import DefenderClient
     from shared.defender.model import Incident
-    from shared.storage.jobs import Job
+    from shared.storage.values import Job
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,7 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
+from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, services, tenant_ids
 from shared.core.errors import ConfigError, StorageError
 from shared.defender.values import canonical_severity, canonical_status
 from shared.push.messages import Filter
@@ -61,7 +60,7 @@ def register(commands: Any) -> None:
 
 def _require_key() -> None:
 
-    if bootstrap.services().settings.api_signing_key is None:
+    if services().settings.api_signing_key is None:
         raise ConfigError("push needs the API_SIGNING_KEY setting")
 
 
@@ -78,7 +77,7 @@ def run_add(args: argparse.Namespace, out: TextIO) -> int:
             tuple(args.tag or ()),
             tenant_ids(args.tenant, ()) if args.tenant else None,
         )
-        svc = bootstrap.services()
+        svc = services()
         target = svc.push_callbacks().check(url)
     except ConfigError as exc:  # a refused callback is the argument's problem, not a setting's
         print(f"error: python -m shared subscriptions add: {exc}", file=sys.stderr)
@@ -94,7 +93,7 @@ def run_add(args: argparse.Namespace, out: TextIO) -> int:
 def run_list(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions list``."""
 
-    svc = bootstrap.services()
+    svc = services()
     now = svc.clock()
     subs = sorted(svc.subscriptions().all(), key=lambda s: s.created)
     rows = [{**s.describe(), **s.health(now)} for s in subs]
@@ -122,7 +121,7 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 def _push_queue() -> Any:
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    service = bootstrap.services().queue_service
+    service = services().queue_service
     if service is None:
         raise ConfigError("no queue service configured")
     return service.get_queue_client(
@@ -138,7 +137,7 @@ def run_deliver(args: argparse.Namespace, out: TextIO) -> int:
 
     _require_key()
     queue = _push_queue()
-    worker = bootstrap.services().push_worker()
+    worker = services().push_worker()
     try:
         report = worker.drain(
             lambda: list(queue.receive_messages(max_messages=32, visibility_timeout=300)),
@@ -164,7 +163,7 @@ def run_redrive(args: argparse.Namespace, out: TextIO) -> int:
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
     _require_key()
-    svc = bootstrap.services()
+    svc = services()
     requeued, left = svc.push_worker().redrive(args.subscription)
     poison = 0
     if not args.subscription and svc.queue_service is not None:
@@ -200,6 +199,6 @@ def run_rekey(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions rekey``."""
 
     _require_key()
-    changed = bootstrap.services().subscriptions().rekey()
+    changed = services().subscriptions().rekey()
     out.write(f"{changed} subscription(s) sealed under the current key\n")
     return EXIT_OK

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msal
 import requests
 
-from shared.core.errors import AuthError, CallerTokenError, ConfigError, ConsentError
-from shared.core.settings import parse_tenant_list
+from shared.core.errors import AuthError, CallerTokenError, ConsentError
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
 from shared.defender.session import build_session
@@ -321,18 +320,3 @@ def _msal_error(what: str, result: Mapping[str, Any], tenant: str) -> AuthError:
         correlation_id=_text(result.get("correlation_id")),
         tenant=tenant,
     )
-
-
-def require_tenant(tenant: str | None, settings: Settings) -> str:
-    """The tenant a user command acts in: the one given, or the home tenant.
-
-    Raises:
-        ConfigError: the given tenant is not a GUID.
-    """
-    if not tenant:
-        return settings.tenant_id
-
-    try:
-        return parse_tenant_list(tenant)[0]
-    except (ValueError, IndexError):
-        raise ConfigError(f"--tenant: not a tenant GUID: {tenant!r}") from None

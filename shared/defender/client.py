@@ -49,6 +49,7 @@ from shared.defender.model import (
     Alert,
     HuntingResult,
     Incident,
+    SlicePage,
     normalize,
     normalize_alert,
     normalize_hunting,
@@ -139,25 +140,6 @@ class IncidentPage:
 
     incidents: list[Incident]
     page: Page
-
-
-@dataclass(frozen=True, slots=True)
-class SlicePage:
-    """The one answer to a slice request: raw items, the service's link, ``@odata.count``.
-
-    ``full`` is what the slice planner needs: a nextLink, or as many items as ``top``.
-    """
-
-    items: list[dict[str, Any]]
-    next_link: str | None
-    count: int | None
-    top: int
-    expanded: bool
-
-    @property
-    def full(self) -> bool:
-        """Whether this answer cannot prove its slice complete."""
-        return self.next_link is not None or len(self.items) >= self.top
 
 
 #: incident ids per ``alerts_v2`` request when alerts are fetched apart from their incidents

@@ -252,3 +252,22 @@ def normalize_hunting(raw: Any, api: ApiKind, *, row_limit: int = 100_000) -> Hu
         raw=raw,
         truncated=len(results) >= row_limit,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePage:
+    """The one answer to a slice request: raw items, the service's link, ``@odata.count``.
+
+    ``full`` is what the slice planner needs: a nextLink, or as many items as ``top``.
+    """
+
+    items: list[dict[str, Any]]
+    next_link: str | None
+    count: int | None
+    top: int
+    expanded: bool
+
+    @property
+    def full(self) -> bool:
+        """Whether this answer cannot prove its slice complete."""
+        return self.next_link is not None or len(self.items) >= self.top

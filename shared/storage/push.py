@@ -4,7 +4,7 @@ read back as a delivery shows them (for ``ref`` items: incidents too large for a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,13 +12,8 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import StorageError
-from shared.storage import create_container_if_not_exists
-
-DEADLETTER_CONTAINER = "defender-push-deadletter"
-
-#: the incident table row of ``(tenant, incident id)`` as an incident row with its version, or
-#: None (``ref`` items: incidents too large for a message)
-RowReader = Callable[[str, str], tuple[dict[str, Any], str] | None]
+from shared.storage.containers import create_container_if_not_exists
+from shared.storage.values import RowReader
 
 
 class DeadLetter:

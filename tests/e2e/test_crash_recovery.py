@@ -14,9 +14,10 @@ from shared.bootstrap import build
 from shared.core.errors import StorageError
 from shared.core.settings import Settings
 from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
+from shared.storage.archive import IncidentArchive
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
-from shared.storage.table import IncidentTable, RowVersion
+from shared.storage.table import IncidentTable
+from shared.storage.values import PlannedBlob, RowVersion, StoredVersion
 from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
 from testkit.storage_view import (
     archived_lines,

@@ -13,9 +13,10 @@ import pytest
 from shared.bootstrap import build
 from shared.core.settings import Settings
 from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
-from shared.storage.archive import IncidentArchive, StoredVersion
+from shared.storage.archive import IncidentArchive
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore
-from shared.storage.table import IncidentTable, RowVersion
+from shared.storage.table import IncidentTable
+from shared.storage.values import RowVersion, StoredVersion
 from shared.usecases.ingest import Ingestor, IngestStores, RunOptions
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions

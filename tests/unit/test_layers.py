@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from testkit.imports import cycles, first_party_files, import_graph, imports_of, module_name
+from testkit.imports import (
+    cycles,
+    first_party_files,
+    import_graph,
+    imports_of,
+    module_name,
+    outside_imports,
+    path_to,
+    reached,
+    runtime_graph,
+)
 
 # Floors, lowest first. A module belongs to the floor of its longest matching prefix. A module
 # may import from its own floor and from any floor below; never from one above.
@@ -111,6 +121,123 @@ def sdk_imports(floor: str) -> list[str]:
 def test_use_cases_import_no_sdk() -> None:
     found = sdk_imports("usecases")
     assert not found, "use cases importing an SDK:\n" + "\n".join(found)
+
+
+# What a module loads when it runs (testkit.imports.runtime_graph): its imports at module top and
+# inside functions (a function-local import still loads its SDK the first time the function is
+# called, so a use case reaching such a wing module would load the SDK mid-run), and the packages
+# above each module it imports. Imports under ``if TYPE_CHECKING:`` never run and are not
+# followed: a use case may name an adapter's type in an annotation (docs/architecture.md says
+# where that is still the case).
+
+
+def sdk_loaders() -> dict[str, set[str]]:
+    """First-party module -> the SDKs it imports itself when it runs (top or in a function)."""
+    found = {}
+    for path in first_party_files():
+        sdks = {n for n in outside_imports(path, runtime=True) if n in SDKS}
+        if sdks:
+            found[module_name(path)] = sdks
+    return found
+
+
+def loaded_sdks(graph: dict[str, set[str]], loaders: dict[str, set[str]], module: str) -> list[str]:
+    """``chain -> sdk`` for every module ``module`` loads (itself and its packages included)
+    that imports an SDK; empty when running ``module`` loads none."""
+    packages = [module.rsplit(".", i)[0] for i in range(module.count(".") + 1)]
+    problems = []
+    for start in packages:
+        parent = reached(graph, start)
+        for target in sorted(set(parent) & set(loaders)):
+            chain = " -> ".join(path_to(parent, target))
+            problems.append(f"{chain} ({', '.join(sorted(loaders[target]))})")
+    return sorted(set(problems))
+
+
+#: what the SDK-free rule covers: every use case, and the ports they are written against
+SDK_FREE = ("usecases", "ports")
+
+
+def test_use_cases_load_no_sdk() -> None:
+    """No use case, and not the ports, loads an SDK, through any first-party module."""
+    graph, loaders = runtime_graph(), sdk_loaders()
+    problems = [
+        problem
+        for module in sorted(graph)
+        if floor_of(module) in SDK_FREE
+        for problem in loaded_sdks(graph, loaders, module)
+    ]
+    assert not problems, "use cases or ports that load an SDK:\n" + "\n".join(problems)
+
+
+#: wing modules that do I/O without an SDK of ``SDKS`` (the webhook POST on the standard
+#: library's HTTP client): adapters all the same, kept from the faces
+STDLIB_ADAPTERS = ("shared.push.transport",)
+
+
+def face_adapter_imports(graph: dict[str, set[str]], loaders: dict[str, set[str]]) -> list[str]:
+    """``face -> wing module`` for every wing module a face imports (when it runs) that is an
+    adapter: it loads an SDK (itself or through what it imports), or is in STDLIB_ADAPTERS."""
+    problems = []
+    for module, targets in sorted(graph.items()):
+        if floor_of(module) != "faces":
+            continue
+        for target in sorted(targets):
+            if floor_of(target) != "wings":
+                continue
+            if target in STDLIB_ADAPTERS or loaded_sdks(graph, loaders, target):
+                problems.append(f"{module} -> {target}")
+    return problems
+
+
+def test_faces_import_no_wing_adapter() -> None:
+    """A face reaches the wings through a use case or the composition root; it may read a
+    wing's values (SDK-free modules: vocabularies, records, pure parsing), never an adapter."""
+    problems = face_adapter_imports(runtime_graph(), sdk_loaders())
+    assert not problems, "faces importing a wing adapter:\n" + "\n".join(problems)
+
+
+def test_the_sdk_rules_can_fail() -> None:
+    """A use case reaching an SDK through a value module's function-local import is caught
+    (with its chain), and so is a face importing an adapter; a TYPE_CHECKING-only edge is not
+    in the runtime graph, so it is not followed."""
+    graph = {
+        "shared.usecases.x": {"shared.storage.values", "shared.usecases"},
+        "shared.usecases": set(),
+        "shared.storage.values": {"shared.storage.queue", "shared.storage"},
+        "shared.storage.queue": set(),
+        "shared.storage": set(),
+        "shared.cli.y": {"shared.storage.queue", "shared.storage.values"},
+    }
+    loaders = {"shared.storage.queue": {"azure"}}
+    assert loaded_sdks(graph, loaders, "shared.usecases.x") == [
+        "shared.usecases.x -> shared.storage.values -> shared.storage.queue (azure)"
+    ]
+    assert loaded_sdks(graph, loaders, "shared.storage.values") != []
+    assert face_adapter_imports(graph, loaders) == [
+        "shared.cli.y -> shared.storage.queue",
+        "shared.cli.y -> shared.storage.values",
+    ]
+    graph["shared.storage.values"] = {"shared.storage"}
+    assert loaded_sdks(graph, loaders, "shared.usecases.x") == []
+    assert face_adapter_imports(graph, loaders) == ["shared.cli.y -> shared.storage.queue"]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import azure.core", {"azure"}),
+        ("def f():\n    from msal import x", {"msal"}),
+        ("if TYPE_CHECKING:\n    import requests", set()),
+        ("if TYPE_CHECKING:\n    import requests\nelse:\n    import urllib3", {"urllib3"}),
+        ("if typing.TYPE_CHECKING:\n    import requests", set()),
+        ("from . import azure", set()),
+    ],
+)
+def test_runtime_imports_are_read(tmp_path: Path, source: str, expected: set[str]) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(source, encoding="utf-8")
+    assert outside_imports(path, runtime=True) & set(SDKS) == expected
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from shared.core.clock import Clock, format_utc, parse_utc
 from shared.core.errors import ThrottledError, TransientError, UnexpectedResponseError
 from shared.core.surfaces import SKIP_LIMIT, surface
-from shared.defender.client import SlicePage
+from shared.defender.model import SlicePage
 from shared.defender.slices import Item, Listing, PairPasses, SliceRequest
 from shared.ports import CheckpointStore
 from shared.usecases.ingest.budget import Budget

@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.core.clock import Clock, format_utc
 from shared.core.errors import AuthError, BridgeError, ConsentError
 from shared.credentials.claims import ClaimsError, check_roles, decode_claims
-from shared.credentials.sources import ClientCredentialSource
-from shared.credentials.tokens import AppTokenProvider
-from shared.storage.tenants import TenantEntry
+from shared.storage.values import TenantEntry
+
+if TYPE_CHECKING:
+    # types only: the composition root passes the real source and token provider
+    from shared.credentials.sources import ClientCredentialSource
+    from shared.credentials.tokens import AppTokenProvider
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
