@@ -33,7 +33,7 @@ from azure.storage.queue import QueueServiceClient
 from requests.adapters import HTTPAdapter
 
 from shared.core.clock import Clock, utc_now
-from shared.core.errors import BridgeError, StorageError
+from shared.core.errors import BridgeError, ConfigError, StorageError
 from shared.core.retirement import api_notice
 from shared.core.settings import Settings, load
 from shared.core.surfaces import ApiKind
@@ -62,7 +62,7 @@ from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, Quarantine
 from shared.storage.containers import create_container_if_not_exists
 from shared.storage.jobs import JobStore
-from shared.storage.push import DeadLetter, table_rows
+from shared.storage.push import DeadLetter, PushBacklog, table_rows
 from shared.storage.queue import IngestQueue, QueueSender
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore, leased_tenants
 from shared.storage.subscriptions import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
@@ -74,6 +74,7 @@ from shared.usecases.doctor import http_auth_notes
 from shared.usecases.fanout import Fanout
 from shared.usecases.ingest import Ingestor, IngestStores, Notify, RunOptions
 from shared.usecases.push.delivery import Callbacks, PushOptions, PushWorker
+from shared.usecases.push.outbox import POISON_QUEUE as PUSH_POISON_QUEUE
 from shared.usecases.push.outbox import PUSH_QUEUE, Outbox
 
 log = logging.getLogger(__name__)
@@ -436,6 +437,16 @@ class Services:
         """The callback check shared by subscribing and sending."""
 
         return Callbacks(self.push_options(), self.push_resolver or system_resolver)
+
+    def push_backlog(self) -> PushBacklog:
+        """The push queue and its poison queue, read by the CLI (outside the Functions host).
+
+        Raises:
+            ConfigError: no queue service is configured.
+        """
+        if self.queue_service is None:
+            raise ConfigError("no queue service configured")
+        return PushBacklog(self.queue_service, PUSH_QUEUE, PUSH_POISON_QUEUE)
 
     def push_worker(self) -> PushWorker:
         """The ``defender-push`` queue handler (fan-out and delivery)."""

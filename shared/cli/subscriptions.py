@@ -20,10 +20,10 @@ import json
 from typing import Any, TextIO
 
 from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, services, tenant_ids
-from shared.core.errors import ConfigError, StorageError
+from shared.core.errors import ConfigError
 from shared.defender.values import canonical_severity, canonical_status
 from shared.push.messages import Filter
-from shared.usecases.push.outbox import POISON_QUEUE, PUSH_QUEUE
+from shared.usecases.push.outbox import PUSH_QUEUE
 
 
 def register(commands: Any) -> None:
@@ -118,35 +118,13 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FAILED if unhealthy else EXIT_OK
 
 
-def _push_queue() -> Any:
-    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
-
-    service = services().queue_service
-    if service is None:
-        raise ConfigError("no queue service configured")
-    return service.get_queue_client(
-        PUSH_QUEUE,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
-
-
 def run_deliver(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions deliver``."""
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     _require_key()
-    queue = _push_queue()
+    backlog = services().push_backlog()
     worker = services().push_worker()
-    try:
-        report = worker.drain(
-            lambda: list(queue.receive_messages(max_messages=32, visibility_timeout=300)),
-            queue.delete_message,
-        )
-    except ResourceNotFoundError:
-        report = None
-    except AzureError as exc:
-        raise StorageError(f"could not read the push queue ({type(exc).__name__})") from exc
+    report = backlog.drain(worker.drain)
     data = report.to_json() if report is not None else {"messages": 0}
     if args.json:
         json.dump(data, out, indent=2)
@@ -159,30 +137,13 @@ def run_deliver(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_redrive(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions redrive``."""
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
-    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
     _require_key()
     svc = services()
     requeued, left = svc.push_worker().redrive(args.subscription)
     poison = 0
     if not args.subscription and svc.queue_service is not None:
-        sender = svc.queue(PUSH_QUEUE)
-        client = svc.queue_service.get_queue_client(
-            POISON_QUEUE,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
-        try:
-            while batch := list(client.receive_messages(max_messages=32, visibility_timeout=300)):
-                for message in batch:
-                    sender.send(str(message.content))
-                    client.delete_message(message)
-                    poison += 1
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise StorageError(f"could not read {POISON_QUEUE} ({type(exc).__name__})") from exc
+        poison = svc.push_backlog().requeue_poison(svc.queue(PUSH_QUEUE).send)
     data = {"requeued": requeued, "poisonRequeued": poison, "leftSubscriptionGone": left}
     if args.json:
         json.dump(data, out, indent=2)

@@ -197,6 +197,23 @@ def test_faces_import_no_wing_adapter() -> None:
     assert not problems, "faces importing a wing adapter:\n" + "\n".join(problems)
 
 
+#: the one framework a face may import itself: the Functions face's own (triggers, bindings)
+FACE_FRAMEWORKS = ("azure.functions",)
+
+
+def test_faces_import_no_sdk_but_their_framework() -> None:
+    """A face that needs storage, Entra or Defender asks the composition root for an adapter;
+    it never talks to an SDK itself."""
+    found = [
+        line
+        for line in sdk_imports("faces")
+        if not any(
+            line.endswith(f" -> {name}") or f" -> {name}." in line for name in FACE_FRAMEWORKS
+        )
+    ]
+    assert not found, "faces importing an SDK:\n" + "\n".join(found)
+
+
 def test_the_sdk_rules_can_fail() -> None:
     """A use case reaching an SDK through a value module's function-local import is caught
     (with its chain), and so is a face importing an adapter; a TYPE_CHECKING-only edge is not
