@@ -18,7 +18,10 @@ from typing import Any, Protocol
 
 from shared.core.clock import Clock
 from shared.core.surfaces import ApiKind
-from shared.defender.model import Incident, SlicePage
+from shared.defender.model import Alert, HuntingResult, Incident, SlicePage
+from shared.defender.operations import IncidentUpdate
+from shared.defender.pages import PageResult
+from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.slices import SliceRequest
 from shared.storage.values import (
     IngestMessage,
@@ -38,6 +41,7 @@ __all__ = [
     "CheckpointStore",
     "Clock",
     "DeadLetters",
+    "Defender",
     "EchoMarkStore",
     "IncidentSource",
     "IncidentTable",
@@ -80,6 +84,36 @@ class IncidentSource(Protocol):
     def alerts_of_incidents(
         self, incident_ids: list[str], *, deadline: float | None = None
     ) -> tuple[dict[str, list[dict[str, Any]]], int]: ...
+
+
+class Defender(Protocol):
+    """One tenant's Defender API for on-demand calls: incidents, alerts, advanced hunting
+    (``shared.defender.client.DefenderClient``)."""
+
+    api: ApiKind
+    base_url: str
+    tenant: str
+
+    def list_incidents(
+        self, query: IncidentQuery | None = None, *, limit: int | None = None
+    ) -> list[Incident]: ...
+    def newest_page(
+        self,
+        query: IncidentQuery,
+        *,
+        before: tuple[int, str] | None,
+        top: int,
+        max_calls: int,
+        rate: float | None = None,
+        now: datetime | None = None,
+        budget: float | None = None,
+    ) -> PageResult[Incident]: ...
+    def list_alerts(
+        self, query: AlertQuery | None = None, *, limit: int | None = None
+    ) -> list[Alert]: ...
+    def get_incident(self, incident_id: str) -> Incident: ...
+    def update_incident(self, incident_id: str, update: IncidentUpdate) -> Incident: ...
+    def hunt(self, query: str, *, timespan: str | None = None) -> HuntingResult: ...
 
 
 class Archive(Protocol):

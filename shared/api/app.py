@@ -26,7 +26,7 @@ from shared.core.invocation import InvocationExecutor
 from shared.storage.values import HUNTING_QUEUE
 
 if TYPE_CHECKING:
-    from shared.defender.client import DefenderClient
+    from shared.ports import Defender
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def authenticator(services: bootstrap.Services) -> Authenticator:
     )
 
 
-def user_client(services: bootstrap.Services, caller: Principal, tenant: str) -> DefenderClient:
+def user_client(services: bootstrap.Services, caller: Principal, tenant: str) -> Defender:
     """An API client acting on behalf of an HTTP caller (``context=user``) in ``tenant``, which
     must be the tenant of the caller's own token: a user acts only where they signed in.
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from shared.api.access import Principal
     from shared.api.ratelimit import CallerLimiter
     from shared.core.settings import Settings
-    from shared.defender.client import DefenderClient
+    from shared.ports import Defender
     from shared.storage.jobs import JobStore
     from shared.storage.subscriptions import SubscriptionStore
     from shared.storage.tenants import ConsentStateStore
@@ -58,8 +58,8 @@ class Backend:
     settings: Settings
     clock: Clock
     registered: Callable[[], tuple[str, ...]]
-    client_for: Callable[[str], DefenderClient]
-    user_client_for: Callable[[Principal, str], DefenderClient]
+    client_for: Callable[[str], Defender]
+    user_client_for: Callable[[Principal, str], Defender]
     enqueue_ingest: Callable[[IngestRequest], None]
     jobs: JobStore
     submit_job: Callable[[str, int], None]

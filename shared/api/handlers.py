@@ -48,8 +48,8 @@ from shared.usecases.hunting import ParameterError, templates
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend
-    from shared.defender.client import DefenderClient
     from shared.defender.model import Incident
+    from shared.ports import Defender
     from shared.storage.values import Job
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Context:
             raise ApiError(400, "invalid_parameter", "'context' must be app or user")
         return mode == "user"
 
-    def client(self, tenant: str) -> DefenderClient:
+    def client(self, tenant: str) -> Defender:
         """The API client for ``tenant``: the app's, or on behalf of the caller."""
         if not self.user_context:
             return self.backend.client_for(tenant)
@@ -550,7 +550,7 @@ def accepted(ctx: Context, job: Job) -> Response:
     )
 
 
-def execute_job(backend: Backend, job: Job, client: DefenderClient | None = None) -> Job:
+def execute_job(backend: Backend, job: Job, client: Defender | None = None) -> Job:
     """Run a job's hunt and save its answer (never raises for a failure of the hunt)."""
     status, result = 500, None
     try:
