@@ -46,12 +46,8 @@ from shared.credentials.sources import (
     SecretSource,
 )
 from shared.credentials.tokens import AppTokenProvider
-from shared.credentials.user import (
-    OnBehalfOfProvider,
-    SignedIn,
-    cli_token_source,
-    device_code_login,
-)
+from shared.credentials.user import OnBehalfOfProvider, cli_token_source, device_code_login
+from shared.credentials.values import SignedIn
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
 from shared.defender.session import build_session

@@ -18,13 +18,17 @@ from typing import Any, Protocol
 
 from shared.core.clock import Clock
 from shared.core.surfaces import ApiKind
+from shared.credentials.values import CredentialInfo, CredentialKind
 from shared.defender.model import Alert, HuntingResult, Incident, SlicePage
 from shared.defender.operations import IncidentUpdate
 from shared.defender.pages import PageResult
 from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.slices import SliceRequest
+from shared.push.messages import Answer, Filter
+from shared.push.target import Address, CallbackTarget
 from shared.storage.values import (
     IngestMessage,
+    Job,
     JournalNote,
     PlannedBlob,
     PoisonMessage,
@@ -37,21 +41,27 @@ from shared.storage.values import (
 )
 
 __all__ = [
+    "AppTokens",
     "Archive",
     "CheckpointStore",
     "Clock",
+    "ConsentNonces",
+    "CredentialSource",
     "DeadLetters",
     "Defender",
     "EchoMarkStore",
     "IncidentSource",
     "IncidentTable",
     "IngestQueue",
+    "Jobs",
     "Journal",
     "Lease",
     "QuarantineStore",
     "RunStates",
+    "SubscriptionAdmin",
     "Subscriptions",
     "TenantDirectory",
+    "WebhookSender",
 ]
 
 
@@ -241,12 +251,71 @@ class EchoMarkStore(Protocol):
     ) -> set[tuple[str, datetime]]: ...
 
 
+class WebhookSender(Protocol):
+    """One signed POST to a checked address (``shared.push.transport.Sender``)."""
+
+    def post(
+        self,
+        target: CallbackTarget,
+        address: Address,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        cap: float,
+    ) -> Answer: ...
+
+
 class DeadLetters(Protocol):
     """Deliveries that kept failing (``shared.storage.push.DeadLetter``)."""
 
     def put(self, record: Mapping[str, Any]) -> None: ...
     def records(self, subscription: str | None = None) -> Iterable[tuple[str, dict[str, Any]]]: ...
     def delete(self, name: str) -> None: ...
+
+
+class SubscriptionAdmin(Protocol):
+    """Push subscriptions as the HTTP API manages them
+    (``shared.storage.subscriptions.SubscriptionStore``)."""
+
+    def find(self, url: str) -> Subscription | None: ...
+    def save(self, url: str, host: str, flt: Filter) -> tuple[Subscription, bool]: ...
+    def get(self, subscription_id: str) -> Subscription | None: ...
+    def all(self) -> list[Subscription]: ...
+    def remove(self, subscription_id: str) -> None: ...
+    def secret(self, sub: Subscription) -> str: ...
+
+
+class Jobs(Protocol):
+    """Asynchronous hunting jobs (``shared.storage.jobs.JobStore``)."""
+
+    def save(self, job: Job) -> None: ...
+    def load(self, job_id: str) -> Job | None: ...
+
+
+class ConsentNonces(Protocol):
+    """The nonces of consent links already used (``shared.storage.tenants.ConsentStateStore``)."""
+
+    def used(self, nonce: str) -> bool: ...
+    def spend(self, nonce: str, *, tenant: str, when: datetime, expires: datetime) -> bool: ...
+    def release(self, nonce: str) -> None: ...
+
+
+class CredentialSource(Protocol):
+    """The app's credential as ``check`` sees it
+    (``shared.credentials.sources.ClientCredentialSource``)."""
+
+    @property
+    def kind(self) -> CredentialKind: ...
+    def describe(self) -> CredentialInfo: ...
+
+
+class AppTokens(Protocol):
+    """The app's tokens per tenant (``shared.credentials.tokens.AppTokenProvider``)."""
+
+    def token(self, tenant: str, scope: str) -> str: ...
+    def consent_url(
+        self, tenant: str, scope: str, redirect_uri: str | None = None, state: str | None = None
+    ) -> str: ...
 
 
 #: builds (or returns) the incident source of a tenant

@@ -14,7 +14,7 @@ from shared.core.settings import parse_tenant_list
 if TYPE_CHECKING:
     from shared.bootstrap import Services
     from shared.core.settings import Settings
-    from shared.credentials.user import SignedIn
+    from shared.credentials.values import SignedIn
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "iso_time", "services", "tenant_ids"]
 

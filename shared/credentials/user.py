@@ -21,7 +21,6 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -31,6 +30,7 @@ import requests
 from shared.core.errors import AuthError, CallerTokenError, ConsentError
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
+from shared.credentials.values import SignedIn
 from shared.defender.session import build_session
 
 if TYPE_CHECKING:
@@ -172,14 +172,6 @@ class PersistentTokenCache:
                     os.unlink(temp)
                 raise
             self.cache.has_state_changed = False
-
-
-@dataclass(frozen=True, slots=True)
-class SignedIn:
-    """Who signed in (never the token)."""
-
-    username: str
-    tenant: str
 
 
 def public_app(

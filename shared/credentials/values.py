@@ -1,11 +1,15 @@
 """The credentials wing's pure rules, with no SDK: what a face may use without loading MSAL.
 
-The v2 admin-consent URL an admin opens to onboard a tenant, and which tenant a user command
-acts in. The token providers (``tokens``, ``user``) import them from here (docs/architecture.md).
+The v2 admin-consent URL an admin opens to onboard a tenant, which tenant a user command acts
+in, and what ``check`` may show of the app's credential (``CredentialInfo``). The adapters
+(``tokens``, ``user``, ``sources``) import them from here (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 from urllib.parse import urlencode
 
 from shared.core.errors import ConfigError
@@ -51,3 +55,29 @@ def require_tenant(tenant: str | None, settings: Settings) -> str:
         return parse_tenant_list(tenant)[0]
     except (ValueError, IndexError):
         raise ConfigError(f"--tenant: not a tenant GUID: {tenant!r}") from None
+
+
+CredentialKind = Literal["secret", "certificate", "federated"]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialInfo:
+    """What ``check`` may show about the credential: never the value.
+
+    ``expires_on`` is the earliest of the Key Vault item's expiry and (for a certificate) the
+    certificate's own end of validity; None when nothing expires.
+    """
+
+    kind: CredentialKind
+    name: str
+    version: str | None
+    expires_on: datetime | None
+    thumbprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """Who signed in (never the token)."""
+
+    username: str
+    tenant: str

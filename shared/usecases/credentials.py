@@ -20,9 +20,7 @@ from shared.credentials.claims import ClaimsError, check_roles, decode_claims
 from shared.storage.values import TenantEntry
 
 if TYPE_CHECKING:
-    # types only: the composition root passes the real source and token provider
-    from shared.credentials.sources import ClientCredentialSource
-    from shared.credentials.tokens import AppTokenProvider
+    from shared.ports import AppTokens, CredentialSource
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -87,7 +85,7 @@ class CheckReport:
 
 
 def check_credential(
-    source: ClientCredentialSource, *, clock: Clock, warn_within: timedelta
+    source: CredentialSource, *, clock: Clock, warn_within: timedelta
 ) -> tuple[Step, str | None]:
     """Read the credential once: its status, and the fix when it failed."""
     try:
@@ -116,7 +114,7 @@ def check_credential(
     return Step("ok", f"{label}, expires {when}"), None
 
 
-def _credential_fix(source: ClientCredentialSource) -> str:
+def _credential_fix(source: CredentialSource) -> str:
     if source.kind == "federated":
         return (
             "check the Function's user-assigned managed identity (IDENTITY_ENDPOINT, "
@@ -132,7 +130,7 @@ def _credential_fix(source: ClientCredentialSource) -> str:
 def check_tenants(
     tenants: Iterable[TenantEntry],
     *,
-    tokens: AppTokenProvider,
+    tokens: AppTokens,
     scope: str,
     api: str,
     features: Sequence[str],
@@ -164,7 +162,7 @@ def check_tenants(
 
 def _check_one(
     entry: TenantEntry,
-    tokens: AppTokenProvider,
+    tokens: AppTokens,
     scope: str,
     api: str,
     features: Sequence[str],

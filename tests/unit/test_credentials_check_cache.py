@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from shared.core.errors import SecretAccessError
-from shared.credentials.sources import CredentialInfo, CredentialKind
 from shared.credentials.user import PersistentTokenCache
+from shared.credentials.values import CredentialInfo, CredentialKind
 from shared.usecases.credentials import (
     CheckReport,
     Step,

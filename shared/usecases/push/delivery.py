@@ -42,7 +42,7 @@ from typing import Any
 
 from shared.core.clock import Clock, format_utc, parse_utc
 from shared.core.errors import BridgeError, CallbackRefusedError, StorageError
-from shared.ports import DeadLetters, EchoMarkStore, Subscriptions
+from shared.ports import DeadLetters, EchoMarkStore, Subscriptions, WebhookSender
 from shared.push.keys import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -64,7 +64,6 @@ from shared.push.messages import (
     parse,
 )
 from shared.push.target import Address, CallbackTarget, Resolver, check_addresses, parse_callback
-from shared.push.transport import Sender
 from shared.storage.values import DROPPED, RowReader, Subscription, active, revived
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,7 @@ class PushWorker:
         dead_letter: DeadLetters,
         rows: RowReader,
         callbacks: Callbacks,
-        sender: Sender,
+        sender: WebhookSender,
         options: PushOptions,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
