@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
 # The composition root imports every wing, and so every SDK. ``function_app.py`` (indexed by
-# the Functions host, where import time counts) and ``shared.worker`` therefore import this
-# module only on first use; everything else imports it at the top.
+# the Functions host, where import time counts), ``shared.worker`` and the CLI
+# (``shared.cli.common``: ``--help`` must not pay for it) therefore import this module only on
+# first use; the HTTP face's wiring (``shared.api.app``) imports it at the top.
 import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError

@@ -43,28 +43,34 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def import_nodes(tree: ast.AST, *, runtime: bool = False) -> Iterator[ast.Import | ast.ImportFrom]:
+def import_nodes(
+    tree: ast.AST, *, runtime: bool = False, at_import: bool = False
+) -> Iterator[ast.Import | ast.ImportFrom]:
     """Every import statement of ``tree``; with ``runtime``, not those under
-    ``if TYPE_CHECKING:`` (its ``else`` branch runs, so it is kept)."""
+    ``if TYPE_CHECKING:`` (its ``else`` branch runs, so it is kept); with ``at_import`` (which
+    implies ``runtime``), also not those inside a function: what importing the module runs."""
+    runtime = runtime or at_import
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
+        elif at_import and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
         elif runtime and isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.orelse:
                 if isinstance(child, ast.Import | ast.ImportFrom):
                     yield child
                 else:
-                    yield from import_nodes(child, runtime=runtime)
+                    yield from import_nodes(child, runtime=runtime, at_import=at_import)
         else:
-            yield from import_nodes(node, runtime=runtime)
+            yield from import_nodes(node, runtime=runtime, at_import=at_import)
 
 
-def outside_imports(path: Path, *, runtime: bool = False) -> set[str]:
+def outside_imports(path: Path, *, runtime: bool = False, at_import: bool = False) -> set[str]:
     """The top-level names of the absolute imports of ``path`` (``azure`` for
-    ``from azure.core import x``), first-party ones included."""
+    ``from azure.core import x``), first-party ones included (``import_nodes`` says which)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
-    for node in import_nodes(tree, runtime=runtime):
+    for node in import_nodes(tree, runtime=runtime, at_import=at_import):
         if isinstance(node, ast.Import):
             found |= {alias.name.split(".")[0] for alias in node.names}
         elif not node.level and node.module:
@@ -72,13 +78,16 @@ def outside_imports(path: Path, *, runtime: bool = False) -> set[str]:
     return found
 
 
-def imports_of(path: Path, module: str, known: set[str], *, runtime: bool = False) -> set[str]:
+def imports_of(
+    path: Path, module: str, known: set[str], *, runtime: bool = False, at_import: bool = False
+) -> set[str]:
     """The first-party modules ``path`` imports (``from a import b`` counts ``a.b`` when that
-    is a module, else ``a``); with ``runtime``, only the imports that run (``import_nodes``)."""
+    is a module, else ``a``); with ``runtime`` or ``at_import``, only the imports that run
+    (``import_nodes``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     is_package = path.name == "__init__.py"
     found: set[str] = set()
-    for node in import_nodes(tree, runtime=runtime):
+    for node in import_nodes(tree, runtime=runtime, at_import=at_import):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -109,15 +118,15 @@ def import_graph() -> dict[str, set[str]]:
 
 
 @functools.cache
-def runtime_graph() -> dict[str, set[str]]:
-    """What each first-party module loads when imported or run: ``imports_of`` with
-    ``runtime``, plus the packages above each module imported (``a.b.c`` runs ``a`` and
-    ``a.b``)."""
+def runtime_graph(*, at_import: bool = False) -> dict[str, set[str]]:
+    """What each first-party module loads when run (with ``at_import``: when imported, its
+    functions not called): ``imports_of`` with ``runtime``, plus the packages above each
+    module imported (``a.b.c`` runs ``a`` and ``a.b``)."""
     files = {module_name(p): p for p in first_party_files()}
     known = set(files)
     graph: dict[str, set[str]] = {}
     for module, path in files.items():
-        targets = imports_of(path, module, known, runtime=True)
+        targets = imports_of(path, module, known, runtime=True, at_import=at_import)
         parents = {t.rsplit(".", i)[0] for t in targets for i in range(1, t.count(".") + 1)}
         graph[module] = (targets | parents) & known - {module}
     return graph

@@ -232,6 +232,19 @@ def test_every_allowed_adapter_import_is_still_there() -> None:
     assert set(ADAPTER_NAMED_BY) <= present, set(ADAPTER_NAMED_BY) - present
 
 
+def test_importing_the_cli_loads_no_sdk() -> None:
+    """``python -m shared --help`` (and a usage error) imports the CLI and nothing it defers:
+    the composition root and every SDK are imported when a command first needs a service."""
+    graph = runtime_graph(at_import=True)
+    loaders: dict[str, set[str]] = {}
+    for path in first_party_files():
+        sdks = {n for n in outside_imports(path, at_import=True) if n in SDKS}
+        if sdks:
+            loaders[module_name(path)] = sdks
+    problems = loaded_sdks(graph, loaders, "shared.__main__")
+    assert not problems, "importing the CLI loads an SDK:\n" + "\n".join(problems)
+
+
 #: the one framework a face may import itself: the Functions face's own (triggers, bindings)
 FACE_FRAMEWORKS = ("azure.functions",)
 
@@ -298,6 +311,8 @@ def test_runtime_imports_are_read(tmp_path: Path, source: str, expected: set[str
     path = tmp_path / "m.py"
     path.write_text(source, encoding="utf-8")
     assert outside_imports(path, runtime=True) & set(SDKS) == expected
+    at_import = set() if source.startswith("def ") else expected
+    assert outside_imports(path, at_import=True) & set(SDKS) == at_import
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
