@@ -28,6 +28,8 @@ from shared.core.surfaces import ApiKind, surface
 from shared.defender.model import Incident
 from shared.push.messages import Breaker, Filter
 
+# The archive (``archive``): where each version goes, decided before anything is written.
+
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
@@ -83,6 +85,8 @@ def quarantine_name(tenant: str, record: Any, day: str) -> str:
     return f"quarantine/tenant={tenant}/date={day}/q-{digest}.json"
 
 
+# The incident table (``table``, ``batch``).
+
 #: the service's limit on operations in one entity-group transaction
 TRANSACTION_SIZE = 100
 
@@ -111,6 +115,9 @@ def is_stored(row: RowVersion | None, incident: Incident) -> bool:
     if row.version and row.version == version_text(incident):
         return True
     return row.last_update >= incident.last_update
+
+
+# Checkpoints and the write-ahead journal (``state``).
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,8 @@ class JournalNote:
     blobs: tuple[str, ...] = ()
     created: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+
+# Queues (``queue``): names and the ingest message.
 
 INGEST_QUEUE = "defender-ingest"
 
@@ -271,6 +280,9 @@ class PoisonMessage:
         return self.message.tenant if self.message else None
 
 
+# The tenant registry and run states (``tenants``).
+
+
 @dataclass(frozen=True, slots=True)
 class TenantEntry:
     """One tenant the app may serve."""
@@ -352,6 +364,8 @@ class RunState:
         return self.hold_until is not None and self.hold_until > now
 
 
+# The push worker's storage (``push``).
+
 DEADLETTER_CONTAINER = "defender-push-deadletter"
 
 
@@ -359,6 +373,8 @@ DEADLETTER_CONTAINER = "defender-push-deadletter"
 #: None (``ref`` items: incidents too large for a message)
 RowReader = Callable[[str, str], tuple[dict[str, Any], str] | None]
 
+
+# Asynchronous hunting jobs (``jobs``).
 
 JOB_CONTAINER = "defender-hunting-jobs"
 
@@ -429,6 +445,8 @@ def valid_job_id(text: str) -> bool:
     """Whether ``text`` has the shape of a job id (32 lowercase hex digits)."""
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
+
+# Push subscriptions (``subscriptions``).
 
 ACTIVE, DROPPED = "active", "dropped"
 
