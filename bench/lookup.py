@@ -26,9 +26,8 @@ from azure.data.tables import TableServiceClient
 
 from emulator.azurite import Azurite
 from shared.defender.model import normalize
-from shared.storage.archive import placed, plan
-from shared.storage.batch import TRANSACTION_SIZE
 from shared.storage.table import IncidentTable
+from shared.storage.values import TRANSACTION_SIZE, placed, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "lookup.json"

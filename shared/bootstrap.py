@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 # The composition root imports every wing, and so every SDK. ``function_app.py`` (indexed by
-# the Functions host, where import time counts) and ``shared.worker`` therefore import this
-# module only on first use; everything else imports it at the top.
+# the Functions host, where import time counts), ``shared.worker`` and the CLI
+# (``shared.cli.common``: ``--help`` must not pay for it) therefore import this module only on
+# first use; the HTTP face's wiring (``shared.api.app``) imports it at the top.
 import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
@@ -33,7 +34,7 @@ from azure.storage.queue import QueueServiceClient
 from requests.adapters import HTTPAdapter
 
 from shared.core.clock import Clock, utc_now
-from shared.core.errors import BridgeError, StorageError
+from shared.core.errors import BridgeError, ConfigError, StorageError
 from shared.core.retirement import api_notice
 from shared.core.settings import Settings, load
 from shared.core.surfaces import ApiKind
@@ -46,31 +47,31 @@ from shared.credentials.sources import (
     SecretSource,
 )
 from shared.credentials.tokens import AppTokenProvider
-from shared.credentials.user import OnBehalfOfProvider, cli_token_source
+from shared.credentials.user import OnBehalfOfProvider, cli_token_source, device_code_login
+from shared.credentials.values import SignedIn
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
 from shared.defender.session import build_session
 from shared.push.keys import PushKeys
 from shared.push.target import Resolver, system_resolver
 from shared.push.transport import Connect, Sender, tls_context
-from shared.storage import (
-    INCIDENT_CONTAINER,
-    INCIDENT_TABLE,
-    STATE_CONTAINER,
-    create_container_if_not_exists,
-)
+from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive, Quarantine
-from shared.storage.push import DEADLETTER_CONTAINER, DeadLetter, table_rows
+from shared.storage.containers import create_container_if_not_exists
+from shared.storage.jobs import JobStore
+from shared.storage.push import DeadLetter, PushBacklog, table_rows
 from shared.storage.queue import IngestQueue, QueueSender
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore, leased_tenants
 from shared.storage.subscriptions import SUBSCRIPTION_TABLE, EchoMarks, SubscriptionStore
 from shared.storage.table import IncidentTable
-from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantEntry, TenantRegistry
+from shared.storage.tenants import ConsentStateStore, RunStateStore, TenantRegistry
+from shared.storage.values import DEADLETTER_CONTAINER, JOB_CONTAINER, TenantEntry
 from shared.telemetry import recorder
 from shared.usecases.doctor import http_auth_notes
 from shared.usecases.fanout import Fanout
 from shared.usecases.ingest import Ingestor, IngestStores, Notify, RunOptions
 from shared.usecases.push.delivery import Callbacks, PushOptions, PushWorker
+from shared.usecases.push.outbox import POISON_QUEUE as PUSH_POISON_QUEUE
 from shared.usecases.push.outbox import PUSH_QUEUE, Outbox
 
 log = logging.getLogger(__name__)
@@ -384,6 +385,11 @@ class Services:
         self._ensure_registry()
         return ConsentStateStore(self.table_service.get_table_client(self.settings.tenant_table))
 
+    def jobs(self) -> JobStore:
+        """The asynchronous hunting jobs (blobs of the data account)."""
+
+        return JobStore(self.blob_service.get_container_client(JOB_CONTAINER))
+
     def queue(self, name: str) -> QueueSender:
         """A sender to one queue of the data account."""
 
@@ -436,6 +442,16 @@ class Services:
         """The callback check shared by subscribing and sending."""
 
         return Callbacks(self.push_options(), self.push_resolver or system_resolver)
+
+    def push_backlog(self) -> PushBacklog:
+        """The push queue and its poison queue, read by the CLI (outside the Functions host).
+
+        Raises:
+            ConfigError: no queue service is configured.
+        """
+        if self.queue_service is None:
+            raise ConfigError("no queue service configured")
+        return PushBacklog(self.queue_service, PUSH_QUEUE, PUSH_POISON_QUEUE)
 
     def push_worker(self) -> PushWorker:
         """The ``defender-push`` queue handler (fan-out and delivery)."""
@@ -578,6 +594,13 @@ def storage_transport_options() -> dict[str, Any]:
     """Client options giving a storage SDK client the process's shared storage pool."""
 
     return {"transport": RequestsTransport(session=_storage_session(), session_owner=False)}
+
+
+def device_code_sign_in(settings: Settings, tenant: str, *, out: TextIO) -> SignedIn:
+    """Sign a user in to ``tenant`` with the device code flow, for the CLI's ``--as-user``
+    (``shared.credentials.user.device_code_login``; Entra's instruction goes to ``out``). Needs
+    the settings only, not the services: ``login`` works before storage is set up."""
+    return device_code_login(settings, tenant, settings.api_scope, out=out)
 
 
 def client_credential(

@@ -18,27 +18,50 @@ from typing import Any, Protocol
 
 from shared.core.clock import Clock
 from shared.core.surfaces import ApiKind
-from shared.defender.client import SlicePage
-from shared.defender.model import Incident
+from shared.credentials.values import CredentialInfo, CredentialKind
+from shared.defender.model import Alert, HuntingResult, Incident, SlicePage
+from shared.defender.operations import IncidentUpdate
+from shared.defender.pages import PageResult
+from shared.defender.queries import AlertQuery, IncidentQuery
 from shared.defender.slices import SliceRequest
-from shared.storage.archive import PlannedBlob, StoredVersion
-from shared.storage.queue import IngestMessage, PoisonMessage
-from shared.storage.state import JournalNote, Watermark
-from shared.storage.table import RowVersion
-from shared.storage.tenants import RunState, TenantEntry
+from shared.push.messages import Answer, Filter
+from shared.push.target import Address, CallbackTarget
+from shared.storage.values import (
+    IngestMessage,
+    Job,
+    JournalNote,
+    PlannedBlob,
+    PoisonMessage,
+    RowVersion,
+    RunState,
+    StoredVersion,
+    Subscription,
+    TenantEntry,
+    Watermark,
+)
 
 __all__ = [
+    "AppTokens",
     "Archive",
     "CheckpointStore",
     "Clock",
+    "ConsentNonces",
+    "CredentialSource",
+    "DeadLetters",
+    "Defender",
+    "EchoMarkStore",
     "IncidentSource",
     "IncidentTable",
     "IngestQueue",
+    "Jobs",
     "Journal",
     "Lease",
     "QuarantineStore",
     "RunStates",
+    "SubscriptionAdmin",
+    "Subscriptions",
     "TenantDirectory",
+    "WebhookSender",
 ]
 
 
@@ -71,6 +94,36 @@ class IncidentSource(Protocol):
     def alerts_of_incidents(
         self, incident_ids: list[str], *, deadline: float | None = None
     ) -> tuple[dict[str, list[dict[str, Any]]], int]: ...
+
+
+class Defender(Protocol):
+    """One tenant's Defender API for on-demand calls: incidents, alerts, advanced hunting
+    (``shared.defender.client.DefenderClient``)."""
+
+    api: ApiKind
+    base_url: str
+    tenant: str
+
+    def list_incidents(
+        self, query: IncidentQuery | None = None, *, limit: int | None = None
+    ) -> list[Incident]: ...
+    def newest_page(
+        self,
+        query: IncidentQuery,
+        *,
+        before: tuple[int, str] | None,
+        top: int,
+        max_calls: int,
+        rate: float | None = None,
+        now: datetime | None = None,
+        budget: float | None = None,
+    ) -> PageResult[Incident]: ...
+    def list_alerts(
+        self, query: AlertQuery | None = None, *, limit: int | None = None
+    ) -> list[Alert]: ...
+    def get_incident(self, incident_id: str) -> Incident: ...
+    def update_incident(self, incident_id: str, update: IncidentUpdate) -> Incident: ...
+    def hunt(self, query: str, *, timespan: str | None = None) -> HuntingResult: ...
 
 
 class Archive(Protocol):
@@ -174,6 +227,95 @@ class IngestQueue(Protocol):
     def drain_poison(self, *, hold_seconds: int = 300) -> Iterator[tuple[PoisonMessage, Any]]: ...
     def delete_poison(self, receipt: Any) -> None: ...
     def release_poison(self, receipt: Any) -> None: ...
+
+
+class Subscriptions(Protocol):
+    """Push subscriptions, callback URLs sealed
+    (``shared.storage.subscriptions.SubscriptionStore``)."""
+
+    def all(self) -> list[Subscription]: ...
+    def get(self, subscription_id: str) -> Subscription | None: ...
+    def update(
+        self, subscription_id: str, change: Callable[[Subscription], Subscription | None]
+    ) -> Subscription | None: ...
+    def callback_url(self, sub: Subscription) -> str: ...
+    def secret(self, sub: Subscription) -> str: ...
+
+
+class EchoMarkStore(Protocol):
+    """The versions this app wrote itself, so pushing them back is skipped
+    (``shared.storage.subscriptions.EchoMarks``)."""
+
+    def own(
+        self, tenant: str, versions: Iterable[tuple[str, datetime]]
+    ) -> set[tuple[str, datetime]]: ...
+
+
+class WebhookSender(Protocol):
+    """One signed POST to a checked address (``shared.push.transport.Sender``)."""
+
+    def post(
+        self,
+        target: CallbackTarget,
+        address: Address,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        cap: float,
+    ) -> Answer: ...
+
+
+class DeadLetters(Protocol):
+    """Deliveries that kept failing (``shared.storage.push.DeadLetter``)."""
+
+    def put(self, record: Mapping[str, Any]) -> None: ...
+    def records(self, subscription: str | None = None) -> Iterable[tuple[str, dict[str, Any]]]: ...
+    def delete(self, name: str) -> None: ...
+
+
+class SubscriptionAdmin(Protocol):
+    """Push subscriptions as the HTTP API manages them
+    (``shared.storage.subscriptions.SubscriptionStore``)."""
+
+    def find(self, url: str) -> Subscription | None: ...
+    def save(self, url: str, host: str, flt: Filter) -> tuple[Subscription, bool]: ...
+    def get(self, subscription_id: str) -> Subscription | None: ...
+    def all(self) -> list[Subscription]: ...
+    def remove(self, subscription_id: str) -> None: ...
+    def secret(self, sub: Subscription) -> str: ...
+
+
+class Jobs(Protocol):
+    """Asynchronous hunting jobs (``shared.storage.jobs.JobStore``)."""
+
+    def save(self, job: Job) -> None: ...
+    def load(self, job_id: str) -> Job | None: ...
+
+
+class ConsentNonces(Protocol):
+    """The nonces of consent links already used (``shared.storage.tenants.ConsentStateStore``)."""
+
+    def used(self, nonce: str) -> bool: ...
+    def spend(self, nonce: str, *, tenant: str, when: datetime, expires: datetime) -> bool: ...
+    def release(self, nonce: str) -> None: ...
+
+
+class CredentialSource(Protocol):
+    """The app's credential as ``check`` sees it
+    (``shared.credentials.sources.ClientCredentialSource``)."""
+
+    @property
+    def kind(self) -> CredentialKind: ...
+    def describe(self) -> CredentialInfo: ...
+
+
+class AppTokens(Protocol):
+    """The app's tokens per tenant (``shared.credentials.tokens.AppTokenProvider``)."""
+
+    def token(self, tenant: str, scope: str) -> str: ...
+    def consent_url(
+        self, tenant: str, scope: str, redirect_uri: str | None = None, state: str | None = None
+    ) -> str: ...
 
 
 #: builds (or returns) the incident source of a tenant

@@ -20,14 +20,23 @@ from typing import Any
 from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import ConflictError, LeaseLostError, StorageError, ThrottledError
 from shared.core.surfaces import SKIP_LIMIT, ApiKind, surface
-from shared.defender.client import SlicePage
-from shared.defender.model import Incident
+from shared.defender.model import Incident, SlicePage
 from shared.defender.slices import SliceRequest
-from shared.storage.archive import PlannedBlob, StoredVersion, placed, quarantine_name
-from shared.storage.queue import IngestMessage, PoisonMessage
-from shared.storage.state import JournalNote, Watermark
-from shared.storage.table import RowVersion, is_stored, version_text
-from shared.storage.tenants import RunState, TenantEntry
+from shared.storage.values import (
+    IngestMessage,
+    JournalNote,
+    PlannedBlob,
+    PoisonMessage,
+    RowVersion,
+    RunState,
+    StoredVersion,
+    TenantEntry,
+    Watermark,
+    is_stored,
+    placed,
+    quarantine_name,
+    version_text,
+)
 
 _etags = itertools.count(1)
 

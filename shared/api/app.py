@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import bootstrap
 from shared.api.access import Authenticator, Principal, unauthenticated
@@ -23,9 +23,10 @@ from shared.api.ratelimit import CallerLimiter
 from shared.api.routes import handle, options_from
 from shared.core.errors import ConfigError
 from shared.core.invocation import InvocationExecutor
-from shared.defender.client import DefenderClient
-from shared.storage.jobs import JOB_CONTAINER, JobStore
-from shared.storage.queue import HUNTING_QUEUE
+from shared.storage.values import HUNTING_QUEUE
+
+if TYPE_CHECKING:
+    from shared.ports import Defender
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def authenticator(services: bootstrap.Services) -> Authenticator:
     )
 
 
-def user_client(services: bootstrap.Services, caller: Principal, tenant: str) -> DefenderClient:
+def user_client(services: bootstrap.Services, caller: Principal, tenant: str) -> Defender:
     """An API client acting on behalf of an HTTP caller (``context=user``) in ``tenant``, which
     must be the tenant of the caller's own token: a user acts only where they signed in.
 
@@ -127,7 +128,7 @@ def _build_backend(services: bootstrap.Services, in_process: bool) -> Backend:
         client_for=services.client_for,
         user_client_for=lambda caller, tenant: user_client(services, caller, tenant),
         enqueue_ingest=enqueue,
-        jobs=JobStore(services.blob_service.get_container_client(JOB_CONTAINER)),
+        jobs=services.jobs(),
         submit_job=submit,
         background=pool.submit,
         subscriptions=services.subscriptions(),

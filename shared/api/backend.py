@@ -18,11 +18,8 @@ if TYPE_CHECKING:
     from shared.api.access import Principal
     from shared.api.ratelimit import CallerLimiter
     from shared.core.settings import Settings
-    from shared.defender.client import DefenderClient
-    from shared.storage.jobs import Job, JobStore
-    from shared.storage.queue import IngestRequest
-    from shared.storage.subscriptions import SubscriptionStore
-    from shared.storage.tenants import ConsentStateStore
+    from shared.ports import ConsentNonces, Defender, Jobs, SubscriptionAdmin
+    from shared.storage.values import IngestRequest, Job
     from shared.usecases.fanout import TenantStatus
     from shared.usecases.push.delivery import Callbacks
 
@@ -58,18 +55,18 @@ class Backend:
     settings: Settings
     clock: Clock
     registered: Callable[[], tuple[str, ...]]
-    client_for: Callable[[str], DefenderClient]
-    user_client_for: Callable[[Principal, str], DefenderClient]
+    client_for: Callable[[str], Defender]
+    user_client_for: Callable[[Principal, str], Defender]
     enqueue_ingest: Callable[[IngestRequest], None]
-    jobs: JobStore
+    jobs: Jobs
     submit_job: Callable[[str, int], None]
     background: Callable[[Callable[[], Any]], Future[Any]]
-    subscriptions: SubscriptionStore
+    subscriptions: SubscriptionAdmin
     callbacks: Callbacks
     mark_own_update: Callable[[str, str, datetime], None]
     record_consent: Callable[[str, datetime], bool]
     prove_consent: Callable[[str], tuple[str, ...]]
-    consent_states: Callable[[], ConsentStateStore]
+    consent_states: Callable[[], ConsentNonces]
     caller_limits: CallerLimiter
     ingest_status: Callable[[str], TenantStatus]
     #: jobs running in this process (user context), so a poll can tell "still running here"

@@ -49,16 +49,15 @@ from shared.defender.slices import from_us, to_us
 from shared.defender.values import canonical_severity, canonical_status
 from shared.push.keys import SIGNATURE_HEADER
 from shared.push.messages import Filter, is_subscription_id
-from shared.storage.jobs import Job, valid_job_id
-from shared.storage.queue import IngestRequest
+from shared.storage.values import IngestRequest, Job, valid_job_id
 from shared.usecases import incidents as usecases
 from shared.usecases.hunting import ParameterError, templates
 
 if TYPE_CHECKING:
     from shared.api.backend import Backend
-    from shared.defender.client import DefenderClient
     from shared.defender.model import Incident
-    from shared.storage.jobs import Job
+    from shared.ports import Defender
+    from shared.storage.values import Job
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class Context:
             raise ApiError(400, "invalid_parameter", "'context' must be app or user")
         return mode == "user"
 
-    def client(self, tenant: str) -> DefenderClient:
+    def client(self, tenant: str) -> Defender:
         """The API client for ``tenant``: the app's, or on behalf of the caller."""
         if not self.user_context:
             return self.backend.client_for(tenant)
@@ -558,7 +557,7 @@ def accepted(ctx: Context, job: Job) -> Response:
     )
 
 
-def execute_job(backend: Backend, job: Job, client: DefenderClient | None = None) -> Job:
+def execute_job(backend: Backend, job: Job, client: Defender | None = None) -> Job:
     """Run a job's hunt and save its answer (never raises for a failure of the hunt)."""
     status, result = 500, None
     try:

@@ -8,19 +8,18 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_FAILED, EXIT_OK, tenant_ids
+from shared.cli.common import EXIT_FAILED, EXIT_OK, services, tenant_ids
 from shared.cli.tenants import poison_report
 from shared.core.errors import ConfigError, StorageError
 from shared.core.retirement import api_notice
-from shared.credentials.check import (
+from shared.storage.values import TenantEntry
+from shared.usecases.credentials import (
     CheckReport,
     Step,
     check_credential,
     check_tenants,
     render_table,
 )
-from shared.storage.tenants import TenantEntry
 from shared.usecases.doctor import check_host, http_auth_notes
 from shared.usecases.ingest import ingestion_health
 
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run the checks and print the table (or JSON)."""
 
     try:
-        svc = bootstrap.services()
+        svc = services()
     except ConfigError:
         # the host-side settings are read by the host, not by Settings: report them anyway,
         # then the settings' own problems (the CLI prints them and exits 2)

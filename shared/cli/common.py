@@ -1,15 +1,41 @@
-"""Helpers shared by CLI commands: argument types and output."""
+"""Helpers shared by CLI commands: argument types and output, and the way to the composition
+root."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import datetime
+from typing import TYPE_CHECKING, TextIO
 
 from shared.core.clock import RANGE_TEXT, parse_input_time
 from shared.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError
 from shared.core.settings import parse_tenant_list
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "iso_time", "tenant_ids"]
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
+    from shared.core.settings import Settings
+    from shared.credentials.values import SignedIn
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "iso_time", "services", "tenant_ids"]
+
+
+# The CLI reaches the wings only through the composition root, and imports it on first use:
+# the root loads every SDK (about 0.4 s of a 0.5 s start), which ``--help``, a usage error and
+# the commands that need no service (``connector``, ``consent``) must not pay for.
+
+
+def services() -> Services:
+    """The process's services (``shared.bootstrap.services()``), built on first use."""
+    from shared import bootstrap  # import cost: see above
+
+    return bootstrap.services()
+
+
+def device_code_sign_in(settings: Settings, tenant: str, *, out: TextIO) -> SignedIn:
+    """Sign a user in for ``--as-user`` (``shared.bootstrap.device_code_sign_in``)."""
+    from shared import bootstrap  # import cost: see above
+
+    return bootstrap.device_code_sign_in(settings, tenant, out=out)
 
 
 def iso_time(text: str) -> datetime:

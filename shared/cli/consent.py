@@ -10,7 +10,7 @@ from shared.cli.common import EXIT_OK
 from shared.core.clock import utc_now
 from shared.core.errors import ConfigError
 from shared.core.settings import load, parse_redirect_uri
-from shared.credentials.tokens import admin_consent_url
+from shared.credentials.values import admin_consent_url
 
 
 def register(commands: Any) -> None:

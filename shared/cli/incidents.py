@@ -12,8 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
+from shared.cli.common import EXIT_OK, EXIT_USAGE, iso_time, services, tenant_ids
 from shared.cli.login import add_as_user
 from shared.core.errors import ConfigError
 from shared.defender.model import Incident
@@ -45,7 +44,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def client_for(args: argparse.Namespace) -> Any:
     """The API client of the tenant named by ``--tenant`` (or the home tenant)."""
 
-    svc = bootstrap.services()
+    svc = services()
     chosen = tenant_ids([args.tenant] if args.tenant else None, (svc.settings.tenant_id,))
     if getattr(args, "as_user", False):
         return svc.user_client_for(chosen[0])
@@ -200,13 +199,13 @@ def run_update(args: argparse.Namespace, out: TextIO) -> int:
         return bad_input("incidents update", exc)
 
     client = client_for(args)
-    started = bootstrap.services().clock()
+    started = services().clock()
     try:
         incident = usecases.update_incident(client, args.incident_id, update)
     except ConfigError as exc:
         return bad_input("incidents update", exc)
     # push does not deliver this update back to subscribed workflows (loop protection)
-    bootstrap.services().mark_own_update(client.tenant, incident.id, started)
+    services().mark_own_update(client.tenant, incident.id, started)
     write_incidents([incident], args.format, out, raw=args.raw, single=True)
     return EXIT_OK
 

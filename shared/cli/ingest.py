@@ -8,8 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, iso_time, tenant_ids
+from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, iso_time, services, tenant_ids
 from shared.cli.login import add_as_user
 
 #: why ``--as-user`` is refused for ingestion (see ``shared.usecases.ingest``)
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(AS_USER_REFUSED, file=sys.stderr)
         return EXIT_USAGE
 
-    svc = bootstrap.services()
+    svc = services()
     # default: the enabled tenants of the registry (INGEST_TENANTS + the registry table), read
     # only when no --tenant was named
     tenants = tenant_ids(args.tenant, ()) or svc.enabled_tenants()

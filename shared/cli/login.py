@@ -9,9 +9,9 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from shared.cli.common import EXIT_OK
+from shared.cli.common import EXIT_OK, device_code_sign_in
 from shared.core.settings import load
-from shared.credentials.user import device_code_login, require_tenant
+from shared.credentials.values import require_tenant
 
 
 def add_as_user(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +48,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     settings = load()
     tenant = require_tenant(args.tenant, settings)
     # Entra's instruction goes to stderr so stdout stays clean for scripts
-    signed_in = device_code_login(settings, tenant, settings.api_scope, out=sys.stderr)
+    signed_in = device_code_sign_in(settings, tenant, out=sys.stderr)
     out.write(f"signed in as {signed_in.username} (tenant {signed_in.tenant})\n")
     return EXIT_OK

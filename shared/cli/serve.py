@@ -30,7 +30,6 @@ from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from shared.api.access import KEY_HEADER, KEY_PARAMETER
-from shared.api.app import answer
 from shared.api.http import ApiError, Request, Response
 from shared.api.routes import match
 from shared.api.wsgi import make_app
@@ -85,6 +84,10 @@ def register(commands: Any) -> None:
 def build_server(host: str, port: int, *, key: str | None = None) -> ThreadingWSGIServer:
     """The server (not yet serving); port 0 picks a free one. ``key``: the run's key (default:
     a new random one, ``server.key``)."""
+
+    # import cost: the HTTP API's wiring imports the composition root, which loads every SDK;
+    # only a server that is about to run needs it (not ``--help``)
+    from shared.api.app import answer
 
     run_key = key or secrets.token_urlsafe(32)
     bound: dict[str, int] = {}

@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_FAILED, EXIT_OK
+from shared.cli.common import EXIT_FAILED, EXIT_OK, services
 from shared.usecases.fanout import UNHEALTHY
 
 
@@ -39,7 +38,7 @@ def _age(seconds: float | None) -> str:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the status view."""
 
-    rows, queues = bootstrap.services().fanout().status()
+    rows, queues = services().fanout().status()
     bad = any(r.health in UNHEALTHY for r in rows)
     if args.json:
         json.dump({"tenants": [r.to_json() for r in rows], "queues": queues}, out, indent=2)

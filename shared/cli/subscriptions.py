@@ -19,12 +19,11 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
-from shared.core.errors import ConfigError, StorageError
+from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, services, tenant_ids
+from shared.core.errors import ConfigError
 from shared.defender.values import canonical_severity, canonical_status
 from shared.push.messages import Filter
-from shared.usecases.push.outbox import POISON_QUEUE, PUSH_QUEUE
+from shared.usecases.push.outbox import PUSH_QUEUE
 
 
 def register(commands: Any) -> None:
@@ -61,7 +60,7 @@ def register(commands: Any) -> None:
 
 def _require_key() -> None:
 
-    if bootstrap.services().settings.api_signing_key is None:
+    if services().settings.api_signing_key is None:
         raise ConfigError("push needs the API_SIGNING_KEY setting")
 
 
@@ -78,7 +77,7 @@ def run_add(args: argparse.Namespace, out: TextIO) -> int:
             tuple(args.tag or ()),
             tenant_ids(args.tenant, ()) if args.tenant else None,
         )
-        svc = bootstrap.services()
+        svc = services()
         target = svc.push_callbacks().check(url)
     except ConfigError as exc:  # a refused callback is the argument's problem, not a setting's
         print(f"error: python -m shared subscriptions add: {exc}", file=sys.stderr)
@@ -94,7 +93,7 @@ def run_add(args: argparse.Namespace, out: TextIO) -> int:
 def run_list(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions list``."""
 
-    svc = bootstrap.services()
+    svc = services()
     now = svc.clock()
     subs = sorted(svc.subscriptions().all(), key=lambda s: s.created)
     rows = [{**s.describe(), **s.health(now)} for s in subs]
@@ -119,35 +118,13 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_FAILED if unhealthy else EXIT_OK
 
 
-def _push_queue() -> Any:
-    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
-
-    service = bootstrap.services().queue_service
-    if service is None:
-        raise ConfigError("no queue service configured")
-    return service.get_queue_client(
-        PUSH_QUEUE,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
-
-
 def run_deliver(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions deliver``."""
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     _require_key()
-    queue = _push_queue()
-    worker = bootstrap.services().push_worker()
-    try:
-        report = worker.drain(
-            lambda: list(queue.receive_messages(max_messages=32, visibility_timeout=300)),
-            queue.delete_message,
-        )
-    except ResourceNotFoundError:
-        report = None
-    except AzureError as exc:
-        raise StorageError(f"could not read the push queue ({type(exc).__name__})") from exc
+    backlog = services().push_backlog()
+    worker = services().push_worker()
+    report = backlog.drain(worker.drain)
     data = report.to_json() if report is not None else {"messages": 0}
     if args.json:
         json.dump(data, out, indent=2)
@@ -160,30 +137,13 @@ def run_deliver(args: argparse.Namespace, out: TextIO) -> int:
 
 def run_redrive(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions redrive``."""
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
-    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
     _require_key()
-    svc = bootstrap.services()
+    svc = services()
     requeued, left = svc.push_worker().redrive(args.subscription)
     poison = 0
     if not args.subscription and svc.queue_service is not None:
-        sender = svc.queue(PUSH_QUEUE)
-        client = svc.queue_service.get_queue_client(
-            POISON_QUEUE,
-            message_encode_policy=TextBase64EncodePolicy(),
-            message_decode_policy=TextBase64DecodePolicy(),
-        )
-        try:
-            while batch := list(client.receive_messages(max_messages=32, visibility_timeout=300)):
-                for message in batch:
-                    sender.send(str(message.content))
-                    client.delete_message(message)
-                    poison += 1
-        except ResourceNotFoundError:
-            pass
-        except AzureError as exc:
-            raise StorageError(f"could not read {POISON_QUEUE} ({type(exc).__name__})") from exc
+        poison = svc.push_backlog().requeue_poison(svc.queue(PUSH_QUEUE).send)
     data = {"requeued": requeued, "poisonRequeued": poison, "leftSubscriptionGone": left}
     if args.json:
         json.dump(data, out, indent=2)
@@ -200,6 +160,6 @@ def run_rekey(args: argparse.Namespace, out: TextIO) -> int:
     """``subscriptions rekey``."""
 
     _require_key()
-    changed = bootstrap.services().subscriptions().rekey()
+    changed = services().subscriptions().rekey()
     out.write(f"{changed} subscription(s) sealed under the current key\n")
     return EXIT_OK

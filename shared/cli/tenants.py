@@ -7,8 +7,7 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from shared import bootstrap
-from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, tenant_ids
+from shared.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, services, tenant_ids
 from shared.core.clock import format_utc
 from shared.core.errors import ConfigError
 
@@ -68,7 +67,7 @@ def _one(text: str) -> str:
 
 def _add(args: argparse.Namespace, out: TextIO) -> int:
 
-    svc = bootstrap.services()
+    svc = services()
     svc.run_states()  # makes sure the table exists
     try:
         tid = svc.tenant_registry().set(
@@ -86,7 +85,7 @@ def _add(args: argparse.Namespace, out: TextIO) -> int:
 
 def _set_enabled(args: argparse.Namespace, out: TextIO, enabled: bool) -> int:
 
-    svc = bootstrap.services()
+    svc = services()
     tid = _one(args.tenant)
     registry = svc.tenant_registry()
     if registry.get(tid) is None:
@@ -110,7 +109,7 @@ def _resume(args: argparse.Namespace, out: TextIO) -> int:
 
 def _remove(args: argparse.Namespace, out: TextIO) -> int:
 
-    svc = bootstrap.services()
+    svc = services()
     tid = _one(args.tenant)
     svc.run_states()
     existed = svc.tenant_registry().remove(tid)
@@ -123,7 +122,7 @@ def _remove(args: argparse.Namespace, out: TextIO) -> int:
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:
 
-    svc = bootstrap.services()
+    svc = services()
     entries = svc.tenant_registry().entries(include_disabled=True)
     states = svc.run_states().all()
     rows: list[dict[str, Any]] = []
@@ -160,7 +159,7 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
 
 def _poison(args: argparse.Namespace, out: TextIO) -> int:
 
-    svc = bootstrap.services()
+    svc = services()
     report = poison_report(svc)
     if args.json:
         json.dump(report, out, indent=2)
@@ -200,7 +199,7 @@ def poison_report(svc: Any) -> dict[str, Any]:
 def _requeue(args: argparse.Namespace, out: TextIO) -> int:
 
     wanted = tenant_ids(args.tenant, ()) or None
-    result = bootstrap.services().fanout().requeue_poison(wanted)
+    result = services().fanout().requeue_poison(wanted)
     if args.json:
         json.dump(result, out, indent=2)
         out.write("\n")

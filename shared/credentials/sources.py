@@ -16,30 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from shared.core.errors import AuthError
 from shared.credentials.certificate import CertificateCredential, load_certificate
 from shared.credentials.keyvault import KeyVaultSecret, VaultItem
-
-CredentialKind = Literal["secret", "certificate", "federated"]
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialInfo:
-    """What ``check`` may show about the credential: never the value.
-
-    ``expires_on`` is the earliest of the Key Vault item's expiry and (for a certificate) the
-    certificate's own end of validity; None when nothing expires.
-    """
-
-    kind: CredentialKind
-    name: str
-    version: str | None
-    expires_on: datetime | None
-    thumbprint: str | None = None
+from shared.credentials.values import CredentialInfo, CredentialKind
 
 
 class ClientCredentialSource(Protocol):

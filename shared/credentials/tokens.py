@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import msal
 import requests
@@ -27,6 +26,7 @@ from shared.core.settings import LOCAL_CONSENT_REDIRECT_URI
 from shared.credentials.claims import ClaimsError, decode_claims
 from shared.credentials.keyvault import KeyVaultSecret
 from shared.credentials.sources import ClientCredentialSource, SecretSource
+from shared.credentials.values import admin_consent_url
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +52,6 @@ FEDERATED_RULE = (
 )
 
 AppCall = Callable[[msal.ConfidentialClientApplication], Mapping[str, Any]]
-
-
-def admin_consent_url(
-    authority_url: str,
-    tenant: str,
-    client_id: str,
-    scope: str,
-    redirect_uri: str,
-    state: str | None = None,
-) -> str:
-    """The v2 admin-consent URL an admin of ``tenant`` opens to consent the app.
-
-    ``scope`` is the API's ``/.default`` so the consent covers the app's application
-    permissions; ``redirect_uri`` is required by the v2 endpoint and must be registered on the
-    app; ``state`` comes back unchanged on the redirect (a caller binds the answer to its
-    request with it): https://learn.microsoft.com/entra/identity-platform/v2-admin-consent
-
-    Raises:
-        ValueError: no redirect URI.
-    """
-    if not redirect_uri:
-        raise ValueError("the v2 admin-consent URL needs a redirect_uri")
-    params = {"client_id": client_id, "scope": scope, "redirect_uri": redirect_uri}
-    if state:
-        params["state"] = state
-    return f"{authority_url.rstrip('/')}/{tenant}/v2.0/adminconsent?{urlencode(params)}"
 
 
 @dataclass

@@ -21,17 +21,16 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msal
 import requests
 
-from shared.core.errors import AuthError, CallerTokenError, ConfigError, ConsentError
-from shared.core.settings import parse_tenant_list
+from shared.core.errors import AuthError, CallerTokenError, ConsentError
 from shared.credentials.caller import CallerClaims, CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
+from shared.credentials.values import SignedIn
 from shared.defender.session import build_session
 
 if TYPE_CHECKING:
@@ -175,14 +174,6 @@ class PersistentTokenCache:
             self.cache.has_state_changed = False
 
 
-@dataclass(frozen=True, slots=True)
-class SignedIn:
-    """Who signed in (never the token)."""
-
-    username: str
-    tenant: str
-
-
 def public_app(
     settings: Settings,
     tenant: str,
@@ -321,18 +312,3 @@ def _msal_error(what: str, result: Mapping[str, Any], tenant: str) -> AuthError:
         correlation_id=_text(result.get("correlation_id")),
         tenant=tenant,
     )
-
-
-def require_tenant(tenant: str | None, settings: Settings) -> str:
-    """The tenant a user command acts in: the one given, or the home tenant.
-
-    Raises:
-        ConfigError: the given tenant is not a GUID.
-    """
-    if not tenant:
-        return settings.tenant_id
-
-    try:
-        return parse_tenant_list(tenant)[0]
-    except (ValueError, IndexError):
-        raise ConfigError(f"--tenant: not a tenant GUID: {tenant!r}") from None

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -50,10 +50,12 @@ from shared.defender.model import (
     Alert,
     HuntingResult,
     Incident,
+    SlicePage,
     normalize,
     normalize_alert,
     normalize_hunting,
     planner_items,
+    read_pair,
 )
 from shared.defender.operations import (
     IncidentUpdate,
@@ -87,7 +89,6 @@ from shared.defender.slices import (
     CREATED_MIN,
     Item,
     Listing,
-    PairPasses,
     SliceRequest,
     from_us,
     to_us,
@@ -154,25 +155,6 @@ class IncidentPage:
 
     incidents: list[Incident]
     page: Page
-
-
-@dataclass(frozen=True, slots=True)
-class SlicePage:
-    """The one answer to a slice request: raw items, the service's link, ``@odata.count``.
-
-    ``full`` is what the slice planner needs: a nextLink, or as many items as ``top``.
-    """
-
-    items: list[dict[str, Any]]
-    next_link: str | None
-    count: int | None
-    top: int
-    expanded: bool
-
-    @property
-    def full(self) -> bool:
-        """Whether this answer cannot prove its slice complete."""
-        return self.next_link is not None or len(self.items) >= self.top
 
 
 #: incident ids per ``alerts_v2`` request when alerts are fetched apart from their incidents
@@ -1002,53 +984,6 @@ class DefenderClient:
             timeout=max(self._timeout, HUNTING_TIMEOUT),
         )
         return normalize_hunting(body, self.api, row_limit=self._hunting_row_limit)
-
-
-@dataclass(frozen=True, slots=True)
-class PairRead:
-    """What the passes over a pair tie read: the latest raw JSON of each incident by id, what
-    the planner reads of them, and whether a page carried ``@odata.count`` (False: they were
-    taken as read when two passes in a row found nothing new, the weaker rule)."""
-
-    latest: dict[str, dict[str, Any]]
-    seen: list[Item]
-    counted: bool
-
-
-def read_pair(
-    pass_pages: Callable[[], Iterable[SlicePage]],
-    api: ApiKind,
-    at: datetime,
-    on_page: Callable[[SlicePage, list[Item]], None] | None = None,
-) -> PairRead:
-    """Page a pair tie (more than a page sharing both the last-update and the creation time:
-    the listing planner's last resort) pass after pass, each pass ``pass_pages()``, until
-    ``PairPasses`` says the passes add up. ``on_page`` sees each page as it comes (the
-    ingestion stores it; ``GET /incidents`` checks it). ``at``: the tie's instant, for errors.
-
-    Raises:
-        UnexpectedResponseError: the passes never added up (incidents kept changing).
-    """
-    passes = PairPasses()
-    latest: dict[str, dict[str, Any]] = {}
-    while True:
-        for page in pass_pages():
-            items = planner_items(page.items, api)
-            if on_page is not None:
-                on_page(page, items)
-            passes.add(items, count=page.count)
-            latest.update(
-                (key, raw)
-                for (key, _, _), raw in zip(items, page.items, strict=True)
-                if key is not None
-            )
-        if passes.end_pass():
-            break
-    if passes.given_up:
-        raise UnexpectedResponseError(
-            f"incidents at {format_utc(at)} kept changing over {passes.passes} passes"
-        )
-    return PairRead(latest, list(passes.seen.values()), passes.first is not None)
 
 
 def _newest_first(incident: Incident) -> tuple[float, int, str]:

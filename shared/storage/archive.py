@@ -14,11 +14,8 @@ distinct record, named by its digest, so reading the same bad record again adds 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -29,6 +26,7 @@ from shared.core import jsonio
 from shared.core.clock import format_utc
 from shared.core.errors import StorageError, UpstreamError
 from shared.defender.model import Incident, normalize
+from shared.storage.values import PlannedBlob, StoredVersion, placed, plan, quarantine_name
 
 
 class BlobUploader(Protocol):
@@ -37,15 +35,6 @@ class BlobUploader(Protocol):
     def upload_blob(self, name: str, data: bytes, **kwargs: Any) -> Any: ...
     def download_blob(self, blob: str, **kwargs: Any) -> Any: ...
     def get_blob_client(self, blob: str) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVersion:
-    """Where one incident version was written."""
-
-    incident: Incident
-    blob_name: str
-    line: int
 
 
 #: fields added to each stored line around the API's own JSON
@@ -62,18 +51,6 @@ def envelope(incident: Incident, tenant: str, ingested_at: datetime) -> dict[str
     }
 
 
-def partition_of(tenant: str, incident: Incident) -> str:
-    """The Hive-style folder of one version."""
-    return f"incidents/tenant={tenant}/date={incident.last_update.date().isoformat()}"
-
-
-def blob_name(folder: str, versions: Sequence[Incident]) -> str:
-    """Deterministic name from the set of (id, last update) versions in the file."""
-    keys = sorted(f"{i.id}@{format_utc(i.last_update)}" for i in versions)
-    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
-    return f"{folder}/part-{digest}.ndjson.gz"
-
-
 #: gzip level of the archive: 6 (zlib's default) costs 40% of level 9's CPU for 3% larger
 #: blobs, measured on Graph pages of 50 incidents with alerts (9 was a tenth of a run's CPU)
 GZIP_LEVEL = 6
@@ -83,32 +60,6 @@ def encode(lines: Sequence[dict[str, Any]]) -> bytes:
     """gzip NDJSON (keys sorted) with a fixed header time so equal content gives equal bytes."""
     body = b"".join(jsonio.dumps_line(line) for line in lines)
     return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedBlob:
-    """One blob about to be written: its name and the versions it will hold, in order."""
-
-    name: str
-    versions: tuple[Incident, ...]
-
-
-def plan(tenant: str, incidents: Sequence[Incident]) -> list[PlannedBlob]:
-    """Group versions by partition and name each group's blob. Pure."""
-    groups: dict[str, list[Incident]] = defaultdict(list)
-    for incident in sorted(incidents, key=lambda i: (i.last_update, i.id)):
-        groups[partition_of(tenant, incident)].append(incident)
-    return [
-        PlannedBlob(blob_name(folder, versions), tuple(versions))
-        for folder, versions in sorted(groups.items())
-    ]
-
-
-def placed(planned: Sequence[PlannedBlob]) -> list[StoredVersion]:
-    """Where each version of planned blobs goes (blob and line), before writing. Pure."""
-    return [
-        StoredVersion(i, blob.name, n) for blob in planned for n, i in enumerate(blob.versions, 1)
-    ]
 
 
 def decode(data: bytes) -> list[Incident]:
@@ -200,13 +151,6 @@ class IncidentArchive:
         except (ValueError, OSError, UpstreamError) as exc:
             raise StorageError(f"blob {name} is not an incident archive blob") from exc
         return [StoredVersion(i, name, n) for n, i in enumerate(versions, 1)]
-
-
-def quarantine_name(tenant: str, record: Any, day: str) -> str:
-    """The blob of one quarantined record: its digest, so the same record lands once."""
-    text = json.dumps(record, sort_keys=True, ensure_ascii=False, default=str)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
-    return f"quarantine/tenant={tenant}/date={day}/q-{digest}.json"
 
 
 class Quarantine:

@@ -33,8 +33,6 @@ from azure.data.tables import TableTransactionError
 
 from shared.core.errors import StorageError
 
-#: the service's limit on operations in one entity-group transaction
-TRANSACTION_SIZE = 100
 _INT32 = 2**31
 
 

@@ -10,84 +10,15 @@ received the caller's token) and, when finished, the HTTP status and body of the
 from __future__ import annotations
 
 import json
-import secrets
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import StorageError
-from shared.storage import create_container_if_not_exists
+from shared.storage.containers import create_container_if_not_exists
+from shared.storage.values import Job, valid_job_id
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
-
-JOB_CONTAINER = "defender-hunting-jobs"
-JobState = Literal["queued", "running", "done", "failed"]
-FINISHED = ("done", "failed")
-
-
-@dataclass(frozen=True)
-class Job:
-    """A hunting job."""
-
-    id: str
-    tenant: str
-    query: str
-    timespan: str | None
-    format: Literal["json", "csv"]
-    max_rows: int | None
-    context: Literal["app", "user"]
-    state: JobState
-    created: str
-    updated: str
-    status: int | None = None
-    result: Any = None
-
-    @classmethod
-    def new(
-        cls,
-        *,
-        tenant: str,
-        query: str,
-        timespan: str | None,
-        fmt: Literal["json", "csv"],
-        max_rows: int | None,
-        context: Literal["app", "user"],
-        now: datetime,
-    ) -> Job:
-        """A queued job with a fresh unguessable id."""
-        stamp = format_utc(now)
-        return cls(
-            id=secrets.token_hex(16),
-            tenant=tenant,
-            query=query,
-            timespan=timespan,
-            format=fmt,
-            max_rows=max_rows,
-            context=context,
-            state="queued",
-            created=stamp,
-            updated=stamp,
-        )
-
-    def finished(self, status: int, result: Any, now: datetime) -> Job:
-        """This job with its answer."""
-        state: JobState = "done" if status < 400 else "failed"
-        return replace(self, state=state, status=status, result=result, updated=format_utc(now))
-
-    def moved(self, state: JobState, now: datetime) -> Job:
-        """This job in another state."""
-        return replace(self, state=state, updated=format_utc(now))
-
-    def age_seconds(self, now: datetime) -> float:
-        """Seconds since the last change."""
-        return (now - parse_utc(self.updated)).total_seconds()
-
-
-def valid_job_id(text: str) -> bool:
-    """Whether ``text`` has the shape of a job id (32 lowercase hex digits)."""
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 class JobStore:

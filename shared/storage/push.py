@@ -1,24 +1,22 @@
-"""The push worker's storage: dead letters of deliveries that kept failing, and incident rows
-read back as a delivery shows them (for ``ref`` items: incidents too large for a message)."""
+"""The push worker's storage: dead letters of deliveries that kept failing, incident rows read
+back as a delivery shows them (for ``ref`` items: incidents too large for a message), and the
+push queues as the CLI reads them (``PushBacklog``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import StorageError
-from shared.storage import create_container_if_not_exists
+from shared.storage.containers import create_container_if_not_exists
+from shared.storage.values import RowReader
 
-DEADLETTER_CONTAINER = "defender-push-deadletter"
-
-#: the incident table row of ``(tenant, incident id)`` as an incident row with its version, or
-#: None (``ref`` items: incidents too large for a message)
-RowReader = Callable[[str, str], tuple[dict[str, Any], str] | None]
+_R = TypeVar("_R")
 
 
 class DeadLetter:
@@ -102,3 +100,54 @@ def table_rows(table: Any) -> RowReader:
         return row, str(entity.get("Version") or "")
 
     return read
+
+
+class PushBacklog:
+    """The ``defender-push`` queue and its poison queue read outside the Functions host, by
+    ``subscriptions deliver`` (drain what is pending) and ``subscriptions redrive`` (put the
+    poison messages back)."""
+
+    def __init__(self, service: Any, name: str, poison_name: str) -> None:
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+
+        def client(queue: str) -> Any:
+            return service.get_queue_client(
+                queue,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+            )
+
+        self._queue, self._poison = client(name), client(poison_name)
+        self.name, self.poison_name = name, poison_name
+
+    def drain(
+        self, drain: Callable[[Callable[[], list[Any]], Callable[[Any], None]], _R]
+    ) -> _R | None:
+        """``drain(receive, delete)`` over the queue (32 messages at a time, hidden 5 minutes
+        while handled); None when the queue does not exist yet."""
+        try:
+            return drain(
+                lambda: list(self._queue.receive_messages(max_messages=32, visibility_timeout=300)),
+                self._queue.delete_message,
+            )
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StorageError(f"could not read the push queue ({type(exc).__name__})") from exc
+
+    def requeue_poison(self, send: Callable[[str], None]) -> int:
+        """``send`` each poison message's text, deleting it once sent; how many were."""
+        moved = 0
+        try:
+            while batch := list(
+                self._poison.receive_messages(max_messages=32, visibility_timeout=300)
+            ):
+                for message in batch:
+                    send(str(message.content))
+                    self._poison.delete_message(message)
+                    moved += 1
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise StorageError(f"could not read {self.poison_name} ({type(exc).__name__})") from exc
+        return moved

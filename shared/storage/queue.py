@@ -16,61 +16,24 @@ and ``drain_poison`` lets ``tenants requeue-poison`` put its messages back.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import StorageError
-from shared.core.guids import guid
+from shared.storage.values import (
+    INGEST_QUEUE,
+    MAX_VISIBILITY_SECONDS,
+    POISON_QUEUE,
+    BadMessageError,
+    IngestMessage,
+    PoisonMessage,
+    parse_message,
+)
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient
-
-INGEST_QUEUE = "defender-ingest"
-POISON_QUEUE = f"{INGEST_QUEUE}-poison"
-#: the service's longest visibility delay on put: 7 days
-#: (https://learn.microsoft.com/rest/api/storageservices/put-message#uri-parameters)
-MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
-HUNTING_QUEUE = "defender-hunting"
-IngestReason = Literal["timer", "http", "backfill", "continue"]
-REASONS: tuple[IngestReason, ...] = ("timer", "http", "backfill", "continue")
-
-
-@dataclass(frozen=True, slots=True)
-class IngestRequest:
-    """One ``defender-ingest`` message."""
-
-    tenant: str
-    reason: IngestReason
-    since: datetime | None = None
-
-    def to_json(self) -> str:
-        """The message text."""
-        since = format_utc(self.since) if self.since is not None else None
-        return json.dumps({"tenant": self.tenant, "reason": self.reason, "since": since})
-
-    @classmethod
-    def from_json(cls, text: str) -> IngestRequest:
-        """Parse a message (ValueError naming what is wrong)."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("the message is not a JSON object")
-        tenant, reason, since = data.get("tenant"), data.get("reason"), data.get("since")
-        tid = guid(tenant)
-        if tid is None:
-            raise ValueError("'tenant' is not a tenant GUID")
-        if reason not in REASONS:
-            raise ValueError(f"'reason' must be one of {', '.join(REASONS)}")
-        if since is not None and not isinstance(since, str):
-            raise ValueError("'since' must be an ISO-8601 time or null")
-        return cls(tid, reason, parse_utc(since) if since else None)
 
 
 class QueueSender:
@@ -106,70 +69,6 @@ class QueueSender:
                 f"could not write queue {self.name} ({type(exc).__name__}); check the identity's "
                 "Storage Queue Data Contributor role"
             ) from exc
-
-
-class BadMessageError(ValueError):
-    """A queue message is not a valid ingest message (the reason says why)."""
-
-
-#: the ingest message; one class, whoever sends it (timer fan-out, HTTP API, CLI)
-IngestMessage = IngestRequest
-
-
-def parse_message(text: str | bytes) -> IngestMessage:
-    """Parse a message body (JSON, or base64 of JSON as stored by a plain client).
-
-    Raises:
-        BadMessageError: not JSON, or a field is missing or malformed.
-    """
-
-    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        try:
-            body = json.loads(base64.b64decode(raw, validate=True).decode("utf-8"))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise BadMessageError("the message is not JSON") from None
-    if not isinstance(body, dict):
-        raise BadMessageError("the message is not a JSON object")
-    unknown = set(body) - {"tenant", "reason", "since"}
-    if unknown:
-        raise BadMessageError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    tenant = body.get("tenant")
-    tid = guid(tenant)
-    if tid is None:
-        raise BadMessageError("'tenant' must be a tenant GUID")
-    reason = body.get("reason", "timer")
-    if reason not in REASONS:
-        raise BadMessageError(f"'reason' must be one of {', '.join(REASONS)}")
-    since_raw = body.get("since")
-    since: datetime | None = None
-    if since_raw is not None:
-        if not isinstance(since_raw, str):
-            raise BadMessageError("'since' must be an ISO-8601 time or null")
-        try:
-            since = parse_utc(since_raw)
-        except ValueError:
-            raise BadMessageError("'since' must be an ISO-8601 time with a zone") from None
-    return IngestRequest(tid, reason, since)
-
-
-@dataclass(frozen=True, slots=True)
-class PoisonMessage:
-    """A message the host gave up on; ``message`` is None when it could not be parsed."""
-
-    id: str
-    text: str
-    message: IngestMessage | None
-    problem: str | None
-    inserted_on: datetime | None
-    dequeue_count: int
-
-    @property
-    def tenant(self) -> str | None:
-        """The tenant of the message, when it parsed."""
-        return self.message.tenant if self.message else None
 
 
 def _errors() -> Any:

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,41 +32,13 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 from shared.core.clock import format_utc, parse_utc
 from shared.core.errors import ConflictError, LeaseLostError, StorageError
 from shared.core.invocation import start_thread
+from shared.storage.values import JournalNote, Watermark
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 60
 #: ``TenantLock.ensure`` renews unless a renewal began less than this many seconds ago
 ENSURE_FRESH = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Watermark:
-    """A tenant's checkpoint and the ETag it was read with (value None: never saved).
-
-    ``info`` holds the rest of the document: ``ratePerHour`` (density seen), ``lastSuccess``,
-    ``expandFailedAt`` (Graph ``$expand=alerts`` failed for this tenant), ``lastRun``.
-    """
-
-    value: datetime | None
-    etag: str | None
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def rate_per_hour(self) -> float | None:
-        """Incidents per hour a previous run saw (None: unknown)."""
-        rate = self.info.get("ratePerHour")
-        if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
-            return float(rate)
-        return None
-
-    def time(self, key: str) -> datetime | None:
-        """A timestamp field of ``info`` (None when absent or malformed)."""
-        raw = self.info.get(key)
-        try:
-            return parse_utc(raw) if isinstance(raw, str) else None
-        except ValueError:
-            return None
 
 
 class WatermarkStore:
@@ -279,16 +250,6 @@ class TenantLock:
             with contextlib.suppress(AzureError):  # it expires on its own within the lease
                 self._lease.release()
         self._lease = None
-
-
-@dataclass(frozen=True, slots=True)
-class JournalNote:
-    """What a run noted before writing an answer: the blobs it was about to write, and for
-    those whose rows it created first (``created``: blob name -> incident ids), the rows to
-    take back should the blob be missing."""
-
-    blobs: tuple[str, ...] = ()
-    created: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class PageJournal:

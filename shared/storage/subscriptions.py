@@ -20,8 +20,8 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from shared.core.errors import ConfigError, StorageError
 from shared.core.settings import API_SIGNING_KEY_SETTING
 from shared.push.keys import PushKeys
 from shared.push.messages import Breaker, Filter, is_subscription_id
+from shared.storage.values import ACTIVE, DROPPED, Subscription, _text, revived
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ ECHO_PREFIX = "echo|"
 ECHO_KEEP = timedelta(days=2)
 #: Defender's clock and ours differ by less than this; a mark's window is widened by it
 ECHO_SKEW = timedelta(seconds=5)
-ACTIVE, DROPPED = "active", "dropped"
 _HEALTH_RETRIES = 4
 
 
@@ -62,60 +62,9 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
-def _text(value: datetime | None) -> str:
-    return format_utc(value) if value is not None else ""
-
-
 def legacy_key(url: str) -> str:
     """The unkeyed hash rows written before sealing were found by."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """A subscriber, its filter and its health (never its callback URL in clear)."""
-
-    id: str
-    host: str
-    filter: Filter
-    created: str
-    sealed: str = field(default="", repr=False)
-    legacy_url: str | None = field(default=None, repr=False)
-    status: str = ACTIVE
-    breaker: Breaker = Breaker()
-    gone_since: datetime | None = None
-    last_success: datetime | None = None
-    last_failure: datetime | None = None
-    last_error: str | None = None
-    dropped_at: datetime | None = None
-    drop_reason: str | None = None
-    etag: str = field(default="", repr=False)
-
-    @property
-    def tenants(self) -> tuple[str, ...] | None:
-        """The tenants of the filter (None: every tenant)."""
-        return self.filter.tenants
-
-    def describe(self) -> dict[str, Any]:
-        """What its owner sees (the host, never the URL: its query holds a credential)."""
-        return {"id": self.id, "host": self.host, **self.filter.to_json(), "created": self.created}
-
-    def health(self, now: datetime) -> dict[str, Any]:
-        """Its delivery health."""
-        open_until = self.breaker.open_until if self.breaker.is_open(now) else None
-        return {
-            "status": self.status,
-            "breaker": "open" if open_until else "closed",
-            "breakerOpenUntil": _text(open_until) or None,
-            "consecutiveFailures": self.breaker.failures,
-            "receiverGoneSince": _text(self.gone_since) or None,
-            "lastSuccess": _text(self.last_success) or None,
-            "lastFailure": _text(self.last_failure) or None,
-            "lastError": self.last_error,
-            "droppedAt": _text(self.dropped_at) or None,
-            "dropReason": self.drop_reason,
-            "sealed": self.legacy_url is None,
-        }
 
 
 def _from_entity(entity: Mapping[str, Any]) -> Subscription | None:
@@ -167,18 +116,6 @@ def health_columns(sub: Subscription) -> dict[str, Any]:
         "DroppedAt": _text(sub.dropped_at),
         "DropReason": sub.drop_reason or "",
     }
-
-
-def revived(sub: Subscription) -> Subscription:
-    """``sub`` active again with a clean health (a new subscribe, a redrive)."""
-    return replace(
-        sub,
-        status=ACTIVE,
-        breaker=Breaker(),
-        gone_since=None,
-        dropped_at=None,
-        drop_reason=None,
-    )
 
 
 class SubscriptionStore:
@@ -467,8 +404,3 @@ def _windows(entity: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
         return [(parse_utc(a), parse_utc(b)) for a, b in raw]
     except (ValueError, TypeError):
         return []
-
-
-def active(subscriptions: Sequence[Subscription]) -> list[Subscription]:
-    """The subscriptions that still receive deliveries."""
-    return [s for s in subscriptions if s.status == ACTIVE]

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -45,10 +44,14 @@ from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNot
 from shared.core.clock import parse_utc
 from shared.core.errors import ConflictError, StorageError
 from shared.core.invocation import InvocationExecutor
-from shared.core.surfaces import surface
-from shared.defender.model import Incident
-from shared.storage.archive import StoredVersion
-from shared.storage.batch import TRANSACTION_SIZE, Refused, submit
+from shared.storage.batch import Refused, submit
+from shared.storage.values import (
+    TRANSACTION_SIZE,
+    RowVersion,
+    StoredVersion,
+    is_stored,
+    version_text,
+)
 
 _MAX_CONFLICT_RETRIES = 5
 #: point reads in flight at once, process-wide (a lookup of an answer's ids runs them in parallel)
@@ -85,32 +88,6 @@ class TableLike(Protocol):
     def update_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any: ...
     def query_entities(self, query_filter: str, **kwargs: Any) -> Iterable[Any]: ...
     def submit_transaction(self, operations: Any, **kwargs: Any) -> Sequence[Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RowVersion:
-    """What the table holds for one incident: its last update time, the API's text of it
-    (``version``, "" on rows written before it was kept), the row's ETag and the blob its
-    version is archived in (``blob``)."""
-
-    last_update: datetime
-    etag: str
-    version: str = ""
-    blob: str = ""
-
-
-def version_text(incident: Incident) -> str:
-    """The API's own last-update text of a version (exact, 7 digits)."""
-    return str(incident.raw.get(surface(incident.api).last_update_field) or "")
-
-
-def is_stored(row: RowVersion | None, incident: Incident) -> bool:
-    """Whether the table already has this version or a newer one."""
-    if row is None:
-        return False
-    if row.version and row.version == version_text(incident):
-        return True
-    return row.last_update >= incident.last_update
 
 
 def _stamp(value: datetime) -> str:

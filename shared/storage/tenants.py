@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.core.errors import StorageError
 from shared.core.guids import guid
-from shared.core.surfaces import ApiKind
+from shared.storage.values import RunState, TenantEntry, merge
 
 log = logging.getLogger(__name__)
 
@@ -46,51 +45,6 @@ class TenantTableLike(Protocol):
     def delete_entity(self, partition_key: str, row_key: str, **kwargs: Any) -> Any: ...
     def create_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any: ...
     def update_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TenantEntry:
-    """One tenant the app may serve."""
-
-    tenant_id: str
-    display_name: str | None = None
-    enabled: bool = True
-    #: "setting", "table" or "setting+table"
-    source: str = "setting"
-    #: per-tenant override of DEFENDER_API (None: the setting)
-    api: ApiKind | None = None
-    #: per-tenant override of INGEST_LOOKBACK_DAYS (None: the setting)
-    lookback_days: int | None = None
-
-    @property
-    def label(self) -> str:
-        """``Display name (id)`` or the id alone."""
-        return f"{self.display_name} ({self.tenant_id})" if self.display_name else self.tenant_id
-
-
-def merge(
-    configured: Iterable[str], rows: Iterable[TenantEntry], *, include_disabled: bool = False
-) -> list[TenantEntry]:
-    """The registry: configured tenants first (in order), then table-only ones (the enabled
-    ones, or all with ``include_disabled``). Pure."""
-    by_id = {row.tenant_id: row for row in rows}
-    out: list[TenantEntry] = []
-    for tid in configured:
-        row = by_id.pop(tid, None)
-        out.append(
-            TenantEntry(tid)
-            if row is None
-            else TenantEntry(
-                tid,
-                row.display_name,
-                row.enabled,
-                "setting+table",
-                api=row.api,
-                lookback_days=row.lookback_days,
-            )
-        )
-    out.extend(row for row in by_id.values() if row.enabled or include_disabled)
-    return out
 
 
 def _enabled(value: object) -> bool:
@@ -313,41 +267,6 @@ def _entry(entity: Any) -> TenantEntry | None:
 
 
 # --- run state (PartitionKey "run") -------------------------------------------------------------
-
-#: the consent state of a tenant as its last run found it
-ConsentState = str  # "ok" | "missing" | "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """What the app knows about a tenant's runs; ``etag`` None when no row exists yet."""
-
-    tenant_id: str
-    etag: str | None = None
-    queued_at: datetime | None = None
-    queued_until: datetime | None = None
-    queue_reason: str | None = None
-    last_run_at: datetime | None = None
-    last_success_at: datetime | None = None
-    last_result: str | None = None
-    watermark: str | None = None
-    last_incidents: int = 0
-    last_api_calls: int = 0
-    last_error: str | None = None
-    last_error_code: str | None = None
-    last_error_at: datetime | None = None
-    attempts: int = 0
-    consent: ConsentState = "unknown"
-    hold_until: datetime | None = None
-    hold_reason: str | None = None
-
-    def queued(self, now: datetime) -> bool:
-        """A message for this tenant is queued or running (its marker has not expired)."""
-        return self.queued_until is not None and self.queued_until > now
-
-    def held(self, now: datetime) -> bool:
-        """The tenant is held back (no consent, or poisoned) until ``hold_until``."""
-        return self.hold_until is not None and self.hold_until > now
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # "no time": Table columns cannot be cleared by MERGE

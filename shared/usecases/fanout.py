@@ -59,14 +59,15 @@ from shared.core.errors import BridgeError, StorageError, TenantFailedError
 from shared.core.invocation import InvocationExecutor
 from shared.core.settings import Settings
 from shared.ports import IngestQueue, RunStates, TenantDirectory
-from shared.storage.queue import (
+from shared.storage.values import (
     REASONS,
     BadMessageError,
     IngestMessage,
     PoisonMessage,
+    RunState,
+    TenantEntry,
     parse_message,
 )
-from shared.storage.tenants import RunState, TenantEntry
 from shared.usecases.ingest import IngestSummary, TenantResult
 
 if TYPE_CHECKING:

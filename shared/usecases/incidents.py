@@ -22,8 +22,8 @@ from shared.defender.queries import ALERT_STATUSES, AlertQuery, IncidentQuery
 from shared.defender.values import canonical_severity, canonical_status
 
 if TYPE_CHECKING:
-    from shared.defender.client import DefenderClient
     from shared.defender.pages import PageResult
+    from shared.ports import Defender
 
 #: the documented advanced hunting row cap (docs/defender-service.md#hunting-limits): an answer of
 #: exactly this many rows was most likely cut by the service
@@ -75,14 +75,14 @@ def incident_query(
 
 
 def list_incidents(
-    client: DefenderClient, query: IncidentQuery, *, limit: int | None = None
+    client: Defender, query: IncidentQuery, *, limit: int | None = None
 ) -> list[Incident]:
     """Incidents matching ``query`` (at most ``limit``)."""
     return client.list_incidents(query, limit=limit)
 
 
 def incident_page(
-    client: DefenderClient,
+    client: Defender,
     query: IncidentQuery,
     *,
     before: tuple[int, str] | None,
@@ -162,9 +162,7 @@ def alert_query(
     )
 
 
-def list_alerts(
-    client: DefenderClient, query: AlertQuery, *, limit: int | None = None
-) -> list[Alert]:
+def list_alerts(client: Defender, query: AlertQuery, *, limit: int | None = None) -> list[Alert]:
     """Alerts matching ``query`` (at most ``limit``)."""
     return client.list_alerts(query, limit=limit)
 
@@ -179,22 +177,22 @@ def alert_rows(incident: Incident) -> list[dict[str, Any]]:
     ]
 
 
-def get_incident(client: DefenderClient, incident_id: str) -> Incident:
+def get_incident(client: Defender, incident_id: str) -> Incident:
     """One incident with its alerts (the id is checked before any call)."""
     return client.get_incident(check_id(incident_id))
 
 
-def update_incident(client: DefenderClient, incident_id: str, update: IncidentUpdate) -> Incident:
+def update_incident(client: Defender, incident_id: str, update: IncidentUpdate) -> Incident:
     """Apply a validated update; the incident as the API shows it afterwards."""
     return client.update_incident(check_id(incident_id), update)
 
 
-def check_hunt(client: DefenderClient, query: str, timespan: str | None) -> None:
+def check_hunt(client: Defender, query: str, timespan: str | None) -> None:
     """Check a query and time span before spending a call (ConfigError if invalid)."""
     hunting_request(client.api, client.base_url, query, timespan=timespan)
 
 
-def hunt(client: DefenderClient, query: str, *, timespan: str | None = None) -> HuntingResult:
+def hunt(client: Defender, query: str, *, timespan: str | None = None) -> HuntingResult:
     """Run an advanced hunting query (checked first)."""
     check_hunt(client, query, timespan)
     return client.hunt(query, timespan=timespan)

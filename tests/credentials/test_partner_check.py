@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.credentials.check import check_credential, check_tenants
-from shared.storage.tenants import TenantEntry
+from shared.storage.values import TenantEntry
+from shared.usecases.credentials import check_credential, check_tenants
 from tests.conftest import LocalCloud
 from tests.credentials.conftest import (
     revoke_consent,

@@ -15,8 +15,9 @@ from shared.bootstrap import build
 from shared.core.errors import StorageError
 from shared.core.settings import Settings
 from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE
-from shared.storage.archive import IncidentArchive, PlannedBlob, StoredVersion
-from shared.storage.table import IncidentTable, RowVersion
+from shared.storage.archive import IncidentArchive
+from shared.storage.table import IncidentTable
+from shared.storage.values import PlannedBlob, RowVersion, StoredVersion
 from shared.usecases.ingest import Ingestor, RunOptions
 from testkit.storage_view import (
     archived_lines,

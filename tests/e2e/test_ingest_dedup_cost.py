@@ -14,8 +14,8 @@ import pytest
 from shared.bootstrap import build
 from shared.core.settings import Settings
 from shared.storage import INCIDENT_TABLE
-from shared.storage.archive import StoredVersion
-from shared.storage.table import IncidentTable, RowVersion
+from shared.storage.table import IncidentTable
+from shared.storage.values import RowVersion, StoredVersion
 from shared.usecases.ingest import Ingestor, RunOptions
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions

@@ -22,8 +22,7 @@ from azure.storage.blob import BlobServiceClient
 
 from emulator.azurite import Azurite
 from shared.core.clock import format_utc
-from shared.defender.client import SlicePage
-from shared.defender.model import Incident
+from shared.defender.model import Incident, SlicePage
 from shared.defender.slices import SliceRequest
 from shared.storage.archive import IncidentArchive, Quarantine
 from shared.storage.state import PageJournal, TenantLock, WatermarkStore

@@ -20,7 +20,7 @@ from pycep import BicepParser
 from shared import storage
 from shared.core import settings
 from shared.core.clouds import CLOUDS
-from shared.storage.push import DEADLETTER_CONTAINER
+from shared.storage.values import DEADLETTER_CONTAINER
 from shared.usecases.push.outbox import POISON_QUEUE, PUSH_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,10 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.core.errors import ConflictError
 from shared.defender.model import normalize
-from shared.storage.archive import IncidentArchive, placed, plan
+from shared.storage.archive import IncidentArchive
 from shared.storage.state import PageJournal, WatermarkStore
 from shared.storage.table import IncidentTable
+from shared.storage.values import placed, plan
 from testkit.fakes import (
     MemoryArchive,
     MemoryCheckpoints,

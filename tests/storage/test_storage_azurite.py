@@ -252,7 +252,7 @@ def test_forget_deletes_only_rows_still_pointing_at_the_missing_blob(
     container: ContainerClient, table: IncidentTable
 ) -> None:
     """Recovery of rows created for a blob never written: a row rewritten since is kept."""
-    from shared.storage.archive import placed, plan
+    from shared.storage.values import placed, plan
 
     versions = [incident(n, T0) for n in range(1, 4)]
     rows = placed(plan(TENANT, versions))
@@ -269,7 +269,8 @@ def test_forget_deletes_only_rows_still_pointing_at_the_missing_blob(
 
 
 def test_journal_notes_created_rows_and_refuses_a_corrupt_note(container: ContainerClient) -> None:
-    from shared.storage.state import JournalNote, PageJournal
+    from shared.storage.state import PageJournal
+    from shared.storage.values import JournalNote
 
     journal = PageJournal(container)
     assert journal.note(TENANT) == JournalNote()

@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 
 from shared.core.errors import SecretAccessError
-from shared.credentials.check import CheckReport, Step, TenantReport, check_credential, render_table
-from shared.credentials.sources import CredentialInfo, CredentialKind
 from shared.credentials.user import PersistentTokenCache
+from shared.credentials.values import CredentialInfo, CredentialKind
+from shared.usecases.credentials import (
+    CheckReport,
+    Step,
+    TenantReport,
+    check_credential,
+    render_table,
+)
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.storage.tenants import TenantEntry, TenantRegistry, merge
+from shared.storage.tenants import TenantRegistry
+from shared.storage.values import TenantEntry, merge
 
 A = "11111111-1111-1111-1111-111111111111"
 B = "22222222-2222-2222-2222-222222222222"

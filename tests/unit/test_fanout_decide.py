@@ -10,7 +10,7 @@ import pytest
 
 from shared.core.clock import format_utc
 from shared.core.settings import Settings
-from shared.storage.queue import IngestMessage
+from shared.storage.values import IngestMessage
 from shared.usecases.fanout import MIN_PARK, Decision, decide
 from shared.usecases.ingest import TenantResult
 

@@ -14,8 +14,13 @@ from shared.core.errors import ConfigError, ThrottledError
 from shared.core.settings import Settings
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
-from shared.storage.queue import BadMessageError, IngestMessage, parse_message
-from shared.storage.tenants import RunState, TenantEntry
+from shared.storage.values import (
+    BadMessageError,
+    IngestMessage,
+    RunState,
+    TenantEntry,
+    parse_message,
+)
 from shared.usecases.fanout import TenantStatus, health_of, sort_worst_first
 from tests.unit.test_defender_client import FakeAdapter, FakeTime, Reply
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from shared.storage.state import Watermark
+from shared.storage.values import Watermark
 from shared.usecases.ingest.checkpoint import Checkpoint
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

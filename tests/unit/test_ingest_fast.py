@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared.storage.table import version_text
+from shared.storage.values import version_text
 from shared.usecases.ingest import Ingestor, IngestStores, RunOptions, TenantResult
 from testkit.fakes import (
     FakeIncidentSource,

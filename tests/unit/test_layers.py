@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from testkit.imports import cycles, first_party_files, import_graph, imports_of, module_name
+from testkit.imports import (
+    cycles,
+    first_party_files,
+    import_graph,
+    imports_of,
+    module_name,
+    outside_imports,
+    path_to,
+    reached,
+    runtime_graph,
+)
 
 # Floors, lowest first. A module belongs to the floor of its longest matching prefix. A module
 # may import from its own floor and from any floor below; never from one above.
@@ -111,6 +121,198 @@ def sdk_imports(floor: str) -> list[str]:
 def test_use_cases_import_no_sdk() -> None:
     found = sdk_imports("usecases")
     assert not found, "use cases importing an SDK:\n" + "\n".join(found)
+
+
+# What a module loads when it runs (testkit.imports.runtime_graph): its imports at module top and
+# inside functions (a function-local import still loads its SDK the first time the function is
+# called, so a use case reaching such a wing module would load the SDK mid-run), and the packages
+# above each module it imports. Imports under ``if TYPE_CHECKING:`` never run and are not
+# followed: a use case may name an adapter's type in an annotation (docs/architecture.md says
+# where that is still the case).
+
+
+def sdk_loaders() -> dict[str, set[str]]:
+    """First-party module -> the SDKs it imports itself when it runs (top or in a function)."""
+    found = {}
+    for path in first_party_files():
+        sdks = {n for n in outside_imports(path, runtime=True) if n in SDKS}
+        if sdks:
+            found[module_name(path)] = sdks
+    return found
+
+
+def loaded_sdks(graph: dict[str, set[str]], loaders: dict[str, set[str]], module: str) -> list[str]:
+    """``chain -> sdk`` for every module ``module`` loads (itself and its packages included)
+    that imports an SDK; empty when running ``module`` loads none."""
+    packages = [module.rsplit(".", i)[0] for i in range(module.count(".") + 1)]
+    problems = []
+    for start in packages:
+        parent = reached(graph, start)
+        for target in sorted(set(parent) & set(loaders)):
+            chain = " -> ".join(path_to(parent, target))
+            problems.append(f"{chain} ({', '.join(sorted(loaders[target]))})")
+    return sorted(set(problems))
+
+
+#: what the SDK-free rule covers: every use case, and the ports they are written against
+SDK_FREE = ("usecases", "ports")
+
+
+def test_use_cases_load_no_sdk() -> None:
+    """No use case, and not the ports, loads an SDK, through any first-party module."""
+    graph, loaders = runtime_graph(), sdk_loaders()
+    problems = [
+        problem
+        for module in sorted(graph)
+        if floor_of(module) in SDK_FREE
+        for problem in loaded_sdks(graph, loaders, module)
+    ]
+    assert not problems, "use cases or ports that load an SDK:\n" + "\n".join(problems)
+
+
+#: wing modules that do I/O without an SDK of ``SDKS`` (the webhook POST on the standard
+#: library's HTTP client): adapters all the same, kept from the faces
+STDLIB_ADAPTERS = ("shared.push.transport",)
+
+
+#: face -> adapter imports allowed, each with its reason (annotation-only imports, checked at
+#: the next change of the module)
+ADAPTER_NAMED_BY: dict[str, str] = {
+    "shared.api.access -> shared.credentials.caller": "the validator and its claims are "
+    "annotations (TYPE_CHECKING) of the HTTP face's authenticator; no port for them yet",
+}
+
+
+def is_adapter(runtime: dict[str, set[str]], loaders: dict[str, set[str]], module: str) -> bool:
+    """A wing module that loads an SDK (itself or through what it imports), or does I/O on the
+    standard library (STDLIB_ADAPTERS)."""
+    return floor_of(module) == "wings" and (
+        module in STDLIB_ADAPTERS or bool(loaded_sdks(runtime, loaders, module))
+    )
+
+
+def adapter_imports(
+    floors: tuple[str, ...],
+    graph: dict[str, set[str]],
+    runtime: dict[str, set[str]],
+    loaders: dict[str, set[str]],
+) -> list[str]:
+    """``module -> adapter`` for every wing adapter a module on ``floors`` imports in any way
+    (``graph``: at top, in a function or only for annotations), minus ADAPTER_NAMED_BY."""
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        if floor_of(module) in floors
+        for target in sorted(targets)
+        if is_adapter(runtime, loaders, target) and f"{module} -> {target}" not in ADAPTER_NAMED_BY
+    ]
+
+
+def test_faces_import_no_wing_adapter() -> None:
+    """A face reaches the wings through a use case or the composition root; it may read a
+    wing's values (SDK-free modules: vocabularies, records, pure parsing), never an adapter,
+    not even to name its type (a port names it)."""
+    graph, runtime, loaders = import_graph(), runtime_graph(), sdk_loaders()
+    problems = adapter_imports(("faces",), graph, runtime, loaders)
+    assert not problems, "faces importing a wing adapter:\n" + "\n".join(problems)
+
+
+def test_use_cases_name_no_wing_adapter() -> None:
+    """The use cases and the ports name their collaborators by the ports, never by an
+    adapter's class, even in an annotation."""
+    graph, runtime, loaders = import_graph(), runtime_graph(), sdk_loaders()
+    problems = adapter_imports(("usecases", "ports"), graph, runtime, loaders)
+    assert not problems, "use cases or ports importing a wing adapter:\n" + "\n".join(problems)
+
+
+def test_every_allowed_adapter_import_is_still_there() -> None:
+    """An entry of ADAPTER_NAMED_BY that no longer matches an import is stale: remove it."""
+    graph = import_graph()
+    present = {f"{m} -> {t}" for m, targets in graph.items() for t in targets}
+    assert set(ADAPTER_NAMED_BY) <= present, set(ADAPTER_NAMED_BY) - present
+
+
+def test_importing_the_cli_loads_no_sdk() -> None:
+    """``python -m shared --help`` (and a usage error) imports the CLI and nothing it defers:
+    the composition root and every SDK are imported when a command first needs a service."""
+    graph = runtime_graph(at_import=True)
+    loaders: dict[str, set[str]] = {}
+    for path in first_party_files():
+        sdks = {n for n in outside_imports(path, at_import=True) if n in SDKS}
+        if sdks:
+            loaders[module_name(path)] = sdks
+    problems = loaded_sdks(graph, loaders, "shared.__main__")
+    assert not problems, "importing the CLI loads an SDK:\n" + "\n".join(problems)
+
+
+#: the one framework a face may import itself: the Functions face's own (triggers, bindings)
+FACE_FRAMEWORKS = ("azure.functions",)
+
+
+def test_faces_import_no_sdk_but_their_framework() -> None:
+    """A face that needs storage, Entra or Defender asks the composition root for an adapter;
+    it never talks to an SDK itself."""
+    found = [
+        line
+        for line in sdk_imports("faces")
+        if not any(
+            line.endswith(f" -> {name}") or f" -> {name}." in line for name in FACE_FRAMEWORKS
+        )
+    ]
+    assert not found, "faces importing an SDK:\n" + "\n".join(found)
+
+
+def test_the_sdk_rules_can_fail() -> None:
+    """A use case reaching an SDK through a value module's function-local import is caught
+    (with its chain), and so is a face importing an adapter; a TYPE_CHECKING-only edge is not
+    in the runtime graph, so it is not followed."""
+    graph = {
+        "shared.usecases.x": {"shared.storage.values", "shared.usecases"},
+        "shared.usecases": set(),
+        "shared.storage.values": {"shared.storage.queue", "shared.storage"},
+        "shared.storage.queue": set(),
+        "shared.storage": set(),
+        "shared.cli.y": {"shared.storage.queue", "shared.storage.values"},
+    }
+    loaders = {"shared.storage.queue": {"azure"}}
+    assert loaded_sdks(graph, loaders, "shared.usecases.x") == [
+        "shared.usecases.x -> shared.storage.values -> shared.storage.queue (azure)"
+    ]
+    assert loaded_sdks(graph, loaders, "shared.storage.values") != []
+    assert adapter_imports(("faces",), graph, graph, loaders) == [
+        "shared.cli.y -> shared.storage.queue",
+        "shared.cli.y -> shared.storage.values",
+    ]
+    graph["shared.storage.values"] = {"shared.storage"}
+    assert loaded_sdks(graph, loaders, "shared.usecases.x") == []
+    assert adapter_imports(("faces",), graph, graph, loaders) == [
+        "shared.cli.y -> shared.storage.queue"
+    ]
+    # an annotation-only import: not in the runtime graph, still an adapter named by a face
+    annotations = {**graph, "shared.cli.y": {"shared.storage.queue"}}
+    runtime = {**graph, "shared.cli.y": set()}
+    assert adapter_imports(("faces",), annotations, runtime, loaders) == [
+        "shared.cli.y -> shared.storage.queue"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import azure.core", {"azure"}),
+        ("def f():\n    from msal import x", {"msal"}),
+        ("if TYPE_CHECKING:\n    import requests", set()),
+        ("if TYPE_CHECKING:\n    import requests\nelse:\n    import urllib3", {"urllib3"}),
+        ("if typing.TYPE_CHECKING:\n    import requests", set()),
+        ("from . import azure", set()),
+    ],
+)
+def test_runtime_imports_are_read(tmp_path: Path, source: str, expected: set[str]) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(source, encoding="utf-8")
+    assert outside_imports(path, runtime=True) & set(SDKS) == expected
+    at_import = set() if source.startswith("def ") else expected
+    assert outside_imports(path, at_import=True) & set(SDKS) == at_import
 
 
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:

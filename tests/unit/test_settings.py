@@ -184,7 +184,7 @@ def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) ->
 def test_consent_redirect_uri_default_and_validation() -> None:
     """DEFENDER_CONSENT_REDIRECT_URI: the HTTP API's callback on WEBSITE_HOSTNAME in App Service,
     the local Core Tools callback otherwise; https (http only for localhost)."""
-    from shared.credentials.tokens import admin_consent_url
+    from shared.credentials.values import admin_consent_url
 
     assert Settings.from_env(BASE).consent_redirect_uri == (
         "http://localhost:7071/api/consent/callback"

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.core.clock import format_utc, parse_utc
-from shared.storage.state import Watermark
+from shared.storage.values import Watermark
 
 #: incidents per hour the last completed slices held (sizes the next run's first slice)
 RATE_PER_HOUR = "ratePerHour"

@@ -19,8 +19,7 @@ from typing import Any
 from shared.core.clock import Clock, format_utc
 from shared.core.errors import ThrottledError, TransientError
 from shared.core.surfaces import SKIP_LIMIT
-from shared.defender.client import SlicePage, read_pair
-from shared.defender.model import planner_items
+from shared.defender.model import SlicePage, planner_items, read_pair
 from shared.defender.slices import Item, Listing, SliceRequest
 from shared.ports import CheckpointStore
 from shared.usecases.ingest.budget import Budget

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.ports import IncidentSource, Lease
-from shared.storage.table import RowVersion
+from shared.storage.values import RowVersion
 
 #: table rows a run keeps of those it read or wrote last, so an overflowing slice read again
 #: by its sub-slices needs no read (memory: a few hundred KiB)

@@ -22,12 +22,17 @@ from typing import Any
 
 from shared.core.clock import Clock, format_utc
 from shared.core.errors import UnexpectedResponseError, UpstreamError
-from shared.defender.client import SlicePage
-from shared.defender.model import Incident, normalize
+from shared.defender.model import Incident, SlicePage, normalize
 from shared.ports import Archive, IncidentSource, IncidentTable, Journal, Notify, QuarantineStore
-from shared.storage.archive import placed, plan, quarantine_name
-from shared.storage.batch import TRANSACTION_SIZE
-from shared.storage.table import RowVersion, is_stored, version_text
+from shared.storage.values import (
+    TRANSACTION_SIZE,
+    RowVersion,
+    is_stored,
+    placed,
+    plan,
+    quarantine_name,
+    version_text,
+)
 from shared.usecases.ingest.tally import Scope, Tally
 
 log = logging.getLogger("shared.usecases.ingest")  # one logger name for the whole use case

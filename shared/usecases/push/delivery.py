@@ -42,6 +42,7 @@ from typing import Any
 
 from shared.core.clock import Clock, format_utc, parse_utc
 from shared.core.errors import BridgeError, CallbackRefusedError, StorageError
+from shared.ports import DeadLetters, EchoMarkStore, Subscriptions, WebhookSender
 from shared.push.keys import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -63,16 +64,7 @@ from shared.push.messages import (
     parse,
 )
 from shared.push.target import Address, CallbackTarget, Resolver, check_addresses, parse_callback
-from shared.push.transport import Sender
-from shared.storage.push import DeadLetter, RowReader
-from shared.storage.subscriptions import (
-    DROPPED,
-    EchoMarks,
-    Subscription,
-    SubscriptionStore,
-    active,
-    revived,
-)
+from shared.storage.values import DROPPED, RowReader, Subscription, active, revived
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +181,13 @@ class PushWorker:
     def __init__(
         self,
         *,
-        store: SubscriptionStore,
-        marks: EchoMarks,
+        store: Subscriptions,
+        marks: EchoMarkStore,
         requeue: Requeue,
-        dead_letter: DeadLetter,
+        dead_letter: DeadLetters,
         rows: RowReader,
         callbacks: Callbacks,
-        sender: Sender,
+        sender: WebhookSender,
         options: PushOptions,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,

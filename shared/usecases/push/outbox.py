@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING
 
 from shared.core.errors import BridgeError
 from shared.push.messages import changes
-from shared.storage.subscriptions import active
-from shared.storage.table import version_text
+from shared.storage.values import active, version_text
 from shared.usecases.incidents import incident_row
 
 if TYPE_CHECKING:
     from shared.defender.model import Incident
-    from shared.storage.subscriptions import SubscriptionStore
+    from shared.ports import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class Outbox:
         self,
         *,
         send: Send,
-        store: SubscriptionStore,
+        store: Subscriptions,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send

@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.core.clock import Clock, format_utc
 from shared.core.errors import AuthError, BridgeError, ConsentError
 from shared.credentials.claims import ClaimsError, check_roles, decode_claims
-from shared.credentials.sources import ClientCredentialSource
-from shared.credentials.tokens import AppTokenProvider
-from shared.storage.tenants import TenantEntry
+from shared.storage.values import TenantEntry
+
+if TYPE_CHECKING:
+    from shared.ports import AppTokens, CredentialSource
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -84,7 +85,7 @@ class CheckReport:
 
 
 def check_credential(
-    source: ClientCredentialSource, *, clock: Clock, warn_within: timedelta
+    source: CredentialSource, *, clock: Clock, warn_within: timedelta
 ) -> tuple[Step, str | None]:
     """Read the credential once: its status, and the fix when it failed."""
     try:
@@ -113,7 +114,7 @@ def check_credential(
     return Step("ok", f"{label}, expires {when}"), None
 
 
-def _credential_fix(source: ClientCredentialSource) -> str:
+def _credential_fix(source: CredentialSource) -> str:
     if source.kind == "federated":
         return (
             "check the Function's user-assigned managed identity (IDENTITY_ENDPOINT, "
@@ -129,7 +130,7 @@ def _credential_fix(source: ClientCredentialSource) -> str:
 def check_tenants(
     tenants: Iterable[TenantEntry],
     *,
-    tokens: AppTokenProvider,
+    tokens: AppTokens,
     scope: str,
     api: str,
     features: Sequence[str],
@@ -161,7 +162,7 @@ def check_tenants(
 
 def _check_one(
     entry: TenantEntry,
-    tokens: AppTokenProvider,
+    tokens: AppTokens,
     scope: str,
     api: str,
     features: Sequence[str],
