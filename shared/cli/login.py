@@ -48,6 +48,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     settings = load()
     tenant = require_tenant(args.tenant, settings)
     # Entra's instruction goes to stderr so stdout stays clean for scripts
-    signed_in = device_code_login(settings, tenant, settings.api_scope, out=sys.stderr)
+    signed_in = device_code_login(settings, tenant, settings.defender.api_scope, out=sys.stderr)
     out.write(f"signed in as {signed_in.username} (tenant {signed_in.tenant})\n")
     return EXIT_OK

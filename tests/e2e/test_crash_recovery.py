@@ -94,10 +94,10 @@ def ingestor(
             lease_for=lambda tenant: TenantLock(state, tenant),
         ),
         options=RunOptions(
-            lookback=settings.lookback,
-            overlap=settings.overlap,
-            page_size=settings.page_size,
-            safety_lag=settings.safety_lag,
+            lookback=settings.ingest.lookback,
+            overlap=settings.ingest.overlap,
+            page_size=settings.ingest.page_size,
+            safety_lag=settings.ingest.safety_lag,
         ),
     )
 

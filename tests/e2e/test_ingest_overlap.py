@@ -85,7 +85,9 @@ def test_next_answer_is_fetched_while_one_is_written(
             lease_for=lambda tenant: TenantLock(state, tenant),
         ),
         options=RunOptions(
-            lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size
+            lookback=settings.ingest.lookback,
+            overlap=settings.ingest.overlap,
+            page_size=settings.ingest.page_size,
         ),
     )
     seen = versions(truth(cloud, home, api))

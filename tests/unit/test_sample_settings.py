@@ -45,4 +45,4 @@ def test_sample_parses_with_storage_choice() -> None:
     values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     env = {k: v for k, v in values.items() if v and k != "DATA_STORAGE_ACCOUNT_NAME"}
     parsed = settings.Settings.from_env(env)
-    assert parsed.api == "graph"
+    assert parsed.defender.api == "graph"
