@@ -158,6 +158,14 @@ LOG_LEVEL_AZURE_SDK_SETTING = "LOG_LEVEL_AZURE_SDK"
 #: synchronous functions (infra/ sets it; shared.usecases.doctor checks it against host.json's
 #: batches)
 PYTHON_THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+#: the settings above that ``Settings`` does not parse (the Functions host, the Python worker
+#: and ``shared.telemetry`` read them); every other ``*_SETTING`` is declared on a section
+READ_ELSEWHERE = (
+    QUEUE_CONNECTION_SETTING,
+    QUEUE_SERVICE_URI_SETTING,
+    APPLICATIONINSIGHTS_SETTING,
+    PYTHON_THREADPOOL_SETTING,
+)
 
 CredentialKind = Literal["managed-identity", "developer"]
 AppCredentialKind = Literal["secret", "certificate", "federated"]
@@ -857,6 +865,14 @@ DECLARATIONS: tuple[Declared[Any], ...] = tuple(
 )
 
 
+def declared(name: str) -> Declared[Any]:
+    """The declaration of the setting ``name`` (KeyError when it is not declared)."""
+    for declaration in DECLARATIONS:
+        if declaration.name == name:
+            return declaration
+    raise KeyError(name)
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Parse the process environment (the Function's app settings)."""
     return Settings.from_env(os.environ if env is None else env)
@@ -981,6 +997,4 @@ class _Parser:
     def value(self, name: str) -> Any:
         """A setting read already, with a fixed default: its value, or that default."""
         value = self._values[name]
-        if value is _UNSET:
-            return next(d.default for d in DECLARATIONS if d.name == name)
-        return value
+        return declared(name).default if value is _UNSET else value
