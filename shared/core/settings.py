@@ -7,26 +7,33 @@ import time; ``load()`` does it on first use.
 
 How it is built, so that each fact is written once:
 
-- **Names.** Each environment name is one ``*_SETTING`` constant (messages and tests use them).
+- **Names.** Each environment name is one ``*_SETTING`` constant (messages and tests use them);
+  ``READ_ELSEWHERE`` lists the few that the Functions host, the worker or the telemetry read
+  instead.
 - **Declarations.** Each setting is declared once, on the field of the section that holds it:
-  ``lookback: timedelta = setting(INGEST_LOOKBACK_DAYS_SETTING, days(whole(1, 180)), "30")``
-  names the variable, its parser (with its range and unit conversion: the value is whole days,
-  the field a ``timedelta``), and its default *as a user would write it*, parsed by the same
-  parser (so a default is always in range, and the README's default column can be checked
-  against it). A default that depends on other settings is a function of the ``Basis`` (the
-  cloud, the API surface and the raw mapping): the cloud's hosts, the surface's page size, the
-  consent callback on ``WEBSITE_HOSTNAME``. ``secret=True`` keeps a value out of ``repr``.
-  ``DECLARATIONS`` lists them all, in order (tests read it: the README's settings table and
-  ``local.settings.sample.json`` must name every one).
-- **Sections.** Frozen dataclasses by concern (``IdentitySettings``, ``DefenderSettings``,
-  ``StorageSettings``, ``IngestSettings``, ``FanoutSettings``, ``HttpApiSettings``,
-  ``PushSettings``, ``LogSettings``, ``LocalSettings``), composed into one frozen ``Settings``;
-  code reads ``settings.ingest.page_size``. Only ``from_env`` builds them.
-- **The parse.** Generic over the declarations: every value is read, a missing required one
-  or a malformed one becomes a problem named by its setting (the reason never echoes the
-  value: some are secrets) and the default stands in so the parse can go on; then the
-  cross-field ``RULES`` (each one function, written once) add their problems, and
-  ``ConfigError`` lists them all.
+  ``lookback: timedelta = setting(INGEST_LOOKBACK_DAYS_SETTING, _in(_DAY, _int(1, 180)), "30")``
+  gives its name, its parser with the range and the unit conversion (whole days in the
+  setting, a ``timedelta`` in the field), and its default *as a user writes it*, parsed at
+  import by the same parser (so a default is always in range, and the README's default column
+  is checked against it). A default that depends on other settings is a function of the
+  ``Basis`` instead (the cloud, the API surface, the raw mapping): the cloud's hosts and push
+  host suffixes, the surface's page size, the consent callback on ``API_PUBLIC_URL`` or
+  ``WEBSITE_HOSTNAME``. ``secret=True`` keeps a value out of ``repr``. ``DECLARATIONS`` lists
+  every declaration in order; ``tests/unit/test_sample_settings.py`` reads it, so the README's
+  settings table and ``local.settings.sample.json`` cannot miss a setting.
+- **Sections.** Frozen dataclasses by concern, composed into one frozen ``Settings``:
+  ``identity`` (who the app is, its credential), ``defender`` (API surface, cloud hosts, client
+  limits), ``storage``, ``ingest``, ``fanout`` (partner scale), ``http`` (the HTTP API and its
+  signing keys), ``push``, ``logs``, ``local`` (the emulator, never set in Azure). Code reads
+  ``settings.ingest.page_size``; what spans sections is a property of ``Settings``
+  (``tenants``, ``emulator``, ``api_audiences``). Only ``from_env`` builds them.
+- **The parse.** Generic over the declarations: each value is read; a missing required one or
+  a malformed one is a problem named by its setting (the reason never echoes the value: some
+  are secrets) and its default stands in so the parse goes on. Then each of ``RULES`` (the
+  rules across settings, one function each: one way to storage, Graph's page-size cap,
+  federated needs ``AZURE_CLIENT_ID``, a local push receiver only with the emulator CA, a
+  previous signing key only with a current one, a certificate needs its name) may add one
+  problem, retired settings still set are noted, and ``ConfigError`` lists every problem.
 """
 
 from __future__ import annotations
@@ -358,10 +365,6 @@ def _bool(raw: str) -> bool:
     if key in ("false", "0", "no", "off"):
         return False
     raise ValueError("must be true or false")
-
-
-def _tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
-    return parse_tenant_roles(raw)
 
 
 def parse_tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
