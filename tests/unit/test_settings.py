@@ -208,3 +208,14 @@ def test_consent_redirect_uri_default_and_validation() -> None:
     )
     with pytest.raises(ValueError, match="redirect_uri"):
         admin_consent_url("https://login.microsoftonline.com", TENANT, CLIENT, "s", "")
+
+
+def test_a_default_is_fresh_for_each_parse_and_follows_a_bad_choice_to_its_default() -> None:
+    """Two parses never share a mutable default; a malformed DEFENDER_CLOUD is reported, its
+    default stands in for what derives from it, and the rules across settings still run."""
+    first, second = Settings.from_env(BASE), Settings.from_env(BASE)
+    first.http.tenant_roles["Team.Blue"] = (TENANT,)
+    assert second.http.tenant_roles == {}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "DEFENDER_CLOUD": "mars", "INGEST_PAGE_SIZE": "80"})
+    assert [p.split(":")[0] for p in info.value.problems] == ["DEFENDER_CLOUD", "INGEST_PAGE_SIZE"]
