@@ -13,14 +13,15 @@ How it is built, so that each fact is written once:
 - **Declarations.** Each setting is declared once, on the field of the section that holds it:
   ``lookback: timedelta = setting(INGEST_LOOKBACK_DAYS_SETTING, _in(_DAY, _int(1, 180)), "30")``
   gives its name, its parser with the range and the unit conversion (whole days in the
-  setting, a ``timedelta`` in the field), and its default *as a user writes it*, parsed at
-  import by the same parser (so a default is always in range, and the README's default column
-  is checked against it). A default that depends on other settings is a function of the
-  ``Basis`` instead (the cloud, the API surface, the raw mapping): the cloud's hosts and push
-  host suffixes, the surface's page size, the consent callback on ``API_PUBLIC_URL`` or
-  ``WEBSITE_HOSTNAME``. ``secret=True`` keeps a value out of ``repr``. ``DECLARATIONS`` lists
-  every declaration in order; ``tests/unit/test_sample_settings.py`` reads it, so the README's
-  settings table and ``local.settings.sample.json`` cannot miss a setting.
+  setting, a ``timedelta`` in the field; mypy checks the field's type against the parser's),
+  and its default *as a user writes it*, parsed at import by the same parser (so a default is
+  always in range, and the README's default column is checked against it). A default that
+  depends on other settings is a function of the ``Basis`` instead (the cloud, the API
+  surface, the raw mapping): the cloud's hosts and push host suffixes, the surface's page
+  size, the consent callback on ``API_PUBLIC_URL`` or ``WEBSITE_HOSTNAME``. ``secret=True``
+  keeps a value out of ``repr``. ``DECLARATIONS`` lists every declaration in order;
+  ``tests/unit/test_sample_settings.py`` reads it, so the README's settings table and
+  ``local.settings.sample.json`` cannot miss a setting.
 - **Sections.** Frozen dataclasses by concern, composed into one frozen ``Settings``:
   ``identity`` (who the app is, its credential), ``defender`` (API surface, cloud hosts, client
   limits), ``storage``, ``ingest``, ``fanout`` (partner scale), ``http`` (the HTTP API and its
