@@ -117,7 +117,7 @@ class Services:
         if run and self._api_notice_pending:
             self._api_notice_pending = False
             return
-        notice = api_notice(self.settings.api, self.clock())
+        notice = api_notice(self.settings.defender.api, self.clock())
         if notice.status != "ok":
             level = logging.ERROR if notice.status == "fail" else logging.WARNING
             log.log(level, "%s; %s", notice.detail, notice.fix)
@@ -137,7 +137,7 @@ class Services:
         shared by every client and thread so together they keep under the quotas."""
         with self._limiter_lock:
             if self._limiter is None:
-                self._limiter = RateLimiterRegistry(self.settings.rate_limits)
+                self._limiter = RateLimiterRegistry(self.settings.defender.rate_limits)
             return self._limiter
 
     def defender_client(
@@ -150,17 +150,17 @@ class Services:
         return DefenderClient(
             session=self.session,
             token=token,
-            api=s.api,
-            base_url=s.api_url,
-            timeout=s.http_timeout,
+            api=s.defender.api,
+            base_url=s.defender.api_url,
+            timeout=s.defender.http_timeout,
             retry=RetryPolicy(
-                max_attempts=s.api_max_attempts,
-                budget=s.api_time_budget,
-                max_wait=s.api_max_retry_wait,
+                max_attempts=s.defender.max_attempts,
+                budget=s.defender.time_budget,
+                max_wait=s.defender.max_retry_wait,
             ),
             limiter=self.rate_limiter(),
             tenant=tenant,
-            page_size=s.page_size,
+            page_size=s.ingest.page_size,
         )
 
     def client_for(self, tenant: str, api: ApiKind | None = None) -> DefenderClient:
@@ -168,9 +168,9 @@ class Services:
 
         ``api``: a per-tenant override of ``DEFENDER_API`` (the tenant registry's ``Api``).
         """
-        api = api or self.settings.api
-        key = tenant if api == self.settings.api else f"{tenant}|{api}"
-        scope = _with_api(self.settings, api).api_scope
+        api = api or self.settings.defender.api
+        key = tenant if api == self.settings.defender.api else f"{tenant}|{api}"
+        scope = _with_api(self.settings, api).defender.api_scope
         with self._lock:
             client = self._clients.get(key)
             if client is None:
@@ -182,7 +182,7 @@ class Services:
     def user_client_for(self, tenant: str) -> DefenderClient:
         """An API client acting as the user signed in with ``python -m shared login``."""
         s = self.settings
-        token = cli_token_source(s, tenant, s.api_scope, http_client=self.session)
+        token = cli_token_source(s, tenant, s.defender.api_scope, http_client=self.session)
         return self.defender_client(tenant, token)
 
     def obo_client(self, tenant: str, caller_token: str, claims: CallerClaims) -> DefenderClient:
@@ -190,12 +190,12 @@ class Services:
         authenticated by (validated on arrival: not validated again). Whether the caller may
         act in ``tenant`` is the HTTP face's decision (``shared.api.app.user_client``)."""
         obo = self.on_behalf_of()
-        scope = self.settings.api_scope
+        scope = self.settings.defender.api_scope
         return self.defender_client(tenant, lambda: obo.token(caller_token, scope, claims=claims))
 
     def tenant_registry(self) -> TenantRegistry:
         """The tenants to serve: ``INGEST_TENANTS`` merged with the registry table."""
-        table = self.table_service.get_table_client(self.settings.tenant_table)
+        table = self.table_service.get_table_client(self.settings.storage.tenant_table)
         return TenantRegistry(self.settings.tenants, table)
 
     def enabled_tenants(self) -> tuple[str, ...]:
@@ -208,17 +208,17 @@ class Services:
         with self._lock:
             if self._validator is None:
                 s = self.settings
-                v1_issuer, _ = s.cloud.token_issuers(s.tenant_id)
+                v1_issuer, _ = s.defender.cloud.token_issuers(s.identity.tenant_id)
                 self._validator = CallerTokenValidator(
-                    authority_url=s.authority_url,
-                    issuer_hosts=(s.cloud.authority_url, s.authority_url),
+                    authority_url=s.defender.authority_url,
+                    issuer_hosts=(s.defender.cloud.authority_url, s.defender.authority_url),
                     audiences=s.api_audiences,
                     session=self.session,
                     clock=self.clock,
                     # callers come from the home tenant only; a token naming any other tenant
                     # is refused before a key is fetched, so it costs no outbound call
-                    tenant_allowed=lambda tid: tid == s.tenant_id,
-                    v1_issuer_host=v1_issuer.removesuffix(f"/{s.tenant_id}/"),
+                    tenant_allowed=lambda tid: tid == s.identity.tenant_id,
+                    v1_issuer_host=v1_issuer.removesuffix(f"/{s.identity.tenant_id}/"),
                 )
             return self._validator
 
@@ -267,18 +267,18 @@ class Services:
         # None unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
         health = recorder(credential=None if self.settings.emulator else self.credential)
         s = self.settings
-        if notify is None and s.api_signing_key is not None:
+        if notify is None and s.http.signing_key is not None:
             notify = self.push_outbox()  # a queue write per answer while anyone subscribes
         return Ingestor(
             source_for=functools.partial(self.client_for, api=api),
             stores=self.ingest_stores(),
             options=RunOptions(
-                lookback=lookback or s.lookback,
-                overlap=s.overlap,
-                page_size=s.page_size,
-                safety_lag=s.safety_lag,
-                time_budget=s.time_budget,
-                lag_warning=s.lag_warning,
+                lookback=lookback or s.ingest.lookback,
+                overlap=s.ingest.overlap,
+                page_size=s.ingest.page_size,
+                safety_lag=s.ingest.safety_lag,
+                time_budget=s.ingest.time_budget,
+                lag_warning=s.ingest.lag_warning,
             ),
             clock=self.clock,
             notify=notify,
@@ -293,7 +293,7 @@ class Services:
         data = self.blob_service.get_container_client(INCIDENT_CONTAINER)
         state = self.blob_service.get_container_client(STATE_CONTAINER)
         table = self.table_service.get_table_client(INCIDENT_TABLE)
-        lease_seconds = self.settings.lease_seconds
+        lease_seconds = self.settings.ingest.lease_seconds
         return IngestStores(
             archive=IncidentArchive(data),
             table=IncidentTable(table),
@@ -320,7 +320,7 @@ class Services:
         """Per-tenant run state (queued marker, last result, consent) in the registry table."""
 
         self._ensure_registry()
-        table = self.table_service.get_table_client(self.settings.tenant_table)
+        table = self.table_service.get_table_client(self.settings.storage.tenant_table)
         return RunStateStore(table, clock=self.clock)
 
     def fanout(self) -> Fanout:
@@ -350,7 +350,7 @@ class Services:
             if self._registry_ready:
                 return
             try:
-                self.table_service.create_table_if_not_exists(self.settings.tenant_table)
+                self.table_service.create_table_if_not_exists(self.settings.storage.tenant_table)
             except AzureError as exc:
                 raise StorageError(
                     f"could not prepare the tenant registry table ({type(exc).__name__}); check "
@@ -383,7 +383,9 @@ class Services:
         """The nonces of consent links already used (in the registry table)."""
 
         self._ensure_registry()
-        return ConsentStateStore(self.table_service.get_table_client(self.settings.tenant_table))
+        return ConsentStateStore(
+            self.table_service.get_table_client(self.settings.storage.tenant_table)
+        )
 
     def jobs(self) -> JobStore:
         """The asynchronous hunting jobs (blobs of the data account)."""
@@ -401,9 +403,9 @@ class Services:
         """The push keys (None without ``API_SIGNING_KEY``: push is off)."""
 
         s = self.settings
-        if s.api_signing_key is None:
+        if s.http.signing_key is None:
             return None
-        return PushKeys(s.api_signing_key, s.api_signing_key_previous)
+        return PushKeys(s.http.signing_key, s.http.signing_key_previous)
 
     def subscriptions(self) -> SubscriptionStore:
         """The push subscription store."""
@@ -428,14 +430,14 @@ class Services:
 
         s = self.settings
         return PushOptions(
-            allowed=s.api_push_host_suffixes,
-            allow_local=s.api_push_allow_local_receiver,
-            timeout=s.api_push_timeout,
-            max_attempts=s.api_push_max_attempts,
-            retry_base=s.api_push_retry,
-            max_retry_after=s.api_push_max_retry_after,
-            gone_grace=s.api_push_gone_grace,
-            deliver_own=s.api_push_deliver_own_updates,
+            allowed=s.push.host_suffixes,
+            allow_local=s.push.allow_local_receiver,
+            timeout=s.push.timeout,
+            max_attempts=s.push.max_attempts,
+            retry_base=s.push.retry,
+            max_retry_after=s.push.max_retry_after,
+            gone_grace=s.push.gone_grace,
+            deliver_own=s.push.deliver_own_updates,
         )
 
     def push_callbacks(self) -> Callbacks:
@@ -459,7 +461,7 @@ class Services:
         queue = self.queue(PUSH_QUEUE)
         # one TLS context per process: loading the CA bundle costs milliseconds, and this runs
         # for every delivery message (an SSLContext is safe to share between threads)
-        context = self.once("push.tls", lambda: tls_context(self.settings.emulator_ca_cert))
+        context = self.once("push.tls", lambda: tls_context(self.settings.local.emulator_ca_cert))
         sender = (
             Sender(context=context, clock=self.clock)
             if self.push_connect is None
@@ -482,7 +484,7 @@ class Services:
         update``) so push does not deliver its versions back (loop protection). Never raises:
         the update is done, and a caller retrying it would repeat a comment."""
 
-        if self.settings.api_signing_key is None or self.settings.api_push_deliver_own_updates:
+        if self.settings.http.signing_key is None or self.settings.push.deliver_own_updates:
             return
         try:
             self.echo_marks().mark(tenant, incident_id, started, self.clock())
@@ -519,9 +521,9 @@ class Services:
 
 def _with_api(settings: Settings, api: ApiKind | None) -> Settings:
     """``settings`` for a tenant whose registry entry overrides ``DEFENDER_API``."""
-    if api is None or api == settings.api:
+    if api is None or api == settings.defender.api:
         return settings
-    return dataclasses.replace(settings, api=api)
+    return dataclasses.replace(settings, defender=dataclasses.replace(settings.defender, api=api))
 
 
 def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
@@ -532,32 +534,32 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
             "EMULATOR_CA_CERT is set: trusting a local test CA, with Entra instance discovery "
             "and Key Vault challenge-resource verification off. Never set it in Azure."
         )
-    if settings.api_push_allow_local_receiver:
+    if settings.push.allow_local_receiver:
         log.warning(
             "API_PUSH_ALLOW_LOCAL_RECEIVER is on: push may deliver to https://localhost on any "
             "port. For the emulator and tests only; never set it in Azure."
         )
     credential = azure_credential(settings)
-    session = build_session(ca_cert=settings.emulator_ca_cert)
+    session = build_session(ca_cert=settings.local.emulator_ca_cert)
     tokens = AppTokenProvider(
-        client_id=settings.client_id,
-        authority_url=settings.authority_url,
+        client_id=settings.identity.client_id,
+        authority_url=settings.defender.authority_url,
         credential=client_credential(settings, credential, clock),
         http_client=session,
         instance_discovery=not settings.emulator,
-        consent_redirect_uri=settings.consent_redirect_uri,
+        consent_redirect_uri=settings.identity.consent_redirect_uri,
     )
 
     # one pool for the storage SDKs, sized for the threads of a fan-out worker (the SDK's
     # default pool of 10 makes concurrent tenants reopen connections)
     storage = storage_transport_options()
-    if settings.storage_connection_string:
-        conn = settings.storage_connection_string
+    if settings.storage.connection_string:
+        conn = settings.storage.connection_string
         blob_service = BlobServiceClient.from_connection_string(conn, **storage)
         table_service = TableServiceClient.from_connection_string(conn, **storage)
         queue_service = QueueServiceClient.from_connection_string(conn, **storage)
     else:
-        account, suffix = settings.storage_account_name, settings.cloud.storage_suffix
+        account, suffix = settings.storage.account_name, settings.defender.cloud.storage_suffix
         blob_service = BlobServiceClient(f"https://{account}.blob.{suffix}", credential, **storage)
         table_service = TableServiceClient(
             f"https://{account}.table.{suffix}", credential=credential, **storage
@@ -600,7 +602,7 @@ def device_code_sign_in(settings: Settings, tenant: str, *, out: TextIO) -> Sign
     """Sign a user in to ``tenant`` with the device code flow, for the CLI's ``--as-user``
     (``shared.credentials.user.device_code_login``; Entra's instruction goes to ``out``). Needs
     the settings only, not the services: ``login`` works before storage is set up."""
-    return device_code_login(settings, tenant, settings.api_scope, out=out)
+    return device_code_login(settings, tenant, settings.defender.api_scope, out=out)
 
 
 def client_credential(
@@ -608,29 +610,32 @@ def client_credential(
 ) -> ClientCredentialSource:
     """The app's client credential source for ``DEFENDER_CREDENTIAL_KIND``."""
 
-    if settings.credential_kind == "federated":
-        return FederatedSource(credential, settings.cloud.token_exchange_audience)
+    if settings.identity.credential_kind == "federated":
+        return FederatedSource(credential, settings.defender.cloud.token_exchange_audience)
 
     vault_kwargs: dict[str, Any] = {}
     if settings.emulator:
         vault_kwargs = {
             "verify_challenge_resource": False,
-            "connection_verify": str(settings.emulator_ca_cert),
+            "connection_verify": str(settings.local.emulator_ca_cert),
         }
-    vault = SecretClient(settings.key_vault_url, credential, **vault_kwargs)
-    if settings.credential_kind == "certificate":
+    vault = SecretClient(settings.identity.key_vault_url, credential, **vault_kwargs)
+    if settings.identity.credential_kind == "certificate":
         # Key Vault serves a certificate's private key as the secret of the same name.
-        name = settings.certificate_name or ""
+        name = settings.identity.certificate_name or ""
         item = KeyVaultSecret(
             vault,
             name,
             clock=clock,
-            max_age=settings.credential_cache,
+            max_age=settings.identity.credential_cache,
             setting="DEFENDER_CERTIFICATE_NAME",
         )
         return CertificateSource(item)
     secret = KeyVaultSecret(
-        vault, settings.client_secret_name, clock=clock, max_age=settings.credential_cache
+        vault,
+        settings.identity.client_secret_name,
+        clock=clock,
+        max_age=settings.identity.credential_cache,
     )
     return SecretSource(secret)
 
@@ -638,9 +643,9 @@ def client_credential(
 def azure_credential(settings: Settings) -> TokenCredential:
     """The Function's identity: managed identity, or developer sign-in when asked for."""
 
-    if settings.azure_credential == "developer":
+    if settings.identity.azure_credential == "developer":
         return DefaultAzureCredential()
-    return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+    return ManagedIdentityCredential(client_id=settings.identity.managed_identity_client_id)
 
 
 class _CompositionRoot:

@@ -55,9 +55,9 @@ def authenticator(services: bootstrap.Services) -> Authenticator:
     return services.once(
         "api.authenticator",
         lambda: Authenticator(
-            mode=s.api_auth_mode,
+            mode=s.http.auth_mode,
             validator=services.caller_validator,
-            tenant_roles=s.api_tenant_roles,
+            tenant_roles=s.http.tenant_roles,
             audience=s.api_audiences[0],
         ),
     )
@@ -136,10 +136,10 @@ def _build_backend(services: bootstrap.Services, in_process: bool) -> Backend:
         mark_own_update=services.mark_own_update,
         record_consent=services.record_consent,
         prove_consent=lambda tenant: services.tokens.prove_consent(
-            tenant, services.settings.api_scope
+            tenant, services.settings.defender.api_scope
         ),
         consent_states=services.consent_states,
-        caller_limits=CallerLimiter(services.settings.api_caller_limits),
+        caller_limits=CallerLimiter(services.settings.http.caller_limits),
         ingest_status=lambda tenant: services.fanout().tenant_status(tenant),
     )
     return built

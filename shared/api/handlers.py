@@ -101,7 +101,7 @@ class Context:
             named = (
                 next(iter(allowed))
                 if allowed is not None and len(allowed) == 1
-                else self.backend.settings.tenant_id
+                else self.backend.settings.identity.tenant_id
             )
         return self.check_tenant(named)
 
@@ -308,7 +308,7 @@ def list_incidents(ctx: Context) -> Response:
         query,
         before=None if cursor is None else (to_us(cursor.last_update), cursor.incident_id),
         top=top,
-        max_calls=backend.settings.api_page_max_calls,
+        max_calls=backend.settings.http.page_max_calls,
         rate=None if cursor is None or cursor.rate is None else cursor.rate / _US_PER_HOUR,
         now=backend.clock(),
     )
@@ -458,7 +458,7 @@ def hunting_query(ctx: Context, body: dict[str, Any]) -> str:
     if (name is None) == (query is None):
         raise ApiError(400, "invalid_body", "give either 'template' (with 'parameters') or 'query'")
     if query is not None:
-        if not ctx.backend.settings.api_allow_free_kql:
+        if not ctx.backend.settings.http.allow_free_kql:
             raise ApiError(
                 403,
                 "free_kql_disabled",
@@ -518,12 +518,12 @@ def run_hunting(ctx: Context) -> Response:
     if asked_async:
         return accepted(ctx, running)
     try:
-        finished: Job = future.result(timeout=backend.settings.api_sync_budget)
+        finished: Job = future.result(timeout=backend.settings.http.sync_budget)
     except FutureTimeout:
         if not user:
             # a safety net: if this process dies before the hunt ends, the queue worker runs
             # the job again once the hunt's own time budget has surely passed
-            delay = int(backend.settings.api_time_budget) + 60
+            delay = int(backend.settings.defender.time_budget) + 60
             backend.submit_job(running.id, delay)
         return accepted(ctx, running)
     return job_answer(finished)
@@ -539,21 +539,21 @@ def accepted(ctx: Context, job: Job) -> Response:
     """
 
     settings = ctx.backend.settings
-    if settings.api_signing_key is None:
+    if settings.http.signing_key is None:
         location = ctx.url(f"/hunting/jobs/{job.id}")
     else:
         link = issue(
-            settings.api_signing_key,
+            settings.http.signing_key,
             job.id,
             job.tenant,
             parse_utc(job.created),
-            settings.api_poll_link_lifetime,
+            settings.http.poll_link_lifetime,
         )
         location = ctx.url("/hunting/status", link.query())
     return json_response(
         202,
         {"id": job.id, "state": job.state, "tenant": job.tenant},
-        {"Location": location, "Retry-After": str(settings.api_retry_after)},
+        {"Location": location, "Retry-After": str(settings.http.retry_after)},
     )
 
 
@@ -633,7 +633,7 @@ def poll_job(ctx: Context) -> Response:
     r = ctx.request
     job_id = r.param("job") or ""
     if ctx.anonymous:
-        key = ctx.backend.settings.api_signing_key
+        key = ctx.backend.settings.http.signing_key
         if key is None:
             raise unauthenticated(
                 "poll links need the API_SIGNING_KEY setting: send an Entra ID access token"
@@ -671,7 +671,7 @@ def _load_job(ctx: Context, job_id: str) -> Job:
 def _job_state(ctx: Context, job: Job) -> Response:
     if job.state in ("done", "failed"):
         return job_answer(job)
-    lost_after = ctx.backend.settings.api_time_budget + 120
+    lost_after = ctx.backend.settings.defender.time_budget + 120
     if job.context == "user" and job.age_seconds(ctx.backend.clock()) > lost_after:
         raise ApiError(504, "job_lost", "the hunting job stopped without an answer; run it again")
     return accepted(ctx, job)
@@ -727,7 +727,7 @@ def _ingest_follow(ctx: Context, tenant: str) -> dict[str, str]:
     """The ``Location`` (the tenant's ingestion status) and ``Retry-After`` of an ingest 202."""
     return {
         "Location": ctx.url("/ingest/status", {"tenant": tenant}),
-        "Retry-After": str(ctx.backend.settings.api_retry_after),
+        "Retry-After": str(ctx.backend.settings.http.retry_after),
     }
 
 
@@ -799,7 +799,7 @@ def subscribe(ctx: Context) -> Response:
     data = _callback_body(ctx.request)
     body = SUBSCRIBE_BODY.check(data)
     backend = ctx.backend
-    if backend.settings.api_signing_key is None:
+    if backend.settings.http.signing_key is None:
         raise ApiError(503, "push_not_configured", "push needs the API_SIGNING_KEY setting")
     try:
         statuses = tuple(canonical_status(s, for_filter=True) for s in body.get("statuses", []))
@@ -952,7 +952,7 @@ def consent_callback(ctx: Context) -> Response:
 
     r = ctx.request
     settings = ctx.backend.settings
-    if settings.api_signing_key is None:
+    if settings.http.signing_key is None:
         raise ApiError(
             503, "consent_not_configured", "onboarding needs the API_SIGNING_KEY setting"
         )
@@ -980,7 +980,7 @@ def consent_callback(ctx: Context) -> Response:
     backend = ctx.backend
     now = backend.clock()
     try:
-        claims = verify_state(settings.api_signing_key, state, tenant, now)
+        claims = verify_state(settings.http.signing_key, state, tenant, now)
     except StateError as exc:
         raise ApiError(400, "invalid_state", str(exc)) from None
     used = ApiError(
@@ -990,7 +990,7 @@ def consent_callback(ctx: Context) -> Response:
     if states.used(claims.nonce):
         raise used  # before the proof: a replay costs no call to Entra
     roles = _prove_consent(backend, tenant, claims.expires)
-    checks = check_roles(settings.api, settings.features, roles)
+    checks = check_roles(settings.defender.api, settings.defender.features, roles)
     missing = [c for c in checks if not c.ok]
     if checks and len(missing) == len(checks):
         # a service principal without one application permission the app needs: nothing could

@@ -459,10 +459,10 @@ def security_for(settings: Any) -> Security:
     """The security of the deployment ``settings`` describe: its cloud's Entra host, its home
     tenant, its API's Application ID URI, and whether keys admit callers."""
     return Security(
-        authority_url=settings.authority_url,
-        tenant=settings.tenant_id,
+        authority_url=settings.defender.authority_url,
+        tenant=settings.identity.tenant_id,
         audience=settings.api_audiences[0],
-        key_mode=settings.api_auth_mode == "key",
+        key_mode=settings.http.auth_mode == "key",
     )
 
 

@@ -640,6 +640,6 @@ def options_from(settings: Any) -> dict[str, Any]:
     """The ``handle`` options of a ``Settings`` (the authenticator comes from the composition
     root: it keeps the signing keys between requests)."""
     return {
-        "max_body": settings.api_max_body_bytes,
-        "public_url": settings.api_public_url,
+        "max_body": settings.http.max_body_bytes,
+        "public_url": settings.http.public_url,
     }

@@ -60,13 +60,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         raise
     s = svc.settings
     host = check_host(settings=s)
-    notice = api_notice(s.api, svc.clock())
+    notice = api_notice(s.defender.api, svc.clock())
     if args.tenant:
         entries = [TenantEntry(t) for t in tenant_ids(args.tenant, s.tenants)]
     else:
         entries = svc.tenant_registry().entries()
     credential, fix = check_credential(
-        svc.tokens.credential, clock=svc.clock, warn_within=s.credential_expiry_warning
+        svc.tokens.credential, clock=svc.clock, warn_within=s.identity.credential_expiry_warning
     )
     report = CheckReport(
         credential,
@@ -74,9 +74,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             check_tenants(
                 entries,
                 tokens=svc.tokens,
-                scope=s.api_scope,
-                api=s.api,
-                features=s.features,
+                scope=s.defender.api_scope,
+                api=s.defender.api,
+                features=s.defender.features,
                 credential=credential,
                 credential_fix=fix,
             )
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         svc.checkpoints(),
         [e.tenant_id for e in entries],
         now=svc.clock(),
-        warn_after=s.lag_warning,
+        warn_after=s.ingest.lag_warning,
     )
     poison = _poison(svc)  # partner scale: tenants stuck in the poison queue
     if args.json:
@@ -141,7 +141,7 @@ def _http_auth(settings: Any) -> dict[str, Any]:
 def _poison(svc: Any) -> dict[str, Any]:
     """The poison queue report (``tenants poison``); a read failure is reported, not fatal."""
 
-    if svc.settings.fanout != "queue":
+    if svc.settings.fanout.mode != "queue":
         return {"count": 0, "poison": []}
     try:
         return poison_report(svc)

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     import os
 
     settings = load()
-    url = args.url or settings.api_public_url
+    url = args.url or settings.http.public_url
     if not url and os.environ.get(WEBSITE_HOSTNAME):
         url = f"https://{os.environ[WEBSITE_HOSTNAME].strip()}"
     if not url:

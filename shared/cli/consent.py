@@ -45,29 +45,29 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         # one organisation's tenant: a link for common/organizations/consumers would let any
         # tenant's admin answer it
-        tenant = consent_tenant(settings.tenant_id if args.tenant is None else args.tenant)
+        tenant = consent_tenant(settings.identity.tenant_id if args.tenant is None else args.tenant)
     except ValueError as exc:
         raise ConfigError(f"--tenant: {exc}") from None
-    redirect = settings.consent_redirect_uri
+    redirect = settings.identity.consent_redirect_uri
     if args.redirect_uri is not None:
         try:
             redirect = parse_redirect_uri(args.redirect_uri.strip())
         except ValueError as exc:
             raise ConfigError(f"--redirect-uri: {exc}") from None
     state = args.state
-    if state is None and settings.api_signing_key:
+    if state is None and settings.http.signing_key:
         # the onboarding callback (GET /api/consent/callback) records the tenant only with a
         # state it can verify: signed, for this tenant, expiring
 
         state = issue_state(
-            settings.api_signing_key, tenant, utc_now(), settings.api_consent_state_lifetime
+            settings.http.signing_key, tenant, utc_now(), settings.http.consent_state_lifetime
         )
     out.write(
         admin_consent_url(
-            settings.authority_url,
+            settings.defender.authority_url,
             tenant,
-            settings.client_id,
-            settings.api_scope,
+            settings.identity.client_id,
+            settings.defender.api_scope,
             redirect,
             state,
         )

@@ -45,7 +45,7 @@ def client_for(args: argparse.Namespace) -> Any:
     """The API client of the tenant named by ``--tenant`` (or the home tenant)."""
 
     svc = services()
-    chosen = tenant_ids([args.tenant] if args.tenant else None, (svc.settings.tenant_id,))
+    chosen = tenant_ids([args.tenant] if args.tenant else None, (svc.settings.identity.tenant_id,))
     if getattr(args, "as_user", False):
         return svc.user_client_for(chosen[0])
     return svc.client_for(chosen[0])

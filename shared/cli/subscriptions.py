@@ -60,7 +60,7 @@ def register(commands: Any) -> None:
 
 def _require_key() -> None:
 
-    if services().settings.api_signing_key is None:
+    if services().settings.http.signing_key is None:
         raise ConfigError("push needs the API_SIGNING_KEY setting")
 
 

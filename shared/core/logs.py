@@ -20,8 +20,9 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from typing import cast
 
-from shared.core.settings import LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level
+from shared.core.settings import LOG_LEVEL_AZURE_SDK_SETTING, declared
 
 #: a separator as written, percent-encoded, or encoded twice (a URL inside a URL)
 _EQ = r"(?:=|%3[dD]|%253[dD])"
@@ -157,15 +158,10 @@ SDK_LOGGERS = (
 
 
 def sdk_log_level(env: Mapping[str, str] | None = None) -> int:
-    """``LOG_LEVEL_AZURE_SDK`` (default WARNING). A value that does not parse gives WARNING
-    here; the settings parse reports it as a problem with the others."""
-    raw = (os.environ if env is None else env).get(LOG_LEVEL_AZURE_SDK_SETTING) or ""
-    if not raw.strip():
-        return logging.WARNING
-    try:
-        return parse_log_level(raw)
-    except ValueError:
-        return logging.WARNING
+    """``LOG_LEVEL_AZURE_SDK``, or its declared default (WARNING) when it is unset or does not
+    parse; the settings parse reports a bad value as a problem with the others."""
+    level = declared(LOG_LEVEL_AZURE_SDK_SETTING).lenient(os.environ if env is None else env)
+    return cast(int, level)  # the declaration has a fixed default, so never None
 
 
 def set_sdk_log_level(level: int) -> None:

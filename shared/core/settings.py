@@ -1,20 +1,54 @@
-"""App settings: their names, one typed frozen object, and a parser that reports every problem.
+"""App settings: their names, one typed frozen object in sections, and a parser that reports
+every problem at once.
 
 App settings reach a Function as environment variables, so ``Settings.from_env`` parses any
 mapping (``os.environ`` in production, a dict in tests). Nothing here reads the environment at
 import time; ``load()`` does it on first use.
+
+How it is built, so that each fact is written once:
+
+- **Names.** Each environment name is one ``*_SETTING`` constant (messages and tests use them);
+  ``READ_ELSEWHERE`` lists the few that the Functions host, the worker or the telemetry read
+  instead.
+- **Declarations.** Each setting is declared once, on the field of the section that holds it:
+  ``lookback: timedelta = setting(INGEST_LOOKBACK_DAYS_SETTING, _in(_DAY, _int(1, 180)), "30")``
+  gives its name, its parser with the range and the unit conversion (whole days in the
+  setting, a ``timedelta`` in the field; mypy checks the field's type against the parser's),
+  and its default *as a user writes it*, parsed at import by the same parser (so a default is
+  always in range, and the README's default column is checked against it). A default that
+  depends on other settings is a function of the ``Basis`` instead (the cloud, the API
+  surface, the raw mapping): the cloud's hosts and push host suffixes, the surface's page
+  size, the consent callback on ``API_PUBLIC_URL`` or ``WEBSITE_HOSTNAME``. ``secret=True``
+  keeps a value out of ``repr``. ``DECLARATIONS`` lists every declaration in order;
+  ``tests/unit/test_sample_settings.py`` reads it, so the README's settings table and
+  ``local.settings.sample.json`` cannot miss a setting.
+- **Sections.** Frozen dataclasses by concern, composed into one frozen ``Settings``:
+  ``identity`` (who the app is, its credential), ``defender`` (API surface, cloud hosts, client
+  limits), ``storage``, ``ingest``, ``fanout`` (partner scale), ``http`` (the HTTP API and its
+  signing keys), ``push``, ``logs``, ``local`` (the emulator, never set in Azure). Code reads
+  ``settings.ingest.page_size``; what spans sections is a property of ``Settings``
+  (``tenants``, ``emulator``, ``api_audiences``). Only ``from_env`` builds them.
+- **The parse.** Generic over the declarations: each value is read; a missing required one or
+  a malformed one is a problem named by its setting (the reason never echoes the value: some
+  are secrets) and its default stands in so the parse goes on. Then each of ``RULES`` (the
+  rules across settings, one function each: one way to storage, Graph's page-size cap,
+  federated needs ``AZURE_CLIENT_ID``, a local push receiver only with the emulator CA, a
+  previous signing key only with a current one, a certificate needs its name) may add one
+  problem, retired settings still set are noted, and ``ConfigError`` lists every problem.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from shared.core.clouds import CLOUDS, Cloud
@@ -132,6 +166,14 @@ LOG_LEVEL_AZURE_SDK_SETTING = "LOG_LEVEL_AZURE_SDK"
 #: synchronous functions (infra/ sets it; shared.usecases.doctor checks it against host.json's
 #: batches)
 PYTHON_THREADPOOL_SETTING = "PYTHON_THREADPOOL_THREAD_COUNT"
+#: the settings above that ``Settings`` does not parse (the Functions host, the Python worker
+#: and ``shared.telemetry`` read them); every other ``*_SETTING`` is declared on a section
+READ_ELSEWHERE = (
+    QUEUE_CONNECTION_SETTING,
+    QUEUE_SERVICE_URI_SETTING,
+    APPLICATIONINSIGHTS_SETTING,
+    PYTHON_THREADPOOL_SETTING,
+)
 
 CredentialKind = Literal["managed-identity", "developer"]
 AppCredentialKind = Literal["secret", "certificate", "federated"]
@@ -141,413 +183,11 @@ ApiAuthMode = Literal["entra", "key"]
 #: a rate limit: at most ``calls`` in any ``seconds``-long window
 RateLimit = tuple[tuple[int, float], ...]
 
-#: Microsoft's documented quotas, per tenant and app:
-#: incidents 50/min and 1,500/hour (https://learn.microsoft.com/defender-xdr/api-list-incidents),
-#: hunting 45/min and 1,500/hour (https://learn.microsoft.com/defender-xdr/api-advanced-hunting),
-#: Graph alerts 150/min (https://learn.microsoft.com/graph/throttling-limits)
-DEFAULT_RATE_LIMITS: dict[str, RateLimit] = {
-    "incidents": ((50, 60.0), (1500, 3600.0)),
-    "hunting": ((45, 60.0), (1500, 3600.0)),
-    "alerts": ((150, 60.0),),
-}
-
-#: what one HTTP caller may ask of the routes that call Defender (``shared.api.ratelimit``):
-#: a page costs one or two Defender calls (at most ``API_INCIDENTS_PAGE_MAX_CALLS``), so a
-#: caller at these rates leaves most of a tenant's quota to ingestion and other callers
-DEFAULT_CALLER_LIMITS: dict[str, RateLimit] = {
-    "incidents": ((20, 60.0), (300, 3600.0)),
-    "hunting": ((5, 60.0), (60, 3600.0)),
-}
-
 _T = TypeVar("_T")
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")  # six fields: second minute hour day month weekday
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the app reads from its settings, parsed and checked."""
-
-    tenant_id: str
-    client_id: str
-    key_vault_url: str
-    storage_connection_string: str | None = field(default=None, repr=False)
-    storage_account_name: str | None = None
-    client_secret_name: str = "defender-client-secret"  # noqa: S105 - the name, not the value
-    managed_identity_client_id: str | None = None
-    azure_credential: CredentialKind = "managed-identity"
-    api: ApiKind = "graph"
-    cloud: Cloud = CLOUDS["public"]
-    authority_url: str = CLOUDS["public"].authority_url
-    legacy_api_url: str = CLOUDS["public"].legacy_api_url
-    graph_api_url: str = CLOUDS["public"].graph_api_url
-    ingest_tenants: tuple[str, ...] = ()
-    ingest_schedule: str = "0 */5 * * * *"
-    lookback: timedelta = timedelta(days=30)
-    overlap: timedelta = timedelta(minutes=10)
-    page_size: int = DEFAULT_PAGE_SIZE["graph"]
-    http_timeout: float = 30.0
-    api_max_attempts: int = 6
-    api_time_budget: float = 300.0
-    emulator_ca_cert: Path | None = None
-    credential_kind: AppCredentialKind = "secret"
-    certificate_name: str | None = None
-    credential_cache: timedelta = timedelta(minutes=60)
-    credential_expiry_warning: timedelta = timedelta(days=30)
-    tenant_table: str = "DefenderTenants"
-    features: tuple[Feature, ...] = ("ingest",)
-    rate_limits: dict[str, RateLimit] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
-    # partner scale
-    fanout: FanoutMode = "queue"
-    concurrency: int = 4
-    max_dequeue_count: int = 5
-    queued_marker: timedelta = timedelta(minutes=60)
-    consent_retry: timedelta = timedelta(hours=6)
-    failure_hold: timedelta = timedelta(minutes=60)
-    api_max_retry_wait: float = 30.0
-    # HTTP API
-    api_max_body_bytes: int = 65_536
-    api_auth_mode: ApiAuthMode = "entra"
-    #: None: ``api://<client_id>``, the default the portal proposes
-    api_app_id_uri: str | None = None
-    #: names of retired settings that are still set (see ``RETIRED_SETTINGS``)
-    retired_settings: tuple[str, ...] = ()
-    api_tenant_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    api_allow_free_kql: bool = False
-    api_sync_budget: float = 20.0
-    api_retry_after: int = 5
-    api_poll_link_lifetime: timedelta = timedelta(minutes=60)
-    api_public_url: str | None = None
-    api_signing_key: str | None = field(default=None, repr=False)
-    api_push_host_suffixes: tuple[str, ...] = CLOUDS["public"].push_host_suffixes
-    api_push_max_attempts: int = 8
-    api_signing_key_previous: str | None = field(default=None, repr=False)
-    api_push_allow_local_receiver: bool = False
-    api_push_timeout: float = 10.0
-    api_push_retry: float = 30.0
-    api_push_max_retry_after: float = 3600.0
-    api_push_gone_grace: timedelta = timedelta(minutes=60)
-    api_push_deliver_own_updates: bool = False
-    api_consent_state_lifetime: timedelta = timedelta(minutes=60)
-    #: the most Defender requests one page of ``GET /incidents`` may make
-    api_page_max_calls: int = 8
-    #: per-caller limits of the routes that call Defender, by family
-    api_caller_limits: dict[str, RateLimit] = field(
-        default_factory=lambda: dict(DEFAULT_CALLER_LIMITS)
-    )
-    consent_redirect_uri: str = LOCAL_CONSENT_REDIRECT_URI
-    # ingestion by time slices
-    safety_lag: timedelta = timedelta(seconds=60)
-    time_budget: timedelta = timedelta(seconds=480)
-    lease_seconds: int = 60
-    lag_warning: timedelta = timedelta(minutes=60)
-    # the Functions worker's logging
-    log_level_azure_sdk: int = logging.WARNING
-
-    @property
-    def emulator(self) -> bool:
-        """True when pointed at the local emulator (test CA trusted, discovery checks off)."""
-        return self.emulator_ca_cert is not None
-
-    @property
-    def api_url(self) -> str:
-        """Base URL of the configured Defender API surface."""
-        return self.graph_api_url if self.api == "graph" else self.legacy_api_url
-
-    @property
-    def api_scope(self) -> str:
-        """The scope to request for the configured API (the cloud's resource, whatever the URL)."""
-        return self.cloud.graph_scope if self.api == "graph" else self.cloud.legacy_scope
-
-    @property
-    def api_audiences(self) -> tuple[str, str]:
-        """The ``aud`` values a caller's token may carry: the Application ID URI (v1 tokens
-        carry the resource as requested) and the client id (v2 tokens)."""
-        return (self.api_app_id_uri or f"api://{self.client_id}", self.client_id)
-
-    @property
-    def tenants(self) -> tuple[str, ...]:
-        """Tenants to ingest: ``INGEST_TENANTS``, or the home tenant alone."""
-        return self.ingest_tenants or (self.tenant_id,)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Parse settings from a mapping of app settings.
-
-        Raises:
-            ConfigError: listing every missing or malformed setting at once, by name.
-        """
-        p = _Parser(env)
-        tenant_id = p.required(TENANT_ID_SETTING, _guid)
-        client_id = p.required(CLIENT_ID_SETTING, _guid)
-        cloud = p.optional(CLOUD_SETTING, _choice(CLOUDS), CLOUDS["public"])
-        key_vault_url = p.required(KEY_VAULT_URL_SETTING, _https_url)
-        api: ApiKind = p.optional(
-            API_SETTING, _choice({"graph": "graph", "legacy": "legacy"}), "graph"
-        )
-        conn = p.optional(STORAGE_CONNECTION_STRING_SETTING, _connection_string, None)
-        account = p.optional(STORAGE_ACCOUNT_SETTING, _storage_account, None)
-        if conn and account:
-            p.problems.append(
-                f"set only one of {STORAGE_CONNECTION_STRING_SETTING} and {STORAGE_ACCOUNT_SETTING}"
-            )
-        elif (
-            not conn
-            and not account
-            and not p.has_problem_with(STORAGE_CONNECTION_STRING_SETTING, STORAGE_ACCOUNT_SETTING)
-        ):
-            p.problems.append(
-                f"missing {STORAGE_ACCOUNT_SETTING} (or {STORAGE_CONNECTION_STRING_SETTING} "
-                "for local storage)"
-            )
-        # legacy's cap (100) is the range; Graph's smaller cap gets its own reason
-        page_size = p.optional(
-            INGEST_PAGE_SIZE_SETTING, _int(1, MAX_PAGE_SIZE["legacy"]), DEFAULT_PAGE_SIZE[api]
-        )
-        if api == "graph" and page_size > MAX_PAGE_SIZE["graph"]:
-            p.problems.append(
-                f"{INGEST_PAGE_SIZE_SETTING}: must be at most {MAX_PAGE_SIZE['graph']} with "
-                f"{API_SETTING}=graph: Graph answers 400 \"The limit of '50' for Top query has "
-                'been exceeded" to a larger $top on security incidents'
-            )
-            page_size = MAX_PAGE_SIZE["graph"]
-        host = (env.get(WEBSITE_HOSTNAME) or "").strip()
-        default_redirect = (
-            f"https://{host}{CONSENT_CALLBACK_PATH}"
-            if re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host)
-            else LOCAL_CONSENT_REDIRECT_URI
-        )
-        try:  # the app's public origin (behind a proxy) wins over the default host name
-            public = (env.get(API_PUBLIC_URL_SETTING) or "").strip()
-            if public:
-                default_redirect = parse_public_url(public) + CONSENT_CALLBACK_PATH
-        except ValueError:
-            pass  # reported by its own parse below
-        settings = cls(
-            tenant_id=tenant_id or "",
-            client_id=client_id or "",
-            key_vault_url=key_vault_url or "",
-            storage_connection_string=conn,
-            storage_account_name=account,
-            client_secret_name=p.optional(
-                CLIENT_SECRET_NAME_SETTING, _secret_name, "defender-client-secret"
-            ),
-            managed_identity_client_id=p.optional(MANAGED_IDENTITY_CLIENT_ID_SETTING, _guid, None),
-            azure_credential=p.optional(
-                AZURE_CREDENTIAL_SETTING,
-                _choice({"managed-identity": "managed-identity", "developer": "developer"}),
-                "managed-identity",
-            ),
-            api=api,
-            cloud=cloud,
-            authority_url=p.optional(AUTHORITY_URL_SETTING, _https_url, cloud.authority_url),
-            legacy_api_url=p.optional(LEGACY_API_URL_SETTING, _https_url, cloud.legacy_api_url),
-            graph_api_url=p.optional(GRAPH_API_URL_SETTING, _https_url, cloud.graph_api_url),
-            ingest_tenants=p.optional(INGEST_TENANTS_SETTING, parse_tenant_list, ()),
-            ingest_schedule=p.optional(INGEST_SCHEDULE_SETTING, parse_ncrontab, "0 */5 * * * *"),
-            lookback=timedelta(days=p.optional(INGEST_LOOKBACK_DAYS_SETTING, _int(1, 180), 30)),
-            overlap=timedelta(
-                minutes=p.optional(INGEST_OVERLAP_MINUTES_SETTING, _int(0, 1440), 10)
-            ),
-            page_size=page_size,
-            http_timeout=p.optional(HTTP_TIMEOUT_SETTING, _float(1.0, 230.0), 30.0),
-            api_max_attempts=p.optional(API_MAX_ATTEMPTS_SETTING, _int(1, 20), 6),
-            api_time_budget=p.optional(API_TIME_BUDGET_SETTING, _float(1.0, 3600.0), 300.0),
-            emulator_ca_cert=p.optional(EMULATOR_CA_CERT_SETTING, _existing_file, None),
-            credential_kind=p.optional(
-                CREDENTIAL_KIND_SETTING,
-                _choice({k: k for k in ("secret", "certificate", "federated")}),
-                "secret",
-            ),
-            certificate_name=p.optional(CERTIFICATE_NAME_SETTING, _secret_name, None),
-            credential_cache=timedelta(
-                minutes=p.optional(CREDENTIAL_CACHE_MINUTES_SETTING, _int(1, 1440), 60)
-            ),
-            credential_expiry_warning=timedelta(
-                days=p.optional(CREDENTIAL_EXPIRY_WARNING_DAYS_SETTING, _int(0, 365), 30)
-            ),
-            tenant_table=p.optional(TENANT_TABLE_SETTING, _table_name, "DefenderTenants"),
-            features=p.optional(FEATURES_SETTING, _features, ("ingest",)),
-            rate_limits={
-                "incidents": p.optional(
-                    RATE_LIMIT_INCIDENTS_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["incidents"]
-                ),
-                "alerts": p.optional(
-                    RATE_LIMIT_ALERTS_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["alerts"]
-                ),
-                "hunting": p.optional(
-                    RATE_LIMIT_HUNTING_SETTING, _rate_limit, DEFAULT_RATE_LIMITS["hunting"]
-                ),
-            },
-            api_max_body_bytes=p.optional(
-                API_MAX_BODY_BYTES_SETTING, _int(1024, 1_048_576), 65_536
-            ),
-            api_auth_mode=p.optional(
-                API_AUTH_MODE_SETTING, _choice({"entra": "entra", "key": "key"}), "entra"
-            ),
-            api_app_id_uri=p.optional(API_APP_ID_URI_SETTING, _app_id_uri, None),
-            retired_settings=tuple(n for n in RETIRED_SETTINGS if (env.get(n) or "").strip()),
-            api_tenant_roles=p.optional(API_TENANT_ROLES_SETTING, _tenant_roles, {}),
-            api_allow_free_kql=p.optional(API_ALLOW_FREE_KQL_SETTING, _bool, False),
-            api_sync_budget=p.optional(API_SYNC_BUDGET_SETTING, _sync_budget, 20.0),
-            api_retry_after=p.optional(API_RETRY_AFTER_SETTING, _int(1, 600), 5),
-            api_poll_link_lifetime=timedelta(
-                minutes=p.optional(API_POLL_LINK_MINUTES_SETTING, _int(5, 1440), 60)
-            ),
-            api_public_url=p.optional(API_PUBLIC_URL_SETTING, parse_public_url, None),
-            api_signing_key=p.optional(API_SIGNING_KEY_SETTING, _signing_key, None),
-            api_push_host_suffixes=p.optional(
-                API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, cloud.push_host_suffixes
-            ),
-            api_push_max_attempts=p.optional(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 50), 8),
-            api_consent_state_lifetime=timedelta(
-                minutes=p.optional(API_CONSENT_STATE_MINUTES_SETTING, _int(1, 10080), 60)
-            ),
-            api_page_max_calls=p.optional(API_PAGE_MAX_CALLS_SETTING, _int(2, 50), 8),
-            api_caller_limits={
-                "incidents": p.optional(
-                    API_CALLER_RATE_LIMIT_SETTING, _rate_limit, DEFAULT_CALLER_LIMITS["incidents"]
-                ),
-                "hunting": p.optional(
-                    API_CALLER_HUNTING_RATE_LIMIT_SETTING,
-                    _rate_limit,
-                    DEFAULT_CALLER_LIMITS["hunting"],
-                ),
-            },
-            consent_redirect_uri=p.optional(
-                CONSENT_REDIRECT_URI_SETTING, parse_redirect_uri, default_redirect
-            ),
-        )
-        if settings.credential_kind == "federated" and not (
-            settings.managed_identity_client_id
-            or p.has_problem_with(MANAGED_IDENTITY_CLIENT_ID_SETTING)
-        ):
-            # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
-            p.problems.append(
-                f"missing {MANAGED_IDENTITY_CLIENT_ID_SETTING} (needed when "
-                f"{CREDENTIAL_KIND_SETTING} is federated): only a user-assigned managed identity "
-                "can be an app's federated credential, a system-assigned one is not supported; "
-                "set it to that identity's client id"
-            )
-        settings = replace(
-            settings,
-            fanout=p.optional(
-                INGEST_FANOUT_SETTING, _choice({"queue": "queue", "inline": "inline"}), "queue"
-            ),
-            concurrency=p.optional(INGEST_CONCURRENCY_SETTING, _int(1, 64), 4),
-            max_dequeue_count=p.optional(INGEST_MAX_DEQUEUE_COUNT_SETTING, _int(1, 100), 5),
-            queued_marker=timedelta(
-                minutes=p.optional(INGEST_QUEUED_MARKER_MINUTES_SETTING, _int(5, 1440), 60)
-            ),
-            consent_retry=timedelta(
-                hours=p.optional(INGEST_CONSENT_RETRY_HOURS_SETTING, _int(1, 168), 6)
-            ),
-            failure_hold=timedelta(
-                minutes=p.optional(INGEST_FAILURE_HOLD_MINUTES_SETTING, _int(1, 10080), 60)
-            ),
-            api_max_retry_wait=p.optional(API_MAX_RETRY_WAIT_SETTING, _float(0.0, 3600.0), 30.0),
-        )
-        settings = replace(
-            settings,
-            safety_lag=timedelta(seconds=p.optional(INGEST_SAFETY_LAG_SETTING, _int(0, 3600), 60)),
-            # below host.json's functionTimeout (10 minutes), with room to finish the last slice
-            time_budget=timedelta(
-                seconds=p.optional(INGEST_TIME_BUDGET_SETTING, _int(10, 3600), 480)
-            ),
-            lease_seconds=p.optional(INGEST_LEASE_SETTING, _int(15, 60), 60),
-            lag_warning=timedelta(
-                minutes=p.optional(INGEST_LAG_WARNING_SETTING, _int(1, 43200), 60)
-            ),
-            log_level_azure_sdk=p.optional(
-                LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level, logging.WARNING
-            ),
-        )
-        settings = replace(
-            settings,
-            api_signing_key_previous=p.optional(
-                API_SIGNING_KEY_PREVIOUS_SETTING, _signing_key, None
-            ),
-            api_push_allow_local_receiver=p.optional(
-                API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING, _bool, False
-            ),
-            api_push_timeout=p.optional(API_PUSH_TIMEOUT_SETTING, _float(1.0, 60.0), 10.0),
-            api_push_retry=p.optional(API_PUSH_RETRY_SETTING, _float(1.0, 3600.0), 30.0),
-            api_push_max_retry_after=p.optional(
-                API_PUSH_MAX_RETRY_AFTER_SETTING, _float(0.0, 86400.0), 3600.0
-            ),
-            api_push_gone_grace=timedelta(
-                minutes=p.optional(API_PUSH_GONE_GRACE_SETTING, _int(0, 10080), 60)
-            ),
-            api_push_deliver_own_updates=p.optional(
-                API_PUSH_DELIVER_OWN_UPDATES_SETTING, _bool, False
-            ),
-        )
-        if settings.api_push_allow_local_receiver and not settings.emulator:
-            # a local receiver is for the emulator only: never loosen push in Azure by default
-            p.problems.append(
-                f"{API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING}: only with {EMULATOR_CA_CERT_SETTING} "
-                "(the emulator): it lets push deliver to https://localhost on any port"
-            )
-        if settings.api_signing_key_previous and not settings.api_signing_key:
-            p.problems.append(
-                f"{API_SIGNING_KEY_PREVIOUS_SETTING}: set only while rotating "
-                f"{API_SIGNING_KEY_SETTING} (which is missing)"
-            )
-        if settings.credential_kind == "certificate" and not settings.certificate_name:
-            p.problems.append(
-                f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "
-                "certificate)"
-            )
-        if p.problems:
-            raise ConfigError(p.problems)
-        return settings
-
-
-def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Parse the process environment (the Function's app settings)."""
-    return Settings.from_env(os.environ if env is None else env)
-
-
-# --- parsing helpers: each returns the value or raises ValueError with a reason ---------------
-
-
-class _Parser:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-        self._bad: set[str] = set()
-
-    def _raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None or not value.strip():
-            return None
-        return value.strip()
-
-    def required(self, name: str, parse: Callable[[str], _T]) -> _T | None:
-        raw = self._raw(name)
-        if raw is None:
-            self.problems.append(f"missing {name}")
-            self._bad.add(name)
-            return None
-        return self._parse(name, raw, parse)
-
-    def optional(self, name: str, parse: Callable[[str], _T], default: _T) -> _T:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        value = self._parse(name, raw, parse)
-        return default if value is None else value
-
-    def _parse(self, name: str, raw: str, parse: Callable[[str], _T]) -> _T | None:
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            # the reason never echoes the value: some settings (connection strings) are secrets
-            self.problems.append(f"{name}: {exc}")
-            self._bad.add(name)
-            return None
-
-    def has_problem_with(self, *names: str) -> bool:
-        return any(n in self._bad for n in names)
+# --- value parsers: each returns the value or raises ValueError with a reason ---------------
 
 
 def _guid(raw: str) -> str:
@@ -728,10 +368,6 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def _tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
-    return parse_tenant_roles(raw)
-
-
 def parse_tenant_roles(raw: str) -> dict[str, tuple[str, ...]]:
     """``API_TENANT_ROLES``: ``Role=tid,tid;Other=tid`` (ValueError naming the bad part)."""
     out: dict[str, tuple[str, ...]] = {}
@@ -823,3 +459,543 @@ def _host_suffixes(raw: str) -> tuple[str, ...]:
     if any(i.startswith(".") and "." not in i[1:] for i in items):
         raise ValueError("a suffix must have at least two labels, e.g. .logic.azure.com")
     return items
+
+
+# --- declarations: one per setting, on the field of its section --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """What a default may depend on: the cloud, the API surface (each its parsed value, or its
+    default when unset or malformed) and the raw mapping."""
+
+    cloud: Cloud
+    api: ApiKind
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Declared(Generic[_T]):
+    """One setting: its environment name, its parser, and its default."""
+
+    name: str
+    #: raw text -> typed value (range checks and unit conversion included); ValueError with a
+    #: reason that never echoes the value
+    parse: Callable[[str], _T]
+    #: the default as a user writes it (None: no fixed default)
+    raw_default: str | None
+    #: ``parse(raw_default)``, or None
+    default: _T | None
+    #: a default that depends on other settings (instead of ``raw_default``)
+    derive: Callable[[Basis], _T] | None
+    required: bool
+    #: kept out of ``repr`` (it is also never echoed by a problem, like every value)
+    secret: bool
+
+    def fallback(self, basis: Basis) -> _T | None:
+        """The value when the setting is unset or malformed: derived, or a fresh parse of the
+        fixed default (so no two parses share a mutable default), or None."""
+        if self.derive is not None:
+            return self.derive(basis)
+        return None if self.raw_default is None else self.parse(self.raw_default)
+
+    def lenient(self, env: Mapping[str, str]) -> _T | None:
+        """The value in ``env``, or the fixed default when it is unset or malformed (for a
+        reader that must not fail, such as logging set up before the settings are parsed)."""
+        raw = (env.get(self.name) or "").strip()
+        try:
+            return self.parse(raw) if raw else self.default
+        except ValueError:
+            return self.default
+
+
+_DECLARED = "setting"
+
+
+def setting(
+    name: str,
+    parse: Callable[[str], _T],
+    default: str | None = None,
+    *,
+    derive: Callable[[Basis], _T] | None = None,
+    required: bool = False,
+    secret: bool = False,
+) -> _T:
+    """Declare a section's field as the setting ``name`` (see the module docstring).
+
+    ``default`` is written as a user would write the value; it is parsed here, at import, so
+    a default out of its own range fails every test at once.
+    """
+    declared = Declared(
+        name=name,
+        parse=parse,
+        raw_default=default,
+        default=None if default is None else parse(default),
+        derive=derive,
+        required=required,
+        secret=secret,
+    )
+    # like dataclasses.field(), typed as the value it stands for
+    return typing.cast(_T, field(repr=not secret, metadata={_DECLARED: declared}))
+
+
+def _in(unit: timedelta, parse: Callable[[str], int]) -> Callable[[str], timedelta]:
+    """A setting given as a whole number of ``unit`` (its name says which), read as a span."""
+    return lambda raw: parse(raw) * unit
+
+
+_SECOND = timedelta(seconds=1)
+_MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+
+
+def _consent_callback(basis: Basis) -> str:
+    """The HTTP API's consent callback: on ``API_PUBLIC_URL`` (behind a proxy), else on
+    ``WEBSITE_HOSTNAME`` (App Service), else on Core Tools' local port."""
+    try:
+        public = (basis.env.get(API_PUBLIC_URL_SETTING) or "").strip()
+        if public:
+            return parse_public_url(public) + CONSENT_CALLBACK_PATH
+    except ValueError:
+        pass  # reported by API_PUBLIC_URL's own parse
+    host = (basis.env.get(WEBSITE_HOSTNAME) or "").strip()
+    if re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?", host):
+        return f"https://{host}{CONSENT_CALLBACK_PATH}"
+    return LOCAL_CONSENT_REDIRECT_URI
+
+
+# --- the sections -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentitySettings:
+    """Who the app is, where its credential lives, and how it proves itself to Entra ID."""
+
+    tenant_id: str = setting(TENANT_ID_SETTING, _guid, required=True)
+    client_id: str = setting(CLIENT_ID_SETTING, _guid, required=True)
+    key_vault_url: str = setting(KEY_VAULT_URL_SETTING, _https_url, required=True)
+    credential_kind: AppCredentialKind = setting(
+        CREDENTIAL_KIND_SETTING,
+        _choice({k: k for k in ("secret", "certificate", "federated")}),
+        "secret",
+    )
+    client_secret_name: str = setting(
+        CLIENT_SECRET_NAME_SETTING, _secret_name, "defender-client-secret"
+    )
+    certificate_name: str | None = setting(CERTIFICATE_NAME_SETTING, _secret_name)
+    #: a user-assigned managed identity (None: the system-assigned one)
+    managed_identity_client_id: str | None = setting(MANAGED_IDENTITY_CLIENT_ID_SETTING, _guid)
+    azure_credential: CredentialKind = setting(
+        AZURE_CREDENTIAL_SETTING,
+        _choice({k: k for k in ("managed-identity", "developer")}),
+        "managed-identity",
+    )
+    credential_cache: timedelta = setting(
+        CREDENTIAL_CACHE_MINUTES_SETTING, _in(_MINUTE, _int(1, 1440)), "60"
+    )
+    credential_expiry_warning: timedelta = setting(
+        CREDENTIAL_EXPIRY_WARNING_DAYS_SETTING, _in(_DAY, _int(0, 365)), "30"
+    )
+    #: where Entra sends an admin after admin consent
+    consent_redirect_uri: str = setting(
+        CONSENT_REDIRECT_URI_SETTING, parse_redirect_uri, derive=_consent_callback
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DefenderSettings:
+    """The Defender API surface, its cloud's hosts, and the client's limits."""
+
+    api: ApiKind = setting(API_SETTING, _choice({k: k for k in ("graph", "legacy")}), "graph")
+    cloud: Cloud = setting(CLOUD_SETTING, _choice(CLOUDS), "public")
+    authority_url: str = setting(
+        AUTHORITY_URL_SETTING, _https_url, derive=lambda b: b.cloud.authority_url
+    )
+    legacy_api_url: str = setting(
+        LEGACY_API_URL_SETTING, _https_url, derive=lambda b: b.cloud.legacy_api_url
+    )
+    graph_api_url: str = setting(
+        GRAPH_API_URL_SETTING, _https_url, derive=lambda b: b.cloud.graph_api_url
+    )
+    features: tuple[Feature, ...] = setting(FEATURES_SETTING, _features, "ingest")
+    http_timeout: float = setting(HTTP_TIMEOUT_SETTING, _float(1.0, 230.0), "30")
+    max_attempts: int = setting(API_MAX_ATTEMPTS_SETTING, _int(1, 20), "6")
+    time_budget: float = setting(API_TIME_BUDGET_SETTING, _float(1.0, 3600.0), "300")
+    #: the longest single wait (Retry-After or a rate-limit slot) a call sleeps through
+    max_retry_wait: float = setting(API_MAX_RETRY_WAIT_SETTING, _float(0.0, 3600.0), "30")
+    # Microsoft's documented quotas, per tenant and app:
+    # incidents 50/min and 1,500/hour (https://learn.microsoft.com/defender-xdr/api-list-incidents),
+    # hunting 45/min and 1,500/hour (https://learn.microsoft.com/defender-xdr/api-advanced-hunting),
+    # Graph alerts 150/min (https://learn.microsoft.com/graph/throttling-limits)
+    rate_limit_incidents: RateLimit = setting(
+        RATE_LIMIT_INCIDENTS_SETTING, _rate_limit, "50/60,1500/3600"
+    )
+    rate_limit_alerts: RateLimit = setting(RATE_LIMIT_ALERTS_SETTING, _rate_limit, "150/60")
+    rate_limit_hunting: RateLimit = setting(
+        RATE_LIMIT_HUNTING_SETTING, _rate_limit, "45/60,1500/3600"
+    )
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the configured Defender API surface."""
+        return self.graph_api_url if self.api == "graph" else self.legacy_api_url
+
+    @property
+    def api_scope(self) -> str:
+        """The scope to request for the configured API (the cloud's resource, whatever the URL)."""
+        return self.cloud.graph_scope if self.api == "graph" else self.cloud.legacy_scope
+
+    @property
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The client-side quotas per tenant, by call family."""
+        return {
+            "incidents": self.rate_limit_incidents,
+            "alerts": self.rate_limit_alerts,
+            "hunting": self.rate_limit_hunting,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageSettings:
+    """Where the app keeps its data (one of a connection string or an account name)."""
+
+    connection_string: str | None = setting(
+        STORAGE_CONNECTION_STRING_SETTING, _connection_string, secret=True
+    )
+    account_name: str | None = setting(STORAGE_ACCOUNT_SETTING, _storage_account)
+    tenant_table: str = setting(TENANT_TABLE_SETTING, _table_name, "DefenderTenants")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSettings:
+    """What the ingestion timer reads, how far back, how much at a time, and for how long."""
+
+    #: ``INGEST_TENANTS`` as given (``Settings.tenants`` adds the home tenant when empty)
+    listed_tenants: tuple[str, ...] = setting(INGEST_TENANTS_SETTING, parse_tenant_list, "")
+    schedule: str = setting(INGEST_SCHEDULE_SETTING, parse_ncrontab, "0 */5 * * * *")
+    lookback: timedelta = setting(INGEST_LOOKBACK_DAYS_SETTING, _in(_DAY, _int(1, 180)), "30")
+    overlap: timedelta = setting(INGEST_OVERLAP_MINUTES_SETTING, _in(_MINUTE, _int(0, 1440)), "10")
+    # legacy's cap (100) is the range; Graph's smaller cap is a rule (RULES) with its reason
+    page_size: int = setting(
+        INGEST_PAGE_SIZE_SETTING,
+        _int(1, MAX_PAGE_SIZE["legacy"]),
+        derive=lambda b: DEFAULT_PAGE_SIZE[b.api],
+    )
+    safety_lag: timedelta = setting(INGEST_SAFETY_LAG_SETTING, _in(_SECOND, _int(0, 3600)), "60")
+    # below host.json's functionTimeout (10 minutes), with room to finish the last slice
+    time_budget: timedelta = setting(
+        INGEST_TIME_BUDGET_SETTING, _in(_SECOND, _int(10, 3600)), "480"
+    )
+    lease_seconds: int = setting(INGEST_LEASE_SETTING, _int(15, 60), "60")
+    lag_warning: timedelta = setting(INGEST_LAG_WARNING_SETTING, _in(_MINUTE, _int(1, 43200)), "60")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FanoutSettings:
+    """Partner scale: queue fan-out, poison handling, consent holds, concurrency."""
+
+    mode: FanoutMode = setting(
+        INGEST_FANOUT_SETTING, _choice({k: k for k in ("queue", "inline")}), "queue"
+    )
+    concurrency: int = setting(INGEST_CONCURRENCY_SETTING, _int(1, 64), "4")
+    max_dequeue_count: int = setting(INGEST_MAX_DEQUEUE_COUNT_SETTING, _int(1, 100), "5")
+    queued_marker: timedelta = setting(
+        INGEST_QUEUED_MARKER_MINUTES_SETTING, _in(_MINUTE, _int(5, 1440)), "60"
+    )
+    consent_retry: timedelta = setting(
+        INGEST_CONSENT_RETRY_HOURS_SETTING, _in(_HOUR, _int(1, 168)), "6"
+    )
+    failure_hold: timedelta = setting(
+        INGEST_FAILURE_HOLD_MINUTES_SETTING, _in(_MINUTE, _int(1, 10080)), "60"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpApiSettings:
+    """The HTTP API: who it admits, what it accepts, and the keys of its signed links."""
+
+    max_body_bytes: int = setting(API_MAX_BODY_BYTES_SETTING, _int(1024, 1_048_576), "65536")
+    auth_mode: ApiAuthMode = setting(
+        API_AUTH_MODE_SETTING, _choice({k: k for k in ("entra", "key")}), "entra"
+    )
+    #: None: ``api://<client_id>``, the default the portal proposes (``Settings.api_audiences``)
+    app_id_uri: str | None = setting(API_APP_ID_URI_SETTING, _app_id_uri)
+    tenant_roles: dict[str, tuple[str, ...]] = setting(
+        API_TENANT_ROLES_SETTING, parse_tenant_roles, ""
+    )
+    allow_free_kql: bool = setting(API_ALLOW_FREE_KQL_SETTING, _bool, "false")
+    sync_budget: float = setting(API_SYNC_BUDGET_SETTING, _sync_budget, "20")
+    retry_after: int = setting(API_RETRY_AFTER_SETTING, _int(1, 600), "5")
+    #: how long a 202's poll link (a signed capability for one hunting job) stays valid
+    poll_link_lifetime: timedelta = setting(
+        API_POLL_LINK_MINUTES_SETTING, _in(_MINUTE, _int(5, 1440)), "60"
+    )
+    public_url: str | None = setting(API_PUBLIC_URL_SETTING, parse_public_url)
+    signing_key: str | None = setting(API_SIGNING_KEY_SETTING, _signing_key, secret=True)
+    #: the previous signing key, while rotating it
+    signing_key_previous: str | None = setting(
+        API_SIGNING_KEY_PREVIOUS_SETTING, _signing_key, secret=True
+    )
+    consent_state_lifetime: timedelta = setting(
+        API_CONSENT_STATE_MINUTES_SETTING, _in(_MINUTE, _int(1, 10080)), "60"
+    )
+    #: the most Defender requests one page of ``GET /incidents`` may make
+    page_max_calls: int = setting(API_PAGE_MAX_CALLS_SETTING, _int(2, 50), "8")
+    # what one caller may ask of the routes that call Defender (shared.api.ratelimit): a page
+    # costs one or two Defender calls (at most API_INCIDENTS_PAGE_MAX_CALLS), so a caller at
+    # these rates leaves most of a tenant's quota to ingestion and other callers
+    caller_rate_limit: RateLimit = setting(
+        API_CALLER_RATE_LIMIT_SETTING, _rate_limit, "20/60,300/3600"
+    )
+    caller_hunting_rate_limit: RateLimit = setting(
+        API_CALLER_HUNTING_RATE_LIMIT_SETTING, _rate_limit, "5/60,60/3600"
+    )
+
+    @property
+    def caller_limits(self) -> dict[str, RateLimit]:
+        """The per-caller limits of the routes that call Defender, by family."""
+        return {"incidents": self.caller_rate_limit, "hunting": self.caller_hunting_rate_limit}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushSettings:
+    """Push: deliveries off the ingestion path, to checked targets, with bounded retries."""
+
+    host_suffixes: tuple[str, ...] = setting(
+        API_PUSH_HOST_SUFFIXES_SETTING, _host_suffixes, derive=lambda b: b.cloud.push_host_suffixes
+    )
+    max_attempts: int = setting(API_PUSH_MAX_ATTEMPTS_SETTING, _int(1, 50), "8")
+    timeout: float = setting(API_PUSH_TIMEOUT_SETTING, _float(1.0, 60.0), "10")
+    retry: float = setting(API_PUSH_RETRY_SETTING, _float(1.0, 3600.0), "30")
+    max_retry_after: float = setting(API_PUSH_MAX_RETRY_AFTER_SETTING, _float(0.0, 86400.0), "3600")
+    gone_grace: timedelta = setting(API_PUSH_GONE_GRACE_SETTING, _in(_MINUTE, _int(0, 10080)), "60")
+    deliver_own_updates: bool = setting(API_PUSH_DELIVER_OWN_UPDATES_SETTING, _bool, "false")
+    #: emulator only (a rule): lets push deliver to https://localhost on any port
+    allow_local_receiver: bool = setting(API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING, _bool, "false")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """The Functions worker's and the CLI's logging."""
+
+    azure_sdk_level: int = setting(LOG_LEVEL_AZURE_SDK_SETTING, parse_log_level, "WARNING")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalSettings:
+    """Local development against the emulator: never set in Azure."""
+
+    #: trust this CA, and turn off Entra instance discovery and Key Vault challenge checks
+    emulator_ca_cert: Path | None = setting(EMULATOR_CA_CERT_SETTING, _existing_file)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the app reads from its settings, parsed and checked, by concern."""
+
+    identity: IdentitySettings
+    defender: DefenderSettings
+    storage: StorageSettings
+    ingest: IngestSettings
+    fanout: FanoutSettings
+    http: HttpApiSettings
+    push: PushSettings
+    logs: LogSettings
+    local: LocalSettings
+    #: names of retired settings that are still set (see ``RETIRED_SETTINGS``)
+    retired_settings: tuple[str, ...] = ()
+
+    @property
+    def emulator(self) -> bool:
+        """True when pointed at the local emulator (test CA trusted, discovery checks off)."""
+        return self.local.emulator_ca_cert is not None
+
+    @property
+    def tenants(self) -> tuple[str, ...]:
+        """Tenants to ingest: ``INGEST_TENANTS``, or the home tenant alone."""
+        return self.ingest.listed_tenants or (self.identity.tenant_id,)
+
+    @property
+    def api_audiences(self) -> tuple[str, str]:
+        """The ``aud`` values a caller's token may carry: the Application ID URI (v1 tokens
+        carry the resource as requested) and the client id (v2 tokens)."""
+        client_id = self.identity.client_id
+        return (self.http.app_id_uri or f"api://{client_id}", client_id)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse settings from a mapping of app settings.
+
+        Raises:
+            ConfigError: listing every missing or malformed setting, and every broken rule,
+                at once, by name.
+        """
+        p = _Parser(env)
+        values = {
+            section: {f.name: p.read(f.metadata[_DECLARED]) for f in fields(kind)}
+            for section, kind in _sections().items()
+        }
+        basis = Basis(cloud=p.value(CLOUD_SETTING), api=p.value(API_SETTING), env=env)
+        for section, kind in _sections().items():
+            for f in fields(kind):
+                declared: Declared[Any] = f.metadata[_DECLARED]
+                if values[section][f.name] is _UNSET:
+                    values[section][f.name] = declared.fallback(basis)
+        settings = cls(
+            **{section: kind(**values[section]) for section, kind in _sections().items()},
+            retired_settings=tuple(n for n in RETIRED_SETTINGS if (env.get(n) or "").strip()),
+        )
+        bad = frozenset(p.bad)
+        p.problems += [problem for rule in RULES if (problem := rule(settings, bad))]
+        if p.problems:
+            raise ConfigError(p.problems)
+        return settings
+
+
+@functools.cache
+def _sections() -> dict[str, type[Any]]:
+    """``Settings``' sections by attribute name, in declaration order."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings) if f.name != "retired_settings"}
+
+
+#: every declared setting, in order (the README and the sample file must list each)
+DECLARATIONS: tuple[Declared[Any], ...] = tuple(
+    f.metadata[_DECLARED] for kind in _sections().values() for f in fields(kind)
+)
+
+
+def declared(name: str) -> Declared[Any]:
+    """The declaration of the setting ``name`` (KeyError when it is not declared)."""
+    for declaration in DECLARATIONS:
+        if declaration.name == name:
+            return declaration
+    raise KeyError(name)
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the process environment (the Function's app settings)."""
+    return Settings.from_env(os.environ if env is None else env)
+
+
+# --- rules across settings: each returns its problem, or None ---------------------------------
+
+_Rule = Callable[[Settings, frozenset[str]], str | None]
+
+
+def _one_way_to_storage(s: Settings, bad: frozenset[str]) -> str | None:
+    conn, account = s.storage.connection_string, s.storage.account_name
+    if conn and account:
+        return f"set only one of {STORAGE_CONNECTION_STRING_SETTING} and {STORAGE_ACCOUNT_SETTING}"
+    if (
+        not conn
+        and not account
+        and not bad & {STORAGE_CONNECTION_STRING_SETTING, STORAGE_ACCOUNT_SETTING}
+    ):
+        return (
+            f"missing {STORAGE_ACCOUNT_SETTING} (or {STORAGE_CONNECTION_STRING_SETTING} "
+            "for local storage)"
+        )
+    return None
+
+
+def _graph_page_cap(s: Settings, bad: frozenset[str]) -> str | None:
+    if s.defender.api == "graph" and s.ingest.page_size > MAX_PAGE_SIZE["graph"]:
+        return (
+            f"{INGEST_PAGE_SIZE_SETTING}: must be at most {MAX_PAGE_SIZE['graph']} with "
+            f"{API_SETTING}=graph: Graph answers 400 \"The limit of '50' for Top query has "
+            'been exceeded" to a larger $top on security incidents'
+        )
+    return None
+
+
+def _federated_needs_user_assigned(s: Settings, bad: frozenset[str]) -> str | None:
+    # https://learn.microsoft.com/entra/workload-id/workload-identity-federation-config-app-trust-managed-identity
+    if s.identity.credential_kind == "federated" and not (
+        s.identity.managed_identity_client_id or MANAGED_IDENTITY_CLIENT_ID_SETTING in bad
+    ):
+        return (
+            f"missing {MANAGED_IDENTITY_CLIENT_ID_SETTING} (needed when "
+            f"{CREDENTIAL_KIND_SETTING} is federated): only a user-assigned managed identity "
+            "can be an app's federated credential, a system-assigned one is not supported; "
+            "set it to that identity's client id"
+        )
+    return None
+
+
+def _local_receiver_only_with_emulator(s: Settings, bad: frozenset[str]) -> str | None:
+    # a local receiver is for the emulator only: never loosen push in Azure by default
+    if s.push.allow_local_receiver and not s.emulator:
+        return (
+            f"{API_PUSH_ALLOW_LOCAL_RECEIVER_SETTING}: only with {EMULATOR_CA_CERT_SETTING} "
+            "(the emulator): it lets push deliver to https://localhost on any port"
+        )
+    return None
+
+
+def _previous_key_only_while_rotating(s: Settings, bad: frozenset[str]) -> str | None:
+    if s.http.signing_key_previous and not s.http.signing_key:
+        return (
+            f"{API_SIGNING_KEY_PREVIOUS_SETTING}: set only while rotating "
+            f"{API_SIGNING_KEY_SETTING} (which is missing)"
+        )
+    return None
+
+
+def _certificate_needs_its_name(s: Settings, bad: frozenset[str]) -> str | None:
+    if s.identity.credential_kind == "certificate" and not s.identity.certificate_name:
+        return (
+            f"missing {CERTIFICATE_NAME_SETTING} (needed when {CREDENTIAL_KIND_SETTING} is "
+            "certificate)"
+        )
+    return None
+
+
+#: the rules across settings, in the order their problems are listed; each is given the
+#: parsed settings and the names of the settings that already have a problem
+RULES: tuple[_Rule, ...] = (
+    _one_way_to_storage,
+    _graph_page_cap,
+    _federated_needs_user_assigned,
+    _local_receiver_only_with_emulator,
+    _previous_key_only_while_rotating,
+    _certificate_needs_its_name,
+)
+
+
+_UNSET: Any = object()
+
+
+class _Parser:
+    """Reads declared settings from a mapping, collecting every problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+        self.bad: set[str] = set()
+        self._values: dict[str, Any] = {}
+
+    def read(self, declared: Declared[Any]) -> Any:
+        """The parsed value, or ``_UNSET`` when the setting is unset or malformed."""
+        name = declared.name
+        raw = (self.env.get(name) or "").strip()
+        value: Any = _UNSET
+        if not raw:
+            if declared.required:
+                self.problems.append(f"missing {name}")
+                self.bad.add(name)
+        else:
+            try:
+                value = declared.parse(raw)
+            except ValueError as exc:
+                # the reason never echoes the value: some settings (connection strings) are secrets
+                self.problems.append(f"{name}: {exc}")
+                self.bad.add(name)
+        self._values[name] = value
+        return value
+
+    def value(self, name: str) -> Any:
+        """A setting read already, with a fixed default: its value, or that default."""
+        value = self._values[name]
+        return declared(name).default if value is _UNSET else value

@@ -190,14 +190,14 @@ def public_app(
     """
 
     kwargs: dict[str, Any] = {
-        "authority": f"{settings.authority_url}/{tenant}",
+        "authority": f"{settings.defender.authority_url}/{tenant}",
         "token_cache": cache,
-        "http_client": http_client or build_session(ca_cert=settings.emulator_ca_cert),
+        "http_client": http_client or build_session(ca_cert=settings.local.emulator_ca_cert),
     }
     if settings.emulator:
         kwargs["instance_discovery"] = False
     try:
-        return msal.PublicClientApplication(client_id or settings.client_id, **kwargs)
+        return msal.PublicClientApplication(client_id or settings.identity.client_id, **kwargs)
     except ValueError as exc:
         raise AuthError(f"Entra ID does not know tenant {tenant}", tenant=tenant) from exc
     except requests.RequestException as exc:

@@ -49,7 +49,7 @@ def require_tenant(tenant: str | None, settings: Settings) -> str:
         ConfigError: the given tenant is not a GUID.
     """
     if not tenant:
-        return settings.tenant_id
+        return settings.identity.tenant_id
 
     try:
         return parse_tenant_list(tenant)[0]

@@ -141,7 +141,7 @@ def http_auth_notes(settings: Settings) -> list[tuple[str, str]]:
     (a function key grants every route in every tenant) and retired settings still set (not
     obeyed). Said at start-up (the composition root logs it) and by ``check``."""
     notes: list[tuple[str, str]] = []
-    if settings.api_auth_mode == "key":
+    if settings.http.auth_mode == "key":
         notes.append(
             (
                 "API_AUTH_MODE=key: any holder of a function key may call every route in every "
@@ -368,8 +368,8 @@ def _timeout(config: Mapping[str, Any], settings: Settings | None) -> Finding:
     if settings is None or timeout is None:
         return Finding("functionTimeout", "ok", f"{raw}")
     budgets = (
-        (INGEST_TIME_BUDGET_SETTING, settings.time_budget.total_seconds()),
-        (API_TIME_BUDGET_SETTING, settings.api_time_budget),
+        (INGEST_TIME_BUDGET_SETTING, settings.ingest.time_budget.total_seconds()),
+        (API_TIME_BUDGET_SETTING, settings.defender.time_budget),
     )
     for name, budget in budgets:
         if budget >= timeout:
@@ -388,7 +388,7 @@ def _timeout(config: Mapping[str, Any], settings: Settings | None) -> Finding:
                 f"{name}={budget:g} for the last writes of a run",
                 f"lower {name} to at most {timeout - TIMEOUT_MARGIN_SECONDS:g}",
             )
-    ingest = settings.time_budget.total_seconds()
+    ingest = settings.ingest.time_budget.total_seconds()
     return Finding(
         "functionTimeout",
         "ok",
@@ -400,13 +400,13 @@ def _timeout(config: Mapping[str, Any], settings: Settings | None) -> Finding:
 def _dequeue_count(config: Mapping[str, Any], settings: Settings | None) -> Finding:
     queues = config.get("extensions", {}).get("queues", {})
     host = int(queues.get("maxDequeueCount", 5))
-    if settings is None or settings.max_dequeue_count == host:
+    if settings is None or settings.fanout.max_dequeue_count == host:
         return Finding("maxDequeueCount", "ok", f"{host}")
     return Finding(
         "maxDequeueCount",
         "warn",
         f"host.json moves a message to the poison queue after {host} attempts, the app "
-        f"counts {INGEST_MAX_DEQUEUE_COUNT_SETTING}={settings.max_dequeue_count}: its "
+        f"counts {INGEST_MAX_DEQUEUE_COUNT_SETTING}={settings.fanout.max_dequeue_count}: its "
         "last-attempt handling runs at the wrong attempt",
         f"set {INGEST_MAX_DEQUEUE_COUNT_SETTING}={host}",
     )

@@ -257,7 +257,7 @@ class Fanout:
 
     def tick(self) -> TickReport:
         """The timer's work: queue every enabled tenant (or ingest them, in inline mode)."""
-        if self._settings.fanout == "inline":
+        if self._settings.fanout.mode == "inline":
             return self.run_inline()
         entries = self._registry.enabled()
         states = self._states.all()
@@ -329,7 +329,7 @@ class Fanout:
                 return f"held ({state.hold_reason}) until {ends}"
             if state.queued(now):
                 return "already queued or running"
-        until = now + self._settings.queued_marker
+        until = now + self._settings.fanout.queued_marker
         if force:
             self._states.update(tid, queued_at=now, queued_until=until, queue_reason=reason)
         elif not self._states.claim(state, until=until, reason=reason):
@@ -377,7 +377,7 @@ class Fanout:
                 skipped[entry.tenant_id] = f"held ({state.hold_reason})"
             else:
                 todo.append(entry)
-        workers = max(1, min(self._settings.concurrency, len(todo)))
+        workers = max(1, min(self._settings.fanout.concurrency, len(todo)))
         with InvocationExecutor(max_workers=workers) as pool:
             results = list(pool.map(self._ingest_inline, todo))
         return TickReport("inline", skipped=skipped, summary=IngestSummary(tuple(results)))
@@ -416,7 +416,7 @@ class Fanout:
             self._states.update(tid, queued_until=None)
             return Outcome(tid, "skipped")
         result = self._ingestor_for(entry).run_tenant(tid, since=message.since)
-        final = dequeue_count >= self._settings.max_dequeue_count
+        final = dequeue_count >= self._settings.fanout.max_dequeue_count
         outcome = self._record(tid, result, dequeue_count=dequeue_count, final=final, msg=message)
         if outcome.action == "failed":
             raise TenantFailedError(
@@ -485,7 +485,7 @@ class Fanout:
                     hold_reason=None,
                     attempts=0,
                     queued_at=now,
-                    queued_until=now + self._settings.queued_marker,
+                    queued_until=now + self._settings.fanout.queued_marker,
                     queue_reason=message.reason,
                 )
                 requeued.append(message.tenant)
@@ -641,7 +641,7 @@ def decide(
     code = result.error_code or "error"
     failure = {**base, "last_error": result.error, "last_error_code": code, "last_error_at": now}
     if code in CONSENT_CODES:
-        hold = now + settings.consent_retry
+        hold = now + settings.fanout.consent_retry
         return Decision(
             "consent",
             {
@@ -667,7 +667,7 @@ def decide(
             {
                 **failure,
                 "last_result": "throttled",
-                "queued_until": now + timedelta(seconds=delay) + settings.queued_marker,
+                "queued_until": now + timedelta(seconds=delay) + settings.fanout.queued_marker,
                 "queue_reason": msg.reason,
             },
             delay=delay,
@@ -686,16 +686,16 @@ def decide(
     changes: dict[str, Any] = {**failure, "last_result": "failed", "attempts": dequeue_count}
     if final:
         changes.update(
-            hold_until=now + settings.failure_hold, hold_reason="poison", queued_until=None
+            hold_until=now + settings.fanout.failure_hold, hold_reason="poison", queued_until=None
         )
         return Decision(
             "failed",
             changes,
             metrics=(*counts, ("ingest.poisoned", 1)),
             log=(
-                f"attempt {dequeue_count} of {settings.max_dequeue_count} failed; the message "
-                "goes to defender-ingest-poison and the tenant is held until "
-                f"{format_utc(now + settings.failure_hold)}: {result.error}"
+                f"attempt {dequeue_count} of {settings.fanout.max_dequeue_count} failed; the "
+                "message goes to defender-ingest-poison and the tenant is held until "
+                f"{format_utc(now + settings.fanout.failure_hold)}: {result.error}"
             ),
             log_level=logging.ERROR,
         )
@@ -752,7 +752,7 @@ def _decide_ok(
             {
                 **ok,
                 "last_result": "throttled",
-                "queued_until": now + timedelta(seconds=delay) + settings.queued_marker,
+                "queued_until": now + timedelta(seconds=delay) + settings.fanout.queued_marker,
                 "queue_reason": msg.reason,
             },
             delay=delay,
@@ -768,7 +768,7 @@ def _decide_ok(
             {
                 **ok,
                 "last_result": "partial",
-                "queued_until": now + timedelta(seconds=delay) + settings.queued_marker,
+                "queued_until": now + timedelta(seconds=delay) + settings.fanout.queued_marker,
                 "queue_reason": "continue",
             },
             delay=delay,

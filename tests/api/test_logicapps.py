@@ -179,8 +179,8 @@ def test_the_sync_budget_is_capped_below_the_logic_apps_timeout() -> None:
         "KEY_VAULT_URL": "https://kv.vault.azure.net",
         "DATA_STORAGE_ACCOUNT_NAME": "stdata",
     }
-    assert Settings.from_env(base).api_sync_budget == 20.0
-    assert Settings.from_env({**base, "API_SYNC_BUDGET_SECONDS": "90"}).api_sync_budget == 90.0
+    assert Settings.from_env(base).http.sync_budget == 20.0
+    assert Settings.from_env({**base, "API_SYNC_BUDGET_SECONDS": "90"}).http.sync_budget == 90.0
     with pytest.raises(ConfigError, match="120") as raised:
         Settings.from_env({**base, "API_SYNC_BUDGET_SECONDS": "100"})
     assert "API_SYNC_BUDGET_SECONDS" in str(raised.value)

@@ -53,7 +53,7 @@ def test_hundred_calls_for_one_tenant_cause_one_token_request(
     """Every API call asks for a token; MSAL's per-tenant app answers 99 of 100 from cache."""
     svc = wire(app_env)
     home = app_env["DEFENDER_TENANT_ID"]
-    token = svc.tokens.for_tenant(home, svc.settings.api_scope)
+    token = svc.tokens.for_tenant(home, svc.settings.defender.api_scope)
 
     tokens = {token() for _ in range(100)}
 
@@ -84,7 +84,7 @@ def test_twenty_tenants_one_token_request_each(
 
     for tenant in tenants:
         for _ in range(5):
-            svc.tokens.token(tenant, svc.settings.api_scope)
+            svc.tokens.token(tenant, svc.settings.defender.api_scope)
 
     assert {t: _token_count(twenty_tenants, t) for t in tenants} == dict.fromkeys(tenants, 1)
     assert svc.tokens.apps_built == 20
@@ -119,7 +119,7 @@ def test_rotated_and_revoked_secret_is_used_on_the_next_call(
     env = _point_at(short_tokens, monkeypatch)
     svc: Services = wire(env)
     home = env["DEFENDER_TENANT_ID"]
-    scope = svc.settings.api_scope
+    scope = svc.settings.defender.api_scope
     svc.tokens.token(home, scope)
     assert _vault_reads(short_tokens) == 1
 
@@ -143,7 +143,7 @@ def test_new_secret_version_is_picked_up_when_the_cache_lifetime_ends(
     clock = MovableClock()
     svc = wire(env, clock)
     home = env["DEFENDER_TENANT_ID"]
-    scope = svc.settings.api_scope
+    scope = svc.settings.defender.api_scope
     svc.tokens.token(home, scope)
 
     rotate_secret(short_tokens, revoke_old=False)
@@ -168,7 +168,7 @@ def test_fresh_token_never_comes_from_the_cache(cloud: LocalCloud, app_env: dict
 
     svc = wire(app_env)
     customer = cloud.emulator.tenant_ids[1]
-    scope = svc.settings.api_scope
+    scope = svc.settings.defender.api_scope
     cached = svc.tokens.token(customer, scope)
     before = cloud.token_count("client_credentials", customer)
     assert svc.tokens.fresh_token(customer, scope)

@@ -30,7 +30,7 @@ def test_certificate_from_key_vault_signs_the_assertion(
     tenants = env["INGEST_TENANTS"].split(",")
     for tenant in tenants:
         for _ in range(20):
-            svc.tokens.token(tenant, svc.settings.api_scope)
+            svc.tokens.token(tenant, svc.settings.defender.api_scope)
     assert [cloud.token_count("client_credentials", t) for t in tenants] == [1] * len(tenants)
     info = svc.tokens.credential.describe()
     assert info.kind == "certificate"
@@ -54,7 +54,7 @@ def test_federated_managed_identity_needs_no_secret(
     tenants = env["INGEST_TENANTS"].split(",")
     for tenant in tenants:
         for _ in range(20):
-            svc.tokens.token(tenant, svc.settings.api_scope)
+            svc.tokens.token(tenant, svc.settings.defender.api_scope)
     assert [cloud.token_count("client_credentials", t) for t in tenants] == [1] * len(tenants)
     exchange = [
         row

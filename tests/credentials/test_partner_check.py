@@ -173,7 +173,7 @@ def test_no_secret_or_token_in_logs_or_cli_output(
     tenants = app_env["INGEST_TENANTS"].split(",")
 
     svc = wire(app_env)
-    scope = svc.settings.api_scope
+    scope = svc.settings.defender.api_scope
     svc.tokens.token(tenants[0], scope)
     new_secret = rotate_secret(cloud.emulator, revoke_old=True)
     revoke_consent(cloud.emulator, tenants[2])
@@ -185,7 +185,7 @@ def test_no_secret_or_token_in_logs_or_cli_output(
         [TenantEntry(t) for t in tenants],
         tokens=svc.tokens,
         scope=scope,
-        api=svc.settings.api,
+        api=svc.settings.defender.api,
         features=("ingest",),
         credential=credential,
         credential_fix=fix,

@@ -43,7 +43,7 @@ def make_client(
         )
         env.update(settings)
         services = bootstrap.build(Settings.from_env(env))
-        client: DefenderClient = services.client_for(services.settings.tenant_id)
+        client: DefenderClient = services.client_for(services.settings.identity.tenant_id)
         return client
 
     return make

@@ -55,9 +55,9 @@ def hunter(limited: Emulator, surface: str) -> Iterator[DefenderClient]:
         svc = bootstrap.build(Settings.from_env(env))
         yield DefenderClient(
             session=svc.session,
-            token=svc.tokens.for_tenant(limited.home_tenant_id, svc.settings.api_scope),
-            api=svc.settings.api,
-            base_url=svc.settings.api_url,
+            token=svc.tokens.for_tenant(limited.home_tenant_id, svc.settings.defender.api_scope),
+            api=svc.settings.defender.api,
+            base_url=svc.settings.defender.api_url,
             retry=RetryPolicy(max_attempts=3, base_delay=0.01, budget=30),
             hunting_row_limit=ROWS,
         )

@@ -92,10 +92,10 @@ def ingestor(
             journal=journal or stores.journal,
         ),
         options=RunOptions(
-            lookback=settings.lookback,
-            overlap=settings.overlap,
-            page_size=settings.page_size,
-            safety_lag=settings.safety_lag,
+            lookback=settings.ingest.lookback,
+            overlap=settings.ingest.overlap,
+            page_size=settings.ingest.page_size,
+            safety_lag=settings.ingest.safety_lag,
         ),
     )
 

@@ -70,7 +70,9 @@ def test_a_backfill_reads_almost_nothing_and_a_rerun_writes_nothing(
                 stores, table=CountingTable(svc.table_service.get_table_client(INCIDENT_TABLE))
             ),
             options=RunOptions(
-                lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size
+                lookback=settings.ingest.lookback,
+                overlap=settings.ingest.overlap,
+                page_size=settings.ingest.page_size,
             ),
         )
 
@@ -81,8 +83,8 @@ def test_a_backfill_reads_almost_nothing_and_a_rerun_writes_nothing(
     assert first.incidents == len(seen)
     # only the run's first answer is read before writing (at most a page of ids); every other
     # answer is created first or found among the rows the run just wrote
-    assert CountingTable.looked_up <= settings.page_size, CountingTable.looked_up
-    assert CountingTable.created >= len(seen) - settings.page_size
+    assert CountingTable.looked_up <= settings.ingest.page_size, CountingTable.looked_up
+    assert CountingTable.created >= len(seen) - settings.ingest.page_size
 
     CountingTable.looked_up = CountingTable.created = CountingTable.upserted = 0
     again = ingestor().run_tenant(home)

@@ -79,7 +79,9 @@ def test_next_answer_is_fetched_while_one_is_written(
             stores, journal=SlowJournal(svc.blob_service.get_container_client(STATE_CONTAINER))
         ),
         options=RunOptions(
-            lookback=settings.lookback, overlap=settings.overlap, page_size=settings.page_size
+            lookback=settings.ingest.lookback,
+            overlap=settings.ingest.overlap,
+            page_size=settings.ingest.page_size,
         ),
     )
     seen = versions(truth(cloud, home, api))

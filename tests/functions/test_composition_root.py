@@ -86,7 +86,7 @@ def test_missing_settings_then_fixed_in_the_same_process(
     with pytest.raises(ConfigError, match="DEFENDER_TENANT_ID"):
         bootstrap.services()
     monkeypatch.setenv("DEFENDER_TENANT_ID", app_env["DEFENDER_TENANT_ID"])
-    assert bootstrap.services().settings.tenant_id == app_env["DEFENDER_TENANT_ID"]
+    assert bootstrap.services().settings.identity.tenant_id == app_env["DEFENDER_TENANT_ID"]
 
 
 _COLD_PROCESS = """
@@ -108,7 +108,7 @@ def invocation():
         barrier.wait(timeout=30)
         svc = bootstrap.services()
         for tenant in svc.settings.tenants:
-            svc.tokens.token(tenant, svc.settings.api_scope)
+            svc.tokens.token(tenant, svc.settings.defender.api_scope)
         seen.append(id(svc))
     except Exception as exc:
         errors.append(repr(exc))

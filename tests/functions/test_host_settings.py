@@ -35,7 +35,14 @@ from shared.usecases.doctor import (
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_JSON = json.loads((ROOT / "host.json").read_text())
-DEFAULTS = settings.Settings(tenant_id="t", client_id="c", key_vault_url="https://v")
+DEFAULTS = settings.Settings.from_env(
+    {
+        settings.TENANT_ID_SETTING: "00000000-0000-0000-0000-000000000001",
+        settings.CLIENT_ID_SETTING: "00000000-0000-0000-0000-000000000002",
+        settings.KEY_VAULT_URL_SETTING: "https://v.vault.azure.net",
+        settings.STORAGE_ACCOUNT_SETTING: "data",
+    }
+)
 AZURITE = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
 
 
@@ -213,14 +220,14 @@ def test_repository_host_json_infra_and_settings_defaults_fit_together() -> None
     attempt is host.json's; the storage pool covers a batch."""
     timeout = function_timeout_seconds(HOST_JSON["functionTimeout"])
     assert timeout is not None
-    assert DEFAULTS.time_budget.total_seconds() + TIMEOUT_MARGIN_SECONDS <= timeout
-    assert DEFAULTS.api_time_budget + TIMEOUT_MARGIN_SECONDS <= timeout
+    assert DEFAULTS.ingest.time_budget.total_seconds() + TIMEOUT_MARGIN_SECONDS <= timeout
+    assert DEFAULTS.defender.time_budget + TIMEOUT_MARGIN_SECONDS <= timeout
     assert timeout <= 600  # valid on the Consumption plan too (its maximum is 10 minutes)
     batch, threshold = queue_concurrency(HOST_JSON)
     infra_threads = int(_infra_app_settings()[settings.PYTHON_THREADPOOL_SETTING])
     needed = len(QUEUE_FUNCTIONS) * (batch + threshold) + host.OTHER_CONCURRENT_INVOCATIONS
     assert needed <= infra_threads <= host.MAX_THREADPOOL
-    assert HOST_JSON["extensions"]["queues"]["maxDequeueCount"] == DEFAULTS.max_dequeue_count
+    assert HOST_JSON["extensions"]["queues"]["maxDequeueCount"] == DEFAULTS.fanout.max_dequeue_count
     assert batch + threshold <= STORAGE_POOL_SIZE
     env = _complete_env(PYTHON_THREADPOOL_THREAD_COUNT=str(infra_threads))
     found = check_host(env, host_json=HOST_JSON, settings=DEFAULTS)
@@ -232,9 +239,15 @@ def test_a_budget_at_or_near_the_timeout_is_reported() -> None:
     ``AzureFunctionsJobHost__functionTimeout`` override counts (5 minutes: the default 480 s
     budget no longer fits)."""
     env = _complete_env()
-    near = dataclasses.replace(DEFAULTS, time_budget=_seconds(560))
-    over = dataclasses.replace(DEFAULTS, time_budget=_seconds(600))
-    api_over = dataclasses.replace(DEFAULTS, api_time_budget=900.0)
+    near = dataclasses.replace(
+        DEFAULTS, ingest=dataclasses.replace(DEFAULTS.ingest, time_budget=_seconds(560))
+    )
+    over = dataclasses.replace(
+        DEFAULTS, ingest=dataclasses.replace(DEFAULTS.ingest, time_budget=_seconds(600))
+    )
+    api_over = dataclasses.replace(
+        DEFAULTS, defender=dataclasses.replace(DEFAULTS.defender, time_budget=900.0)
+    )
     assert (
         _by_name(check_host(env, host_json=HOST_JSON, settings=near))["functionTimeout"].status
         == "warn"
@@ -270,7 +283,9 @@ def test_batches_larger_than_the_thread_pool_warn() -> None:
 
 def test_the_apps_last_attempt_must_be_the_hosts() -> None:
     """INGEST_MAX_DEQUEUE_COUNT differing from host.json maxDequeueCount warns."""
-    other = dataclasses.replace(DEFAULTS, max_dequeue_count=3)
+    other = dataclasses.replace(
+        DEFAULTS, fanout=dataclasses.replace(DEFAULTS.fanout, max_dequeue_count=3)
+    )
     finding = _by_name(check_host(_complete_env(), host_json=HOST_JSON, settings=other))[
         "maxDequeueCount"
     ]

@@ -7,7 +7,6 @@ deployment it holds in place.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import typing
@@ -101,8 +100,8 @@ LEFT_OUT = {
     # the worker's logging: quiet by default on purpose; raised as an app setting to diagnose
     settings.LOG_LEVEL_AZURE_SDK_SETTING: "WARNING by default; raise it only for a diagnosis",
 }
-#: the defaults of shared.core.settings.Settings, by field name
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(settings.Settings)}
+#: the declared defaults of shared.core.settings, by setting name
+DEFAULTS = {d.name: d.default for d in settings.DECLARATIONS}
 
 
 def parse(name: str) -> dict[str, Any]:
@@ -205,7 +204,7 @@ def test_choices_are_parameters_with_the_values_the_code_accepts(main: dict[str,
         typing.get_args(settings.AppCredentialKind)
     )
     assert set(decorator(params["defenderCloud"], "allowed")) == set(CLOUDS)
-    assert params["ingestSchedule"]["default"] == DEFAULTS["ingest_schedule"]
+    assert params["ingestSchedule"]["default"] == DEFAULTS[settings.INGEST_SCHEDULE_SETTING]
     assert params["vnetEnabled"]["default"] is False
     assert params["enablePurgeProtection"]["default"] is True  # documented in docs/deploy.md
     for name in ("ingestTenants", "principalId", "defenderTenantId", "certificateName"):
@@ -274,7 +273,7 @@ def test_required_and_chosen_settings_are_wired_from_parameters(
     assert app_settings[settings.INGEST_SCHEDULE_SETTING] == "ingestSchedule"
     assert app_settings[settings.KEY_VAULT_URL_SETTING] == "vaultUrl"
     assert app_settings[settings.AZURE_CREDENTIAL_SETTING] == "managed-identity"
-    assert app_settings[settings.TENANT_TABLE_SETTING] == DEFAULTS["tenant_table"]
+    assert app_settings[settings.TENANT_TABLE_SETTING] == DEFAULTS[settings.TENANT_TABLE_SETTING]
     assert app_settings[settings.API_AUTH_MODE_SETTING] == "apiAuthMode"
     assert app_settings[settings.API_APP_ID_URI_SETTING] == "appIdUri"
 
@@ -289,7 +288,7 @@ def test_app_service_authentication_gates_the_api_in_entra_mode(
     assert set(decorator(params["apiAuthMode"], "allowed")) == set(
         typing.get_args(settings.ApiAuthMode)
     )
-    assert params["apiAuthMode"]["default"] == DEFAULTS["api_auth_mode"] == "entra"
+    assert params["apiAuthMode"]["default"] == DEFAULTS[settings.API_AUTH_MODE_SETTING] == "entra"
     assert params["apiAppIdUri"]["default"] == ""
     passed = main["modules"]["api"]["config"]["params"]
     assert passed["apiAuthMode"] == "apiAuthMode" and passed["apiAppIdUri"] == "apiAppIdUri"
@@ -383,7 +382,7 @@ def test_storage_refuses_keys_and_holds_the_designs_containers_queues_tables() -
     }
     assert set(variables["tables"]) == {
         storage.INCIDENT_TABLE,
-        DEFAULTS["tenant_table"],
+        DEFAULTS[settings.TENANT_TABLE_SETTING],
         "DefenderSubscriptions",
     }
     loops = {

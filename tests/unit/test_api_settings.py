@@ -15,13 +15,16 @@ TID = "33333333-3333-3333-3333-333333333333"
 
 def test_api_defaults() -> None:
     s = Settings.from_env(BASE)
-    assert s.api_max_body_bytes == 65_536 and s.api_auth_mode == "entra"
-    assert s.api_audiences == (f"api://{s.client_id}", s.client_id) and not s.retired_settings
-    assert s.api_tenant_roles == {} and not s.api_allow_free_kql
-    assert s.api_sync_budget == 20.0 and s.api_retry_after == 5
-    assert s.api_public_url is None and s.api_signing_key is None
-    assert s.api_push_host_suffixes == (".logic.azure.com", ".environment.api.powerplatform.com")
-    assert s.api_consent_state_lifetime == timedelta(minutes=60)
+    assert s.http.max_body_bytes == 65_536 and s.http.auth_mode == "entra"
+    assert (
+        s.api_audiences == (f"api://{s.identity.client_id}", s.identity.client_id)
+        and not s.retired_settings
+    )
+    assert s.http.tenant_roles == {} and not s.http.allow_free_kql
+    assert s.http.sync_budget == 20.0 and s.http.retry_after == 5
+    assert s.http.public_url is None and s.http.signing_key is None
+    assert s.push.host_suffixes == (".logic.azure.com", ".environment.api.powerplatform.com")
+    assert s.http.consent_state_lifetime == timedelta(minutes=60)
 
 
 def test_api_values_parse() -> None:
@@ -39,11 +42,11 @@ def test_api_values_parse() -> None:
     )
     # a retired setting is remembered (start-up and check tell about it), never obeyed
     assert s.retired_settings == ("API_REQUIRE_CLIENT_PRINCIPAL",)
-    assert s.api_auth_mode == "key"
+    assert s.http.auth_mode == "key"
     assert s.api_audiences[0] == "https://contoso.example.com/defender-bridge"
-    assert s.api_tenant_roles["Team.Blue"] == (TID,) and len(s.api_tenant_roles["Team.Red"]) == 2
-    assert s.api_public_url == "https://bridge.example.com"
-    assert s.api_push_host_suffixes == (".logic.azure.com", "hooks.example.com")
+    assert s.http.tenant_roles["Team.Blue"] == (TID,) and len(s.http.tenant_roles["Team.Red"]) == 2
+    assert s.http.public_url == "https://bridge.example.com"
+    assert s.push.host_suffixes == (".logic.azure.com", "hooks.example.com")
     assert "k" * 40 not in repr(s)
 
 
@@ -86,13 +89,13 @@ def test_tenant_roles_parser() -> None:
 
 def test_push_settings_defaults_per_cloud_and_problems() -> None:
     s = Settings.from_env(BASE)
-    assert s.api_push_max_attempts == 8 and s.api_push_timeout == 10.0
-    assert s.api_push_retry == 30.0 and s.api_push_max_retry_after == 3600.0
-    assert s.api_push_gone_grace == timedelta(minutes=60)
-    assert not s.api_push_allow_local_receiver and not s.api_push_deliver_own_updates
+    assert s.push.max_attempts == 8 and s.push.timeout == 10.0
+    assert s.push.retry == 30.0 and s.push.max_retry_after == 3600.0
+    assert s.push.gone_grace == timedelta(minutes=60)
+    assert not s.push.allow_local_receiver and not s.push.deliver_own_updates
     gov = Settings.from_env({**BASE, "DEFENDER_CLOUD": "gcchigh"})
-    assert ".logic.azure.us" in gov.api_push_host_suffixes
-    assert ".logic.azure.com" not in gov.api_push_host_suffixes
+    assert ".logic.azure.us" in gov.push.host_suffixes
+    assert ".logic.azure.com" not in gov.push.host_suffixes
     previous = "p" * 40
     with pytest.raises(ConfigError) as info:
         Settings.from_env(

@@ -58,7 +58,7 @@ def test_backlog_left_continues_soon_and_a_backfill_resumes_where_it_got_to() ->
     d = _decide(result, BACKFILL)
     assert d.action == "continue" and d.delay == 2.0
     assert d.requeue == IngestMessage(T, "continue", reached)
-    assert d.changes["queued_until"] == NOW + timedelta(seconds=2) + SETTINGS.queued_marker
+    assert d.changes["queued_until"] == NOW + timedelta(seconds=2) + SETTINGS.fanout.queued_marker
 
 
 def test_backlog_left_inline_is_done_for_this_tick() -> None:
@@ -91,7 +91,7 @@ def test_a_run_skipped_for_a_held_lock_clears_the_marker() -> None:
 def test_no_consent_holds_the_tenant_and_consumes_the_message(code: str) -> None:
     d = _decide(TenantResult(T, ok=False, error="AADSTS7000229", error_code=code))
     assert d.action == "consent" and d.requeue is None
-    assert d.changes["hold_until"] == NOW + SETTINGS.consent_retry
+    assert d.changes["hold_until"] == NOW + SETTINGS.fanout.consent_retry
     assert d.changes["consent"] == "missing" and d.changes["hold_reason"] == "consent"
     assert d.log_level == logging.WARNING and f"tenants resume {T}" in d.log
 
@@ -113,6 +113,8 @@ def test_other_failures_are_retried_then_held_on_the_last_attempt() -> None:
     assert first.action == "failed" and "hold_until" not in first.changes
     assert first.changes["attempts"] == 1 and ("ingest.failed", 1) in first.metrics
     last = _decide(failed, dequeue_count=5, final=True)
-    assert last.action == "failed" and last.changes["hold_until"] == NOW + SETTINGS.failure_hold
+    assert (
+        last.action == "failed" and last.changes["hold_until"] == NOW + SETTINGS.fanout.failure_hold
+    )
     assert last.changes["hold_reason"] == "poison" and last.log_level == logging.ERROR
     assert ("ingest.poisoned", 1) in last.metrics

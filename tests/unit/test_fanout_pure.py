@@ -110,12 +110,12 @@ def test_status_is_sorted_worst_first_then_by_lag() -> None:
 
 def test_partner_settings_parse_and_report_every_problem() -> None:
     parsed = Settings.from_env(BASE_ENV)
-    assert parsed.fanout == "queue" and parsed.concurrency == 4
-    assert parsed.max_dequeue_count == 5 and parsed.api_max_retry_wait == 30.0
+    assert parsed.fanout.mode == "queue" and parsed.fanout.concurrency == 4
+    assert parsed.fanout.max_dequeue_count == 5 and parsed.defender.max_retry_wait == 30.0
     inline = Settings.from_env(
         {**BASE_ENV, "INGEST_FANOUT": "INLINE", "INGEST_CONSENT_RETRY_HOURS": "2"}
     )
-    assert inline.fanout == "inline" and inline.consent_retry == timedelta(hours=2)
+    assert inline.fanout.mode == "inline" and inline.fanout.consent_retry == timedelta(hours=2)
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE_ENV, "INGEST_FANOUT": "topic", "INGEST_CONCURRENCY": "0"})
     assert len(info.value.problems) == 2
@@ -125,7 +125,7 @@ def test_partner_settings_parse_and_report_every_problem() -> None:
 def test_default_max_dequeue_count_matches_host_json() -> None:
     """The handler's "last attempt" must be the host's: keep the two in step."""
     host = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
-    assert host["maxDequeueCount"] == Settings.from_env(BASE_ENV).max_dequeue_count
+    assert host["maxDequeueCount"] == Settings.from_env(BASE_ENV).fanout.max_dequeue_count
 
 
 def _client(handler: object, *, max_wait: float | None, limiter: RateLimiterRegistry | None):  # type: ignore[no-untyped-def]

@@ -23,14 +23,14 @@ BASE = {
 def test_defaults_for_a_minimal_configuration() -> None:
     """Only the four required settings give a public-cloud Graph configuration."""
     s = Settings.from_env(BASE)
-    assert s.tenant_id == TENANT
-    assert s.key_vault_url == "https://myvault.vault.azure.net"
-    assert s.api == "graph"
-    assert s.api_url == "https://graph.microsoft.com"
-    assert s.api_scope == "https://graph.microsoft.com/.default"
+    assert s.identity.tenant_id == TENANT
+    assert s.identity.key_vault_url == "https://myvault.vault.azure.net"
+    assert s.defender.api == "graph"
+    assert s.defender.api_url == "https://graph.microsoft.com"
+    assert s.defender.api_scope == "https://graph.microsoft.com/.default"
     assert s.tenants == (TENANT,)
-    assert s.overlap == timedelta(minutes=10)
-    assert s.lookback == timedelta(days=30)
+    assert s.ingest.overlap == timedelta(minutes=10)
+    assert s.ingest.lookback == timedelta(days=30)
     assert not s.emulator
 
 
@@ -89,10 +89,12 @@ def test_connection_string_is_hidden_from_repr() -> None:
 def test_page_size_default_and_cap_follow_the_surface() -> None:
     """Legacy pages hold up to 100 (the default); Graph refuses $top over 50, so its default is
     50 and a larger INGEST_PAGE_SIZE is a settings error that says why."""
-    assert Settings.from_env(BASE).page_size == 50
-    assert Settings.from_env({**BASE, "DEFENDER_API": "legacy"}).page_size == 100
+    assert Settings.from_env(BASE).ingest.page_size == 50
+    assert Settings.from_env({**BASE, "DEFENDER_API": "legacy"}).ingest.page_size == 100
     assert (
-        Settings.from_env({**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "100"}).page_size
+        Settings.from_env(
+            {**BASE, "DEFENDER_API": "legacy", "INGEST_PAGE_SIZE": "100"}
+        ).ingest.page_size
         == 100
     )
     with pytest.raises(ConfigError, match="INGEST_PAGE_SIZE"):
@@ -104,18 +106,18 @@ def test_page_size_default_and_cap_follow_the_surface() -> None:
         "\"The limit of '50' for Top query has been exceeded\" to a larger $top on security "
         "incidents"
     ]
-    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "50"}).page_size == 50
+    assert Settings.from_env({**BASE, "INGEST_PAGE_SIZE": "50"}).ingest.page_size == 50
 
 
 def test_national_cloud_sets_hosts_and_overrides_win() -> None:
     """A cloud picks its hosts; explicit URL settings override them; scopes stay the cloud's."""
     s = Settings.from_env({**BASE, "DEFENDER_CLOUD": "gcchigh", "DEFENDER_API": "legacy"})
-    assert s.authority_url == "https://login.microsoftonline.us"
-    assert s.api_url == "https://api-gov.security.microsoft.us"
-    assert s.graph_api_url == "https://graph.microsoft.us"
+    assert s.defender.authority_url == "https://login.microsoftonline.us"
+    assert s.defender.api_url == "https://api-gov.security.microsoft.us"
+    assert s.defender.graph_api_url == "https://graph.microsoft.us"
     s = Settings.from_env({**BASE, "DEFENDER_GRAPH_API_URL": "https://127.0.0.1:8443"})
-    assert s.api_url == "https://127.0.0.1:8443"
-    assert s.api_scope == "https://graph.microsoft.com/.default"
+    assert s.defender.api_url == "https://127.0.0.1:8443"
+    assert s.defender.api_scope == "https://graph.microsoft.com/.default"
 
 
 def test_tenant_list_is_normalized_and_deduplicated() -> None:
@@ -151,7 +153,7 @@ def test_federated_credential_needs_a_user_assigned_identity() -> None:
     s = Settings.from_env(
         {**BASE, "DEFENDER_CREDENTIAL_KIND": "federated", "AZURE_CLIENT_ID": identity}
     )
-    assert s.managed_identity_client_id == identity
+    assert s.identity.managed_identity_client_id == identity
     # a malformed AZURE_CLIENT_ID is reported once, as malformed
     with pytest.raises(ConfigError) as info:
         Settings.from_env(
@@ -177,7 +179,7 @@ def test_token_exchange_audience_follows_the_cloud(cloud: str, audience: str) ->
     s = Settings.from_env(
         {**BASE, "DEFENDER_CLOUD": cloud, "DEFENDER_AUTHORITY_URL": "https://127.0.0.1:8443"}
     )
-    assert s.cloud.token_exchange_audience == audience
+    assert s.defender.cloud.token_exchange_audience == audience
     assert TOKEN_EXCHANGE_AUDIENCES["login.chinacloudapi.cn"] == "api://AzureADTokenExchangeChina"
 
 
@@ -186,11 +188,14 @@ def test_consent_redirect_uri_default_and_validation() -> None:
     the local Core Tools callback otherwise; https (http only for localhost)."""
     from shared.credentials.values import admin_consent_url
 
-    assert Settings.from_env(BASE).consent_redirect_uri == (
+    assert Settings.from_env(BASE).identity.consent_redirect_uri == (
         "http://localhost:7071/api/consent/callback"
     )
     hosted = Settings.from_env({**BASE, "WEBSITE_HOSTNAME": "func-x.azurewebsites.net"})
-    assert hosted.consent_redirect_uri == "https://func-x.azurewebsites.net/api/consent/callback"
+    assert (
+        hosted.identity.consent_redirect_uri
+        == "https://func-x.azurewebsites.net/api/consent/callback"
+    )
     for bad in ("http://example.com/cb", "https://example.com/cb#x", "ftp://localhost/x"):
         with pytest.raises(ConfigError, match="DEFENDER_CONSENT_REDIRECT_URI"):
             Settings.from_env({**BASE, "DEFENDER_CONSENT_REDIRECT_URI": bad})
@@ -203,3 +208,14 @@ def test_consent_redirect_uri_default_and_validation() -> None:
     )
     with pytest.raises(ValueError, match="redirect_uri"):
         admin_consent_url("https://login.microsoftonline.com", TENANT, CLIENT, "s", "")
+
+
+def test_a_default_is_fresh_for_each_parse_and_follows_a_bad_choice_to_its_default() -> None:
+    """Two parses never share a mutable default; a malformed DEFENDER_CLOUD is reported, its
+    default stands in for what derives from it, and the rules across settings still run."""
+    first, second = Settings.from_env(BASE), Settings.from_env(BASE)
+    first.http.tenant_roles["Team.Blue"] = (TENANT,)
+    assert second.http.tenant_roles == {}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, "DEFENDER_CLOUD": "mars", "INGEST_PAGE_SIZE": "80"})
+    assert [p.split(":")[0] for p in info.value.problems] == ["DEFENDER_CLOUD", "INGEST_PAGE_SIZE"]

@@ -56,5 +56,8 @@ def test_settings_cap_the_page_at_the_surface_limit() -> None:
         "KEY_VAULT_URL": "https://v.vault.azure.net",
         "DATA_STORAGE_ACCOUNT_NAME": "acct",
     }
-    assert Settings.from_env(env).page_size == GRAPH.max_page_size
-    assert Settings.from_env({**env, "DEFENDER_API": "legacy"}).page_size == LEGACY.max_page_size
+    assert Settings.from_env(env).ingest.page_size == GRAPH.max_page_size
+    assert (
+        Settings.from_env({**env, "DEFENDER_API": "legacy"}).ingest.page_size
+        == LEGACY.max_page_size
+    )
