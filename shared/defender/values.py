@@ -109,8 +109,8 @@ def _key(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum())
 
 
-#: today's determination names by ``_key`` (the first of a key wins): read for every incident
-#: and alert stored, so the names are keyed once here, not on every read
+#: today's determination names by ``_key`` (the first of a key wins): every incident read
+#: maps its determination, so the names are keyed once here, not on every read
 _DETERMINATION_BY_KEY: Mapping[str, str] = {_key(d): d for d in reversed(_ALL_DETERMINATIONS)}
 
 
