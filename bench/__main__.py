@@ -392,6 +392,31 @@ def many_tenants() -> dict[str, Any]:
     }
 
 
+def marginal_cpu(fig: dict[str, Any]) -> dict[str, Any]:
+    """CPU per 1,000 incidents as the slope between the smallest and the largest size, per
+    surface, loopback: what each further 1,000 incidents cost each reader, without the fixed
+    cost of a process (interpreter, imports, token; ours also Key Vault and state), which the
+    figure per 1,000 at one size spreads over that size's incidents. Shown beside that figure,
+    not instead of it (docs/benchmarks.md says why)."""
+    sizes = [s for s in fig["sizes"] if "loopback" in next(iter(fig["sizes"][s].values()))]
+    if len(sizes) < 2:
+        return {}
+    small, large = sizes[0], sizes[-1]
+    out: dict[str, Any] = {}
+    for api in fig["sizes"][large]:
+        a, b = fig["sizes"][small][api]["loopback"], fig["sizes"][large][api]["loopback"]
+        row: dict[str, Any] = {"between": [int(small), int(large)]}
+        for kind in ("raw", "ours", "naive"):
+            extra = b[kind]["incidents"] - a[kind]["incidents"]
+            cpu = b[kind]["cpu_seconds"] - a[kind]["cpu_seconds"]
+            row[f"{kind}_cpu_seconds_per_1000"] = round(cpu * 1000 / max(extra, 1), 3)
+        row["ours_cpu_vs_raw"] = round(
+            row["ours_cpu_seconds_per_1000"] / row["raw_cpu_seconds_per_1000"], 2
+        )
+        out[api] = row
+    return out
+
+
 def targets(fig: dict[str, Any]) -> list[dict[str, Any]]:
     """The speed and cost targets, each met or not, with the measured value."""
     rows: list[dict[str, Any]] = []
@@ -419,6 +444,11 @@ def targets(fig: dict[str, Any]) -> list[dict[str, Any]]:
                 calls <= 1.2)  # fmt: skip
             idle = any_regime["ours"]["idle_rerun_api_calls"]
             add(f"API calls of an idle rerun ({api}, {size})", idle, "== 1", idle == 1)
+    for api, row in fig.get("marginal_cpu", {}).items():
+        c = row["ours_cpu_vs_raw"]
+        small, large = row["between"]
+        add(f"CPU per further 1,000 incidents (slope {small:,} to {large:,}), ours / raw ({api})",
+            c, "<= 2x", c <= 2, "beside the figure at one size, not instead of it")  # fmt: skip
     many = fig.get("many_tenants", {})
     per = many.get("idle_api_calls_per_tenant")
     worst = None if not per else max(per)
@@ -505,6 +535,14 @@ def readme_table(fig: dict[str, Any]) -> str:
                     f"{r['naive']['storage_calls_per_1000']} ({min_storage}) | "
                     f"{r['ours']['peak_rss_mib']} MiB |"
                 )
+    for api, row in fig.get("marginal_cpu", {}).items():
+        small, large = row["between"]
+        lines.append(
+            f"\nCPU per further 1,000 incidents, {api}, loopback (slope from {small:,} to "
+            f"{large:,}): raw {row['raw_cpu_seconds_per_1000']} s, ours "
+            f"{row['ours_cpu_seconds_per_1000']} s, naive {row['naive_cpu_seconds_per_1000']} s: "
+            f"ours {row['ours_cpu_vs_raw']}x raw."
+        )
     cold = fig["cold_start"]
     first = fig.get("first_invocation", {})
     lines += [
@@ -592,6 +630,7 @@ def main(argv: list[str]) -> int:
     ]
     fig["peak_rss_mib_by_size"] = dict(zip(fig["sizes"], peaks, strict=True))
     fig["rss_ratio"] = round(peaks[-1] / peaks[0], 2) if len(peaks) > 1 else None
+    fig["marginal_cpu"] = marginal_cpu(fig)
     fig["cold_start"] = cold_start()
     fig["http"] = http_figures()
     fig["many_tenants"] = many_tenants()

@@ -51,7 +51,7 @@ from shared.credentials.user import OnBehalfOfProvider, cli_token_source, device
 from shared.credentials.values import SignedIn
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
-from shared.defender.session import build_session
+from shared.defender.session import SteadyEnvironmentSession, build_session
 from shared.push.keys import PushKeys
 from shared.push.target import Resolver, system_resolver
 from shared.push.transport import Connect, Sender, tls_context
@@ -585,7 +585,8 @@ def build(settings: Settings, *, clock: Clock = utc_now) -> Services:
 @functools.cache
 def _storage_session() -> requests.Session:
 
-    session = requests.Session()
+    # the environment (proxies, CA bundle, netrc) read once per origin, not on every call
+    session = SteadyEnvironmentSession()
     adapter = HTTPAdapter(pool_connections=STORAGE_POOL_SIZE, pool_maxsize=STORAGE_POOL_SIZE)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -8,11 +8,11 @@ legacy body says which quota was hit ("maximum allowed 45 per 00:01:00").
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from shared.core import jsonio
 from shared.core.errors import (
     BadRequestError,
     ForbiddenError,
@@ -97,7 +97,7 @@ def decode_json(status: int, body: bytes) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        return jsonio.loads(body)  # json.loads, faster where exactly equal (shared.core.jsonio)
     except ValueError:
         if 200 <= status < 300:
             raise TransientError(

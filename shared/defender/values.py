@@ -109,6 +109,11 @@ def _key(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum())
 
 
+#: today's determination names by ``_key`` (the first of a key wins): every incident read
+#: maps its determination, so the names are keyed once here, not on every read
+_DETERMINATION_BY_KEY: Mapping[str, str] = {_key(d): d for d in reversed(_ALL_DETERMINATIONS)}
+
+
 def _pick(name: str, value: str, allowed: Iterable[str], synonyms: Mapping[str, str]) -> str:
     options = tuple(allowed)
     key = _key(value)
@@ -171,8 +176,7 @@ def current_determination(value: str | None) -> str | None:
     key = _key(value)
     if key in _DETERMINATION_SYNONYMS:
         return _DETERMINATION_SYNONYMS[key]
-    known = next((d for d in _ALL_DETERMINATIONS if _key(d) == key), None)
-    return known or value
+    return _DETERMINATION_BY_KEY.get(key) or value
 
 
 def for_api(api: ApiKind, field: str, canonical: str) -> str:

@@ -10,9 +10,13 @@ from datetime import datetime
 from shared.ports import IncidentSource, Lease
 from shared.storage.values import RowVersion
 
-#: table rows a run keeps of those it read or wrote last, so an overflowing slice read again
-#: by its sub-slices needs no read (memory: a few hundred KiB)
-RECENT_ROWS = 1000
+#: table rows a run keeps of those it read or wrote last, so ground the listing reads again
+#: (an overflowing slice read again by its sub-slices, a stretch planned again) needs no read
+#: (memory: about 400 bytes a row, 4 MiB). Measured on 10,000-incident backfills: keeping 1,000
+#: rows, Graph read 392 ids by point reads and legacy 228 (create-first transactions refused by
+#: rows the run itself had written 1,000-10,000 rows before); keeping 10,000, only the first
+#: answer's 50 and 100
+RECENT_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
