@@ -651,6 +651,12 @@ class _Axis:
         if self.underrun and self.ceiling is None:
             # never past what is known to hold more than the room
             floor_end = self._within(room, min(hi, self.cursor + 2 * self.underrun))
+            # but not up to just below a region counted over the room: that request would fail
+            # on the count again (its incidents are somewhere in it, not necessarily at its top),
+            # so the plan inside the region decides
+            ahead = next((b for b in self.bounds if b.exact and b.h > floor_end), None)
+            if ahead is not None and ahead.n > room:
+                floor_end = self.cursor + 1
         else:
             floor_end = self.cursor + 1
         if self.risk(hi) <= room:
