@@ -720,6 +720,7 @@ class _Axis:
         """``[cursor, end)`` was read whole: it held ``items`` incidents (``pool``: count them
         in the density; not a burst at one instant, which says nothing of the time around)."""
         width = self.span(self.cursor, end)
+        instant = end - self.cursor <= 1
         planned = self.planned
         self._train(False)
         self.underrun = 0
@@ -761,9 +762,13 @@ class _Axis:
             gone = set(self.times[:first])
             self.known = {k: v for k, v in self.known.items() if v[0] not in gone}
             del self.times[:first]
-        if planned is not None and planned[0] >= 5:
-            # how many incidents each known one stood for here
-            self.inflate = min(10.0, max(1.0, items / planned[0]))
+        if planned is not None and planned[0] > 0 and pool and not instant:
+            # how many incidents each known one stood for here; from a few known ones only
+            # downward (chance may say 10 when 3 were known, and a slice planned with fewer
+            # than 5 would never correct it: slices then held a tenth of a page); never from
+            # one instant or a tie (a burst says nothing of what known ones stand for elsewhere)
+            ratio = min(10.0, max(1.0, items / planned[0]))
+            self.inflate = ratio if planned[0] >= 5 else min(self.inflate, ratio)
         if self.known_below(self.end) == 0:
             self.inflate = 1.0
 
