@@ -1008,8 +1008,11 @@ class Listing:
             end = axis.propose(room * self.fill, settled)
             return SliceRequest(from_us(axis.cursor), from_us(end), paged=True)
         end = axis.propose(single)
-        if end == axis.cursor + 1 and sum(axis.expected(end)) >= self.page_size:
-            # more than a page is expected at this one instant: split it at once
+        if end == axis.cursor + 1 and axis.exact_at(axis.cursor) >= self.page_size:
+            # more than a page is known to be at this one instant: split it at once. Only
+            # known: where a page is merely expected there (a guess without a count), asking
+            # for the instant whole costs one request and completes it when the guess was
+            # high, and when it overflows its page starts the split (two requests at least)
             self._enter_tie(axis.cursor, None)
             return self._next_tie(settled, room)
         return SliceRequest(from_us(axis.cursor), from_us(end))
