@@ -638,6 +638,17 @@ class _Axis:
         if 2 * (gap_end - self.cursor) > self.last_width or self.last_items < 8:
             hi = max(min(hi, gap_end), self.cursor + 1)
         counted = any(b.exact for b in self.bounds)
+        # splitting an instant by creation time (``floor`` set), without a count, below pages
+        # shown newest first: ask up to the edge of what they showed, so that each page shows
+        # the next one down with no stretch left unseen between them. The walk stores each
+        # page's incidents; once a short page finds the bottom, every creation time above it
+        # is known and the proof climbs in slices of nearly a page (where the walk skipped
+        # stretches, the slices proving them held about 60 of 99). Still narrower than the
+        # failed request: ``hi`` is.
+        walk = self.ceiling is not None and self.guesses >= 1 and bool(self.shown)
+        if walk and self.floor is not None and not counted:
+            self.planned = None
+            return max(self.cursor + 1, min(hi, gap_end))
         if (self.probe and not counted) or (not self.bounds and self.rate is None):
             # nothing known, or the density just proved wrong: one answer for all of it tells
             # the most, up to what is known to be there (never knowingly over the room)
