@@ -155,6 +155,11 @@ def _figures(tenant: Tenant, api: str, result: dict[str, Any], overlap: int = 10
         "calls_per_perfect": round(result["api_calls"] / max(1, best), 2),
         "stored": result["incidents"],
         "listed": result["listed"],
+        # where the calls go: slices of the listing completed, and requests that did not complete
+        # one (overflows that narrowed their slice, and the creation-time parts of an instant
+        # over a page before its last; the run summary's ``splits``)
+        "slices": result["slices"],
+        "splits": result["splits"],
     }
 
 
@@ -240,21 +245,21 @@ def quota(calls_per_tick: float) -> dict[str, Any]:
 def table(fig: dict[str, Any]) -> str:
     lines = [
         "| surface | `@odata.count` on | order | API calls | incidents | pages they fill | "
-        "calls / pages | a perfect reader |",
-        "|---|---|---|---|---|---|---|---|",
+        "calls / pages | a perfect reader | slices / other requests |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for api, rows in fig["backfill"].items():
         for r in rows:
             lines.append(
                 f"| {api} | {r['count_pages'] if api == 'graph' else 'none (legacy)'} | "
                 f"{r['order']} | {r['api_calls']} | {r['window_incidents']:,} | {r['pages']} | "
-                f"{r['calls_per_page']} | {r['perfect']} |"
+                f"{r['calls_per_page']} | {r['perfect']} | {r['slices']} / {r['splits']} |"
             )
     lines += [
         "",
         "| surface | burst | when | API calls | incidents in the window | pages they fill | "
-        "a perfect reader | calls / perfect |",
-        "|---|---|---|---|---|---|---|---|",
+        "a perfect reader | calls / perfect | slices / other requests |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for api, data in fig["bursts"].items():
         for row in data["bursts"]:
@@ -263,7 +268,7 @@ def table(fig: dict[str, Any]) -> str:
                 lines.append(
                     f"| {api} | {row['size']:,} {SHAPES[row['shape']]} "
                     f"| {when} | {r['api_calls']} | {r['window_incidents']:,} | {r['pages']} | "
-                    f"{r['perfect']} | {r['calls_per_perfect']} |"
+                    f"{r['perfect']} | {r['calls_per_perfect']} | {r['slices']} / {r['splits']} |"
                 )
     lines += [
         "",

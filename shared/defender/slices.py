@@ -638,6 +638,17 @@ class _Axis:
         if 2 * (gap_end - self.cursor) > self.last_width or self.last_items < 8:
             hi = max(min(hi, gap_end), self.cursor + 1)
         counted = any(b.exact for b in self.bounds)
+        # splitting an instant by creation time (``floor`` set), without a count, below pages
+        # shown newest first: ask up to the edge of what they showed, so that each page shows
+        # the next one down with no stretch left unseen between them. The walk stores each
+        # page's incidents; once a short page finds the bottom, every creation time above it
+        # is known and the proof climbs in slices of nearly a page (where the walk skipped
+        # stretches, the slices proving them held about 60 of 99). Still narrower than the
+        # failed request: ``hi`` is.
+        walk = self.ceiling is not None and self.guesses >= 1 and bool(self.shown)
+        if walk and self.floor is not None and not counted:
+            self.planned = None
+            return max(self.cursor + 1, min(hi, gap_end))
         if (self.probe and not counted) or (not self.bounds and self.rate is None):
             # nothing known, or the density just proved wrong: one answer for all of it tells
             # the most, up to what is known to be there (never knowingly over the room)
@@ -651,6 +662,12 @@ class _Axis:
         if self.underrun and self.ceiling is None:
             # never past what is known to hold more than the room
             floor_end = self._within(room, min(hi, self.cursor + 2 * self.underrun))
+            # but not up to just below a region counted over the room: that request would fail
+            # on the count again (its incidents are somewhere in it, not necessarily at its top),
+            # so the plan inside the region decides
+            ahead = next((b for b in self.bounds if b.exact and b.h > floor_end), None)
+            if ahead is not None and ahead.n > room:
+                floor_end = self.cursor + 1
         else:
             floor_end = self.cursor + 1
         if self.risk(hi) <= room:
@@ -714,6 +731,7 @@ class _Axis:
         """``[cursor, end)`` was read whole: it held ``items`` incidents (``pool``: count them
         in the density; not a burst at one instant, which says nothing of the time around)."""
         width = self.span(self.cursor, end)
+        instant = end - self.cursor <= 1
         planned = self.planned
         self._train(False)
         self.underrun = 0
@@ -755,9 +773,13 @@ class _Axis:
             gone = set(self.times[:first])
             self.known = {k: v for k, v in self.known.items() if v[0] not in gone}
             del self.times[:first]
-        if planned is not None and planned[0] >= 5:
-            # how many incidents each known one stood for here
-            self.inflate = min(10.0, max(1.0, items / planned[0]))
+        if planned is not None and planned[0] > 0 and pool and not instant:
+            # how many incidents each known one stood for here; from a few known ones only
+            # downward (chance may say 10 when 3 were known, and a slice planned with fewer
+            # than 5 would never correct it: slices then held a tenth of a page); never from
+            # one instant or a tie (a burst says nothing of what known ones stand for elsewhere)
+            ratio = min(10.0, max(1.0, items / planned[0]))
+            self.inflate = ratio if planned[0] >= 5 else min(self.inflate, ratio)
         if self.known_below(self.end) == 0:
             self.inflate = 1.0
 
@@ -997,8 +1019,11 @@ class Listing:
             end = axis.propose(room * self.fill, settled)
             return SliceRequest(from_us(axis.cursor), from_us(end), paged=True)
         end = axis.propose(single)
-        if end == axis.cursor + 1 and sum(axis.expected(end)) >= self.page_size:
-            # more than a page is expected at this one instant: split it at once
+        if end == axis.cursor + 1 and axis.exact_at(axis.cursor) >= self.page_size:
+            # more than a page is known to be at this one instant: split it at once. Only
+            # known: where a page is merely expected there (a guess without a count), asking
+            # for the instant whole costs one request and completes it when the guess was
+            # high, and when it overflows its page starts the split (two requests at least)
             self._enter_tie(axis.cursor, None)
             return self._next_tie(settled, room)
         return SliceRequest(from_us(axis.cursor), from_us(end))
