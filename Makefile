@@ -56,8 +56,12 @@ typecheck: $(STAMP)
 checkov: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) infra/checkov_gate.py infra
 
+# pytest-xdist: two workers (this machine's cores), each with its own emulator and Azurite on
+# free ports; most e2e time is spent waiting on them and on child processes, so two overlap
+# well. --dist loadgroup keeps tests that share module state (the fuzz coverage check) together.
+PYTEST_WORKERS ?= 2
 test: setup lint typecheck checkov
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # the inner loop (under a minute): tests/conftest.py marks every test that uses the local cloud
 # e2e; tests that start a child process are marked subprocess
