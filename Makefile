@@ -58,10 +58,12 @@ checkov: $(STAMP) $(CHECKOV_STAMP)
 
 # pytest-xdist: two workers (this machine's cores), each with its own emulator and Azurite on
 # free ports; most e2e time is spent waiting on them and on child processes, so two overlap
-# well. --dist loadgroup keeps tests that share module state (the fuzz coverage check) together.
+# well. --dist loadfile runs each file on one worker in its usual order: module-scoped clouds
+# start once, and a module's tests that read what earlier ones left (the fuzz coverage check)
+# still see it.
 PYTEST_WORKERS ?= 2
 test: setup lint typecheck checkov
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # the inner loop (under a minute): tests/conftest.py marks every test that uses the local cloud
 # e2e; tests that start a child process are marked subprocess

@@ -23,9 +23,7 @@ from shared.api.wsgi import make_app
 from tests.api.conftest import SIGNING_KEY
 from tests.conftest import LocalCloud
 
-# test_fuzz_covered_every_operation reads SENT, which the fuzz cases fill: under pytest-xdist
-# the whole module runs on one worker
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("fuzz")]
+pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "15"))
 APP = make_app(lambda request: answer(request, in_process=True))
