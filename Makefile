@@ -68,7 +68,7 @@ test: setup lint typecheck checkov
 # the inner loop (under a minute): tests/conftest.py marks every test that uses the local cloud
 # e2e; tests that start a child process are marked subprocess
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not e2e and not subprocess"
+	$(PY) -m pytest -q -m "not e2e and not subprocess" -n $(PYTEST_WORKERS) --dist loadfile
 
 demo: setup
 	$(PY) -m emulator.demo
