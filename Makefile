@@ -56,13 +56,19 @@ typecheck: $(STAMP)
 checkov: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) infra/checkov_gate.py infra
 
+# pytest-xdist: two workers (this machine's cores), each with its own emulator and Azurite on
+# free ports; most e2e time is spent waiting on them and on child processes, so two overlap
+# well. --dist loadfile runs each file on one worker in its usual order: module-scoped clouds
+# start once, and a module's tests that read what earlier ones left (the fuzz coverage check)
+# still see it.
+PYTEST_WORKERS ?= 2
 test: setup lint typecheck checkov
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # the inner loop (under a minute): tests/conftest.py marks every test that uses the local cloud
 # e2e; tests that start a child process are marked subprocess
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not e2e and not subprocess"
+	$(PY) -m pytest -q -m "not e2e and not subprocess" -n $(PYTEST_WORKERS) --dist loadfile
 
 demo: setup
 	$(PY) -m emulator.demo

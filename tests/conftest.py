@@ -7,6 +7,7 @@ its admin API ``/_emulator/reset`` (through the ``cloud`` fixture) so each start
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -161,3 +162,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LOCAL_CLOUD_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    _unique_node_ids(items)
+
+
+def _unique_node_ids(items: list[pytest.Item]) -> None:
+    """Give each schemathesis test its own node id. schemathesis names its per-operation tests
+    ``test_x[GET /path]``, but under pytest 9 they all get the function's bare node id (pytest
+    builds the id from the parametrization, which schemathesis does not use); pytest-xdist
+    (``make test``) schedules by node id, so all but one of them would silently not run. Each
+    gets the id a parametrized test would have, with the operation as its parameter."""
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if counts[item.nodeid] > 1 and label and isinstance(item, pytest.Function) and item.parent:
+            node_id = item.parent.id.child(item.originalname).with_params(label)
+            item._id = node_id  # noqa: SLF001 - pytest offers no public way to set an id
+    duplicated = [node for node, count in Counter(i.nodeid for i in items).items() if count > 1]
+    assert not duplicated, f"tests share a node id, xdist would run one of each: {duplicated}"

@@ -9,16 +9,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from shared import bootstrap
+from shared.cli import main
 from testkit.storage_view import archived_lines, duplicates, incident_key, table_rows
 from tests.conftest import LocalCloud
 
@@ -69,14 +74,41 @@ def ingest_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def ingest(env: dict[str, str], *args: str, timeout: float = 600) -> dict[str, Any]:
-    """One run to its end; the tenant's summary entry (the run must not crash)."""
-    process = ingest_process(env, *args)
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode in (0, 1), err
-    summary = json.loads(out)
+def ingest(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """One run to its end, in this process; the tenant's summary entry (the run must not crash).
+
+    ``python -m shared ingest --json`` through the CLI's own ``main`` with exactly ``env`` as
+    the process environment and a fresh composition root, which is all a new process would
+    start with (the token cache, the rate limiter and the settings live in
+    ``bootstrap.services``). A child process costs a second or two of start-up per run; tests
+    about the process boundary (a kill, two runs at once) use ``ingest_process``.
+    """
+    out = io.StringIO()
+    with _process_environment(env):
+        bootstrap.services.cache_clear()
+        try:
+            code = main(["ingest", "--json", *args], out=out)
+        finally:
+            bootstrap.services.cache_clear()
+    assert code in (0, 1), out.getvalue()
+    summary = json.loads(out.getvalue())
     assert len(summary["tenants"]) == 1, summary
     return dict(summary["tenants"][0])
+
+
+@contextlib.contextmanager
+def _process_environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` as ``ingest_process`` gives a child: the app's settings from ``env``
+    alone; restored afterwards."""
+    saved = dict(os.environ)
+    try:
+        for name in [n for n in os.environ if n.startswith(("DEFENDER_", "INGEST_"))]:
+            del os.environ[name]
+        os.environ.update(env)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _stored_json(conn: str, blob: str, line: int) -> dict[str, Any]:

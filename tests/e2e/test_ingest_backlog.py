@@ -74,7 +74,7 @@ def test_a_backlog_finishes_over_time_bounded_runs(backlog_cloud: LocalCloud, ap
     )
     runs = []
     for _ in range(400):
-        runs.append(ingest(env, timeout=900))
+        runs.append(ingest(env))
         if runs[-1]["complete"]:
             break
 

@@ -163,9 +163,21 @@ def test_late_updates_within_the_overlap_are_stored(
     )
     early = ingest(env)
     assert early["ok"] and late_versions  # some were not visible yet
-    time.sleep(9)
+    _wait_until_visible(cloud, home, late_versions)
     later = ingest(env)
 
     assert later["ok"] and later["incidents"] >= len(late_versions)
     seen = before | versions(truth(cloud, home, "graph"))
     assert_store_matches(cloud, conn, home, "graph", seen, late_versions)
+
+
+def _wait_until_visible(cloud: LocalCloud, tenant: str, wanted: set[tuple[str, str]]) -> None:
+    """Wait (up to a minute) until the API shows every version in ``wanted``: as long as the
+    late arrival takes from their last-update time, and no longer."""
+    deadline = time.monotonic() + 60
+    while True:
+        shown = cloud.admin("GET", f"truth/{tenant}/incidents?api=graph&visible=true")["value"]
+        if wanted <= versions(shown):
+            return
+        assert time.monotonic() < deadline, "late versions never became visible"
+        time.sleep(0.2)

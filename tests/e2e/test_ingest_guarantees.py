@@ -1,9 +1,10 @@
 """Crashes, lapsed leases, faults and backlogs neither lose nor duplicate.
 
-Everything real: the CLI in its own processes, the emulator, Azurite. After the runs, the store
-is compared with ``/_emulator/truth`` (``tests.e2e.guarantees``). Sizes: ``INGEST_STRESS=full``
-runs the full sizes (20 kills, 50 runs); the default is smaller to keep ``make test``
-reasonable, with the same checks.
+Everything real: the CLI (in child processes where the process boundary is the point: a
+SIGKILL, two runs at once; in this process otherwise), the emulator, Azurite. After the runs,
+the store is compared with ``/_emulator/truth`` (``tests.e2e.guarantees``). Sizes:
+``INGEST_STRESS=full`` runs the full sizes (20 kills, 50 runs); the default is smaller to keep
+``make test`` reasonable, with the same checks.
 """
 
 # ruff: noqa: S311 - seeded pseudo-random choices of when to kill, what to change
@@ -33,6 +34,8 @@ from tests.e2e.guarantees import (
 )
 
 FULL = os.environ.get("INGEST_STRESS") == "full"
+#: the time-budget test's budget: the shortest the settings accept
+BUDGET = 10
 
 
 @pytest.mark.e2e
@@ -167,22 +170,24 @@ def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(
     re-reads the overlap."""
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
-    # pages of 10: the tenant's 260 incidents need 26 slow requests, more than one run's budget
+    # pages of 20 at 0.5 s each: the tenant's 260 incidents need 13 slow requests (6.5 s),
+    # more than the 5 s a run of the shortest budget allowed (10 s) may spend on requests
+    # (budget.MARGIN is kept in hand), so the backlog takes at least two runs; longer pages or
+    # budgets would only make the same runs slower
     env = env_for(
         app_env,
-        INGEST_TIME_BUDGET_SECONDS="14",
+        INGEST_TIME_BUDGET_SECONDS=str(BUDGET),
         INGEST_OVERLAP_MINUTES="10",
-        INGEST_PAGE_SIZE="10",
-        # the budget is what this test is about: the quota (50 calls a minute, here met in
-        # about a minute of slow pages) would end runs as "quota" stops instead, within
-        # seconds, and use up the runs this test allows (tests/e2e/test_ingest_quota.py
-        # covers quota stops)
+        INGEST_PAGE_SIZE="20",
+        # the budget is what this test is about: the quota (50 calls a minute) would end runs
+        # as "quota" stops instead and use up the runs this test allows
+        # (tests/e2e/test_ingest_quota.py covers quota stops)
         API_RATE_LIMIT_INCIDENTS="100000/1",
         API_RATE_LIMIT_ALERTS="100000/1",
     )
     for family in ("incidents", "alerts"):
         cloud.admin("POST", "quotas", {"family": family, "limits": []})
-    cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 1.0})
+    cloud.admin("POST", "faults", {"rate": 1.0, "kinds": ["slow"], "slow_seconds": 0.5})
     results: list[dict[str, Any]] = []
     for _ in range(12):
         results.append(ingest(env))
@@ -194,7 +199,7 @@ def test_a_run_stops_at_its_time_budget_and_the_next_goes_on(
     assert len(results) >= 2 and results[-1]["complete"]
     partial = results[0]
     assert partial["stopped"] == "time budget" and partial["slices"] >= 1
-    assert partial["duration"] < 14
+    assert partial["duration"] < BUDGET
     marks = [r["watermark"] for r in results]
     assert marks == sorted(set(marks))  # each run went further
     # the backlog's checkpoints are days old: each run starts where the last one stopped
