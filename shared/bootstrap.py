@@ -272,14 +272,7 @@ class Services:
         return Ingestor(
             source_for=functools.partial(self.client_for, api=api),
             stores=self.ingest_stores(),
-            options=RunOptions(
-                lookback=lookback or s.ingest.lookback,
-                overlap=s.ingest.overlap,
-                page_size=s.ingest.page_size,
-                safety_lag=s.ingest.safety_lag,
-                time_budget=s.ingest.time_budget,
-                lag_warning=s.ingest.lag_warning,
-            ),
+            options=RunOptions.of(s.ingest, lookback=lookback),
             clock=self.clock,
             notify=notify,
             observe=None if health is None else health.record,

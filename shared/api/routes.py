@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.api import handlers as h
 from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, Principal, anonymous
@@ -23,6 +23,7 @@ from shared.api.openapi import document, security_for
 from shared.api.ratelimit import retry_after
 from shared.api.spec import Param, Route
 from shared.core.errors import BridgeError
+from shared.core.settings import API_MAX_BODY_BYTES_SETTING, declared
 from shared.defender.values import FILTER_STATUSES, SEVERITIES
 
 if TYPE_CHECKING:
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 ALWAYS_ALLOWED = ("code",)
 
 Authenticate = Callable[[Request], Principal]
-#: bodies above this are refused before parsing when no settings are available
-DEFAULT_MAX_BODY = 65_536
+#: bodies above this are refused before parsing when no settings are available (the setting's
+#: own declared default, so it is written once)
+DEFAULT_MAX_BODY = cast("int", declared(API_MAX_BODY_BYTES_SETTING).default)
 
 
 TENANT = Param(

@@ -91,12 +91,7 @@ def ingestor(
             table=table_type(svc.table_service.get_table_client(INCIDENT_TABLE)),
             journal=journal or stores.journal,
         ),
-        options=RunOptions(
-            lookback=settings.ingest.lookback,
-            overlap=settings.ingest.overlap,
-            page_size=settings.ingest.page_size,
-            safety_lag=settings.ingest.safety_lag,
-        ),
+        options=RunOptions.of(settings.ingest),
     )
 
 

@@ -71,11 +71,7 @@ def test_a_backfill_reads_almost_nothing_and_a_rerun_writes_nothing(
             stores=replace(
                 stores, table=CountingTable(svc.table_service.get_table_client(INCIDENT_TABLE))
             ),
-            options=RunOptions(
-                lookback=settings.ingest.lookback,
-                overlap=settings.ingest.overlap,
-                page_size=settings.ingest.page_size,
-            ),
+            options=RunOptions.of(settings.ingest),
         )
 
     seen = versions(truth(cloud, home, api))

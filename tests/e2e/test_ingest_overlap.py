@@ -78,11 +78,7 @@ def test_next_answer_is_fetched_while_one_is_written(
         stores=replace(
             stores, journal=SlowJournal(svc.blob_service.get_container_client(STATE_CONTAINER))
         ),
-        options=RunOptions(
-            lookback=settings.ingest.lookback,
-            overlap=settings.ingest.overlap,
-            page_size=settings.ingest.page_size,
-        ),
+        options=RunOptions.of(settings.ingest),
     )
     seen = versions(truth(cloud, home, api))
 

@@ -135,6 +135,8 @@ def ingestor(
             overlap=timedelta(minutes=10),
             page_size=50,
             safety_lag=timedelta(0),
+            time_budget=timedelta(minutes=8),
+            lag_warning=timedelta(hours=1),
         ),
     )
 

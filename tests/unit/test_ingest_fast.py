@@ -64,6 +64,8 @@ class World:
             "overlap": timedelta(minutes=10),
             "page_size": 50,
             "safety_lag": timedelta(seconds=30),
+            "time_budget": timedelta(minutes=8),
+            "lag_warning": timedelta(hours=1),
         }
         options.update(ingestor)
         self.ingestor = Ingestor(

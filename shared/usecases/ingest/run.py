@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.core.clock import Clock, format_utc
 from shared.core.errors import ThrottledError, TransientError
+from shared.core.settings import IngestSettings
 from shared.core.surfaces import SKIP_LIMIT
 from shared.defender.model import SlicePage, planner_items, read_pair
 from shared.defender.slices import Item, Listing, SliceRequest
@@ -46,14 +47,27 @@ EXPAND_RETRY_AFTER = timedelta(hours=24)
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    """How every run reads (the settings of the same names)."""
+    """How every run reads (the settings of the same names; their defaults live with the
+    settings' declarations only, so none is written here)."""
 
     lookback: timedelta
     overlap: timedelta
     page_size: int
-    safety_lag: timedelta = timedelta(seconds=60)
-    time_budget: timedelta = timedelta(seconds=480)
-    lag_warning: timedelta = timedelta(minutes=60)
+    safety_lag: timedelta
+    time_budget: timedelta
+    lag_warning: timedelta
+
+    @classmethod
+    def of(cls, ingest: IngestSettings, *, lookback: timedelta | None = None) -> RunOptions:
+        """The options the ingestion settings give (``lookback`` overrides theirs)."""
+        return cls(
+            lookback=lookback or ingest.lookback,
+            overlap=ingest.overlap,
+            page_size=ingest.page_size,
+            safety_lag=ingest.safety_lag,
+            time_budget=ingest.time_budget,
+            lag_warning=ingest.lag_warning,
+        )
 
 
 @dataclass(frozen=True, slots=True)
