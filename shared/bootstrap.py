@@ -38,7 +38,7 @@ from shared.core.errors import BridgeError, ConfigError, StorageError
 from shared.core.retirement import api_notice
 from shared.core.settings import Settings, load
 from shared.core.surfaces import ApiKind
-from shared.credentials.caller import CallerClaims, CallerTokenValidator
+from shared.credentials.caller import CallerTokenValidator
 from shared.credentials.keyvault import KeyVaultSecret
 from shared.credentials.sources import (
     CertificateSource,
@@ -48,7 +48,7 @@ from shared.credentials.sources import (
 )
 from shared.credentials.tokens import AppTokenProvider
 from shared.credentials.user import OnBehalfOfProvider, cli_token_source, device_code_login
-from shared.credentials.values import SignedIn
+from shared.credentials.values import CallerClaims, SignedIn
 from shared.defender.client import DefenderClient, RetryPolicy
 from shared.defender.limiter import RateLimiterRegistry
 from shared.defender.session import SteadyEnvironmentSession, build_session

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from shared.core.clock import Clock
 from shared.core.surfaces import ApiKind
-from shared.credentials.values import CredentialInfo, CredentialKind
+from shared.credentials.values import CallerClaims, CredentialInfo, CredentialKind
 from shared.defender.model import Alert, HuntingResult, Incident, SlicePage
 from shared.defender.operations import IncidentUpdate
 from shared.defender.pages import PageResult
@@ -42,6 +42,7 @@ from shared.storage.values import (
 
 __all__ = [
     "AppTokens",
+    "CallerValidator",
     "Archive",
     "CheckpointStore",
     "Clock",
@@ -307,6 +308,16 @@ class CredentialSource(Protocol):
     @property
     def kind(self) -> CredentialKind: ...
     def describe(self) -> CredentialInfo: ...
+
+
+class CallerValidator(Protocol):
+    """Validates an HTTP caller's access token (``shared.credentials.caller.CallerTokenValidator``):
+    signature by the tenant's published keys, issuer, audience, lifetime.
+
+    Raises ``CallerTokenError`` for a token that fails a check, ``AuthError`` when the keys
+    cannot be fetched."""
+
+    def validate(self, token: str) -> CallerClaims: ...
 
 
 class AppTokens(Protocol):

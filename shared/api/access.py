@@ -37,7 +37,8 @@ from shared.core.errors import AuthError, CallerTokenError
 from shared.core.guids import guid
 
 if TYPE_CHECKING:
-    from shared.credentials.caller import CallerClaims, CallerTokenValidator
+    from shared.credentials.values import CallerClaims
+    from shared.ports import CallerValidator
 
 READ, WRITE, HUNT, INGEST, SUBSCRIBE = (
     "Incidents.Read",
@@ -163,7 +164,7 @@ class Authenticator:
         self,
         *,
         mode: AuthMode,
-        validator: Callable[[], CallerTokenValidator],
+        validator: Callable[[], CallerValidator],
         tenant_roles: Mapping[str, tuple[str, ...]],
         audience: str,
     ) -> None:

@@ -39,6 +39,7 @@ import requests
 from shared.core.clock import Clock
 from shared.core.errors import AuthError, CallerTokenError
 from shared.core.guids import guid
+from shared.credentials.values import CallerClaims
 
 #: clock skew tolerated on ``exp``/``nbf``
 LEEWAY_SECONDS = 60
@@ -55,40 +56,6 @@ MAX_KEYS = 64
 MAX_TOKEN_LENGTH = 16_384
 #: the v1 issuer's host in the global and US Government clouds
 V1_ISSUER_HOST = "https://sts.windows.net"
-
-
-@dataclass(frozen=True, slots=True)
-class CallerClaims:
-    """The validated identity of a caller.
-
-    Attributes:
-        roles: the app roles assigned to the caller on this API (``roles`` claim).
-        scopes: the delegated permissions (``scp``): present only in a user's token.
-        app_id: the client app the token was issued to (``appid`` v1, ``azp`` v2).
-    """
-
-    tenant: str
-    object_id: str
-    audience: str
-    expires: datetime
-    roles: tuple[str, ...] = ()
-    scopes: tuple[str, ...] = ()
-    app_id: str | None = None
-
-    @property
-    def account_id(self) -> str:
-        """MSAL's ``home_account_id`` of this user."""
-        return f"{self.object_id}.{self.tenant}"
-
-    @property
-    def is_user(self) -> bool:
-        """A user's delegated token (``scp``), not an app's or a managed identity's."""
-        return bool(self.scopes)
-
-    @property
-    def subject(self) -> str:
-        """A stable name of the caller: ``<tenant>/<object id>``."""
-        return f"{self.tenant}/{self.object_id}"
 
 
 @dataclass

@@ -28,9 +28,9 @@ import msal
 import requests
 
 from shared.core.errors import AuthError, CallerTokenError, ConsentError
-from shared.credentials.caller import CallerClaims, CallerTokenValidator
+from shared.credentials.caller import CallerTokenValidator
 from shared.credentials.tokens import CONSENT_CODES, AppTokenProvider, error_codes
-from shared.credentials.values import SignedIn
+from shared.credentials.values import CallerClaims, SignedIn
 from shared.defender.session import build_session
 
 if TYPE_CHECKING:

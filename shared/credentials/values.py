@@ -81,3 +81,37 @@ class SignedIn:
 
     username: str
     tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerClaims:
+    """The validated identity of a caller.
+
+    Attributes:
+        roles: the app roles assigned to the caller on this API (``roles`` claim).
+        scopes: the delegated permissions (``scp``): present only in a user's token.
+        app_id: the client app the token was issued to (``appid`` v1, ``azp`` v2).
+    """
+
+    tenant: str
+    object_id: str
+    audience: str
+    expires: datetime
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    app_id: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        """MSAL's ``home_account_id`` of this user."""
+        return f"{self.object_id}.{self.tenant}"
+
+    @property
+    def is_user(self) -> bool:
+        """A user's delegated token (``scp``), not an app's or a managed identity's."""
+        return bool(self.scopes)
+
+    @property
+    def subject(self) -> str:
+        """A stable name of the caller: ``<tenant>/<object id>``."""
+        return f"{self.tenant}/{self.object_id}"

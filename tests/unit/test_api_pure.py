@@ -11,7 +11,7 @@ from shared.api.access import ALL_TENANTS, Authenticator, from_claims, host_auth
 from shared.api.http import ApiError, Headers, Request
 from shared.api.routes import ROUTES, match
 from shared.core.errors import AuthError, CallerTokenError
-from shared.credentials.caller import CallerClaims
+from shared.credentials.values import CallerClaims
 from shared.usecases.hunting import (
     TemplateError,
     duration_literal,

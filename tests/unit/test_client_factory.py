@@ -16,7 +16,7 @@ from shared import bootstrap
 from shared.api.access import Principal
 from shared.api.app import user_client
 from shared.core.settings import Settings
-from shared.credentials.caller import CallerClaims
+from shared.credentials.values import CallerClaims
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 CLIENT = "22222222-2222-2222-2222-222222222222"

@@ -177,10 +177,7 @@ STDLIB_ADAPTERS = ("shared.push.transport",)
 
 #: face -> adapter imports allowed, each with its reason (annotation-only imports, checked at
 #: the next change of the module)
-ADAPTER_NAMED_BY: dict[str, str] = {
-    "shared.api.access -> shared.credentials.caller": "the validator and its claims are "
-    "annotations (TYPE_CHECKING) of the HTTP face's authenticator; no port for them yet",
-}
+ADAPTER_NAMED_BY: dict[str, str] = {}
 
 
 def is_adapter(runtime: dict[str, set[str]], loaders: dict[str, set[str]], module: str) -> bool:
