@@ -29,6 +29,7 @@ Each fake can be told to fail (``fail``: the next call of that operation raises
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -353,11 +354,12 @@ class FakeCredential:
 
 @dataclass
 class FakeAppTokens:
-    """App tokens per tenant: a tenant in ``consented`` gets a token (one per tenant and scope,
-    the same on every call, as MSAL's cache answers); any other raises ``ConsentError`` with
-    the admin-consent URL, as ``AppTokenProvider`` does."""
+    """App tokens per tenant: a tenant in ``consented`` gets a token holding the roles granted
+    there (an unsigned JWT: only its claims are read, ``shared.credentials.claims``), the same
+    on every call as MSAL's cache answers; any other tenant raises ``ConsentError`` carrying the
+    admin-consent URL, as ``AppTokenProvider`` does for AADSTS65001."""
 
-    consented: set[str] = field(default_factory=set)
+    consented: dict[str, tuple[str, ...]] = field(default_factory=dict)
     client_id: str = "00000000-0000-0000-0000-0000000000c1"
     authority_url: str = "https://login.microsoftonline.com"
     redirect_uri: str = "http://localhost:7071/api/consent/callback"
@@ -372,7 +374,15 @@ class FakeAppTokens:
                 + self.consent_url(tenant, scope),
                 tenant=tenant,
             )
-        return f"token:{tenant}:{scope}"
+        claims = {
+            "aud": scope.removesuffix("/.default"),
+            "tid": tenant,
+            "appid": self.client_id,
+            "roles": list(self.consented[tenant]),
+        }
+        return ".".join(
+            _b64(part) for part in ({"alg": "none", "typ": "JWT"}, claims, "not-signed")
+        )
 
     def consent_url(
         self, tenant: str, scope: str, redirect_uri: str | None = None, state: str | None = None
@@ -385,6 +395,11 @@ class FakeAppTokens:
             redirect_uri or self.redirect_uri,
             state,
         )
+
+
+def _b64(part: object) -> str:
+    text = part if isinstance(part, str) else json.dumps(part)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 # ---------------------------------------------------------------------------- Defender
