@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from shared.api.backend import Backend
 from shared.api.consent import issue_state
 from shared.api.http import Request, Response
-from shared.api.ratelimit import CallerLimiter
 from shared.api.routes import handle, options_from
 from shared.core.errors import StorageError
 from shared.core.settings import Settings
-from shared.push.keys import PushKeys
-from shared.usecases.push.delivery import Callbacks, PushOptions
+from testkit.api_backend import MINIMAL_SETTINGS, memory_backend
 from testkit.fakes import MovableClock
-from testkit.port_fakes import MemoryConsentNonces, MemoryJobs, MemorySubscriptions
-from tests.unit.test_settings import BASE
+from testkit.port_fakes import MemoryConsentNonces
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 KEY = "consent-fast-signing-key-0123456789abcdef"
@@ -32,39 +26,20 @@ CUSTOMER = "44444444-4444-4444-4444-444444444444"
 ROLES = ("SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All")
 
 
-def _unused(name: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError(f"the consent callback should not call {name}")
-
-    return call
-
-
 class Rig:
     def __init__(self) -> None:
-        self.settings = Settings.from_env({**BASE, "API_SIGNING_KEY": KEY})
+        self.settings = Settings.from_env({**MINIMAL_SETTINGS, "API_SIGNING_KEY": KEY})
         self.clock = MovableClock(T0)
         self.nonces = MemoryConsentNonces()
         self.proofs: list[str] = []
         self.recorded: list[str] = []
         self.record_fails = False
-        self.backend = Backend(
+        self.backend = memory_backend(
             settings=self.settings,
             clock=self.clock,
-            registered=lambda: (),
-            client_for=_unused("client_for"),
-            user_client_for=_unused("user_client_for"),
-            enqueue_ingest=_unused("enqueue_ingest"),
-            jobs=MemoryJobs(),
-            submit_job=_unused("submit_job"),
-            background=_unused("background"),
-            subscriptions=MemorySubscriptions(PushKeys(KEY), self.clock),
-            callbacks=Callbacks(PushOptions(allowed=()), _unused("resolve")),
-            mark_own_update=_unused("mark_own_update"),
             record_consent=self._record,
             prove_consent=self._prove,
             consent_states=lambda: self.nonces,
-            caller_limits=CallerLimiter({}),
-            ingest_status=_unused("ingest_status"),
         )
 
     def _prove(self, tenant: str) -> tuple[str, ...]:
