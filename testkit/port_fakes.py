@@ -3,8 +3,10 @@
 The ingestion and fan-out fakes are in ``testkit.fakes``; these are the rest, kept apart so
 neither module grows past a read. Each keeps the contract its adapter's docstring states (the
 storage ones are checked against the real adapters on Azurite by
-``tests/storage/test_fakes_contract.py``; the sender, token and credential fakes, whose adapters
-talk to the network, against their documented contract only):
+``tests/storage/test_fakes_contract.py``, ``MemoryDefender`` against the client on the emulator
+by ``tests/defender/test_defender_fake_contract.py``; the sender, token and credential fakes,
+whose adapters talk to the network, against their documented contract only, in
+``tests/unit/test_port_fakes.py``):
 
 - ``MemorySubscriptions`` (``SubscriptionStore``): one subscription per callback URL (subscribing
   again keeps the id, replaces the filter, clears the health); URLs sealed with the real
