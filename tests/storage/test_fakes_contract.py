@@ -6,8 +6,10 @@ drifted from its adapter would make the millisecond tests prove nothing."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -344,3 +346,17 @@ def test_a_consent_nonce_is_spent_once(api_stores: ApiStores) -> None:
     assert not nonces.used("n1")
     assert nonces.spend("n1", tenant=TENANT, when=T0, expires=expires)
     nonces.release("never-spent")  # best effort, never raises
+
+
+def test_of_concurrent_spends_of_one_nonce_exactly_one_wins(api_stores: ApiStores) -> None:
+    nonces = api_stores.nonces
+    expires = T0 + timedelta(minutes=30)
+    start = threading.Barrier(6)
+
+    def spend(_: int) -> bool:
+        start.wait()
+        return bool(nonces.spend("race", tenant=TENANT, when=T0, expires=expires))
+
+    with ThreadPoolExecutor(6) as pool:
+        won = list(pool.map(spend, range(6)))
+    assert won.count(True) == 1
