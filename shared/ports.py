@@ -2,9 +2,10 @@
 
 A use case names its collaborators by these types; the composition root (``shared.bootstrap``)
 passes the real adapters of the wings, which satisfy them structurally (they never import this
-module), and tests pass the in-memory fakes of ``testkit.fakes``. The value types that cross a
-port (an ``Incident``, a ``RowVersion``, a ``Watermark``...) are the wings' own frozen
-dataclasses, so this floor sits above the wings and below the use cases (docs/architecture.md).
+module), and tests pass the in-memory fakes of ``testkit.fakes`` and ``testkit.port_fakes``.
+The value types that cross a port (an ``Incident``, a ``RowVersion``, a ``Watermark``...) are
+the wings' own frozen dataclasses, so this floor sits above the wings and below the use cases
+(docs/architecture.md).
 
 Each Protocol lists only what its use case calls; the adapter named in its docstring documents
 the contract (what is atomic, what raises).

@@ -1,4 +1,6 @@
-"""In-memory fakes of the ports (``shared.ports``), for millisecond tests and benchmarks.
+"""In-memory fakes of the ingestion and fan-out ports (``shared.ports``), for millisecond tests
+and benchmarks; those of push, the HTTP API and the credential check are in
+``testkit.port_fakes``.
 
 Each fake keeps the contract of the adapter it stands for
 (``tests/storage/test_fakes_contract.py`` checks the same facts against the fakes and, on
