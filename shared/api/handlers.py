@@ -47,8 +47,7 @@ from shared.core.guids import guid
 from shared.credentials.claims import RoleCheck, check_roles
 from shared.defender.slices import from_us, to_us
 from shared.defender.values import canonical_severity, canonical_status
-from shared.push.keys import SIGNATURE_HEADER
-from shared.push.messages import Filter, is_subscription_id
+from shared.push.messages import SIGNATURE_HEADER, Filter, is_subscription_id
 from shared.storage.values import IngestRequest, Job, valid_job_id
 from shared.usecases import incidents as usecases
 from shared.usecases.hunting import ParameterError, templates

@@ -38,9 +38,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.core.errors import ConfigError
 
-SIGNATURE_HEADER = "X-Defender-Signature"
-DELIVERY_HEADER = "X-Defender-Delivery"
-SUBSCRIPTION_HEADER = "X-Defender-Subscription"
 _SALT = b"defender-bridge/push"
 _VERSION = "v1"
 

@@ -32,6 +32,11 @@ from typing import Any, Literal
 
 from shared.core.clock import format_utc
 
+#: the headers of a delivery (the signature scheme itself is in ``shared.push.keys``; the names
+#: live here, with no cryptography import, for the HTTP face that only names them)
+SIGNATURE_HEADER = "X-Defender-Signature"
+DELIVERY_HEADER = "X-Defender-Delivery"
+SUBSCRIPTION_HEADER = "X-Defender-Subscription"
 MAX_MESSAGE_BYTES = 45_000
 SEVERITY_ORDER = ("unknown", "informational", "low", "medium", "high")
 #: the receiver is gone (a deleted or disabled workflow, a revoked callback)

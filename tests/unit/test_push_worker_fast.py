@@ -14,8 +14,17 @@ import pytest
 from shared.core.clock import format_utc
 from shared.core.errors import StorageError
 from shared.defender.model import normalize
-from shared.push.keys import DELIVERY_HEADER, SIGNATURE_HEADER, PushKeys, verify
-from shared.push.messages import BREAKER_FAILURES, Answer, Filter, changes, deliveries, parse
+from shared.push.keys import PushKeys, verify
+from shared.push.messages import (
+    BREAKER_FAILURES,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    Answer,
+    Filter,
+    changes,
+    deliveries,
+    parse,
+)
 from shared.storage.values import ACTIVE, DROPPED, Subscription
 from shared.usecases.push.delivery import Callbacks, PushOptions, PushWorker
 from shared.usecases.push.outbox import PRESENCE_TTL, Outbox

@@ -43,14 +43,11 @@ from typing import Any
 from shared.core.clock import Clock, format_utc, parse_utc
 from shared.core.errors import BridgeError, CallbackRefusedError, StorageError
 from shared.ports import DeadLetters, EchoMarkStore, Subscriptions, WebhookSender
-from shared.push.keys import (
+from shared.push.keys import SealError, sign
+from shared.push.messages import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     SUBSCRIPTION_HEADER,
-    SealError,
-    sign,
-)
-from shared.push.messages import (
     Answer,
     BadMessageError,
     Breaker,
