@@ -9,9 +9,12 @@ Every trigger takes the worker's ``context`` and runs inside ``shared.worker.inv
 loggers quiet, the host-side settings logged by a process's first invocation, and the invocation
 carried into the threads the app starts (their lines keep the invocation id).
 
-The HTTP triggers come from the route table (``shared.api.routes.ROUTES``): one function per
-route. Callers are authenticated by the app itself (``shared.api.access``: an Entra ID token on
-every route but the health check and the consent callback). The host's own authorization level
+The HTTP triggers come from the routes' index entries (``shared.api.endpoints.ENDPOINTS``): one
+function per route. Only those entries are imported here; the route table that joins them to
+their handlers (``shared.api.routes``), and with it the use cases, is imported by the first HTTP
+invocation, so indexing the app does not pay for the whole HTTP API. Callers are authenticated
+by the app itself (``shared.api.access``: an Entra ID token on every route but the health check
+and the consent callback). The host's own authorization level
 follows ``API_AUTH_MODE``, the one setting read at import: anonymous by default (the host admits
 no managed identity or Entra token at its ``function`` level, only keys, so a Logic App calling
 with its identity would be refused), ``function`` with ``API_AUTH_MODE=key`` (the host checks the
@@ -35,10 +38,8 @@ import azure.functions as func
 
 from shared import worker
 from shared.api.access import host_auth_level
+from shared.api.endpoints import ENDPOINTS, Endpoint
 from shared.api.functions import to_request, to_response
-from shared.api.handlers import run_queued_job
-from shared.api.routes import ROUTES
-from shared.api.spec import Route
 from shared.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -139,11 +140,12 @@ def _log_summary(summary: IngestSummary) -> None:
             log.error("tenant %s failed: %s", tenant.tenant, tenant.error)
 
 
-def _http_function(route: Route) -> Callable[..., func.HttpResponse]:
+def _http_function(route: Endpoint) -> Callable[..., func.HttpResponse]:
     def trigger(
         req: func.HttpRequest, context: func.Context = worker.NO_INVOCATION
     ) -> func.HttpResponse:
-        # on first use, for import cost (see ``_services``): the HTTP face wires the root
+        # on first use, for import cost (see ``_services``): the HTTP face wires the root, and
+        # its route table imports every handler and use case, which indexing does not need
         from shared.api.app import answer
 
         with worker.invocation(context):
@@ -159,7 +161,7 @@ _HOST_LEVEL = (
     if host_auth_level(os.environ) == "function"
     else func.AuthLevel.ANONYMOUS
 )
-for _route in ROUTES:
+for _route in ENDPOINTS:
     app.function_name(name=_route.function_name)(
         app.route(
             route=_route.function_route,
@@ -175,8 +177,9 @@ def hunting_worker(
     message: func.QueueMessage, context: func.Context = worker.NO_INVOCATION
 ) -> None:
     """Run one asynchronous hunting job (``{"job": id}``); its outcome is saved on the job."""
-    # on first use, for import cost (see ``_services``)
+    # on first use, for import cost (see ``_services`` and ``_http_function``)
     from shared.api.app import backend
+    from shared.api.handlers import run_queued_job
 
     with worker.invocation(context):
         try:

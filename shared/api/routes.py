@@ -1,11 +1,12 @@
 """The route table: one definition per route, and the dispatcher every face calls.
 
-A ``Route`` names its method, path (below ``/api``), the app role it needs, its handler, its
-parameters and body, and the OpenAPI metadata of its operation. ``handle(request, backend)`` is
-the whole HTTP API as a function: it matches the route, enforces the body size limit, content
-type, declared query parameters and app role, calls the handler, and turns every error into
-``{"error": {"code", "message"}}`` with its status; an unexpected exception is logged with its
-trace and answered with a plain 500 that reveals nothing.
+A ``Route`` joins its ``Endpoint`` (name, method, path below ``/api``, summary, who may call:
+``shared.api.endpoints``, all the Functions host indexes) to the app role it needs, its
+handler, its parameters and body, and the OpenAPI metadata of its operation.
+``handle(request, backend)`` is the whole HTTP API as a function: it matches the route, enforces
+the body size limit, content type, declared query parameters and app role, calls the handler,
+and turns every error into ``{"error": {"code", "message"}}`` with its status; an unexpected
+exception is logged with its trace and answered with a plain 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from shared.api import handlers as h
 from shared.api.access import HUNT, INGEST, READ, SUBSCRIBE, WRITE, Principal, anonymous
+from shared.api.endpoints import ENDPOINT, ENDPOINTS
 from shared.api.http import ApiError, Request, Response, error_response, json_response
 from shared.api.openapi import document, security_for
 from shared.api.ratelimit import retry_after
@@ -93,26 +95,35 @@ def _errors(*codes: int) -> dict[int, tuple[str, str | None]]:
     return {c: ERRORS[c] for c in codes}
 
 
-ROUTES: tuple[Route, ...] = (
+def joined(routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """``routes`` in the order of ``ENDPOINTS``, once each: every endpoint has exactly one route
+    and every route is an endpoint of the table (a ``ValueError`` naming the difference)."""
+    given = [r.endpoint for r in routes]
+    missing = [e.operation_id for e in ENDPOINTS if e not in given]
+    unknown = [e.operation_id for e in given if ENDPOINT.get(e.operation_id) != e]
+    twice = sorted({e.operation_id for e in given if given.count(e) > 1})
+    if missing or unknown or twice:
+        raise ValueError(
+            f"the routes do not match shared.api.endpoints: no route for {missing}, "
+            f"not an endpoint {unknown}, more than one route for {twice}"
+        )
+    by_endpoint = {r.endpoint: r for r in routes}
+    return tuple(by_endpoint[e] for e in ENDPOINTS)
+
+
+_TABLE: tuple[Route, ...] = (
     Route(
-        "Health",
-        "GET",
-        "/health",
+        ENDPOINT["Health"],
         h.health,
-        "Health check",
         "Answers 200 when the app is up; reveals nothing about the deployment.",
-        auth="anonymous",
         responses={200: ("the app is up", "Health")},
         visibility="internal",
         needs_backend=False,
         tags=("meta",),
     ),
     Route(
-        "ListIncidents",
-        "GET",
-        "/incidents",
+        ENDPOINT["ListIncidents"],
         h.list_incidents,
-        "List incidents",
         "Incidents of one tenant, newest first, filtered like the CLI; follow nextLink for more.",
         role=READ,
         params=(
@@ -203,11 +214,8 @@ ROUTES: tuple[Route, ...] = (
         limit="incidents",
     ),
     Route(
-        "GetIncident",
-        "GET",
-        "/incidents/{id}",
+        ENDPOINT["GetIncident"],
         h.get_incident,
-        "Get an incident",
         "One incident with its alerts.",
         role=READ,
         params=(ID, TENANT, TENANT_HEADER, CONTEXT),
@@ -219,11 +227,8 @@ ROUTES: tuple[Route, ...] = (
         limit="incidents",
     ),
     Route(
-        "UpdateIncident",
-        "PATCH",
-        "/incidents/{id}",
+        ENDPOINT["UpdateIncident"],
         h.update_incident,
-        "Update an incident",
         "Change status, assignee, classification, determination or tags, or add a comment.",
         role=WRITE,
         params=(ID, TENANT, TENANT_HEADER, CONTEXT),
@@ -236,22 +241,16 @@ ROUTES: tuple[Route, ...] = (
         limit="incidents",
     ),
     Route(
-        "ListHuntingTemplates",
-        "GET",
-        "/hunting/templates",
+        ENDPOINT["ListHuntingTemplates"],
         h.list_templates,
-        "List hunting templates",
         "The allow-listed hunting templates and their typed parameters.",
         role=HUNT,
         responses={200: ("the templates", "TemplateList")},
         tags=("hunting",),
     ),
     Route(
-        "RunHunting",
-        "POST",
-        "/hunting",
+        ENDPOINT["RunHunting"],
         h.run_hunting,
-        "Run a hunting query",
         "Runs a template (or free-form KQL when allowed). Answers 200 with the result when it "
         "finishes within the budget, else 202 with Location and Retry-After to poll; send "
         "'Prefer: respond-async' to always get 202.",
@@ -281,11 +280,8 @@ ROUTES: tuple[Route, ...] = (
         limit="hunting",
     ),
     Route(
-        "GetHuntingJob",
-        "GET",
-        "/hunting/jobs/{id}",
+        ENDPOINT["GetHuntingJob"],
         h.get_job,
-        "Get a hunting job",
         "202 with Location and Retry-After until the job is done, then its result or error.",
         role=HUNT,
         params=(Param("id", "path", "string", "The job's ID.", required=True, title="Job ID"),),
@@ -299,17 +295,13 @@ ROUTES: tuple[Route, ...] = (
         tags=("hunting",),
     ),
     Route(
-        "PollHuntingJob",
-        "GET",
-        "/hunting/status",
+        ENDPOINT["PollHuntingJob"],
         h.poll_job,
-        "Poll a hunting job",
         "The Location of a hunting 202: the job's state (202 with the same Location and "
         "Retry-After) until it is done, then its result or error. Opens with the link's own "
         "signed capability (job, tenant, expiry) when no token is sent; a token, when sent, is "
         "validated and decides.",
         role=HUNT,
-        auth="capability",
         params=(
             Param("job", "query", "string", "The job's ID.", required=True, title="Job ID"),
             Param(
@@ -346,11 +338,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("hunting",),
     ),
     Route(
-        "QueueIngestion",
-        "POST",
-        "/ingest",
+        ENDPOINT["QueueIngestion"],
         h.queue_ingest,
-        "Ingest a tenant now",
         "Queues the tenant for ingestion (optionally from a date, for a backfill); 202 with "
         "Location, the tenant's ingestion status, to follow until the run ends.",
         role=INGEST,
@@ -365,11 +354,8 @@ ROUTES: tuple[Route, ...] = (
         limit="incidents",
     ),
     Route(
-        "GetIngestionStatus",
-        "GET",
-        "/ingest/status",
+        ENDPOINT["GetIngestionStatus"],
         h.ingest_status,
-        "Get a tenant's ingestion status",
         "The Location of POST /ingest: 202 (with the same Location and Retry-After) while the "
         "tenant is queued or running, then 200 with its last run: outcome, last success, "
         "watermark, last error.",
@@ -383,11 +369,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("ingestion",),
     ),
     Route(
-        "SubscribeIncidents",
-        "POST",
-        "/subscriptions",
+        ENDPOINT["SubscribeIncidents"],
         h.subscribe,
-        "When an incident is created or updated",
         "This operation triggers when an incident matching the filter is created or updated: "
         "it subscribes a webhook (201 with Location, the URL to DELETE to unsubscribe) that "
         "receives each new version.",
@@ -406,11 +389,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("subscriptions",),
     ),
     Route(
-        "ListSubscriptions",
-        "GET",
-        "/subscriptions",
+        ENDPOINT["ListSubscriptions"],
         h.list_subscriptions,
-        "List subscriptions",
         "The push subscriptions the caller may manage, with their delivery health (status, "
         "circuit breaker, last success and failure, why one was dropped).",
         role=SUBSCRIBE,
@@ -419,11 +399,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("subscriptions",),
     ),
     Route(
-        "UnsubscribeByCallback",
-        "DELETE",
-        "/subscriptions",
+        ENDPOINT["UnsubscribeByCallback"],
         h.unsubscribe_by_callback,
-        "Unsubscribe a callback URL",
         "Removes the subscription of a callback URL given in the body (never in the query: its "
         "sig is a credential); 200 with deleted 0 when there is none.",
         role=SUBSCRIBE,
@@ -435,11 +412,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("subscriptions",),
     ),
     Route(
-        "Unsubscribe",
-        "DELETE",
-        "/subscriptions/{id}",
+        ENDPOINT["Unsubscribe"],
         h.unsubscribe,
-        "Unsubscribe",
         "Removes a subscription (the platform calls its Location); 204, also when it is gone.",
         role=SUBSCRIBE,
         params=(
@@ -457,13 +431,9 @@ ROUTES: tuple[Route, ...] = (
         tags=("subscriptions",),
     ),
     Route(
-        "ConsentCallback",
-        "GET",
-        "/consent/callback",
+        ENDPOINT["ConsentCallback"],
         h.consent_callback,
-        "Admin consent callback",
         "Where Entra sends a customer's admin after consenting: records the tenant.",
-        auth="anonymous",
         params=(
             Param("tenant", "query", "string", "The consenting tenant.", title="Tenant ID"),
             Param(
@@ -496,11 +466,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("onboarding",),
     ),
     Route(
-        "GetOpenApi",
-        "GET",
-        "/openapi.json",
+        ENDPOINT["GetOpenApi"],
         _openapi_document,
-        "OpenAPI document",
         "This API as OpenAPI 2.0 (import it as a custom connector); its security names this "
         "deployment's tenant and audience.",
         responses={200: ("the document", None)},
@@ -508,6 +475,8 @@ ROUTES: tuple[Route, ...] = (
         tags=("meta",),
     ),
 )
+#: every route, in the order of ``ENDPOINTS`` (``match`` tries them in turn)
+ROUTES = joined(_TABLE)
 
 
 def match(method: str, path: str) -> tuple[Route, dict[str, str]]:

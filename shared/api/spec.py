@@ -2,6 +2,8 @@
 
 ``shared.api.routes`` holds the table of routes and the dispatcher; ``shared.api.openapi``
 describes a table. Both read these types, so neither imports the other's module to know them.
+A route's name, method, path, summary and who may call it are its ``Endpoint``
+(``shared.api.endpoints``, what the Functions host indexes); a ``Route`` adds the rest.
 """
 
 from __future__ import annotations
@@ -11,16 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared.api.endpoints import AuthLevel, Endpoint
 from shared.api.http import Response
 from shared.api.schema import Body
 
 if TYPE_CHECKING:
     from shared.api.handlers import Context
-
-#: ``function``: the caller must prove who they are (``shared.api.access``); ``capability``: a
-#: token if the caller sends one (it is validated and decides), else the request's own signed
-#: capability, checked by the handler (a poll link: ``shared.api.poll``)
-AuthLevel = Literal["function", "anonymous", "capability"]
 
 
 @dataclass(frozen=True)
@@ -44,16 +42,12 @@ class Param:
 
 @dataclass(frozen=True)
 class Route:
-    """One operation of the API."""
+    """One operation of the API: its ``endpoint`` and how it is served and described."""
 
-    operation_id: str
-    method: str
-    path: str
+    endpoint: Endpoint
     handler: Callable[[Context], Response]
-    summary: str
     description: str
     role: str | None = None
-    auth: AuthLevel = "function"
     params: tuple[Param, ...] = ()
     body: Body | None = None
     body_types: tuple[str, ...] = ("application/json",)
@@ -74,10 +68,34 @@ class Route:
     limit: str | None = None
 
     @property
+    def operation_id(self) -> str:
+        """The operation's name (OpenAPI ``operationId``)."""
+        return self.endpoint.operation_id
+
+    @property
+    def method(self) -> str:
+        """The HTTP method."""
+        return self.endpoint.method
+
+    @property
+    def path(self) -> str:
+        """The path below ``/api`` (``{id}`` names a segment)."""
+        return self.endpoint.path
+
+    @property
+    def summary(self) -> str:
+        """The operation's one-line summary."""
+        return self.endpoint.summary
+
+    @property
+    def auth(self) -> AuthLevel:
+        """Who may call (``shared.api.endpoints.AuthLevel``)."""
+        return self.endpoint.auth
+
+    @property
     def public(self) -> bool:
-        """Reachable without a token or a key: anonymous at the Functions host, excluded from
-        App Service Authentication (``infra/app/auth.bicep``), no run key under ``serve``."""
-        return self.auth in ("anonymous", "capability")
+        """Reachable without a token or a key (``Endpoint.public``)."""
+        return self.endpoint.public
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -88,9 +106,9 @@ class Route:
     @property
     def function_name(self) -> str:
         """The Functions function name of this route."""
-        return "http_" + re.sub(r"(?<!^)(?=[A-Z])", "_", self.operation_id).lower()
+        return self.endpoint.function_name
 
     @property
     def function_route(self) -> str:
         """The Functions route template (below the ``api`` prefix)."""
-        return self.path.lstrip("/")
+        return self.endpoint.function_route

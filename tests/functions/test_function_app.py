@@ -67,6 +67,46 @@ def test_import_does_not_build_clients() -> None:
     assert result.stdout.split() == ["0", "-"]
 
 
+@pytest.mark.subprocess
+def test_import_loads_neither_the_http_api_nor_the_use_cases() -> None:
+    """Indexing needs each route's entry (``shared.api.endpoints``), not its handler: a fresh
+    import loads no handler, route table, OpenAPI description, use case, Defender or storage
+    module; the first invocation imports them."""
+    code = (
+        "import sys, function_app; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('shared.'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "shared.api.endpoints" in loaded  # the check below looks at the right process
+    unwanted = (
+        "shared.api.handlers",
+        "shared.api.routes",
+        "shared.api.app",
+        "shared.api.openapi",
+        "shared.api.spec",
+        "shared.usecases",
+        "shared.defender",
+        "shared.storage",
+        "shared.push",
+        "shared.credentials",
+    )
+    # shared.worker still imports the host report's use case (doctor) at import
+    assert sorted(m for m in loaded if m.startswith(unwanted)) == [
+        "shared.usecases",
+        "shared.usecases.doctor",
+    ]
+
+
 def test_every_trigger_takes_the_workers_context() -> None:
     """The worker passes ``context`` to a function whose signature has a parameter of that
     name annotated ``azure.functions.Context`` (it refuses any other annotation), and every

@@ -3,13 +3,15 @@ route matching (push filters: tests/unit/test_push_pure.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.api.access import ALL_TENANTS, Authenticator, from_claims, host_auth_level
+from shared.api.endpoints import ENDPOINTS, Endpoint
 from shared.api.http import ApiError, Headers, Request
-from shared.api.routes import ROUTES, match
+from shared.api.routes import ROUTES, joined, match
 from shared.core.errors import AuthError, CallerTokenError
 from shared.credentials.values import CallerClaims
 from shared.usecases.hunting import (
@@ -217,3 +219,25 @@ def test_route_matching() -> None:
         match("POST", "/incidents/42")
     assert info.value.status == 405 and "GET" in info.value.headers["Allow"]
     assert len({r.function_name for r in ROUTES}) == len(ROUTES)
+
+
+def test_every_endpoint_has_exactly_one_route_and_every_route_an_endpoint() -> None:
+    """The Functions host indexes ``ENDPOINTS`` (function_app.py), the dispatcher serves
+    ``ROUTES``: they list the same routes in the same order, each once, and ``joined`` refuses a
+    table that has a route too few, one twice, or one that is not an endpoint."""
+    assert [r.endpoint for r in ROUTES] == list(ENDPOINTS)
+    assert len({e.operation_id for e in ENDPOINTS}) == len(ENDPOINTS)
+    assert len({(e.method, e.path) for e in ENDPOINTS}) == len(ENDPOINTS)
+    assert joined(tuple(reversed(ROUTES))) == ROUTES
+    with pytest.raises(ValueError, match=r"no route for \['Health'\]"):
+        joined(ROUTES[1:])
+    with pytest.raises(ValueError, match=r"more than one route for \['Health'\]"):
+        joined((*ROUTES, ROUTES[0]))
+    stray = replace(ROUTES[0], endpoint=Endpoint("Stray", "GET", "/stray", "A stray route"))
+    with pytest.raises(ValueError, match=r"not an endpoint \['Stray'\]"):
+        joined((*ROUTES, stray))
+    moved = replace(ROUTES[0], endpoint=replace(ROUTES[0].endpoint, path="/healthz"))
+    with pytest.raises(
+        ValueError, match=r"no route for \['Health'\].*not an endpoint \['Health'\]"
+    ):
+        joined((moved, *ROUTES[1:]))
