@@ -12,7 +12,8 @@ the
 - binds the invocation's ``func.Context`` so the threads the app starts log with its id
   (``shared.core.invocation``).
 
-Nothing here runs at import time.
+Nothing here runs at import time, and nothing is imported at import time but what the
+triggers' signatures need: function_app.py imports this module where the host indexes the app.
 """
 
 from __future__ import annotations
@@ -25,11 +26,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.core.errors import ConfigError
 from shared.core.invocation import bound
-from shared.core.logs import configure_worker_logging
-from shared.core.settings import load
-from shared.usecases.doctor import check_host
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +79,11 @@ NO_INVOCATION: func.Context = _NoInvocation()
 def invocation(context: func.Context) -> Iterator[None]:
     """Run one invocation's work: worker logging, the first invocation's host report, and
     ``context`` bound for the threads the work starts."""
+    # on first use, not at the top: function_app.py imports this module where the host indexes
+    # the app and import time counts, and the settings' declarations and the redaction
+    # patterns these load are a good part of it (after the first invocation it is a lookup)
+    from shared.core.logs import configure_worker_logging
+
     configure_worker_logging()
     _report_host_once()
     with bound(context):
@@ -91,6 +93,11 @@ def invocation(context: func.Context) -> Iterator[None]:
 def report_host(env: Mapping[str, str] | None = None) -> None:
     """Log the host-side settings: one INFO line naming each (what it is for and which
     function needs it), and a warning or error line for each problem with its fix."""
+    # on first use, for import cost (see ``invocation``)
+    from shared.core.errors import ConfigError
+    from shared.core.settings import load
+    from shared.usecases.doctor import check_host
+
     try:
         settings = load(env)
     except ConfigError:
