@@ -137,9 +137,7 @@ class TenantRun:
             self._writer.close()
         self.tally.complete = listing.next() is None
         self.tally.reached = listing.cursor
-        if self.tally.noted:
-            # also a note whose create-only transaction was refused and nothing stored after
-            # it: it names blobs never written and rows never created, nothing to recover
+        if self.tally.blobs:
             versions.finished(scope)
         self._finish(listing)
 
@@ -183,12 +181,6 @@ class TenantRun:
         self._expand = graph and (failed is None or now - failed > EXPAND_RETRY_AFTER)
         run.alerts = "embedded" if not graph else "expanded" if self._expand else "separate"
         run.etag = loaded.etag
-        # a tenant's first run (no checkpoint yet) is a backfill over ground the table holds
-        # nothing of: its answers are created without a read first from the start, instead of
-        # a point read per incident of its first answer. Should rows exist after all (a first
-        # run stopped before its first checkpoint), a create-only transaction is refused as a
-        # whole and the answer is decided from point reads, as any create-first answer.
-        run.create_first = loaded.value is None
         self._budget = Budget(
             options.time_budget.total_seconds(),
             started=run.started,
@@ -411,9 +403,8 @@ class TenantRun:
         self._held.append(page)
         self._held_items += len(page.items)
         # answers are held only on new ground (written without a read first): a run's first
-        # answer (unless it is the tenant's first run), and any after one that met stored rows,
-        # are read first, a page of ids at a time (``create_first`` is the writer's; a late
-        # view of it only stores one alone)
+        # answer, and any after one that met stored rows, are read first, a page of ids at a
+        # time (``create_first`` is the writer's; a late view of it only stores one alone)
         if self._held_items >= GROUP_SIZE or not self.tally.create_first:
             self._flush()
 

@@ -59,12 +59,10 @@ class Tally:
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
     set_aside: set[str] = field(default_factory=set)  # quarantine blobs of this run
-    # write an answer's rows without reading first (``VersionStore``): from the start on a
-    # tenant's first run (no checkpoint yet), otherwise only once an answer of this run met no
-    # stored row, so a run that re-reads stored ground (the overlap, an idle tenant) reads
-    # before it writes and writes nothing
+    # write an answer's rows without reading first (``VersionStore``): only once an answer of
+    # this run met no stored row, so a run that re-reads stored ground (the overlap, an idle
+    # tenant) reads before it writes and writes nothing
     create_first: bool = False
-    noted: bool = False  # a journal note was written: the run clears it when it ends
     recent: OrderedDict[str, RowVersion] = field(default_factory=OrderedDict)
 
     def remember(self, rows: Mapping[str, RowVersion]) -> None:

@@ -139,7 +139,6 @@ class VersionStore:
         ingested_at = self._clock()
         planned = plan(tenant, fresh)
         self._journal.record(tenant, [b.name for b in planned])
-        run.noted = True
         lock.ensure()
         stored = self._archive.upload(tenant, planned, ingested_at)
         run.blobs.update(s.blob_name for s in stored)
@@ -185,7 +184,6 @@ class VersionStore:
             [b.name for planned in chunks for b in planned],
             created={b.name: [i.id for i in b.versions] for planned in chunks for b in planned},
         )
-        run.noted = True
         written: dict[str, RowVersion] = {}
         for n, planned in enumerate(chunks):
             rows = placed(planned)
