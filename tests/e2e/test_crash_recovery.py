@@ -4,7 +4,7 @@ nothing: the next run recovers the journaled blobs into the table first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,8 +14,9 @@ import pytest
 from shared.bootstrap import build
 from shared.core.errors import StorageError
 from shared.core.settings import Settings
-from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE
+from shared.storage import INCIDENT_CONTAINER, INCIDENT_TABLE, STATE_CONTAINER
 from shared.storage.archive import IncidentArchive
+from shared.storage.state import PageJournal
 from shared.storage.table import IncidentTable
 from shared.storage.values import PlannedBlob, RowVersion, StoredVersion
 from shared.usecases.ingest import Ingestor, RunOptions
@@ -158,4 +159,86 @@ def test_crash_between_created_rows_and_their_blobs_neither_loses_nor_duplicates
     assert set(table_rows(conn, home)) == {key[0] for key in latest}
     assert set(dangling) <= {key[0] for key in latest}
     # every row points at a blob that holds its version
+    assert_store_matches(cloud, conn, home, api, versions(truth))
+
+
+class SecondCreateCrashes(IncidentTable):
+    """The real table, noting under which journal note (``CountingJournal.notes`` then) each
+    create-only transaction that went through was made."""
+
+    notes: list[int] = []  # reset by the test
+
+    def create_new(
+        self, tenant: str, stored: Sequence[StoredVersion], ingested_at: datetime
+    ) -> dict[str, RowVersion] | None:
+        rows = super().create_new(tenant, stored, ingested_at)
+        if rows is not None:
+            SecondCreateCrashes.notes.append(CountingJournal.notes)
+        return rows
+
+
+class ArchiveAfterSecondCreate(IncidentArchive):
+    """The real archive, except that writing blobs "crashes" once a create-only transaction
+    went through under the same journal note as the one before: between two transactions of
+    one group, after the first one's rows and blobs and the second one's rows."""
+
+    def upload(
+        self, tenant: str, planned: Sequence[PlannedBlob], ingested_at: datetime
+    ) -> list[StoredVersion]:
+        notes = SecondCreateCrashes.notes
+        if len(notes) >= 2 and notes[-1] == notes[-2]:
+            raise StorageError("simulated crash inside a group of transactions")
+        return super().upload(tenant, planned, ingested_at)
+
+
+class CountingJournal(PageJournal):
+    """The real journal, counting its notes."""
+
+    notes = 0
+
+    def record(
+        self,
+        tenant: str,
+        blob_names: list[str],
+        created: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        CountingJournal.notes += 1
+        super().record(tenant, blob_names, created)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("api", ["legacy", "graph"])
+def test_crash_between_transactions_of_one_group_neither_loses_nor_duplicates(
+    cloud: LocalCloud, app_env: dict[str, str], api: str
+) -> None:
+    """Answers on new ground are stored together, one transaction (and its blobs) after
+    another under one journal note. A crash after the second transaction's rows leaves the
+    first whole and the second's rows without blobs; the next run keeps the first, deletes the
+    second's rows (both noted in the journal) and reads them again: each version once."""
+    home = app_env["DEFENDER_TENANT_ID"]
+    settings = Settings.from_env({**app_env, "DEFENDER_API": api, "INGEST_TENANTS": home})
+    conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
+    svc = build(settings)
+    journal = CountingJournal(svc.blob_service.get_container_client(STATE_CONTAINER))
+
+    SecondCreateCrashes.notes, CountingJournal.notes = [], 0
+    crashed = ingestor(
+        settings, SecondCreateCrashes, journal=journal, archive_type=ArchiveAfterSecondCreate
+    ).run_tenant(home)
+    assert not crashed.ok and crashed.error_code == "storage"
+    # it crashed inside a group: no journal note between its last two transactions
+    assert SecondCreateCrashes.notes[-1] == SecondCreateCrashes.notes[-2]
+    blobs = set(blob_names(conn, home))
+    rows = table_rows(conn, home)
+    dangling = {k for k, row in rows.items() if row["BlobName"] not in blobs}
+    assert dangling and len(dangling) < len(rows)  # the first transaction whole, not the second
+
+    rerun = ingestor(settings, IncidentTable).run_tenant(home)
+    assert rerun.ok and rerun.complete, rerun.error
+    truth = cloud.admin("GET", f"truth/{home}/incidents?api={api}")["value"]
+    lines = archived_lines(conn, home)
+    assert duplicates(lines) == []
+    latest = {incident_key(i) for i in truth}
+    assert latest <= {incident_key(line) for line in lines}
+    assert set(table_rows(conn, home)) == {key[0] for key in latest}
     assert_store_matches(cloud, conn, home, api, versions(truth))

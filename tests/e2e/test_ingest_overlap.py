@@ -15,7 +15,9 @@ from shared.core.settings import Settings
 from shared.defender.client import DefenderClient
 from shared.storage import STATE_CONTAINER
 from shared.storage.state import PageJournal
+from shared.storage.values import TRANSACTION_SIZE
 from shared.usecases.ingest import Ingestor, RunOptions, VersionStore
+from shared.usecases.ingest import run as run_module
 from tests.conftest import LocalCloud
 from tests.e2e.guarantees import assert_store_matches, truth, versions
 
@@ -53,6 +55,9 @@ def test_next_answer_is_fetched_while_one_is_written(
             writes.append((start, time.monotonic()))
 
     monkeypatch.setattr(VersionStore, "take", timed_take)
+    # answers on new ground are stored together up to GROUP_SIZE items; this cloud is small,
+    # so groups of one transaction's worth keep enough writes to see them overlap fetches
+    monkeypatch.setattr(run_module, "GROUP_SIZE", TRANSACTION_SIZE)
 
     svc = build(settings)
     svc.ingestor()  # creates the containers and the table

@@ -23,12 +23,11 @@ from shared.core.surfaces import SKIP_LIMIT
 from shared.defender.model import SlicePage, planner_items, read_pair
 from shared.defender.slices import Item, Listing, SliceRequest
 from shared.ports import CheckpointStore
-from shared.storage.values import TRANSACTION_SIZE
 from shared.usecases.ingest.budget import Budget
 from shared.usecases.ingest.checkpoint import Checkpoint
 from shared.usecases.ingest.results import IngestProgress, Progress
 from shared.usecases.ingest.tally import Scope, Tally
-from shared.usecases.ingest.versions import VersionStore
+from shared.usecases.ingest.versions import GROUP_SIZE, VersionStore
 from shared.usecases.ingest.window import plan_start
 from shared.usecases.ingest.writer import Writer
 
@@ -379,17 +378,19 @@ class TenantRun:
         return SlicePage(read, None, len(read), top, expanded=self._expand)
 
     def _store(self, page: SlicePage) -> None:
-        """Hold one answer to be stored with the next ones, up to ``TRANSACTION_SIZE`` items
+        """Hold one answer to be stored with the next ones, up to ``GROUP_SIZE`` items
         together (or store it here when its alerts must be read with the source: API calls
         stay on the fetching thread).
 
         Why together: each stored answer costs the same few storage calls (journal note,
         create-only transaction, blob) whatever its size, about 1.5 ms of CPU each in the
-        storage SDKs; two Graph answers of 50 stored as one halve them. Up to
-        ``TRANSACTION_SIZE`` items, so a group of new versions is still one atomic
-        create-only transaction. What is held is only in memory: should the run fail or crash,
-        the checkpoint has not passed it (``_flush`` saves it after its answers) and the next
-        run reads it again.
+        storage SDKs; answers stored as one share a journal note, and fill their
+        transactions (legacy answers of about 63 items would each take one of their own).
+        A group of new versions is stored one atomic create-only transaction of up to
+        ``TRANSACTION_SIZE`` rows (and its blobs) after another, under one journal note
+        (``VersionStore._create_first``). What is held is only in memory: should the run fail
+        or crash, the checkpoint has not passed it (``_flush`` saves it after its answers) and
+        the next run reads it again.
         """
         writer, versions = self._need_writer(), self._context.versions
         if self.scope.source.api == "graph" and not page.expanded:
@@ -397,14 +398,14 @@ class TenantRun:
             writer.drain()
             versions.take(self.scope, page, self.tally)
             return
-        if self._held_items + len(page.items) > TRANSACTION_SIZE:
+        if self._held_items + len(page.items) > GROUP_SIZE:
             self._flush()
         self._held.append(page)
         self._held_items += len(page.items)
         # answers are held only on new ground (written without a read first): a run's first
         # answer, and any after one that met stored rows, are read first, a page of ids at a
         # time (``create_first`` is the writer's; a late view of it only stores one alone)
-        if self._held_items >= TRANSACTION_SIZE or not self.tally.create_first:
+        if self._held_items >= GROUP_SIZE or not self.tally.create_first:
             self._flush()
 
     def _flush(self, *, commit: bool = False) -> None:
