@@ -16,6 +16,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _fresh_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with only PATH and ``env`` as its environment (no app
+    settings unless given), as the host's indexing does; fails the test if it exits non-zero."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 @pytest.mark.subprocess
 def test_imports_and_indexes_with_no_settings_at_all() -> None:
     """With an empty environment, importing function_app succeeds and lists every function."""
@@ -24,16 +40,7 @@ def test_imports_and_indexes_with_no_settings_at_all() -> None:
         "print(json.dumps([json.loads(f.get_raw_bindings()[0]) | {'name': f.get_function_name()} "
         "for f in function_app.app.get_functions()]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_python(code)
     bindings = {b["name"]: b for b in json.loads(result.stdout.strip().splitlines()[-1])}
     timer = bindings["ingest_timer"]
     assert timer["type"] == "timerTrigger"
@@ -54,16 +61,7 @@ def test_import_does_not_build_clients() -> None:
         "from shared import bootstrap; "
         "print(int(bootstrap.services.built), ','.join(heavy) or '-')"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_python(code)
     assert result.stdout.split() == ["0", "-"]
 
 
@@ -76,16 +74,7 @@ def test_import_loads_neither_the_http_api_nor_the_use_cases() -> None:
         "import sys, function_app; "
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('shared.'))))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_python(code)
     loaded = set(result.stdout.split())
     assert "shared.api.endpoints" in loaded  # the check below looks at the right process
     unwanted = (
@@ -129,16 +118,7 @@ def _http_auth_levels(env: dict[str, str]) -> dict[str, str]:
         "print(json.dumps({f.get_function_name(): json.loads(f.get_raw_bindings()[0]) "
         ".get('authLevel') for f in function_app.app.get_functions()}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _fresh_python(code, env)
     levels = json.loads(result.stdout.strip().splitlines()[-1])
     return {name: str(level).upper() for name, level in levels.items() if level}
 
