@@ -96,6 +96,24 @@ def ingestor(
     )
 
 
+def _rerun_stores_each_version_once(
+    cloud: LocalCloud, settings: Settings, conn: str, home: str, api: str
+) -> set[tuple[str, str]]:
+    """A clean run after the crash completes, and then the store holds each latest version
+    once, a row per incident, every row pointing at a blob that holds its version. Returns
+    the latest versions' keys."""
+    rerun = ingestor(settings, IncidentTable).run_tenant(home)
+    assert rerun.ok and rerun.complete, rerun.error
+    truth = cloud.admin("GET", f"truth/{home}/incidents?api={api}")["value"]
+    lines = archived_lines(conn, home)
+    assert duplicates(lines) == []
+    latest = {incident_key(i) for i in truth}
+    assert latest <= {incident_key(line) for line in lines}
+    assert set(table_rows(conn, home)) == {key[0] for key in latest}
+    assert_store_matches(cloud, conn, home, api, versions(truth))
+    return latest
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("api", ["legacy", "graph"])
 def test_crash_between_blobs_and_table_neither_loses_nor_duplicates(
@@ -149,17 +167,8 @@ def test_crash_between_created_rows_and_their_blobs_neither_loses_nor_duplicates
     dangling = {k for k, row in table_rows(conn, home).items() if row["BlobName"] not in blobs}
     assert dangling  # rows created, their blob never written
 
-    rerun = ingestor(settings, IncidentTable).run_tenant(home)
-    assert rerun.ok and rerun.complete, rerun.error
-    truth = cloud.admin("GET", f"truth/{home}/incidents?api={api}")["value"]
-    lines = archived_lines(conn, home)
-    assert duplicates(lines) == []
-    latest = {incident_key(i) for i in truth}
-    assert latest <= {incident_key(line) for line in lines}
-    assert set(table_rows(conn, home)) == {key[0] for key in latest}
+    latest = _rerun_stores_each_version_once(cloud, settings, conn, home, api)
     assert set(dangling) <= {key[0] for key in latest}
-    # every row points at a blob that holds its version
-    assert_store_matches(cloud, conn, home, api, versions(truth))
 
 
 class SecondCreateCrashes(IncidentTable):
@@ -233,12 +242,4 @@ def test_crash_between_transactions_of_one_group_neither_loses_nor_duplicates(
     dangling = {k for k, row in rows.items() if row["BlobName"] not in blobs}
     assert dangling and len(dangling) < len(rows)  # the first transaction whole, not the second
 
-    rerun = ingestor(settings, IncidentTable).run_tenant(home)
-    assert rerun.ok and rerun.complete, rerun.error
-    truth = cloud.admin("GET", f"truth/{home}/incidents?api={api}")["value"]
-    lines = archived_lines(conn, home)
-    assert duplicates(lines) == []
-    latest = {incident_key(i) for i in truth}
-    assert latest <= {incident_key(line) for line in lines}
-    assert set(table_rows(conn, home)) == {key[0] for key in latest}
-    assert_store_matches(cloud, conn, home, api, versions(truth))
+    _rerun_stores_each_version_once(cloud, settings, conn, home, api)
