@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,37 +28,18 @@ from tests.e2e.guarantees import (
 FULL = os.environ.get("INGEST_STRESS") == "full"
 
 
-@pytest.fixture
-def behaviour(cloud: LocalCloud) -> Iterator[LocalCloud]:
-    """The cloud, with its behaviours back to the strict defaults afterwards."""
-    yield cloud
-    cloud.admin(
-        "POST",
-        "behaviour",
-        {
-            "order": "newest",
-            "count_pages": "every",
-            "expand_failure_tenants": [],
-            "late_arrival_seconds": 0,
-            "paging_activity": None,
-        },
-    )
-    cloud.admin("POST", "faults", {"rate": 0})
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("api", "faults"), [("graph", False), ("legacy", False), ("graph", True), ("legacy", True)]
 )
 def test_arbitrary_order_with_activity_during_paging(
-    behaviour: LocalCloud, app_env: dict[str, str], api: str, faults: bool
+    cloud: LocalCloud, app_env: dict[str, str], api: str, faults: bool
 ) -> None:
     """Runs over results in arbitrary order, with creates, updates and merges between runs and
     between the pages of each listing, ``@odata.count`` on every page, the first only or none
     (drawn for each run) and 20% faults (429, 500, resets, truncated bodies): every version that
     stood still through a completed run is stored; at the end the table equals the truth field
     for field and every version is in the archive exactly once."""
-    cloud = behaviour
     rng = random.Random(11 if faults else 3)
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
@@ -114,12 +94,11 @@ def test_arbitrary_order_with_activity_during_paging(
 
 @pytest.mark.e2e
 def test_expand_failure_stores_every_incident_with_its_alerts(
-    behaviour: LocalCloud, app_env: dict[str, str]
+    cloud: LocalCloud, app_env: dict[str, str]
 ) -> None:
     """Graph answers 500 to a filtered $expand=alerts listing for this tenant: every incident is
     still stored with its alerts (read from alerts_v2 by incident id), the summary says so, and
     the next run does not try the failing request again."""
-    cloud = behaviour
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
     env = env_for(app_env, API_MAX_ATTEMPTS="2")
@@ -143,12 +122,11 @@ def test_expand_failure_stores_every_incident_with_its_alerts(
 
 @pytest.mark.e2e
 def test_late_updates_within_the_overlap_are_stored(
-    behaviour: LocalCloud, app_env: dict[str, str]
+    cloud: LocalCloud, app_env: dict[str, str]
 ) -> None:
     """Updates the API shows only 8 s after their last-update time: a run right after them
     misses them (they are not visible yet) and moves its checkpoint past their time; the next
     run re-reads the overlap (1 minute) and stores them."""
-    cloud = behaviour
     home = app_env["DEFENDER_TENANT_ID"]
     conn = app_env["DATA_STORAGE_CONNECTION_STRING"]
     env = env_for(app_env, INGEST_OVERLAP_MINUTES="1", INGEST_SAFETY_LAG_SECONDS="0")

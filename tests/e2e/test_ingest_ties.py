@@ -6,8 +6,6 @@ page or none: every version that stood still is stored, none twice."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from shared.bootstrap import build
@@ -19,23 +17,12 @@ from tests.e2e.guarantees import truth, versions
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def behaviour(cloud: LocalCloud) -> Iterator[LocalCloud]:
-    yield cloud
-    cloud.admin(
-        "POST",
-        "behaviour",
-        {"order": "newest", "count_pages": "every", "paging_activity": None},
-    )
-
-
 @pytest.mark.parametrize(
     ("api", "count_pages"), [("graph", "first"), ("graph", "none"), ("legacy", "none")]
 )
 def test_a_pair_tie_over_a_page_is_ingested_whole_while_offsets_move(
-    behaviour: LocalCloud, app_env: dict[str, str], api: str, count_pages: str
+    cloud: LocalCloud, app_env: dict[str, str], api: str, count_pages: str
 ) -> None:
-    cloud = behaviour
     customer = cloud.emulator.tenant_ids[1]
     # one activity call stamps its new incidents with one instant, created and updated: 130
     # share both (a page holds 50 on Graph, 100 on the legacy API)
