@@ -112,7 +112,6 @@ class TenantRun:
         self._read_at: datetime | None = None
         # answers held to be stored together (``_store``), and the checkpoint waiting for them
         self._held: list[SlicePage] = []
-        self._held_items = 0
         self._held_commit: tuple[datetime, float | None] | None = None
         self._committed_at = context.monotonic()
 
@@ -398,15 +397,18 @@ class TenantRun:
             writer.drain()
             versions.take(self.scope, page, self.tally)
             return
-        if self._held_items + len(page.items) > GROUP_SIZE:
+        if self._held_items() + len(page.items) > GROUP_SIZE:
             self._flush()
         self._held.append(page)
-        self._held_items += len(page.items)
         # answers are held only on new ground (written without a read first): a run's first
         # answer, and any after one that met stored rows, are read first, a page of ids at a
         # time (``create_first`` is the writer's; a late view of it only stores one alone)
-        if self._held_items >= GROUP_SIZE or not self.tally.create_first:
+        if self._held_items() >= GROUP_SIZE or not self.tally.create_first:
             self._flush()
+
+    def _held_items(self) -> int:
+        """How many items the held answers hold (a handful of answers: summed when asked)."""
+        return sum(len(page.items) for page in self._held)
 
     def _flush(self, *, commit: bool = False) -> None:
         """Hand the held answers to the writer as one, then the checkpoint of the slices they
@@ -415,7 +417,7 @@ class TenantRun:
         every answer read before it is stored."""
         writer = self._need_writer()
         if self._held:
-            held, self._held, self._held_items = self._held, [], 0
+            held, self._held = self._held, []
             page = held[0] if len(held) == 1 else _joined(held)
             writer.submit(self._context.versions.take, self.scope, page, self.tally)
         now = self._context.monotonic()
