@@ -159,6 +159,7 @@ class MemoryTable:
             return written
 
     def forget(self, tenant: str, blob_name: str, incident_ids: Iterable[str]) -> int:
+        self.faults.check("forget")
         deleted = 0
         with self._lock:
             for rid in incident_ids:

@@ -44,7 +44,9 @@ def shuffled(seed: int) -> Any:
 class World:
     """One tenant's Defender and the bridge's storage, all in memory."""
 
-    def __init__(self, count: int = 300, *, seed: int = 1, **ingestor: Any) -> None:
+    def __init__(
+        self, count: int = 300, *, seed: int = 1, notify: Any = None, **ingestor: Any
+    ) -> None:
         self.clock = MovableClock()
         now = self.clock()
         rng = random.Random(seed)  # noqa: S311 - seeded test data
@@ -81,6 +83,7 @@ class World:
             options=RunOptions(**options),
             clock=self.clock,
             monotonic=self.clock.monotonic,
+            notify=notify,
         )
 
     def run(self) -> TenantResult:
@@ -187,15 +190,75 @@ def test_a_quota_stop_commits_what_was_read_and_the_next_run_goes_on() -> None:
 
 def test_a_crash_between_blobs_and_table_is_recorded_from_the_journal() -> None:
     """The first answer's blobs are written and its table write fails: the next run records
-    those blobs first (``recovered``), so nothing is stored twice."""
+    those blobs first (``recovered``), so nothing is stored twice. The tenant has a checkpoint
+    (older than every incident), so its run reads before it writes: blobs, then rows."""
     world = World(300)
+    now = world.clock()
+    world.checkpoints.save(T, now - timedelta(days=29), etag=None, saved_at=now)
     world.table.faults.arm("upsert_newer")
     crashed = world.run()
     assert not crashed.ok and crashed.error_code == "storage"
+    assert not world.table.rows  # read first: the blobs came before the failed table write
     assert world.journal.note(T).blobs
     recovered = world.run()
     assert recovered.ok and recovered.complete and recovered.recovered > 0
     assert not world.journal.note(T).blobs
+    world.assert_stored_once()
+
+
+def test_a_first_run_writes_without_reading_and_a_later_one_reads_first() -> None:
+    world = World(300)
+    first = world.run()
+    assert first.ok and first.complete and first.incidents == 300
+    assert world.table.reads == 0  # no checkpoint: new ground, create-only transactions
+    world.clock.advance(timedelta(minutes=5))
+    for n in range(3):
+        world.source.update(graph_incident(f"new{n}", world.clock() - timedelta(minutes=2)))
+    later = world.run()
+    assert later.ok and later.incidents == 3
+    assert world.table.reads > 0  # a checkpoint: the overlap's ids are read before writing
+    world.assert_stored_once()
+
+
+def test_a_first_run_over_rows_already_stored_stores_nothing_twice() -> None:
+    """The checkpoint is gone but the rows are not: the first create-only transaction is
+    refused as a whole and the run reads first from there."""
+    world = World(300)
+    assert world.run().ok
+    blobs = dict(world.archive.blobs)
+    world.checkpoints.saved.clear()
+    again = world.run()
+    assert again.ok and again.complete and again.incidents == 0
+    assert world.archive.blobs == blobs  # not one blob written again
+    world.assert_stored_once()
+
+
+def test_a_failing_push_hook_on_new_ground_leaves_no_row_and_loses_no_change() -> None:
+    """Create-first writes rows before it tells the hook: when the hook fails, the rows are
+    deleted again (nothing stored); when that fails too, the next run's recovery does it."""
+    heard: list[str] = []
+    down = [True]
+
+    def notify(tenant: str, versions: Any, created: frozenset[str]) -> None:
+        if down[0]:
+            raise RuntimeError("the push queue is down")
+        heard.extend(v.id for v in versions)
+
+    taken_back = World(120, notify=notify)
+    failed = taken_back.run()
+    assert not failed.ok and "RuntimeError" in (failed.error or "")
+    assert not taken_back.table.rows and not taken_back.archive.blobs  # nothing stored
+
+    world = World(120, notify=notify)
+    world.table.faults.arm("forget")  # taking them back fails as well
+    failed = world.run()
+    assert not failed.ok and "RuntimeError" in (failed.error or "")  # the hook's error
+    assert world.table.rows and not world.archive.blobs  # rows without blobs, noted
+    assert world.journal.note(T).created
+    down[0] = False
+    again = world.run()
+    assert again.ok and again.complete and again.incidents == 120
+    assert sorted(heard) == sorted(world.truth())  # each change heard once, once stored
     world.assert_stored_once()
 
 

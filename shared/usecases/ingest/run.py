@@ -163,6 +163,12 @@ class TenantRun:
             upper,
         )
         run.now, run.start, run.end, run.checkpoint = now, start, upper, loaded.value
+        # a tenant without a checkpoint has, as a rule, no rows: its first answers are written
+        # create-first instead of being read id by id (100 point reads of a legacy backfill's
+        # first answer); where rows exist after all (a checkpoint lost, a run that stopped
+        # before its first save) the first create-only transaction is refused as a whole and
+        # the run reads first from there (``VersionStore._create_first``)
+        run.create_first = loaded.value is None
         graph = self.scope.source.api == "graph"
         self._top = min(options.page_size, GRAPH_INCIDENT_TOP) if graph else options.page_size
         self._listing = Listing(
@@ -401,8 +407,9 @@ class TenantRun:
             self._flush()
         self._held.append(page)
         # answers are held only on new ground (written without a read first): a run's first
-        # answer, and any after one that met stored rows, are read first, a page of ids at a
-        # time (``create_first`` is the writer's; a late view of it only stores one alone)
+        # answer when the tenant has a checkpoint, and any after one that met stored rows, are
+        # read first, a page of ids at a time (``create_first`` is the writer's; a late view
+        # of it only stores one alone)
         if self._held_items() >= GROUP_SIZE or not self.tally.create_first:
             self._flush()
 

@@ -59,8 +59,9 @@ class Tally:
     lag_warning: bool = False
     etag: str | None = None  # of the checkpoint, as last written
     set_aside: set[str] = field(default_factory=set)  # quarantine blobs of this run
-    # write an answer's rows without reading first (``VersionStore``): only once an answer of
-    # this run met no stored row, so a run that re-reads stored ground (the overlap, an idle
+    # write an answer's rows without reading first (``VersionStore``): from the start of a
+    # tenant's first run (no checkpoint: nothing stored, as a rule), and in any run once an
+    # answer met no stored row, so a run that re-reads stored ground (the overlap, an idle
     # tenant) reads before it writes and writes nothing
     create_first: bool = False
     recent: OrderedDict[str, RowVersion] = field(default_factory=OrderedDict)

@@ -3,14 +3,15 @@ stopped between its blobs and its table rows.
 
 Per answer: records without an id or last-update time go to quarantine (counted, never
 blocking); future last-update times are clamped to now + ``CLOCK_SKEW`` (logged) so one bad
-clock cannot make a row unbeatable; once an answer of the run met no stored row, the next
-answers are stored create-first (their rows in one atomic create-only transaction, then their
-blobs, the rows noted in the journal); otherwise the ids are looked up by point reads (rows the
-run read or wrote lately are known without a read); versions not stored yet are noted in the
-journal, written to blobs, then recorded in the table in batched conditional transactions.
-``notify`` (push) hears of an answer's new versions before they are stored: once a version is
-in the table it is never new again, so recording it first is what makes a crash unable to lose
-it.
+clock cannot make a row unbeatable; in a tenant's first run, and once an answer of any run met
+no stored row, answers are stored create-first (their rows in one atomic create-only
+transaction, then their blobs, the rows noted in the journal); otherwise the ids are looked up
+by point reads (rows the run read or wrote lately are known without a read); versions not
+stored yet are noted in the journal, written to blobs, then recorded in the table in batched
+conditional transactions.
+``notify`` (push) hears of an answer's new versions before they are stored (create-first:
+between the rows and the blobs, the rows deleted again should it fail): once a version is in
+the table it is never new again, so recording it first is what makes a crash unable to lose it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from datetime import timedelta
 from typing import Any
 
 from shared.core.clock import Clock, format_utc
-from shared.core.errors import UnexpectedResponseError, UpstreamError
+from shared.core.errors import StorageError, UnexpectedResponseError, UpstreamError
 from shared.defender.model import Incident, SlicePage, normalize
 from shared.ports import Archive, IncidentSource, IncidentTable, Journal, Notify, QuarantineStore
 from shared.storage.values import (
     TRANSACTION_SIZE,
+    PlannedBlob,
     RowVersion,
     is_stored,
     placed,
@@ -208,7 +210,11 @@ class VersionStore:
                 # and before the blobs: a crash in between leaves rows without blobs, which the
                 # next run's recovery deletes and lists again, so the change is heard at least
                 # once
-                self._notify(tenant, chunk, frozenset(i.id for i in chunk))
+                try:
+                    self._notify(tenant, chunk, frozenset(i.id for i in chunk))
+                except Exception:
+                    self._take_back(tenant, planned)
+                    raise
             # no lease check between the rows and their blobs: rows once created are completed
             # by their blobs whatever happens to the lease (a run that took the tenant over
             # skips them as stored), while stopping here would leave rows without their versions
@@ -217,6 +223,23 @@ class VersionStore:
             run.stored += len(chunk)
             written.update(known)
         return True, written
+
+    def _take_back(self, tenant: str, planned: list[PlannedBlob]) -> None:
+        """Delete the rows a create-only transaction just wrote, when the push hook refused
+        to hear of them: a failing hook stores nothing, as on the read-first path, and the
+        versions stay new for the next run. Should this fail too, the journal's note has the
+        next run delete them (``recover``), so the failure is logged, not raised over the
+        hook's own."""
+        try:
+            for blob in planned:
+                self._table.forget(tenant, blob.name, [i.id for i in blob.versions])
+        except StorageError as exc:
+            log.warning(
+                "tenant %s: rows written before the push hook failed stay until the next run "
+                "deletes them: %s",
+                tenant,
+                exc,
+            )
 
     def _with_alerts(self, client: IncidentSource, incidents: list[Incident]) -> list[Incident]:
         """Graph without ``$expand``: attach each incident's alerts, read apart
