@@ -34,6 +34,29 @@ def parse_utc(text: str) -> datetime:
     Raises:
         ValueError: the text is not such a timestamp, or has no zone.
     """
+    # the services' own shape, ``2026-12-05T21:33:04.1234567Z`` (three or more per incident
+    # stored): the standard library parses it at a tenth of the general path's cost, with
+    # the same result (tests/unit/test_window_clock.py compares both)
+    if (
+        len(text) == _TICKS_SHAPE
+        and text[19] == "."
+        and text[27] == "Z"
+        and text[20:27].isdigit()
+        and text[20:27].isascii()
+        and "." not in text[:19]
+        and not text[0].isspace()
+    ):
+        # exactly what the general path hands ``fromisoformat`` for this shape
+        return datetime.fromisoformat(text[:26] + "+00:00")
+    return _parse_general(text)
+
+
+#: ``YYYY-MM-DDTHH:MM:SS.fffffffZ``: seven fractional digits (.NET ticks) and ``Z``
+_TICKS_SHAPE = 28
+
+
+def _parse_general(text: str) -> datetime:
+    """``parse_utc`` for every accepted form."""
     raw = text.strip()
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.core.clock import format_utc, parse_utc
 from shared.usecases.ingest.window import plan_start
@@ -79,3 +81,45 @@ def test_format_utc_uses_z_and_refuses_naive() -> None:
     assert format_utc(datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=UTC)).endswith(".000120Z")
     with pytest.raises(ValueError, match="timezone-aware"):
         format_utc(datetime(2026, 1, 2))  # noqa: DTZ001 - the point of the test
+
+
+_VALID = "2026-12-05T21:33:04.1234567Z"
+
+
+def _both(text: str) -> tuple[str, object]:
+    from shared.core.clock import _parse_general
+
+    try:
+        return "ok", _parse_general(text)
+    except ValueError:
+        return "refused", None
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_VALID) - 1),
+            st.sampled_from(list("0123456789-:T.Z +z\u0663\x00 a\t")),
+        ),
+        max_size=3,
+    )
+)
+@settings(max_examples=3000, derandomize=True)
+def test_the_ticks_shape_parses_as_the_general_path_does(edits: list[tuple[int, str]]) -> None:
+    text = list(_VALID)
+    for at, char in edits:
+        text[at] = char
+    candidate = "".join(text)
+    try:
+        fast: tuple[str, object] = ("ok", parse_utc(candidate))
+    except ValueError:
+        fast = ("refused", None)
+    assert fast == _both(candidate), repr(candidate)
+    if fast[0] == "ok":
+        assert fast[1].tzinfo is UTC  # type: ignore[attr-defined]
+
+
+def test_the_ticks_shape_drops_the_seventh_digit_and_is_utc() -> None:
+    value = parse_utc("2026-12-05T21:33:04.1234569Z")
+    assert value == datetime(2026, 12, 5, 21, 33, 4, 123456, tzinfo=UTC)
+    assert value.tzinfo is UTC
