@@ -8,23 +8,11 @@ lists them in the order ``--help`` shows. Exit status: 0 success, 1 the operatio
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from shared.cli import (
-    check,
-    connector,
-    consent,
-    hunt,
-    incidents,
-    ingest,
-    login,
-    serve,
-    status,
-    subscriptions,
-    tenants,
-)
 from shared.core.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -35,21 +23,24 @@ from shared.core.errors import (
 )
 from shared.core.logs import configure_cli_logging
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "command_of", "main"]
 
-#: command modules, each with ``register(subparsers)`` setting ``handler`` on its parser
-COMMANDS = (
-    ingest,
-    check,
-    consent,
-    login,
-    incidents,
-    hunt,
-    serve,
-    tenants,
-    status,
-    subscriptions,
-    connector,
+#: each command and the module of this package that registers it (``register(subparsers)``
+#: setting ``handler``), in the order ``--help`` shows them. A run imports only its own
+#: command's module (``build_parser``): every command module loads its use cases, and a
+#: process that ingests need not load the others' (a tenth of its start-up CPU)
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("ingest", "ingest"),
+    ("check", "check"),
+    ("consent-url", "consent"),
+    ("login", "login"),
+    ("incidents", "incidents"),
+    ("hunt", "hunt"),
+    ("serve", "serve"),
+    ("tenants", "tenants"),
+    ("status", "status"),
+    ("subscriptions", "subscriptions"),
+    ("connector", "connector"),
 )
 
 
@@ -60,8 +51,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every command registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with ``command`` registered, or every command (None)."""
     parser = _Parser(
         prog="python -m shared",
         description="Defender Bridge: Microsoft Defender XDR incidents into Azure Storage.",
@@ -69,15 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     commands = parser.add_subparsers(dest="command", metavar="command")
     commands.required = True
-    for module in COMMANDS:
-        module.register(commands)
+    for name, module in COMMANDS:
+        if command is None or name == command:
+            importlib.import_module(f"{__name__}.{module}").register(commands)
     return parser
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs (its first word that is not an option) when it is one of
+    ``COMMANDS``; None for anything else (help, a typo), which needs every command listed."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if any(word == name for name, _ in COMMANDS) else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit status."""
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command_of(words)).parse_args(words)
     configure_cli_logging(args.verbose)
     try:
         status: int = args.handler(args, out)

@@ -47,3 +47,35 @@ def test_the_cpu_figure_is_the_measured_process_own() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     cpu = measured_cpu(result.stderr)
     assert 0 < cpu < 0.9, cpu
+
+
+def test_modules_no_pinned_distribution_provides_are_absent(tmp_path: Path) -> None:
+    from bench.__main__ import absent_in_deploy
+
+    pins = tmp_path / "requirements.txt"
+    pins.write_text("# runtime\nrequests==2.34.2  # HTTP\nPyJWT==2.15.1\n")
+    absent = absent_in_deploy(pins)
+    assert "aiohttp" in absent and "orjson" in absent  # installed here, not pinned there
+    assert "requests" not in absent and "jwt" not in absent  # pinned (PyJWT provides jwt)
+
+
+@pytest.mark.subprocess
+def test_the_product_imports_only_what_a_deploy_installs() -> None:
+    """The measured process sees the deployed set of packages: every module of the product
+    still imports there (a test-only package it needed would be a missing requirement)."""
+    from bench.__main__ import absent_in_deploy
+
+    absent = absent_in_deploy()
+    assert "aiohttp" in absent  # present here for the Graph SDK's tests only
+    probe = (
+        "import sys, function_app, shared.bootstrap, shared.cli, shared.worker;"
+        "print(sys.modules['aiohttp'], [m for m in sys.modules if m.startswith('aiohttp.')])"
+    )
+    code = _MEASURED.split("sys.argv = ")[0] + probe
+    env = {**__import__("os").environ, "BENCH_ABSENT_MODULES": ",".join(absent)}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[0] == "None []", result.stdout  # never loaded
