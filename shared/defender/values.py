@@ -112,6 +112,12 @@ def _key(value: str) -> str:
 #: today's determination names by ``_key`` (the first of a key wins): every incident read
 #: maps its determination, so the names are keyed once here, not on every read
 _DETERMINATION_BY_KEY: Mapping[str, str] = {_key(d): d for d in reversed(_ALL_DETERMINATIONS)}
+#: the names that map to themselves: what a read nearly always holds, answered without a key
+_SETTLED_DETERMINATIONS = frozenset(
+    d
+    for d in _ALL_DETERMINATIONS
+    if _key(d) not in _DETERMINATION_SYNONYMS and _DETERMINATION_BY_KEY[_key(d)] == d
+)
 
 
 def _pick(name: str, value: str, allowed: Iterable[str], synonyms: Mapping[str, str]) -> str:
@@ -171,8 +177,8 @@ def current_determination(value: str | None) -> str | None:
     case); a value this code does not know is kept as it is, never refused: the service may add
     members (``unknownFutureValue`` and later) and reads must not fail on them.
     """
-    if value is None:
-        return None
+    if value is None or value in _SETTLED_DETERMINATIONS:
+        return value
     key = _key(value)
     if key in _DETERMINATION_SYNONYMS:
         return _DETERMINATION_SYNONYMS[key]

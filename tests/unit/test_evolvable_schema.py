@@ -118,3 +118,21 @@ def test_graph_updates_send_todays_names_for_old_input() -> None:
         }.get(new, "falsePositive")
         update = IncidentUpdate.parse(classification=klass, determination=old)
         assert update.fields("graph")["determination"] == new
+
+
+def test_every_spelling_maps_as_the_keyed_lookup_does() -> None:
+    """The shortcut for today's names changes no answer: every documented name and synonym, in
+    several spellings, maps as the keyed lookup alone maps it."""
+    from shared.defender import values
+
+    def keyed(value: str) -> str:
+        key = values._key(value)
+        if key in values._DETERMINATION_SYNONYMS:
+            return values._DETERMINATION_SYNONYMS[key]
+        return values._DETERMINATION_BY_KEY.get(key) or value
+
+    names = [*values._ALL_DETERMINATIONS, *values._DETERMINATION_SYNONYMS, "NotYetInvented"]
+    for name in names:
+        for spelling in (name, name.upper(), name.lower(), name[:1].upper() + name[1:]):
+            assert current_determination(spelling) == keyed(spelling), spelling
+    assert "clean" not in values._SETTLED_DETERMINATIONS  # a synonym is never a shortcut
