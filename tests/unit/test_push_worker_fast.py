@@ -136,12 +136,15 @@ def test_a_failed_round_is_retried_after_the_backoff_or_retry_after() -> None:
     assert [delay for _, delay in rig.queue] == [30]  # backoff(1, 30 s)
     [again] = rig.take()
     assert again["attempt"] == 1 and [i["incident"]["id"] for i in again["items"]] == ["2", "3"]
-    # a round that delivers nothing feeds the breaker and records the error
+    # the round ended on a failure: its health says so (the delivery before it only reset
+    # what came before), and the next failed round counts on from there
+    assert rig.health().last_success == T0 and rig.health().last_error == "HTTP 500"
+    assert rig.health().breaker.failures == 1
     rig.sender.script = [Answer(500)]
     rig.worker.handle(deliveries(rig.sub.id, TENANT, again["items"], attempt=1, since=T0)[0])
     [(text, delay)] = rig.queue
     assert parse(text)["attempt"] == 2 and delay == 60  # backoff(2, 30 s)
-    assert rig.health().breaker.failures == 1 and rig.health().last_error == "HTTP 500"
+    assert rig.health().breaker.failures == 2 and rig.health().last_error == "HTTP 500"
     rig.queue.clear()
     rig.sender.script = [Answer(503, retry_after=600)]
     rig.worker.handle(text)
@@ -222,6 +225,22 @@ def test_a_success_within_the_grace_period_forgets_the_gone_answers() -> None:
     rig.sender.script = [Answer(410)]
     rig.clock.advance(timedelta(minutes=45))  # 75 minutes after the first 410, 0 after this one
     assert rig.deliver(item("2")).dropped == []
+
+
+def test_a_delivery_before_a_gone_answer_restarts_the_grace_period() -> None:
+    """A receiver that took a delivery in this very round is not gone since the earlier 404s:
+    a 404 right after it starts the grace period again instead of dropping the subscription."""
+    rig = Rig(gone_grace=timedelta(minutes=60), max_attempts=50)
+    rig.sender.script = [Answer(404)]
+    rig.deliver(item("1"))
+    assert rig.health().gone_since == T0
+    rig.clock.advance(timedelta(minutes=90))
+    rig.sender.script = [Answer(200), Answer(404)]
+    report = rig.deliver(item("1"), item("2"), attempt=1)
+    assert report.delivered == 1 and report.dropped == [] and report.requeued == 1
+    health = rig.health()
+    assert health.status == ACTIVE and health.gone_since == rig.clock()
+    assert health.last_success == rig.clock() and health.last_error == "HTTP 404"
 
 
 def test_changes_skip_the_bridges_own_updates_and_unmatched_filters() -> None:

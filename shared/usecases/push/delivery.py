@@ -333,7 +333,7 @@ class PushWorker:
             return
         secret = self._store.secret(sub)
         started = self._monotonic()
-        delivered = 0
+        delivered, delivered_noted = 0, False
         while items:
             if self._monotonic() - started > self._options.budget:
                 self._again(message, items, attempt, 0, report)
@@ -372,6 +372,13 @@ class PushWorker:
                     report,
                 )
                 continue
+            if delivered:
+                # what went through came before this failure: noted first, so the health
+                # ends on the failure (its error, a breaker count) as the round did
+                self._succeeded(sub.id)
+                delivered_noted = True
+                # and a "gone" answer now is counted from now: the receiver just took one
+                sub = replace(sub, gone_since=None)
             if verdict.outcome == "gone" and self._gone(
                 sub, verdict, tenant, items, attempt, report
             ):
@@ -379,7 +386,7 @@ class PushWorker:
             self._failed_round(sub, message, items, attempt, verdict, report)
             break
         report.delivered += delivered
-        if delivered:
+        if delivered and not delivered_noted:
             self._succeeded(sub.id)
 
     def _post(
