@@ -110,7 +110,9 @@ def test_log_level_azure_sdk_brings_the_sdk_lines_back(
         )
     sdk = [s for s in channel.sent if _is_sdk(s.record.name)]
     http = [s for s in sdk if s.record.name == "azure.core.pipeline.policies.http_logging_policy"]
-    assert len(http) > 100, _by_logger(channel.sent)
+    # a request and a response line per call: Key Vault, token, state, journal, table
+    # transactions and blobs of a 260-incident first run (about 30 calls)
+    assert len(http) > 40, _by_logger(channel.sent)
     from_writer = [s for s in http if s.record.threadName.startswith("ingest-")]
     assert from_writer, {s.record.threadName for s in http}
     assert {s.invocation_id for s in channel.sent} == {invocation_id}
