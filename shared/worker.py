@@ -10,7 +10,8 @@ the
   host refuses the functions that lack them before any Python runs, so this is the only place
   the app can say so from inside;
 - binds the invocation's ``func.Context`` so the threads the app starts log with its id
-  (``shared.core.invocation``).
+  (``shared.core.invocation``);
+- paces the cyclic garbage collector for ingestion (``shared.core.runtime``).
 
 Nothing here runs at import time, and nothing is imported at import time but what the
 triggers' signatures need: function_app.py imports this module where the host indexes the app.
@@ -83,8 +84,10 @@ def invocation(context: func.Context) -> Iterator[None]:
     # the app and import time counts, and the settings' declarations and the redaction
     # patterns these load are a good part of it (after the first invocation it is a lookup)
     from shared.core.logs import configure_worker_logging
+    from shared.core.runtime import pace_collector
 
     configure_worker_logging()
+    pace_collector()
     _report_host_once()
     with bound(context):
         yield
