@@ -298,6 +298,17 @@ def _uneven(sample: Sequence[int], lo: int, hi: int) -> float:
     return min(1.0, max(0.0, d * math.sqrt(k) - 1.4))
 
 
+def _merged(stretches: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` stretches, sorted and merged where they touch or overlap."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(stretches):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 def _shape(order: Sequence[int]) -> str:
     """How the first page's items were ordered on the axis: ``"desc"`` (newest first),
     ``"asc"``, ``"flat"`` (one instant) or ``"spread"`` (no order seen)."""
@@ -583,12 +594,23 @@ class _Axis:
 
     def surely_below(self, t: int) -> float:
         """Incidents known to lie in ``[cursor, t)``: the counted regions it covers whole,
-        or the known incidents (those a page without a count showed standing for more)."""
+        or the known incidents (those a page without a count showed standing for more, except
+        inside a stretch a page shown newest first showed whole: those are all there is)."""
         counted = max((b.n for b in self.bounds if b.exact and b.h <= t), default=0.0)
         last = max((b.h for b in self.bounds if b.exact and b.h <= t), default=self.cursor)
-        return max(counted, float(self.known_below(last))) + self.inflate * (
-            self.known_below(t) - self.known_below(last)
-        )
+        beyond = self.known_below(t) - self.known_below(last)
+        whole = self.known_whole(last, t)
+        return max(counted, float(self.known_below(last))) + whole + self.inflate * (beyond - whole)
+
+    def known_whole(self, lo: int, hi: int) -> int:
+        """Known incidents in ``[lo, hi)`` inside stretches that pages shown newest first
+        showed whole: all there are (for planning), not a sample of more."""
+        total = 0
+        for a, b in _merged(self.shown):
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                total += bisect_left(self.times, b) - bisect_left(self.times, a)
+        return total
 
     def expected(self, t: int) -> tuple[float, float]:
         """(known, unknown) incidents expected in ``[cursor, t)``."""
@@ -597,12 +619,19 @@ class _Axis:
     def risk(self, t: int) -> float:
         """Incidents ``[cursor, t)`` may hold: known ones, plus unknown ones with a margin.
         Where no count bounds the region, the known ones are part of what the density predicts
-        (a sample of it), so they share its chance variation."""
+        (a sample of it), so they share its chance variation; not inside a stretch a page
+        shown newest first showed whole (every incident there is known: a burst's instants
+        walked down a page at a time are each asked for with the stretch up to the next one,
+        not alone and then the empty stretch after it)."""
         k, u = self.expected(t)
         if math.isinf(u):
             return math.inf
         last = self.bounds[-1].h if self.bounds else self.cursor
-        sampled = max(0, self.known_below(t) - self.known_below(last)) if t > last else 0
+        sampled = 0
+        if t > last:
+            sampled = max(
+                0, self.known_below(t) - self.known_below(last) - self.known_whole(last, t)
+            )
         return k + (u + sampled) * self.margin + u + _Z * math.sqrt(u + sampled)
 
     # ---------------------------------------------------------------- planning
