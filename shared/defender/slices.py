@@ -775,9 +775,13 @@ class _Axis:
             end > self.floor and (self.top is None or self.cursor < self.top)
         )
         # one instant (a burst a failed answer showed) says nothing of the density around it:
-        # it is not pooled, and with nothing known ahead the next request asks for the rest
+        # it is not pooled, and with nothing known ahead the next request asks for the rest.
+        # Only with nothing known ahead: where failed answers showed what lies ahead (a burst
+        # walked down a page at a time, its instants known), the plan made from them places
+        # the next cut better than asking for everything up to what is known to be there
         if end - self.cursor <= 1:
-            self.probe = True
+            ahead = self.known_below(self.end) - self.known_below(end)
+            self.probe = not ahead and not any(b.h > end for b in self.bounds)
         elif pool and inside:
             self._observe(items, width)
         for b in self.bounds:
