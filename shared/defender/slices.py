@@ -647,9 +647,11 @@ class _Axis:
             hi = min(hi, self.ceiling - 1)
             # without a count below pages shown newest first, a failed request ended at the
             # edge of what they showed: asking up to the next edge would only show the next
-            # page down, so the unknown stretch is halved at once
+            # page down, so the unknown stretch is halved at once; unless that next page is
+            # what is wanted: a burst's, just below an empty stretch (``_burst_walk``: each
+            # request still ends strictly earlier, at the edge of what the pages showed)
             walked = self.guesses >= 1 and bool(self.shown)
-            if self.failures >= 2 or walked:
+            if (self.failures >= 2 or walked) and not (walked and self._burst_walk()):
                 a = (
                     self.cursor
                     if self.floor is None
@@ -729,6 +731,28 @@ class _Axis:
             else:
                 hi_t = mid - 1
         return lo_t
+
+    def _burst_walk(self) -> bool:
+        """Whether the request that just failed below pages shown newest first, without a
+        count, should be followed by one up to the edge of what they showed (the next page
+        down) rather than by one for half the stretch below them. Only right after an empty
+        slice at the cursor (the stretch below is sparse: halving it again would find
+        another empty half, a request each) and when the failed page is a burst in that
+        stretch (its items span at most a hundredth of it, and bunch at its low end within
+        a thousandth): the rest of the burst then lies just below the page, so each request
+        shows the next page of it, still ending strictly earlier; once a short answer finds
+        its bottom, every instant of it is known and each is proved with the stretch up to
+        the next. A dense stretch (a backfill's newest days, a steady tick's updates) keeps
+        the halving."""
+        if self.last_items or not self.last_width:
+            return False
+        failed = next((b for b in self.bounds if b.h == self.ceiling and not b.exact), None)
+        if failed is None or failed.shape != "desc":
+            return False
+        below = failed.s_min - self.cursor
+        return (
+            failed.spacing * failed.n < below / 1000 and (failed.s_max - failed.s_min) * 100 < below
+        )
 
     def _gap_end(self) -> int:
         """Where the unknown stretch at the cursor meets a stretch that pages shown newest
