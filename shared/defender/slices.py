@@ -29,8 +29,9 @@ the request asked for.
   pages are not needed; when they come and differ (an incident left), or an incident repeats
   (an order that is not stable between requests), the pages cannot add up and reading stops.
 - A slice that is not complete is **narrowed**: the next request at the same cursor ends
-  strictly earlier (at most 7/8 of the width: ``_Axis.ceiling``), so every request completes a
-  slice or narrows one and a run always progresses. Items of the failed answer are valid
+  strictly earlier (at most 7/8 of the width: ``_Axis.ceiling``; walking a burst shown newest
+  first, at the edge of what its pages showed: ``_Axis._burst_walk``), so every request
+  completes a slice or narrows one and a run always progresses. Items of the failed answer are valid
   versions (the caller stores them; deduplication keeps one copy) and tell the planner where
   the slice's incidents are; only completeness needs a fresh answer.
 - An incident updated while we list moves to a later last-update time: it leaves an older slice
