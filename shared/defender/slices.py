@@ -29,8 +29,9 @@ the request asked for.
   pages are not needed; when they come and differ (an incident left), or an incident repeats
   (an order that is not stable between requests), the pages cannot add up and reading stops.
 - A slice that is not complete is **narrowed**: the next request at the same cursor ends
-  strictly earlier (at most 7/8 of the width: ``_Axis.ceiling``), so every request completes a
-  slice or narrows one and a run always progresses. Items of the failed answer are valid
+  strictly earlier (at most 7/8 of the width: ``_Axis.ceiling``; walking a burst shown newest
+  first, at the edge of what its pages showed: ``_Axis._burst_walk``), so every request
+  completes a slice or narrows one and a run always progresses. Items of the failed answer are valid
   versions (the caller stores them; deduplication keeps one copy) and tell the planner where
   the slice's incidents are; only completeness needs a fresh answer.
 - An incident updated while we list moves to a later last-update time: it leaves an older slice
@@ -296,6 +297,17 @@ def _uneven(sample: Sequence[int], lo: int, hi: int) -> float:
         x = min(1.0, max(0.0, (t - lo) / span))
         d = max(d, (i + 1) / k - x, x - i / k)
     return min(1.0, max(0.0, d * math.sqrt(k) - 1.4))
+
+
+def _merged(stretches: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` stretches, sorted and merged where they touch or overlap."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(stretches):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _shape(order: Sequence[int]) -> str:
@@ -583,12 +595,23 @@ class _Axis:
 
     def surely_below(self, t: int) -> float:
         """Incidents known to lie in ``[cursor, t)``: the counted regions it covers whole,
-        or the known incidents (those a page without a count showed standing for more)."""
+        or the known incidents (those a page without a count showed standing for more, except
+        inside a stretch a page shown newest first showed whole: those are all there is)."""
         counted = max((b.n for b in self.bounds if b.exact and b.h <= t), default=0.0)
         last = max((b.h for b in self.bounds if b.exact and b.h <= t), default=self.cursor)
-        return max(counted, float(self.known_below(last))) + self.inflate * (
-            self.known_below(t) - self.known_below(last)
-        )
+        beyond = self.known_below(t) - self.known_below(last)
+        whole = self.known_whole(last, t)
+        return max(counted, float(self.known_below(last))) + whole + self.inflate * (beyond - whole)
+
+    def known_whole(self, lo: int, hi: int) -> int:
+        """Known incidents in ``[lo, hi)`` inside stretches that pages shown newest first
+        showed whole: all there are (for planning), not a sample of more."""
+        total = 0
+        for a, b in _merged(self.shown):
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                total += bisect_left(self.times, b) - bisect_left(self.times, a)
+        return total
 
     def expected(self, t: int) -> tuple[float, float]:
         """(known, unknown) incidents expected in ``[cursor, t)``."""
@@ -597,12 +620,19 @@ class _Axis:
     def risk(self, t: int) -> float:
         """Incidents ``[cursor, t)`` may hold: known ones, plus unknown ones with a margin.
         Where no count bounds the region, the known ones are part of what the density predicts
-        (a sample of it), so they share its chance variation."""
+        (a sample of it), so they share its chance variation; not inside a stretch a page
+        shown newest first showed whole (every incident there is known: a burst's instants
+        walked down a page at a time are each asked for with the stretch up to the next one,
+        not alone and then the empty stretch after it)."""
         k, u = self.expected(t)
         if math.isinf(u):
             return math.inf
         last = self.bounds[-1].h if self.bounds else self.cursor
-        sampled = max(0, self.known_below(t) - self.known_below(last)) if t > last else 0
+        sampled = 0
+        if t > last:
+            sampled = max(
+                0, self.known_below(t) - self.known_below(last) - self.known_whole(last, t)
+            )
         return k + (u + sampled) * self.margin + u + _Z * math.sqrt(u + sampled)
 
     # ---------------------------------------------------------------- planning
@@ -618,9 +648,11 @@ class _Axis:
             hi = min(hi, self.ceiling - 1)
             # without a count below pages shown newest first, a failed request ended at the
             # edge of what they showed: asking up to the next edge would only show the next
-            # page down, so the unknown stretch is halved at once
+            # page down, so the unknown stretch is halved at once; unless that next page is
+            # what is wanted: a burst's, just below an empty stretch (``_burst_walk``: each
+            # request still ends strictly earlier, at the edge of what the pages showed)
             walked = self.guesses >= 1 and bool(self.shown)
-            if self.failures >= 2 or walked:
+            if (self.failures >= 2 or walked) and not (walked and self._burst_walk()):
                 a = (
                     self.cursor
                     if self.floor is None
@@ -701,6 +733,28 @@ class _Axis:
                 hi_t = mid - 1
         return lo_t
 
+    def _burst_walk(self) -> bool:
+        """Whether the request that just failed below pages shown newest first, without a
+        count, should be followed by one up to the edge of what they showed (the next page
+        down) rather than by one for half the stretch below them. Only right after an empty
+        slice at the cursor (the stretch below is sparse: halving it again would find
+        another empty half, a request each) and when the failed page is a burst in that
+        stretch (its items span at most a hundredth of it, and bunch at its low end within
+        a thousandth): the rest of the burst then lies just below the page, so each request
+        shows the next page of it, still ending strictly earlier; once a short answer finds
+        its bottom, every instant of it is known and each is proved with the stretch up to
+        the next. A dense stretch (a backfill's newest days, a steady tick's updates) keeps
+        the halving."""
+        if self.last_items or not self.last_width:
+            return False
+        failed = next((b for b in self.bounds if b.h == self.ceiling and not b.exact), None)
+        if failed is None or failed.shape != "desc":
+            return False
+        below = failed.s_min - self.cursor
+        return (
+            failed.spacing * failed.n < below / 1000 and (failed.s_max - failed.s_min) * 100 < below
+        )
+
     def _gap_end(self) -> int:
         """Where the unknown stretch at the cursor meets a stretch that pages shown newest
         first without a count showed whole (from their lowest incident up to their request's
@@ -746,9 +800,13 @@ class _Axis:
             end > self.floor and (self.top is None or self.cursor < self.top)
         )
         # one instant (a burst a failed answer showed) says nothing of the density around it:
-        # it is not pooled, and with nothing known ahead the next request asks for the rest
+        # it is not pooled, and with nothing known ahead the next request asks for the rest.
+        # Only with nothing known ahead: where failed answers showed what lies ahead (a burst
+        # walked down a page at a time, its instants known), the plan made from them places
+        # the next cut better than asking for everything up to what is known to be there
         if end - self.cursor <= 1:
-            self.probe = True
+            ahead = self.known_below(self.end) - self.known_below(end)
+            self.probe = not ahead and not any(b.h > end for b in self.bounds)
         elif pool and inside:
             self._observe(items, width)
         for b in self.bounds:
