@@ -385,6 +385,9 @@ class _Axis:
     probe: bool = False
     #: stretches ``[lowest, end)`` that pages shown newest first without a count showed whole
     shown: list[tuple[int, int]] = field(default_factory=list)
+    #: coordinates (sorted) of incidents that failed pages without a count showed in no order:
+    #: samples of their regions, ahead of the cursor
+    sampled: list[int] = field(default_factory=list)
     last_width: int = 0  # the width of the last completed slice
     last_items: int = 0  # and how many incidents it held
 
@@ -690,7 +693,7 @@ class _Axis:
                 # steps up to four times its width (the incidents start somewhere between it
                 # and the pages: asking for all of it would only show the next page down)
                 hi = min(hi, self.cursor + 4 * self.last_width)
-            return self._within(room, hi)
+            return self._outside_cluster(self._within(room, hi))
         if self.underrun and self.ceiling is None:
             # never past what is known to hold more than the room
             floor_end = self._within(room, min(hi, self.cursor + 2 * self.underrun))
@@ -715,9 +718,36 @@ class _Axis:
                 else:
                     hi_t = mid - 1
             end = lo_t
+        end = self._outside_cluster(end)
         k, u = self.expected(end)
         self.planned = (k, u) if not math.isinf(u) else None
         return end
+
+    def _outside_cluster(self, end: int) -> int:
+        """``end``, or the lowest instant of a cluster of sampled incidents it would cut.
+
+        A failed page without a count, in no order, shows a sample of its region: where that
+        sample bunches (several incidents within a thousandth of the slice, on both sides of
+        ``end``), a burst is there and the page showed only part of it, so the known ones
+        there stand for more than themselves. A slice ending inside it counts them one each
+        and fails on the rest of the burst; the stretch below is asked for apart instead, and
+        the burst from its lowest known instant."""
+        s = self.sampled
+        i = bisect_left(s, end)
+        if i == 0 or i == len(s):
+            return end
+        w = max(1, (end - self.cursor) // 1000)
+        if s[i] - s[i - 1] > w:
+            return end
+        lo = i - 1
+        while lo > 0 and s[lo] - s[lo - 1] <= w:
+            lo -= 1
+        hi = i
+        while hi + 1 < len(s) and s[hi + 1] - s[hi] <= w:
+            hi += 1
+        if hi - lo + 1 < 4 or s[lo] <= self.cursor:
+            return end
+        return s[lo]
 
     def _within(self, room: float, hi: int) -> int:
         """The largest end up to ``hi`` before which at most ``room`` incidents are known to
@@ -824,6 +854,7 @@ class _Axis:
         self.last_width, self.last_items = end - self.cursor, items
         self.cursor = end
         self.shown = [(lo, hi) for lo, hi in self.shown if hi > end]
+        del self.sampled[: bisect_left(self.sampled, end)]
         # known incidents behind the cursor still shape the regions they were seen in
         keep = min((b.lo0 for b in self.bounds), default=end)
         first = bisect_left(self.times, keep)
@@ -903,6 +934,8 @@ class _Axis:
             # incidents it showed are a sample of more (as many again at least; more where
             # they bunch: a burst it cut), until completed slices say how many more
             self.rate = max(self.rate or 0.0, self._guess(end, read) / width)
+            for t in shown_at:
+                insort(self.sampled, t)
             uneven = _uneven(sorted(shown_at), self._base(self.cursor, end), end)
             self.inflate = max(self.inflate, 2.0 + uneven)
             return
