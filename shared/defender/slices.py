@@ -299,17 +299,6 @@ def _uneven(sample: Sequence[int], lo: int, hi: int) -> float:
     return min(1.0, max(0.0, d * math.sqrt(k) - 1.4))
 
 
-def _merged(stretches: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``[lo, hi)`` stretches, sorted and merged where they touch or overlap."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(stretches):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
 def _shape(order: Sequence[int]) -> str:
     """How the first page's items were ordered on the axis: ``"desc"`` (newest first),
     ``"asc"``, ``"flat"`` (one instant) or ``"spread"`` (no order seen)."""
@@ -609,12 +598,14 @@ class _Axis:
     def known_whole(self, lo: int, hi: int) -> int:
         """Known incidents in ``[lo, hi)`` inside stretches that pages shown newest first
         showed whole: all there are (for planning), not a sample of more."""
-        total = 0
-        for a, b in _merged(self.shown):
-            a, b = max(a, lo), min(b, hi)
-            if a < b:
-                total += bisect_left(self.times, b) - bisect_left(self.times, a)
-        return total
+        if hi <= lo or not self.shown:
+            return 0
+
+        def known(a: int, b: int) -> int:
+            return bisect_left(self.times, b) - bisect_left(self.times, a)
+
+        # what the shown stretches cover of [lo, hi) is all of it but its gaps
+        return known(lo, hi) - sum(known(a, b) for a, b in self._gaps(lo, hi))
 
     def expected(self, t: int) -> tuple[float, float]:
         """(known, unknown) incidents expected in ``[cursor, t)``."""
