@@ -15,6 +15,7 @@ the figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import json
 import math
@@ -89,6 +90,7 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@functools.cache  # once per benchmark: reading every distribution's metadata takes a while
 def absent_in_deploy(requirements: Path = ROOT / "requirements.txt") -> list[str]:
     """Top-level modules installed here that no distribution pinned in ``requirements.txt``
     provides: what a deployed app cannot import (see ``_MEASURED``)."""
@@ -138,7 +140,7 @@ def _cli(settings: dict[str, str], *args: str) -> tuple[float, dict[str, Any], i
     (wall seconds, its JSON output, its peak RSS in KiB, its own CPU seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEFENDER_", "INGEST_"))}
     env.update(settings)
-    env["BENCH_ABSENT_MODULES"] = ",".join(_ABSENT)
+    env["BENCH_ABSENT_MODULES"] = ",".join(absent_in_deploy())
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", _MEASURED, *args],
@@ -149,10 +151,6 @@ def _cli(settings: dict[str, str], *args: str) -> tuple[float, dict[str, Any], i
         raise SystemExit(f"{' '.join(args)} failed: {result.stderr[-2000:]}")
     peak_kib = measured_peak_kib(result.stderr)
     return elapsed, json.loads(result.stdout), peak_kib, measured_cpu(result.stderr)
-
-
-#: computed once per benchmark (reading every distribution's metadata takes a while)
-_ABSENT = absent_in_deploy()
 
 
 def _admin(emu: Emulator, method: str, path: str, body: Any = None) -> Any:

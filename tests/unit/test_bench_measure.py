@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.__main__ import _MEASURED, measured_peak_kib
+from bench.__main__ import _MEASURED, absent_in_deploy, measured_peak_kib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,8 +51,6 @@ def test_the_cpu_figure_is_the_measured_process_own() -> None:
 
 
 def test_modules_no_pinned_distribution_provides_are_absent(tmp_path: Path) -> None:
-    from bench.__main__ import absent_in_deploy
-
     pins = tmp_path / "requirements.txt"
     pins.write_text("# runtime\nrequests==2.34.2  # HTTP\nPyJWT==2.15.1\n")
     absent = absent_in_deploy(pins)
@@ -63,8 +62,6 @@ def test_modules_no_pinned_distribution_provides_are_absent(tmp_path: Path) -> N
 def test_the_product_imports_only_what_a_deploy_installs() -> None:
     """The measured process sees the deployed set of packages: every module of the product
     still imports there (a test-only package it needed would be a missing requirement)."""
-    from bench.__main__ import absent_in_deploy
-
     absent = absent_in_deploy()
     assert "aiohttp" in absent  # present here for the Graph SDK's tests only
     probe = (
@@ -72,7 +69,7 @@ def test_the_product_imports_only_what_a_deploy_installs() -> None:
         "print(sys.modules['aiohttp'], [m for m in sys.modules if m.startswith('aiohttp.')])"
     )
     code = _MEASURED.split("sys.argv = ")[0] + probe
-    env = {**__import__("os").environ, "BENCH_ABSENT_MODULES": ",".join(absent)}
+    env = {**os.environ, "BENCH_ABSENT_MODULES": ",".join(absent)}
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
