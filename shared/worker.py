@@ -28,6 +28,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.core.invocation import bound
+from shared.core.runtime import pace_collector  # the standard library's gc only
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ def invocation(context: func.Context) -> Iterator[None]:
     # the app and import time counts, and the settings' declarations and the redaction
     # patterns these load are a good part of it (after the first invocation it is a lookup)
     from shared.core.logs import configure_worker_logging
-    from shared.core.runtime import pace_collector
 
     configure_worker_logging()
     pace_collector()
