@@ -333,7 +333,7 @@ class PushWorker:
             return
         secret = self._store.secret(sub)
         started = self._monotonic()
-        delivered, delivered_noted = 0, False
+        delivered = 0
         while items:
             if self._monotonic() - started > self._options.budget:
                 self._again(message, items, attempt, 0, report)
@@ -355,6 +355,12 @@ class PushWorker:
             if verdict.outcome == "delivered":
                 items.pop(0)
                 delivered += 1
+                if delivered == 1:
+                    # noted at the round's first delivery, so a failure later in the round is
+                    # noted after it and the health ends on it (its error, a breaker count),
+                    # as the round did; and a "gone" answer is then counted from now
+                    self._succeeded(sub.id)
+                    sub = replace(sub, gone_since=None)
                 continue
             if verdict.outcome == "rejected":
                 log.warning(
@@ -372,13 +378,6 @@ class PushWorker:
                     report,
                 )
                 continue
-            if delivered:
-                # what went through came before this failure: noted first, so the health
-                # ends on the failure (its error, a breaker count) as the round did
-                self._succeeded(sub.id)
-                delivered_noted = True
-                # and a "gone" answer now is counted from now: the receiver just took one
-                sub = replace(sub, gone_since=None)
             if verdict.outcome == "gone" and self._gone(
                 sub, verdict, tenant, items, attempt, report
             ):
@@ -386,8 +385,6 @@ class PushWorker:
             self._failed_round(sub, message, items, attempt, verdict, report)
             break
         report.delivered += delivered
-        if delivered and not delivered_noted:
-            self._succeeded(sub.id)
 
     def _post(
         self,
