@@ -25,18 +25,18 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from bench.listing import PAGE, TICK
 from emulator import data as emulator_data
 from emulator.config import EmulatorConfig
 from emulator.model import Incident
 from emulator.state import derive_ids
+from shared.core.surfaces import SKIP_LIMIT
 from shared.defender.slices import Listing, SliceRequest, to_us
+from shared.usecases.ingest.window import plan_start
 from testkit.slice_service import Data, Service, perfect
 
-PAGE = {"graph": 50, "legacy": 100}
-SKIP_LIMIT = 500
 LAG = timedelta(seconds=60)
 LOOKBACK = timedelta(days=30)
-TICK = timedelta(minutes=5)
 
 
 class EmulatorOrder(Service):
@@ -101,13 +101,12 @@ class Tenant:
         """One run; (calls, incidents in its window, a perfect reader's requests)."""
         gap = timedelta(minutes=overlap)
         upper = self.now - LAG
-        if self.checkpoint is None:
-            start = self.now - LOOKBACK
-        else:
-            start = self.checkpoint - gap
-            assert self.read_at is not None
-            start = max(start, min(self.checkpoint, self.read_at - LAG - gap))
-        start = min(start, upper)
+        read_before = None if self.read_at is None else self.read_at - LAG - gap
+        # as the run plans it (``TenantRun._plan``)
+        planned = plan_start(
+            self.checkpoint, self.now, lookback=LOOKBACK, overlap=gap, settled=read_before
+        )
+        start = min(planned, upper)
         graph = api == "graph"
         settled = upper - gap if graph else None
         listing = Listing(
